@@ -1,0 +1,7 @@
+"""Allow ``python -m bids_glm``."""
+
+import sys
+
+from bids_glm.cli import main
+
+sys.exit(main())

@@ -1,0 +1,126 @@
+"""BIDS-Derivatives names and atomic, deterministic writing of maps, tables and sidecars."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from bids_glm import __version__
+
+try:
+    from isal import igzip as _gzip
+except ImportError:  # pragma: no cover - isal is a declared dependency
+    import gzip as _gzip
+
+BIDS_VERSION = "1.10.0"
+CODE_URL = "https://github.com/bids-glm/bids-glm"
+CONTAINER_ENV = "BIDS_GLM_CONTAINER"
+GZIP_LEVEL = 2
+RUN_LEVEL_ENTITIES = ("sub", "ses", "task", "acq", "ce", "rec", "dir", "run", "echo", "space")
+SUBJECT_LEVEL_ENTITIES = ("sub", "ses", "task", "space")
+
+
+def subject_func_dir(output_dir: Path, entities: Mapping[str, str]) -> Path:
+    """``OUTPUT_DIR/sub-<s>[/ses-<x>]/func``."""
+    folder = output_dir / f"sub-{entities['sub']}"
+    if "ses" in entities:
+        folder = folder / f"ses-{entities['ses']}"
+    return folder / "func"
+
+
+def bids_name(
+    entities: Mapping[str, str], keep: tuple[str, ...], extra: Mapping[str, str], suffix: str
+) -> str:
+    """Name from the ``keep`` entities present (in that order), then ``extra``, then suffix."""
+    parts = [f"{k}-{entities[k]}" for k in keep if k in entities]
+    parts += [f"{k}-{v}" for k, v in extra.items()]
+    return "_".join([*parts, suffix])
+
+
+def write_bytes_atomic(path: Path, payload: bytes) -> None:
+    """Write ``payload`` to a temporary file in the same folder, then rename it to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(payload)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def json_bytes(document: Mapping) -> bytes:
+    """Deterministic JSON: sorted keys, 2-space indent, trailing newline."""
+    return (json.dumps(document, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
+
+
+def write_json(path: Path, document: Mapping) -> None:
+    """Atomically write a JSON document with sorted keys."""
+    write_bytes_atomic(path, json_bytes(document))
+
+
+def write_tsv(path: Path, table: pd.DataFrame) -> None:
+    """Atomically write a table as a BIDS TSV (n/a for missing values, no index)."""
+    text = table.to_csv(sep="\t", index=False, na_rep="n/a", lineterminator="\n")
+    write_bytes_atomic(path, text.encode())
+
+
+def nifti_gz_bytes(volume: np.ndarray, affine: np.ndarray) -> bytes:
+    """A deterministic ``.nii.gz`` payload (no timestamp in the gzip header)."""
+    image = nib.Nifti1Image(volume, affine)
+    image.header.set_xyzt_units("mm", "sec")
+    image.header.set_qform(affine, code=1)
+    image.header.set_sform(affine, code=1)
+    return _gzip.compress(image.to_bytes(), compresslevel=GZIP_LEVEL, mtime=0)
+
+
+def write_map(
+    path: Path, values: np.ndarray, mask: np.ndarray, affine: np.ndarray, sidecar: Mapping
+) -> None:
+    """Write in-mask ``values`` as a float32 3-D map (zero outside the mask) plus its JSON."""
+    volume = np.zeros(mask.shape, dtype=np.float32)
+    volume[mask] = values
+    write_bytes_atomic(path, nifti_gz_bytes(volume, affine))
+    write_json(path.with_name(path.name.replace(".nii.gz", ".json")), sidecar)
+
+
+def write_mask(path: Path, mask: np.ndarray, affine: np.ndarray) -> None:
+    """Write a boolean mask as uint8 NIfTI."""
+    write_bytes_atomic(path, nifti_gz_bytes(mask.astype(np.uint8), affine))
+
+
+def dataset_description(bids_dir: Path) -> dict:
+    """The ``dataset_description.json`` content of the output folder."""
+    generated_by = {"Name": "bids-glm", "Version": __version__, "CodeURL": CODE_URL}
+    container = os.environ.get(CONTAINER_ENV)
+    if container:
+        generated_by["Container"] = {"Type": "docker", "Tag": container}
+    source = {"URL": bids_dir.as_uri()}
+    try:
+        raw = json.loads((bids_dir / "dataset_description.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        raw = {}
+    if raw.get("DatasetDOI"):
+        source = {"DOI": raw["DatasetDOI"]}
+    return {
+        "Name": f"bids-glm first-level statistics of {raw.get('Name', bids_dir.name)}",
+        "BIDSVersion": BIDS_VERSION,
+        "DatasetType": "derivative",
+        "GeneratedBy": [generated_by],
+        "SourceDatasets": [source],
+    }
+
+
+def write_dataset_description(output_dir: Path, bids_dir: Path) -> None:
+    """Write ``OUTPUT_DIR/dataset_description.json`` (atomic, deterministic)."""
+    write_json(output_dir / "dataset_description.json", dataset_description(bids_dir))

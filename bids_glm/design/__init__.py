@@ -1,0 +1,1 @@
+"""design layer of bids-glm."""

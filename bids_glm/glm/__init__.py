@@ -1,0 +1,1 @@
+"""glm layer of bids-glm."""

@@ -1,0 +1,1 @@
+"""inputs layer of bids-glm."""

@@ -1,0 +1,309 @@
+"""Find the runs to analyse with pybids: preprocessed BOLD, masks, events, confounds, TR.
+
+Only the requested participants are indexed; pybids' database lives under the work
+folder, so the input dataset can be mounted read-only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+
+from bids_glm.errors import InputError
+from bids_glm.inputs.entities import applicable_files, applies_to, raw_entities, split_name
+from bids_glm.settings import DEFAULT_FMRIPREP_SPACE, Settings
+
+LOGGER = logging.getLogger("bids_glm")
+NIFTI_EXTENSIONS = (".nii", ".nii.gz")
+TR_RELATIVE_TOLERANCE = 1e-3
+MASK_IGNORED = frozenset({"desc"})
+CONFOUNDS_IGNORED = frozenset({"desc", "space", "res", "den"})
+
+
+@dataclass(frozen=True)
+class RunInput:
+    """Everything discovered about one preprocessed run.
+
+    Attributes
+    ----------
+    entities : dict of str to str
+        BIDS entities of the preprocessed BOLD, values as written in its name.
+    bold_path, mask_path, events_path, confounds_path : Path or None
+        Input files (mask, events and confounds may be missing).
+    tr_s : float
+        Repetition time in seconds.
+    start_time_s : float or None
+        ``StartTime`` of the derivative sidecar (slice-timing reference), if any.
+    n_volumes : int
+        Number of volumes of the BOLD series.
+    """
+
+    entities: Mapping[str, str]
+    bold_path: Path
+    mask_path: Path | None
+    events_path: Path | None
+    confounds_path: Path | None
+    tr_s: float
+    start_time_s: float | None
+    n_volumes: int
+
+    @property
+    def subject(self) -> str:
+        return self.entities["sub"]
+
+    @property
+    def session(self) -> str | None:
+        return self.entities.get("ses")
+
+    @property
+    def task(self) -> str:
+        return self.entities["task"]
+
+    @property
+    def space(self) -> str | None:
+        return self.entities.get("space")
+
+    @property
+    def label(self) -> str:
+        """Short human-readable name of the run, e.g. ``sub-01 ses-1 task-x run-2``."""
+        keys = ("sub", "ses", "task", "acq", "dir", "run", "echo")
+        return " ".join(f"{k}-{self.entities[k]}" for k in keys if k in self.entities)
+
+
+def available_participants(bids_dir: Path) -> list[str]:
+    """Participant labels that have a ``sub-<label>`` folder in the dataset."""
+    return sorted(p.name[4:] for p in bids_dir.glob("sub-*") if p.is_dir())
+
+
+def select_participants(bids_dir: Path, requested: Sequence[str]) -> list[str]:
+    """Return the participants to analyse, or raise ``InputError`` for unknown labels."""
+    present = available_participants(bids_dir)
+    if not present:
+        raise InputError(f"{bids_dir}: no sub-<label> folders; is this a BIDS dataset?")
+    missing = [label for label in requested if label not in present]
+    if missing:
+        raise InputError(
+            f"participant(s) {', '.join('sub-' + m for m in missing)} not found in {bids_dir}; "
+            f"present: {', '.join('sub-' + p for p in present)}"
+        )
+    return list(requested) or present
+
+
+def _indexer_ignore(participants: Sequence[str]) -> list[re.Pattern]:
+    keep = "|".join(re.escape(p) for p in participants)
+    return [
+        re.compile(r"^/(code|stimuli|sourcedata|models|derivatives|logs)(/|$)"),
+        re.compile(r"/\."),
+        re.compile(rf"^/sub-(?!({keep})(/|$))[^/]+"),
+    ]
+
+
+def open_layout(settings: Settings, participants: Sequence[str]):
+    """Index the raw dataset and the derivatives for ``participants`` only.
+
+    Returns
+    -------
+    bids.BIDSLayout
+        Layout with the derivatives attached; its database lives in the work folder.
+    """
+    from bids import BIDSLayout, BIDSLayoutIndexer
+    from bids.exceptions import BIDSValidationError
+
+    key = json.dumps(
+        [str(settings.bids_dir), [str(d) for d in settings.derivatives], list(participants)]
+    )
+    database = settings.work_dir / "pybids" / hashlib.sha1(key.encode()).hexdigest()[:12]
+    database.mkdir(parents=True, exist_ok=True)
+    indexer = BIDSLayoutIndexer(validate=False, ignore=_indexer_ignore(participants))
+    try:
+        return BIDSLayout(
+            settings.bids_dir,
+            validate=False,
+            derivatives=[str(d) for d in settings.derivatives] or False,
+            database_path=database,
+            reset_database=True,
+            indexer=indexer,
+        )
+    except (BIDSValidationError, ValueError, FileNotFoundError) as err:
+        raise InputError(f"cannot index {settings.bids_dir} with pybids: {err}") from None
+
+
+def _choose_space(spaces: set[str | None], requested: str | None) -> str | None:
+    if requested is not None:
+        if requested not in spaces:
+            listed = ", ".join(sorted(str(s) for s in spaces))
+            raise InputError(f"--space {requested}: no preprocessed BOLD in it; found: {listed}")
+        return requested
+    if len(spaces) == 1:
+        return next(iter(spaces))
+    if DEFAULT_FMRIPREP_SPACE in spaces:
+        LOGGER.info(
+            "several spaces present; using %s (choose with --space)", DEFAULT_FMRIPREP_SPACE
+        )
+        return DEFAULT_FMRIPREP_SPACE
+    listed = ", ".join(sorted(str(s) for s in spaces))
+    raise InputError(f"preprocessed BOLD exists in several spaces ({listed}); choose with --space")
+
+
+def _header_tr_s(image: nib.Nifti1Image) -> float | None:
+    zooms = image.header.get_zooms()
+    if len(zooms) < 4 or zooms[3] <= 0:
+        return None
+    _, time_unit = image.header.get_xyzt_units()
+    return float(zooms[3]) * {"msec": 1e-3, "usec": 1e-6}.get(time_unit, 1.0)
+
+
+def resolve_tr_s(
+    bold_path: Path, derivative_meta: Mapping, raw_meta: Mapping, header_tr_s: float | None
+) -> float:
+    """Repetition time from the derivative sidecar, then the raw sidecar, then the header.
+
+    A warning names the sources when they disagree.
+    """
+    sources = {
+        "derivative sidecar": derivative_meta.get("RepetitionTime"),
+        "raw sidecar": raw_meta.get("RepetitionTime"),
+        "NIfTI header": header_tr_s,
+    }
+    found = {name: float(v) for name, v in sources.items() if v is not None}
+    if not found:
+        raise InputError(
+            f"{bold_path}: no RepetitionTime in its sidecars and no TR in the NIfTI header"
+        )
+    chosen_name, chosen = next(iter(found.items()))
+    if chosen <= 0:
+        raise InputError(f"{bold_path}: RepetitionTime {chosen} ({chosen_name}) must be > 0 s")
+    for name, value in found.items():
+        if abs(value - chosen) > TR_RELATIVE_TOLERANCE * chosen:
+            LOGGER.warning(
+                "%s: TR %.4g s (%s) disagrees with %.4g s (%s); using the %s",
+                bold_path.name,
+                value,
+                name,
+                chosen,
+                chosen_name,
+                chosen_name,
+            )
+    return chosen
+
+
+def _merged_json(paths: Sequence[Path]) -> dict:
+    merged: dict = {}
+    for path in paths:
+        try:
+            merged.update(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError) as err:
+            raise InputError(f"{path}: not readable JSON ({err})") from None
+    return merged
+
+
+def _matching_derivative(
+    candidates: Sequence[str], entities: Mapping[str, str], ignore: frozenset[str]
+) -> Path | None:
+    """The candidate whose entities, apart from ``ignore``, are exactly the run's."""
+    wanted = {k: v for k, v in entities.items() if k not in ignore}
+    for candidate in sorted(candidates):
+        found = {k: v for k, v in split_name(candidate)[0].items() if k not in ignore}
+        if found.keys() == wanted.keys() and applies_to(found, wanted):
+            return Path(candidate)
+    return None
+
+
+def discover_runs(settings: Settings) -> list[RunInput]:
+    """Find every preprocessed run of the requested participants, tasks and sessions.
+
+    Raises
+    ------
+    InputError
+        Unknown participants, no derivatives, no runs for the task, unreadable sidecars.
+    """
+    participants = select_participants(settings.bids_dir, settings.participant_labels)
+    if not settings.derivatives:
+        raise InputError(
+            f"no derivatives: {settings.bids_dir / 'derivatives' / 'fmriprep'} does not exist; "
+            "point --derivatives at fMRIPrep outputs"
+        )
+    layout = open_layout(settings, participants)
+    filters = {"subject": participants}
+    if settings.tasks:
+        filters["task"] = list(settings.tasks)
+    if settings.sessions:
+        filters["session"] = list(settings.sessions)
+    bolds = layout.get(
+        scope="derivatives",
+        desc="preproc",
+        suffix="bold",
+        extension=list(NIFTI_EXTENSIONS),
+        return_type="filename",
+        **filters,
+    )
+    if not bolds:
+        tasks = sorted(layout.get_tasks(scope="derivatives", subject=participants))
+        what = f"task(s) {', '.join(settings.tasks)}" if settings.tasks else "any task"
+        raise InputError(
+            f"no desc-preproc_bold NIfTI for {what} and participant(s) "
+            f"{', '.join(participants)} in {', '.join(map(str, settings.derivatives))}; "
+            f"tasks with preprocessed BOLD: {', '.join(tasks) or 'none'}"
+        )
+    space = _choose_space({split_name(b)[0].get("space") for b in bolds}, settings.space)
+    bolds = [b for b in bolds if split_name(b)[0].get("space") == space]
+    masks = layout.get(scope="derivatives", desc="brain", suffix="mask", return_type="filename")
+    confounds = layout.get(
+        scope="derivatives",
+        desc="confounds",
+        suffix=["timeseries", "regressors"],
+        extension=".tsv",
+        return_type="filename",
+    )
+    events = [
+        Path(p)
+        for p in layout.get(scope="raw", suffix="events", extension=".tsv", return_type="filename")
+    ]
+    raw_sidecars = [
+        Path(p)
+        for p in layout.get(scope="raw", suffix="bold", extension=".json", return_type="filename")
+    ]
+    runs = [
+        _run_input(Path(bold), layout, settings.bids_dir, masks, confounds, events, raw_sidecars)
+        for bold in sorted(bolds)
+    ]
+    LOGGER.info(
+        "found %d run(s) for %d participant(s) in space %s", len(runs), len(participants), space
+    )
+    return runs
+
+
+def _run_input(bold, layout, bids_dir, masks, confounds, events, raw_sidecars) -> RunInput:
+    entities, _, _ = split_name(bold)
+    image = nib.load(bold)
+    if len(image.shape) != 4:
+        raise InputError(f"{bold}: expected a 4-D BOLD series, found shape {image.shape}")
+    raw = raw_entities(entities)
+    run_dir = bids_dir / f"sub-{raw['sub']}"
+    if "ses" in raw:
+        run_dir = run_dir / f"ses-{raw['ses']}"
+    run_dir = run_dir / "func"
+    events_files = applicable_files(events, raw, bids_dir, run_dir)
+    if not events_files:
+        LOGGER.warning("%s: no events.tsv applies to this run", bold.name)
+    derivative_meta = layout.get_metadata(str(bold))
+    raw_meta = _merged_json(applicable_files(raw_sidecars, raw, bids_dir, run_dir))
+    tr_s = resolve_tr_s(bold, derivative_meta, raw_meta, _header_tr_s(image))
+    start_time = derivative_meta.get("StartTime")
+    return RunInput(
+        entities=entities,
+        bold_path=bold,
+        mask_path=_matching_derivative(masks, entities, MASK_IGNORED),
+        events_path=events_files[-1] if events_files else None,
+        confounds_path=_matching_derivative(confounds, entities, CONFOUNDS_IGNORED),
+        tr_s=tr_s,
+        start_time_s=None if start_time is None else float(start_time),
+        n_volumes=int(image.shape[3]),
+    )

@@ -1,0 +1,102 @@
+"""The one frozen description of what a bids-glm invocation should do."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bids_glm.design.contrasts import ContrastSpec
+
+DEFAULT_FMRIPREP_SPACE = "MNI152NLin2009cAsym"
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """First-level model choices, shared by every run.
+
+    Attributes
+    ----------
+    hrf_model : str
+        HRF basis (see ``bids_glm.design.hrf.HRF_MODELS``).
+    drift_model : str
+        ``"cosine"``, ``"polynomial"`` or ``"none"``.
+    high_pass_hz : float
+        Cut-off of the cosine drift basis.
+    drift_order : int
+        Order of the polynomial drift basis.
+    fir_delays_scans : tuple of int
+        Delays of the FIR basis, in scans.
+    noise_model : str
+        ``"ols"`` or ``"ar1"``.
+    signal_scaling : str
+        ``"percent"`` (per-voxel percent signal change) or ``"none"``.
+    smoothing_fwhm_mm : float or None
+        Isotropic Gaussian smoothing applied before the fit.
+    slice_time_ref : float or None
+        Fraction of the TR at which the model is sampled; None reads the
+        derivative sidecar's ``StartTime`` (0 when absent).
+    confounds : tuple of str
+        Confound column names (shell-style wildcards allowed) to add to the design.
+    contrasts : tuple of ContrastSpec
+        User contrasts, computed in addition to one t contrast per condition.
+    fixed_effects : str
+        ``"precision"`` (inverse-variance weighted) or ``"unweighted"``.
+    """
+
+    hrf_model: str = "glover"
+    drift_model: str = "cosine"
+    high_pass_hz: float = 0.01
+    drift_order: int = 1
+    fir_delays_scans: tuple[int, ...] = (0,)
+    noise_model: str = "ar1"
+    signal_scaling: str = "percent"
+    smoothing_fwhm_mm: float | None = None
+    slice_time_ref: float | None = None
+    confounds: tuple[str, ...] = ()
+    contrasts: tuple[ContrastSpec, ...] = ()
+    fixed_effects: str = "precision"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the pipeline needs, validated by ``cli.py``.
+
+    Attributes
+    ----------
+    bids_dir, output_dir : Path
+        Absolute paths of the input dataset and the derivatives folder to write.
+    analysis_level : str
+        ``"participant"`` or ``"group"``.
+    participant_labels : tuple of str
+        Labels without the ``sub-`` prefix; empty means every participant.
+    tasks, sessions : tuple of str
+        Restrict to these tasks / sessions; empty means all.
+    space : str or None
+        Output space of the preprocessed BOLD to use.
+    derivatives : tuple of Path
+        Folders holding fMRIPrep-like derivatives.
+    work_dir : Path
+        Scratch folder (pybids database, caches).
+    model : ModelSettings
+        The first-level model.
+    n_cpus : int
+        Cores the analysis may use.
+    skip_bids_validator : bool
+        Skip the input dataset check.
+    verbosity : int
+        -1 quiet, 0 normal, 1 verbose (tracebacks), 2 debug.
+    """
+
+    bids_dir: Path
+    output_dir: Path
+    analysis_level: str
+    work_dir: Path
+    participant_labels: tuple[str, ...] = ()
+    tasks: tuple[str, ...] = ()
+    sessions: tuple[str, ...] = ()
+    space: str | None = None
+    derivatives: tuple[Path, ...] = ()
+    model: ModelSettings = field(default_factory=ModelSettings)
+    n_cpus: int = 1
+    skip_bids_validator: bool = False
+    verbosity: int = 0
