@@ -82,13 +82,13 @@ def iter_volumes(path: Path) -> Iterator[np.ndarray]:
     ------
     ndarray, shape (x, y, z), float32, Fortran order
     """
-    header = nib.load(path).header
-    shape = header.get_data_shape()
+    proxy = nib.load(path).dataobj  # header facts only; no data is read here
+    shape = tuple(proxy.shape)
     if len(shape) != 4:
         raise InputError(f"{path}: expected a 4-D series, found shape {shape}")
-    dtype = header.get_data_dtype()
-    slope, intercept = header.get_slope_inter()
-    offset = int(header.get_data_offset())
+    dtype = np.dtype(proxy.dtype)
+    slope, intercept = float(proxy.slope), float(proxy.inter)
+    offset = int(proxy.offset)
     volume_shape = shape[:3]
     n_bytes = int(np.prod(volume_shape)) * dtype.itemsize
     raw = bytearray(n_bytes)
@@ -100,7 +100,7 @@ def iter_volumes(path: Path) -> Iterator[np.ndarray]:
             _read_exact(stream, raw, path)
             values = np.frombuffer(raw, dtype=dtype).reshape(volume_shape, order="F")
             volume[...] = values
-            if slope is not None and slope not in (0.0, 1.0):
+            if slope != 1.0:
                 volume *= np.float32(slope)
             if intercept:
                 volume += np.float32(intercept)

@@ -1,0 +1,164 @@
+"""Discovery with pybids: runs, inheritance, run-label padding, TR sources, errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import SPACE, make_tiny_dataset, write_json
+
+from bids_glm.errors import InputError
+from bids_glm.inputs.entities import applicable_files, split_name
+from bids_glm.inputs.events import clean_events, read_events
+from bids_glm.inputs.layout import discover_runs
+from bids_glm.settings import Settings
+
+
+def settings_for(bids: Path, tmp_path: Path, **kwargs) -> Settings:
+    defaults = {
+        "bids_dir": bids,
+        "output_dir": tmp_path / "out",
+        "analysis_level": "participant",
+        "work_dir": tmp_path / "work",
+        "derivatives": (bids / "derivatives" / "fmriprep",),
+    }
+    return Settings(**{**defaults, **kwargs})
+
+
+def test_split_name_keeps_padding_and_suffix():
+    entities, suffix, ext = split_name("sub-01_task-x_run-01_space-MNI_desc-preproc_bold.nii.gz")
+    assert entities == {"sub": "01", "task": "x", "run": "01", "space": "MNI", "desc": "preproc"}
+    assert (suffix, ext) == ("bold", ".nii.gz")
+
+
+def test_inheritance_prefers_the_most_specific_file(tmp_path):
+    root = tmp_path
+    func = root / "sub-01" / "func"
+    func.mkdir(parents=True)
+    top = root / "task-x_events.tsv"
+    subject_level = root / "sub-01" / "sub-01_task-x_events.tsv"
+    run_level = func / "sub-01_task-x_run-1_events.tsv"
+    other_run = func / "sub-01_task-x_run-2_events.tsv"
+    for path in (top, subject_level, run_level, other_run):
+        path.write_text("onset\tduration\n")
+    run = {"sub": "01", "task": "x", "run": "01"}
+    chosen = applicable_files([other_run, run_level, top, subject_level], run, root, func)
+    assert chosen == [top, subject_level, run_level]
+
+
+def test_discovers_runs_and_matches_padded_run_labels(tmp_path):
+    bids = make_tiny_dataset(
+        tmp_path / "bids", runs=("1", "2"), derivative_run_label=lambda r: f"0{r}"
+    )
+    runs = discover_runs(settings_for(bids, tmp_path))
+    assert [r.entities["run"] for r in runs] == ["01", "02"]
+    for run, raw_label in zip(runs, ("1", "2"), strict=True):
+        assert run.events_path.name == f"sub-01_task-tiny_run-{raw_label}_events.tsv"
+        assert run.mask_path.name.endswith(f"run-{run.entities['run']}_space-{SPACE}_desc-brain_mask.nii.gz")
+        assert run.confounds_path.name.endswith("desc-confounds_timeseries.tsv")
+        assert run.tr_s == 2.0
+        assert run.n_volumes == 30
+        assert run.space == SPACE
+
+
+def test_root_level_events_are_inherited(tmp_path):
+    bids = make_tiny_dataset(tmp_path / "bids", root_level_events=True)
+    (run,) = discover_runs(settings_for(bids, tmp_path))
+    assert run.events_path == bids / "task-tiny_events.tsv"
+
+
+def test_only_requested_participants_are_indexed_and_nothing_written_to_input(tmp_path):
+    bids = make_tiny_dataset(tmp_path / "bids", subjects=("01", "02", "03"))
+    before = sorted(p.relative_to(bids) for p in bids.rglob("*"))
+    runs = discover_runs(settings_for(bids, tmp_path, participant_labels=("02",)))
+    assert {r.subject for r in runs} == {"02"}
+    assert sorted(p.relative_to(bids) for p in bids.rglob("*")) == before
+    assert any((tmp_path / "work" / "pybids").rglob("*.sqlite"))
+
+
+def test_tr_disagreement_warns_and_derivative_sidecar_wins(tmp_path, caplog):
+    bids = make_tiny_dataset(tmp_path / "bids")
+    write_json(bids / "task-tiny_bold.json", {"RepetitionTime": 2.5, "TaskName": "tiny"})
+    with caplog.at_level(logging.WARNING, logger="bids_glm"):
+        (run,) = discover_runs(settings_for(bids, tmp_path))
+    assert run.tr_s == 2.0
+    assert "raw sidecar" in caplog.text and "disagrees" in caplog.text
+
+
+def test_tr_falls_back_to_raw_sidecar_then_header(tmp_path):
+    bids = make_tiny_dataset(tmp_path / "bids", tr_s=1.5)
+    sidecar = next(bids.rglob("*desc-preproc_bold.json"))
+    sidecar.write_text(json.dumps({"SkullStripped": False}))
+    (run,) = discover_runs(settings_for(bids, tmp_path))
+    assert run.tr_s == 1.5
+    (bids / "task-tiny_bold.json").write_text(json.dumps({"TaskName": "tiny"}))
+    (run,) = discover_runs(settings_for(bids, tmp_path))
+    assert run.tr_s == pytest.approx(1.5)  # from the NIfTI header
+
+
+def test_unknown_participant_is_a_precise_error(tmp_path):
+    bids = make_tiny_dataset(tmp_path / "bids")
+    with pytest.raises(InputError, match=r"sub-99 not found .*present: sub-01"):
+        discover_runs(settings_for(bids, tmp_path, participant_labels=("99",)))
+
+
+def test_unknown_task_lists_the_tasks_present(tmp_path):
+    bids = make_tiny_dataset(tmp_path / "bids")
+    with pytest.raises(InputError, match=r"task\(s\) nope.*tasks with preprocessed BOLD: tiny"):
+        discover_runs(settings_for(bids, tmp_path, tasks=("nope",)))
+
+
+def test_sessions_are_discovered(tmp_path):
+    bids = make_tiny_dataset(tmp_path / "bids", sessions=("a", "b"))
+    runs = discover_runs(settings_for(bids, tmp_path))
+    assert sorted(r.session for r in runs) == ["a", "b"]
+    assert all(r.events_path and f"ses-{r.session}" in r.events_path.name for r in runs)
+    runs = discover_runs(settings_for(bids, tmp_path, sessions=("b",)))
+    assert [r.session for r in runs] == ["b"]
+
+
+def test_events_cleaning_rules(tmp_path, caplog):
+    path = tmp_path / "events.tsv"
+    path.write_text(
+        "onset\tduration\ttrial_type\tmodulation\n"
+        "-2\t1\ta\t2\n"
+        "5\tn/a\tb\tn/a\n"
+        "n/a\t1\ta\t1\n"
+        "7\t-1\tn/a\t1\n"
+        "9\t-3\tb\t1\n"
+        "500\t1\ta\t1\n"
+    )
+    with caplog.at_level(logging.WARNING, logger="bids_glm"):
+        clean = clean_events(read_events(path), path, scan_duration_s=100.0)
+    expected = pd.DataFrame(
+        {
+            "onset": [-2.0, 5.0, 9.0, 500.0],
+            "duration": [1.0, 0.0, 0.0, 1.0],
+            "trial_type": ["a", "b", "b", "a"],
+            "modulation": [2.0, 1.0, 1.0, 1.0],
+        }
+    )
+    pd.testing.assert_frame_equal(clean, expected, check_dtype=False)
+    assert "2 event(s) with n/a onset or trial_type dropped" in caplog.text
+    assert "2 n/a or negative duration(s) set to 0 s" in caplog.text
+    assert "1 event(s) start after the end of the scan" in caplog.text
+
+
+def test_events_missing_columns_and_bad_numbers(tmp_path):
+    path = tmp_path / "events.tsv"
+    path.write_text("onset\ttrial_type\n1\ta\n")
+    with pytest.raises(InputError, match=r"events.tsv: required column\(s\) duration missing"):
+        clean_events(read_events(path), path, 100.0)
+    path.write_text("onset\tduration\n1\t2\nsoon\t1\n")
+    with pytest.raises(InputError, match=r"column 'onset' line 3: expected a number"):
+        clean_events(read_events(path), path, 100.0)
+
+
+def test_events_without_trial_type_form_one_condition(tmp_path):
+    path = tmp_path / "events.tsv"
+    path.write_text("onset\tduration\n1\t2\n10\t2\n")
+    clean = clean_events(read_events(path), path, 100.0)
+    assert list(clean["trial_type"]) == ["events", "events"]
