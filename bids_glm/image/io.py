@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import nibabel as nib
 import numpy as np
 
 from bids_glm.errors import InputError
-from bids_glm.image.mask import bounding_box, same_grid
+from bids_glm.image.mask import bounding_box, load_image, same_grid
 from bids_glm.image.smooth import kernel_radius_voxels, sigma_voxels, smooth_volume
 
 try:  # ISA-L inflates gzip several times faster than zlib
@@ -82,7 +81,7 @@ def iter_volumes(path: Path) -> Iterator[np.ndarray]:
     ------
     ndarray, shape (x, y, z), float32, Fortran order
     """
-    proxy = nib.load(path).dataobj  # header facts only; no data is read here
+    proxy = load_image(path).dataobj  # header facts only; no data is read here
     shape = tuple(proxy.shape)
     if len(shape) != 4:
         raise InputError(f"{path}: expected a 4-D series, found shape {shape}")
@@ -132,7 +131,7 @@ def read_masked_series(
     MaskedSeries
         Non-finite values are set to 0 (before smoothing) and their voxels marked unusable.
     """
-    image = nib.load(path)
+    image = load_image(path)
     if not same_grid(image.shape, image.affine, mask.shape, mask_affine):
         raise InputError(
             f"{path}: the mask's grid {mask.shape} differs from the image's {image.shape[:3]} "

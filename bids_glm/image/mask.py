@@ -13,6 +13,14 @@ from bids_glm.errors import InputError
 AFFINE_TOLERANCE_MM = 1e-3
 
 
+def load_image(path: Path) -> nib.spatialimages.SpatialImage:
+    """``nibabel.load`` with an ``InputError`` naming the file when it is not an image."""
+    try:
+        return nib.load(path)
+    except (OSError, EOFError, nib.filebasedimages.ImageFileError) as err:
+        raise InputError(f"{path}: not a readable NIfTI image ({err})") from None
+
+
 def load_mask(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Read a 3-D mask image.
 
@@ -22,7 +30,7 @@ def load_mask(path: Path) -> tuple[np.ndarray, np.ndarray]:
         Voxels with a non-zero, finite value.
     affine : ndarray, shape (4, 4)
     """
-    image = nib.load(path)
+    image = load_image(path)
     data = np.asanyarray(image.dataobj)
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]

@@ -88,7 +88,9 @@ def clean_events(table: pd.DataFrame, path: Path, scan_duration_s: float) -> pd.
     )
     drop = onset.isna() | condition.isna() | (condition == "")
     if drop.any():
-        LOGGER.warning("%s: %d event(s) with n/a onset or trial_type dropped", path.name, drop.sum())
+        LOGGER.warning(
+            "%s: %d event(s) with n/a onset or trial_type dropped", path.name, drop.sum()
+        )
     fix = ~drop & (duration.isna() | (duration < 0))
     if fix.any():
         LOGGER.warning("%s: %d n/a or negative duration(s) set to 0 s", path.name, fix.sum())

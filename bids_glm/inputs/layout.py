@@ -17,6 +17,7 @@ from pathlib import Path
 import nibabel as nib
 
 from bids_glm.errors import InputError
+from bids_glm.image.mask import load_image
 from bids_glm.inputs.entities import applicable_files, applies_to, raw_entities, split_name
 from bids_glm.settings import DEFAULT_FMRIPREP_SPACE, Settings
 
@@ -254,7 +255,13 @@ def discover_runs(settings: Settings) -> list[RunInput]:
         )
     space = _choose_space({split_name(b)[0].get("space") for b in bolds}, settings.space)
     bolds = [b for b in bolds if split_name(b)[0].get("space") == space]
-    masks = layout.get(scope="derivatives", desc="brain", suffix="mask", return_type="filename")
+    masks = layout.get(
+        scope="derivatives",
+        desc="brain",
+        suffix="mask",
+        extension=list(NIFTI_EXTENSIONS),
+        return_type="filename",
+    )
     confounds = layout.get(
         scope="derivatives",
         desc="confounds",
@@ -282,7 +289,7 @@ def discover_runs(settings: Settings) -> list[RunInput]:
 
 def _run_input(bold, layout, bids_dir, masks, confounds, events, raw_sidecars) -> RunInput:
     entities, _, _ = split_name(bold)
-    image = nib.load(bold)
+    image = load_image(bold)
     if len(image.shape) != 4:
         raise InputError(f"{bold}: expected a 4-D BOLD series, found shape {image.shape}")
     raw = raw_entities(entities)

@@ -1,0 +1,206 @@
+"""Participant level end to end on the demo data: planted truth, nilearn, names, safety."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import make_read_only, make_writable, tree_digest
+
+from bids_glm.cli import main
+from bids_glm.demo import make_demo_dataset, planted_mask
+
+ENTITY = r"[A-Za-z0-9]+"
+RUN_MAP = re.compile(
+    rf"sub-{ENTITY}_task-{ENTITY}_run-{ENTITY}_space-{ENTITY}_contrast-{ENTITY}"
+    r"_stat-(effect|variance|t|z|p)_statmap\.(nii\.gz|json)$"
+)
+SUBJECT_MAP = re.compile(
+    rf"sub-{ENTITY}_task-{ENTITY}_space-{ENTITY}_contrast-{ENTITY}"
+    r"_stat-(effect|variance|t|z|p)_statmap\.(nii\.gz|json)$"
+)
+DESIGN = re.compile(rf"sub-{ENTITY}_task-{ENTITY}_run-{ENTITY}_space-{ENTITY}_design\.(tsv|json)$")
+MASK = re.compile(rf"sub-{ENTITY}_task-{ENTITY}_space-{ENTITY}_mask\.nii\.gz$")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """The demo dataset (3 subjects x 2 runs), analysed once with default settings."""
+    root = tmp_path_factory.mktemp("demo")
+    bids = root / "bids"
+    truth = make_demo_dataset(bids)
+    digest_before = tree_digest(bids)
+    make_read_only(bids)
+    try:
+        code = main(
+            [
+                str(bids),
+                str(root / "out"),
+                "participant",
+                "--work-dir",
+                str(root / "work"),
+                "--contrast",
+                "faceVsHouse=face - house",
+            ]
+        )
+    finally:
+        make_writable(bids)
+    return {
+        "root": root,
+        "bids": bids,
+        "out": root / "out",
+        "truth": truth,
+        "code": code,
+        "digest_before": digest_before,
+    }
+
+
+def _subject_map(out: Path, subject: str, contrast: str, stat: str) -> np.ndarray:
+    name = (
+        f"sub-{subject}_task-faces_space-MNI152NLin2009cAsym_contrast-{contrast}"
+        f"_stat-{stat}_statmap.nii.gz"
+    )
+    return np.asanyarray(nib.load(out / f"sub-{subject}" / "func" / name).dataobj)
+
+
+def _analysis_mask(out: Path, subject: str) -> np.ndarray:
+    name = f"sub-{subject}_task-faces_space-MNI152NLin2009cAsym_mask.nii.gz"
+    return np.asanyarray(nib.load(out / f"sub-{subject}" / "func" / name).dataobj) > 0
+
+
+def test_run_succeeds_and_input_is_untouched(demo):
+    assert demo["code"] == 0
+    assert tree_digest(demo["bids"]) == demo["digest_before"]
+
+
+def test_planted_effects_are_found_and_null_voxels_are_quiet(demo):
+    truth, out = demo["truth"], demo["out"]
+    for subject in truth["subjects"]:
+        mask = _analysis_mask(out, subject)
+        for condition in truth["conditions"]:
+            z = _subject_map(out, subject, condition, "z")
+            planted = condition in truth["planted"]
+            blob = planted_mask(truth, condition) if planted else np.zeros_like(mask)
+            if planted:  # noise makes a few edge voxels dip: 95% above 5, every one above 3.1
+                assert np.mean(z[blob] > 5) >= 0.95, (subject, condition, np.sort(z[blob])[:8])
+                assert np.min(z[blob]) > 3.1, (subject, condition, np.min(z[blob]))
+            outside = mask & ~blob
+            false_positive_rate = np.mean(z[outside] > 3.1)
+            assert false_positive_rate < 0.01, (subject, condition, false_positive_rate)
+
+
+def test_contrast_of_planted_conditions_has_the_right_signs(demo):
+    truth, out = demo["truth"], demo["out"]
+    for subject in truth["subjects"]:
+        z = _subject_map(out, subject, "faceVsHouse", "z")
+        assert np.median(z[planted_mask(truth, "face")]) > 3
+        assert np.median(z[planted_mask(truth, "house")]) < -3
+
+
+def test_effect_size_estimates_the_planted_percent_signal_change(demo):
+    truth, out = demo["truth"], demo["out"]
+    for subject in truth["subjects"]:
+        for condition, planted in truth["planted"].items():
+            effect = _subject_map(out, subject, condition, "effect")
+            estimate = np.median(effect[planted_mask(truth, condition)])
+            assert estimate == pytest.approx(planted["amplitude_percent"], rel=0.2)
+
+
+def test_output_names_follow_design(demo):
+    out = demo["out"]
+    names = [p.name for p in out.rglob("*") if p.is_file()]
+    assert "dataset_description.json" in names
+    for name in names:
+        if name == "dataset_description.json":
+            continue
+        assert any(p.match(name) for p in (RUN_MAP, SUBJECT_MAP, DESIGN, MASK)), name
+    n_subjects, n_runs, n_contrasts = 3, 2, 4  # face, house, scrambled, faceVsHouse
+    n_maps = n_subjects * n_contrasts * 5 * (n_runs + 1)
+    assert sum(name.endswith("_statmap.nii.gz") for name in names) == n_maps
+    description = json.loads((out / "dataset_description.json").read_text())
+    assert description["DatasetType"] == "derivative"
+    assert description["GeneratedBy"][0]["Name"] == "bids-glm"
+
+
+def test_sidecars_describe_the_contrast(demo):
+    out = demo["out"]
+    sidecar = json.loads(
+        next(
+            out.rglob("sub-01_task-faces_space-*_contrast-faceVsHouse_stat-z_statmap.json")
+        ).read_text()
+    )
+    assert sidecar["ContrastName"] == "faceVsHouse"
+    assert sidecar["ContrastWeights"] == {"face": 1.0, "house": -1.0}
+    assert sidecar["Test"] == "t"
+    assert sidecar["NoiseModel"] == "ar1"
+    assert len(sidecar["Sources"]) == 2
+    run_sidecar = json.loads(
+        next(out.rglob("sub-01_task-faces_run-1_*_contrast-face_stat-t_statmap.json")).read_text()
+    )
+    design = pd.read_csv(next(out.rglob("sub-01_task-faces_run-1_*_design.tsv")), sep="\t")
+    assert run_sidecar["DegreesOfFreedom"] == len(design) - design.shape[1]
+
+
+@pytest.mark.parametrize("noise_model", ["ols", "ar1"])
+def test_run_level_z_maps_equal_nilearn(demo, noise_model, tmp_path):
+    """Same BOLD, same design matrices, same mask: per-run and fixed-effects z agree."""
+    from nilearn.glm.first_level import FirstLevelModel
+
+    bids, truth = demo["bids"], demo["truth"]
+    out = tmp_path / "out"
+    code = main(
+        [
+            str(bids),
+            str(out),
+            "participant",
+            "--participant-label",
+            "01",
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--noise-model",
+            noise_model,
+            "--smoothing-fwhm",
+            "6",
+            "--fixed-effects",
+            "unweighted",
+            "--contrast",
+            "faceVsHouse=face - house",
+        ]
+    )
+    assert code == 0
+    func = out / "sub-01" / "func"
+    mask_img = nib.load(next(func.glob("*_mask.nii.gz")))
+    mask = np.asanyarray(mask_img.dataobj) > 0
+    bolds = sorted(
+        (bids / "derivatives" / "fmriprep" / "sub-01" / "func").glob("*preproc_bold.nii.gz")
+    )
+    designs = [pd.read_csv(p, sep="\t") for p in sorted(func.glob("*_design.tsv"))]
+    model = FirstLevelModel(
+        t_r=truth["tr_s"],
+        mask_img=mask_img,
+        noise_model=noise_model,
+        signal_scaling=0,
+        smoothing_fwhm=6,
+        minimize_memory=True,
+    )
+    for run_index, (bold, design) in enumerate(zip(bolds, designs, strict=True), start=1):
+        model.fit(bold, design_matrices=[design])
+        for contrast, expression in (("face", "face"), ("faceVsHouse", "face - house")):
+            expected = model.compute_contrast(expression, output_type="z_score").get_fdata()
+            ours = np.asanyarray(
+                nib.load(
+                    next(
+                        func.glob(f"*_run-{run_index}_*_contrast-{contrast}_stat-z_statmap.nii.gz")
+                    )
+                ).dataobj
+            )
+            assert np.max(np.abs(ours[mask] - expected[mask])) < 1e-3
+    model.fit(bolds, design_matrices=designs)
+    expected = model.compute_contrast("face - house", output_type="z_score").get_fdata()
+    ours = _subject_map(out, "01", "faceVsHouse", "z")
+    assert np.max(np.abs(ours[mask] - expected[mask])) < 1e-3
