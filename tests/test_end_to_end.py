@@ -146,12 +146,30 @@ def test_sidecars_describe_the_contrast(demo):
     assert run_sidecar["DegreesOfFreedom"] == len(design) - design.shape[1]
 
 
+def _agreement(ours: np.ndarray, expected: np.ndarray, scaling: str) -> None:
+    """|dz| < 1e-3 everywhere without scaling; with percent scaling, nearly everywhere.
+
+    z is invariant to a per-voxel affine rescaling of the data (the design has a constant),
+    so both settings test the same maths. With scaling, our float32 data are the correctly
+    rounded scaled values while nilearn accumulates in float32; a voxel whose AR(1) estimate
+    sits within rounding of a 0.01 bin edge can then land in the neighbouring bin (a handful
+    of voxels in 28k, |dz| ~ 0.01).
+    """
+    dz = np.abs(ours - expected)
+    if scaling == "none":
+        assert np.max(dz) < 1e-3
+    else:
+        assert np.mean(dz < 1e-3) > 0.9995
+        assert np.max(dz) < 0.05
+
+
+@pytest.mark.parametrize("scaling", ["none", "percent"])
 @pytest.mark.parametrize("noise_model", ["ols", "ar1"])
-def test_run_level_z_maps_equal_nilearn(demo, noise_model, tmp_path):
+def test_run_level_z_maps_equal_nilearn(demo, noise_model, scaling, tmp_path):
     """Same BOLD, same design matrices, same mask: per-run and fixed-effects z agree."""
     from nilearn.glm.first_level import FirstLevelModel
 
-    bids, truth = demo["bids"], demo["truth"]
+    bids = demo["bids"]
     out = tmp_path / "out"
     code = main(
         [
@@ -168,6 +186,8 @@ def test_run_level_z_maps_equal_nilearn(demo, noise_model, tmp_path):
             "6",
             "--fixed-effects",
             "unweighted",
+            "--signal-scaling",
+            scaling,
             "--contrast",
             "faceVsHouse=face - house",
         ]
@@ -181,10 +201,9 @@ def test_run_level_z_maps_equal_nilearn(demo, noise_model, tmp_path):
     )
     designs = [pd.read_csv(p, sep="\t") for p in sorted(func.glob("*_design.tsv"))]
     model = FirstLevelModel(
-        t_r=truth["tr_s"],
         mask_img=mask_img,
         noise_model=noise_model,
-        signal_scaling=0,
+        signal_scaling=0 if scaling == "percent" else False,
         smoothing_fwhm=6,
         minimize_memory=True,
     )
@@ -192,15 +211,10 @@ def test_run_level_z_maps_equal_nilearn(demo, noise_model, tmp_path):
         model.fit(bold, design_matrices=[design])
         for contrast, expression in (("face", "face"), ("faceVsHouse", "face - house")):
             expected = model.compute_contrast(expression, output_type="z_score").get_fdata()
-            ours = np.asanyarray(
-                nib.load(
-                    next(
-                        func.glob(f"*_run-{run_index}_*_contrast-{contrast}_stat-z_statmap.nii.gz")
-                    )
-                ).dataobj
-            )
-            assert np.max(np.abs(ours[mask] - expected[mask])) < 1e-3
+            pattern = f"*_run-{run_index}_*_contrast-{contrast}_stat-z_statmap.nii.gz"
+            ours = np.asanyarray(nib.load(next(func.glob(pattern))).dataobj)
+            _agreement(ours[mask], expected[mask], scaling)
     model.fit(bolds, design_matrices=designs)
     expected = model.compute_contrast("face - house", output_type="z_score").get_fdata()
     ours = _subject_map(out, "01", "faceVsHouse", "z")
-    assert np.max(np.abs(ours[mask] - expected[mask])) < 1e-3
+    _agreement(ours[mask], expected[mask], scaling)
