@@ -57,7 +57,9 @@ def test_discovers_runs_and_matches_padded_run_labels(tmp_path):
     assert [r.entities["run"] for r in runs] == ["01", "02"]
     for run, raw_label in zip(runs, ("1", "2"), strict=True):
         assert run.events_path.name == f"sub-01_task-tiny_run-{raw_label}_events.tsv"
-        assert run.mask_path.name.endswith(f"run-{run.entities['run']}_space-{SPACE}_desc-brain_mask.nii.gz")
+        assert run.mask_path.name.endswith(
+            f"run-{run.entities['run']}_space-{SPACE}_desc-brain_mask.nii.gz"
+        )
         assert run.confounds_path.name.endswith("desc-confounds_timeseries.tsv")
         assert run.tr_s == 2.0
         assert run.n_volumes == 30
@@ -162,3 +164,23 @@ def test_events_without_trial_type_form_one_condition(tmp_path):
     path.write_text("onset\tduration\n1\t2\n10\t2\n")
     clean = clean_events(read_events(path), path, 100.0)
     assert list(clean["trial_type"]) == ["events", "events"]
+
+
+def test_validator_refuses_a_folder_without_description(tmp_path):
+    bids = make_tiny_dataset(tmp_path / "bids")
+    (bids / "dataset_description.json").unlink()
+    with pytest.raises(
+        InputError, match=r"dataset_description.json: missing.*--skip-bids-validator"
+    ):
+        discover_runs(settings_for(bids, tmp_path))
+    runs = discover_runs(settings_for(bids, tmp_path, skip_bids_validator=True))
+    assert len(runs) == 1
+
+
+def test_validator_warns_about_non_bids_names(tmp_path, caplog):
+    bids = make_tiny_dataset(tmp_path / "bids")
+    (bids / "sub-01" / "func" / "notes_about_run.txt").write_text("hello")
+    with caplog.at_level(logging.WARNING, logger="bids_glm"):
+        discover_runs(settings_for(bids, tmp_path))
+    assert "1 file(s) do not follow BIDS naming" in caplog.text
+    assert "/sub-01/func/notes_about_run.txt" in caplog.text

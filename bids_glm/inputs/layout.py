@@ -19,6 +19,7 @@ import nibabel as nib
 from bids_glm.errors import InputError
 from bids_glm.image.mask import load_image
 from bids_glm.inputs.entities import applicable_files, applies_to, raw_entities, split_name
+from bids_glm.inputs.validation import validate_dataset
 from bids_glm.settings import DEFAULT_FMRIPREP_SPACE, Settings
 
 LOGGER = logging.getLogger("bids_glm")
@@ -226,6 +227,8 @@ def discover_runs(settings: Settings) -> list[RunInput]:
         Unknown participants, no derivatives, no runs for the task, unreadable sidecars.
     """
     participants = select_participants(settings.bids_dir, settings.participant_labels)
+    if not settings.skip_bids_validator:
+        validate_dataset(settings.bids_dir, participants)
     if not settings.derivatives:
         raise InputError(
             f"no derivatives: {settings.bids_dir / 'derivatives' / 'fmriprep'} does not exist; "
