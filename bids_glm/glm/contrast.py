@@ -1,0 +1,146 @@
+"""t and F contrasts of a fitted run, as nilearn's ``nilearn.glm.contrasts.compute_contrast``.
+
+t contrast (weights ``c``, shape (p,)): ``effect = c @ beta``, ``variance = c cov_b c^T sigma2``
+with ``cov_b`` the unscaled covariance of the voxel's AR bin, ``t = effect / sqrt(variance)``.
+
+F contrast (weights ``C``, shape (q, p)): with ``M_b = C cov_b C^T`` and ``W_b = M_b^(-1/2)``,
+``effect = W_b C beta`` (q, V), ``variance = sigma2`` and
+``F = sum(effect**2, axis=0) / (r * sigma2)``, i.e. ``(C beta)^T M_b^-1 (C beta) / (r sigma2)``.
+nilearn inverts ``M_b`` exactly and uses ``r = q``; here ``M_b^(-1/2)`` is a pseudo-inverse
+square root (eigenvalues below ``1e-10`` times the largest are dropped) and ``r = rank(M_b)``,
+which equals nilearn's result for every contrast nilearn can invert and stays well defined for
+rank-deficient ones (e.g. redundant rows).
+
+As in nilearn, variances are floored at ``1e-50`` when forming the statistic.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bids_glm.glm.results import STAT_TYPES, ContrastMaps, RunFit
+from bids_glm.glm.stats import f_to_p_z, t_to_p_z
+
+_VARIANCE_FLOOR = 1e-50
+_RANK_RTOL = 1e-10
+
+
+def _contrast_matrix(fit: RunFit, weights: np.ndarray, name: str) -> np.ndarray:
+    matrix = np.asarray(weights, dtype=np.float64)
+    if matrix.ndim not in (1, 2) or matrix.size == 0:
+        raise ValueError(
+            f"contrast {name!r}: weights must have shape (p,) or (q, p); received shape "
+            f"{matrix.shape}"
+        )
+    matrix = np.atleast_2d(matrix)
+    if matrix.shape[1] != fit.n_regressors:
+        raise ValueError(
+            f"contrast {name!r} has {matrix.shape[1]} weights per row but the design has "
+            f"{fit.n_regressors} columns: {list(fit.column_names)}"
+        )
+    if not np.all(np.isfinite(matrix)):
+        raise ValueError(f"contrast {name!r}: weights contain NaN or infinite values")
+    if not np.any(matrix):
+        raise ValueError(f"contrast {name!r}: all weights are zero")
+    return matrix
+
+
+def _inverse_sqrt(matrix: np.ndarray) -> tuple[np.ndarray, int]:
+    """Pseudo-inverse symmetric square root of a PSD matrix, and its numerical rank."""
+    eigenvalues, eigenvectors = np.linalg.eigh(matrix)
+    keep = eigenvalues > _RANK_RTOL * max(eigenvalues.max(), 0.0)
+    basis = eigenvectors[:, keep]
+    return (basis / np.sqrt(eigenvalues[keep])) @ basis.T, int(keep.sum())
+
+
+def _t_contrast(fit: RunFit, weights: np.ndarray, name: str) -> ContrastMaps:
+    effect = weights @ fit.beta
+    bin_variance = np.einsum("i,bij,j->b", weights, fit.bin_cov, weights)
+    variance = bin_variance[fit.voxel_bin] * fit.sigma2
+    stat = effect / np.sqrt(np.maximum(variance, _VARIANCE_FLOOR))
+    p, z = t_to_p_z(stat, fit.dof)
+    return ContrastMaps(
+        name=name,
+        stat_type="t",
+        effect=effect,
+        variance=variance,
+        stat=stat,
+        z=z,
+        p=p,
+        dof=fit.dof,
+    )
+
+
+def _f_contrast(fit: RunFit, matrix: np.ndarray, name: str) -> ContrastMaps:
+    raw_effect = matrix @ fit.beta
+    whiteners, ranks = zip(
+        *(_inverse_sqrt(matrix @ cov @ matrix.T) for cov in fit.bin_cov), strict=True
+    )
+    rank = max(ranks)
+    if rank == 0:
+        raise ValueError(
+            f"F contrast {name!r} has zero variance under the design "
+            f"{list(fit.column_names)}: it tests nothing estimable"
+        )
+    effect = np.empty_like(raw_effect)
+    for bin_index, whitener in enumerate(whiteners):
+        voxels = np.flatnonzero(fit.voxel_bin == bin_index)
+        effect[:, voxels] = whitener @ raw_effect[:, voxels]
+    variance = fit.sigma2.copy()
+    stat = np.sum(effect**2, axis=0) / rank / np.maximum(variance, _VARIANCE_FLOOR)
+    p, z = f_to_p_z(stat, rank, fit.dof)
+    return ContrastMaps(
+        name=name,
+        stat_type="F",
+        effect=effect,
+        variance=variance,
+        stat=stat,
+        z=z,
+        p=p,
+        dof=fit.dof,
+        dof_num=float(rank),
+    )
+
+
+def compute_contrast(
+    fit: RunFit, weights: np.ndarray, stat_type: str | None = None, name: str = ""
+) -> ContrastMaps:
+    """Statistical maps of a t or F contrast on one fitted run.
+
+    Parameters
+    ----------
+    fit : RunFit
+        The fitted run.
+    weights : ndarray, shape (p,) or (q, p)
+        Contrast weights over the run's design columns, in ``fit.column_names`` order. A length
+        other than p is an error (no zero-padding).
+    stat_type : {None, "t", "F"}
+        None: "t" for one row, "F" for several. "t" requires one row; "F" accepts any q >= 1.
+    name : str
+        Contrast name stored in the result.
+
+    Returns
+    -------
+    ContrastMaps
+        effect, variance, statistic, z and p maps with the run's residual dof.
+
+    Raises
+    ------
+    ValueError
+        On a weight length that differs from the number of design columns (the message lists
+        the columns), a several-row t contrast, all-zero or non-finite weights, or an unknown
+        ``stat_type``.
+    """
+    matrix = _contrast_matrix(fit, weights, name)
+    if stat_type is None:
+        stat_type = "t" if matrix.shape[0] == 1 else "F"
+    if stat_type not in STAT_TYPES:
+        raise ValueError(f"stat_type must be None, 't' or 'F'; received {stat_type!r}")
+    if stat_type == "t":
+        if matrix.shape[0] != 1:
+            raise ValueError(
+                f"t contrast {name!r} must have one row of weights; received "
+                f"{matrix.shape[0]} rows (use stat_type='F')"
+            )
+        return _t_contrast(fit, matrix[0], name)
+    return _f_contrast(fit, matrix, name)
