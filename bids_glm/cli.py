@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import sys
 import tempfile
@@ -15,13 +16,19 @@ from dataclasses import replace
 from pathlib import Path
 
 from bids_glm import __version__
-from bids_glm.design.contrasts import ContrastError, parse_contrast_option
-from bids_glm.design.hrf import HRF_MODELS
+from bids_glm.design.names import HRF_MODELS
 from bids_glm.errors import EXIT_ANALYSIS_FAILURE, EXIT_USAGE, BidsGlmError, InputError
 from bids_glm.settings import ModelSettings, Settings
 
 LOGGER = logging.getLogger("bids_glm")
 LABEL_PATTERN = re.compile(r"^[A-Za-z0-9]+$")
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -163,6 +170,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         raise InputError(f"--slice-time-ref {args.slice_time_ref}: expected a fraction in [0, 1]")
     if args.n_cpus < 1:
         raise InputError(f"--n-cpus {args.n_cpus}: expected 1 or more")
+    from bids_glm.design.contrasts import ContrastError, parse_contrast_option
+
     try:
         contrasts = tuple(parse_contrast_option(text) for text in args.contrast)
     except ContrastError as err:
@@ -203,6 +212,16 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     )
 
 
+def limit_threads(n_cpus: int) -> None:
+    """Cap BLAS/OpenMP threads at ``n_cpus`` unless the environment already sets them.
+
+    Effective only before numpy is first imported, which is why this module imports it
+    lazily; worker processes inherit the setting.
+    """
+    for variable in THREAD_VARIABLES:
+        os.environ.setdefault(variable, str(max(n_cpus, 1)))
+
+
 def configure_logging(verbosity: int) -> None:
     """Send ``bids_glm`` log records to stderr at the level the user asked for."""
     level = {-1: logging.WARNING, 0: logging.INFO, 1: logging.INFO}.get(verbosity, logging.DEBUG)
@@ -232,6 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     verbosity = -1 if args.quiet else args.verbose
     configure_logging(verbosity)
+    limit_threads(args.n_cpus)
     try:
         settings = settings_from_args(args)
         if settings.work_dir is None:

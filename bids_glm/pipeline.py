@@ -139,9 +139,7 @@ def _scatter(maps: ContrastMaps, usable: np.ndarray) -> ContrastMaps:
         full = np.zeros(usable.shape, dtype=np.float64)
         full[usable] = getattr(maps, key)
         fields[key] = full
-    return ContrastMaps(
-        name=maps.name, stat_type=maps.stat_type, dof=maps.dof, **fields
-    )
+    return ContrastMaps(name=maps.name, stat_type=maps.stat_type, dof=maps.dof, **fields)
 
 
 def fit_run(design: RunDesign, mask, affine, settings: Settings):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bids_glm.design.contrasts import ContrastSpec
+if TYPE_CHECKING:  # the CLI imports settings before numpy is loaded
+    from bids_glm.design.contrasts import ContrastSpec
 
 DEFAULT_FMRIPREP_SPACE = "MNI152NLin2009cAsym"
 

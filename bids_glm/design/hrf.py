@@ -19,16 +19,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy.stats import gamma
 
-HRF_MODELS: tuple[str, ...] = (
-    "glover",
-    "spm",
-    "glover + derivative",
-    "spm + derivative",
-    "glover + derivative + dispersion",
-    "spm + derivative + dispersion",
-    "fir",
-    "none",
-)
+from bids_glm.design.names import HRF_MODELS
+
+__all__ = ["HRF_MODELS", "glover_hrf", "hrf_kernels", "spm_hrf"]
+
 
 TIME_DERIVATIVE_STEP_S = 0.1
 DISPERSION_DERIVATIVE_STEP = 0.01
