@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import re
 import sys
 import tempfile
@@ -18,17 +17,11 @@ from pathlib import Path
 from bids_glm import __version__
 from bids_glm.design.names import HRF_MODELS
 from bids_glm.errors import EXIT_ANALYSIS_FAILURE, EXIT_USAGE, BidsGlmError, InputError
+from bids_glm.parallel import limit_threads
 from bids_glm.settings import ModelSettings, Settings
 
 LOGGER = logging.getLogger("bids_glm")
 LABEL_PATTERN = re.compile(r"^[A-Za-z0-9]+$")
-THREAD_VARIABLES = (
-    "OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-    "NUMEXPR_NUM_THREADS",
-)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -212,24 +205,17 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     )
 
 
-def limit_threads(n_cpus: int) -> None:
-    """Cap BLAS/OpenMP threads at ``n_cpus`` unless the environment already sets them.
-
-    Effective only before numpy is first imported, which is why this module imports it
-    lazily; worker processes inherit the setting.
-    """
-    for variable in THREAD_VARIABLES:
-        os.environ.setdefault(variable, str(max(n_cpus, 1)))
-
-
 def configure_logging(verbosity: int) -> None:
-    """Send ``bids_glm`` log records to stderr at the level the user asked for."""
+    """Send ``bids_glm`` records (and Python warnings) to stderr at the requested level."""
     level = {-1: logging.WARNING, 0: logging.INFO, 1: logging.INFO}.get(verbosity, logging.DEBUG)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(message)s", "%H:%M:%S"))
-    LOGGER.handlers[:] = [handler]
-    LOGGER.setLevel(level)
-    LOGGER.propagate = False
+    logging.captureWarnings(True)
+    for name in ("bids_glm", "py.warnings"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level)
+        logger.propagate = False
 
 
 def _run(settings: Settings) -> int:

@@ -26,6 +26,7 @@ from bids_glm.glm.scaling import scale_signal
 from bids_glm.image.io import read_masked_series
 from bids_glm.image.mask import intersect_masks, load_mask, same_grid
 from bids_glm.inputs.layout import RunInput, discover_runs
+from bids_glm.parallel import map_runs
 from bids_glm.plan import ContrastPlan, RunDesign, build_run_design, plan_contrasts
 from bids_glm.settings import ModelSettings, Settings
 
@@ -198,37 +199,73 @@ def _run_entities(run: RunInput) -> dict[str, str]:
     return {k: run.entities[k] for k in keep if k in run.entities}
 
 
+@dataclass(frozen=True)
+class RunOutcome:
+    """What the fixed-effects step needs from one fitted run.
+
+    Attributes
+    ----------
+    usable : ndarray of bool, shape (V,)
+        In-mask voxels with finite, non-constant data in this run.
+    maps : dict of str to ContrastMaps
+        Contrast label -> this run's maps (contrasts whose columns the run lacks are absent).
+    source : str
+        The run's BOLD file, relative to its dataset.
+    """
+
+    usable: np.ndarray
+    maps: dict[str, ContrastMaps]
+    source: str
+
+
+def process_run(
+    design: RunDesign,
+    contrasts: Sequence[ContrastPlan],
+    mask: np.ndarray,
+    affine: np.ndarray,
+    settings: Settings,
+) -> RunOutcome:
+    """Fit one run, write its design and run-level maps, return its contrast maps."""
+    run_entities = _run_entities(design.run)
+    folder = derivatives.subject_func_dir(settings.output_dir, run_entities)
+    fit, usable = fit_run(design, mask, affine, settings)
+    _write_design(design, folder, run_entities, settings)
+    columns = list(design.matrix.columns)
+    source = _source(design.run.bold_path, settings)
+    outcome = RunOutcome(usable=usable, maps={}, source=source)
+    for plan in contrasts:
+        absent = missing_columns(plan.weights, columns)
+        if absent:
+            LOGGER.warning(
+                "%s: contrast %s skipped, column(s) %s absent",
+                design.run.label,
+                plan.name,
+                ", ".join(absent),
+            )
+            continue
+        weights = weights_vector(plan.weights, columns)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            maps = _scatter(compute_contrast(fit, weights, "t", plan.name), usable)
+        _write_maps(folder, run_entities, plan, maps, mask, affine, settings, [source], "run")
+        outcome.maps[plan.label] = maps
+    return outcome
+
+
 def analyse_unit(unit: AnalysisUnit, settings: Settings) -> None:
     """Fit every run of the unit, write run-level maps, then fixed-effects maps."""
     mask, affine = analysis_mask(unit.designs)
     folder = derivatives.subject_func_dir(settings.output_dir, unit.entities)
-    per_contrast: dict[str, list[ContrastMaps]] = defaultdict(list)
-    sources: dict[str, list[str]] = defaultdict(list)
-    usable_everywhere = np.ones(int(mask.sum()), dtype=bool)
-    for design in unit.designs:
-        run_entities = _run_entities(design.run)
-        fit, usable = fit_run(design, mask, affine, settings)
-        usable_everywhere &= usable
-        _write_design(design, folder, run_entities, settings)
-        columns = list(design.matrix.columns)
-        for plan in unit.contrasts:
-            absent = missing_columns(plan.weights, columns)
-            if absent:
-                LOGGER.warning(
-                    "%s: contrast %s skipped, column(s) %s absent",
-                    design.run.label,
-                    plan.name,
-                    ", ".join(absent),
-                )
-                continue
-            weights = weights_vector(plan.weights, columns)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                maps = _scatter(compute_contrast(fit, weights, "t", plan.name), usable)
-            source = [_source(design.run.bold_path, settings)]
-            _write_maps(folder, run_entities, plan, maps, mask, affine, settings, source, "run")
-            per_contrast[plan.label].append(maps)
-            sources[plan.label] += source
-        del fit
+    outcomes = map_runs(
+        process_run, unit.designs, (unit.contrasts, mask, affine, settings), settings
+    )
+    usable_everywhere = np.logical_and.reduce([o.usable for o in outcomes])
+    per_contrast = {
+        plan.label: [o.maps[plan.label] for o in outcomes if plan.label in o.maps]
+        for plan in unit.contrasts
+    }
+    sources = {
+        plan.label: [o.source for o in outcomes if plan.label in o.maps] for plan in unit.contrasts
+    }
     final_mask = mask.copy()
     final_mask[mask] = usable_everywhere
     subject_entities = {

@@ -218,3 +218,30 @@ def test_run_level_z_maps_equal_nilearn(demo, noise_model, scaling, tmp_path):
     expected = model.compute_contrast("face - house", output_type="z_score").get_fdata()
     ours = _subject_map(out, "01", "faceVsHouse", "z")
     _agreement(ours[mask], expected[mask], scaling)
+
+
+def test_parallel_runs_give_byte_identical_outputs(demo, tmp_path):
+    out = tmp_path / "out"
+    code = main(
+        [
+            str(demo["bids"]),
+            str(out),
+            "participant",
+            "--participant-label",
+            "01",
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--n-cpus",
+            "2",
+            "--contrast",
+            "faceVsHouse=face - house",
+        ]
+    )
+    assert code == 0
+    ours = sorted(p.relative_to(out) for p in (out / "sub-01").rglob("*") if p.is_file())
+    reference = sorted(
+        p.relative_to(demo["out"]) for p in (demo["out"] / "sub-01").rglob("*") if p.is_file()
+    )
+    assert ours == reference
+    for relative in ours:
+        assert (out / relative).read_bytes() == (demo["out"] / relative).read_bytes(), relative
