@@ -100,3 +100,16 @@ def test_bounding_box_is_clipped_to_the_image():
     mask[1:3, 4:6, 7:9] = True
     box = bounding_box(mask, (2, 1, 3))
     assert box == (slice(0, 5), slice(3, 7), slice(4, 10))
+
+
+def test_keep_volumes_selects_rows_without_storing_the_others(tmp_path):
+    rng = np.random.default_rng(3)
+    data = rng.normal(100, 5, (5, 6, 4, 9)).astype(np.float32)
+    mask = np.ones((5, 6, 4), bool)
+    keep = np.array([0, 0, 1, 1, 0, 1, 1, 1, 0], bool)
+    series = read_masked_series(_image(tmp_path, data), mask, AFFINE, 4.0, keep_volumes=keep)
+    full = read_masked_series(_image(tmp_path, data, "b.nii.gz"), mask, AFFINE, 4.0)
+    assert series.data.shape == (5, mask.sum())
+    np.testing.assert_array_equal(series.data, full.data[keep])
+    with pytest.raises(InputError, match="9 volumes, but the model describes 8"):
+        read_masked_series(_image(tmp_path, data), mask, AFFINE, keep_volumes=keep[:8])

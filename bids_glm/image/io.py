@@ -111,6 +111,7 @@ def read_masked_series(
     mask: np.ndarray,
     mask_affine: np.ndarray,
     smoothing_fwhm_mm: float | None = None,
+    keep_volumes: np.ndarray | None = None,
 ) -> MaskedSeries:
     """Read a 4-D series once, smoothing each volume and keeping the mask's voxels.
 
@@ -125,6 +126,9 @@ def read_masked_series(
     smoothing_fwhm_mm : float or None
         Isotropic Gaussian FWHM; smoothing uses the mask's bounding box grown by the
         kernel radius, so in-mask values equal smoothing of the whole volume.
+    keep_volumes : ndarray of bool, shape (n_volumes,), optional
+        Volumes to keep (dummy scans and censored volumes False); the others are
+        decompressed in passing but neither smoothed nor stored.
 
     Returns
     -------
@@ -145,17 +149,26 @@ def read_masked_series(
         box = bounding_box(mask, (0, 0, 0))
     box_mask = mask[box]
     n_volumes = image.shape[3]
-    data = np.empty((n_volumes, int(mask.sum())), dtype=np.float32)
+    if keep_volumes is None:
+        keep_volumes = np.ones(n_volumes, dtype=bool)
+    elif keep_volumes.shape != (n_volumes,):
+        raise InputError(
+            f"{path}: {n_volumes} volumes, but the model describes {keep_volumes.shape[0]}"
+        )
+    rows = np.cumsum(keep_volumes) - 1
+    data = np.empty((int(keep_volumes.sum()), int(mask.sum())), dtype=np.float32)
     finite = np.ones(data.shape[1], dtype=bool)
     box_values = np.empty(box_mask.shape, dtype=np.float32)
     for index, volume in enumerate(iter_volumes(path)):
+        if not keep_volumes[index]:
+            continue
         box_values[...] = volume[box]
         bad = ~np.isfinite(box_values)
         if bad.any():
             finite &= ~bad[box_mask]
             box_values[bad] = 0.0
         smooth_volume(box_values, sigma)
-        data[index] = box_values[box_mask]
+        data[rows[index]] = box_values[box_mask]
     varying = np.ptp(data, axis=0) > 0
     n_bad = int((~(finite & varying)).sum())
     if n_bad:
