@@ -74,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--high-pass", type=float, default=0.01, metavar="HZ")
     model.add_argument("--drift-order", type=int, default=1)
     model.add_argument("--noise-model", default="ar1", choices=("ols", "ar1"))
-    model.add_argument("--signal-scaling", default="percent", choices=("percent", "none"))
+    model.add_argument(
+        "--signal-scaling", default="percent", choices=("percent", "global", "none")
+    )
     model.add_argument(
         "--slice-time-ref",
         type=float,
@@ -86,8 +88,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--confounds",
         nargs="+",
         default=[],
-        metavar="NAME",
-        help="confound columns to include, wildcards allowed (default: none)",
+        metavar="ITEM",
+        help="confound presets (motion6, motion24, wm_csf, global_signal, acompcor, cosine, "
+        "non_steady_state, scrub:FD=0.5,DVARS=1.5) and/or column names with wildcards "
+        "(default: none)",
+    )
+    model.add_argument(
+        "--dummy-scans", type=int, default=0, metavar="N", help="drop the first N volumes"
+    )
+    model.add_argument(
+        "--condition-column",
+        default="trial_type",
+        metavar="COLUMN",
+        help="events column holding the conditions (default: trial_type)",
+    )
+    model.add_argument(
+        "--amplitude-column",
+        default=None,
+        metavar="COLUMN",
+        help="events column scaling each event (default: modulation when present)",
+    )
+    model.add_argument(
+        "--parametric-modulators",
+        nargs="+",
+        default=[],
+        metavar="COLUMN",
+        help="numeric events columns modelled as <condition>_x_<column>, demeaned per run",
     )
     model.add_argument(
         "--contrast",
@@ -96,12 +122,34 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=EXPRESSION",
         help='e.g. --contrast "faceVsHouse=face - house" (repeatable)',
     )
+    model.add_argument(
+        "--f-contrast",
+        action="append",
+        default=[],
+        metavar="NAME=ROW;ROW",
+        help='F contrast, rows separated by ";", e.g. --f-contrast "effects=face; house"',
+    )
     model.add_argument("--fixed-effects", default="precision", choices=("precision", "unweighted"))
+    model.add_argument("--mask", type=Path, default=None, help="analysis mask (NIfTI)")
+    model.add_argument(
+        "--mask-combine",
+        default="intersection",
+        metavar="RULE",
+        help="combine the runs' brain masks: intersection, union or fraction:F",
+    )
+    model.add_argument(
+        "--model-maps",
+        action="store_true",
+        help="also write per-run r-squared, residual SD and AR(1) maps",
+    )
 
     run = parser.add_argument_group("execution")
     run.add_argument("--n-cpus", "--n_cpus", type=int, default=1)
     run.add_argument("--work-dir", "-w", type=Path, default=None)
     run.add_argument("--skip-bids-validator", action="store_true")
+    run.add_argument(
+        "--dry-run", action="store_true", help="write the designs, print the plan, fit nothing"
+    )
     verbosity = run.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="count", default=0)
     verbosity.add_argument("-q", "--quiet", action="store_true")
@@ -126,14 +174,28 @@ def _is_within(path: Path, parent: Path) -> bool:
     return path == parent or parent in path.parents
 
 
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    """Validate parsed arguments and return the frozen ``Settings``.
+def _contrasts(t_texts: Sequence[str], f_texts: Sequence[str]) -> tuple[tuple, tuple]:
+    """Parse ``--contrast`` and ``--f-contrast`` values; names must be unique."""
+    from bids_glm.design.contrasts import (
+        ContrastError,
+        parse_contrast_option,
+        parse_f_contrast_option,
+    )
 
-    Raises
-    ------
-    InputError
-        When a path or label cannot be used.
-    """
+    try:
+        contrasts = tuple(parse_contrast_option(text) for text in t_texts)
+        f_contrasts = tuple(parse_f_contrast_option(text) for text in f_texts)
+    except ContrastError as err:
+        raise InputError(f"contrast: {err}") from None
+    names = [c.name for c in (*contrasts, *f_contrasts)]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise InputError(f"contrast name(s) given more than once: {', '.join(duplicated)}")
+    return contrasts, f_contrasts
+
+
+def _input_paths(args: argparse.Namespace) -> tuple[Path, Path, tuple[Path, ...]]:
+    """BIDS_DIR, OUTPUT_DIR and the derivatives, checked so the input is never written."""
     bids_dir = args.bids_dir.resolve()
     if not bids_dir.is_dir():
         raise InputError(f"BIDS_DIR {args.bids_dir}: not a directory")
@@ -155,6 +217,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     for path in derivatives:
         if _is_within(output_dir, path) or _is_within(path, output_dir):
             raise InputError(f"OUTPUT_DIR {output_dir} overlaps the input derivatives {path}")
+    return bids_dir, output_dir, derivatives
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
     if args.smoothing_fwhm is not None and args.smoothing_fwhm < 0:
         raise InputError(f"--smoothing-fwhm {args.smoothing_fwhm}: expected a value >= 0 mm")
     if args.high_pass <= 0:
@@ -163,18 +229,21 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         raise InputError(f"--slice-time-ref {args.slice_time_ref}: expected a fraction in [0, 1]")
     if args.n_cpus < 1:
         raise InputError(f"--n-cpus {args.n_cpus}: expected 1 or more")
-    from bids_glm.design.contrasts import ContrastError, parse_contrast_option
+    if args.dummy_scans < 0:
+        raise InputError(f"--dummy-scans {args.dummy_scans}: expected 0 or more")
 
+
+def _model_settings(args: argparse.Namespace) -> ModelSettings:
+    """The model options, parsed (contrasts, confound strategy, events columns)."""
+    from bids_glm.inputs.confounds import ConfoundError, parse_confound_strategy
+    from bids_glm.inputs.events import EventSpec
+
+    contrasts, f_contrasts = _contrasts(args.contrast, args.f_contrast)
     try:
-        contrasts = tuple(parse_contrast_option(text) for text in args.contrast)
-    except ContrastError as err:
-        raise InputError(f"--contrast: {err}") from None
-    names = [c.name for c in contrasts]
-    duplicated = sorted({n for n in names if names.count(n) > 1})
-    if duplicated:
-        raise InputError(f"--contrast: name(s) given more than once: {', '.join(duplicated)}")
-
-    model = ModelSettings(
+        confounds = parse_confound_strategy(args.confounds) if args.confounds else None
+    except ConfoundError as err:
+        raise InputError(f"--confounds: {err}") from None
+    return ModelSettings(
         hrf_model=args.hrf_model,
         drift_model=args.drift_model,
         high_pass_hz=args.high_pass,
@@ -184,10 +253,44 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         signal_scaling=args.signal_scaling,
         smoothing_fwhm_mm=args.smoothing_fwhm or None,
         slice_time_ref=args.slice_time_ref,
-        confounds=tuple(args.confounds),
+        confounds=confounds,
+        events=EventSpec(
+            condition_column=args.condition_column,
+            amplitude_column=args.amplitude_column,
+            parametric_modulators=tuple(args.parametric_modulators),
+        ),
+        dummy_scans=args.dummy_scans,
         contrasts=contrasts,
+        f_contrasts=f_contrasts,
         fixed_effects=args.fixed_effects,
     )
+
+
+def _mask_options(args: argparse.Namespace) -> tuple[Path | None, str]:
+    from bids_glm.image.mask import parse_mask_rule
+
+    mask = None
+    if args.mask is not None:
+        mask = args.mask.resolve()
+        if not mask.is_file():
+            raise InputError(f"--mask {args.mask}: no such file")
+    try:
+        return mask, parse_mask_rule(args.mask_combine)
+    except ValueError as err:
+        raise InputError(f"--mask-combine: {err}") from None
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Validate parsed arguments and return the frozen ``Settings``.
+
+    Raises
+    ------
+    InputError
+        When a path, label, number, contrast or strategy cannot be used.
+    """
+    bids_dir, output_dir, derivatives = _input_paths(args)
+    _check_numbers(args)
+    mask, mask_combine = _mask_options(args)
     return Settings(
         bids_dir=bids_dir,
         output_dir=output_dir,
@@ -198,9 +301,13 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         sessions=tuple(s[4:] if s.startswith("ses-") else s for s in args.session),
         space=args.space,
         derivatives=derivatives,
-        model=model,
+        model=_model_settings(args),
         n_cpus=args.n_cpus,
         skip_bids_validator=args.skip_bids_validator,
+        mask=mask,
+        mask_combine=mask_combine,
+        model_maps=args.model_maps,
+        dry_run=args.dry_run,
         verbosity=-1 if args.quiet else args.verbose,
     )
 

@@ -8,15 +8,28 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import numpy as np
 import pandas as pd
 
-from bids_glm.design.contrasts import ContrastError, missing_columns, unique_labels
+from bids_glm.design.contrasts import (
+    ContrastError,
+    missing_columns,
+    unique_labels,
+    weights_vector,
+)
+from bids_glm.design.diagnostics import diagnose_design
 from bids_glm.design.matrix import frame_times, make_design_matrix
 from bids_glm.errors import InputError
-from bids_glm.inputs.confounds import read_confounds, select_confounds
-from bids_glm.inputs.events import clean_events, read_events
+from bids_glm.inputs.confounds import (
+    ConfoundError,
+    ConfoundSelection,
+    read_confounds,
+    read_confounds_sidecar,
+    select_confounds,
+)
+from bids_glm.inputs.events import EventSpec, clean_events, read_events
 from bids_glm.inputs.layout import RunInput
 from bids_glm.settings import ModelSettings
 
@@ -31,23 +44,49 @@ class RunDesign:
     ----------
     run : RunInput
         The discovered input files.
-    matrix : DataFrame, shape (n_volumes, p)
-        Conditions, confounds, drifts, constant.
+    matrix : DataFrame, shape (n_volumes - dummy_scans, p)
+        Conditions, confounds, drifts, constant, on the timeline after the dummy scans
+        (censored volumes included: the design is built on the full timeline).
     conditions : tuple of str
         Conditions present in this run's events (sorted).
     slice_time_ref : float
         Fraction of the TR at which regressors are sampled.
+    dummy_scans : int
+        Leading volumes dropped from data and timeline.
+    censored : ndarray of bool, shape (n_volumes - dummy_scans,)
+        Rows of ``matrix`` removed from the fit (scrubbing, non-steady-state volumes).
+    confounds_by_source : dict of str to list of str
+        Confound columns chosen by each preset or pattern.
     """
 
     run: RunInput
     matrix: pd.DataFrame
     conditions: tuple[str, ...]
     slice_time_ref: float
+    dummy_scans: int = 0
+    censored: np.ndarray | None = None
+    confounds_by_source: dict[str, list[str]] | None = None
+
+    @property
+    def fitted_rows(self) -> np.ndarray:
+        """Boolean mask of the design rows that enter the fit."""
+        if self.censored is None:
+            return np.ones(len(self.matrix), dtype=bool)
+        return ~self.censored
+
+    @property
+    def kept_volumes(self) -> np.ndarray:
+        """Boolean mask over the BOLD file's volumes: those read and fitted."""
+        return np.concatenate([np.zeros(self.dummy_scans, dtype=bool), self.fitted_rows])
+
+    def fitted_matrix(self) -> np.ndarray:
+        """The design rows that enter the fit, as float64."""
+        return self.matrix.to_numpy(dtype=float)[self.fitted_rows]
 
 
 @dataclass(frozen=True)
 class ContrastPlan:
-    """A t contrast to compute on every run that has its columns.
+    """A t or F contrast to compute on every run that has its columns.
 
     Attributes
     ----------
@@ -55,16 +94,36 @@ class ContrastPlan:
         As the user wrote it (or the condition name).
     label : str
         BIDS-safe camelCase label used in file names.
-    weights : dict of str to float
-        Column name -> weight.
+    rows : tuple of dict of str to float
+        Column name -> weight, one mapping per row (one row for a t contrast).
     expression : str
-        The expression text it was parsed from.
+        The text it was parsed from.
+    stat_type : str
+        ``"t"`` or ``"F"``.
     """
 
     name: str
     label: str
-    weights: dict[str, float]
+    rows: tuple[dict[str, float], ...]
     expression: str
+    stat_type: str = "t"
+
+    @property
+    def columns(self) -> dict[str, float]:
+        """Every column the contrast weighs (with its first row's weight, for messages)."""
+        merged: dict[str, float] = {}
+        for row in self.rows:
+            merged.update({k: v for k, v in row.items() if k not in merged})
+        return merged
+
+    def weights_matrix(self, column_names: Sequence[str]) -> np.ndarray:
+        """Weights over a run's columns: (p,) for t, (q, p) for F."""
+        matrix = np.stack([weights_vector(row, column_names) for row in self.rows])
+        return matrix[0] if self.stat_type == "t" else matrix
+
+    def sidecar_weights(self) -> dict[str, float] | list[dict[str, float]]:
+        """Weights as recorded in sidecars: a mapping for t, a list of rows for F."""
+        return dict(self.rows[0]) if self.stat_type == "t" else [dict(r) for r in self.rows]
 
 
 def slice_time_ref(run: RunInput, model: ModelSettings) -> float:
@@ -81,44 +140,101 @@ def slice_time_ref(run: RunInput, model: ModelSettings) -> float:
     return 0.0
 
 
+def _run_events(run: RunInput, model: ModelSettings, n_dummy: int) -> pd.DataFrame:
+    """Cleaned events with onsets shifted to the timeline after the dummy scans."""
+    if run.events_path is None:
+        return pd.DataFrame(columns=["onset", "duration", "trial_type", "modulation"])
+    spec = model.events or EventSpec()
+    events = clean_events(
+        read_events(run.events_path), run.events_path, run.n_volumes * run.tr_s, spec
+    )
+    events["onset"] -= n_dummy * run.tr_s
+    return events
+
+
+def _run_confounds(run: RunInput, model: ModelSettings, n_dummy: int) -> ConfoundSelection | None:
+    """The confound strategy applied to the run's TSV, rows after the dummy scans."""
+    if model.confounds is None:
+        return None
+    if run.confounds_path is None:
+        raise InputError(f"{run.bold_path}: --confounds given but no confounds TSV found")
+    table = read_confounds(run.confounds_path).iloc[n_dummy:].reset_index(drop=True)
+    try:
+        return select_confounds(
+            table,
+            read_confounds_sidecar(run.confounds_path),
+            model.confounds,
+            run.confounds_path,
+            run.n_volumes - n_dummy,
+        )
+    except ConfoundError as err:
+        raise InputError(str(err)) from None
+
+
 def build_run_design(run: RunInput, model: ModelSettings) -> RunDesign:
     """Read the run's events (and confounds) and build its design matrix.
 
     Raises
     ------
     InputError
-        Unreadable or malformed events or confounds.
+        Unreadable or malformed events or confounds, too many dummy scans, or fewer
+        fitted volumes than design columns.
     """
-    if run.events_path is not None:
-        events = clean_events(
-            read_events(run.events_path), run.events_path, run.n_volumes * run.tr_s
+    n_dummy = model.dummy_scans
+    if n_dummy >= run.n_volumes:
+        raise InputError(
+            f"{run.bold_path}: --dummy-scans {n_dummy} leaves none of its {run.n_volumes} volumes"
         )
-    else:
-        events = pd.DataFrame(columns=["onset", "duration", "trial_type", "modulation"])
-    confounds = None
-    if model.confounds:
-        if run.confounds_path is None:
-            raise InputError(f"{run.bold_path}: --confounds given but no confounds TSV found")
-        table = read_confounds(run.confounds_path)
-        confounds = select_confounds(
-            table, model.confounds, run.confounds_path, run.n_volumes
-        ).reset_index(drop=True)
+    events = _run_events(run, model, n_dummy)
+    selection = _run_confounds(run, model, n_dummy)
     reference = slice_time_ref(run, model)
     try:
         matrix = make_design_matrix(
-            frame_times(run.n_volumes, run.tr_s, reference),
+            frame_times(run.n_volumes - n_dummy, run.tr_s, reference),
             events if len(events) else None,
             hrf_model=model.hrf_model,
             drift_model=model.drift_model,
             high_pass_hz=model.high_pass_hz,
             drift_order=model.drift_order,
             fir_delays=model.fir_delays_scans,
-            confounds=confounds,
+            confounds=None if selection is None else selection.regressors,
         )
     except ValueError as err:
         raise InputError(f"{run.label}: cannot build the design matrix: {err}") from None
-    conditions = tuple(sorted(events["trial_type"].unique())) if len(events) else ()
-    return RunDesign(run=run, matrix=matrix, conditions=conditions, slice_time_ref=reference)
+    design = RunDesign(
+        run=run,
+        matrix=matrix,
+        conditions=tuple(sorted(events["trial_type"].unique())) if len(events) else (),
+        slice_time_ref=reference,
+        dummy_scans=n_dummy,
+        censored=None if selection is None else selection.censored,
+        confounds_by_source=None if selection is None else selection.columns_by_source,
+    )
+    _check_design(design)
+    return design
+
+
+def _check_design(design: RunDesign) -> None:
+    n_rows, n_columns = int(design.fitted_rows.sum()), design.matrix.shape[1]
+    if n_rows <= n_columns:
+        raise InputError(
+            f"{design.run.label}: {n_rows} volumes left to fit after dummy scans and censoring, "
+            f"but the design has {n_columns} columns"
+        )
+    if design.censored is not None and design.censored.any():
+        LOGGER.info("%s: %d volume(s) censored", design.run.label, int(design.censored.sum()))
+    diagnostics = diagnose_design(design.fitted_matrix(), list(design.matrix.columns))
+    if diagnostics.is_ill_conditioned:
+        LOGGER.warning(
+            "%s: design is %s (rank %d of %d columns, condition number %.3g); "
+            "collinear columns: %s",
+            design.run.label,
+            "rank deficient" if diagnostics.rank < n_columns else "ill-conditioned",
+            diagnostics.rank,
+            n_columns,
+            diagnostics.condition_number,
+            ", ".join(diagnostics.collinear_columns) or "none identified",
+        )
 
 
 def condition_weights(condition: str, columns: Sequence[str]) -> dict[str, float]:
@@ -129,44 +245,47 @@ def condition_weights(condition: str, columns: Sequence[str]) -> dict[str, float
     return dict.fromkeys(delays, 1.0)
 
 
+def _checked_user_contrast(spec, stat_type: str, designs: Sequence[RunDesign]) -> tuple:
+    rows = tuple(dict(r) for r in (spec.rows if stat_type == "F" else (spec.weights,)))
+    plan = ContrastPlan(spec.name, "", rows, spec.expression, stat_type)
+    option = "--f-contrast" if stat_type == "F" else "--contrast"
+    absent_everywhere = [missing_columns(plan.columns, list(d.matrix.columns)) for d in designs]
+    if all(absent_everywhere):
+        every = sorted({c for d in designs for c in d.matrix.columns})
+        absent = sorted({m for missing in absent_everywhere for m in missing})
+        raise InputError(
+            f"{option} {spec.name}={spec.expression}: column(s) {', '.join(absent)} "
+            f"in no run's design; columns: {', '.join(every)}"
+        )
+    return plan
+
+
 def plan_contrasts(designs: Sequence[RunDesign], model: ModelSettings) -> list[ContrastPlan]:
-    """One t contrast per condition, then the user's contrasts, with unique labels.
+    """One t contrast per condition, then the user's t and F contrasts, with unique labels.
 
     Raises
     ------
     InputError
-        A user contrast names a column that no run has, or two labels collide.
+        A user contrast names a column that no run has, reuses a condition's name, or two
+        labels collide.
     """
     conditions = sorted({c for d in designs for c in d.conditions})
-    plans: list[tuple[str, dict[str, float], str]] = []
+    plans = []
     for condition in conditions:
         weights: dict[str, float] = {}
         for design in designs:
             weights.update(condition_weights(condition, list(design.matrix.columns)))
-        plans.append((condition, weights, condition))
-    for spec in model.contrasts:
+        plans.append(ContrastPlan(condition, "", (weights,), condition))
+    user = [(spec, "t") for spec in model.contrasts] + [(s, "F") for s in model.f_contrasts]
+    for spec, stat_type in user:
         if spec.name in conditions:
             raise InputError(
-                f"--contrast {spec.name}: the name is already a condition's own contrast; "
+                f"contrast {spec.name}: the name is already a condition's own contrast; "
                 "choose another name"
             )
-        weights = dict(spec.weights)
-        usable = [d for d in designs if not missing_columns(weights, list(d.matrix.columns))]
-        if not usable:
-            every = sorted({c for d in designs for c in d.matrix.columns})
-            absent = sorted(
-                {m for d in designs for m in missing_columns(weights, list(d.matrix.columns))}
-            )
-            raise InputError(
-                f"--contrast {spec.name}={spec.expression}: column(s) {', '.join(absent)} "
-                f"in no run's design; columns: {', '.join(every)}"
-            )
-        plans.append((spec.name, weights, spec.expression))
+        plans.append(_checked_user_contrast(spec, stat_type, designs))
     try:
-        labels = unique_labels([name for name, _, _ in plans])
+        labels = unique_labels([plan.name for plan in plans])
     except ContrastError as err:
         raise InputError(f"contrast names: {err}") from None
-    return [
-        ContrastPlan(name=name, label=labels[name], weights=w, expression=e)
-        for name, w, e in plans
-    ]
+    return [replace(plan, label=labels[plan.name]) for plan in plans]

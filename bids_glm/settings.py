@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the CLI imports settings before numpy is loaded
-    from bids_glm.design.contrasts import ContrastSpec
+    from bids_glm.design.contrasts import ContrastSpec, FContrastSpec
+    from bids_glm.inputs.confounds import ConfoundStrategy
+    from bids_glm.inputs.events import EventSpec
 
 DEFAULT_FMRIPREP_SPACE = "MNI152NLin2009cAsym"
 
@@ -37,10 +39,17 @@ class ModelSettings:
     slice_time_ref : float or None
         Fraction of the TR at which the model is sampled; None reads the
         derivative sidecar's ``StartTime`` (0 when absent).
-    confounds : tuple of str
-        Confound column names (shell-style wildcards allowed) to add to the design.
+    confounds : ConfoundStrategy or None
+        Confound presets, columns and censoring rules; None adds no confounds.
+    events : EventSpec or None
+        Which events columns hold conditions, amplitudes and parametric modulators;
+        None uses ``trial_type`` and ``modulation``.
+    dummy_scans : int
+        Leading volumes dropped from data and model (onsets shifted).
     contrasts : tuple of ContrastSpec
-        User contrasts, computed in addition to one t contrast per condition.
+        User t contrasts, computed in addition to one t contrast per condition.
+    f_contrasts : tuple of FContrastSpec
+        User F contrasts (several rows).
     fixed_effects : str
         ``"precision"`` (inverse-variance weighted) or ``"unweighted"``.
     """
@@ -54,8 +63,11 @@ class ModelSettings:
     signal_scaling: str = "percent"
     smoothing_fwhm_mm: float | None = None
     slice_time_ref: float | None = None
-    confounds: tuple[str, ...] = ()
+    confounds: ConfoundStrategy | None = None
+    events: EventSpec | None = None
+    dummy_scans: int = 0
     contrasts: tuple[ContrastSpec, ...] = ()
+    f_contrasts: tuple[FContrastSpec, ...] = ()
     fixed_effects: str = "precision"
 
 
@@ -85,6 +97,15 @@ class Settings:
         Cores the analysis may use.
     skip_bids_validator : bool
         Skip the input dataset check.
+    mask : Path or None
+        A user mask replacing the derivatives' brain masks.
+    mask_combine : str
+        How the runs' brain masks are combined: ``intersection``, ``union`` or
+        ``fraction:F``.
+    model_maps : bool
+        Also write per-run r-squared, residual standard deviation and AR(1) maps.
+    dry_run : bool
+        Build and write the designs, print the plan, fit nothing.
     verbosity : int
         -1 quiet, 0 normal, 1 verbose (tracebacks), 2 debug.
     """
@@ -101,4 +122,8 @@ class Settings:
     model: ModelSettings = field(default_factory=ModelSettings)
     n_cpus: int = 1
     skip_bids_validator: bool = False
+    mask: Path | None = None
+    mask_combine: str = "intersection"
+    model_maps: bool = False
+    dry_run: bool = False
     verbosity: int = 0

@@ -66,6 +66,7 @@ def make_tiny_dataset(
         (root / f"task-{task}_events.tsv").write_text(events)
     mask = np.zeros(shape, dtype=np.uint8)
     mask[1:-1, 1:-1, 1:-1] = 1
+    baseline = np.where(mask[..., None] > 0, 1000.0, 30.0)  # brain and dim background
     for subject in subjects:
         for session in sessions or (None,):
             for run in runs:
@@ -73,7 +74,7 @@ def make_tiny_dataset(
                 ses_dir = f"ses-{session}/" if session else ""
                 raw_name = f"sub-{subject}{ses}_task-{task}_run-{run}"
                 func = root / f"sub-{subject}" / ses_dir / "func"
-                data = (1000 + rng.normal(0, 10, (*shape, n_volumes))).astype(np.float32)
+                data = (baseline + rng.normal(0, 10, (*shape, n_volumes))).astype(np.float32)
                 write_bold(func / f"{raw_name}_bold.nii.gz", data, tr_s)
                 if not root_level_events:
                     (func / f"{raw_name}_events.tsv").write_text(events)

@@ -370,3 +370,15 @@ def test_bids_label_is_alphanumeric_and_keeps_every_letter_and_digit(name: str) 
         return
     assert LABEL.match(label)
     assert label.lower() == kept.lower()
+
+
+def test_f_contrast_option_parses_rows():
+    from bids_glm.design.contrasts import parse_f_contrast_option
+
+    spec = parse_f_contrast_option("effectsOfInterest = face; house - scrambled ;2*cat")
+    assert spec.name == "effectsOfInterest"
+    assert spec.rows == ({"face": 1.0}, {"house": 1.0, "scrambled": -1.0}, {"cat": 2.0})
+    with pytest.raises(ContrastError, match="row 2"):
+        parse_f_contrast_option("x=face; ; house")
+    with pytest.raises(ContrastError, match="expected --f-contrast NAME=ROW"):
+        parse_f_contrast_option("face; house")

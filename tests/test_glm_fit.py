@@ -251,3 +251,47 @@ def test_percent_scaling_matches_nilearn_mean_scaling():
     assert scale_signal(raw, mode="none") is raw
     with pytest.raises(ValueError, match="scaling mode"):
         scale_signal(raw, mode="zscore")
+
+
+def test_f_maps_carry_estimate_and_covariance_of_nilearn(problem):
+    """F maps keep C beta and C cov C^T sigma2 per voxel: nilearn's ``vcov`` of each bin."""
+    X, names, Y = problem
+    labels, results = run_glm(Y, X, noise_model="ar1")
+    fit = fit_glm(X, Y, names)
+    weights = CONTRASTS["effectsOfInterest"]
+    maps = compute_contrast(fit, weights, name="effectsOfInterest")
+    assert maps.poolable and maps.covariance.shape == (fit.bin_rho.size, 3, 3)
+    np.testing.assert_allclose(maps.estimate, weights @ fit.beta, rtol=1e-12, atol=1e-12)
+    covariance = maps.estimate_covariance()
+    for label, result in results.items():
+        voxels = np.flatnonzero(labels == label)
+        expected = (
+            result.vcov(matrix=weights, dispersion=1.0)[np.newaxis]
+            * (result.dispersion[:, np.newaxis, np.newaxis])
+        )
+        np.testing.assert_allclose(covariance[voxels], expected, rtol=1e-9)
+    assert compute_contrast(fit, weights[0]).estimate is None
+
+
+@pytest.mark.filterwarnings("ignore:Mean values of 0 observed:UserWarning")
+def test_global_scaling_matches_nilearn_grand_mean_scaling():
+    rng = np.random.default_rng(12)
+    raw = rng.uniform(200.0, 2000.0, (120, 300)) * (1 + 0.05 * rng.standard_normal((120, 300)))
+    raw[:, 0] = 0.0  # an empty voxel does not change the rule: one mean for all
+    raw = raw.astype(np.float32)
+    expected64, grand_mean = mean_scaling(raw.astype(np.float64), axis=(0, 1))
+    assert np.ndim(grand_mean) == 0
+    data = raw.copy()
+    scaled = scale_signal(data, mode="global", chunk_voxels=64)
+    assert scaled is data and scaled.dtype == np.float32
+    np.testing.assert_allclose(scaled, expected64, rtol=2e-7, atol=2e-5)
+    percent = scale_signal(raw[:, 1:].copy(), mode="percent")
+    assert not np.allclose(scaled[:, 1:], percent, atol=1.0)
+    # centred data: the grand mean (about 0) is floored at 1, as nilearn does
+    centred = raw[:, 1:] - raw[:, 1:].mean()
+    expected_centred, _ = mean_scaling(centred.astype(np.float64), axis=(0, 1))
+    with pytest.warns(UserWarning, match="floored at 1"):
+        scaled_centred = scale_signal(centred.copy(), mode="global")
+    np.testing.assert_allclose(scaled_centred, expected_centred, rtol=1e-6, atol=1e-2)
+    integers = np.full((10, 4), 500, dtype=np.int16)
+    assert np.all(scale_signal(integers, mode="global") == 0.0)

@@ -6,13 +6,11 @@ import json
 import logging
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from conftest import SPACE, make_tiny_dataset, write_json
 
 from bids_glm.errors import InputError
 from bids_glm.inputs.entities import applicable_files, split_name
-from bids_glm.inputs.events import clean_events, read_events
 from bids_glm.inputs.layout import discover_runs
 from bids_glm.settings import Settings
 
@@ -120,50 +118,6 @@ def test_sessions_are_discovered(tmp_path):
     assert all(r.events_path and f"ses-{r.session}" in r.events_path.name for r in runs)
     runs = discover_runs(settings_for(bids, tmp_path, sessions=("b",)))
     assert [r.session for r in runs] == ["b"]
-
-
-def test_events_cleaning_rules(tmp_path, caplog):
-    path = tmp_path / "events.tsv"
-    path.write_text(
-        "onset\tduration\ttrial_type\tmodulation\n"
-        "-2\t1\ta\t2\n"
-        "5\tn/a\tb\tn/a\n"
-        "n/a\t1\ta\t1\n"
-        "7\t-1\tn/a\t1\n"
-        "9\t-3\tb\t1\n"
-        "500\t1\ta\t1\n"
-    )
-    with caplog.at_level(logging.WARNING, logger="bids_glm"):
-        clean = clean_events(read_events(path), path, scan_duration_s=100.0)
-    expected = pd.DataFrame(
-        {
-            "onset": [-2.0, 5.0, 9.0, 500.0],
-            "duration": [1.0, 0.0, 0.0, 1.0],
-            "trial_type": ["a", "b", "b", "a"],
-            "modulation": [2.0, 1.0, 1.0, 1.0],
-        }
-    )
-    pd.testing.assert_frame_equal(clean, expected, check_dtype=False)
-    assert "2 event(s) with n/a onset or trial_type dropped" in caplog.text
-    assert "2 n/a or negative duration(s) set to 0 s" in caplog.text
-    assert "1 event(s) start after the end of the scan" in caplog.text
-
-
-def test_events_missing_columns_and_bad_numbers(tmp_path):
-    path = tmp_path / "events.tsv"
-    path.write_text("onset\ttrial_type\n1\ta\n")
-    with pytest.raises(InputError, match=r"events.tsv: required column\(s\) duration missing"):
-        clean_events(read_events(path), path, 100.0)
-    path.write_text("onset\tduration\n1\t2\nsoon\t1\n")
-    with pytest.raises(InputError, match=r"column 'onset' line 3: expected a number"):
-        clean_events(read_events(path), path, 100.0)
-
-
-def test_events_without_trial_type_form_one_condition(tmp_path):
-    path = tmp_path / "events.tsv"
-    path.write_text("onset\tduration\n1\t2\n10\t2\n")
-    clean = clean_events(read_events(path), path, 100.0)
-    assert list(clean["trial_type"]) == ["events", "events"]
 
 
 def test_validator_refuses_a_folder_without_description(tmp_path):

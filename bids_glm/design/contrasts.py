@@ -47,6 +47,15 @@ class ContrastSpec:
 
 
 @dataclass(frozen=True)
+class FContrastSpec:
+    """One user F contrast: its name, its text and one weight mapping per row."""
+
+    name: str
+    expression: str
+    rows: tuple[Mapping[str, float], ...]
+
+
+@dataclass(frozen=True)
 class _Token:
     kind: str  # "number", "name", "end" or the operator character itself
     text: str
@@ -256,6 +265,40 @@ def parse_contrast_option(text: str) -> ContrastSpec:
     except ContrastError as error:
         raise ContrastError(f"contrast {name!r}: {error}") from error
     return ContrastSpec(name=name, expression=expression.strip(), weights=weights)
+
+
+def parse_f_contrast_option(text: str) -> FContrastSpec:
+    """Parse one ``--f-contrast NAME=ROW; ROW; ...`` value (rows are linear expressions).
+
+    Parameters
+    ----------
+    text : str
+        E.g. ``"effectsOfInterest=face; house; scrambled"``.
+
+    Returns
+    -------
+    FContrastSpec
+
+    Raises
+    ------
+    ContrastError
+        Without ``=``, for a bad name, an empty row or a bad expression (the row is named).
+    """
+    name, equals, expression = text.partition("=")
+    name = name.strip()
+    if not equals or not name:
+        raise ContrastError(
+            "expected --f-contrast NAME=ROW; ROW; ..., e.g. "
+            f'--f-contrast "effectsOfInterest=face; house"; got {text!r}'
+        )
+    bids_label(name)
+    rows = []
+    for number, row in enumerate(expression.split(";"), start=1):
+        try:
+            rows.append(parse_expression(row))
+        except ContrastError as error:
+            raise ContrastError(f"F contrast {name!r}, row {number}: {error}") from error
+    return FContrastSpec(name=name, expression=expression.strip(), rows=tuple(rows))
 
 
 def missing_columns(weights: Mapping[str, float], column_names: Sequence[str]) -> list[str]:

@@ -9,7 +9,8 @@ F contrast (weights ``C``, shape (q, p)): with ``M_b = C cov_b C^T`` and ``W_b =
 nilearn inverts ``M_b`` exactly and uses ``r = q``; here ``M_b^(-1/2)`` is a pseudo-inverse
 square root (eigenvalues below ``1e-10`` times the largest are dropped) and ``r = rank(M_b)``,
 which equals nilearn's result for every contrast nilearn can invert and stays well defined for
-rank-deficient ones (e.g. redundant rows).
+rank-deficient ones (e.g. redundant rows). F maps also carry the unwhitened ``C beta`` and the
+per-bin ``M_b`` (see `ContrastMaps`), which fixed effects need to pool F contrasts over runs.
 
 As in nilearn, variances are floored at ``1e-50`` when forming the statistic.
 """
@@ -73,9 +74,8 @@ def _t_contrast(fit: RunFit, weights: np.ndarray, name: str) -> ContrastMaps:
 
 def _f_contrast(fit: RunFit, matrix: np.ndarray, name: str) -> ContrastMaps:
     raw_effect = matrix @ fit.beta
-    whiteners, ranks = zip(
-        *(_inverse_sqrt(matrix @ cov @ matrix.T) for cov in fit.bin_cov), strict=True
-    )
+    bin_covariance = np.einsum("ij,bjk,lk->bil", matrix, fit.bin_cov, matrix)
+    whiteners, ranks = zip(*(_inverse_sqrt(cov) for cov in bin_covariance), strict=True)
     rank = max(ranks)
     if rank == 0:
         raise ValueError(
@@ -99,6 +99,9 @@ def _f_contrast(fit: RunFit, matrix: np.ndarray, name: str) -> ContrastMaps:
         p=p,
         dof=fit.dof,
         dof_num=float(rank),
+        estimate=raw_effect,
+        covariance=bin_covariance,
+        covariance_bin=fit.voxel_bin,
     )
 
 

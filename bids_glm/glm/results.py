@@ -100,12 +100,14 @@ class ContrastMaps:
     stat_type : str
         ``"t"`` or ``"F"``.
     effect : ndarray, float64
-        t: shape (V,), the contrast estimate ``c @ beta``. F: shape (q, V), the *whitened*
-        contrast estimate ``W @ C @ beta`` with ``W = (C cov C^T)^(-1/2)`` (pseudo-inverse
-        square root) of the voxel's bin, as nilearn's F ``effect_size``.
+        t: shape (V,), the contrast estimate ``c @ beta``. F: shape (q, V), a *whitened*
+        estimate whose squared norm is the F numerator: on one run ``W @ C @ beta`` with
+        ``W = (C cov C^T)^(-1/2)`` (pseudo-inverse square root) of the voxel's bin, as
+        nilearn's F ``effect_size``; after fixed effects see `bids_glm.glm.fixed_effects`.
     variance : ndarray, shape (V,), float64
-        t: variance of ``effect``, ``c cov c^T * sigma2``. F: the residual variance ``sigma2``,
-        so that ``stat = sum(effect**2, axis=0) / (dof_num * variance)`` (nilearn's convention).
+        t: variance of ``effect``, ``c cov c^T * sigma2``. F: the scale such that
+        ``stat = sum(effect**2, axis=0) / (dof_num * variance)`` (nilearn's convention): the
+        residual variance ``sigma2`` on one run.
     stat : ndarray, shape (V,), float64
         t or F statistic.
     z : ndarray, shape (V,), float64
@@ -118,6 +120,18 @@ class ContrastMaps:
         Numerator degrees of freedom of an F test (rank of ``C cov C^T``); 1 for t.
     n_runs : int
         Number of runs combined (1 for a single run).
+    estimate : ndarray, shape (q, V), float64, or None
+        F only: the unwhitened contrast estimate ``C @ beta`` (combined over runs after
+        fixed effects), needed to pool F contrasts over runs. None for t contrasts and for
+        results that cannot be pooled further.
+    covariance : ndarray, shape (B, q, q), float64, or None
+        F only: unscaled covariance matrices of ``estimate``; the covariance of
+        ``estimate[:, v]`` is ``covariance[covariance_bin[v]] * variance[v]``. On one run,
+        ``B`` is the number of AR noise bins and ``covariance[b] = C cov_b C^T``; after
+        precision-weighted fixed effects, ``B = V`` (one matrix per voxel). Stored per bin so
+        that a run's F maps stay O(q * V) in memory.
+    covariance_bin : ndarray, shape (V,), intp, or None
+        Index into ``covariance`` of each voxel.
     """
 
     name: str
@@ -130,6 +144,9 @@ class ContrastMaps:
     dof: float
     dof_num: float = 1.0
     n_runs: int = 1
+    estimate: np.ndarray | None = None
+    covariance: np.ndarray | None = None
+    covariance_bin: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.stat_type not in STAT_TYPES:
@@ -148,8 +165,65 @@ class ContrastMaps:
                 raise ValueError(
                     f"ContrastMaps.{field_name} has shape {shape}; expected ({n_voxels},)"
                 )
+        self._check_covariance(n_voxels)
+
+    def _check_covariance(self, n_voxels: int) -> None:
+        parts = (self.estimate, self.covariance, self.covariance_bin)
+        given = [part is not None for part in parts]
+        if not any(given):
+            return
+        if not all(given):
+            raise ValueError(
+                "ContrastMaps.estimate, covariance and covariance_bin must be given together"
+            )
+        if self.stat_type != "F":
+            raise ValueError("estimate and covariance are carried by F contrasts only")
+        q = self.estimate.shape[0]
+        n_bins = self.covariance.shape[0]
+        expected = {
+            "estimate": (self.estimate.shape, (q, n_voxels)),
+            "covariance": (self.covariance.shape, (n_bins, q, q)),
+            "covariance_bin": (self.covariance_bin.shape, (n_voxels,)),
+        }
+        for field_name, (shape, wanted) in expected.items():
+            if shape != wanted:
+                raise ValueError(f"ContrastMaps.{field_name} has shape {shape}; expected {wanted}")
+        if n_voxels and (self.covariance_bin.min() < 0 or self.covariance_bin.max() >= n_bins):
+            raise ValueError(
+                f"ContrastMaps.covariance_bin must index {n_bins} covariance matrices"
+            )
 
     @property
     def n_voxels(self) -> int:
         """Number of voxels V."""
         return self.stat.shape[0]
+
+    @property
+    def poolable(self) -> bool:
+        """Whether an F contrast carries the estimate and covariance that pooling needs."""
+        return self.estimate is not None
+
+    def estimate_covariance(self, voxels: slice | np.ndarray = slice(None)) -> np.ndarray:
+        """Covariance matrices of ``estimate`` for some voxels (F contrasts).
+
+        Parameters
+        ----------
+        voxels : slice or index array
+            Voxels to return (all by default).
+
+        Returns
+        -------
+        ndarray, shape (k, q, q), float64
+            ``covariance[covariance_bin[v]] * variance[v]`` for each selected voxel.
+
+        Raises
+        ------
+        ValueError
+            When the maps carry no covariance (t contrasts, or F maps that cannot be pooled).
+        """
+        if not self.poolable:
+            raise ValueError(
+                f"{self.stat_type} contrast {self.name!r} carries no estimate covariance"
+            )
+        unit = self.covariance[self.covariance_bin[voxels]]
+        return unit * self.variance[voxels][:, np.newaxis, np.newaxis]

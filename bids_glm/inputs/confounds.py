@@ -1,60 +1,358 @@
-"""Select confound regressors from an fMRIPrep ``desc-confounds_timeseries.tsv``."""
+"""Confound strategies (``--confounds``) applied to fMRIPrep confounds TSVs.
+
+A strategy is a list of items:
+
+- presets ``motion6``, ``motion24``, ``wm_csf``, ``global_signal``, ``acompcor``, ``cosine``
+  (columns: see :mod:`bids_glm.inputs.confound_presets`; every fMRIPrep naming generation);
+- ``non_steady_state``: volumes that fMRIPrep flags in its ``non_steady_state_outlierNN``
+  (``NonSteadyStateOutlierNN``) columns are *censored* (removed from data and design), not
+  regressed; a file without such columns (fMRIPrep found none) censors nothing;
+- ``scrub:FD=0.5,DVARS=1.5`` (either threshold alone is allowed): censor volumes whose
+  ``framewise_displacement`` exceeds FD mm or whose ``std_dvars`` exceeds DVARS (strictly
+  greater; the first row's n/a never censors);
+- anything else is a column name or shell wildcard (``'trans_*'``) matched, case-sensitively,
+  against the file's own column names; each must match at least one column.
+
+Regressor order: presets in the order given, each in its documented order, then patterns in the
+order given, each in file order; a column already chosen is not repeated. n/a values (the first
+row of derivative columns, or anywhere) become the column's mean over its numeric rows.
+"""
 
 from __future__ import annotations
 
-import fnmatch
-from collections.abc import Sequence
+import difflib
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bids_glm.errors import InputError
+from bids_glm.inputs.confound_presets import (
+    PRESETS,
+    ConfoundError,
+    column_index,
+    is_legacy_name,
+    numbered_columns,
+    numeric_column,
+    preset_columns,
+    require,
+)
 from bids_glm.inputs.events import NA_VALUES
+
+__all__ = [
+    "NON_STEADY_STATE",
+    "PRESETS",
+    "SCRUB_FORM",
+    "ConfoundError",
+    "ConfoundSelection",
+    "ConfoundStrategy",
+    "ScrubRule",
+    "parse_confound_strategy",
+    "read_confounds",
+    "read_confounds_sidecar",
+    "select_confounds",
+]
+
+NON_STEADY_STATE = "non_steady_state"
+SCRUB_FORM = "scrub:FD=<mm>,DVARS=<std> (e.g. scrub:FD=0.5,DVARS=1.5; either may be left out)"
+# Strategy words of other tools (nilearn's load_confounds) that are not column names here.
+_FOREIGN_STRATEGY_WORDS = {"motion", "high_pass", "compcor", "ica_aroma", "tedana", "wm", "gsr"}
+_PRESET_LIKE_RE = re.compile(r"motion\d*")
+
+
+def _squash(word: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", word.lower())
+
+
+_SQUASHED_PRESETS = {_squash(p): p for p in (*PRESETS, NON_STEADY_STATE)}
+_VALID_ITEMS = f"{', '.join(PRESETS)}, {NON_STEADY_STATE}, {SCRUB_FORM}"
+
+
+@dataclass(frozen=True)
+class ScrubRule:
+    """Censoring thresholds: framewise displacement in mm, standardised DVARS."""
+
+    fd_mm: float | None
+    dvars: float | None
+
+    def __post_init__(self) -> None:
+        if self.fd_mm is None and self.dvars is None:
+            raise ConfoundError(f"scrub needs at least one threshold; expected {SCRUB_FORM}")
+        for name, value in (("FD", self.fd_mm), ("DVARS", self.dvars)):
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ConfoundError(
+                    f"scrub {name}={value}: expected a positive number; form {SCRUB_FORM}"
+                )
+
+    @property
+    def spec(self) -> str:
+        """The rule written as a ``--confounds`` item, e.g. ``scrub:FD=0.5,DVARS=1.5``."""
+        parts = [f"FD={self.fd_mm:g}"] if self.fd_mm is not None else []
+        parts += [f"DVARS={self.dvars:g}"] if self.dvars is not None else []
+        return "scrub:" + ",".join(parts)
+
+
+@dataclass(frozen=True)
+class ConfoundStrategy:
+    """What ``--confounds`` asked for: presets, column patterns and censoring rules."""
+
+    presets: tuple[str, ...] = ()
+    patterns: tuple[str, ...] = ()
+    scrub: ScrubRule | None = None
+    non_steady_state: bool = False
+
+    def __post_init__(self) -> None:
+        unknown = [p for p in self.presets if p not in PRESETS]
+        if unknown:
+            raise ConfoundError(
+                f"unknown confound preset(s) {', '.join(unknown)}; presets: {', '.join(PRESETS)}"
+            )
+
+
+@dataclass(frozen=True)
+class ConfoundSelection:
+    """The confounds chosen for one run.
+
+    Attributes
+    ----------
+    regressors : DataFrame
+        (n_volumes, k) float, no NaN, columns in the order documented in this module.
+    censored : ndarray of bool
+        (n_volumes,): volumes to remove from data and design (scrubbing, non-steady-state).
+    columns_by_source : dict of str to list of str
+        Each preset / pattern -> the regressor columns it chose; ``non_steady_state`` and the
+        scrub rule (``scrub:FD=...``) -> the file columns that decided censoring.
+    """
+
+    regressors: pd.DataFrame
+    censored: np.ndarray
+    columns_by_source: dict[str, list[str]]
+
+
+def _parse_scrub(item: str) -> ScrubRule:
+    """``scrub:FD=0.5,DVARS=1.5`` -> ScrubRule; ConfoundError showing the expected form."""
+    _, _, body = item.partition(":")
+    thresholds: dict[str, float] = {}
+    for part in body.split(","):
+        key, sep, value = (s.strip() for s in part.partition("="))
+        key = key.upper()
+        try:
+            number = float(value) if sep else math.nan
+        except ValueError:
+            number = math.nan
+        if key not in ("FD", "DVARS") or key in thresholds or not math.isfinite(number):
+            raise ConfoundError(f"malformed {item!r} (at {part.strip()!r}); expected {SCRUB_FORM}")
+        thresholds[key] = number
+    return ScrubRule(fd_mm=thresholds.get("FD"), dvars=thresholds.get("DVARS"))
+
+
+def _unknown_preset(item: str) -> str | None:
+    """A reason why ``item`` reads as a mistyped preset rather than a column name, or None."""
+    if ":" in item:
+        return f"unknown option {item.partition(':')[0]!r}"
+    if is_legacy_name(item):
+        return None
+    squashed = _squash(item)
+    if squashed in _SQUASHED_PRESETS:
+        return f"unknown preset (did you mean {_SQUASHED_PRESETS[squashed]!r}?)"
+    if item.lower() in _FOREIGN_STRATEGY_WORDS or _PRESET_LIKE_RE.fullmatch(item.lower()):
+        return "unknown preset"
+    return None
+
+
+def parse_confound_strategy(items: Sequence[str]) -> ConfoundStrategy:
+    """Parse the ``--confounds`` items into a strategy.
+
+    Parameters
+    ----------
+    items : sequence of str
+        Presets, ``non_steady_state``, one ``scrub:FD=..,DVARS=..`` rule, column names and
+        shell wildcards, in any order.
+
+    Returns
+    -------
+    ConfoundStrategy
+        Presets and patterns in the order given, duplicates dropped.
+
+    Raises
+    ------
+    ConfoundError
+        An empty item, a malformed or repeated scrub rule, or an item that looks like a
+        preset but is none (``motion12``, ``Motion24``, ``compcor``, ``acompcor:5``); the
+        message lists the valid items.
+    """
+    presets: list[str] = []
+    patterns: list[str] = []
+    scrub: ScrubRule | None = None
+    non_steady_state = False
+    for raw in items:
+        item = raw.strip()
+        if not item:
+            raise ConfoundError(f"empty --confounds item; expected one of {_VALID_ITEMS}")
+        if item.partition(":")[0].lower() == "scrub":
+            if scrub is not None:
+                raise ConfoundError(f"{item!r}: only one scrub rule may be given")
+            scrub = _parse_scrub(item)
+        elif item == NON_STEADY_STATE:
+            non_steady_state = True
+        elif item in PRESETS:
+            presets += [item] if item not in presets else []
+        elif (reason := _unknown_preset(item)) is not None:
+            raise ConfoundError(
+                f"--confounds {item!r}: {reason}; expected a preset ({_VALID_ITEMS}) "
+                "or a column name / shell wildcard"
+            )
+        else:
+            patterns += [item] if item not in patterns else []
+    return ConfoundStrategy(tuple(presets), tuple(patterns), scrub, non_steady_state)
 
 
 def read_confounds(path: Path) -> pd.DataFrame:
     """Read a confounds TSV (n/a as missing); raise ``InputError`` when unreadable."""
     try:
-        return pd.read_csv(path, sep="\t", na_values=NA_VALUES, keep_default_na=False)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        table = pd.read_csv(path, sep="\t", na_values=NA_VALUES, keep_default_na=False)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise InputError(f"{path}: not a readable confounds TSV ({err})") from None
+    table.columns = [str(c).strip() for c in table.columns]
+    return table
+
+
+def read_confounds_sidecar(path: Path) -> dict | None:
+    """The JSON sidecar next to a confounds TSV (same name, ``.json``), or None if absent.
+
+    Raises
+    ------
+    ConfoundError
+        The sidecar exists but is not a readable JSON object.
+    """
+    sidecar = Path(path).with_suffix(".json")
+    if not sidecar.is_file():
+        return None
+    try:
+        document = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConfoundError(f"{sidecar}: not a readable JSON sidecar ({err})") from None
+    if not isinstance(document, dict):
+        raise ConfoundError(f"{sidecar}: expected a JSON object, got {type(document).__name__}")
+    return document
+
+
+def _pattern_columns(table: pd.DataFrame, pattern: str, path: Path) -> list[str]:
+    """The file's columns matching ``pattern``; ConfoundError listing them when none do."""
+    matches = [c for c in table.columns if fnmatchcase(c, pattern)]
+    if not matches:
+        close = difflib.get_close_matches(pattern, list(table.columns), n=3)
+        hint = f" (closest: {', '.join(close)})" if close else ""
+        raise ConfoundError(
+            f"{path}: --confounds {pattern!r} is not a preset ({', '.join(PRESETS)}) and "
+            f"matches no column{hint}; columns present: {', '.join(table.columns)}"
+        )
+    return matches
+
+
+def _scrub_mask(table: pd.DataFrame, rule: ScrubRule, path: Path) -> tuple[np.ndarray, list[str]]:
+    """Volumes over the rule's thresholds, and the columns tested."""
+    index = column_index(table.columns)
+    censored = np.zeros(len(table), dtype=bool)
+    used: list[str] = []
+    for canonical, threshold in (
+        ("framewise_displacement", rule.fd_mm),
+        ("std_dvars", rule.dvars),
+    ):
+        if threshold is None:
+            continue
+        (column,) = require(index, [canonical], rule.spec, path, table.columns)
+        values = numeric_column(table, column, path).to_numpy()
+        censored |= np.nan_to_num(values, nan=-np.inf) > threshold
+        used.append(column)
+    return censored, used
+
+
+def _non_steady_state_mask(table: pd.DataFrame, path: Path) -> tuple[np.ndarray, list[str]]:
+    """Volumes fMRIPrep flags as non-steady-state, and its flag columns."""
+    index = column_index(table.columns)
+    columns = [index[n] for n in numbered_columns(index, "non_steady_state_outlier")]
+    censored = np.zeros(len(table), dtype=bool)
+    for column in columns:
+        censored |= np.nan_to_num(numeric_column(table, column, path).to_numpy()) != 0
+    return censored, columns
+
+
+def _fill_with_means(chosen: dict[str, pd.Series], path: Path, n_volumes: int) -> pd.DataFrame:
+    """The chosen columns as one float frame, n/a replaced by each column's mean."""
+    regressors = pd.DataFrame(chosen, index=pd.RangeIndex(n_volumes), dtype=float)
+    empty = [c for c in regressors.columns if regressors[c].isna().all()]
+    if empty:
+        raise ConfoundError(f"{path}: confound column(s) {', '.join(empty)} hold no numbers")
+    return regressors.fillna(regressors.mean())
 
 
 def select_confounds(
-    table: pd.DataFrame, patterns: Sequence[str], path: Path, n_volumes: int
-) -> pd.DataFrame:
-    """Columns matching ``patterns`` (shell wildcards), n/a filled with the column mean.
+    table: pd.DataFrame,
+    sidecar: Mapping | None,
+    strategy: ConfoundStrategy,
+    path: Path,
+    n_volumes: int,
+) -> ConfoundSelection:
+    """Apply a confound strategy to one run's confounds table.
 
     Parameters
     ----------
     table : DataFrame
-        The confounds file's content.
-    patterns : sequence of str
-        Column names or wildcards such as ``trans_*``; each must match a column.
+        The confounds file's content (see ``read_confounds``), one row per volume.
+    sidecar : mapping or None
+        The file's JSON sidecar (``read_confounds_sidecar``), used by ``acompcor``.
+    strategy : ConfoundStrategy
+        What to select and censor.
     path : Path
-        Source file, for messages.
+        The confounds file, for messages.
     n_volumes : int
-        Expected number of rows.
+        The run's number of volumes; the table must have as many rows.
 
     Returns
     -------
-    DataFrame
-        Selected columns in file order, as float, no missing values.
+    ConfoundSelection
+        Regressors (order and n/a rule in the module docstring), censored volumes, and the
+        columns chosen by each item.
+
+    Raises
+    ------
+    ConfoundError
+        Wrong row count, a preset's column or a pattern's match missing (the message lists
+        the file's columns), non-numeric values, or every volume censored.
     """
     if len(table) != n_volumes:
-        raise InputError(f"{path}: {len(table)} rows, expected one per volume ({n_volumes})")
-    chosen: list[str] = []
-    for pattern in patterns:
-        matches = fnmatch.filter(table.columns, pattern)
-        if not matches:
-            raise InputError(
-                f"{path}: no column matches --confounds {pattern!r}; "
-                f"columns: {', '.join(table.columns)}"
-            )
-        chosen += [m for m in matches if m not in chosen]
-    chosen.sort(key=list(table.columns).index)
-    selected = table[chosen].apply(pd.to_numeric, errors="coerce").astype(float)
-    empty = [c for c in chosen if selected[c].isna().all()]
-    if empty:
-        raise InputError(f"{path}: confound column(s) {', '.join(empty)} hold no numbers")
-    return selected.fillna(selected.mean())
+        raise ConfoundError(
+            f"{path}: {len(table)} rows, expected one per volume ({n_volumes} volumes)"
+        )
+    table = table.reset_index(drop=True)
+    chosen: dict[str, pd.Series] = {}
+    by_source: dict[str, list[str]] = {}
+    for preset in strategy.presets:
+        frame = preset_columns(preset, table, sidecar, path)
+        by_source[preset] = list(frame.columns)
+        for column in frame.columns:
+            chosen.setdefault(column, frame[column])
+    for pattern in strategy.patterns:
+        by_source[pattern] = _pattern_columns(table, pattern, path)
+        for column in by_source[pattern]:
+            if column not in chosen:
+                chosen[column] = numeric_column(table, column, path)
+    regressors = _fill_with_means(chosen, path, n_volumes)
+
+    censored = np.zeros(n_volumes, dtype=bool)
+    if strategy.non_steady_state:
+        flagged, by_source[NON_STEADY_STATE] = _non_steady_state_mask(table, path)
+        censored |= flagged
+    if strategy.scrub is not None:
+        flagged, by_source[strategy.scrub.spec] = _scrub_mask(table, strategy.scrub, path)
+        censored |= flagged
+    if censored.all():
+        raise ConfoundError(f"{path}: the confound strategy censors all {n_volumes} volumes")
+    return ConfoundSelection(regressors, censored, by_source)

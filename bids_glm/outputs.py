@@ -1,0 +1,163 @@
+"""What bids-glm writes for a run or a participant: maps, design tables, their sidecars.
+
+File naming and atomic writing live in ``derivatives.py``; this module decides the
+content: which maps a contrast produces and what each sidecar records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from bids_glm import __version__, derivatives
+from bids_glm.glm.results import ContrastMaps, RunFit
+from bids_glm.plan import ContrastPlan, RunDesign
+from bids_glm.settings import Settings
+
+MAPS_BY_TEST = {
+    "t": ("effect", "variance", "t", "z", "p"),
+    "F": ("F", "z", "p"),
+}
+MODEL_MAPS = ("rSquared", "residualSd", "ar1")
+
+
+def source_path(path: Path, settings: Settings) -> str:
+    """``<dataset folder name>/<path inside it>`` for an input file."""
+    for root in (*settings.derivatives, settings.bids_dir):
+        if root in path.parents:
+            return f"{root.name}/{path.relative_to(root).as_posix()}"
+    return path.name
+
+
+def _map_values(maps: ContrastMaps, stat: str) -> np.ndarray:
+    return {
+        "effect": maps.effect,
+        "variance": maps.variance,
+        "t": maps.stat,
+        "F": maps.stat,
+        "z": maps.z,
+        "p": maps.p,
+    }[stat]
+
+
+def contrast_sidecar(
+    plan: ContrastPlan,
+    maps: ContrastMaps,
+    stat: str,
+    settings: Settings,
+    sources: Sequence[str],
+    level: str,
+) -> dict:
+    """Sidecar of one statistical map: what was tested, how, on which inputs."""
+    model = settings.model
+    sidecar = {
+        "ContrastName": plan.name,
+        "ContrastLabel": plan.label,
+        "ContrastExpression": plan.expression,
+        "ContrastWeights": plan.sidecar_weights(),
+        "Statistic": stat,
+        "Test": maps.stat_type,
+        "DegreesOfFreedom": float(maps.dof),
+        "NoiseModel": model.noise_model,
+        "SmoothingFWHMmm": model.smoothing_fwhm_mm or 0.0,
+        "HRFModel": model.hrf_model,
+        "Level": level,
+        "Sources": list(sources),
+        "SoftwareName": "bids-glm",
+        "SoftwareVersion": __version__,
+    }
+    if maps.stat_type == "F":
+        sidecar["NumeratorDegreesOfFreedom"] = float(maps.dof_num)
+    if level == "subject":
+        sidecar["FixedEffects"] = model.fixed_effects
+    return sidecar
+
+
+def write_contrast_maps(
+    folder: Path,
+    entities: Mapping[str, str],
+    plan: ContrastPlan,
+    maps: ContrastMaps,
+    valid: np.ndarray,
+    mask: np.ndarray,
+    affine: np.ndarray,
+    settings: Settings,
+    sources: Sequence[str],
+    level: str,
+) -> None:
+    """Write a contrast's maps (zero where ``valid`` is False) with their sidecars.
+
+    ``valid`` is over the mask's voxels: False for voxels whose data were unusable.
+    """
+    for stat in MAPS_BY_TEST[maps.stat_type]:
+        values = np.where(valid, _map_values(maps, stat), 0.0)
+        name = derivatives.bids_name(
+            entities, tuple(entities), {"contrast": plan.label, "stat": stat}, "statmap"
+        )
+        sidecar = contrast_sidecar(plan, maps, stat, settings, sources, level)
+        derivatives.write_map(folder / f"{name}.nii.gz", values, mask, affine, sidecar)
+
+
+def write_model_maps(
+    folder: Path,
+    entities: Mapping[str, str],
+    fit: RunFit,
+    valid: np.ndarray,
+    mask: np.ndarray,
+    affine: np.ndarray,
+    source: str,
+) -> None:
+    """Per-run r-squared, residual standard deviation and AR(1) coefficient maps."""
+    values = {"rSquared": fit.r_squared, "residualSd": np.sqrt(fit.sigma2), "ar1": fit.ar1}
+    for stat in MODEL_MAPS:
+        if values[stat] is None:
+            continue
+        name = derivatives.bids_name(entities, tuple(entities), {"stat": stat}, "statmap")
+        sidecar = {
+            "Statistic": stat,
+            "NoiseModel": fit.noise_model,
+            "DegreesOfFreedom": float(fit.dof),
+            "Sources": [source],
+            "SoftwareName": "bids-glm",
+            "SoftwareVersion": __version__,
+        }
+        masked = np.where(valid, values[stat], 0.0)
+        derivatives.write_map(folder / f"{name}.nii.gz", masked, mask, affine, sidecar)
+
+
+def write_design(
+    design: RunDesign, folder: Path, entities: Mapping[str, str], settings: Settings
+) -> None:
+    """The run's design matrix as TSV, and a JSON with everything needed to rebuild it."""
+    name = derivatives.bids_name(entities, tuple(entities), {}, "design")
+    derivatives.write_tsv(folder / f"{name}.tsv", design.matrix)
+    model = settings.model
+    run = design.run
+    censored = [] if design.censored is None else np.flatnonzero(design.censored).tolist()
+    derivatives.write_json(
+        folder / f"{name}.json",
+        {
+            "RepetitionTime": run.tr_s,
+            "SliceTimeRef": design.slice_time_ref,
+            "FrameTimes": [float(t) for t in design.matrix.index],
+            "DummyScans": design.dummy_scans,
+            "CensoredVolumes": [design.dummy_scans + i for i in censored],
+            "Columns": list(design.matrix.columns),
+            "Conditions": list(design.conditions),
+            "HRFModel": model.hrf_model,
+            "FIRDelays": list(model.fir_delays_scans) if model.hrf_model == "fir" else [],
+            "DriftModel": model.drift_model,
+            "HighPassHz": model.high_pass_hz,
+            "DriftOrder": model.drift_order,
+            "NoiseModel": model.noise_model,
+            "SignalScaling": model.signal_scaling,
+            "Confounds": design.confounds_by_source or {},
+            "Sources": [
+                source_path(p, settings)
+                for p in (run.bold_path, run.events_path, run.confounds_path)
+                if p is not None
+            ],
+        },
+    )
