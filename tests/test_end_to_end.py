@@ -146,21 +146,28 @@ def test_sidecars_describe_the_contrast(demo):
     assert run_sidecar["DegreesOfFreedom"] == len(design) - design.shape[1]
 
 
-def _agreement(ours: np.ndarray, expected: np.ndarray, scaling: str) -> None:
-    """|dz| < 1e-3 everywhere without scaling; with percent scaling, nearly everywhere.
+def _near_bin_edge(ar1: np.ndarray) -> np.ndarray:
+    """AR(1) estimates within 2e-6 of a 0.01 bin edge.
 
-    z is invariant to a per-voxel affine rescaling of the data (the design has a constant),
-    so both settings test the same maths. With scaling, our float32 data are the correctly
-    rounded scaled values while nilearn accumulates in float32; a voxel whose AR(1) estimate
-    sits within rounding of a 0.01 bin edge can then land in the neighbouring bin (a handful
-    of voxels in 28k, |dz| ~ 0.01).
+    nilearn averages float32 data in float32 before percent scaling; the resulting
+    relative error (~1e-6 over 120 volumes) moves its AR(1) estimates by up to ~1.3e-6
+    (measured on this data), slightly more than the 1e-6 of the issue. Storage of our
+    estimate as float32 adds ~3e-8.
+    """
+    scaled = ar1.astype(np.float64) * 100
+    return np.abs(scaled - np.round(scaled)) < 2e-4
+
+
+def _agreement(ours: np.ndarray, expected: np.ndarray, edge: np.ndarray) -> None:
+    """|dz| < 1e-3 except at voxels whose AR(1) estimate sits on a bin edge (< 0.1%).
+
+    Our scaled float32 data are the correctly rounded values while nilearn accumulates in
+    float32, so an estimate within rounding of a 0.01 bin edge can land in the
+    neighbouring bin on one side only.
     """
     dz = np.abs(ours - expected)
-    if scaling == "none":
-        assert np.max(dz) < 1e-3
-    else:
-        assert np.mean(dz < 1e-3) > 0.9995
-        assert np.max(dz) < 0.05
+    assert not np.any((dz >= 1e-3) & ~edge), np.sort(dz[~edge])[-5:]
+    assert np.mean(edge) < 1e-3
 
 
 @pytest.mark.parametrize("scaling", ["none", "percent"])
@@ -190,6 +197,7 @@ def test_run_level_z_maps_equal_nilearn(demo, noise_model, scaling, tmp_path):
             scaling,
             "--contrast",
             "faceVsHouse=face - house",
+            "--model-maps",
         ]
     )
     assert code == 0
@@ -207,17 +215,23 @@ def test_run_level_z_maps_equal_nilearn(demo, noise_model, scaling, tmp_path):
         smoothing_fwhm=6,
         minimize_memory=True,
     )
+    edges = []
     for run_index, (bold, design) in enumerate(zip(bolds, designs, strict=True), start=1):
+        if noise_model == "ar1":
+            ar1 = next(func.glob(f"*_run-{run_index}_*_stat-ar1_statmap.nii.gz"))
+            edges.append(_near_bin_edge(np.asanyarray(nib.load(ar1).dataobj)[mask]))
+        else:
+            edges.append(np.zeros(int(mask.sum()), dtype=bool))
         model.fit(bold, design_matrices=[design])
         for contrast, expression in (("face", "face"), ("faceVsHouse", "face - house")):
             expected = model.compute_contrast(expression, output_type="z_score").get_fdata()
             pattern = f"*_run-{run_index}_*_contrast-{contrast}_stat-z_statmap.nii.gz"
             ours = np.asanyarray(nib.load(next(func.glob(pattern))).dataobj)
-            _agreement(ours[mask], expected[mask], scaling)
+            _agreement(ours[mask], expected[mask], edges[-1])
     model.fit(bolds, design_matrices=designs)
     expected = model.compute_contrast("face - house", output_type="z_score").get_fdata()
     ours = _subject_map(out, "01", "faceVsHouse", "z")
-    _agreement(ours[mask], expected[mask], scaling)
+    _agreement(ours[mask], expected[mask], np.logical_or.reduce(edges))
 
 
 def test_parallel_runs_give_byte_identical_outputs(demo, tmp_path):
