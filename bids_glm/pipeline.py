@@ -10,7 +10,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -107,7 +107,8 @@ class RunOutcome:
     usable : ndarray of bool, shape (V,)
         In-mask voxels with finite, non-constant data in this run.
     maps : dict of str to ContrastMaps
-        Contrast label -> this run's maps (contrasts whose columns the run lacks are absent).
+        Contrast label -> this run's maps as fixed effects need them (statistics dropped);
+        contrasts whose columns the run lacks are absent.
     source : str
         The run's BOLD file, relative to its dataset.
     """
@@ -149,8 +150,18 @@ def process_run(
         outputs.write_contrast_maps(
             folder, entities, plan, maps, usable, mask, affine, settings, [source], "run"
         )
-        outcome.maps[plan.label] = maps
+        outcome.maps[plan.label] = _inputs_of_fixed_effects(maps)
     return outcome
+
+
+def _inputs_of_fixed_effects(maps: ContrastMaps) -> ContrastMaps:
+    """The run's maps without its statistics, which fixed effects recompute.
+
+    stat, z and p become one shared zero-stride view, so a participant's memory grows by
+    only the effect and variance (or F estimate) of each run, not five maps per contrast.
+    """
+    nothing = np.broadcast_to(np.float64(0.0), maps.stat.shape)
+    return replace(maps, stat=nothing, z=nothing, p=nothing)
 
 
 def analyse_unit(unit: AnalysisUnit, settings: Settings) -> None:
