@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy.stats import gamma
+from scipy import special
 
 from bids_glm.design.names import HRF_MODELS
 
@@ -66,15 +66,28 @@ def gamma_difference(times_s: np.ndarray, shape: GammaDifferenceShape) -> np.nda
         ``gamma.pdf(t; a1/d1, scale=d1) - c * gamma.pdf(t; a2/d2, scale=d2)``.
     """
     times_s = np.asarray(times_s, dtype=float)
-    peak = gamma.pdf(
-        times_s, shape.peak_delay_s / shape.peak_dispersion_s, scale=shape.peak_dispersion_s
+    peak = gamma_density(
+        times_s, shape.peak_delay_s / shape.peak_dispersion_s, shape.peak_dispersion_s
     )
-    undershoot = gamma.pdf(
+    undershoot = gamma_density(
         times_s,
         shape.undershoot_delay_s / shape.undershoot_dispersion_s,
-        scale=shape.undershoot_dispersion_s,
+        shape.undershoot_dispersion_s,
     )
     return peak - shape.undershoot_ratio * undershoot
+
+
+def gamma_density(times_s: np.ndarray, shape_k: float, scale_s: float) -> np.ndarray:
+    """Gamma probability density with shape ``k`` and scale ``theta``; 0 for ``t <= 0``.
+
+    ``t**(k-1) exp(-t/theta) / (Gamma(k) theta**k)``, evaluated in log space (scipy.special
+    only, so importing the HRF code does not pull in scipy.stats).
+    """
+    x = np.asarray(times_s, dtype=float) / scale_s
+    positive = x > 0
+    safe = np.where(positive, x, 1.0)
+    log_density = special.xlogy(shape_k - 1.0, safe) - safe - special.gammaln(shape_k)
+    return np.where(positive, np.exp(log_density) / scale_s, 0.0)
 
 
 def kernel_sample_times(tr_s: float, oversampling: int, time_length_s: float) -> np.ndarray:

@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.signal import oaconvolve
+from scipy import fft
 
 from bids_glm.design.hrf import basis_suffixes, hrf_kernels, normalise_hrf_model
 
@@ -74,6 +74,24 @@ def orthogonalise_columns(matrix: np.ndarray) -> np.ndarray:
         coefficients = np.linalg.lstsq(previous, result[:, j], rcond=None)[0]
         result[:, j] -= previous @ coefficients
     return result
+
+
+def causal_convolution(signal: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """``np.convolve(signal, kernel)[:signal.size]`` computed with real FFTs.
+
+    Parameters
+    ----------
+    signal, kernel : ndarray, 1-D
+        Samples on the same time grid.
+
+    Returns
+    -------
+    ndarray
+        The first ``signal.size`` samples of the full linear convolution.
+    """
+    size = fft.next_fast_len(signal.size + kernel.size - 1, real=True)
+    spectrum = fft.rfft(signal, size) * fft.rfft(kernel, size)
+    return fft.irfft(spectrum, size)[: signal.size]
 
 
 def oversampled_grid(
@@ -185,7 +203,7 @@ def condition_regressors(
     stimulus = boxcar_on_grid(grid, onsets, durations, amplitude_values)
     tr_s = float(np.min(np.diff(times)))
     kernels = hrf_kernels(name, tr_s, oversampling, fir_delays=fir_delays)
-    convolved = [oaconvolve(stimulus, kernel)[: stimulus.size] for kernel in kernels]
+    convolved = [causal_convolution(stimulus, kernel) for kernel in kernels]
     lag = oversampling - 1 if name == "fir" else 0
     sample_times = grid[: grid.size - lag]
     regressors = np.column_stack([np.interp(times, sample_times, c[lag:]) for c in convolved])
