@@ -45,14 +45,16 @@ def bids_name(
 
 
 def write_bytes_atomic(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to a temporary file in the same folder, then rename it to ``path``."""
+    """Write ``payload`` to a temporary file in the same folder, then rename it to ``path``.
+
+    The rename is atomic: a process killed at any point leaves either the previous file or
+    the complete new one under ``path`` (at most a hidden ``.*.tmp`` file beside it).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(payload)
-            stream.flush()
-            os.fsync(stream.fileno())
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

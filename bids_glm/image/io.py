@@ -14,6 +14,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
@@ -23,10 +24,10 @@ from bids_glm.errors import InputError
 from bids_glm.image.mask import bounding_box, load_image, same_grid
 from bids_glm.image.smooth import kernel_radius_voxels, sigma_voxels, smooth_volume
 
-try:  # ISA-L inflates gzip several times faster than zlib
-    from isal import igzip as _gzip
+try:  # ISA-L inflates gzip several times faster than zlib, here in a background thread
+    from isal import igzip_threaded
 except ImportError:  # pragma: no cover - isal is a declared dependency
-    _gzip = gzip
+    igzip_threaded = None
 
 LOGGER = logging.getLogger("bids_glm")
 
@@ -47,11 +48,18 @@ class MaskedSeries:
     usable: np.ndarray
 
 
+def _open_gzip(path: Path) -> BinaryIO:
+    """A gzip reader that inflates in a background thread (overlapping our compute)."""
+    if igzip_threaded is None:  # pragma: no cover
+        return gzip.open(path, "rb")
+    return igzip_threaded.open(path, "rb", threads=1)
+
+
 @contextmanager
 def _open_stream(path: Path) -> Iterator[BinaryIO]:
-    opener = _gzip.open if path.name.endswith(".gz") else open
+    opener = _open_gzip if path.name.endswith(".gz") else partial(open, mode="rb")
     try:
-        with opener(path, "rb") as stream:
+        with opener(path) as stream:
             yield stream
     except (OSError, EOFError) as err:
         raise InputError(f"{path}: cannot read the image data ({err})") from None
@@ -65,6 +73,57 @@ def _read_exact(stream: BinaryIO, buffer: bytearray, path: Path) -> None:
         if not got:
             raise InputError(f"{path}: file ends early (truncated image data)")
         filled += got
+
+
+@dataclass(frozen=True)
+class SeriesLayout:
+    """Where and how a 4-D NIfTI file stores its voxel values."""
+
+    shape: tuple[int, int, int, int]
+    dtype: np.dtype
+    slope: float
+    intercept: float
+    offset: int
+
+    @property
+    def volume_shape(self) -> tuple[int, int, int]:
+        return self.shape[:3]
+
+    def to_float32(self, raw: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Scaled float32 values of ``raw`` (stored values) written into ``out``."""
+        np.copyto(out, raw, casting="unsafe")
+        if self.slope != 1.0:
+            out *= np.float32(self.slope)
+        if self.intercept:
+            out += np.float32(self.intercept)
+        return out
+
+
+def series_layout(path: Path) -> SeriesLayout:
+    """Read a 4-D NIfTI header; ``InputError`` when the image is not 4-D."""
+    proxy = load_image(path).dataobj  # header facts only; no data is read here
+    shape = tuple(int(n) for n in proxy.shape)
+    if len(shape) != 4:
+        raise InputError(f"{path}: expected a 4-D series, found shape {shape}")
+    return SeriesLayout(
+        shape=shape,
+        dtype=np.dtype(proxy.dtype),
+        slope=float(proxy.slope),
+        intercept=float(proxy.inter),
+        offset=int(proxy.offset),
+    )
+
+
+def _stored_volumes(path: Path, layout: SeriesLayout) -> Iterator[np.ndarray]:
+    """Yield each volume's stored values (a view of one reused buffer, Fortran order)."""
+    raw = bytearray(int(np.prod(layout.volume_shape)) * layout.dtype.itemsize)
+    values = np.frombuffer(raw, dtype=layout.dtype).reshape(layout.volume_shape, order="F")
+    with _open_stream(path) as stream:
+        if layout.offset:
+            _read_exact(stream, bytearray(layout.offset), path)
+        for _ in range(layout.shape[3]):
+            _read_exact(stream, raw, path)
+            yield values
 
 
 def iter_volumes(path: Path) -> Iterator[np.ndarray]:
@@ -81,29 +140,10 @@ def iter_volumes(path: Path) -> Iterator[np.ndarray]:
     ------
     ndarray, shape (x, y, z), float32, Fortran order
     """
-    proxy = load_image(path).dataobj  # header facts only; no data is read here
-    shape = tuple(proxy.shape)
-    if len(shape) != 4:
-        raise InputError(f"{path}: expected a 4-D series, found shape {shape}")
-    dtype = np.dtype(proxy.dtype)
-    slope, intercept = float(proxy.slope), float(proxy.inter)
-    offset = int(proxy.offset)
-    volume_shape = shape[:3]
-    n_bytes = int(np.prod(volume_shape)) * dtype.itemsize
-    raw = bytearray(n_bytes)
-    volume = np.empty(volume_shape, dtype=np.float32, order="F")
-    with _open_stream(path) as stream:
-        if offset:
-            _read_exact(stream, bytearray(offset), path)
-        for _ in range(shape[3]):
-            _read_exact(stream, raw, path)
-            values = np.frombuffer(raw, dtype=dtype).reshape(volume_shape, order="F")
-            volume[...] = values
-            if slope != 1.0:
-                volume *= np.float32(slope)
-            if intercept:
-                volume += np.float32(intercept)
-            yield volume
+    layout = series_layout(path)
+    volume = np.empty(layout.volume_shape, dtype=np.float32, order="F")
+    for stored in _stored_volumes(path, layout):
+        yield layout.to_float32(stored, volume)
 
 
 def read_masked_series(
@@ -148,7 +188,8 @@ def read_masked_series(
         sigma = np.zeros(3)
         box = bounding_box(mask, (0, 0, 0))
     box_mask = mask[box]
-    n_volumes = image.shape[3]
+    layout = series_layout(path)
+    n_volumes = layout.shape[3]
     if keep_volumes is None:
         keep_volumes = np.ones(n_volumes, dtype=bool)
     elif keep_volumes.shape != (n_volumes,):
@@ -158,17 +199,22 @@ def read_masked_series(
     rows = np.cumsum(keep_volumes) - 1
     data = np.empty((int(keep_volumes.sum()), int(mask.sum())), dtype=np.float32)
     finite = np.ones(data.shape[1], dtype=bool)
-    box_values = np.empty(box_mask.shape, dtype=np.float32)
-    for index, volume in enumerate(iter_volumes(path)):
+    box_values = np.empty(box_mask.shape, dtype=np.float32, order="F")
+    # in-mask voxels in C order (as mask[...] gives them), addressed in Fortran memory order
+    in_mask = np.ravel_multi_index(np.nonzero(box_mask), box_mask.shape, order="F")
+    flat_box = box_values.ravel(order="K")
+    may_be_non_finite = layout.dtype.kind == "f"
+    for index, stored in enumerate(_stored_volumes(path, layout)):
         if not keep_volumes[index]:
             continue
-        box_values[...] = volume[box]
-        bad = ~np.isfinite(box_values)
-        if bad.any():
-            finite &= ~bad[box_mask]
-            box_values[bad] = 0.0
+        layout.to_float32(stored[box], box_values)
+        if may_be_non_finite:
+            bad = ~np.isfinite(box_values)
+            if bad.any():
+                finite &= ~bad[box_mask]
+                box_values[bad] = 0.0
         smooth_volume(box_values, sigma)
-        data[rows[index]] = box_values[box_mask]
+        np.take(flat_box, in_mask, out=data[rows[index]])
     varying = np.ptp(data, axis=0) > 0
     n_bad = int((~(finite & varying)).sum())
     if n_bad:
