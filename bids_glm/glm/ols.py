@@ -81,6 +81,14 @@ def design_rank(design: np.ndarray) -> int:
     return int(np.linalg.matrix_rank(design, tol=tolerance))
 
 
+def _column_variance(values: np.ndarray) -> np.ndarray:
+    """Population variance of each column, without an (n, k) temporary (float64 input)."""
+    n_rows = values.shape[0]
+    mean = values.sum(axis=0) / n_rows
+    variance = np.einsum("ij,ij->j", values, values) / n_rows - mean * mean
+    return np.maximum(variance, 0.0)
+
+
 def fit_block(operators: DesignOperators, data: np.ndarray) -> tuple[BlockFit, np.ndarray]:
     """Least-squares fit of a block of voxels; the block becomes its residuals.
 
@@ -100,8 +108,8 @@ def fit_block(operators: DesignOperators, data: np.ndarray) -> tuple[BlockFit, n
     """
     beta = operators.pinv @ data
     fitted = operators.design @ beta
-    data_variance = data.var(axis=0)
-    fitted_variance = fitted.var(axis=0)
+    data_variance = _column_variance(data)
+    fitted_variance = _column_variance(fitted)
     data -= fitted
     del fitted
     rss = np.einsum("ij,ij->j", data, data)
