@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import nibabel as nib
@@ -23,6 +24,28 @@ BIDS_VERSION = "1.10.0"
 CODE_URL = "https://github.com/bids-glm/bids-glm"
 CONTAINER_ENV = "BIDS_GLM_CONTAINER"
 GZIP_LEVEL = 2
+OUTPUT_README = """# bids-glm first-level statistics
+
+Derivatives written by bids-glm: per-run design matrices (`*_design.tsv` + `.json`),
+run-level and fixed-effects statistical maps (`*_statmap.nii.gz` + `.json`, one per
+contrast and statistic) and analysis masks, in `sub-<label>/[ses-<label>/]func/`.
+Each sidecar records the contrast, its weights per design column, the test, the degrees
+of freedom and the input files (as BIDS URIs, see `DatasetLinks` in
+`dataset_description.json`). The methods text with references is in `logs/`.
+"""
+# Outputs the BIDS specification does not (yet) define, hidden from the validator.
+BIDS_IGNORED = (
+    "*_statmap.nii.gz",
+    "*_statmap.json",
+    "*_design.tsv",
+    "*_design.json",
+    "*_clusters.tsv",
+    "*_mask.nii.gz",
+    "*.html",
+    "*.pdf",
+    "logs/",
+    "figures/",
+)
 RUN_LEVEL_ENTITIES = ("sub", "ses", "task", "acq", "ce", "rec", "dir", "run", "echo", "space")
 SUBJECT_LEVEL_ENTITIES = ("sub", "ses", "task", "space")
 
@@ -101,7 +124,32 @@ def write_mask(path: Path, mask: np.ndarray, affine: np.ndarray) -> None:
     write_bytes_atomic(path, nifti_gz_bytes(mask.astype(np.uint8), affine))
 
 
-def dataset_description(bids_dir: Path) -> dict:
+def dataset_links(bids_dir: Path, derivative_dirs: Sequence[Path]) -> dict[str, Path]:
+    """Names for the input datasets, used in BIDS URIs (``bids:<name>:<path>``).
+
+    The raw dataset is ``raw``; each derivatives folder is named after its folder
+    (letters and digits only, made unique).
+    """
+    links = {"raw": bids_dir}
+    for folder in derivative_dirs:
+        base = re.sub(r"[^A-Za-z0-9]", "", folder.name) or "derivatives"
+        key, suffix = base, 1
+        while key in links or key == "bids":
+            suffix += 1
+            key = f"{base}{suffix}"
+        links[key] = folder
+    return links
+
+
+def bids_uri(path: Path, links: Mapping[str, Path]) -> str:
+    """``bids:<dataset>:<relative path>`` for an input file (the innermost dataset wins)."""
+    for key, root in sorted(links.items(), key=lambda item: -len(item[1].parts)):
+        if root in path.parents:
+            return f"bids:{key}:{path.relative_to(root).as_posix()}"
+    return path.as_uri()
+
+
+def dataset_description(bids_dir: Path, links: Mapping[str, Path]) -> dict:
     """The ``dataset_description.json`` content of the output folder."""
     generated_by = {"Name": "bids-glm", "Version": __version__, "CodeURL": CODE_URL}
     container = os.environ.get(CONTAINER_ENV)
@@ -120,9 +168,16 @@ def dataset_description(bids_dir: Path) -> dict:
         "DatasetType": "derivative",
         "GeneratedBy": [generated_by],
         "SourceDatasets": [source],
+        "DatasetLinks": {key: root.as_uri() for key, root in links.items()},
     }
 
 
-def write_dataset_description(output_dir: Path, bids_dir: Path) -> None:
-    """Write ``OUTPUT_DIR/dataset_description.json`` (atomic, deterministic)."""
-    write_json(output_dir / "dataset_description.json", dataset_description(bids_dir))
+def write_dataset_description(output_dir: Path, bids_dir: Path, links: Mapping[str, Path]) -> None:
+    """Write ``dataset_description.json`` and ``.bidsignore`` (atomic, deterministic).
+
+    Concurrent participant processes write identical bytes, and each write is an atomic
+    rename, so the folder always holds one complete, consistent copy.
+    """
+    write_json(output_dir / "dataset_description.json", dataset_description(bids_dir, links))
+    write_bytes_atomic(output_dir / "README.md", OUTPUT_README.encode())
+    write_bytes_atomic(output_dir / ".bidsignore", "\n".join(BIDS_IGNORED).encode() + b"\n")

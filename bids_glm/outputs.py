@@ -24,11 +24,10 @@ MODEL_MAPS = ("rSquared", "residualSd", "ar1")
 
 
 def source_path(path: Path, settings: Settings) -> str:
-    """``<dataset folder name>/<path inside it>`` for an input file."""
-    for root in (*settings.derivatives, settings.bids_dir):
-        if root in path.parents:
-            return f"{root.name}/{path.relative_to(root).as_posix()}"
-    return path.name
+    """The BIDS URI of an input file (``bids:raw:sub-01/...``, ``bids:fmriprep:...``)."""
+    return derivatives.bids_uri(
+        path, derivatives.dataset_links(settings.bids_dir, settings.derivatives)
+    )
 
 
 def _map_values(maps: ContrastMaps, stat: str) -> np.ndarray:

@@ -240,5 +240,6 @@ def run_participant_level(settings: Settings) -> None:
             len(unit.contrasts),
         )
         analyse_unit(unit, settings)
-    derivatives.write_dataset_description(settings.output_dir, settings.bids_dir)
+    links = derivatives.dataset_links(settings.bids_dir, settings.derivatives)
+    derivatives.write_dataset_description(settings.output_dir, settings.bids_dir, links)
     LOGGER.info("outputs written to %s", settings.output_dir)

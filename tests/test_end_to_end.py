@@ -114,9 +114,10 @@ def test_effect_size_estimates_the_planted_percent_signal_change(demo):
 def test_output_names_follow_design(demo):
     out = demo["out"]
     names = [p.name for p in out.rglob("*") if p.is_file()]
-    assert "dataset_description.json" in names
+    top_level = {"dataset_description.json", ".bidsignore", "README.md"}
+    assert top_level <= set(names)
     for name in names:
-        if name == "dataset_description.json":
+        if name in top_level:
             continue
         assert any(p.match(name) for p in (RUN_MAP, SUBJECT_MAP, DESIGN, MASK)), name
     n_subjects, n_runs, n_contrasts = 3, 2, 4  # face, house, scrambled, faceVsHouse
@@ -125,6 +126,7 @@ def test_output_names_follow_design(demo):
     description = json.loads((out / "dataset_description.json").read_text())
     assert description["DatasetType"] == "derivative"
     assert description["GeneratedBy"][0]["Name"] == "bids-glm"
+    assert description["DatasetLinks"]["raw"] == demo["bids"].as_uri()
 
 
 def test_sidecars_describe_the_contrast(demo):
@@ -138,7 +140,11 @@ def test_sidecars_describe_the_contrast(demo):
     assert sidecar["ContrastWeights"] == {"face": 1.0, "house": -1.0}
     assert sidecar["Test"] == "t"
     assert sidecar["NoiseModel"] == "ar1"
-    assert len(sidecar["Sources"]) == 2
+    assert sidecar["Sources"] == [
+        f"bids:fmriprep:sub-01/func/sub-01_task-faces_run-{r}_space-MNI152NLin2009cAsym"
+        "_desc-preproc_bold.nii.gz"
+        for r in (1, 2)
+    ]
     run_sidecar = json.loads(
         next(out.rglob("sub-01_task-faces_run-1_*_contrast-face_stat-t_statmap.json")).read_text()
     )
