@@ -150,6 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--dry-run", action="store_true", help="write the designs, print the plan, fit nothing"
     )
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="redo participants whose outputs are already complete with the same settings",
+    )
     verbosity = run.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="count", default=0)
     verbosity.add_argument("-q", "--quiet", action="store_true")
@@ -308,6 +313,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         mask_combine=mask_combine,
         model_maps=args.model_maps,
         dry_run=args.dry_run,
+        overwrite=args.overwrite,
         verbosity=-1 if args.quiet else args.verbose,
     )
 

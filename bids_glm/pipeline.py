@@ -11,10 +11,11 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
-from bids_glm import derivatives, outputs
+from bids_glm import derivatives, manifest, outputs
 from bids_glm.analysis_mask import build_analysis_mask
 from bids_glm.design.contrasts import missing_columns
 from bids_glm.glm.contrast import compute_contrast
@@ -221,6 +222,43 @@ def dry_run(units: Sequence[AnalysisUnit], settings: Settings) -> None:
     print(f"designs written to {settings.output_dir}; nothing was fitted (--dry-run)")
 
 
+def unit_outputs(unit: AnalysisUnit, settings: Settings) -> list[Path]:
+    """Every file the unit has written (its participant, session, task and space)."""
+    folder = derivatives.subject_func_dir(settings.output_dir, unit.entities)
+    prefix = "_".join(
+        f"{k}-{unit.entities[k]}" for k in ("sub", "ses", "task") if k in unit.entities
+    )
+    space = f"_space-{unit.entities['space']}_" if "space" in unit.entities else ""
+    return [p for p in folder.glob(f"{prefix}_*") if space in p.name and p.is_file()]
+
+
+def _remove_interrupted_writes(unit: AnalysisUnit, settings: Settings) -> None:
+    """Delete temporary files that a killed earlier run of this unit left behind."""
+    folder = derivatives.subject_func_dir(settings.output_dir, unit.entities)
+    for stale in folder.glob(f".{_unit_prefix(unit)}_*.tmp"):
+        if _unit_space(unit) in stale.name:
+            stale.unlink(missing_ok=True)
+
+
+def unit_fingerprint(unit: AnalysisUnit, settings: Settings) -> str:
+    """Hash of everything that decides the unit's outputs: settings and input files."""
+    inputs = [
+        path
+        for design in unit.designs
+        for path in (
+            design.run.bold_path,
+            design.run.mask_path,
+            design.run.events_path,
+            design.run.confounds_path,
+        )
+        if path is not None
+    ]
+    if settings.mask is not None:
+        inputs.append(settings.mask)
+    description = repr((settings.model, settings.mask_combine, settings.model_maps))
+    return manifest.fingerprint(description, inputs)
+
+
 def run_participant_level(settings: Settings) -> None:
     """Discover, plan and fit every requested participant; write BIDS derivatives."""
     runs = discover_runs(settings)
@@ -231,6 +269,17 @@ def run_participant_level(settings: Settings) -> None:
         return
     for index, unit in enumerate(units, start=1):
         what = " ".join(f"{k}-{v}" for k, v in unit.entities.items())
+        record = manifest.manifest_path(settings.output_dir, unit.entities)
+        fingerprint = unit_fingerprint(unit, settings)
+        if not settings.overwrite and manifest.is_complete(record, fingerprint):
+            LOGGER.info(
+                "[%d/%d] %s: outputs complete with the same settings; skipped "
+                "(--overwrite redoes them)",
+                index,
+                len(units),
+                what,
+            )
+            continue
         LOGGER.info(
             "[%d/%d] %s: %d run(s), %d contrast(s)",
             index,
@@ -239,7 +288,10 @@ def run_participant_level(settings: Settings) -> None:
             len(unit.designs),
             len(unit.contrasts),
         )
+        manifest.invalidate(record)
+        _remove_interrupted_writes(unit, settings)
         analyse_unit(unit, settings)
+        manifest.record(record, fingerprint, unit_outputs(unit, settings))
     links = derivatives.dataset_links(settings.bids_dir, settings.derivatives)
     derivatives.write_dataset_description(settings.output_dir, settings.bids_dir, links)
     LOGGER.info("outputs written to %s", settings.output_dir)

@@ -106,6 +106,8 @@ class Settings:
         Also write per-run r-squared, residual standard deviation and AR(1) maps.
     dry_run : bool
         Build and write the designs, print the plan, fit nothing.
+    overwrite : bool
+        Redo participants whose outputs are complete with the same settings.
     verbosity : int
         -1 quiet, 0 normal, 1 verbose (tracebacks), 2 debug.
     """
@@ -126,4 +128,5 @@ class Settings:
     mask_combine: str = "intersection"
     model_maps: bool = False
     dry_run: bool = False
+    overwrite: bool = False
     verbosity: int = 0

@@ -1,0 +1,74 @@
+"""Which analysis units are already done: a small manifest per participant, task and space.
+
+A unit's manifest is written last, after every one of its outputs, and removed before
+the unit is (re)done. So a manifest exists only for complete outputs made with the
+recorded settings and inputs; a run killed at any point leaves none, and the next run
+redoes the unit (atomic writes mean no output file is ever half-written).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from bids_glm import __version__, derivatives
+
+LOGGER = logging.getLogger("bids_glm")
+MANIFEST_FOLDER = Path("logs") / "manifests"
+
+
+def manifest_path(output_dir: Path, entities: Mapping[str, str]) -> Path:
+    """``OUTPUT_DIR/logs/manifests/sub-<s>[_ses-<x>]_task-<t>[_space-<sp>].json``."""
+    keep = derivatives.SUBJECT_LEVEL_ENTITIES
+    name = "_".join(f"{k}-{entities[k]}" for k in keep if k in entities)
+    return output_dir / MANIFEST_FOLDER / f"{name}.json"
+
+
+def fingerprint(description: str, inputs: Sequence[Path]) -> str:
+    """Hash of the settings (their text) and the inputs (path, size, modification time)."""
+    digest = hashlib.sha256(f"bids-glm {__version__}\n{description}\n".encode())
+    for path in sorted(inputs):
+        status = path.stat()
+        digest.update(f"{path}\t{status.st_size}\t{status.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _read(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def is_complete(path: Path, expected_fingerprint: str) -> bool:
+    """Whether the manifest matches and every output it lists exists with its size."""
+    manifest = _read(path)
+    if manifest is None or manifest.get("Fingerprint") != expected_fingerprint:
+        return False
+    root = path.parents[2]
+    for name, size in manifest.get("Outputs", {}).items():
+        output = root / name
+        if not output.is_file() or output.stat().st_size != size:
+            return False
+    return True
+
+
+def invalidate(path: Path) -> None:
+    """Before (re)doing a unit: remove its manifest and the outputs it listed."""
+    manifest = _read(path)
+    path.unlink(missing_ok=True)
+    if manifest is None:
+        return
+    root = path.parents[2]
+    for name in manifest.get("Outputs", {}):
+        (root / name).unlink(missing_ok=True)
+
+
+def record(path: Path, expected_fingerprint: str, outputs: Sequence[Path]) -> None:
+    """After a unit: list its outputs (relative to OUTPUT_DIR) with their sizes."""
+    root = path.parents[2]
+    listed = {o.relative_to(root).as_posix(): o.stat().st_size for o in sorted(outputs)}
+    derivatives.write_json(path, {"Fingerprint": expected_fingerprint, "Outputs": listed})

@@ -1,0 +1,129 @@
+"""Safe, repeatable writing: byte-identical reruns, skip and --overwrite, SIGKILL, job arrays."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import pytest
+
+from bids_glm.cli import main
+from bids_glm.demo import make_demo_dataset
+
+
+@pytest.fixture(scope="module")
+def bids(tmp_path_factory) -> Path:
+    """Three demo subjects with one run each."""
+    root = tmp_path_factory.mktemp("rerun") / "bids"
+    make_demo_dataset(root, n_subjects=3, n_runs=1)
+    return root
+
+
+@pytest.fixture(scope="module")
+def reference(bids, tmp_path_factory) -> dict[str, bytes]:
+    """Outputs of one clean run of every participant: relative path -> bytes."""
+    out = tmp_path_factory.mktemp("reference") / "out"
+    assert run(bids, out) == 0
+    return snapshot(out)
+
+
+def run(bids: Path, out: Path, *options: str) -> int:
+    work = out.parent / f"work{os.getpid()}"
+    return main([str(bids), str(out), "participant", "--work-dir", str(work), *options])
+
+
+def command(bids: Path, out: Path, work: Path, *options: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "bids_glm",
+        str(bids),
+        str(out),
+        "participant",
+        "--work-dir",
+        str(work),
+        *options,
+    ]
+
+
+def snapshot(out: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(out).as_posix(): p.read_bytes()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and "manifests" not in p.parts
+    }
+
+
+def test_rerun_with_overwrite_is_byte_identical(bids, reference, tmp_path):
+    out = tmp_path / "out"
+    assert run(bids, out) == 0
+    assert run(bids, out, "--overwrite") == 0
+    assert snapshot(out) == reference
+
+
+def test_rerun_skips_complete_participants(bids, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run(bids, out, "--participant-label", "01") == 0
+    maps = sorted(out.rglob("*_statmap.nii.gz"))
+    stamps = [p.stat().st_mtime_ns for p in maps]
+    capsys.readouterr()
+    assert run(bids, out, "--participant-label", "01") == 0
+    assert "outputs complete with the same settings; skipped" in capsys.readouterr().err
+    assert [p.stat().st_mtime_ns for p in maps] == stamps
+    assert run(bids, out, "--participant-label", "01", "--overwrite") == 0
+    assert "skipped" not in capsys.readouterr().err
+    assert [p.stat().st_mtime_ns for p in maps] != stamps
+
+
+def test_changed_settings_redo_the_participant_and_drop_stale_outputs(bids, tmp_path):
+    out = tmp_path / "out"
+    assert run(bids, out, "--participant-label", "01", "--contrast", "fvh=face - house") == 0
+    assert list(out.rglob("*contrast-fvh_*"))
+    assert run(bids, out, "--participant-label", "01") == 0
+    assert not list(out.rglob("*contrast-fvh_*"))
+    manifest = json.loads(next((out / "logs" / "manifests").glob("*.json")).read_text())
+    assert all((out / name).is_file() for name in manifest["Outputs"])
+
+
+def test_sigkill_leaves_no_broken_file_and_a_rerun_repairs(bids, reference, tmp_path):
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        command(bids, out, tmp_path / "work", "--participant-label", "01", "02", "03"),
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(out.rglob("*_statmap.nii.gz"))) < 20:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    written = list(out.rglob("*_statmap.nii.gz"))
+    assert written, "the process was killed before writing anything"
+    for path in written:  # every visible file is complete
+        nib.load(path).get_fdata()
+    manifests = list((out / "logs" / "manifests").glob("*.json"))
+    assert len(manifests) < 3  # the unit being written has none
+    assert run(bids, out) == 0
+    assert snapshot(out) == reference  # repaired, and no temporary file left behind
+
+
+def test_three_concurrent_participants_into_one_folder(bids, reference, tmp_path):
+    out = tmp_path / "out"
+    processes = [
+        subprocess.Popen(
+            command(bids, out, tmp_path / f"work{label}", "--participant-label", label),
+            stderr=subprocess.PIPE,
+        )
+        for label in ("01", "02", "03")
+    ]
+    for process in processes:
+        _, err = process.communicate(timeout=600)
+        assert process.returncode == 0, err.decode()
+    assert snapshot(out) == reference
+    description = json.loads((out / "dataset_description.json").read_text())
+    assert description["DatasetType"] == "derivative"
