@@ -225,11 +225,20 @@ def dry_run(units: Sequence[AnalysisUnit], settings: Settings) -> None:
 def unit_outputs(unit: AnalysisUnit, settings: Settings) -> list[Path]:
     """Every file the unit has written (its participant, session, task and space)."""
     folder = derivatives.subject_func_dir(settings.output_dir, unit.entities)
-    prefix = "_".join(
-        f"{k}-{unit.entities[k]}" for k in ("sub", "ses", "task") if k in unit.entities
-    )
-    space = f"_space-{unit.entities['space']}_" if "space" in unit.entities else ""
-    return [p for p in folder.glob(f"{prefix}_*") if space in p.name and p.is_file()]
+    return [
+        p
+        for p in folder.glob(f"{_unit_prefix(unit)}_*")
+        if _unit_space(unit) in p.name and p.is_file()
+    ]
+
+
+def _unit_prefix(unit: AnalysisUnit) -> str:
+    keys = ("sub", "ses", "task")
+    return "_".join(f"{k}-{unit.entities[k]}" for k in keys if k in unit.entities)
+
+
+def _unit_space(unit: AnalysisUnit) -> str:
+    return f"_space-{unit.entities['space']}_" if "space" in unit.entities else ""
 
 
 def _remove_interrupted_writes(unit: AnalysisUnit, settings: Settings) -> None:
