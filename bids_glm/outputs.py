@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from bids_glm import __version__, derivatives
+from bids_glm.design.contrasts import unique_labels
 from bids_glm.glm.results import ContrastMaps, RunFit
 from bids_glm.plan import ContrastPlan, RunDesign
 from bids_glm.settings import Settings
@@ -108,22 +109,32 @@ def write_model_maps(
     affine: np.ndarray,
     source: str,
 ) -> None:
-    """Per-run r-squared, residual standard deviation and AR(1) coefficient maps."""
+    """Per-run model maps: every column's beta, r-squared, residual SD and AR(1).
+
+    Betas are named ``desc-<column label>_stat-beta``; their sidecars name the column.
+    """
+    common = {
+        "NoiseModel": fit.noise_model,
+        "DegreesOfFreedom": float(fit.dof),
+        "Sources": [source],
+        "SoftwareName": "bids-glm",
+        "SoftwareVersion": __version__,
+    }
+    maps = []
+    labels = unique_labels(fit.column_names)
+    for index, column in enumerate(fit.column_names):
+        extra = {"desc": labels[column], "stat": "beta"}
+        maps.append((extra, fit.beta[index], {"Statistic": "beta", "Column": column}))
     values = {"rSquared": fit.r_squared, "residualSd": np.sqrt(fit.sigma2), "ar1": fit.ar1}
     for stat in MODEL_MAPS:
-        if values[stat] is None:
-            continue
-        name = derivatives.bids_name(entities, tuple(entities), {"stat": stat}, "statmap")
-        sidecar = {
-            "Statistic": stat,
-            "NoiseModel": fit.noise_model,
-            "DegreesOfFreedom": float(fit.dof),
-            "Sources": [source],
-            "SoftwareName": "bids-glm",
-            "SoftwareVersion": __version__,
-        }
-        masked = np.where(valid, values[stat], 0.0)
-        derivatives.write_map(folder / f"{name}.nii.gz", masked, mask, affine, sidecar)
+        if values[stat] is not None:
+            maps.append(({"stat": stat}, values[stat], {"Statistic": stat}))
+    for extra, map_values, sidecar in maps:
+        name = derivatives.bids_name(entities, tuple(entities), extra, "statmap")
+        masked = np.where(valid, map_values, 0.0)
+        derivatives.write_map(
+            folder / f"{name}.nii.gz", masked, mask, affine, {**common, **sidecar}
+        )
 
 
 def write_design(

@@ -205,3 +205,22 @@ def test_confound_strategy_adds_columns_and_censors_volumes(demo_bids, tmp_path)
         next(func(out).glob("*run-1_*contrast-face_stat-t_statmap.json")).read_text()
     )
     assert t_sidecar["DegreesOfFreedom"] == 118 - len(expected) - design.shape[1]
+
+
+def test_sidecar_weights_on_the_design_columns_reproduce_each_effect_map(demo_bids, tmp_path):
+    out = tmp_path / "out"
+    assert run(demo_bids, out, "--model-maps", "--contrast", "fvh=face - 0.5*house") == 0
+    design = pd.read_csv(next(func(out).glob("*run-1_*_design.tsv")), sep="\t")
+    betas = {}
+    for path in func(out).glob("*run-1_*_stat-beta_statmap.nii.gz"):
+        sidecar = json.loads(path.with_name(path.name.replace(".nii.gz", ".json")).read_text())
+        betas[sidecar["Column"]] = load(path).astype(np.float64)
+    assert sorted(betas) == sorted(design.columns)
+    effects = sorted(func(out).glob("*run-1_*_stat-effect_statmap.nii.gz"))
+    assert len(effects) == 4  # face, house, scrambled, fvh
+    for path in effects:
+        sidecar = json.loads(path.with_name(path.name.replace(".nii.gz", ".json")).read_text())
+        rebuilt = sum(
+            weight * betas[column] for column, weight in sidecar["ContrastWeights"].items()
+        )
+        np.testing.assert_allclose(load(path), rebuilt, rtol=1e-5, atol=1e-6)
