@@ -111,7 +111,7 @@ class RunOutcome:
         Contrast label -> this run's maps as fixed effects need them (statistics dropped);
         contrasts whose columns the run lacks are absent.
     source : str
-        The run's BOLD file, relative to its dataset.
+        The run's BOLD file as a BIDS URI.
     """
 
     usable: np.ndarray

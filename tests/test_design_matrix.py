@@ -74,6 +74,22 @@ def test_every_hrf_model_equals_nilearn(hrf_model, tr_s):
     assert design.columns[0].startswith("face")
 
 
+@pytest.mark.parametrize("hrf_model", HRF_MODELS)
+@pytest.mark.parametrize("drift_model", ["cosine", "polynomial", None])
+@pytest.mark.parametrize("slice_time_ref", [0.0, 0.5])
+def test_every_hrf_and_drift_combination_equals_nilearn(hrf_model, drift_model, slice_time_ref):
+    times = frame_times(70, 2.0, slice_time_ref)
+    assert_same_design(
+        times,
+        mixed_events(),
+        hrf_model=hrf_model,
+        drift_model=drift_model,
+        drift_order=2,
+        high_pass_hz=0.02,
+        fir_delays=[0, 2],
+    )
+
+
 def test_fir_column_names_and_default_delay():
     times = frame_times(60, 2.0)
     design = assert_same_design(times, mixed_events(), hrf_model="fir", fir_delays=[0, 1, 2])

@@ -1,0 +1,468 @@
+"""The methods text: ``OUTPUT_DIR/logs/CITATION.{md,html,tex,bib}``.
+
+The prose lives in the jinja2 templates of the top-level ``boilerplate/`` folder (shipped in
+the wheel as the ``bids_glm.boilerplate`` package): ``methods_text.j2`` holds one macro per
+paragraph, and ``methods.md.j2``, ``methods.html.j2`` and ``methods.tex.j2`` lay them out in
+their format. Values from settings and data (condition and contrast names, the command line)
+are escaped for each format: HTML by jinja2's autoescape, Markdown and LaTeX by an output
+filter that escapes every value not already marked safe. References come from
+``boilerplate/references.bib``; a template cites them with ``cite(key, ...)``, so the reference
+list and ``CITATION.bib`` hold exactly the works the text cites, in order of first citation.
+The text has no dates or timestamps: the same facts give the same bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata, resources
+from pathlib import Path
+
+import jinja2
+from markupsafe import Markup, escape
+
+from bids_glm import __version__
+from bids_glm.derivatives import write_bytes_atomic
+from bids_glm.settings import ModelSettings, Settings
+
+__all__ = [
+    "AR1_BIN_WIDTH",
+    "CITATION_FILES",
+    "DEPENDENCIES",
+    "MethodsFacts",
+    "Reference",
+    "methods_facts",
+    "read_references",
+    "render_methods",
+    "write_methods",
+]
+
+DEPENDENCIES = ("pybids", "nibabel", "numpy", "scipy", "pandas")
+CITATION_FILES = ("CITATION.md", "CITATION.html", "CITATION.tex", "CITATION.bib")
+AR1_BIN_WIDTH = 0.01  # 1 / n_bins of bids_glm.glm.fit.fit_glm, whose default the pipeline uses
+_TEMPLATES = {"md": "methods.md.j2", "html": "methods.html.j2", "tex": "methods.tex.j2"}
+_MAX_LISTED_AUTHORS = 6
+
+
+@dataclass(frozen=True)
+class MethodsFacts:
+    """Everything the methods text states, as plain data.
+
+    Attributes
+    ----------
+    software_version : str
+        bids-glm version.
+    dependency_versions : mapping of str to str
+        Version of each of :data:`DEPENDENCIES`.
+    n_participants : int
+        Participants analysed.
+    tasks : tuple of str
+        Tasks analysed.
+    n_runs : int
+        Runs fitted, over all participants.
+    space : str or None
+        Space of the preprocessed BOLD series (None: not stated by the derivatives).
+    tr_s : tuple of float
+        The distinct repetition times of the runs, in seconds.
+    model : ModelSettings
+        The first-level model.
+    command_line : str
+        The command that produced the outputs.
+    conditions : tuple of str
+        Condition names found in the events files (empty: not listed in the text).
+    mask_rule : str
+        How the runs' brain masks were combined (``Settings.mask_combine``).
+    user_mask : str or None
+        File name of a user-supplied analysis mask (it replaces the brain masks).
+    """
+
+    software_version: str
+    dependency_versions: Mapping[str, str]
+    n_participants: int
+    tasks: tuple[str, ...]
+    n_runs: int
+    space: str | None
+    tr_s: tuple[float, ...]
+    model: ModelSettings
+    command_line: str
+    conditions: tuple[str, ...] = ()
+    mask_rule: str = "intersection"
+    user_mask: str | None = None
+
+    def __post_init__(self) -> None:
+        missing = [name for name in DEPENDENCIES if name not in self.dependency_versions]
+        if missing:
+            raise ValueError(f"dependency_versions: expected {DEPENDENCIES}; missing {missing}")
+        if self.n_participants < 1 or self.n_runs < 1:
+            raise ValueError(
+                "expected at least one participant and one run; received "
+                f"n_participants={self.n_participants}, n_runs={self.n_runs}"
+            )
+        if not self.tr_s or min(self.tr_s) <= 0:
+            raise ValueError(f"tr_s: expected positive repetition times; received {self.tr_s}")
+
+
+def methods_facts(
+    settings: Settings,
+    n_participants: int,
+    tasks: Iterable[str],
+    n_runs: int,
+    space: str | None,
+    tr_s: Iterable[float],
+    command_line: str,
+    conditions: Iterable[str] = (),
+) -> MethodsFacts:
+    """Gather the facts of one invocation, with the installed dependency versions.
+
+    Parameters
+    ----------
+    settings : Settings
+        The validated settings of the run.
+    n_participants, n_runs : int
+        Participants and runs analysed.
+    tasks : iterable of str
+        Tasks analysed (duplicates are dropped, the rest sorted).
+    space : str or None
+        Space of the preprocessed BOLD series.
+    tr_s : iterable of float
+        Repetition times of the runs (duplicates dropped, the rest sorted).
+    command_line : str
+        The command as the user typed it.
+    conditions : iterable of str, optional
+        Condition names of the events files (duplicates dropped, the rest sorted).
+
+    Returns
+    -------
+    MethodsFacts
+    """
+    versions = {}
+    for name in DEPENDENCIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "(version unknown)"
+    return MethodsFacts(
+        software_version=__version__,
+        dependency_versions=versions,
+        n_participants=int(n_participants),
+        tasks=tuple(sorted(set(tasks))),
+        n_runs=int(n_runs),
+        space=space,
+        tr_s=tuple(sorted({float(t) for t in tr_s})),
+        model=settings.model,
+        command_line=command_line,
+        conditions=tuple(sorted(set(conditions))),
+        mask_rule=settings.mask_combine,
+        user_mask=settings.mask.name if settings.mask is not None else None,
+    )
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One ``references.bib`` entry: its key, type, fields and verbatim BibTeX text."""
+
+    key: str
+    entry_type: str
+    fields: Mapping[str, str]
+    bibtex: str
+
+    def _authors(self) -> list[tuple[str, str]]:
+        """(last name, initials) per author; ``("others", "")`` for BibTeX's ``and others``."""
+        authors = []
+        for name in self.fields["author"].split(" and "):
+            last, _, first = (part.strip() for part in name.partition(","))
+            initials = "".join(word[0] for word in re.split(r"[\s.\-]+", first) if word)
+            authors.append((last, initials))
+        return authors
+
+    @property
+    def short(self) -> str:
+        """Author-year label: ``Glover 1999``, ``A and B 2001``, ``Friston et al. 1998``."""
+        names = [last for last, _ in self._authors()]
+        if len(names) == 1:
+            lead = names[0]
+        elif len(names) == 2 and names[1] != "others":
+            lead = f"{names[0]} and {names[1]}"
+        else:
+            lead = f"{names[0]} et al."
+        return f"{lead} {self.fields['year']}"
+
+    @property
+    def url(self) -> str:
+        """The DOI as a URL."""
+        return f"https://doi.org/{self.fields['doi']}"
+
+    @property
+    def full(self) -> str:
+        """The whole reference as plain text, Vancouver-like, without the DOI."""
+        authors = [f"{last} {initials}".strip() for last, initials in self._authors()]
+        shown = [a for a in authors[:_MAX_LISTED_AUTHORS] if a != "others"]
+        if len(shown) < len(authors):
+            shown.append("et al.")
+        f = {k: _plain(v) for k, v in self.fields.items()}
+        venue = f.get("journal") or f.get("booktitle") or f.get("publisher", "")
+        volume = f.get("volume", "")
+        if "number" in f:
+            volume += f"({f['number']})"
+        where = ":".join(part for part in (volume, f.get("pages", "")) if part)
+        tail = " ".join(part for part in (venue, where) if part)
+        return f"{', '.join(shown)} ({f['year']}). {f['title']}. {tail}."
+
+
+def _plain(bibtex_value: str) -> str:
+    """Field text for display: protective braces dropped, ``--`` as an en dash."""
+    return bibtex_value.replace("{", "").replace("}", "").replace("--", "\u2013")
+
+
+_ENTRY = re.compile(r"^@(\w+)\{([^,\s]+),\n(.*?)\n\}$", re.MULTILINE | re.DOTALL)
+_FIELD = re.compile(r"^\s+(\w+) = \{(.*)\},$")
+
+
+def read_references(text: str) -> dict[str, Reference]:
+    """Parse the strict BibTeX of ``boilerplate/references.bib``.
+
+    Every entry is ``@type{key,`` then one ``name = {value},`` line per field, then ``}``.
+
+    Raises
+    ------
+    ValueError
+        A field line not of that form, a duplicate key, or an entry without author, title,
+        year or doi.
+    """
+    references: dict[str, Reference] = {}
+    for match in _ENTRY.finditer(text):
+        entry_type, key, body = match.groups()
+        fields = {}
+        for line in body.splitlines():
+            field_match = _FIELD.match(line)
+            if field_match is None:
+                raise ValueError(f"references.bib entry {key}: malformed field line {line!r}")
+            fields[field_match.group(1)] = field_match.group(2)
+        absent = [name for name in ("author", "title", "year", "doi") if name not in fields]
+        if absent or key in references:
+            raise ValueError(f"references.bib entry {key}: duplicate key or missing {absent}")
+        references[key] = Reference(key, entry_type, fields, match.group(0))
+    return references
+
+
+def _template_source(name: str) -> str:
+    """A file of the boilerplate folder: the installed package, else the source checkout."""
+    try:
+        root = resources.files("bids_glm.boilerplate")
+    except ModuleNotFoundError:  # running from a source tree (package not built)
+        root = Path(__file__).resolve().parent.parent / "boilerplate"
+    return root.joinpath(name).read_text(encoding="utf-8")
+
+
+# --- per-format escaping and markup ------------------------------------------------------
+
+_TEX_SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "|": r"\textbar{}",
+    "`": r"\textasciigrave{}",
+}
+_TEX_SPECIAL = re.compile("|".join(re.escape(c) for c in _TEX_SPECIALS))
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|&#])")
+
+
+def latex_escape(value: object) -> Markup:
+    """Text made safe for LaTeX body text (specials such as ``_ & % #`` become commands)."""
+    if isinstance(value, Markup):
+        return value
+    return Markup(_TEX_SPECIAL.sub(lambda m: _TEX_SPECIALS[m.group(0)], str(value)))
+
+
+def markdown_escape(value: object) -> Markup:
+    """Text made literal in Markdown (inline punctuation backslash-escaped)."""
+    if isinstance(value, Markup):
+        return value
+    return Markup(_MD_SPECIAL.sub(r"\\\1", str(value)))
+
+
+def _markdown_code(value: object) -> Markup:
+    text = str(value)
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return Markup(f"{fence}{pad}{text}{pad}{fence}")
+
+
+@dataclass(frozen=True)
+class _Format:
+    """How one output format escapes text, marks code and formats citations."""
+
+    escape: Callable[[object], Markup]
+    code: Callable[[object], Markup]
+    paragraph: Callable[[str], Markup]
+    cite: Callable[[Sequence[Reference]], Markup]
+    link: Callable[[str], Markup]
+
+
+def _squash(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+_FORMATS = {
+    "md": _Format(
+        escape=markdown_escape,
+        code=_markdown_code,
+        paragraph=lambda text: Markup(_squash(text)),
+        cite=lambda refs: Markup("(%s)") % Markup("; ").join(markdown_escape(r.short) for r in refs),
+        link=lambda url: Markup("<%s>") % Markup(url),
+    ),
+    "html": _Format(
+        escape=escape,
+        code=lambda value: Markup("<code>%s</code>") % str(value),
+        paragraph=lambda text: Markup("<p>%s</p>") % Markup(_squash(text)),
+        cite=lambda refs: Markup("(%s)")
+        % Markup("; ").join(Markup('<a href="#ref-%s">%s</a>') % (r.key, r.short) for r in refs),
+        link=lambda url: Markup('<a href="%s">%s</a>') % (url, url),
+    ),
+    "tex": _Format(
+        escape=latex_escape,
+        code=lambda value: Markup(r"\texttt{%s}") % latex_escape(value),
+        paragraph=lambda text: Markup(_squash(text)),
+        cite=lambda refs: Markup(r"\citep{%s}" % ",".join(r.key for r in refs)),
+        link=lambda url: Markup(r"\url{%s}") % latex_escape(url),
+    ),
+}
+
+
+@dataclass
+class _Citations:
+    """The references a render cites, in order of first citation."""
+
+    library: Mapping[str, Reference]
+    style: _Format
+    cited: list[Reference] = field(default_factory=list)
+
+    def cite(self, *keys: str) -> Markup:
+        unknown = [key for key in keys if key not in self.library]
+        if not keys or unknown:
+            raise ValueError(f"cite: expected keys of references.bib; received {keys}")
+        refs = [self.library[key] for key in keys]
+        self.cited += [ref for ref in refs if ref not in self.cited]
+        return self.style.cite(refs)
+
+
+def _and_join(style: _Format) -> Callable[[Iterable[object]], Markup]:
+    """``a``, ``a and b``, ``a, b and c``, escaping the items that are not markup."""
+
+    def and_join(items: Iterable[object]) -> Markup:
+        parts = [style.escape(item) for item in items]
+        if len(parts) < 3:
+            return Markup(" and ").join(parts)
+        return Markup(", ").join(parts[:-1]) + Markup(" and ") + parts[-1]
+
+    return and_join
+
+
+def _phrase(style: _Format) -> Callable[..., Markup]:
+    """Concatenate text and markup, escaping the text (templates use it instead of ``~``)."""
+    return lambda *parts: Markup("").join(style.escape(part) for part in parts)
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+def _count(n: int, singular: str, plural: str | None = None) -> str:
+    return f"{n} {singular if n == 1 else plural or singular + 's'}"
+
+
+def _environment(style: _Format, autoescape: bool) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FunctionLoader(lambda name: (_template_source(name), None, lambda: True)),
+        autoescape=autoescape,
+        finalize=None if autoescape else style.escape,
+        undefined=jinja2.StrictUndefined,
+        extensions=["jinja2.ext.do"],
+        keep_trailing_newline=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        code=style.code,
+        paragraph=style.paragraph,
+        and_join=_and_join(style),
+        link=style.link,
+        num=_number,
+    )
+    env.globals.update(count=_count, code=style.code, phrase=_phrase(style))
+    return env
+
+
+def _hrf_facts(model: ModelSettings) -> dict:
+    parts = [p.strip() for p in model.hrf_model.split("+")]
+    return {
+        "basis": parts[0] if parts[0] in ("fir", "none") else "canonical",
+        "family": parts[0],
+        "time_derivative": "derivative" in parts,
+        "dispersion_derivative": "dispersion" in parts,
+    }
+
+
+def _mask_fraction(rule: str) -> float | None:
+    name, _, value = rule.partition(":")
+    return float(value) if name == "fraction" else None
+
+
+def _render(fmt: str, facts: MethodsFacts, library: Mapping[str, Reference]) -> tuple[str, list]:
+    style = _FORMATS[fmt]
+    citations = _Citations(library, style)
+    env = _environment(style, autoescape=fmt == "html")
+    text = env.get_template(_TEMPLATES[fmt]).render(
+        facts=facts,
+        m=facts.model,
+        hrf=_hrf_facts(facts.model),
+        mask_fraction=_mask_fraction(facts.mask_rule),
+        ar1_bin_width=AR1_BIN_WIDTH,
+        cite=citations.cite,
+        cited=lambda: list(citations.cited),
+    )
+    return text, citations.cited
+
+
+def render_methods(facts: MethodsFacts) -> dict[str, str]:
+    """Render the methods text in every format.
+
+    Parameters
+    ----------
+    facts : MethodsFacts
+
+    Returns
+    -------
+    dict of str to str
+        ``{"CITATION.md": ..., "CITATION.html": ..., "CITATION.tex": ..., "CITATION.bib": ...}``;
+        the ``.bib`` holds the ``references.bib`` entries the text cites, in citation order.
+    """
+    library = read_references(_template_source("references.bib"))
+    documents, cited = {}, {}
+    for fmt in _TEMPLATES:
+        documents[f"CITATION.{fmt}"], cited[fmt] = _render(fmt, facts, library)
+    documents["CITATION.bib"] = "\n\n".join(ref.bibtex for ref in cited["md"]) + "\n"
+    return documents
+
+
+def write_methods(output_dir: Path, facts: MethodsFacts) -> None:
+    """Write ``OUTPUT_DIR/logs/CITATION.{md,html,tex,bib}`` atomically (UTF-8).
+
+    Parameters
+    ----------
+    output_dir : Path
+        The derivatives folder.
+    facts : MethodsFacts
+    """
+    for name, text in render_methods(facts).items():
+        write_bytes_atomic(Path(output_dir) / "logs" / name, text.encode("utf-8"))
