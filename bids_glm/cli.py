@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import shlex
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -285,7 +286,7 @@ def _mask_options(args: argparse.Namespace) -> tuple[Path | None, str]:
         raise InputError(f"--mask-combine: {err}") from None
 
 
-def settings_from_args(args: argparse.Namespace) -> Settings:
+def settings_from_args(args: argparse.Namespace, command_line: str = "") -> Settings:
     """Validate parsed arguments and return the frozen ``Settings``.
 
     Raises
@@ -314,6 +315,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         model_maps=args.model_maps,
         dry_run=args.dry_run,
         overwrite=args.overwrite,
+        command_line=command_line,
         verbosity=-1 if args.quiet else args.verbose,
     )
 
@@ -352,7 +354,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(verbosity)
     limit_threads(args.n_cpus)
     try:
-        settings = settings_from_args(args)
+        arguments = sys.argv[1:] if argv is None else list(argv)
+        settings = settings_from_args(args, shlex.join(["bids-glm", *arguments]))
         if settings.work_dir is None:
             with tempfile.TemporaryDirectory(prefix="bids-glm-work-") as tmp:
                 return _run(replace(settings, work_dir=Path(tmp)))

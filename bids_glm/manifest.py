@@ -67,8 +67,22 @@ def invalidate(path: Path) -> None:
         (root / name).unlink(missing_ok=True)
 
 
-def record(path: Path, expected_fingerprint: str, outputs: Sequence[Path]) -> None:
-    """After a unit: list its outputs (relative to OUTPUT_DIR) with their sizes."""
+def record(
+    path: Path, expected_fingerprint: str, outputs: Sequence[Path], summary: Mapping
+) -> None:
+    """After a unit: its outputs (relative to OUTPUT_DIR, with sizes) and a summary.
+
+    The summary (participant, task, space, runs, repetition times, conditions) lets the
+    methods text describe every completed unit, including those of other processes.
+    """
     root = path.parents[2]
     listed = {o.relative_to(root).as_posix(): o.stat().st_size for o in sorted(outputs)}
-    derivatives.write_json(path, {"Fingerprint": expected_fingerprint, "Outputs": listed})
+    derivatives.write_json(
+        path, {"Fingerprint": expected_fingerprint, "Outputs": listed, "Summary": summary}
+    )
+
+
+def completed_summaries(output_dir: Path) -> list[dict]:
+    """Summaries of every complete unit in OUTPUT_DIR, in file-name order."""
+    manifests = sorted((output_dir / MANIFEST_FOLDER).glob("*.json"))
+    return [m["Summary"] for m in map(_read, manifests) if m and "Summary" in m]

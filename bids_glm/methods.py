@@ -13,6 +13,7 @@ The text has no dates or timestamps: the same facts give the same bytes.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,26 +24,14 @@ import jinja2
 from markupsafe import Markup, escape
 
 from bids_glm import __version__
+from bids_glm.bibliography import Reference, read_references
 from bids_glm.derivatives import write_bytes_atomic
 from bids_glm.settings import ModelSettings, Settings
-
-__all__ = [
-    "AR1_BIN_WIDTH",
-    "CITATION_FILES",
-    "DEPENDENCIES",
-    "MethodsFacts",
-    "Reference",
-    "methods_facts",
-    "read_references",
-    "render_methods",
-    "write_methods",
-]
 
 DEPENDENCIES = ("pybids", "nibabel", "numpy", "scipy", "pandas")
 CITATION_FILES = ("CITATION.md", "CITATION.html", "CITATION.tex", "CITATION.bib")
 AR1_BIN_WIDTH = 0.01  # 1 / n_bins of bids_glm.glm.fit.fit_glm, whose default the pipeline uses
 _TEMPLATES = {"md": "methods.md.j2", "html": "methods.html.j2", "tex": "methods.tex.j2"}
-_MAX_LISTED_AUTHORS = 6
 
 
 @dataclass(frozen=True)
@@ -136,15 +125,9 @@ def methods_facts(
     -------
     MethodsFacts
     """
-    versions = {}
-    for name in DEPENDENCIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "(version unknown)"
     return MethodsFacts(
         software_version=__version__,
-        dependency_versions=versions,
+        dependency_versions={name: _installed_version(name) for name in DEPENDENCIES},
         n_participants=int(n_participants),
         tasks=tuple(sorted(set(tasks))),
         n_runs=int(n_runs),
@@ -158,92 +141,11 @@ def methods_facts(
     )
 
 
-@dataclass(frozen=True)
-class Reference:
-    """One ``references.bib`` entry: its key, type, fields and verbatim BibTeX text."""
-
-    key: str
-    entry_type: str
-    fields: Mapping[str, str]
-    bibtex: str
-
-    def _authors(self) -> list[tuple[str, str]]:
-        """(last name, initials) per author; ``("others", "")`` for BibTeX's ``and others``."""
-        authors = []
-        for name in self.fields["author"].split(" and "):
-            last, _, first = (part.strip() for part in name.partition(","))
-            initials = "".join(word[0] for word in re.split(r"[\s.\-]+", first) if word)
-            authors.append((last, initials))
-        return authors
-
-    @property
-    def short(self) -> str:
-        """Author-year label: ``Glover 1999``, ``A and B 2001``, ``Friston et al. 1998``."""
-        names = [last for last, _ in self._authors()]
-        if len(names) == 1:
-            lead = names[0]
-        elif len(names) == 2 and names[1] != "others":
-            lead = f"{names[0]} and {names[1]}"
-        else:
-            lead = f"{names[0]} et al."
-        return f"{lead} {self.fields['year']}"
-
-    @property
-    def url(self) -> str:
-        """The DOI as a URL."""
-        return f"https://doi.org/{self.fields['doi']}"
-
-    @property
-    def full(self) -> str:
-        """The whole reference as plain text, Vancouver-like, without the DOI."""
-        authors = [f"{last} {initials}".strip() for last, initials in self._authors()]
-        shown = [a for a in authors[:_MAX_LISTED_AUTHORS] if a != "others"]
-        if len(shown) < len(authors):
-            shown.append("et al.")
-        f = {k: _plain(v) for k, v in self.fields.items()}
-        venue = f.get("journal") or f.get("booktitle") or f.get("publisher", "")
-        volume = f.get("volume", "")
-        if "number" in f:
-            volume += f"({f['number']})"
-        where = ":".join(part for part in (volume, f.get("pages", "")) if part)
-        tail = " ".join(part for part in (venue, where) if part)
-        return f"{', '.join(shown)} ({f['year']}). {f['title']}. {tail}."
-
-
-def _plain(bibtex_value: str) -> str:
-    """Field text for display: protective braces dropped, ``--`` as an en dash."""
-    return bibtex_value.replace("{", "").replace("}", "").replace("--", "\u2013")
-
-
-_ENTRY = re.compile(r"^@(\w+)\{([^,\s]+),\n(.*?)\n\}$", re.MULTILINE | re.DOTALL)
-_FIELD = re.compile(r"^\s+(\w+) = \{(.*)\},$")
-
-
-def read_references(text: str) -> dict[str, Reference]:
-    """Parse the strict BibTeX of ``boilerplate/references.bib``.
-
-    Every entry is ``@type{key,`` then one ``name = {value},`` line per field, then ``}``.
-
-    Raises
-    ------
-    ValueError
-        A field line not of that form, a duplicate key, or an entry without author, title,
-        year or doi.
-    """
-    references: dict[str, Reference] = {}
-    for match in _ENTRY.finditer(text):
-        entry_type, key, body = match.groups()
-        fields = {}
-        for line in body.splitlines():
-            field_match = _FIELD.match(line)
-            if field_match is None:
-                raise ValueError(f"references.bib entry {key}: malformed field line {line!r}")
-            fields[field_match.group(1)] = field_match.group(2)
-        absent = [name for name in ("author", "title", "year", "doi") if name not in fields]
-        if absent or key in references:
-            raise ValueError(f"references.bib entry {key}: duplicate key or missing {absent}")
-        references[key] = Reference(key, entry_type, fields, match.group(0))
-    return references
+def _installed_version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "(version unknown)"
 
 
 def _template_source(name: str) -> str:
@@ -257,21 +159,9 @@ def _template_source(name: str) -> str:
 
 # --- per-format escaping and markup ------------------------------------------------------
 
-_TEX_SPECIALS = {
-    "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-    "<": r"\textless{}",
-    ">": r"\textgreater{}",
-    "|": r"\textbar{}",
-    "`": r"\textasciigrave{}",
+_TEX_WORDS = ("backslash", "asciitilde", "asciicircum", "less", "greater", "bar", "asciigrave")
+_TEX_SPECIALS = {c: "\\" + c for c in "&%$#_{}"} | {
+    c: rf"\text{word}{{}}" for c, word in zip("\\~^<>|`", _TEX_WORDS, strict=True)
 }
 _TEX_SPECIAL = re.compile("|".join(re.escape(c) for c in _TEX_SPECIALS))
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|&#])")
@@ -301,13 +191,23 @@ def _markdown_code(value: object) -> Markup:
 
 @dataclass(frozen=True)
 class _Format:
-    """How one output format escapes text, marks code and formats citations."""
+    """How one output format escapes text and marks code, paragraphs, citations and links."""
 
     escape: Callable[[object], Markup]
     code: Callable[[object], Markup]
     paragraph: Callable[[str], Markup]
     cite: Callable[[Sequence[Reference]], Markup]
     link: Callable[[str], Markup]
+
+    def and_join(self, items: Iterable[object]) -> Markup:
+        """``a``, ``a and b``, ``a, b and c``; items that are not markup are escaped."""
+        parts = [self.escape(item) for item in items]
+        head = Markup(", ").join(parts[:-1])
+        return Markup(" and ").join([head, parts[-1]] if len(parts) > 1 else parts)
+
+    def phrase(self, *parts: object) -> Markup:
+        """Text and markup joined, the text escaped (templates use it instead of ``~``)."""
+        return Markup("").join(self.escape(part) for part in parts)
 
 
 def _squash(text: object) -> str:
@@ -319,22 +219,28 @@ _FORMATS = {
         escape=markdown_escape,
         code=_markdown_code,
         paragraph=lambda text: Markup(_squash(text)),
-        cite=lambda refs: Markup("(%s)") % Markup("; ").join(markdown_escape(r.short) for r in refs),
+        cite=lambda refs: (
+            Markup("(%s)") % Markup("; ").join(markdown_escape(r.short) for r in refs)
+        ),
         link=lambda url: Markup("<%s>") % Markup(url),
     ),
     "html": _Format(
         escape=escape,
         code=lambda value: Markup("<code>%s</code>") % str(value),
         paragraph=lambda text: Markup("<p>%s</p>") % Markup(_squash(text)),
-        cite=lambda refs: Markup("(%s)")
-        % Markup("; ").join(Markup('<a href="#ref-%s">%s</a>') % (r.key, r.short) for r in refs),
+        cite=lambda refs: (
+            Markup("(%s)")
+            % Markup("; ").join(
+                Markup('<a href="#ref-%s">%s</a>') % (r.key, r.short) for r in refs
+            )
+        ),
         link=lambda url: Markup('<a href="%s">%s</a>') % (url, url),
     ),
     "tex": _Format(
         escape=latex_escape,
         code=lambda value: Markup(r"\texttt{%s}") % latex_escape(value),
         paragraph=lambda text: Markup(_squash(text)),
-        cite=lambda refs: Markup(r"\citep{%s}" % ",".join(r.key for r in refs)),
+        cite=lambda refs: Markup(r"\citep{" + ",".join(r.key for r in refs) + "}"),
         link=lambda url: Markup(r"\url{%s}") % latex_escape(url),
     ),
 }
@@ -357,23 +263,6 @@ class _Citations:
         return self.style.cite(refs)
 
 
-def _and_join(style: _Format) -> Callable[[Iterable[object]], Markup]:
-    """``a``, ``a and b``, ``a, b and c``, escaping the items that are not markup."""
-
-    def and_join(items: Iterable[object]) -> Markup:
-        parts = [style.escape(item) for item in items]
-        if len(parts) < 3:
-            return Markup(" and ").join(parts)
-        return Markup(", ").join(parts[:-1]) + Markup(" and ") + parts[-1]
-
-    return and_join
-
-
-def _phrase(style: _Format) -> Callable[..., Markup]:
-    """Concatenate text and markup, escaping the text (templates use it instead of ``~``)."""
-    return lambda *parts: Markup("").join(style.escape(part) for part in parts)
-
-
 def _number(value: float) -> str:
     return f"{value:g}"
 
@@ -382,7 +271,10 @@ def _count(n: int, singular: str, plural: str | None = None) -> str:
     return f"{n} {singular if n == 1 else plural or singular + 's'}"
 
 
-def _environment(style: _Format, autoescape: bool) -> jinja2.Environment:
+@functools.cache
+def _environment(fmt: str) -> jinja2.Environment:
+    """The jinja2 environment of one format (templates compiled once per process)."""
+    style, autoescape = _FORMATS[fmt], fmt == "html"
     env = jinja2.Environment(
         loader=jinja2.FunctionLoader(lambda name: (_template_source(name), None, lambda: True)),
         autoescape=autoescape,
@@ -395,11 +287,11 @@ def _environment(style: _Format, autoescape: bool) -> jinja2.Environment:
     env.filters.update(
         code=style.code,
         paragraph=style.paragraph,
-        and_join=_and_join(style),
+        and_join=style.and_join,
         link=style.link,
         num=_number,
     )
-    env.globals.update(count=_count, code=style.code, phrase=_phrase(style))
+    env.globals.update(count=_count, code=style.code, phrase=style.phrase)
     return env
 
 
@@ -421,15 +313,18 @@ def _mask_fraction(rule: str) -> float | None:
 def _render(fmt: str, facts: MethodsFacts, library: Mapping[str, Reference]) -> tuple[str, list]:
     style = _FORMATS[fmt]
     citations = _Citations(library, style)
-    env = _environment(style, autoescape=fmt == "html")
-    text = env.get_template(_TEMPLATES[fmt]).render(
-        facts=facts,
-        m=facts.model,
-        hrf=_hrf_facts(facts.model),
-        mask_fraction=_mask_fraction(facts.mask_rule),
-        ar1_bin_width=AR1_BIN_WIDTH,
-        cite=citations.cite,
-        cited=lambda: list(citations.cited),
+    text = (
+        _environment(fmt)
+        .get_template(_TEMPLATES[fmt])
+        .render(
+            facts=facts,
+            m=facts.model,
+            hrf=_hrf_facts(facts.model),
+            mask_fraction=_mask_fraction(facts.mask_rule),
+            ar1_bin_width=AR1_BIN_WIDTH,
+            cite=citations.cite,
+            cited=lambda: list(citations.cited),
+        )
     )
     return text, citations.cited
 
@@ -448,10 +343,10 @@ def render_methods(facts: MethodsFacts) -> dict[str, str]:
         the ``.bib`` holds the ``references.bib`` entries the text cites, in citation order.
     """
     library = read_references(_template_source("references.bib"))
-    documents, cited = {}, {}
-    for fmt in _TEMPLATES:
-        documents[f"CITATION.{fmt}"], cited[fmt] = _render(fmt, facts, library)
-    documents["CITATION.bib"] = "\n\n".join(ref.bibtex for ref in cited["md"]) + "\n"
+    rendered = {f"CITATION.{fmt}": _render(fmt, facts, library) for fmt in _TEMPLATES}
+    documents = {name: text for name, (text, _) in rendered.items()}
+    cited = rendered["CITATION.md"][1]  # every format cites the same works in the same order
+    documents["CITATION.bib"] = "\n\n".join(ref.bibtex for ref in cited) + "\n"
     return documents
 
 

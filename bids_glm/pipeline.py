@@ -25,6 +25,7 @@ from bids_glm.glm.results import ContrastMaps
 from bids_glm.glm.scaling import scale_signal
 from bids_glm.image.io import read_masked_series
 from bids_glm.inputs.layout import RunInput, discover_runs
+from bids_glm.methods import methods_facts, write_methods
 from bids_glm.parallel import map_runs
 from bids_glm.plan import ContrastPlan, RunDesign, build_run_design, plan_contrasts
 from bids_glm.settings import ModelSettings, Settings
@@ -268,6 +269,37 @@ def unit_fingerprint(unit: AnalysisUnit, settings: Settings) -> str:
     return manifest.fingerprint(description, inputs)
 
 
+def unit_summary(unit: AnalysisUnit) -> dict:
+    """What the methods text needs to know about a completed unit."""
+    return {
+        "Participant": unit.entities["sub"],
+        "Task": unit.entities["task"],
+        "Space": unit.entities.get("space"),
+        "Runs": len(unit.designs),
+        "RepetitionTimes": sorted({d.run.tr_s for d in unit.designs}),
+        "Conditions": sorted({c for d in unit.designs for c in d.conditions}),
+    }
+
+
+def write_methods_text(settings: Settings) -> None:
+    """``logs/CITATION.*`` describing every completed unit in OUTPUT_DIR."""
+    summaries = manifest.completed_summaries(settings.output_dir)
+    if not summaries:
+        return
+    spaces = sorted({s["Space"] for s in summaries if s["Space"]})
+    facts = methods_facts(
+        settings,
+        n_participants=len({s["Participant"] for s in summaries}),
+        tasks=[s["Task"] for s in summaries],
+        n_runs=sum(s["Runs"] for s in summaries),
+        space=", ".join(spaces) or None,
+        tr_s=[tr for s in summaries for tr in s["RepetitionTimes"]],
+        command_line=settings.command_line,
+        conditions=[c for s in summaries for c in s["Conditions"]],
+    )
+    write_methods(settings.output_dir, facts)
+
+
 def run_participant_level(settings: Settings) -> None:
     """Discover, plan and fit every requested participant; write BIDS derivatives."""
     runs = discover_runs(settings)
@@ -300,7 +332,8 @@ def run_participant_level(settings: Settings) -> None:
         manifest.invalidate(record)
         _remove_interrupted_writes(unit, settings)
         analyse_unit(unit, settings)
-        manifest.record(record, fingerprint, unit_outputs(unit, settings))
+        manifest.record(record, fingerprint, unit_outputs(unit, settings), unit_summary(unit))
     links = derivatives.dataset_links(settings.bids_dir, settings.derivatives)
     derivatives.write_dataset_description(settings.output_dir, settings.bids_dir, links)
+    write_methods_text(settings)
     LOGGER.info("outputs written to %s", settings.output_dir)

@@ -108,6 +108,8 @@ class Settings:
         Build and write the designs, print the plan, fit nothing.
     overwrite : bool
         Redo participants whose outputs are complete with the same settings.
+    command_line : str
+        The command as typed, for the methods text.
     verbosity : int
         -1 quiet, 0 normal, 1 verbose (tracebacks), 2 debug.
     """
@@ -129,4 +131,5 @@ class Settings:
     model_maps: bool = False
     dry_run: bool = False
     overwrite: bool = False
+    command_line: str = ""
     verbosity: int = 0

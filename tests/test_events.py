@@ -316,13 +316,28 @@ def test_parametric_modulators_are_centred_per_condition(tmp_path, caplog):
     ]
 
 
+def test_parametric_modulator_na_values_get_the_condition_mean(tmp_path, caplog):
+    path = write_tsv(tmp_path / "events.tsv", GAMBLE_ROWS)
+    clean = clean_file(path, caplog, spec=EventSpec(parametric_modulators=("response_time",)))
+    # catch: one n/a and one known value, so nothing varies: no catch_x_response_time
+    assert "catch_x_response_time" not in set(clean["trial_type"])
+    gamble = clean[clean["trial_type"] == "gamble_x_response_time"]["modulation"]
+    np.testing.assert_allclose(gamble, np.array([1.2, 0.9, 1.5, 1.1]) - 1.175)
+    warnings = warnings_of(caplog)
+    assert any("is n/a for 1 event(s) (line(s) 5)" in w for w in warnings)
+    assert any("constant within condition(s) catch" in w for w in warnings)
+
+
+def test_parametric_modulator_na_value_is_centred_to_zero(tmp_path, caplog):
+    rows = ["onset\tduration\ttrial_type\trt", "1\t1\ta\t1", "5\t1\ta\tn/a", "9\t1\ta\t3"]
+    clean = clean_file(
+        write_tsv(tmp_path / "e.tsv", rows), caplog, spec=EventSpec(parametric_modulators=("rt",))
+    )
+    assert list(clean.loc[clean["trial_type"] == "a_x_rt", "modulation"]) == [-1.0, 0.0, 1.0]
+
+
 def test_parametric_modulator_errors(tmp_path, caplog):
     path = write_tsv(tmp_path / "events.tsv", GAMBLE_ROWS)
-    with pytest.raises(
-        InputError,
-        match=r"parametric modulator column 'response_time' line 5: expected a number, found n/a",
-    ):
-        clean_file(path, caplog, spec=EventSpec(parametric_modulators=("response_time",)))
     with pytest.raises(InputError, match=r"column 'participant_response' line 2: .*'accept'"):
         clean_file(path, caplog, spec=EventSpec(parametric_modulators=("participant_response",)))
     with pytest.raises(InputError, match=r"parametric modulator column\(s\) rt missing; found"):

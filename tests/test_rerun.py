@@ -53,10 +53,11 @@ def command(bids: Path, out: Path, work: Path, *options: str) -> list[str]:
 
 
 def snapshot(out: Path) -> dict[str, bytes]:
+    """Every output's bytes, but the logs (the methods text quotes the command line)."""
     return {
         p.relative_to(out).as_posix(): p.read_bytes()
         for p in sorted(out.rglob("*"))
-        if p.is_file() and "manifests" not in p.parts
+        if p.is_file() and "logs" not in p.relative_to(out).parts
     }
 
 
@@ -127,3 +128,26 @@ def test_three_concurrent_participants_into_one_folder(bids, reference, tmp_path
     assert snapshot(out) == reference
     description = json.loads((out / "dataset_description.json").read_text())
     assert description["DatasetType"] == "derivative"
+    assert "3 runs of 3 participants" in (out / "logs" / "CITATION.md").read_text()
+
+
+def test_same_command_twice_gives_the_same_methods_text(bids, tmp_path):
+    out = tmp_path / "out"
+    texts = []
+    for _ in range(2):
+        assert run(bids, out, "--participant-label", "01", "--overwrite") == 0
+        texts.append({p.name: p.read_bytes() for p in (out / "logs").glob("CITATION.*")})
+    assert texts[0] == texts[1] and len(texts[0]) == 4
+
+
+def test_methods_text_names_the_settings_used(bids, tmp_path):
+    plain, custom = tmp_path / "plain" / "out", tmp_path / "custom" / "out"
+    assert run(bids, plain, "--participant-label", "01") == 0
+    options = ("--participant-label", "01", "--smoothing-fwhm", "5", "--noise-model", "ols")
+    assert run(bids, custom, *options) == 0
+    plain_text = (plain / "logs" / "CITATION.md").read_text()
+    custom_text = (custom / "logs" / "CITATION.md").read_text()
+    assert "5 mm full width at half maximum" in custom_text
+    assert "5 mm full width at half maximum" not in plain_text
+    assert "AR(1)" in plain_text and "AR(1)" not in custom_text
+    assert "--smoothing-fwhm 5" in custom_text

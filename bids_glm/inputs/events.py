@@ -29,7 +29,8 @@ logged as a warning on the ``bids_glm`` logger that names the file and counts th
   in this run (mean-centring as in SPM and FitLins, so the unmodulated condition keeps
   the average response). The amplitude column does not scale them. A column that is
   constant within a condition gives nothing after centring and is skipped for it with a
-  warning; an n/a value in a kept row is an error naming the line.
+  warning; an n/a value (say, the reaction time of a missed response) gets its condition's
+  mean, 0 after centring, with a warning naming the lines.
 - A file without events (zero bytes, header only, or none left after cleaning) gives an
   empty table and a "no events" warning.
 """
@@ -168,8 +169,8 @@ def clean_events(
     Raises
     ------
     InputError
-        A required or requested column is missing, a value is not a number, an n/a
-        sits in a parametric modulator, or a modulator's regressor name is taken.
+        A required or requested column is missing, a value is not a number, or a
+        modulator's regressor name is taken.
     """
     if len(table.columns) == 0:
         LOGGER.warning("%s: no events; the run has no condition regressors", path)
@@ -296,16 +297,25 @@ def _label(value: object) -> str | None:
 def _modulator_events(
     events: pd.DataFrame, values: pd.Series, column: str, path: Path, lines: np.ndarray
 ) -> pd.DataFrame:
-    """Events of ``<condition>_x_<column>``: the column centred within each condition."""
-    if values.isna().any():
-        first = values.index[values.isna()][0]
-        raise InputError(
-            f"{path}: parametric modulator column '{column}' line {lines[first]}: "
-            "expected a number, found n/a"
+    """Events of ``<condition>_x_<column>``: the column centred within each condition.
+
+    An n/a value (e.g. a missed response's reaction time) gets its condition's mean, i.e.
+    0 after centring, with a warning; a condition without two distinct values gets no
+    modulator regressor.
+    """
+    missing = values.isna()
+    if missing.any():
+        LOGGER.warning(
+            "%s: parametric modulator '%s' is n/a for %d event(s) (line(s) %s); they get "
+            "their condition's mean (0 after centring)",
+            path,
+            column,
+            missing.sum(),
+            ", ".join(str(lines[i]) for i in values.index[missing][:5]),
         )
     by_condition = values.groupby(events["trial_type"])
     spread = by_condition.transform("max") - by_condition.transform("min")
-    constant = spread == 0
+    constant = (spread == 0) | spread.isna()
     if constant.any():
         LOGGER.warning(
             "%s: parametric modulator '%s' is constant within condition(s) %s "
@@ -318,7 +328,8 @@ def _modulator_events(
         )
     modulated = events.loc[~constant].copy()
     modulated["trial_type"] = modulated["trial_type"] + f"{MODULATOR_SEPARATOR}{column}"
-    modulated["modulation"] = (values - by_condition.transform("mean"))[~constant]
+    centred = (values - by_condition.transform("mean")).fillna(0.0)
+    modulated["modulation"] = centred[~constant]
     return modulated
 
 
