@@ -331,7 +331,12 @@ def run_participant_level(settings: Settings) -> None:
         )
         manifest.invalidate(record)
         _remove_interrupted_writes(unit, settings)
-        analyse_unit(unit, settings)
+        try:
+            analyse_unit(unit, settings)
+        except BaseException:  # leave nothing partial behind, then report the failure
+            for path in unit_outputs(unit, settings):
+                path.unlink(missing_ok=True)
+            raise
         manifest.record(record, fingerprint, unit_outputs(unit, settings), unit_summary(unit))
     links = derivatives.dataset_links(settings.bids_dir, settings.derivatives)
     derivatives.write_dataset_description(settings.output_dir, settings.bids_dir, links)

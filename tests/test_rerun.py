@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -151,3 +152,16 @@ def test_methods_text_names_the_settings_used(bids, tmp_path):
     assert "5 mm full width at half maximum" not in plain_text
     assert "AR(1)" in plain_text and "AR(1)" not in custom_text
     assert "--smoothing-fwhm 5" in custom_text
+
+
+def test_a_failing_participant_leaves_no_partial_outputs(bids, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(bids, broken)
+    bold = next((broken / "derivatives").rglob("sub-02_*desc-preproc_bold.nii.gz"))
+    bold.unlink()  # the raw BOLD is a hard link: truncate a copy, not the shared inode
+    bold.write_bytes((bids / bold.relative_to(broken)).read_bytes()[:-50000])
+    out = tmp_path / "out"
+    assert run(broken, out, "--skip-bids-validator") == 3
+    assert list((out / "sub-01").rglob("*_statmap.nii.gz"))  # completed before the failure
+    assert not list((out / "sub-02").rglob("*.nii.gz"))
+    assert not list((out / "sub-02").rglob(".*.tmp"))
