@@ -14,6 +14,7 @@ import numpy as np
 from bids_glm import __version__, derivatives
 from bids_glm.design.contrasts import unique_labels
 from bids_glm.glm.results import ContrastMaps, RunFit
+from bids_glm.inputs.events import EventSpec
 from bids_glm.plan import ContrastPlan, RunDesign
 from bids_glm.settings import Settings
 
@@ -144,6 +145,7 @@ def write_design(
     name = derivatives.bids_name(entities, tuple(entities), {}, "design")
     derivatives.write_tsv(folder / f"{name}.tsv", design.matrix)
     model = settings.model
+    events = model.events or EventSpec()
     run = design.run
     censored = [] if design.censored is None else np.flatnonzero(design.censored).tolist()
     derivatives.write_json(
@@ -156,6 +158,9 @@ def write_design(
             "CensoredVolumes": [design.dummy_scans + i for i in censored],
             "Columns": list(design.matrix.columns),
             "Conditions": list(design.conditions),
+            "ConditionColumn": events.condition_column,
+            "AmplitudeColumn": events.amplitude_column or "modulation (when present)",
+            "ParametricModulators": list(events.parametric_modulators),
             "HRFModel": model.hrf_model,
             "FIRDelays": list(model.fir_delays_scans) if model.hrf_model == "fir" else [],
             "DriftModel": model.drift_model,
