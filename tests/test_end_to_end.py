@@ -113,12 +113,22 @@ def test_effect_size_estimates_the_planted_percent_signal_change(demo):
 
 def test_output_names_follow_design(demo):
     out = demo["out"]
-    names = [p.name for p in out.rglob("*") if p.is_file()]
-    top_level = {"dataset_description.json", ".bidsignore", "README.md"}
-    assert top_level <= set(names)
+    top_level = {p.name for p in out.iterdir()}
+    assert top_level == {
+        "dataset_description.json",
+        ".bidsignore",
+        "README.md",
+        "logs",
+        "sub-01",
+        "sub-02",
+        "sub-03",
+    }
+    logs = sorted(p.relative_to(out / "logs").as_posix() for p in (out / "logs").rglob("*.*"))
+    assert logs == [f"CITATION.{ext}" for ext in ("bib", "html", "md", "tex")] + [
+        f"manifests/sub-0{s}_task-faces_space-MNI152NLin2009cAsym.json" for s in (1, 2, 3)
+    ]
+    names = [p.name for p in out.glob("sub-*/**/*") if p.is_file()]
     for name in names:
-        if name in top_level:
-            continue
         assert any(p.match(name) for p in (RUN_MAP, SUBJECT_MAP, DESIGN, MASK)), name
     n_subjects, n_runs, n_contrasts = 3, 2, 4  # face, house, scrambled, faceVsHouse
     n_maps = n_subjects * n_contrasts * 5 * (n_runs + 1)
