@@ -9,8 +9,6 @@ from pathlib import Path
 ENTITY_PATTERN = re.compile(r"^([a-zA-Z]+)-([a-zA-Z0-9+]+)$")
 # Entities that only derivatives carry: ignored when matching a derivative run to raw files.
 DERIVATIVE_ENTITIES = frozenset({"space", "res", "den", "desc", "label", "atlas", "roi"})
-# Canonical order of entities in BIDS file names (subset relevant to functional data).
-ENTITY_ORDER = ("sub", "ses", "task", "acq", "ce", "rec", "dir", "run", "echo", "part")
 
 
 def split_name(path: Path | str) -> tuple[dict[str, str], str, str]:
@@ -102,11 +100,3 @@ def applicable_files(
 def raw_entities(entities: Mapping[str, str]) -> dict[str, str]:
     """Drop derivative-only entities (space, desc, ...) from an entity mapping."""
     return {k: v for k, v in entities.items() if k not in DERIVATIVE_ENTITIES}
-
-
-def format_name(entities: Mapping[str, str], suffix: str, extension: str) -> str:
-    """Build a BIDS file name with entities in canonical order, then any others as given."""
-    ordered = [k for k in ENTITY_ORDER if k in entities]
-    ordered += [k for k in entities if k not in ordered]
-    parts = [f"{k}-{entities[k]}" for k in ordered] + [suffix]
-    return "_".join(parts) + extension
