@@ -31,7 +31,7 @@ from bids_glm.glm.fixed_effects import fixed_effects
 from bids_glm.glm.results import ContrastMaps, RunFit
 from bids_glm.glm.scaling import scale_signal
 from bids_glm.image.io import read_masked_series
-from bids_glm.image.mask import intersect_masks, load_mask
+from bids_glm.image.mask import combine_masks, load_mask
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 TR_S = 2.5
@@ -69,7 +69,7 @@ def _read_runs(dataset: str, n_runs: int | None = None) -> Runs:
     mask_paths = sorted(func.glob("*desc-brain_mask.nii.gz"))[:n_runs]
     events_paths = sorted((root / "sub-1" / "func").glob("*_events.tsv"))[:n_runs]
     masks = [load_mask(path) for path in mask_paths]
-    mask, affine = intersect_masks([m for m, _ in masks]), masks[0][1]
+    mask, affine = combine_masks([m for m, _ in masks]), masks[0][1]
     designs, data = [], []
     for bold_path, events_path in zip(bold_paths, events_paths, strict=True):
         n_scans = nib.load(bold_path).shape[3]

@@ -56,14 +56,6 @@ def same_grid(shape_a, affine_a, shape_b, affine_b) -> bool:
     )
 
 
-def intersect_masks(masks: Sequence[np.ndarray]) -> np.ndarray:
-    """Voxels present in every mask."""
-    combined = np.array(masks[0], dtype=bool)
-    for mask in masks[1:]:
-        combined &= mask
-    return combined
-
-
 def _parse_rule(text: str) -> tuple[str, float]:
     """Split a mask rule into its kind and the fraction of masks a voxel must exceed."""
     if not isinstance(text, str):
