@@ -182,7 +182,7 @@ def _is_within(path: Path, parent: Path) -> bool:
 
 def _contrasts(t_texts: Sequence[str], f_texts: Sequence[str]) -> tuple[tuple, tuple]:
     """Parse ``--contrast`` and ``--f-contrast`` values; names must be unique."""
-    from bids_glm.design.contrasts import (
+    from bids_glm.design.contrast_options import (
         ContrastError,
         parse_contrast_option,
         parse_f_contrast_option,

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the CLI imports settings before numpy is loaded
-    from bids_glm.design.contrasts import ContrastSpec, FContrastSpec
+    from bids_glm.design.contrast_options import ContrastSpec, FContrastSpec
     from bids_glm.inputs.confounds import ConfoundStrategy
     from bids_glm.inputs.events import EventSpec
 

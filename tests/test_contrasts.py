@@ -14,12 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bids_glm.design import contrasts
+from bids_glm.design.contrast_options import ContrastSpec, parse_contrast_option
 from bids_glm.design.contrasts import (
     ContrastError,
-    ContrastSpec,
     bids_label,
     missing_columns,
-    parse_contrast_option,
     parse_expression,
     unique_labels,
     weights_vector,
@@ -373,7 +372,7 @@ def test_bids_label_is_alphanumeric_and_keeps_every_letter_and_digit(name: str) 
 
 
 def test_f_contrast_option_parses_rows():
-    from bids_glm.design.contrasts import parse_f_contrast_option
+    from bids_glm.design.contrast_options import parse_f_contrast_option
 
     spec = parse_f_contrast_option("effectsOfInterest = face; house - scrambled ;2*cat")
     assert spec.name == "effectsOfInterest"

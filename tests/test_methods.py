@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bids_glm import __version__
-from bids_glm.design.contrasts import ContrastSpec, FContrastSpec
+from bids_glm.design.contrast_options import ContrastSpec, FContrastSpec
 from bids_glm.glm.fit import fit_glm
 from bids_glm.inputs.confounds import ConfoundStrategy, ScrubRule
 from bids_glm.inputs.events import EventSpec

@@ -38,24 +38,6 @@ class ContrastError(ValueError):
 
 
 @dataclass(frozen=True)
-class ContrastSpec:
-    """One user contrast: its name, its expression text and the parsed column weights."""
-
-    name: str
-    expression: str
-    weights: Mapping[str, float]
-
-
-@dataclass(frozen=True)
-class FContrastSpec:
-    """One user F contrast: its name, its text and one weight mapping per row."""
-
-    name: str
-    expression: str
-    rows: tuple[Mapping[str, float], ...]
-
-
-@dataclass(frozen=True)
 class _Token:
     kind: str  # "number", "name", "end" or the operator character itself
     text: str
@@ -232,73 +214,6 @@ def parse_expression(expression: str) -> dict[str, float]:
     if not weights:
         raise _error("all contrast weights cancel to zero", expression)
     return weights
-
-
-def parse_contrast_option(text: str) -> ContrastSpec:
-    """Parse one ``--contrast NAME=EXPRESSION`` value, split on the first ``=``.
-
-    Parameters
-    ----------
-    text : str
-        E.g. ``"faceVsHouse=face - house"``.
-
-    Returns
-    -------
-    ContrastSpec
-        Stripped name and expression, and the expression's weights.
-
-    Raises
-    ------
-    ContrastError
-        Without ``=``, for a name that is empty or gives no BIDS label, or a bad expression.
-    """
-    name, equals, expression = text.partition("=")
-    name = name.strip()
-    if not equals or not name:
-        raise ContrastError(
-            f'expected --contrast NAME=EXPRESSION, e.g. --contrast "faceVsHouse=face - house"; '
-            f"got {text!r}"
-        )
-    bids_label(name)
-    try:
-        weights = parse_expression(expression)
-    except ContrastError as error:
-        raise ContrastError(f"contrast {name!r}: {error}") from error
-    return ContrastSpec(name=name, expression=expression.strip(), weights=weights)
-
-
-def parse_f_contrast_option(text: str) -> FContrastSpec:
-    """Parse one ``--f-contrast NAME=ROW; ROW; ...`` value (rows are linear expressions).
-
-    Parameters
-    ----------
-    text : str
-        E.g. ``"effectsOfInterest=face; house; scrambled"``.
-
-    Returns
-    -------
-    FContrastSpec
-
-    Raises
-    ------
-    ContrastError
-        Without ``=``, for a bad name, an empty row or a bad expression (the row is named).
-    """
-    name, equals, expression = text.partition("=")
-    name = name.strip()
-    if not equals or not name:
-        raise ContrastError(
-            "expected --f-contrast NAME=ROW; ROW; ..., e.g. "
-            f'--f-contrast "effectsOfInterest=face; house"; got {text!r}'
-        )
-    bids_label(name)
-    rows = []
-    for number, row in enumerate(expression.split(";"), start=1):
-        try:
-            rows.append(parse_expression(row))
-        except ContrastError as error:
-            raise ContrastError(f"F contrast {name!r}, row {number}: {error}") from error
-    return FContrastSpec(name=name, expression=expression.strip(), rows=tuple(rows))
 
 
 def missing_columns(weights: Mapping[str, float], column_names: Sequence[str]) -> list[str]:
