@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bids_glm import __version__
 from bids_glm.design.names import HRF_MODELS
-from bids_glm.errors import EXIT_ANALYSIS_FAILURE, EXIT_USAGE, BidsGlmError, InputError
+from bids_glm.errors import EXIT_ANALYSIS_FAILURE, BidsGlmError, InputError
 from bids_glm.parallel import limit_threads
 from bids_glm.settings import ModelSettings, Settings
 
@@ -142,6 +142,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--model-maps",
         action="store_true",
         help="also write per-run r-squared, residual SD and AR(1) maps",
+    )
+
+    group = parser.add_argument_group("group level")
+    group.add_argument(
+        "--participant-outputs",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="participant-level outputs to combine (default: OUTPUT_DIR)",
+    )
+    group.add_argument(
+        "--group-covariates",
+        nargs="+",
+        default=[],
+        metavar="COLUMN",
+        help="participants.tsv columns for the group design (categorical ones dummy-coded, "
+        "numeric ones demeaned)",
     )
 
     run = parser.add_argument_group("execution")
@@ -316,6 +333,10 @@ def settings_from_args(args: argparse.Namespace, command_line: str = "") -> Sett
         dry_run=args.dry_run,
         overwrite=args.overwrite,
         command_line=command_line,
+        participant_outputs=(
+            args.participant_outputs.resolve() if args.participant_outputs else None
+        ),
+        group_covariates=tuple(args.group_covariates),
         verbosity=-1 if args.quiet else args.verbose,
     )
 
@@ -335,8 +356,23 @@ def configure_logging(verbosity: int) -> None:
 
 def _run(settings: Settings) -> int:
     if settings.analysis_level == "group":
-        LOGGER.error("the group level is not implemented yet")
-        return EXIT_USAGE
+        from bids_glm.group_level import GroupOptions, run_group_level
+
+        written = run_group_level(
+            GroupOptions(
+                participant_outputs=settings.participant_outputs or settings.output_dir,
+                output_dir=settings.output_dir / "group",
+                bids_dir=settings.bids_dir,
+                participant_labels=settings.participant_labels,
+                tasks=settings.tasks,
+                covariates=settings.group_covariates,
+                mask_rule=settings.mask_combine,
+            )
+        )
+        LOGGER.info(
+            "group level: %d map(s) written to %s", len(written), settings.output_dir / "group"
+        )
+        return 0
     from bids_glm.pipeline import run_participant_level
 
     run_participant_level(settings)

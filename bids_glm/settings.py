@@ -110,6 +110,10 @@ class Settings:
         Redo participants whose outputs are complete with the same settings.
     command_line : str
         The command as typed, for the methods text.
+    participant_outputs : Path or None
+        Group level: where the participants' outputs are (default: OUTPUT_DIR).
+    group_covariates : tuple of str
+        Group level: participants.tsv columns added to the group design.
     verbosity : int
         -1 quiet, 0 normal, 1 verbose (tracebacks), 2 debug.
     """
@@ -132,4 +136,6 @@ class Settings:
     dry_run: bool = False
     overwrite: bool = False
     command_line: str = ""
+    participant_outputs: Path | None = None
+    group_covariates: tuple[str, ...] = ()
     verbosity: int = 0

@@ -29,8 +29,8 @@ def test_unknown_option_is_usage_error(tiny_dataset, tmp_path, capsys):
     assert "unrecognized arguments: --frobnicate" in capsys.readouterr().err
 
 
-def test_group_level_not_implemented_yet(tiny_dataset, tmp_path):
-    assert main([str(tiny_dataset), str(tmp_path / "out"), "group"]) == 2
+def test_group_level_without_participant_outputs_is_an_input_error(tiny_dataset, tmp_path):
+    assert main([str(tiny_dataset), str(tmp_path / "out"), "group"]) == 3
 
 
 def test_unknown_participant_exit_3_without_traceback(tiny_dataset, tmp_path):

@@ -268,3 +268,19 @@ def test_parallel_runs_give_byte_identical_outputs(demo, tmp_path):
     assert ours == reference
     for relative in ours:
         assert (out / relative).read_bytes() == (demo["out"] / relative).read_bytes(), relative
+
+
+def test_group_level_finds_the_planted_effects(demo, tmp_path):
+    out, truth = tmp_path / "out", demo["truth"]
+    command = [str(demo["bids"]), str(out), "group", "--participant-outputs", str(demo["out"])]
+    assert main(command) == 0
+    stem = "task-faces_space-MNI152NLin2009cAsym_contrast"
+    for condition in truth["planted"]:
+        z = np.asanyarray(
+            nib.load(out / "group" / f"{stem}-{condition}_stat-z_statmap.nii.gz").dataobj
+        )
+        # 3 subjects: dof 2, so z > 2.33 needs t > 7; the planted blobs reach it
+        assert np.mean(z[planted_mask(truth, condition)] > 2.33) > 0.9
+    sidecar = json.loads((out / "group" / f"{stem}-face_stat-t_statmap.json").read_text())
+    assert sidecar["DegreesOfFreedom"] == 2
+    assert sidecar["Subjects"] == ["sub-01", "sub-02", "sub-03"]
