@@ -29,6 +29,7 @@ from bids_glm.methods import methods_facts, write_methods
 from bids_glm.parallel import map_runs
 from bids_glm.plan import ContrastPlan, RunDesign, build_run_design, plan_contrasts
 from bids_glm.settings import ModelSettings, Settings
+from bids_glm.stats_model import MODEL_NAME, model_from_summaries
 
 LOGGER = logging.getLogger("bids_glm")
 
@@ -278,11 +279,12 @@ def unit_summary(unit: AnalysisUnit) -> dict:
         "Runs": len(unit.designs),
         "RepetitionTimes": sorted({d.run.tr_s for d in unit.designs}),
         "Conditions": sorted({c for d in unit.designs for c in d.conditions}),
+        "Confounds": list(dict.fromkeys(c for d in unit.designs for c in d.confound_columns)),
     }
 
 
 def write_methods_text(settings: Settings) -> None:
-    """``logs/CITATION.*`` describing every completed unit in OUTPUT_DIR."""
+    """``logs/CITATION.*`` and the effective BIDS Stats Model, over every completed unit."""
     summaries = manifest.completed_summaries(settings.output_dir)
     if not summaries:
         return
@@ -298,6 +300,10 @@ def write_methods_text(settings: Settings) -> None:
         conditions=[c for s in summaries for c in s["Conditions"]],
     )
     write_methods(settings.output_dir, facts)
+    derivatives.write_json(
+        settings.output_dir / f"model-{MODEL_NAME}_smdl.json",
+        model_from_summaries(settings, summaries),
+    )
 
 
 def run_participant_level(settings: Settings) -> None:

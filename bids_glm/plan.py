@@ -56,7 +56,10 @@ class RunDesign:
     censored : ndarray of bool, shape (n_volumes - dummy_scans,)
         Rows of ``matrix`` removed from the fit (scrubbing, non-steady-state volumes).
     confounds_by_source : dict of str to list of str
-        Confound columns chosen by each preset or pattern.
+        Confound columns chosen by each preset or pattern (including the columns that
+        decided censoring).
+    confound_columns : tuple of str
+        The confound regressors in the design.
     """
 
     run: RunInput
@@ -66,6 +69,7 @@ class RunDesign:
     dummy_scans: int = 0
     censored: np.ndarray | None = None
     confounds_by_source: dict[str, list[str]] | None = None
+    confound_columns: tuple[str, ...] = ()
 
     @property
     def fitted_rows(self) -> np.ndarray:
@@ -209,6 +213,7 @@ def build_run_design(run: RunInput, model: ModelSettings) -> RunDesign:
         dummy_scans=n_dummy,
         censored=None if selection is None else selection.censored,
         confounds_by_source=None if selection is None else selection.columns_by_source,
+        confound_columns=() if selection is None else tuple(selection.regressors.columns),
     )
     _check_design(design)
     return design

@@ -118,6 +118,7 @@ def test_output_names_follow_design(demo):
         "dataset_description.json",
         ".bidsignore",
         "README.md",
+        "model-bidsglm_smdl.json",
         "logs",
         "sub-01",
         "sub-02",

@@ -224,3 +224,43 @@ def test_sidecar_weights_on_the_design_columns_reproduce_each_effect_map(demo_bi
             weight * betas[column] for column, weight in sidecar["ContrastWeights"].items()
         )
         np.testing.assert_allclose(load(path), rebuilt, rtol=1e-5, atol=1e-6)
+
+
+def test_effective_model_is_a_bids_stats_model_of_what_ran(demo_bids, tmp_path):
+    from bids import BIDSLayout
+    from bids.modeling import BIDSStatsModelsGraph
+
+    out = tmp_path / "out"
+    options = (
+        "--contrast",
+        "fvh=face - house",
+        "--f-contrast",
+        "eff=face; house",
+        "--confounds",
+        "motion6",
+        "--hrf-model",
+        "spm + derivative",
+    )
+    assert run(demo_bids, out, *options) == 0
+    model = json.loads((out / "model-bidsglm_smdl.json").read_text())
+    run_node = model["Nodes"][0]
+    motion = ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"]
+    assert run_node["Model"]["X"] == ["face", "house", "scrambled", *motion, 1]
+    assert run_node["Model"]["HRF"] == {
+        "Model": "SPM",
+        "TimeDerivative": True,
+        "Variables": ["face", "house", "scrambled"],
+    }
+    assert run_node["Model"]["Options"]["HighPassFilterCutoffHz"] == 0.01
+    assert run_node["Contrasts"] == [
+        {"Name": "fvh", "ConditionList": ["face", "house"], "Weights": [1.0, -1.0], "Test": "t"},
+        {
+            "Name": "eff",
+            "ConditionList": ["face", "house"],
+            "Weights": [[1.0, 0.0], [0.0, 1.0]],
+            "Test": "F",
+        },
+    ]
+    layout = BIDSLayout(demo_bids, validate=False)
+    graph = BIDSStatsModelsGraph(layout, model)  # pybids accepts the document's structure
+    assert list(graph.nodes) == ["run", "subject", "dataset"]

@@ -1,0 +1,152 @@
+"""The effective model as a BIDS Stats Model (``OUTPUT_DIR/model-bidsglm_smdl.json``).
+
+It states, in BIDS Stats Models 1.0.0 terms, what the participant level fitted: a Run node
+(regressors, HRF, drift cut-off, contrasts, one dummy contrast per condition), a Subject
+node (fixed effects over runs) and a Dataset node (one-sample t). Options without a field
+in the specification (noise model, smoothing, scaling, confound strategy, ...) are kept
+under the Run node's ``Model.Options`` with their bids-glm names, so the file records
+everything needed to repeat the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from bids_glm import __version__
+from bids_glm.settings import ModelSettings, Settings
+
+MODEL_NAME = "bidsglm"
+HRF_NAMES = {"glover": "Glover", "spm": "SPM", "fir": "FIR", "none": "none"}
+
+
+def _hrf(model: ModelSettings, conditions: Sequence[str]) -> dict:
+    family, *extras = [part.strip() for part in model.hrf_model.split("+")]
+    hrf = {"Variables": list(conditions), "Model": HRF_NAMES[family]}
+    if "derivative" in extras:
+        hrf["TimeDerivative"] = True
+    if "dispersion" in extras:
+        hrf["DispersionDerivative"] = True
+    if family == "fir":
+        hrf["Parameters"] = {"Delays": list(model.fir_delays_scans)}
+    return hrf
+
+
+def _contrasts(model: ModelSettings) -> list[dict]:
+    contrasts = []
+    for spec in model.contrasts:
+        columns = list(spec.weights)
+        contrasts.append(
+            {
+                "Name": spec.name,
+                "ConditionList": columns,
+                "Weights": [spec.weights[c] for c in columns],
+                "Test": "t",
+            }
+        )
+    for spec in model.f_contrasts:
+        columns = list(dict.fromkeys(c for row in spec.rows for c in row))
+        weights = [[row.get(c, 0.0) for c in columns] for row in spec.rows]
+        contrasts.append(
+            {"Name": spec.name, "ConditionList": columns, "Weights": weights, "Test": "F"}
+        )
+    return contrasts
+
+
+def _options(settings: Settings) -> dict:
+    model = settings.model
+    options: dict = {
+        "NoiseModel": model.noise_model,
+        "SignalScaling": model.signal_scaling,
+        "SmoothingFWHMmm": model.smoothing_fwhm_mm or 0.0,
+        "DriftModel": model.drift_model,
+        "DummyScans": model.dummy_scans,
+        "FixedEffects": model.fixed_effects,
+        "MaskCombine": settings.mask_combine,
+    }
+    if model.drift_model == "cosine":
+        options["HighPassFilterCutoffHz"] = model.high_pass_hz
+    if model.drift_model == "polynomial":
+        options["DriftOrder"] = model.drift_order
+    if model.slice_time_ref is not None:
+        options["SliceTimeRef"] = model.slice_time_ref
+    if model.confounds is not None:
+        strategy = model.confounds
+        options["Confounds"] = [*strategy.presets, *strategy.patterns]
+        if strategy.scrub is not None:
+            options["Confounds"].append(strategy.scrub.spec)
+        if strategy.non_steady_state:
+            options["Confounds"].append("non_steady_state")
+    return options
+
+
+def effective_model(
+    settings: Settings, tasks: Sequence[str], conditions: Sequence[str], confounds: Sequence[str]
+) -> dict:
+    """The BIDS Stats Model of what was run.
+
+    Parameters
+    ----------
+    settings : Settings
+        The run's settings.
+    tasks, conditions, confounds : sequence of str
+        Tasks analysed, condition regressors and confound regressors of the designs.
+
+    Returns
+    -------
+    dict
+        A BIDS Stats Models 1.0.0 document.
+    """
+    model = settings.model
+    run_node: dict = {
+        "Level": "Run",
+        "Name": "run",
+        "GroupBy": ["run", "session", "subject"],
+        "Model": {
+            "X": [*conditions, *confounds, 1],
+            "Type": "glm",
+            "HRF": _hrf(model, conditions),
+            "Options": _options(settings),
+            "Software": [{"bids-glm": {"Version": __version__}}],
+        },
+        "DummyContrasts": {"Contrasts": list(conditions), "Test": "t"},
+    }
+    contrasts = _contrasts(model)
+    if contrasts:
+        run_node["Contrasts"] = contrasts
+    return {
+        "Name": MODEL_NAME,
+        "BIDSModelVersion": "1.0.0",
+        "Description": "Effective model of a bids-glm run (written by bids-glm).",
+        "Input": {"task": sorted(set(tasks))},
+        "Nodes": [
+            run_node,
+            {
+                "Level": "Subject",
+                "Name": "subject",
+                "GroupBy": ["contrast", "session", "subject"],
+                "Model": {"X": [1], "Type": "meta"},
+                "DummyContrasts": {"Test": "t"},
+            },
+            {
+                "Level": "Dataset",
+                "Name": "dataset",
+                "GroupBy": ["contrast"],
+                "Model": {"X": [1], "Type": "glm"},
+                "DummyContrasts": {"Test": "t"},
+            },
+        ],
+        "Edges": [
+            {"Source": "run", "Destination": "subject"},
+            {"Source": "subject", "Destination": "dataset"},
+        ],
+    }
+
+
+def model_from_summaries(settings: Settings, summaries: Sequence[Mapping]) -> dict:
+    """The effective model over every completed unit (as the manifests describe them)."""
+    return effective_model(
+        settings,
+        tasks=[s["Task"] for s in summaries],
+        conditions=sorted({c for s in summaries for c in s["Conditions"]}),
+        confounds=list(dict.fromkeys(c for s in summaries for c in s.get("Confounds", []))),
+    )
