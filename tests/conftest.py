@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
+# Tests run the CLI both in this process and in subprocesses and compare bytes; BLAS results
+# can differ in the last bit between thread counts, so use one thread everywhere, as the CLI
+# does by default (--n-cpus 1). Must happen before numpy is first imported.
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_variable] = "1"
+assert "numpy" not in sys.modules, "numpy was imported before tests/conftest.py"
+
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import nibabel as nib
