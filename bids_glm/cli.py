@@ -144,6 +144,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write per-run r-squared, residual SD and AR(1) maps",
     )
 
+    report = parser.add_argument_group("thresholds of the cluster tables")
+    report.add_argument(
+        "--height-control", default="fpr", choices=("fpr", "fdr", "bonferroni", "none")
+    )
+    report.add_argument(
+        "--alpha", type=float, default=None, help="0.001 for fpr, else 0.05; z for none"
+    )
+    report.add_argument("--cluster-extent", type=int, default=0, metavar="VOXELS")
+
     group = parser.add_argument_group("group level")
     group.add_argument(
         "--participant-outputs",
@@ -252,6 +261,8 @@ def _check_numbers(args: argparse.Namespace) -> None:
         raise InputError(f"--slice-time-ref {args.slice_time_ref}: expected a fraction in [0, 1]")
     if args.n_cpus < 1:
         raise InputError(f"--n-cpus {args.n_cpus}: expected 1 or more")
+    if args.cluster_extent < 0:
+        raise InputError(f"--cluster-extent {args.cluster_extent}: expected 0 or more voxels")
     if args.dummy_scans < 0:
         raise InputError(f"--dummy-scans {args.dummy_scans}: expected 0 or more")
 
@@ -303,6 +314,15 @@ def _mask_options(args: argparse.Namespace) -> tuple[Path | None, str]:
         raise InputError(f"--mask-combine: {err}") from None
 
 
+def _alpha(args: argparse.Namespace) -> float:
+    """The height-control level: given, else nilearn's default for the method."""
+    if args.alpha is None:
+        return {"fpr": 0.001, "none": 3.09}.get(args.height_control, 0.05)
+    if args.height_control != "none" and not 0 < args.alpha <= 1:
+        raise InputError(f"--alpha {args.alpha}: expected a probability in (0, 1]")
+    return args.alpha
+
+
 def settings_from_args(args: argparse.Namespace, command_line: str = "") -> Settings:
     """Validate parsed arguments and return the frozen ``Settings``.
 
@@ -333,6 +353,9 @@ def settings_from_args(args: argparse.Namespace, command_line: str = "") -> Sett
         dry_run=args.dry_run,
         overwrite=args.overwrite,
         command_line=command_line,
+        height_control=args.height_control,
+        alpha=_alpha(args),
+        cluster_extent=args.cluster_extent,
         participant_outputs=(
             args.participant_outputs.resolve() if args.participant_outputs else None
         ),

@@ -40,6 +40,7 @@ BIDS_IGNORED = (
     "*_design.tsv",
     "*_design.json",
     "*_clusters.tsv",
+    "*_clusters.json",
     "*_smdl.json",
     "*_mask.nii.gz",
     "*.html",

@@ -198,6 +198,9 @@ def analyse_unit(unit: AnalysisUnit, settings: Settings) -> None:
         outputs.write_contrast_maps(
             folder, entities, plan, combined, usable, mask, affine, settings, sources, "subject"
         )
+        outputs.write_cluster_table(
+            folder, entities, plan, combined, usable, mask, affine, settings
+        )
     final_mask = mask.copy()
     final_mask[mask] = usable
     name = derivatives.bids_name(entities, tuple(entities), {}, "mask")

@@ -110,6 +110,9 @@ class Settings:
         Redo participants whose outputs are complete with the same settings.
     command_line : str
         The command as typed, for the methods text.
+    height_control, alpha, cluster_extent
+        Thresholding of the fixed-effects z maps for the cluster tables (nilearn's defaults:
+        fpr, 0.001, 0 voxels).
     participant_outputs : Path or None
         Group level: where the participants' outputs are (default: OUTPUT_DIR).
     group_covariates : tuple of str
@@ -136,6 +139,9 @@ class Settings:
     dry_run: bool = False
     overwrite: bool = False
     command_line: str = ""
+    height_control: str = "fpr"
+    alpha: float = 0.001
+    cluster_extent: int = 0
     participant_outputs: Path | None = None
     group_covariates: tuple[str, ...] = ()
     verbosity: int = 0

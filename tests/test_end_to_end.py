@@ -26,6 +26,9 @@ SUBJECT_MAP = re.compile(
 )
 DESIGN = re.compile(rf"sub-{ENTITY}_task-{ENTITY}_run-{ENTITY}_space-{ENTITY}_design\.(tsv|json)$")
 MASK = re.compile(rf"sub-{ENTITY}_task-{ENTITY}_space-{ENTITY}_mask\.nii\.gz$")
+CLUSTERS = re.compile(
+    rf"sub-{ENTITY}_task-{ENTITY}_space-{ENTITY}_desc-{ENTITY}_clusters\.(tsv|json)$"
+)
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +133,7 @@ def test_output_names_follow_design(demo):
     ]
     names = [p.name for p in out.glob("sub-*/**/*") if p.is_file()]
     for name in names:
-        assert any(p.match(name) for p in (RUN_MAP, SUBJECT_MAP, DESIGN, MASK)), name
+        assert any(p.match(name) for p in (RUN_MAP, SUBJECT_MAP, DESIGN, MASK, CLUSTERS)), name
     n_subjects, n_runs, n_contrasts = 3, 2, 4  # face, house, scrambled, faceVsHouse
     n_maps = n_subjects * n_contrasts * 5 * (n_runs + 1)
     assert sum(name.endswith("_statmap.nii.gz") for name in names) == n_maps
@@ -285,3 +288,18 @@ def test_group_level_finds_the_planted_effects(demo, tmp_path):
     sidecar = json.loads((out / "group" / f"{stem}-face_stat-t_statmap.json").read_text())
     assert sidecar["DegreesOfFreedom"] == 2
     assert sidecar["Subjects"] == ["sub-01", "sub-02", "sub-03"]
+
+
+def test_cluster_tables_recover_the_planted_blobs(demo):
+    truth, out = demo["truth"], demo["out"]
+    for subject in truth["subjects"]:
+        for condition, planted in truth["planted"].items():
+            name = f"sub-{subject}_task-faces_space-MNI152NLin2009cAsym_desc-{condition}_clusters"
+            table = pd.read_csv(out / f"sub-{subject}" / "func" / f"{name}.tsv", sep="\t")
+            largest = table.iloc[0]  # sorted by peak z: the planted blob comes first
+            assert largest["Cluster ID"] == "1"
+            size = float(largest["Cluster Size (voxels)"])
+            assert size == pytest.approx(planted["n_voxels"], rel=0.2)
+            affine = np.array(truth["affine"])
+            peak = np.linalg.solve(affine, [largest["X"], largest["Y"], largest["Z"], 1.0])[:3]
+            assert planted_mask(truth, condition)[tuple(np.round(peak).astype(int))]
