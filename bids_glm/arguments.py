@@ -1,0 +1,172 @@
+"""The command line's options (BIDS-Apps contract); validation lives in ``cli.py``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bids_glm import __version__
+from bids_glm.design.names import HRF_MODELS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of ``bids-glm`` (BIDS-Apps contract)."""
+    parser = argparse.ArgumentParser(
+        prog="bids-glm",
+        description="First-level task-fMRI GLM statistics on a BIDS dataset with "
+        "fMRIPrep derivatives; writes BIDS-Derivatives statistical maps.",
+        epilog="Exit codes: 0 success, 1 analysis failure, 2 usage error, 3 input not usable.",
+        allow_abbrev=False,
+    )
+    parser.add_argument("bids_dir", type=Path, help="the input BIDS dataset (read only)")
+    parser.add_argument("output_dir", type=Path, help="where derivatives are written")
+    parser.add_argument("analysis_level", choices=("participant", "group"))
+    parser.add_argument("--version", action="version", version=f"bids-glm {__version__}")
+
+    sel = parser.add_argument_group("selection")
+    sel.add_argument(
+        "--participant-label",
+        "--participant_label",
+        nargs="+",
+        default=[],
+        metavar="LABEL",
+        help="participants to analyse, with or without 'sub-' (default: all)",
+    )
+    sel.add_argument("--task", nargs="+", default=[], metavar="TASK", help="tasks (default: all)")
+    sel.add_argument("--session", nargs="+", default=[], metavar="SES", help="sessions")
+    sel.add_argument(
+        "--space",
+        default=None,
+        help="space of the preprocessed BOLD (default: the only one present, "
+        "else MNI152NLin2009cAsym if present)",
+    )
+    sel.add_argument(
+        "--derivatives",
+        nargs="+",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="fMRIPrep-like derivatives (default: BIDS_DIR/derivatives/fmriprep)",
+    )
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--smoothing-fwhm", type=float, default=None, metavar="MM")
+    model.add_argument("--hrf-model", default="glover", choices=HRF_MODELS)
+    model.add_argument(
+        "--fir-delays", type=int, nargs="+", default=[0], metavar="SCANS", help="FIR delays"
+    )
+    model.add_argument("--drift-model", default="cosine", choices=("cosine", "polynomial", "none"))
+    model.add_argument("--high-pass", type=float, default=0.01, metavar="HZ")
+    model.add_argument("--drift-order", type=int, default=1)
+    model.add_argument("--noise-model", default="ar1", choices=("ols", "ar1"))
+    model.add_argument(
+        "--signal-scaling", default="percent", choices=("percent", "global", "none")
+    )
+    model.add_argument(
+        "--slice-time-ref",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help="0-1 fraction of the TR (default: derivative StartTime/TR, else 0)",
+    )
+    model.add_argument(
+        "--confounds",
+        nargs="+",
+        default=[],
+        metavar="ITEM",
+        help="confound presets (motion6, motion24, wm_csf, global_signal, acompcor, cosine, "
+        "non_steady_state, scrub:FD=0.5,DVARS=1.5) and/or column names with wildcards "
+        "(default: none)",
+    )
+    model.add_argument(
+        "--dummy-scans", type=int, default=0, metavar="N", help="drop the first N volumes"
+    )
+    model.add_argument(
+        "--condition-column",
+        default="trial_type",
+        metavar="COLUMN",
+        help="events column holding the conditions (default: trial_type)",
+    )
+    model.add_argument(
+        "--amplitude-column",
+        default=None,
+        metavar="COLUMN",
+        help="events column scaling each event (default: modulation when present)",
+    )
+    model.add_argument(
+        "--parametric-modulators",
+        nargs="+",
+        default=[],
+        metavar="COLUMN",
+        help="numeric events columns modelled as <condition>_x_<column>, demeaned per run",
+    )
+    model.add_argument(
+        "--contrast",
+        action="append",
+        default=[],
+        metavar="NAME=EXPRESSION",
+        help='e.g. --contrast "faceVsHouse=face - house" (repeatable)',
+    )
+    model.add_argument(
+        "--f-contrast",
+        action="append",
+        default=[],
+        metavar="NAME=ROW;ROW",
+        help='F contrast, rows separated by ";", e.g. --f-contrast "effects=face; house"',
+    )
+    model.add_argument("--fixed-effects", default="precision", choices=("precision", "unweighted"))
+    model.add_argument("--mask", type=Path, default=None, help="analysis mask (NIfTI)")
+    model.add_argument(
+        "--mask-combine",
+        default="intersection",
+        metavar="RULE",
+        help="combine the runs' brain masks: intersection, union or fraction:F",
+    )
+    model.add_argument(
+        "--model-maps",
+        action="store_true",
+        help="also write per-run r-squared, residual SD and AR(1) maps",
+    )
+
+    report = parser.add_argument_group("thresholds of the cluster tables")
+    report.add_argument(
+        "--height-control", default="fpr", choices=("fpr", "fdr", "bonferroni", "none")
+    )
+    report.add_argument(
+        "--alpha", type=float, default=None, help="0.001 for fpr, else 0.05; z for none"
+    )
+    report.add_argument("--cluster-extent", type=int, default=0, metavar="VOXELS")
+
+    group = parser.add_argument_group("group level")
+    group.add_argument(
+        "--participant-outputs",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="participant-level outputs to combine (default: OUTPUT_DIR)",
+    )
+    group.add_argument(
+        "--group-covariates",
+        nargs="+",
+        default=[],
+        metavar="COLUMN",
+        help="participants.tsv columns for the group design (categorical ones dummy-coded, "
+        "numeric ones demeaned)",
+    )
+
+    run = parser.add_argument_group("execution")
+    run.add_argument("--n-cpus", "--n_cpus", type=int, default=1)
+    run.add_argument("--work-dir", "-w", type=Path, default=None)
+    run.add_argument("--skip-bids-validator", action="store_true")
+    run.add_argument(
+        "--dry-run", action="store_true", help="write the designs, print the plan, fit nothing"
+    )
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="redo participants whose outputs are already complete with the same settings",
+    )
+    verbosity = run.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="count", default=0)
+    verbosity.add_argument("-q", "--quiet", action="store_true")
+    return parser
