@@ -80,6 +80,7 @@ class SeriesLayout:
     """Where and how a 4-D NIfTI file stores its voxel values."""
 
     shape: tuple[int, int, int, int]
+    affine: np.ndarray
     dtype: np.dtype
     slope: float
     intercept: float
@@ -101,12 +102,14 @@ class SeriesLayout:
 
 def series_layout(path: Path) -> SeriesLayout:
     """Read a 4-D NIfTI header; ``InputError`` when the image is not 4-D."""
-    proxy = load_image(path).dataobj  # header facts only; no data is read here
+    image = load_image(path)
+    proxy = image.dataobj  # header facts only; no data is read here
     shape = tuple(int(n) for n in proxy.shape)
     if len(shape) != 4:
         raise InputError(f"{path}: expected a 4-D series, found shape {shape}")
     return SeriesLayout(
         shape=shape,
+        affine=image.affine,
         dtype=np.dtype(proxy.dtype),
         slope=float(proxy.slope),
         intercept=float(proxy.inter),
@@ -175,20 +178,19 @@ def read_masked_series(
     MaskedSeries
         Non-finite values are set to 0 (before smoothing) and their voxels marked unusable.
     """
-    image = load_image(path)
-    if not same_grid(image.shape, image.affine, mask.shape, mask_affine):
+    layout = series_layout(path)
+    if not same_grid(layout.shape, layout.affine, mask.shape, mask_affine):
         raise InputError(
-            f"{path}: the mask's grid {mask.shape} differs from the image's {image.shape[:3]} "
+            f"{path}: the mask's grid {mask.shape} differs from the image's {layout.shape[:3]} "
             "(shape or affine)"
         )
     if smoothing_fwhm_mm:
-        sigma = sigma_voxels(smoothing_fwhm_mm, image.affine)
+        sigma = sigma_voxels(smoothing_fwhm_mm, layout.affine)
         box = bounding_box(mask, kernel_radius_voxels(sigma))
     else:
         sigma = np.zeros(3)
         box = bounding_box(mask, (0, 0, 0))
     box_mask = mask[box]
-    layout = series_layout(path)
     n_volumes = layout.shape[3]
     if keep_volumes is None:
         keep_volumes = np.ones(n_volumes, dtype=bool)
