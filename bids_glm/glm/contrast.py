@@ -20,7 +20,6 @@ from __future__ import annotations
 import numpy as np
 
 from bids_glm.glm.results import STAT_TYPES, ContrastMaps, RunFit
-from bids_glm.glm.stats import f_to_p_z, t_to_p_z
 
 _VARIANCE_FLOOR = 1e-50
 _RANK_RTOL = 1e-10
@@ -59,17 +58,7 @@ def _t_contrast(fit: RunFit, weights: np.ndarray, name: str) -> ContrastMaps:
     bin_variance = np.einsum("i,bij,j->b", weights, fit.bin_cov, weights)
     variance = bin_variance[fit.voxel_bin] * fit.sigma2
     stat = effect / np.sqrt(np.maximum(variance, _VARIANCE_FLOOR))
-    p, z = t_to_p_z(stat, fit.dof)
-    return ContrastMaps(
-        name=name,
-        stat_type="t",
-        effect=effect,
-        variance=variance,
-        stat=stat,
-        z=z,
-        p=p,
-        dof=fit.dof,
-    )
+    return ContrastMaps.for_t(name, effect, variance, stat, fit.dof)
 
 
 def _f_contrast(fit: RunFit, matrix: np.ndarray, name: str) -> ContrastMaps:
@@ -88,17 +77,13 @@ def _f_contrast(fit: RunFit, matrix: np.ndarray, name: str) -> ContrastMaps:
         effect[:, voxels] = whitener @ raw_effect[:, voxels]
     variance = fit.sigma2.copy()
     stat = np.sum(effect**2, axis=0) / rank / np.maximum(variance, _VARIANCE_FLOOR)
-    p, z = f_to_p_z(stat, rank, fit.dof)
-    return ContrastMaps(
-        name=name,
-        stat_type="F",
-        effect=effect,
-        variance=variance,
-        stat=stat,
-        z=z,
-        p=p,
-        dof=fit.dof,
-        dof_num=float(rank),
+    return ContrastMaps.for_f(
+        name,
+        effect,
+        variance,
+        stat,
+        rank,
+        fit.dof,
         estimate=raw_effect,
         covariance=bin_covariance,
         covariance_bin=fit.voxel_bin,

@@ -44,7 +44,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from bids_glm.glm.results import ContrastMaps
-from bids_glm.glm.stats import f_to_p_z, t_to_p_z
 
 WEIGHTINGS = ("precision", "unweighted")
 _VARIANCE_FLOOR = 1e-16
@@ -89,19 +88,8 @@ def _t_fixed_effects(maps: Sequence[ContrastMaps], weighting: str, name: str) ->
         effect = effects.mean(axis=0)
         variance = variances.mean(axis=0) / len(maps)
     stat = effect / np.sqrt(variance)
-    dof = float(sum(m.dof for m in maps))
-    p, z = t_to_p_z(stat, dof)
-    return ContrastMaps(
-        name=name,
-        stat_type="t",
-        effect=effect,
-        variance=variance,
-        stat=stat,
-        z=z,
-        p=p,
-        dof=dof,
-        n_runs=sum(m.n_runs for m in maps),
-    )
+    dof = sum(m.dof for m in maps)
+    return ContrastMaps.for_t(name, effect, variance, stat, dof, sum(m.n_runs for m in maps))
 
 
 def _f_unweighted(maps: Sequence[ContrastMaps], name: str) -> ContrastMaps:
@@ -111,18 +99,8 @@ def _f_unweighted(maps: Sequence[ContrastMaps], name: str) -> ContrastMaps:
     dof_num = max(m.dof_num for m in maps)
     dof = float(sum(m.dof for m in maps))
     stat = np.sum(effect**2, axis=0) / dof_num / np.maximum(variance, _F_VARIANCE_FLOOR)
-    p, z = f_to_p_z(stat, dof_num, dof)
-    return ContrastMaps(
-        name=name,
-        stat_type="F",
-        effect=effect,
-        variance=variance,
-        stat=stat,
-        z=z,
-        p=p,
-        dof=dof,
-        dof_num=dof_num,
-        n_runs=sum(m.n_runs for m in maps),
+    return ContrastMaps.for_f(
+        name, effect, variance, stat, dof_num, dof, sum(m.n_runs for m in maps)
     )
 
 
@@ -186,18 +164,14 @@ def _f_precision(maps: Sequence[ContrastMaps], name: str, chunk_voxels: int) -> 
     dof_num = float(max(int(rank.max()), *(m.dof_num for m in maps)))
     dof = float(sum(m.dof for m in maps))
     stat = np.sum(effect**2, axis=0) / dof_num
-    p, z = f_to_p_z(stat, dof_num, dof)
-    return ContrastMaps(
-        name=name,
-        stat_type="F",
-        effect=effect,
-        variance=np.ones(n_voxels),
-        stat=stat,
-        z=z,
-        p=p,
-        dof=dof,
-        dof_num=dof_num,
-        n_runs=sum(m.n_runs for m in maps),
+    return ContrastMaps.for_f(
+        name,
+        effect,
+        np.ones(n_voxels),
+        stat,
+        dof_num,
+        dof,
+        sum(m.n_runs for m in maps),
         estimate=estimate,
         covariance=covariance,
         covariance_bin=np.arange(n_voxels, dtype=np.intp),

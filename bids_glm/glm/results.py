@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bids_glm.glm.stats import f_to_p_z, t_to_p_z
+
 NOISE_MODELS = ("ols", "ar1")
 STAT_TYPES = ("t", "F")
 
@@ -192,6 +194,48 @@ class ContrastMaps:
             raise ValueError(
                 f"ContrastMaps.covariance_bin must index {n_bins} covariance matrices"
             )
+
+    @classmethod
+    def for_t(
+        cls,
+        name: str,
+        effect: np.ndarray,
+        variance: np.ndarray,
+        stat: np.ndarray,
+        dof: float,
+        n_runs: int = 1,
+    ) -> ContrastMaps:
+        """t maps with p and z computed from ``stat`` (tail-exact, see ``stats``)."""
+        p, z = t_to_p_z(stat, dof)
+        return cls(name, "t", effect, variance, stat, z, p, float(dof), n_runs=n_runs)
+
+    @classmethod
+    def for_f(
+        cls,
+        name: str,
+        effect: np.ndarray,
+        variance: np.ndarray,
+        stat: np.ndarray,
+        dof_num: float,
+        dof: float,
+        n_runs: int = 1,
+        **pooling: np.ndarray,
+    ) -> ContrastMaps:
+        """F maps with p and z computed from ``stat``; ``pooling`` as the F fields."""
+        p, z = f_to_p_z(stat, dof_num, dof)
+        return cls(
+            name,
+            "F",
+            effect,
+            variance,
+            stat,
+            z,
+            p,
+            float(dof),
+            dof_num=float(dof_num),
+            n_runs=n_runs,
+            **pooling,
+        )
 
     @property
     def n_voxels(self) -> int:
