@@ -49,6 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="fMRIPrep-like derivatives (default: BIDS_DIR/derivatives/fmriprep)",
     )
 
+    sel.add_argument(
+        "--bids-filter-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="JSON of pybids filters for the preprocessed BOLD, as fMRIPrep takes it, e.g. "
+        '{"bold": {"session": "01", "run": [1, 2]}}',
+    )
+
     model = parser.add_argument_group("model")
     model.add_argument("--smoothing-fwhm", type=float, default=None, metavar="MM")
     model.add_argument("--hrf-model", default="glover", choices=HRF_MODELS)

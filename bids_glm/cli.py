@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bids_glm.arguments import build_parser
 from bids_glm.errors import EXIT_ANALYSIS_FAILURE, BidsGlmError, InputError
+from bids_glm.inputs.filters import read_bids_filters
 from bids_glm.parallel import limit_threads
 from bids_glm.settings import ModelSettings, Settings
 
@@ -170,6 +171,7 @@ def settings_from_args(args: argparse.Namespace, command_line: str = "") -> Sett
     bids_dir, output_dir, derivatives = _input_paths(args)
     _check_numbers(args)
     mask, mask_combine = _mask_options(args)
+    filter_file = args.bids_filter_file.resolve() if args.bids_filter_file else None
     return Settings(
         bids_dir=bids_dir,
         output_dir=output_dir,
@@ -180,6 +182,8 @@ def settings_from_args(args: argparse.Namespace, command_line: str = "") -> Sett
         sessions=tuple(s[4:] if s.startswith("ses-") else s for s in args.session),
         space=args.space,
         derivatives=derivatives,
+        bids_filter_file=filter_file,
+        bids_filters=read_bids_filters(filter_file) if filter_file else {},
         model=_model_settings(args),
         n_cpus=args.n_cpus,
         skip_bids_validator=args.skip_bids_validator,

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from bids_glm import derivatives, manifest, outputs
+from bids_glm import batch, derivatives, manifest, outputs
 from bids_glm.analysis_mask import build_analysis_mask
 from bids_glm.design.contrasts import missing_columns
+from bids_glm.errors import BidsGlmError, InputError
 from bids_glm.glm.contrast import compute_contrast
 from bids_glm.glm.fit import fit_glm
 from bids_glm.glm.fixed_effects import fixed_effects
@@ -25,44 +24,23 @@ from bids_glm.glm.results import ContrastMaps
 from bids_glm.glm.scaling import scale_signal
 from bids_glm.image.io import read_masked_series
 from bids_glm.inputs.layout import RunInput, discover_runs
+from bids_glm.log_capture import captured_warnings
 from bids_glm.methods import methods_facts, write_methods
 from bids_glm.parallel import map_runs
-from bids_glm.plan import ContrastPlan, RunDesign, build_run_design, plan_contrasts
-from bids_glm.settings import ModelSettings, Settings
-from bids_glm.stats_model import MODEL_NAME, model_from_summaries
+from bids_glm.plan import ContrastPlan, RunDesign
+from bids_glm.settings import Settings
+from bids_glm.stats_model import MODEL_NAME, model_from_summaries, model_options
+from bids_glm.units import (
+    AnalysisUnit,
+    plan_units,
+    remove_interrupted_writes,
+    software_versions,
+    unit_fingerprint,
+    unit_name,
+    unit_outputs,
+)
 
 LOGGER = logging.getLogger("bids_glm")
-
-
-@dataclass(frozen=True)
-class AnalysisUnit:
-    """Runs of one participant, session, task and space, combined by fixed effects."""
-
-    entities: dict[str, str]
-    designs: tuple[RunDesign, ...]
-    contrasts: tuple[ContrastPlan, ...]
-
-
-def group_runs(runs: Sequence[RunInput]) -> dict[tuple, list[RunInput]]:
-    """Runs keyed by (subject, session, task, space), in discovery order."""
-    groups: dict[tuple, list[RunInput]] = defaultdict(list)
-    for run in runs:
-        groups[(run.subject, run.session, run.task, run.space)].append(run)
-    return dict(groups)
-
-
-def plan_units(runs: Sequence[RunInput], model: ModelSettings) -> list[AnalysisUnit]:
-    """Build every design matrix and contrast before anything is fitted."""
-    units = []
-    for (subject, session, task, space), members in group_runs(runs).items():
-        designs = tuple(build_run_design(run, model) for run in members)
-        entities = {"sub": subject, "task": task}
-        if session is not None:
-            entities["ses"] = session
-        if space is not None:
-            entities["space"] = space
-        units.append(AnalysisUnit(entities, designs, tuple(plan_contrasts(designs, model))))
-    return units
 
 
 def fit_run(design: RunDesign, mask, affine, settings: Settings):
@@ -114,11 +92,17 @@ class RunOutcome:
         contrasts whose columns the run lacks are absent.
     source : str
         The run's BOLD file as a BIDS URI.
+    skipped_contrasts : dict of str to str
+        Contrast name -> why this run does not contribute to it.
+    warnings : list of str
+        Warnings logged while the run was processed (possibly in a worker process).
     """
 
     usable: np.ndarray
     maps: dict[str, ContrastMaps]
     source: str
+    skipped_contrasts: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 def process_run(
@@ -129,6 +113,13 @@ def process_run(
     settings: Settings,
 ) -> RunOutcome:
     """Fit one run, write its design and run-level maps, return its contrast maps."""
+    with captured_warnings() as messages:
+        outcome = _process_run(design, contrasts, mask, affine, settings)
+    outcome.warnings.extend(messages)
+    return outcome
+
+
+def _process_run(design, contrasts, mask, affine, settings: Settings) -> RunOutcome:
     entities = run_entities(design.run)
     folder = derivatives.subject_func_dir(settings.output_dir, entities)
     fit, usable = fit_run(design, mask, affine, settings)
@@ -141,12 +132,9 @@ def process_run(
     for plan in contrasts:
         absent = missing_columns(plan.columns, columns)
         if absent:
-            LOGGER.warning(
-                "%s: contrast %s skipped, column(s) %s absent",
-                design.run.label,
-                plan.name,
-                ", ".join(absent),
-            )
+            reason = f"column(s) {', '.join(absent)} absent from its design"
+            LOGGER.warning("%s: contrast %s skipped, %s", design.run.label, plan.name, reason)
+            outcome.skipped_contrasts[plan.name] = reason
             continue
         with np.errstate(divide="ignore", invalid="ignore"):
             maps = compute_contrast(fit, plan.weights_matrix(columns), plan.stat_type, plan.name)
@@ -167,7 +155,7 @@ def _inputs_of_fixed_effects(maps: ContrastMaps) -> ContrastMaps:
     return replace(maps, stat=nothing, z=nothing, p=nothing)
 
 
-def analyse_unit(unit: AnalysisUnit, settings: Settings) -> None:
+def analyse_unit(unit: AnalysisUnit, settings: Settings) -> list[RunOutcome]:
     """Fit every run of the unit, write run-level maps, then fixed-effects maps."""
     mask, affine = build_analysis_mask(unit.designs, settings)
     folder = derivatives.subject_func_dir(settings.output_dir, unit.entities)
@@ -205,6 +193,53 @@ def analyse_unit(unit: AnalysisUnit, settings: Settings) -> None:
     final_mask[mask] = usable
     name = derivatives.bids_name(entities, tuple(entities), {}, "mask")
     derivatives.write_mask(folder / f"{name}.nii.gz", final_mask, affine)
+    return outcomes
+
+
+def unit_summary(
+    unit: AnalysisUnit,
+    settings: Settings,
+    outcomes: Sequence[RunOutcome],
+    warnings: Sequence[str],
+    elapsed_s: float,
+) -> dict:
+    """What the methods text and the report need to know about a completed unit."""
+    used, excluded = [], []
+    for design, outcome in zip(unit.designs, outcomes, strict=True):
+        run = design.run
+        entities = run_entities(run)
+        name = derivatives.bids_name(entities, tuple(entities), {}, "design")
+        folder = derivatives.subject_func_dir(settings.output_dir, entities)
+        used.append(
+            {
+                "Run": run.label,
+                "Design": (folder / f"{name}.tsv").relative_to(settings.output_dir).as_posix(),
+                "EventsPath": None if run.events_path is None else str(run.events_path),
+                "ConfoundsPath": None if run.confounds_path is None else str(run.confounds_path),
+            }
+        )
+        excluded.extend(
+            {"Run": run.label, "Contrast": contrast, "Reason": reason}
+            for contrast, reason in outcome.skipped_contrasts.items()
+        )
+    run_warnings = [m for o in outcomes for m in o.warnings]
+    return {
+        "Participant": unit.entities["sub"],
+        "Session": unit.entities.get("ses"),
+        "Task": unit.entities["task"],
+        "Space": unit.entities.get("space"),
+        "Runs": len(unit.designs),
+        "RepetitionTimes": sorted({d.run.tr_s for d in unit.designs}),
+        "Conditions": sorted({c for d in unit.designs for c in d.conditions}),
+        "Confounds": list(dict.fromkeys(c for d in unit.designs for c in d.confound_columns)),
+        "RunsUsed": used,
+        "RunsExcluded": excluded,
+        "Warnings": list(dict.fromkeys([*unit.planning_warnings, *run_warnings, *warnings])),
+        "Settings": {"HRFModel": settings.model.hrf_model, **model_options(settings)},
+        "CommandLine": settings.command_line,
+        "Software": software_versions(),
+        "ElapsedSeconds": round(elapsed_s, 3),
+    }
 
 
 def dry_run(units: Sequence[AnalysisUnit], settings: Settings) -> None:
@@ -225,65 +260,6 @@ def dry_run(units: Sequence[AnalysisUnit], settings: Settings) -> None:
         for plan in unit.contrasts:
             print(f"  contrast {plan.label} ({plan.stat_type}): {plan.expression}")
     print(f"designs written to {settings.output_dir}; nothing was fitted (--dry-run)")
-
-
-def unit_outputs(unit: AnalysisUnit, settings: Settings) -> list[Path]:
-    """Every file the unit has written (its participant, session, task and space)."""
-    folder = derivatives.subject_func_dir(settings.output_dir, unit.entities)
-    return [
-        p
-        for p in folder.glob(f"{_unit_prefix(unit)}_*")
-        if _unit_space(unit) in p.name and p.is_file()
-    ]
-
-
-def _unit_prefix(unit: AnalysisUnit) -> str:
-    keys = ("sub", "ses", "task")
-    return "_".join(f"{k}-{unit.entities[k]}" for k in keys if k in unit.entities)
-
-
-def _unit_space(unit: AnalysisUnit) -> str:
-    return f"_space-{unit.entities['space']}_" if "space" in unit.entities else ""
-
-
-def _remove_interrupted_writes(unit: AnalysisUnit, settings: Settings) -> None:
-    """Delete temporary files that a killed earlier run of this unit left behind."""
-    folder = derivatives.subject_func_dir(settings.output_dir, unit.entities)
-    for stale in folder.glob(f".{_unit_prefix(unit)}_*.tmp"):
-        if _unit_space(unit) in stale.name:
-            stale.unlink(missing_ok=True)
-
-
-def unit_fingerprint(unit: AnalysisUnit, settings: Settings) -> str:
-    """Hash of everything that decides the unit's outputs: settings and input files."""
-    inputs = [
-        path
-        for design in unit.designs
-        for path in (
-            design.run.bold_path,
-            design.run.mask_path,
-            design.run.events_path,
-            design.run.confounds_path,
-        )
-        if path is not None
-    ]
-    if settings.mask is not None:
-        inputs.append(settings.mask)
-    description = repr((settings.model, settings.mask_combine, settings.model_maps))
-    return manifest.fingerprint(description, inputs)
-
-
-def unit_summary(unit: AnalysisUnit) -> dict:
-    """What the methods text needs to know about a completed unit."""
-    return {
-        "Participant": unit.entities["sub"],
-        "Task": unit.entities["task"],
-        "Space": unit.entities.get("space"),
-        "Runs": len(unit.designs),
-        "RepetitionTimes": sorted({d.run.tr_s for d in unit.designs}),
-        "Conditions": sorted({c for d in unit.designs for c in d.conditions}),
-        "Confounds": list(dict.fromkeys(c for d in unit.designs for c in d.confound_columns)),
-    }
 
 
 def write_methods_text(settings: Settings) -> None:
@@ -310,44 +286,77 @@ def write_methods_text(settings: Settings) -> None:
 
 
 def run_participant_level(settings: Settings) -> None:
-    """Discover, plan and fit every requested participant; write BIDS derivatives."""
+    """Discover, plan and fit every requested participant; write BIDS derivatives.
+
+    A participant whose inputs or analysis fail does not stop the others: the run ends
+    with a one-line summary and raises when any unit failed (see ``batch``).
+    """
     runs = discover_runs(settings)
-    units = plan_units(runs, settings.model)
-    settings.output_dir.mkdir(parents=True, exist_ok=True)
+    units, planning_failures = plan_units(runs, settings.model)
     if settings.dry_run:
+        for failure in planning_failures:
+            raise InputError(failure.reason)
+        settings.output_dir.mkdir(parents=True, exist_ok=True)
         dry_run(units, settings)
         return
+    results = [
+        batch.UnitResult(unit_name(f.entities), batch.FAILED, f.reason, InputError(f.reason))
+        for f in planning_failures
+    ]
+    for failure in results:
+        LOGGER.error("%s: %s", failure.name, failure.reason)
+    if units:
+        settings.output_dir.mkdir(parents=True, exist_ok=True)
     for index, unit in enumerate(units, start=1):
-        what = " ".join(f"{k}-{v}" for k, v in unit.entities.items())
-        record = manifest.manifest_path(settings.output_dir, unit.entities)
-        fingerprint = unit_fingerprint(unit, settings)
-        if not settings.overwrite and manifest.is_complete(record, fingerprint):
-            LOGGER.info(
-                "[%d/%d] %s: outputs complete with the same settings; skipped "
-                "(--overwrite redoes them)",
-                index,
-                len(units),
-                what,
-            )
-            continue
         LOGGER.info(
             "[%d/%d] %s: %d run(s), %d contrast(s)",
             index,
             len(units),
-            what,
+            unit.name,
             len(unit.designs),
             len(unit.contrasts),
         )
-        manifest.invalidate(record)
-        _remove_interrupted_writes(unit, settings)
-        try:
-            analyse_unit(unit, settings)
-        except BaseException:  # leave nothing partial behind, then report the failure
-            for path in unit_outputs(unit, settings):
-                path.unlink(missing_ok=True)
-            raise
-        manifest.record(record, fingerprint, unit_outputs(unit, settings), unit_summary(unit))
-    links = derivatives.dataset_links(settings.bids_dir, settings.derivatives)
-    derivatives.write_dataset_description(settings.output_dir, settings.bids_dir, links)
-    write_methods_text(settings)
-    LOGGER.info("outputs written to %s", settings.output_dir)
+        results.append(_run_unit(unit, settings))
+    if any(r.status == batch.DONE for r in results):
+        links = derivatives.dataset_links(settings.bids_dir, settings.derivatives)
+        derivatives.write_dataset_description(settings.output_dir, settings.bids_dir, links)
+        write_methods_text(settings)
+        LOGGER.info("outputs written to %s", settings.output_dir)
+    LOGGER.log(
+        logging.ERROR if any(r.status == batch.FAILED for r in results) else logging.INFO,
+        batch.summary_line(results),
+    )
+    batch.raise_for_failures(results)
+
+
+def _run_unit(unit: AnalysisUnit, settings: Settings) -> batch.UnitResult:
+    """Analyse one unit unless complete; never leave partial outputs behind."""
+    record = manifest.manifest_path(settings.output_dir, unit.entities)
+    fingerprint = unit_fingerprint(unit, settings)
+    if not settings.overwrite and manifest.is_complete(record, fingerprint):
+        reason = "outputs complete with the same settings"
+        LOGGER.info("%s: %s; skipped (--overwrite redoes them)", unit.name, reason)
+        return batch.UnitResult(unit.name, batch.SKIPPED, reason)
+    manifest.invalidate(record)
+    remove_interrupted_writes(unit, settings)
+    started = time.perf_counter()
+    try:
+        with captured_warnings() as messages:
+            outcomes = analyse_unit(unit, settings)
+    except KeyboardInterrupt:
+        _remove_outputs(unit, settings)
+        raise
+    except Exception as err:  # one unit's failure must not stop the batch
+        _remove_outputs(unit, settings)
+        LOGGER.debug("%s failed", unit.name, exc_info=True)
+        reason = str(err) if isinstance(err, BidsGlmError) else f"{type(err).__name__}: {err}"
+        LOGGER.error("%s: failed: %s", unit.name, reason)
+        return batch.UnitResult(unit.name, batch.FAILED, reason, err)
+    summary = unit_summary(unit, settings, outcomes, messages, time.perf_counter() - started)
+    manifest.record(record, fingerprint, unit_outputs(unit, settings), summary)
+    return batch.UnitResult(unit.name, batch.DONE)
+
+
+def _remove_outputs(unit: AnalysisUnit, settings: Settings) -> None:
+    for path in unit_outputs(unit, settings):
+        path.unlink(missing_ok=True)

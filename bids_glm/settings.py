@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -89,6 +90,10 @@ class Settings:
         Output space of the preprocessed BOLD to use.
     derivatives : tuple of Path
         Folders holding fMRIPrep-like derivatives.
+    bids_filter_file : Path or None
+        ``--bids-filter-file`` (fMRIPrep's format), for messages.
+    bids_filters : mapping of str to object
+        Its ``"bold"`` entity filters (see ``inputs/filters.py``); empty when none.
     work_dir : Path
         Scratch folder (pybids database, caches).
     model : ModelSettings
@@ -130,6 +135,8 @@ class Settings:
     sessions: tuple[str, ...] = ()
     space: str | None = None
     derivatives: tuple[Path, ...] = ()
+    bids_filter_file: Path | None = None
+    bids_filters: Mapping[str, object] = field(default_factory=dict)
     model: ModelSettings = field(default_factory=ModelSettings)
     n_cpus: int = 1
     skip_bids_validator: bool = False

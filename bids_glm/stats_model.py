@@ -52,7 +52,8 @@ def _contrasts(model: ModelSettings) -> list[dict]:
     return contrasts
 
 
-def _options(settings: Settings) -> dict:
+def model_options(settings: Settings) -> dict:
+    """The Run node's ``Model.Options``: bids-glm settings without a specification field."""
     model = settings.model
     options: dict = {
         "NoiseModel": model.noise_model,
@@ -105,7 +106,7 @@ def effective_model(
             "X": [*conditions, *confounds, 1],
             "Type": "glm",
             "HRF": _hrf(model, conditions),
-            "Options": _options(settings),
+            "Options": model_options(settings),
             "Software": [{"bids-glm": {"Version": __version__}}],
         },
         "DummyContrasts": {"Contrasts": list(conditions), "Test": "t"},

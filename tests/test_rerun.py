@@ -79,7 +79,7 @@ def test_rerun_skips_complete_participants(bids, tmp_path, capsys):
     assert "outputs complete with the same settings; skipped" in capsys.readouterr().err
     assert [p.stat().st_mtime_ns for p in maps] == stamps
     assert run(bids, out, "--participant-label", "01", "--overwrite") == 0
-    assert "skipped" not in capsys.readouterr().err
+    assert "settings; skipped" not in capsys.readouterr().err
     assert [p.stat().st_mtime_ns for p in maps] != stamps
 
 
@@ -154,14 +154,19 @@ def test_methods_text_names_the_settings_used(bids, tmp_path):
     assert "--smoothing-fwhm 5" in custom_text
 
 
-def test_a_failing_participant_leaves_no_partial_outputs(bids, tmp_path):
+def test_a_failing_participant_leaves_no_partial_outputs(bids, tmp_path, capsys):
     broken = tmp_path / "broken"
     shutil.copytree(bids, broken)
     bold = next((broken / "derivatives").rglob("sub-02_*desc-preproc_bold.nii.gz"))
     bold.unlink()  # the raw BOLD is a hard link: truncate a copy, not the shared inode
     bold.write_bytes((bids / bold.relative_to(broken)).read_bytes()[:-50000])
     out = tmp_path / "out"
-    assert run(broken, out, "--skip-bids-validator") == 3
+    capsys.readouterr()
+    assert run(broken, out, "--skip-bids-validator") == 1  # some failed, others done
+    err = capsys.readouterr().err
+    assert "participant level: 2 done, 0 skipped, 1 failed (sub-02_task-" in err
+    assert "1 of 3 analysis unit(s) failed: sub-02_task-" in err
     assert list((out / "sub-01").rglob("*_statmap.nii.gz"))  # completed before the failure
+    assert list((out / "sub-03").rglob("*_statmap.nii.gz"))  # the batch went on
     assert not list((out / "sub-02").rglob("*.nii.gz"))
     assert not list((out / "sub-02").rglob(".*.tmp"))

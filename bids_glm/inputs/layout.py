@@ -19,6 +19,7 @@ import nibabel as nib
 from bids_glm.errors import InputError
 from bids_glm.image.mask import load_image
 from bids_glm.inputs.entities import applicable_files, applies_to, raw_entities, split_name
+from bids_glm.inputs.filters import pybids_filters, restrict_participants
 from bids_glm.inputs.validation import validate_dataset
 from bids_glm.settings import DEFAULT_FMRIPREP_SPACE, Settings
 
@@ -227,6 +228,10 @@ def discover_runs(settings: Settings) -> list[RunInput]:
         Unknown participants, no derivatives, no runs for the task, unreadable sidecars.
     """
     participants = select_participants(settings.bids_dir, settings.participant_labels)
+    if settings.bids_filters:
+        participants = restrict_participants(
+            participants, settings.bids_filters, settings.bids_filter_file
+        )
     if not settings.skip_bids_validator:
         validate_dataset(settings.bids_dir, participants)
     if not settings.derivatives:
@@ -240,17 +245,13 @@ def discover_runs(settings: Settings) -> list[RunInput]:
         filters["task"] = list(settings.tasks)
     if settings.sessions:
         filters["session"] = list(settings.sessions)
-    bolds = layout.get(
-        scope="derivatives",
-        desc="preproc",
-        suffix="bold",
-        extension=list(NIFTI_EXTENSIONS),
-        return_type="filename",
-        **filters,
-    )
+    user_filters = {k: v for k, v in settings.bids_filters.items() if k != "subject"}
+    bolds = _preprocessed_bolds(layout, {**pybids_filters(user_filters), **filters}, settings)
     if not bolds:
         tasks = sorted(layout.get_tasks(scope="derivatives", subject=participants))
         what = f"task(s) {', '.join(settings.tasks)}" if settings.tasks else "any task"
+        if user_filters:
+            what += f" with --bids-filter-file {settings.bids_filter_file}"
         raise InputError(
             f"no desc-preproc_bold NIfTI for {what} and participant(s) "
             f"{', '.join(participants)} in {', '.join(map(str, settings.derivatives))}; "
@@ -288,6 +289,24 @@ def discover_runs(settings: Settings) -> list[RunInput]:
         "found %d run(s) for %d participant(s) in space %s", len(runs), len(participants), space
     )
     return runs
+
+
+def _preprocessed_bolds(layout, filters: Mapping[str, object], settings: Settings) -> list[str]:
+    try:
+        return layout.get(
+            scope="derivatives",
+            desc="preproc",
+            suffix="bold",
+            extension=list(NIFTI_EXTENSIONS),
+            return_type="filename",
+            **filters,
+        )
+    except ValueError as err:  # pybids: an entity it does not know
+        reason = str(err).split(". If you")[0]
+        raise InputError(
+            f"--bids-filter-file {settings.bids_filter_file}: {reason} (use pybids' entity "
+            "names: session, run, acquisition, echo, ...)"
+        ) from None
 
 
 def _run_input(bold, layout, bids_dir, masks, confounds, events, raw_sidecars) -> RunInput:
