@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write per-run r-squared, residual SD and AR(1) maps",
     )
 
-    report = parser.add_argument_group("thresholds of the cluster tables")
+    report = parser.add_argument_group("reports and cluster tables")
     report.add_argument(
         "--height-control", default="fpr", choices=("fpr", "fdr", "bonferroni", "none")
     )
@@ -145,6 +145,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--alpha", type=float, default=None, help="0.001 for fpr, else 0.05; z for none"
     )
     report.add_argument("--cluster-extent", type=int, default=0, metavar="VOXELS")
+    report.add_argument(
+        "--no-reports", action="store_true", help="write no HTML/PDF reports (maps only)"
+    )
+    report.add_argument(
+        "--no-pdf", action="store_true", help="write the HTML reports only (no PDF copies)"
+    )
+    report.add_argument(
+        "--reports-only",
+        action="store_true",
+        help="re-render the reports from outputs already in OUTPUT_DIR (no refit), "
+        "e.g. with another threshold",
+    )
+    report.add_argument(
+        "--report-run-maps",
+        action="store_true",
+        help="also show each run's thresholded maps in the participant report",
+    )
 
     group = parser.add_argument_group("group level")
     group.add_argument(

@@ -196,6 +196,10 @@ def settings_from_args(args: argparse.Namespace, command_line: str = "") -> Sett
         height_control=args.height_control,
         alpha=_alpha(args),
         cluster_extent=args.cluster_extent,
+        write_reports=not args.no_reports,
+        write_pdf=not args.no_pdf,
+        reports_only=args.reports_only,
+        report_run_maps=args.report_run_maps,
         participant_outputs=(
             args.participant_outputs.resolve() if args.participant_outputs else None
         ),
@@ -219,8 +223,19 @@ def configure_logging(verbosity: int) -> None:
 
 def _run(settings: Settings) -> int:
     if settings.analysis_level == "group":
-        from bids_glm.group_level import GroupOptions, run_group_level
+        _run_group_level(settings)
+        return 0
+    from bids_glm.pipeline import run_participant_level
 
+    run_participant_level(settings)
+    return 0
+
+
+def _run_group_level(settings: Settings) -> None:
+    from bids_glm.group_level import GroupOptions, run_group_level
+    from bids_glm.reporting import render_group_report
+
+    if not settings.reports_only:
         written = run_group_level(
             GroupOptions(
                 participant_outputs=settings.participant_outputs or settings.output_dir,
@@ -235,11 +250,8 @@ def _run(settings: Settings) -> int:
         LOGGER.info(
             "group level: %d map(s) written to %s", len(written), settings.output_dir / "group"
         )
-        return 0
-    from bids_glm.pipeline import run_participant_level
-
-    run_participant_level(settings)
-    return 0
+    if settings.write_reports or settings.reports_only:
+        render_group_report(settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

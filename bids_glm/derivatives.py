@@ -43,6 +43,8 @@ BIDS_IGNORED = (
     "*_clusters.json",
     "*_smdl.json",
     "*_mask.nii.gz",
+    "*_boldref.nii.gz",
+    "*_boldref.json",
     "*.html",
     "*.pdf",
     "logs/",
@@ -69,6 +71,16 @@ def bids_name(
     return "_".join([*parts, suffix])
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666
+_UMASK = _current_umask()
+
+
 def write_bytes_atomic(path: Path, payload: bytes) -> None:
     """Write ``payload`` to a temporary file in the same folder, then rename it to ``path``.
 
@@ -78,6 +90,7 @@ def write_bytes_atomic(path: Path, payload: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(handle, FILE_MODE & ~_UMASK)  # mkstemp makes 0600; outputs are shared
         with os.fdopen(handle, "wb") as stream:
             stream.write(payload)
         os.replace(tmp_name, path)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from bids_glm import batch, derivatives, manifest, outputs
+from bids_glm import batch, derivatives, manifest, outputs, reporting
 from bids_glm.analysis_mask import build_analysis_mask
 from bids_glm.design.contrasts import missing_columns
 from bids_glm.errors import BidsGlmError, InputError
@@ -44,7 +44,10 @@ LOGGER = logging.getLogger("bids_glm")
 
 
 def fit_run(design: RunDesign, mask, affine, settings: Settings):
-    """Read, scale and fit one run's kept volumes; return the fit and its usable voxels."""
+    """Read, scale and fit one run's kept volumes.
+
+    Returns the fit, the usable in-mask voxels and the run's (unsmoothed) mean volume.
+    """
     run = design.run
     started = time.perf_counter()
     series = read_masked_series(
@@ -70,7 +73,7 @@ def fit_run(design: RunDesign, mask, affine, settings: Settings):
         data.shape[0],
         time.perf_counter() - started,
     )
-    return fit, series.usable
+    return fit, series.usable, series.mean_volume
 
 
 def run_entities(run: RunInput) -> dict[str, str]:
@@ -96,11 +99,14 @@ class RunOutcome:
         Contrast name -> why this run does not contribute to it.
     warnings : list of str
         Warnings logged while the run was processed (possibly in a worker process).
+    mean_volume : ndarray of float32, shape (x, y, z), or None
+        Time-mean of the run's kept volumes before smoothing (the reports' underlay).
     """
 
     usable: np.ndarray
     maps: dict[str, ContrastMaps]
     source: str
+    mean_volume: np.ndarray | None = None
     skipped_contrasts: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -122,13 +128,13 @@ def process_run(
 def _process_run(design, contrasts, mask, affine, settings: Settings) -> RunOutcome:
     entities = run_entities(design.run)
     folder = derivatives.subject_func_dir(settings.output_dir, entities)
-    fit, usable = fit_run(design, mask, affine, settings)
+    fit, usable, mean_volume = fit_run(design, mask, affine, settings)
     outputs.write_design(design, folder, entities, settings)
     source = outputs.source_path(design.run.bold_path, settings)
     if settings.model_maps:
         outputs.write_model_maps(folder, entities, fit, usable, mask, affine, source)
     columns = list(design.matrix.columns)
-    outcome = RunOutcome(usable=usable, maps={}, source=source)
+    outcome = RunOutcome(usable=usable, maps={}, source=source, mean_volume=mean_volume)
     for plan in contrasts:
         absent = missing_columns(plan.columns, columns)
         if absent:
@@ -193,7 +199,24 @@ def analyse_unit(unit: AnalysisUnit, settings: Settings) -> list[RunOutcome]:
     final_mask[mask] = usable
     name = derivatives.bids_name(entities, tuple(entities), {}, "mask")
     derivatives.write_mask(folder / f"{name}.nii.gz", final_mask, affine)
+    _write_mean_image(folder, entities, outcomes, affine)
     return outcomes
+
+
+def _write_mean_image(folder, entities, outcomes: Sequence[RunOutcome], affine) -> None:
+    """``..._desc-mean_boldref.nii.gz``: the runs' mean BOLD, the reports' underlay."""
+    mean = np.mean([o.mean_volume for o in outcomes], axis=0, dtype=np.float64)
+    name = derivatives.bids_name(entities, tuple(entities), {"desc": "mean"}, "boldref")
+    path = folder / f"{name}.nii.gz"
+    derivatives.write_bytes_atomic(
+        path, derivatives.nifti_gz_bytes(mean.astype(np.float32), affine)
+    )
+    sidecar = {
+        "Description": "Time-mean of the preprocessed BOLD over the volumes fitted, before "
+        "smoothing, averaged over runs",
+        "Sources": [o.source for o in outcomes],
+    }
+    derivatives.write_json(folder / f"{name}.json", sidecar)
 
 
 def unit_summary(
@@ -238,6 +261,7 @@ def unit_summary(
         "Settings": {"HRFModel": settings.model.hrf_model, **model_options(settings)},
         "CommandLine": settings.command_line,
         "Software": software_versions(),
+        "MeanImage": _mean_image_path(unit, settings),
         "ElapsedSeconds": round(elapsed_s, 3),
     }
 
@@ -291,6 +315,9 @@ def run_participant_level(settings: Settings) -> None:
     A participant whose inputs or analysis fail does not stop the others: the run ends
     with a one-line summary and raises when any unit failed (see ``batch``).
     """
+    if settings.reports_only:
+        reporting.rerender_reports(settings)
+        return
     runs = discover_runs(settings)
     units, planning_failures = plan_units(runs, settings.model)
     if settings.dry_run:
@@ -307,6 +334,7 @@ def run_participant_level(settings: Settings) -> None:
         LOGGER.error("%s: %s", failure.name, failure.reason)
     if units:
         settings.output_dir.mkdir(parents=True, exist_ok=True)
+    done: list[AnalysisUnit] = []
     for index, unit in enumerate(units, start=1):
         LOGGER.info(
             "[%d/%d] %s: %d run(s), %d contrast(s)",
@@ -316,17 +344,33 @@ def run_participant_level(settings: Settings) -> None:
             len(unit.designs),
             len(unit.contrasts),
         )
-        results.append(_run_unit(unit, settings))
-    if any(r.status == batch.DONE for r in results):
+        result = _run_unit(unit, settings)
+        results.append(result)
+        if result.status == batch.DONE:
+            done.append(unit)
+    if done:
         links = derivatives.dataset_links(settings.bids_dir, settings.derivatives)
         derivatives.write_dataset_description(settings.output_dir, settings.bids_dir, links)
         write_methods_text(settings)
         LOGGER.info("outputs written to %s", settings.output_dir)
+    if settings.write_reports:
+        labels = reporting.participants_to_report(units, done, settings)
+        reports = reporting.render_participant_reports(settings, labels)
+        results.extend(r for r in reports if r.status == batch.FAILED)
     LOGGER.log(
         logging.ERROR if any(r.status == batch.FAILED for r in results) else logging.INFO,
         batch.summary_line(results),
     )
     batch.raise_for_failures(results)
+
+
+def _mean_image_path(unit: AnalysisUnit, settings: Settings) -> str:
+    entities = {k: v for k, v in unit.entities.items() if k in derivatives.SUBJECT_LEVEL_ENTITIES}
+    name = derivatives.bids_name(
+        entities, derivatives.SUBJECT_LEVEL_ENTITIES, {"desc": "mean"}, "boldref"
+    )
+    folder = derivatives.subject_func_dir(settings.output_dir, unit.entities)
+    return (folder / f"{name}.nii.gz").relative_to(settings.output_dir).as_posix()
 
 
 def _run_unit(unit: AnalysisUnit, settings: Settings) -> batch.UnitResult:

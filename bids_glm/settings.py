@@ -117,7 +117,15 @@ class Settings:
         The command as typed, for the methods text.
     height_control, alpha, cluster_extent
         Thresholding of the fixed-effects z maps for the cluster tables (nilearn's defaults:
-        fpr, 0.001, 0 voxels).
+        fpr, 0.001, 0 voxels) and the reports.
+    write_reports : bool
+        Render the HTML reports (``--no-reports`` turns them off).
+    write_pdf : bool
+        Write a PDF copy of each HTML report (``--no-pdf`` turns it off).
+    reports_only : bool
+        Re-render the reports from written outputs; fit nothing.
+    report_run_maps : bool
+        Show run-level maps in the participant reports too.
     participant_outputs : Path or None
         Group level: where the participants' outputs are (default: OUTPUT_DIR).
     group_covariates : tuple of str
@@ -149,6 +157,10 @@ class Settings:
     height_control: str = "fpr"
     alpha: float = 0.001
     cluster_extent: int = 0
+    write_reports: bool = True
+    write_pdf: bool = True
+    reports_only: bool = False
+    report_run_maps: bool = False
     participant_outputs: Path | None = None
     group_covariates: tuple[str, ...] = ()
     verbosity: int = 0

@@ -26,6 +26,7 @@ SUBJECT_MAP = re.compile(
 )
 DESIGN = re.compile(rf"sub-{ENTITY}_task-{ENTITY}_run-{ENTITY}_space-{ENTITY}_design\.(tsv|json)$")
 MASK = re.compile(rf"sub-{ENTITY}_task-{ENTITY}_space-{ENTITY}_mask\.nii\.gz$")
+MEAN = re.compile(rf"sub-{ENTITY}_task-{ENTITY}_space-{ENTITY}_desc-mean_boldref\.(nii\.gz|json)$")
 CLUSTERS = re.compile(
     rf"sub-{ENTITY}_task-{ENTITY}_space-{ENTITY}_desc-{ENTITY}_clusters\.(tsv|json)$"
 )
@@ -126,6 +127,7 @@ def test_output_names_follow_design(demo):
         "sub-01",
         "sub-02",
         "sub-03",
+        *(f"sub-0{s}.{ext}" for s in (1, 2, 3) for ext in ("html", "pdf")),
     }
     logs = sorted(p.relative_to(out / "logs").as_posix() for p in (out / "logs").rglob("*.*"))
     assert logs == [f"CITATION.{ext}" for ext in ("bib", "html", "md", "tex")] + [
@@ -133,10 +135,13 @@ def test_output_names_follow_design(demo):
     ]
     names = [p.name for p in out.glob("sub-*/**/*") if p.is_file()]
     for name in names:
-        assert any(p.match(name) for p in (RUN_MAP, SUBJECT_MAP, DESIGN, MASK, CLUSTERS)), name
+        assert any(p.match(name) for p in (RUN_MAP, SUBJECT_MAP, DESIGN, MASK, MEAN, CLUSTERS)), (
+            name
+        )
     n_subjects, n_runs, n_contrasts = 3, 2, 4  # face, house, scrambled, faceVsHouse
     n_maps = n_subjects * n_contrasts * 5 * (n_runs + 1)
     assert sum(name.endswith("_statmap.nii.gz") for name in names) == n_maps
+    assert all((p.stat().st_mode & 0o044) == 0o044 for p in out.rglob("*.nii.gz"))  # umask 022
     description = json.loads((out / "dataset_description.json").read_text())
     assert description["DatasetType"] == "derivative"
     assert description["GeneratedBy"][0]["Name"] == "bids-glm"

@@ -54,11 +54,14 @@ def command(bids: Path, out: Path, work: Path, *options: str) -> list[str]:
 
 
 def snapshot(out: Path) -> dict[str, bytes]:
-    """Every output's bytes, but the logs (the methods text quotes the command line)."""
+    """Every output's bytes, but the logs and reports (they quote the command line and the
+    run's duration)."""
     return {
         p.relative_to(out).as_posix(): p.read_bytes()
         for p in sorted(out.rglob("*"))
-        if p.is_file() and "logs" not in p.relative_to(out).parts
+        if p.is_file()
+        and "logs" not in p.relative_to(out).parts
+        and p.suffix not in {".html", ".pdf"}
     }
 
 

@@ -42,10 +42,13 @@ class MaskedSeries:
         Values of the mask's voxels (C order of the mask), after optional smoothing.
     usable : ndarray of bool, shape (n_voxels,)
         Voxels whose values were finite in every volume and not constant over time.
+    mean_volume : ndarray, shape (x, y, z), float32
+        Time-mean of the kept volumes over the whole grid, before smoothing.
     """
 
     data: np.ndarray
     usable: np.ndarray
+    mean_volume: np.ndarray
 
 
 def _open_gzip(path: Path) -> BinaryIO:
@@ -206,9 +209,12 @@ def read_masked_series(
     in_mask = np.ravel_multi_index(np.nonzero(box_mask), box_mask.shape, order="F")
     flat_box = box_values.ravel(order="K")
     may_be_non_finite = layout.dtype.kind == "f"
+    total = np.zeros(layout.volume_shape, dtype=np.float64)
+    volume = np.empty(layout.volume_shape, dtype=np.float32, order="F")
     for index, stored in enumerate(_stored_volumes(path, layout)):
         if not keep_volumes[index]:
             continue
+        total += np.nan_to_num(layout.to_float32(stored, volume), posinf=0.0, neginf=0.0)
         layout.to_float32(stored[box], box_values)
         if may_be_non_finite:
             bad = ~np.isfinite(box_values)
@@ -221,4 +227,5 @@ def read_masked_series(
     n_bad = int((~(finite & varying)).sum())
     if n_bad:
         LOGGER.info("%s: %d in-mask voxel(s) constant or non-finite", path.name, n_bad)
-    return MaskedSeries(data=data, usable=finite & varying)
+    mean = (total / max(int(keep_volumes.sum()), 1)).astype(np.float32)
+    return MaskedSeries(data=data, usable=finite & varying, mean_volume=mean)

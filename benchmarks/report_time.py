@@ -1,0 +1,96 @@
+"""How long the participant report takes, against the participant's own run time.
+
+Usage::
+
+    python benchmarks/report_time.py [WORKDIR] [--size small|fmriprep] [--repeat N]
+
+Generates the demo dataset in WORKDIR (reused when it is already there), times
+``bids-glm BIDS OUTPUT participant --participant-label 01`` (or reads the manifest's
+``ElapsedSeconds`` when recorded), then times the HTML report of sub-01 (reading maps,
+thresholding, cluster tables, figures, jinja2) and, separately, its PDF (WeasyPrint).
+The issue's target: the report takes under 15% of the participant's run time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bids_glm.cli import main as bids_glm_main
+from bids_glm.demo import make_demo_dataset
+from bids_glm.report import collect
+from bids_glm.report.pdf import html_to_pdf
+from bids_glm.report.render import ReportOptions, render_participant, render_participant_reports
+
+
+def participant_run_s(bids_dir: Path, output_dir: Path, work_dir: Path) -> float:
+    """Time one participant-level run of sub-01 (from scratch, --overwrite)."""
+    argv = [str(bids_dir), str(output_dir), "participant", "--participant-label", "01"]
+    started = time.perf_counter()
+    code = bids_glm_main([*argv, "--work-dir", str(work_dir), "--overwrite", "-q"])
+    elapsed = time.perf_counter() - started
+    if code != 0:
+        sys.exit(f"bids-glm exited with {code}")
+    return elapsed
+
+
+def recorded_run_s(output_dir: Path) -> float | None:
+    """``ElapsedSeconds`` summed over sub-01's manifests, when recorded."""
+    values = [
+        json.loads(p.read_text()).get("Summary", {}).get("ElapsedSeconds")
+        for p in collect.participant_manifests(output_dir, "01")
+    ]
+    return sum(values) if values and all(v is not None for v in values) else None
+
+
+def best_of(repeat: int, action) -> float:
+    """Median wall time of ``action()`` over ``repeat`` calls, in seconds."""
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print the times."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("workdir", type=Path, nargs="?")
+    parser.add_argument("--size", choices=("small", "fmriprep"), default="small")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    root = args.workdir or Path(tempfile.mkdtemp(prefix="bids-glm-report-bench-"))
+    bids_dir, output_dir = root / "bids", root / "output"
+    make_demo_dataset(bids_dir, size=args.size, n_subjects=1, n_runs=2)
+    measured_s = participant_run_s(bids_dir, output_dir, root / "work")
+    recorded_s = recorded_run_s(output_dir)
+    run_s = recorded_s if recorded_s is not None else measured_s
+
+    html_options = ReportOptions(write_pdf=False)
+    record = collect.read_participant(output_dir, collect.participant_manifests(output_dir, "01"))
+    html = render_participant(record, html_options)
+    html_s = best_of(
+        args.repeat, lambda: render_participant_reports(output_dir, "01", html_options)
+    )
+    pdf_s = best_of(args.repeat, lambda: html_to_pdf(html))
+
+    print(f"demo size {args.size!r}: 1 participant x 2 runs in {root}")
+    print(f"participant run (timed here):         {measured_s:7.2f} s")
+    if recorded_s is not None:
+        print(f"participant run (manifest Elapsed):   {recorded_s:7.2f} s")
+    print(f"HTML report (read, threshold, draw):  {html_s:7.2f} s  {100 * html_s / run_s:5.1f}%")
+    print(f"PDF from the HTML (WeasyPrint):       {pdf_s:7.2f} s  {100 * pdf_s / run_s:5.1f}%")
+    total_s = html_s + pdf_s
+    print(f"HTML + PDF:                           {total_s:7.2f} s  {100 * total_s / run_s:5.1f}%")
+    print(f"HTML size {len(html) / 1e3:.0f} kB; target: report < 15% of the participant run")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

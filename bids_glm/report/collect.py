@@ -1,0 +1,396 @@
+"""Read what the participant level wrote into plain records for the report.
+
+Nothing here fits or thresholds: it finds files by their BIDS-Derivatives names, reads
+tables and sidecars, and records a short note for every piece that is missing or
+unreadable, so that the report can say so instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+import pandas as pd
+
+MANIFEST_FOLDER = Path("logs") / "manifests"
+Z_MAP_SUFFIX = "_stat-z_statmap.nii.gz"
+_CONTRAST = re.compile(r"_contrast-([A-Za-z0-9]+)_stat-z_statmap\.nii\.gz$")
+_ENTITY = re.compile(r"([a-z]+)-([A-Za-z0-9]+)")
+
+
+@dataclass(frozen=True)
+class StatMap:
+    """A contrast's z map at one level, with what its sidecar says.
+
+    Attributes
+    ----------
+    label : str
+        BIDS-safe contrast label (``contrast-<label>`` in the file name).
+    z_path : Path
+        The ``_stat-z_statmap.nii.gz`` file.
+    sidecar : dict
+        Its JSON sidecar (empty when unreadable).
+    run : str or None
+        The run label for run-level maps, None for fixed effects.
+    """
+
+    label: str
+    z_path: Path
+    sidecar: dict
+    run: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The contrast's original name (its label when not recorded)."""
+        return str(self.sidecar.get("ContrastName", self.label))
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One fitted run: its design, events, motion and contrasts.
+
+    Attributes
+    ----------
+    label : str
+        ``run-<r>`` (or the run's entities when it has no run entity).
+    design_path : Path
+        The run's ``_design.tsv``.
+    design : DataFrame or None
+        The design matrix (rows after the dummy scans).
+    metadata : dict
+        The ``_design.json`` sidecar.
+    events : DataFrame or None
+        ``onset``, ``duration``, ``trial_type`` of the run's events file.
+    framewise_displacement_mm : ndarray or None
+        The ``framewise_displacement`` column of the confounds file (all volumes).
+    z_maps : list of StatMap
+        The run-level z maps.
+    notes : list of str
+        What could not be read, in words.
+    """
+
+    label: str
+    design_path: Path
+    design: pd.DataFrame | None
+    metadata: dict
+    events: pd.DataFrame | None
+    framewise_displacement_mm: np.ndarray | None
+    z_maps: list[StatMap]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def contrast_weights(self) -> dict:
+        """Contrast name -> weights over design columns, from the run-level sidecars."""
+        return {m.name: m.sidecar.get("ContrastWeights", {}) for m in self.z_maps}
+
+    @property
+    def tr_s(self) -> float | None:
+        """Repetition time in seconds, if recorded."""
+        value = self.metadata.get("RepetitionTime")
+        return float(value) if value else None
+
+    @property
+    def dummy_scans(self) -> int:
+        """Volumes discarded at the start of the run."""
+        return int(self.metadata.get("DummyScans") or 0)
+
+    @property
+    def censored_volumes(self) -> list[int]:
+        """Censored volumes, indexed over all the run's volumes."""
+        return [int(v) for v in self.metadata.get("CensoredVolumes") or []]
+
+    @property
+    def censored_rows(self) -> list[int]:
+        """Censored volumes, indexed over the design matrix rows."""
+        return [v - self.dummy_scans for v in self.censored_volumes if v >= self.dummy_scans]
+
+    @property
+    def scan_duration_s(self) -> float | None:
+        """Duration of the whole run (dummy scans included), in seconds."""
+        if self.tr_s is None or self.design is None:
+            return None
+        return (len(self.design) + self.dummy_scans) * self.tr_s
+
+
+@dataclass(frozen=True)
+class UnitRecord:
+    """One participant, session, task and space: what the manifest and files record.
+
+    Attributes
+    ----------
+    entities : dict
+        ``sub``, optional ``ses``, ``task`` and optional ``space``.
+    summary : dict
+        The manifest's ``Summary`` (fields may be absent).
+    runs : list of RunRecord
+    subject_maps : list of StatMap
+        Fixed-effects z maps, by contrast label.
+    run_maps : list of StatMap
+        Run-level z maps.
+    mask_path, mean_path : Path or None
+        The analysis mask and the time-mean BOLD image (the underlay), if present.
+    """
+
+    entities: dict
+    summary: dict
+    runs: list[RunRecord]
+    subject_maps: list[StatMap]
+    run_maps: list[StatMap]
+    mask_path: Path | None
+    mean_path: Path | None
+
+    @property
+    def title(self) -> str:
+        """``sub-01 ses-1 task-faces space-MNI...``."""
+        return " ".join(f"{k}-{v}" for k, v in self.entities.items())
+
+    @property
+    def anchor(self) -> str:
+        """An HTML id made of the unit's entities."""
+        return "_".join(f"{k}-{v}" for k, v in self.entities.items())
+
+
+@dataclass(frozen=True)
+class ParticipantRecord:
+    """Everything the participant report shows.
+
+    Attributes
+    ----------
+    label : str
+        Participant label without ``sub-``.
+    output_dir : Path
+    units : list of UnitRecord
+    dataset : dict
+        The output ``dataset_description.json`` (empty when unreadable).
+    methods_markdown : str or None
+        ``logs/CITATION.md``.
+    """
+
+    label: str
+    output_dir: Path
+    units: list[UnitRecord]
+    dataset: dict
+    methods_markdown: str | None
+
+
+def read_json(path: Path | None) -> dict:
+    """A JSON object from ``path``, or an empty dict when absent or unreadable."""
+    if path is None:
+        return {}
+    try:
+        document = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
+def read_text(path: Path) -> str | None:
+    """The file's text, or None when it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def sidecar_of(path: Path) -> dict:
+    """The JSON sidecar of a ``.nii.gz`` or ``.tsv`` file."""
+    stem = path.name.removesuffix(".nii.gz").removesuffix(".tsv")
+    return read_json(path.with_name(f"{stem}.json"))
+
+
+def name_entities(stem: str) -> dict[str, str]:
+    """Entities of a BIDS name stem (``task-x_space-y`` -> ``{"task": "x", "space": "y"}``)."""
+    return dict(_ENTITY.findall(stem))
+
+
+def manifest_entities(manifest_path: Path) -> dict[str, str]:
+    """Entities from a manifest's name (``sub-01_ses-1_task-x_space-y.json``)."""
+    return name_entities(manifest_path.name.removesuffix(".json"))
+
+
+def participant_manifests(output_dir: Path, participant_label: str) -> list[Path]:
+    """The manifests of one participant's completed units, in name order."""
+    label = participant_label.removeprefix("sub-")
+    folder = Path(output_dir) / MANIFEST_FOLDER
+    return sorted(
+        p for p in folder.glob(f"sub-{label}_*.json") if manifest_entities(p).get("sub") == label
+    )
+
+
+def resolve_source(uri: str, dataset_links: Mapping[str, str]) -> Path | None:
+    """Turn a ``bids:<dataset>:<path>`` or ``file://`` URI into a local path."""
+    if uri.startswith("bids:"):
+        _, key, relative = uri.split(":", 2)
+        root = dataset_links.get(key)
+        if root is None:
+            return None
+        base = resolve_source(root, {}) if root.startswith("file:") else Path(root)
+        return None if base is None else base / relative
+    if uri.startswith("file:"):
+        return Path(unquote(urlparse(uri).path))
+    return Path(uri) if uri.startswith("/") else None
+
+
+def read_events(path: Path | None, condition_column: str) -> tuple[pd.DataFrame | None, str]:
+    """Events as ``onset``, ``duration``, ``trial_type``; or None and the reason."""
+    if path is None:
+        return None, "events file not recorded"
+    try:
+        table = pd.read_csv(path, sep="\t", na_values="n/a", keep_default_na=False)
+    except (OSError, ValueError) as error:
+        return None, f"events file {path.name} unreadable ({error})"
+    if not {"onset", "duration"} <= set(table.columns):
+        return None, f"events file {path.name} lacks onset/duration columns"
+    if condition_column in table.columns:
+        trial_type = table[condition_column].astype(str)
+    else:
+        trial_type = pd.Series("events", index=table.index)
+    events = pd.DataFrame(
+        {"onset": table["onset"], "duration": table["duration"], "trial_type": trial_type}
+    )
+    return events.dropna(subset=["onset", "duration"]).reset_index(drop=True), ""
+
+
+def read_framewise_displacement(path: Path | None) -> tuple[np.ndarray | None, str]:
+    """The confounds file's ``framewise_displacement`` column (mm); or None and the reason."""
+    if path is None:
+        return None, "confounds file not recorded: no framewise displacement trace"
+    try:
+        table = pd.read_csv(
+            path, sep="\t", usecols=lambda c: c == "framewise_displacement", na_values="n/a"
+        )
+    except (OSError, ValueError) as error:
+        return None, f"confounds file {path.name} unreadable ({error})"
+    if "framewise_displacement" not in table.columns:
+        return None, f"{path.name} has no framewise_displacement column"
+    return table["framewise_displacement"].to_numpy(dtype=float), ""
+
+
+def _source_paths(metadata: dict, links: Mapping[str, str]) -> tuple[Path | None, Path | None]:
+    """Events and confounds files among the design's recorded sources."""
+    events = confounds = None
+    for uri in metadata.get("Sources") or []:
+        path = resolve_source(str(uri), links)
+        if path is None:
+            continue
+        if path.name.endswith("_events.tsv"):
+            events = path
+        elif "confounds" in path.name and path.name.endswith(".tsv"):
+            confounds = path
+    return events, confounds
+
+
+def _optional_path(value: object) -> Path | None:
+    return Path(str(value)) if value else None
+
+
+def read_run(design_path: Path, used: Mapping, links: Mapping[str, str]) -> RunRecord:
+    """Read one run's design, events, motion and contrast weights."""
+    notes = []
+    metadata = sidecar_of(design_path)
+    try:
+        design = pd.read_csv(design_path, sep="\t", na_values="n/a", keep_default_na=False)
+    except (OSError, ValueError) as error:
+        design = None
+        notes.append(f"design matrix unreadable ({error})")
+    if not metadata:
+        notes.append("design sidecar (.json) missing")
+    events_path, confounds_path = _source_paths(metadata, links)
+    if "EventsPath" in used:
+        events_path = _optional_path(used["EventsPath"])
+    if "ConfoundsPath" in used:
+        confounds_path = _optional_path(used["ConfoundsPath"])
+    events, why = read_events(events_path, str(metadata.get("ConditionColumn") or "trial_type"))
+    notes += [why] if why else []
+    motion, why = read_framewise_displacement(confounds_path)
+    notes += [why] if why else []
+    run_prefix = design_path.name.removesuffix("_design.tsv")
+    match = re.search(r"_run-([A-Za-z0-9]+)", design_path.name)
+    label = f"run-{match.group(1)}" if match else str(used.get("Run") or run_prefix)
+    return RunRecord(
+        label=label,
+        design_path=design_path,
+        design=design,
+        metadata=metadata,
+        events=events,
+        framewise_displacement_mm=motion,
+        z_maps=find_z_maps(design_path.parent, run_prefix, label),
+        notes=notes,
+    )
+
+
+def find_z_maps(folder: Path, prefix: str, run: str | None = None) -> list[StatMap]:
+    """The z maps named ``<prefix>_contrast-<label>_stat-z_statmap.nii.gz``, by label."""
+    maps = []
+    for path in sorted(folder.glob(f"{prefix}_contrast-*{Z_MAP_SUFFIX}")):
+        match = _CONTRAST.search(path.name)
+        if match and path.name == f"{prefix}_contrast-{match.group(1)}{Z_MAP_SUFFIX}":
+            maps.append(StatMap(match.group(1), path, sidecar_of(path), run))
+    return maps
+
+
+def _unit_prefix(entities: Mapping[str, str], with_space: bool) -> str:
+    keys = ("sub", "ses", "task", "space") if with_space else ("sub", "ses", "task")
+    return "_".join(f"{k}-{entities[k]}" for k in keys if k in entities)
+
+
+def _func_dir(output_dir: Path, entities: Mapping[str, str]) -> Path:
+    folder = output_dir / f"sub-{entities['sub']}"
+    if "ses" in entities:
+        folder = folder / f"ses-{entities['ses']}"
+    return folder / "func"
+
+
+def _design_paths(output_dir: Path, entities: Mapping[str, str], summary: dict) -> list[tuple]:
+    """(design path, RunsUsed entry) per run: recorded ones first, else found by name."""
+    used = [u for u in summary.get("RunsUsed") or [] if isinstance(u, dict) and u.get("Design")]
+    if used:
+        return [(output_dir / str(u["Design"]), u) for u in used]
+    folder = _func_dir(output_dir, entities)
+    space = f"_space-{entities['space']}" if "space" in entities else ""
+    pattern = f"{_unit_prefix(entities, False)}_*{space}_design.tsv"
+    return [(p, {}) for p in sorted(folder.glob(pattern))]
+
+
+def read_unit(output_dir: Path, manifest_path: Path) -> UnitRecord:
+    """Read one unit (participant, session, task, space) from its manifest and files."""
+    output_dir = Path(output_dir)
+    entities = manifest_entities(manifest_path)
+    summary = read_json(manifest_path).get("Summary") or {}
+    links = read_json(output_dir / "dataset_description.json").get("DatasetLinks") or {}
+    runs = [
+        read_run(path, used, links) for path, used in _design_paths(output_dir, entities, summary)
+    ]
+    folder = _func_dir(output_dir, entities)
+    prefix = _unit_prefix(entities, True)
+    mask_path = folder / f"{prefix}_mask.nii.gz"
+    mean = summary.get("MeanImage")
+    mean_path = output_dir / str(mean) if mean else folder / f"{prefix}_desc-mean_boldref.nii.gz"
+    return UnitRecord(
+        entities=entities,
+        summary=summary,
+        runs=runs,
+        subject_maps=find_z_maps(folder, prefix),
+        run_maps=[m for run in runs for m in run.z_maps],
+        mask_path=mask_path if mask_path.is_file() else None,
+        mean_path=mean_path if mean_path.is_file() else None,
+    )
+
+
+def read_participant(output_dir: Path, manifests: list[Path]) -> ParticipantRecord:
+    """Read every unit of one participant (all its manifests)."""
+    output_dir = Path(output_dir)
+    units = [read_unit(output_dir, m) for m in manifests]
+    label = units[0].entities.get("sub", "") if units else ""
+    return ParticipantRecord(
+        label=label,
+        output_dir=output_dir,
+        units=units,
+        dataset=read_json(output_dir / "dataset_description.json"),
+        methods_markdown=read_text(output_dir / "logs" / "CITATION.md"),
+    )

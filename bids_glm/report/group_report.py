@@ -1,0 +1,151 @@
+"""Render ``OUTPUT_DIR/group.html`` (+ ``.pdf``) from what the group level wrote.
+
+For every task and space in ``OUTPUT_DIR/group/`` (found by its ``_design.tsv``): the
+subjects and their input maps, the group design, and per contrast the thresholded z map
+with its cluster table, recomputed with the :class:`ReportOptions` thresholds.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bids_glm import __version__
+from bids_glm.report import collect
+from bids_glm.report.render import environment, markdown_blocks, write_report
+from bids_glm.report.views import (
+    NOT_RECORDED,
+    Figure,
+    ReportOptions,
+    Volume,
+    contrast_view,
+    figure,
+    load_volume,
+)
+
+LOGGER = logging.getLogger("bids_glm")
+GROUP_FOLDER = "group"
+
+
+def read_design(path: Path) -> pd.DataFrame | None:
+    """The group design (``participant_id`` + columns), or None when unreadable."""
+    try:
+        return pd.read_csv(path, sep="\t", na_values="n/a", keep_default_na=False)
+    except (OSError, ValueError) as error:
+        LOGGER.warning("report: %s unreadable (%s)", path, error)
+        return None
+
+
+def mean_underlay(output_dir: Path, entities: dict, grid: Volume | None) -> Volume | None:
+    """The average of the participants' mean BOLD images on the group grid, if recorded."""
+    if grid is None:
+        return None
+    images = []
+    for manifest in sorted((output_dir / collect.MANIFEST_FOLDER).glob("sub-*.json")):
+        found = collect.manifest_entities(manifest)
+        if any(found.get(k) != entities.get(k) for k in ("task", "space")):
+            continue
+        mean = (collect.read_json(manifest).get("Summary") or {}).get("MeanImage")
+        volume = load_volume(output_dir / str(mean)) if mean else None
+        if volume is not None and volume.data.shape == grid.data.shape:
+            images.append(volume.data)
+    return Volume(np.mean(images, axis=0), grid.affine) if images else None
+
+
+def subject_rows(design: pd.DataFrame | None, maps: list[collect.StatMap]) -> list[dict]:
+    """Per subject: the contrasts it enters and its row of the design."""
+    subjects = [] if design is None else list(design.get("participant_id", []))
+    for stat_map in maps:
+        subjects += [s for s in stat_map.sidecar.get("Subjects", []) if s not in subjects]
+    rows = []
+    for subject in subjects:
+        entered = [m.name for m in maps if subject in m.sidecar.get("Subjects", [])]
+        values = ""
+        if design is not None and "participant_id" in design:
+            row = design[design["participant_id"] == subject].drop(columns="participant_id")
+            values = ", ".join(f"{k} = {v:g}" for k, v in row.iloc[0].items()) if len(row) else ""
+        rows.append(
+            {
+                "subject": subject,
+                "contrasts": ", ".join(entered) or "none",
+                "design": values or NOT_RECORDED,
+            }
+        )
+    return rows
+
+
+def group_view(output_dir: Path, design_path: Path, options: ReportOptions) -> dict:
+    """Everything shown for one task and space of the group level."""
+    folder = design_path.parent
+    prefix = design_path.name.removesuffix("_design.tsv")
+    entities = collect.name_entities(prefix)
+    design = read_design(design_path)
+    maps = collect.find_z_maps(folder, prefix)
+    mask = load_volume(folder / f"{prefix}_mask.nii.gz")
+    underlay = mean_underlay(output_dir, entities, mask) or mask
+    figures: list[Figure] = []
+    columns = [] if design is None else [c for c in design.columns if c != "participant_id"]
+    if columns:
+        matrix = design[columns].set_index(design["participant_id"].astype(str))
+        figures.append(
+            figure("figures", "design_matrix_svg", matrix, alt="group design", kind="narrow")
+        )
+        weights = {m.name: m.sidecar.get("ContrastWeights", {}) for m in maps}
+        if weights:
+            figures.append(
+                figure("figures", "contrast_vectors_svg", weights, columns, alt="group contrasts")
+            )
+    return {
+        "title": " ".join(f"{k}-{v}" for k, v in entities.items()),
+        "anchor": prefix,
+        "subjects": subject_rows(design, maps),
+        "design_figures": figures,
+        "design_note": "" if design is not None else "group design not readable",
+        "contrasts": [contrast_view(m, mask, underlay, options, m.name) for m in maps],
+        "underlay_note": (
+            ""
+            if underlay is not mask
+            else "participants' mean BOLD images not recorded: "
+            "the group mask is shown as the underlay"
+        ),
+    }
+
+
+def render_group(output_dir: Path, options: ReportOptions) -> str:
+    """The group report's HTML text."""
+    output_dir = Path(output_dir)
+    designs = sorted((output_dir / GROUP_FOLDER).glob("*_design.tsv"))
+    dataset = collect.read_json(output_dir / "dataset_description.json")
+    return (
+        environment()
+        .get_template("group.html.j2")
+        .render(
+            dataset_name=dataset.get("Name", NOT_RECORDED),
+            groups=[group_view(output_dir, path, options) for path in designs],
+            methods=markdown_blocks(collect.read_text(output_dir / "logs" / "CITATION.md")),
+            version=__version__,
+            options=options,
+        )
+    )
+
+
+def render_group_report(output_dir: Path, options: ReportOptions) -> list[Path]:
+    """Render ``OUTPUT_DIR/group.html`` (+ ``.pdf``) from ``OUTPUT_DIR/group/``.
+
+    Parameters
+    ----------
+    output_dir : Path
+        The OUTPUT_DIR the group level wrote into (its maps are in ``group/``).
+    options : ReportOptions
+        Thresholds for the maps and cluster tables; whether to write the PDF.
+
+    Returns
+    -------
+    list of Path
+        The files written (a report with a note when the group level wrote nothing).
+    """
+    html = render_group(output_dir, options)
+    return write_report(html, Path(output_dir) / "group.html", options.write_pdf)
