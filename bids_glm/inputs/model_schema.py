@@ -1,0 +1,406 @@
+"""The checks behind :func:`bids_glm.inputs.models.parse_model`.
+
+Two passes over the JSON document. The first looks for features bids-glm does not run (a
+Session node, ``Model.Formula``, variance components, a low-pass filter, a Transformer other
+than ``pybids-transforms-v1``, an unknown or unsafe transformation, ...) and names the first
+one found, since fixing anything else would not make such a model run. The second checks the
+structure field by field against BIDS Stats Models 1.0.0.
+
+Defaults follow the specification: Edges absent connect the nodes in the order listed;
+``Model.Type`` absent is ``glm`` (as pybids); ``DummyContrasts.Contrasts`` absent means every
+variable of ``Model.X``; Weights may be fractions written as text (``"-1/3"``). bids-glm
+settings without a specification field (noise model, smoothing, confound strategy, ...) are
+accepted in the Run node's ``Model.Options`` under the names ``bids_glm/stats_model.py``
+writes, and ``Model.HRF`` accepts that writer's ``TimeDerivative`` / ``DispersionDerivative``
+flags and ``Parameters.Delays``, so the effective model bids-glm writes loads back.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from bids_glm.design.names import HRF_MODELS
+from bids_glm.inputs.models import (
+    HRF,
+    INTERCEPT,
+    LEVELS,
+    TESTS,
+    Contrast,
+    DummyContrasts,
+    Edge,
+    JsonChecker,
+    Node,
+    StatsModel,
+)
+
+TRANSFORMER = "pybids-transforms-v1"
+
+SUPPORTED_TRANSFORMATIONS = (
+    "And",
+    "Assign",
+    "Convolve",
+    "Copy",
+    "Delete",
+    "Demean",
+    "DropNA",
+    "Factor",
+    "Group",
+    "Lag",
+    "Not",
+    "Or",
+    "Orthogonalize",
+    "Product",
+    "Rename",
+    "Replace",
+    "Scale",
+    "Select",
+    "Split",
+    "Sum",
+    "Threshold",
+)
+_REFUSED_TRANSFORMATIONS = {
+    "Filter": "it evaluates a pandas query string, and bids-glm never evaluates user text",
+    "ToDense": "it samples events on a grid of its own, not the scan grid",
+    "Resample": "it resamples variables on a grid of its own, not the scan grid",
+}
+SPEC_OPTIONS = ("Description", "HighPassFilterCutoffHz")
+BIDS_GLM_OPTIONS = (
+    "NoiseModel",
+    "SignalScaling",
+    "SmoothingFWHMmm",
+    "DriftModel",
+    "DriftOrder",
+    "DummyScans",
+    "FixedEffects",
+    "MaskCombine",
+    "SliceTimeRef",
+    "Confounds",
+)
+_UNSUPPORTED_OPTIONS = {
+    "LowPassFilterCutoffHz": "low-pass filtering is not supported",
+    "ReplaceVariables": "replacing design columns by voxel-wise series is not supported",
+    "Mask": "Options.Mask is not supported (use --mask)",
+    "Aggregate": "aggregating voxels within a mask is not supported",
+}
+_UNSUPPORTED_MODEL_FIELDS = {
+    "Formula": "Model.Formula (Wilkinson formulas) is not supported; list the columns in X",
+    "VarianceComponents": "Model.VarianceComponents (mixed-effects models) is not supported",
+    "ErrorDistribution": "Model.ErrorDistribution is not supported",
+}
+_NODE_FIELDS = (
+    "Level",
+    "Name",
+    "GroupBy",
+    "Model",
+    "Transformations",
+    "Contrasts",
+    "DummyContrasts",
+    "Description",
+)
+
+
+def parse_document(document: Any, source: str) -> StatsModel:
+    """Check the document in two passes (see the module docstring) and build the model."""
+    check = JsonChecker(source)
+    _refuse_unsupported(document, check)
+    check.fields(
+        document,
+        "",
+        required=("Name", "BIDSModelVersion", "Nodes"),
+        optional=("Description", "Input", "Edges"),
+    )
+    version = check.string(document["BIDSModelVersion"], "BIDSModelVersion")
+    if not version.startswith("1.0"):
+        check.fail("BIDSModelVersion", f"expected 1.0.0, got {version!r}")
+    nodes = tuple(
+        _node(item, f"Nodes[{i}]", check)
+        for i, item in enumerate(check.array(document["Nodes"], "Nodes", min_items=1))
+    )
+    names = [node.name for node in nodes]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            check.fail(f"Nodes[{i}].Name", f"node name {name!r} is used twice")
+    edges = _edges(document.get("Edges"), names, check)
+    return StatsModel(
+        name=check.string(document["Name"], "Name"),
+        version=version,
+        description=check.string(document.get("Description", ""), "Description"),
+        input=_filter(document.get("Input", {}), "Input", check),
+        nodes=nodes,
+        edges=edges,
+        source=source,
+    )
+
+
+def _refuse_unsupported(document, check: JsonChecker) -> None:
+    """First pass: name the first feature bids-glm does not run."""
+    nodes = document.get("Nodes") if isinstance(document, dict) else None
+    for i, node in enumerate(nodes if isinstance(nodes, list) else []):
+        if not isinstance(node, dict):
+            continue
+        path = f"Nodes[{i}]"
+        if str(node.get("Level", "")).lower() == "session":
+            check.fail(
+                f"{path}.Level",
+                "Level 'Session' is not supported; use a Subject node "
+                'with GroupBy ["subject", "session", "contrast"]',
+            )
+        model = node.get("Model") if isinstance(node.get("Model"), dict) else {}
+        for key, reason in _UNSUPPORTED_MODEL_FIELDS.items():
+            if key in model:
+                check.fail(f"{path}.Model.{key}", reason)
+        options = model.get("Options") if isinstance(model.get("Options"), dict) else {}
+        for key, reason in _UNSUPPORTED_OPTIONS.items():
+            if key in options and not (key == "Aggregate" and options[key] == "none"):
+                check.fail(f"{path}.Model.Options.{key}", reason)
+        transformations = node.get("Transformations")
+        if isinstance(transformations, dict):
+            transformer = transformations.get("Transformer", TRANSFORMER)
+            if transformer != TRANSFORMER:
+                check.fail(
+                    f"{path}.Transformations.Transformer",
+                    f"Transformer {transformer!r} is not supported; expected {TRANSFORMER!r}",
+                )
+            instructions = transformations.get("Instructions")
+            for k, item in enumerate(instructions if isinstance(instructions, list) else []):
+                name = item.get("Name") if isinstance(item, dict) else None
+                where = f"{path}.Transformations.Instructions[{k}].Name"
+                if name in _REFUSED_TRANSFORMATIONS:
+                    check.fail(
+                        where,
+                        f"transformation {name} is not supported: "
+                        f"{_REFUSED_TRANSFORMATIONS[name]}",
+                    )
+                if isinstance(name, str) and name not in SUPPORTED_TRANSFORMATIONS:
+                    check.fail(
+                        where,
+                        f"unknown transformation {name!r}; supported: "
+                        f"{', '.join(SUPPORTED_TRANSFORMATIONS)}",
+                    )
+
+
+def _node(value, path: str, check: JsonChecker) -> Node:
+    check.fields(
+        value, path, required=("Level", "Name", "GroupBy", "Model"), optional=_NODE_FIELDS
+    )
+    level = check.string(value["Level"], f"{path}.Level").capitalize()
+    if level not in LEVELS:
+        check.fail(f"{path}.Level", f"expected one of {', '.join(LEVELS)}, got {value['Level']!r}")
+    model = check.fields(
+        value["Model"],
+        f"{path}.Model",
+        required=("X",),
+        optional=("Type", "HRF", "Options", "Software", "Description"),
+    )
+    x = check.variables(model["X"], f"{path}.Model.X", min_items=1)
+    node_type = check.string(model.get("Type", "glm"), f"{path}.Model.Type")
+    if node_type not in ("glm", "meta"):
+        check.fail(f"{path}.Model.Type", f"expected 'glm' or 'meta', got {node_type!r}")
+    if level == "Subject" and x != (INTERCEPT,):
+        check.fail(
+            f"{path}.Model.X",
+            "a Subject node combines each subject's runs by fixed "
+            f"effects and must model only the intercept [1]; got {list(x)}",
+        )
+    if level != "Run" and ("HRF" in model or "Transformations" in value):
+        key = "Model.HRF" if "HRF" in model else "Transformations"
+        check.fail(f"{path}.{key}", f"only a Run node may have {key}")
+    name = check.string(value["Name"], f"{path}.Name")
+    transformations = _transformations(value.get("Transformations"), path, check)
+    return Node(
+        level=level,
+        name=name,
+        group_by=check.strings(value["GroupBy"], f"{path}.GroupBy"),
+        x=x,
+        type=node_type,
+        hrf=_hrf(model["HRF"], f"{path}.Model.HRF", check) if "HRF" in model else None,
+        options=_options(model.get("Options", {}), f"{path}.Model.Options", level, check),
+        contrasts=_contrasts(value.get("Contrasts", []), f"{path}.Contrasts", check),
+        dummy_contrasts=_dummy(value.get("DummyContrasts"), f"{path}.DummyContrasts", check),
+        transformations=transformations,
+        software=_software(model.get("Software", {}), f"{path}.Model.Software", check),
+        origin=f"{check.source}: {path}",
+    )
+
+
+def _hrf(value, path: str, check: JsonChecker) -> HRF:
+    hrf = check.fields(
+        value,
+        path,
+        required=("Variables", "Model"),
+        optional=("Parameters", "Description", "TimeDerivative", "DispersionDerivative"),
+    )
+    name = " ".join(check.string(hrf["Model"], f"{path}.Model").lower().split())
+    for flag, suffix in (("TimeDerivative", "derivative"), ("DispersionDerivative", "dispersion")):
+        if hrf.get(flag) is True:
+            name += f" + {suffix}"
+    if name not in HRF_MODELS:
+        check.fail(
+            f"{path}.Model",
+            f"HRF model {hrf['Model']!r} is not supported; "
+            f"expected one of: {', '.join(HRF_MODELS)}",
+        )
+    parameters = check.fields(
+        hrf.get("Parameters", {}),
+        f"{path}.Parameters",
+        optional=("Delays", "fir_delays", "FirDelays"),
+    )
+    delays = next(
+        (parameters[k] for k in ("Delays", "fir_delays", "FirDelays") if k in parameters), None
+    )
+    if name == "fir" and delays is None:
+        check.fail(f"{path}.Parameters", "the 'fir' model needs Parameters.Delays (in scans)")
+    return HRF(
+        variables=check.strings(hrf["Variables"], f"{path}.Variables"),
+        model=name,
+        fir_delays_scans=None
+        if delays is None
+        else _fir_delays(delays, f"{path}.Parameters", check),
+    )
+
+
+def _fir_delays(value, path: str, check: JsonChecker) -> tuple[int, ...]:
+    """FIR delays in scans: distinct integers >= 0."""
+    delays = check.array(value, path, min_items=1)
+    if not all(type(d) is int and d >= 0 for d in delays) or len(set(delays)) < len(delays):
+        check.fail(path, f"expected distinct integer delays >= 0 (in scans), got {delays!r}")
+    return tuple(delays)
+
+
+def _options(value, path: str, level: str, check: JsonChecker) -> dict:
+    known = SPEC_OPTIONS + BIDS_GLM_OPTIONS if level == "Run" else ("Description",)
+    options = check.fields(value, path, optional=known)
+    if "HighPassFilterCutoffHz" in options:
+        cutoff = check.number(options["HighPassFilterCutoffHz"], f"{path}.HighPassFilterCutoffHz")
+        if cutoff <= 0:
+            check.fail(f"{path}.HighPassFilterCutoffHz", f"expected a frequency > 0, got {cutoff}")
+    return dict(options)
+
+
+def _contrasts(value, path: str, check: JsonChecker) -> tuple[Contrast, ...]:
+    contrasts = []
+    for i, item in enumerate(check.array(value, path)):
+        where = f"{path}[{i}]"
+        check.fields(
+            item,
+            where,
+            required=("Name", "ConditionList", "Weights", "Test"),
+            optional=("Description",),
+        )
+        name = check.string(item["Name"], f"{where}.Name")
+        if name in [c.name for c in contrasts]:
+            check.fail(f"{where}.Name", f"contrast name {name!r} is used twice in this node")
+        conditions = check.variables(item["ConditionList"], f"{where}.ConditionList", 1)
+        test = _test(item["Test"], f"{where}.Test", check)
+        weights = _weights(item["Weights"], f"{where}.Weights", len(conditions), test, check)
+        contrasts.append(Contrast(name, conditions, weights, test))
+    return tuple(contrasts)
+
+
+def _test(value, path: str, check: JsonChecker) -> str:
+    if value not in TESTS:
+        check.fail(path, f"expected 't', 'F' or 'pass', got {value!r}")
+    return value
+
+
+def _weights(value, path, n_conditions, test, check) -> tuple[tuple[float, ...], ...]:
+    items = check.array(value, path, min_items=1)
+    two_d = all(isinstance(row, list) for row in items)
+    if two_d and test != "F":
+        check.fail(path, f"a {test!r} contrast takes a 1-D list of weights, got {len(items)} rows")
+    rows = items if two_d else [items]
+    for r, row in enumerate(rows):
+        where = f"{path}[{r}]" if two_d else path
+        if len(row) != n_conditions:
+            check.fail(where, f"{len(row)} weights for {n_conditions} ConditionList entries")
+    return tuple(
+        tuple(
+            check.number(w, f"{path}[{r}][{i}]" if two_d else f"{path}[{i}]")
+            for i, w in enumerate(row)
+        )
+        for r, row in enumerate(rows)
+    )
+
+
+def _dummy(value, path: str, check: JsonChecker) -> DummyContrasts | None:
+    if value is None:
+        return None
+    check.fields(value, path, required=("Test",), optional=("Contrasts", "Description"))
+    conditions = value.get("Contrasts")
+    return DummyContrasts(
+        conditions=None
+        if conditions is None
+        else check.variables(conditions, f"{path}.Contrasts"),
+        test=_test(value["Test"], f"{path}.Test", check),
+    )
+
+
+def _transformations(value, path: str, check: JsonChecker) -> tuple[dict, ...]:
+    from bids_glm.inputs.transformations import convolution, instruction_arguments
+
+    if value is None:
+        return ()
+    where = f"{path}.Transformations"
+    if isinstance(value, list):
+        check.fail(
+            where,
+            "expected an object with Transformer and Instructions "
+            "(a bare list of instructions is the pre-1.0 form)",
+        )
+    check.fields(value, where, required=("Transformer", "Instructions"), optional=("Description",))
+    instructions = check.array(value["Instructions"], f"{where}.Instructions")
+    convolving = False
+    for k, item in enumerate(instructions):
+        at = f"{where}.Instructions[{k}]"
+        check.fields(item, at, required=("Name", "Input"), optional=tuple(item))
+        name = check.string(item["Name"], f"{at}.Name")
+        check.fields(item, at, optional=("Name", "Input", *instruction_arguments(name)))
+        if name == "Convolve":
+            convolving = True
+            try:
+                convolution(item)
+            except ValueError as err:
+                check.fail(f"{at}.{err.args[0]}", err.args[1])
+            if "FirDelays" in item:
+                _fir_delays(item["FirDelays"], f"{at}.FirDelays", check)
+        elif convolving:
+            check.fail(
+                f"{at}.Name",
+                f"{name} after Convolve is not supported: bids-glm "
+                "convolves while building the design, so Convolve comes last",
+            )
+    return tuple(instructions)
+
+
+def _software(value, path: str, check: JsonChecker) -> dict:
+    """``Software``: an object of objects (spec) or a list of one-key objects (bids-glm 0.1)."""
+    items = [value] if isinstance(value, dict) else check.array(value, path)
+    software: dict = {}
+    for i, item in enumerate(items):
+        where = path if isinstance(value, dict) else f"{path}[{i}]"
+        for key, settings in check.fields(item, where, optional=tuple(item)).items():
+            software[key] = check.fields(settings, f"{where}.{key}", optional=tuple(settings))
+    return software
+
+
+def _filter(value, path: str, check: JsonChecker) -> dict[str, tuple]:
+    check.fields(value, path, optional=tuple(value) if isinstance(value, dict) else ())
+    return {k: tuple(v) if isinstance(v, list) else (v,) for k, v in value.items()}
+
+
+def _edges(value, names: list[str], check: JsonChecker) -> tuple[Edge, ...]:
+    if value is None:
+        return tuple(Edge(a, b, {}) for a, b in itertools.pairwise(names))
+    edges = []
+    for i, item in enumerate(check.array(value, "Edges")):
+        path = f"Edges[{i}]"
+        check.fields(
+            item, path, required=("Source", "Destination"), optional=("Filter", "Description")
+        )
+        ends = [check.string(item[key], f"{path}.{key}") for key in ("Source", "Destination")]
+        for key, end in zip(("Source", "Destination"), ends, strict=True):
+            if end not in names:
+                check.fail(f"{path}.{key}", f"no node named {end!r}; nodes: {', '.join(names)}")
+        edges.append(Edge(*ends, _filter(item.get("Filter", {}), f"{path}.Filter", check)))
+    return tuple(edges)
