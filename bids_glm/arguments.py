@@ -59,6 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     model = parser.add_argument_group("model")
+    model.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        metavar="SMDL_JSON",
+        help="a BIDS Stats Model (1.0.0): its Run node sets regressors, HRF, high-pass and "
+        "contrasts (its Options override the model flags below); its Dataset nodes, the "
+        "group level's contrasts",
+    )
     model.add_argument("--smoothing-fwhm", type=float, default=None, metavar="MM")
     model.add_argument("--hrf-model", default="glover", choices=HRF_MODELS)
     model.add_argument(

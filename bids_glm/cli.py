@@ -137,6 +137,20 @@ def _model_settings(args: argparse.Namespace) -> ModelSettings:
     )
 
 
+def _stats_model(path: Path, model: ModelSettings, mask_combine: str):
+    """Load ``--model``; its Run node's settings override the model flags."""
+    from bids_glm.inputs.model_options import node_overrides
+    from bids_glm.inputs.models import load_model
+
+    stats_model = load_model(path)
+    run_nodes = [node for node in stats_model.nodes if node.level == "Run"]
+    if not run_nodes:
+        raise InputError(f"--model {path}: no Run node; bids-glm starts from a Run-level node")
+    model_fields, settings_fields = node_overrides(run_nodes[0])
+    model = replace(model, run_node=run_nodes[0], **model_fields)
+    return stats_model, model, settings_fields.get("mask_combine", mask_combine)
+
+
 def _mask_options(args: argparse.Namespace) -> tuple[Path | None, str]:
     from bids_glm.image.mask import parse_mask_rule
 
@@ -172,19 +186,30 @@ def settings_from_args(args: argparse.Namespace, command_line: str = "") -> Sett
     _check_numbers(args)
     mask, mask_combine = _mask_options(args)
     filter_file = args.bids_filter_file.resolve() if args.bids_filter_file else None
+    model = _model_settings(args)
+    stats_model, tasks, labels = (
+        None,
+        tuple(args.task),
+        _participant_labels(args.participant_label),
+    )
+    if args.model is not None:
+        stats_model, model, mask_combine = _stats_model(args.model, model, mask_combine)
+        tasks = tasks or tuple(stats_model.input.get("task", ()))
+        labels = labels or _participant_labels(stats_model.input.get("subject", ()))
     return Settings(
         bids_dir=bids_dir,
         output_dir=output_dir,
         analysis_level=args.analysis_level,
         work_dir=(args.work_dir.resolve() if args.work_dir else None),
-        participant_labels=_participant_labels(args.participant_label),
-        tasks=tuple(args.task),
+        participant_labels=labels,
+        tasks=tasks,
         sessions=tuple(s[4:] if s.startswith("ses-") else s for s in args.session),
         space=args.space,
         derivatives=derivatives,
         bids_filter_file=filter_file,
         bids_filters=read_bids_filters(filter_file) if filter_file else {},
-        model=_model_settings(args),
+        model=model,
+        stats_model=stats_model,
         n_cpus=args.n_cpus,
         skip_bids_validator=args.skip_bids_validator,
         mask=mask,
@@ -231,6 +256,35 @@ def _run(settings: Settings) -> int:
     return 0
 
 
+def _dataset_contrasts(settings: Settings) -> frozenset[str] | None:
+    """Contrasts the ``--model`` Dataset nodes test (one-sample t); None without a model."""
+    if settings.stats_model is None:
+        return None
+    from bids_glm.inputs.model_graph import node_graph
+
+    names: set[str] = set()
+    for step in node_graph(settings.stats_model):
+        if step.node.level != "Dataset":
+            continue
+        if step.design != "one_sample":
+            LOGGER.warning(
+                "--model: Dataset node %s (%s design) not run: bids-glm fits one-sample t "
+                "tests at the dataset level",
+                step.node.name,
+                step.design.replace("_", " "),
+            )
+            continue
+        if step.contrasts_in is None:
+            return None
+        names.update(step.contrasts_in)
+    if not names:
+        raise InputError(
+            f"--model {settings.stats_model.source}: no Dataset node bids-glm can run "
+            "(a one-sample t test, X = [1])"
+        )
+    return frozenset(names)
+
+
 def _run_group_level(settings: Settings) -> None:
     from bids_glm.group_level import GroupOptions, run_group_level
     from bids_glm.reporting import render_group_report
@@ -245,6 +299,7 @@ def _run_group_level(settings: Settings) -> None:
                 tasks=settings.tasks,
                 covariates=settings.group_covariates,
                 mask_rule=settings.mask_combine,
+                contrast_names=_dataset_contrasts(settings),
             )
         )
         LOGGER.info(

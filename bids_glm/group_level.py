@@ -73,6 +73,7 @@ class GroupOptions:
     tasks: tuple[str, ...] = ()
     covariates: tuple[str, ...] = ()
     mask_rule: str = "intersection"
+    contrast_names: frozenset[str] | None = None  # --model's Dataset nodes: these only
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,9 @@ def find_subject_maps(options: GroupOptions) -> dict[tuple[str, str, str], list[
         if options.tasks and entities["task"] not in options.tasks:
             continue
         sidecar = _read_sidecar(path)
+        names = options.contrast_names
+        if names is not None and sidecar.get("ContrastName", entities["contrast"]) not in names:
+            continue
         if sidecar.get("Test", "t") != "t":
             skipped_f.add(entities["contrast"])
             continue

@@ -60,6 +60,9 @@ class RunDesign:
         decided censoring).
     confound_columns : tuple of str
         The confound regressors in the design.
+    node_contrasts : tuple of (ContrastSpec or FContrastSpec) or None
+        With ``--model``: the Run node's contrasts (dummy ones first) resolved on this run's
+        columns; they replace the automatic per-condition contrasts.
     """
 
     run: RunInput
@@ -70,6 +73,7 @@ class RunDesign:
     censored: np.ndarray | None = None
     confounds_by_source: dict[str, list[str]] | None = None
     confound_columns: tuple[str, ...] = ()
+    node_contrasts: tuple | None = None
 
     @property
     def fitted_rows(self) -> np.ndarray:
@@ -175,6 +179,28 @@ def _run_confounds(run: RunInput, model: ModelSettings, n_dummy: int) -> Confoun
         raise InputError(str(err)) from None
 
 
+def _node_inputs(run: RunInput, model: ModelSettings, n_dummy: int):
+    """The Run node of ``--model`` resolved on this run's events and confounds."""
+    from bids_glm.inputs.model_design import map_run_node
+
+    events = None
+    if run.events_path is not None:
+        events = read_events(run.events_path)
+        events["onset"] = pd.to_numeric(events["onset"], errors="coerce") - n_dummy * run.tr_s
+    confounds = None
+    if run.confounds_path is not None:
+        confounds = read_confounds(run.confounds_path).iloc[n_dummy:].reset_index(drop=True)
+    return map_run_node(
+        model.run_node,
+        events,
+        confounds,
+        run.tr_s,
+        run.n_volumes - n_dummy,
+        default_hrf_model=model.hrf_model,
+        default_high_pass_hz=model.high_pass_hz,
+    )
+
+
 def build_run_design(run: RunInput, model: ModelSettings) -> RunDesign:
     """Read the run's events (and confounds) and build its design matrix.
 
@@ -189,19 +215,28 @@ def build_run_design(run: RunInput, model: ModelSettings) -> RunDesign:
         raise InputError(
             f"{run.bold_path}: --dummy-scans {n_dummy} leaves none of its {run.n_volumes} volumes"
         )
-    events = _run_events(run, model, n_dummy)
     selection = _run_confounds(run, model, n_dummy)
+    regressors = None if selection is None else selection.regressors
+    node_contrasts, hrf_model, high_pass_hz = None, model.hrf_model, model.high_pass_hz
+    if model.run_node is None:
+        events = _run_events(run, model, n_dummy)
+        fir_delays = model.fir_delays_scans
+    else:  # the Run node decides the regressors; the confound strategy only censors
+        inputs = _node_inputs(run, model, n_dummy)
+        events, regressors, fir_delays = inputs.events, inputs.confounds, inputs.fir_delays_scans
+        node_contrasts = (*inputs.contrasts, *inputs.f_contrasts)
+        hrf_model, high_pass_hz = inputs.hrf_model, inputs.high_pass_hz
     reference = slice_time_ref(run, model)
     try:
         matrix = make_design_matrix(
             frame_times(run.n_volumes - n_dummy, run.tr_s, reference),
             events if len(events) else None,
-            hrf_model=model.hrf_model,
+            hrf_model=hrf_model,
             drift_model=model.drift_model,
-            high_pass_hz=model.high_pass_hz,
+            high_pass_hz=high_pass_hz,
             drift_order=model.drift_order,
-            fir_delays=model.fir_delays_scans,
-            confounds=None if selection is None else selection.regressors,
+            fir_delays=fir_delays,
+            confounds=regressors,
         )
     except ValueError as err:
         raise InputError(f"{run.label}: cannot build the design matrix: {err}") from None
@@ -209,11 +244,12 @@ def build_run_design(run: RunInput, model: ModelSettings) -> RunDesign:
         run=run,
         matrix=matrix,
         conditions=tuple(sorted(events["trial_type"].unique())) if len(events) else (),
+        node_contrasts=node_contrasts,
         slice_time_ref=reference,
         dummy_scans=n_dummy,
         censored=None if selection is None else selection.censored,
         confounds_by_source=None if selection is None else selection.columns_by_source,
-        confound_columns=() if selection is None else tuple(selection.regressors.columns),
+        confound_columns=() if regressors is None else tuple(regressors.columns),
     )
     _check_design(design)
     return design
@@ -274,6 +310,8 @@ def plan_contrasts(designs: Sequence[RunDesign], model: ModelSettings) -> list[C
         A user contrast names a column that no run has, reuses a condition's name, or two
         labels collide.
     """
+    if designs and designs[0].node_contrasts is not None:
+        return _node_contrast_plans(designs)
     conditions = sorted({c for d in designs for c in d.conditions})
     plans = []
     for condition in conditions:
@@ -289,6 +327,19 @@ def plan_contrasts(designs: Sequence[RunDesign], model: ModelSettings) -> list[C
                 "choose another name"
             )
         plans.append(_checked_user_contrast(spec, stat_type, designs))
+    return _labelled(plans)
+
+
+def _node_contrast_plans(designs: Sequence[RunDesign]) -> list[ContrastPlan]:
+    """The ``--model`` Run node's contrasts (the same names in every run)."""
+    plans = []
+    for spec in designs[0].node_contrasts:
+        stat_type = "F" if hasattr(spec, "rows") else "t"
+        plans.append(_checked_user_contrast(spec, stat_type, designs))
+    return _labelled(plans)
+
+
+def _labelled(plans: list[ContrastPlan]) -> list[ContrastPlan]:
     try:
         labels = unique_labels([plan.name for plan in plans])
     except ContrastError as err:

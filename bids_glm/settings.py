@@ -11,6 +11,7 @@ if TYPE_CHECKING:  # the CLI imports settings before numpy is loaded
     from bids_glm.design.contrast_options import ContrastSpec, FContrastSpec
     from bids_glm.inputs.confounds import ConfoundStrategy
     from bids_glm.inputs.events import EventSpec
+    from bids_glm.inputs.models import Node, StatsModel
 
 DEFAULT_FMRIPREP_SPACE = "MNI152NLin2009cAsym"
 
@@ -53,6 +54,9 @@ class ModelSettings:
         User F contrasts (several rows).
     fixed_effects : str
         ``"precision"`` (inverse-variance weighted) or ``"unweighted"``.
+    run_node : Node or None
+        The Run node of a ``--model`` BIDS Stats Model: it then decides each run's
+        regressors (X, transformations, HRF) and contrasts.
     """
 
     hrf_model: str = "glover"
@@ -70,6 +74,7 @@ class ModelSettings:
     contrasts: tuple[ContrastSpec, ...] = ()
     f_contrasts: tuple[FContrastSpec, ...] = ()
     fixed_effects: str = "precision"
+    run_node: Node | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,8 @@ class Settings:
         Scratch folder (pybids database, caches).
     model : ModelSettings
         The first-level model.
+    stats_model : StatsModel or None
+        The ``--model`` file, validated (its Dataset nodes drive the group level).
     n_cpus : int
         Cores the analysis may use.
     skip_bids_validator : bool
@@ -146,6 +153,7 @@ class Settings:
     bids_filter_file: Path | None = None
     bids_filters: Mapping[str, object] = field(default_factory=dict)
     model: ModelSettings = field(default_factory=ModelSettings)
+    stats_model: StatsModel | None = None
     n_cpus: int = 1
     skip_bids_validator: bool = False
     mask: Path | None = None
