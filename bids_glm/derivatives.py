@@ -164,12 +164,18 @@ def bids_uri(path: Path, links: Mapping[str, Path]) -> str:
     return path.as_uri()
 
 
+def _container_type() -> str:
+    """``singularity`` under Apptainer/Singularity (which run the Docker image), else docker."""
+    apptainer = ("APPTAINER_CONTAINER", "SINGULARITY_CONTAINER")
+    return "singularity" if any(os.environ.get(v) for v in apptainer) else "docker"
+
+
 def dataset_description(bids_dir: Path, links: Mapping[str, Path]) -> dict:
     """The ``dataset_description.json`` content of the output folder."""
     generated_by = {"Name": "bids-glm", "Version": __version__, "CodeURL": CODE_URL}
     container = os.environ.get(CONTAINER_ENV)
     if container:
-        generated_by["Container"] = {"Type": "docker", "Tag": container}
+        generated_by["Container"] = {"Type": _container_type(), "Tag": container}
     source = {"URL": bids_dir.as_uri()}
     try:
         raw = json.loads((bids_dir / "dataset_description.json").read_text())
