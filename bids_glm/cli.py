@@ -274,6 +274,13 @@ def _dataset_contrasts(settings: Settings) -> frozenset[str] | None:
                 step.design.replace("_", " "),
             )
             continue
+        if step.entity_filter:
+            LOGGER.warning(
+                "--model: Dataset node %s: edge filter on %s not applied (bids-glm filters "
+                "edges by contrast only)",
+                step.node.name,
+                ", ".join(step.entity_filter),
+            )
         if step.contrasts_in is None:
             return None
         names.update(step.contrasts_in)
