@@ -24,6 +24,7 @@ BIDS_VERSION = "1.10.0"
 CODE_URL = "https://github.com/bids-glm/bids-glm"
 CONTAINER_ENV = "BIDS_GLM_CONTAINER"
 GZIP_LEVEL = 2
+NIFTI1_DATA_OFFSET = 352  # 348-byte header + 4-byte extension flag
 OUTPUT_README = """# bids-glm first-level statistics
 
 Derivatives written by bids-glm: per-run design matrices (`*_design.tsv` + `.json`),
@@ -115,13 +116,27 @@ def write_tsv(path: Path, table: pd.DataFrame) -> None:
     write_bytes_atomic(path, text.encode())
 
 
+def nifti_bytes(volume: np.ndarray, affine: np.ndarray) -> bytes:
+    """An uncompressed single-file NIfTI-1 image of ``volume``, unscaled.
+
+    The bytes are those of nibabel's ``Nifti1Image.to_bytes`` (header, empty extension
+    flag, Fortran-order data), assembled directly: nibabel's writer makes extra passes over
+    the data to choose a scaling that an unscaled image does not need.
+    """
+    header = nib.Nifti1Image(volume, affine).header
+    header.set_xyzt_units("mm", "sec")
+    header.set_qform(affine, code=1)
+    header.set_sform(affine, code=1)
+    header.set_data_offset(NIFTI1_DATA_OFFSET)
+    header.set_slope_inter(1.0, 0.0)
+    values = np.asarray(volume, dtype=header.get_data_dtype())
+    extension_flag = bytes(NIFTI1_DATA_OFFSET - len(header.binaryblock))
+    return header.binaryblock + extension_flag + values.tobytes(order="F")
+
+
 def nifti_gz_bytes(volume: np.ndarray, affine: np.ndarray) -> bytes:
     """A deterministic ``.nii.gz`` payload (no timestamp in the gzip header)."""
-    image = nib.Nifti1Image(volume, affine)
-    image.header.set_xyzt_units("mm", "sec")
-    image.header.set_qform(affine, code=1)
-    image.header.set_sform(affine, code=1)
-    return _gzip.compress(image.to_bytes(), compresslevel=GZIP_LEVEL, mtime=0)
+    return _gzip.compress(nifti_bytes(volume, affine), compresslevel=GZIP_LEVEL, mtime=0)
 
 
 def write_map(

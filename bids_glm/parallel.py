@@ -2,7 +2,8 @@
 
 Each worker handles one run at a time (read, fit, write), so memory grows with the
 number of workers, not with the number of runs. Workers are started with the ``spawn``
-method and an environment that gives each an equal share of the cores for BLAS.
+method and an environment that gives each an equal share of the cores as its thread
+budget (`bids_glm.glm.threads`); BLAS runs single-threaded inside those threads.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 
+from bids_glm.glm.threads import THREADS_VARIABLE
 from bids_glm.settings import Settings
 
 LOGGER = logging.getLogger("bids_glm")
-THREAD_VARIABLES = (
+THREADS_PER_WORKER = 2
+BLAS_VARIABLES = (
     "OMP_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",
     "MKL_NUM_THREADS",
@@ -27,18 +30,26 @@ THREAD_VARIABLES = (
 
 
 def limit_threads(n_threads: int) -> None:
-    """Cap BLAS/OpenMP threads unless the environment already sets them.
+    """Give this process a budget of ``n_threads`` threads; BLAS/OpenMP get one each.
 
-    Effective only before numpy is first imported (the CLI imports it lazily for this).
+    bids-glm's reading and fitting use up to ``n_threads`` threads of their own, each
+    calling single-threaded BLAS (BLAS's own threads would oversubscribe the cores and
+    spin on the many small products). BLAS variables already set in the environment are
+    kept. Effective for BLAS only before numpy is first imported (the CLI imports it
+    lazily for this).
     """
-    for variable in THREAD_VARIABLES:
-        os.environ.setdefault(variable, str(max(n_threads, 1)))
+    for variable in BLAS_VARIABLES:
+        os.environ.setdefault(variable, "1")
+    os.environ[THREADS_VARIABLE] = str(max(n_threads, 1))
 
 
 @contextmanager
 def _thread_environment(n_threads: int):
-    saved = {v: os.environ.get(v) for v in THREAD_VARIABLES}
-    os.environ.update(dict.fromkeys(THREAD_VARIABLES, str(n_threads)))
+    """Environment inherited by worker processes: ``n_threads`` each, BLAS single-threaded."""
+    variables = (*BLAS_VARIABLES, THREADS_VARIABLE)
+    saved = {v: os.environ.get(v) for v in variables}
+    os.environ.update(dict.fromkeys(BLAS_VARIABLES, "1"))
+    os.environ[THREADS_VARIABLE] = str(n_threads)
     try:
         yield
     finally:
@@ -56,16 +67,20 @@ def _configure_worker(level: int) -> None:
 
 
 def map_runs(function: Callable, items: Sequence, args: tuple, settings: Settings) -> list:
-    """``[function(item, *args) for item in items]``, in up to ``settings.n_cpus`` processes.
+    """``[function(item, *args) for item in items]`` on ``settings.n_cpus`` cores.
 
+    Runs go to worker processes only when every worker can have at least
+    ``THREADS_PER_WORKER`` threads (one run's decompression keeps one core busy while
+    the others smooth and fit); otherwise they are processed one after another in this
+    process, each using all ``n_cpus`` threads, which needs less memory and no start-up.
     Results come back in the order of ``items``; an exception in a worker is re-raised.
     """
-    n_workers = min(settings.n_cpus, len(items))
+    n_workers = min(settings.n_cpus // THREADS_PER_WORKER, len(items))
     if n_workers <= 1:
         return [function(item, *args) for item in items]
     LOGGER.info("processing %d runs in %d worker processes", len(items), n_workers)
     with (
-        _thread_environment(max(settings.n_cpus // n_workers, 1)),
+        _thread_environment(settings.n_cpus // n_workers),
         ProcessPoolExecutor(
             n_workers,
             mp_context=multiprocessing.get_context("spawn"),

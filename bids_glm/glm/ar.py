@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bids_glm.glm.ols import DesignOperators, design_operators
-
 # Rows of the array returned by residual_moments.
-_SUM_SQUARES, _SUM_LAG1, _SUM, _FIRST, _LAST = range(5)
+SUM_SQUARES, SUM_LAG1, SUM, FIRST, LAST = range(5)
 
 
 def residual_moments(residuals: np.ndarray) -> np.ndarray:
@@ -39,11 +37,11 @@ def residual_moments(residuals: np.ndarray) -> np.ndarray:
         Rows: ``sum_t e_t**2``, ``sum_t e_t e_{t+1}``, ``sum_t e_t``, ``e_0``, ``e_{n-1}``.
     """
     moments = np.empty((5, residuals.shape[1]), dtype=np.float64)
-    moments[_SUM_SQUARES] = np.einsum("ij,ij->j", residuals, residuals)
-    moments[_SUM_LAG1] = np.einsum("ij,ij->j", residuals[:-1], residuals[1:])
-    moments[_SUM] = residuals.sum(axis=0)
-    moments[_FIRST] = residuals[0]
-    moments[_LAST] = residuals[-1]
+    moments[SUM_SQUARES] = np.einsum("ij,ij->j", residuals, residuals)
+    moments[SUM_LAG1] = np.einsum("ij,ij->j", residuals[:-1], residuals[1:])
+    moments[SUM] = residuals.sum(axis=0)
+    moments[FIRST] = residuals[0]
+    moments[LAST] = residuals[-1]
     return moments
 
 
@@ -63,12 +61,12 @@ def yule_walker_ar1(moments: np.ndarray, n_scans: int) -> np.ndarray:
         ``r_1 / r_0`` of the residuals minus their global mean; 0 where ``r_0 == 0``.
     """
     n = float(n_scans)
-    total = moments[_SUM]
+    total = moments[SUM]
     mean = total.sum() / (n * moments.shape[1])
-    centred_squares = moments[_SUM_SQUARES] - 2.0 * mean * total + n * mean**2
+    centred_squares = moments[SUM_SQUARES] - 2.0 * mean * total + n * mean**2
     centred_lag1 = (
-        moments[_SUM_LAG1]
-        - mean * (2.0 * total - moments[_FIRST] - moments[_LAST])
+        moments[SUM_LAG1]
+        - mean * (2.0 * total - moments[FIRST] - moments[LAST])
         + (n - 1.0) * mean**2
     )
     r0 = centred_squares / (n * n)
@@ -115,18 +113,3 @@ def whiten_ar1(data: np.ndarray, rho: float | np.ndarray) -> np.ndarray:
     """
     data[1:] -= np.asarray(rho) * data[:-1]
     return data
-
-
-def whitened_operators(design: np.ndarray, bin_rho: np.ndarray) -> list[DesignOperators]:
-    """Whitened design, pseudo-inverse and unscaled covariance for each AR(1) bin.
-
-    Parameters
-    ----------
-    design : ndarray, shape (n, p), float64
-    bin_rho : ndarray, shape (B,)
-
-    Returns
-    -------
-    list of DesignOperators, length B
-    """
-    return [design_operators(whiten_ar1(design.copy(), rho)) for rho in bin_rho]

@@ -1,32 +1,24 @@
-"""Fit one run's first-level GLM (OLS or AR(1) prewhitened) over voxel chunks.
+"""Fit one run's first-level GLM (OLS or AR(1) prewhitened), reading the data once.
 
-The data matrix is never copied to float64 as a whole: each chunk of ``chunk_voxels`` columns
-is cast to float64 for the algebra and released. AR(1) needs two passes over the data: one OLS
-pass to estimate every voxel's coefficient (the estimate depends on the global residual mean),
-and one refit in which each chunk's voxels are sorted by AR bin so that every bin is a single
-matrix product.
+The data matrix is never copied to float64 as a whole: `bids_glm.glm.ols.ols_pass` casts one
+chunk of ``chunk_voxels`` columns at a time, fits it and keeps a few numbers per voxel. AR(1)
+then estimates every voxel's coefficient from those residual moments (the estimate depends on
+the global residual mean, hence a complete first pass), bins the coefficients, and refits each
+voxel from the same summaries (`bids_glm.glm.ar_refit`), exactly as a second pass over the
+prewhitened data would.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from bids_glm.glm.ar import (
-    bin_ar1,
-    residual_moments,
-    whiten_ar1,
-    whitened_operators,
-    yule_walker_ar1,
-)
-from bids_glm.glm.ols import design_operators, design_rank, fit_block
+from bids_glm.glm.ar import bin_ar1, yule_walker_ar1
+from bids_glm.glm.ar_refit import ar1_voxel_fits, ols_voxel_fits, whitened_operators
+from bids_glm.glm.ols import design_operators, design_rank, ols_pass
 from bids_glm.glm.results import NOISE_MODELS, RunFit
-
-
-def _chunks(n_voxels: int, chunk_voxels: int) -> Iterator[slice]:
-    for start in range(0, n_voxels, chunk_voxels):
-        yield slice(start, min(start + chunk_voxels, n_voxels))
+from bids_glm.glm.threads import thread_budget
 
 
 def _validate(
@@ -66,94 +58,14 @@ def _validate(
         raise ValueError(f"chunk_voxels must be a positive integer; received {chunk_voxels!r}")
 
 
-def _fit_ols(
-    X: np.ndarray, Y: np.ndarray, column_names: Sequence[str], chunk_voxels: int, dof: float
-) -> RunFit:
-    n_scans, p = X.shape
-    n_voxels = Y.shape[1]
-    operators = design_operators(X)
-    beta = np.empty((p, n_voxels))
-    sigma2 = np.empty(n_voxels)
-    r_squared = np.empty(n_voxels)
-    for chunk in _chunks(n_voxels, chunk_voxels):
-        block, _ = fit_block(operators, Y[:, chunk].astype(np.float64))
-        beta[:, chunk] = block.beta
-        sigma2[chunk] = block.rss / (n_scans - p)
-        r_squared[chunk] = block.r_squared
-    return RunFit(
-        column_names=tuple(column_names),
-        noise_model="ols",
-        beta=beta,
-        sigma2=sigma2,
-        dof=dof,
-        bin_rho=np.zeros(1),
-        bin_cov=operators.cov[np.newaxis],
-        voxel_bin=np.zeros(n_voxels, dtype=np.intp),
-        ar1=None,
-        r_squared=r_squared,
-    )
-
-
-def _estimate_ar1(X: np.ndarray, Y: np.ndarray, chunk_voxels: int) -> np.ndarray:
-    operators = design_operators(X)
-    moments = np.empty((5, Y.shape[1]))
-    for chunk in _chunks(Y.shape[1], chunk_voxels):
-        _, residuals = fit_block(operators, Y[:, chunk].astype(np.float64))
-        moments[:, chunk] = residual_moments(residuals)
-    return yule_walker_ar1(moments, X.shape[0])
-
-
-def _fit_ar1(
-    X: np.ndarray,
-    Y: np.ndarray,
-    column_names: Sequence[str],
-    n_bins: int,
-    chunk_voxels: int,
-    dof: float,
-) -> RunFit:
-    n_scans, p = X.shape
-    n_voxels = Y.shape[1]
-    ar1 = _estimate_ar1(X, Y, chunk_voxels)
-    bin_rho, voxel_bin = bin_ar1(ar1, n_bins)
-    operators = whitened_operators(X, bin_rho)
-    beta = np.empty((p, n_voxels))
-    sigma2 = np.empty(n_voxels)
-    r_squared = np.empty(n_voxels)
-    for chunk in _chunks(n_voxels, chunk_voxels):
-        order = np.argsort(voxel_bin[chunk], kind="stable")
-        voxels = chunk.start + order
-        chunk_bins = voxel_bin[voxels]
-        data = Y[:, voxels].astype(np.float64)
-        whiten_ar1(data, bin_rho[chunk_bins])
-        present = np.unique(chunk_bins)
-        bounds = np.searchsorted(chunk_bins, np.append(present, present[-1] + 1))
-        for bin_index, start, stop in zip(present, bounds[:-1], bounds[1:], strict=True):
-            block, _ = fit_block(operators[bin_index], data[:, start:stop])
-            columns = voxels[start:stop]
-            beta[:, columns] = block.beta
-            sigma2[columns] = block.rss / (n_scans - p)
-            r_squared[columns] = block.r_squared
-    return RunFit(
-        column_names=tuple(column_names),
-        noise_model="ar1",
-        beta=beta,
-        sigma2=sigma2,
-        dof=dof,
-        bin_rho=bin_rho,
-        bin_cov=np.stack([operator.cov for operator in operators]),
-        voxel_bin=voxel_bin,
-        ar1=ar1,
-        r_squared=r_squared,
-    )
-
-
 def fit_glm(
     X: np.ndarray,
     Y: np.ndarray,
     column_names: Sequence[str],
     noise_model: str = "ar1",
     n_bins: int = 100,
-    chunk_voxels: int = 16384,
+    chunk_voxels: int = 4096,
+    n_threads: int | None = None,
 ) -> RunFit:
     """Fit a first-level GLM to one run, as nilearn's ``run_glm``.
 
@@ -172,7 +84,10 @@ def fit_glm(
     n_bins : int
         Bins per unit of the AR(1) coefficient (100 gives bins of width 0.01).
     chunk_voxels : int
-        Voxels per chunk: peak extra memory is a few ``n_scans * chunk_voxels`` float64 arrays.
+        Voxels per chunk: peak extra memory is about two ``n_scans * chunk_voxels`` float64
+        arrays per thread. The result does not depend on it.
+    n_threads : int, optional
+        Threads sharing the pass over the data; default: the process's `thread_budget`.
         The result does not depend on it.
 
     Returns
@@ -183,7 +98,32 @@ def fit_glm(
     """
     X = np.asarray(X, dtype=np.float64)
     _validate(X, Y, column_names, noise_model, n_bins, chunk_voxels)
-    dof = float(X.shape[0] - design_rank(X))
-    if noise_model == "ols":
-        return _fit_ols(X, Y, column_names, int(chunk_voxels), dof)
-    return _fit_ar1(X, Y, column_names, int(n_bins), int(chunk_voxels), dof)
+    n_scans, p = X.shape
+    dof = float(n_scans - design_rank(X))
+    operators = design_operators(X)
+    is_ar1 = noise_model == "ar1"
+    n_threads = thread_budget() if n_threads is None else max(int(n_threads), 1)
+    ols = ols_pass(operators, Y, int(chunk_voxels), lag_cross=is_ar1, n_threads=n_threads)
+    if is_ar1:
+        ar1 = yule_walker_ar1(ols.moments, n_scans)
+        bin_rho, voxel_bin = bin_ar1(ar1, int(n_bins))
+        bin_operators = whitened_operators(X, bin_rho)
+        fits = ar1_voxel_fits(X, ols, bin_rho, voxel_bin, bin_operators, int(chunk_voxels))
+        bin_cov = np.stack([operator.cov for operator in bin_operators])
+    else:
+        ar1, bin_rho = None, np.zeros(1)
+        voxel_bin = np.zeros(Y.shape[1], dtype=np.intp)
+        fits = ols_voxel_fits(X, ols)
+        bin_cov = operators.cov[np.newaxis]
+    return RunFit(
+        column_names=tuple(column_names),
+        noise_model=noise_model,
+        beta=fits.beta,
+        sigma2=fits.rss / (n_scans - p),
+        dof=dof,
+        bin_rho=bin_rho,
+        bin_cov=bin_cov,
+        voxel_bin=voxel_bin,
+        ar1=ar1,
+        r_squared=fits.r_squared,
+    )

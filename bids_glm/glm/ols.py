@@ -1,16 +1,24 @@
-"""Ordinary least squares on a block of voxels, and the design quantities it needs.
+"""Ordinary least squares in one pass over the data, and the design quantities it needs.
 
 Conventions follow nilearn 0.14 (``OLSModel``): the pseudo-inverse is scipy's (relative cut-off
 ``max(n, p) * eps``), the rank uses the absolute tolerance ``sum(|X|) * eps``, and the residual
 variance divides by ``n - p`` while the degrees of freedom are ``n - rank(X)``.
+
+`ols_pass` reads the (float32) data once, chunk by chunk: each chunk is cast to float64, fitted,
+turned into residuals in place, and reduced to a few numbers per voxel (`OlsPass`). Everything
+the AR(1) refit needs is among them, so the data are never read twice.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
+
+from bids_glm.glm.ar import residual_moments
 
 
 @dataclass(frozen=True)
@@ -24,31 +32,13 @@ class DesignOperators:
     pinv : ndarray, shape (p, n)
         Moore-Penrose pseudo-inverse of ``design``.
     cov : ndarray, shape (p, p)
-        Unscaled parameter covariance ``pinv @ pinv.T``.
+        Unscaled parameter covariance ``pinv @ pinv.T`` (the pseudo-inverse of
+        ``design.T @ design`` with the cut-off of ``pinv``).
     """
 
     design: np.ndarray
     pinv: np.ndarray
     cov: np.ndarray
-
-
-@dataclass(frozen=True)
-class BlockFit:
-    """Least-squares fit of a block of k voxels.
-
-    Attributes
-    ----------
-    beta : ndarray, shape (p, k)
-        Parameter estimates.
-    rss : ndarray, shape (k,)
-        Residual sum of squares.
-    r_squared : ndarray, shape (k,)
-        ``var(design @ beta) / var(data)`` over time; 0 where the data are constant.
-    """
-
-    beta: np.ndarray
-    rss: np.ndarray
-    r_squared: np.ndarray
 
 
 def design_operators(design: np.ndarray) -> DesignOperators:
@@ -81,42 +71,90 @@ def design_rank(design: np.ndarray) -> int:
     return int(np.linalg.matrix_rank(design, tol=tolerance))
 
 
-def _column_variance(values: np.ndarray) -> np.ndarray:
-    """Population variance of each column, without an (n, k) temporary (float64 input)."""
-    n_rows = values.shape[0]
-    mean = values.sum(axis=0) / n_rows
-    variance = np.einsum("ij,ij->j", values, values) / n_rows - mean * mean
-    return np.maximum(variance, 0.0)
+def neighbour_sum(design: np.ndarray) -> np.ndarray:
+    """Rows ``x_{t-1} + x_{t+1}`` of a design (missing neighbours count as zero).
+
+    ``neighbour_sum(X).T @ e`` is ``sum_t x_t (e_{t-1} + e_{t+1})``, the lag-one cross-product
+    of design and residuals that AR(1) whitening mixes in.
+    """
+    out = np.zeros_like(design)
+    out[1:] += design[:-1]
+    out[:-1] += design[1:]
+    return out
 
 
-def fit_block(operators: DesignOperators, data: np.ndarray) -> tuple[BlockFit, np.ndarray]:
-    """Least-squares fit of a block of voxels; the block becomes its residuals.
+@dataclass(frozen=True)
+class OlsPass:
+    """Per-voxel summaries of an OLS fit.
+
+    Attributes
+    ----------
+    beta : ndarray, shape (p, V), float64
+        ``pinv(X) @ Y``.
+    moments : ndarray, shape (5, V), float64
+        Residual moments, rows as in `bids_glm.glm.ar.residual_moments`.
+    lag_cross : ndarray, shape (p, V), float64, or None
+        ``neighbour_sum(X).T @ residuals`` (only when requested, for AR(1)).
+    """
+
+    beta: np.ndarray
+    moments: np.ndarray
+    lag_cross: np.ndarray | None
+
+
+def voxel_chunks(n_voxels: int, chunk_voxels: int) -> Iterator[slice]:
+    """Consecutive slices of at most ``chunk_voxels`` voxels covering ``range(n_voxels)``."""
+    for start in range(0, n_voxels, chunk_voxels):
+        yield slice(start, min(start + chunk_voxels, n_voxels))
+
+
+def ols_pass(
+    operators: DesignOperators,
+    data: np.ndarray,
+    chunk_voxels: int,
+    lag_cross: bool = False,
+    n_threads: int = 1,
+) -> OlsPass:
+    """Fit OLS to every voxel and summarise the residuals, reading ``data`` once.
 
     Parameters
     ----------
     operators : DesignOperators
-        The design (n, p) and its pseudo-inverse.
-    data : ndarray, shape (n, k), float64
-        Time series of k voxels. **Overwritten** with the residuals, to avoid another
-        (n, k) copy.
+        The (unwhitened) design and its pseudo-inverse.
+    data : ndarray, shape (n, V)
+        Time series in columns (float32 or float64); not modified.
+    chunk_voxels : int
+        Voxels per chunk: extra memory is about two ``(n, chunk_voxels)`` float64 arrays
+        per thread. The result does not depend on it.
+    lag_cross : bool
+        Also compute ``neighbour_sum(X).T @ residuals`` (needed by the AR(1) refit).
+    n_threads : int
+        Chunks processed concurrently (numpy and BLAS release the GIL).
 
     Returns
     -------
-    fit : BlockFit
-    residuals : ndarray, shape (n, k)
-        ``data`` itself, now holding ``data - design @ beta``.
+    OlsPass
     """
-    beta = operators.pinv @ data
-    fitted = operators.design @ beta
-    data_variance = _column_variance(data)
-    fitted_variance = _column_variance(fitted)
-    data -= fitted
-    del fitted
-    rss = np.einsum("ij,ij->j", data, data)
-    r_squared = np.divide(
-        fitted_variance,
-        data_variance,
-        out=np.zeros_like(data_variance),
-        where=data_variance > 0,
-    )
-    return BlockFit(beta=beta, rss=rss, r_squared=r_squared), data
+    p, n_voxels = operators.design.shape[1], data.shape[1]
+    beta = np.empty((p, n_voxels))
+    moments = np.empty((5, n_voxels))
+    cross = np.empty((p, n_voxels)) if lag_cross else None
+    neighbours = neighbour_sum(operators.design).T.copy() if lag_cross else None
+
+    def fit_chunk(chunk: slice) -> None:
+        residuals = data[:, chunk].astype(np.float64)
+        chunk_beta = operators.pinv @ residuals
+        residuals -= operators.design @ chunk_beta
+        beta[:, chunk] = chunk_beta
+        moments[:, chunk] = residual_moments(residuals)
+        if cross is not None:
+            cross[:, chunk] = neighbours @ residuals
+
+    chunks = list(voxel_chunks(n_voxels, chunk_voxels))
+    if n_threads <= 1 or len(chunks) == 1:
+        for chunk in chunks:
+            fit_chunk(chunk)
+    else:
+        with ThreadPoolExecutor(n_threads, thread_name_prefix="bids-glm-fit") as pool:
+            list(pool.map(fit_chunk, chunks))
+    return OlsPass(beta=beta, moments=moments, lag_cross=cross)

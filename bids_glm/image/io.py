@@ -2,16 +2,19 @@
 
 A NIfTI file stores its volumes one after the other, so a 4-D series can be read
 from a single sequential stream (``.nii.gz`` through ISA-L's inflater when available)
-into a small reusable buffer, converted, smoothed on the mask's bounding box and
-reduced to in-mask voxels before the next volume arrives. Peak memory is the
-(T, V_mask) float32 result, never the whole 4-D array.
+into a small ring of reusable buffers; each volume is converted, smoothed on the mask's
+bounding box and reduced to in-mask voxels (`bids_glm.image.volume_reducer`) by a pool of
+threads while the next volumes are inflated. Peak memory is the (T, V_mask) float32 result,
+never the whole 4-D array.
 """
 
 from __future__ import annotations
 
 import gzip
 import logging
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -21,8 +24,10 @@ from typing import BinaryIO
 import numpy as np
 
 from bids_glm.errors import InputError
-from bids_glm.image.mask import bounding_box, load_image, same_grid
-from bids_glm.image.smooth import kernel_radius_voxels, sigma_voxels, smooth_volume
+from bids_glm.glm.threads import thread_budget
+from bids_glm.image.mask import load_image, same_grid
+from bids_glm.image.smooth import sigma_voxels
+from bids_glm.image.volume_reducer import VolumeReducer
 
 try:  # ISA-L inflates gzip several times faster than zlib, here in a background thread
     from isal import igzip_threaded
@@ -43,7 +48,7 @@ class MaskedSeries:
     usable : ndarray of bool, shape (n_voxels,)
         Voxels whose values were finite in every volume and not constant over time.
     mean_volume : ndarray, shape (x, y, z), float32
-        Time-mean of the kept volumes over the whole grid, before smoothing.
+        Time mean of the kept volumes over the whole grid, unsmoothed (non-finite -> 0).
     """
 
     data: np.ndarray
@@ -120,16 +125,64 @@ def series_layout(path: Path) -> SeriesLayout:
     )
 
 
-def _stored_volumes(path: Path, layout: SeriesLayout) -> Iterator[np.ndarray]:
-    """Yield each volume's stored values (a view of one reused buffer, Fortran order)."""
-    raw = bytearray(int(np.prod(layout.volume_shape)) * layout.dtype.itemsize)
-    values = np.frombuffer(raw, dtype=layout.dtype).reshape(layout.volume_shape, order="F")
+def _stored_volumes(path: Path, layout: SeriesLayout, n_buffers: int = 1) -> Iterator[np.ndarray]:
+    """Yield each volume's stored values (Fortran order), read into a ring of buffers.
+
+    Volume ``t`` is a view of buffer ``t % n_buffers``, overwritten when volume
+    ``t + n_buffers`` is read: a consumer must be done with it by then.
+    """
+    n_bytes = int(np.prod(layout.volume_shape)) * layout.dtype.itemsize
+    ring = [bytearray(n_bytes) for _ in range(n_buffers)]
+    views = [
+        np.frombuffer(raw, dtype=layout.dtype).reshape(layout.volume_shape, order="F")
+        for raw in ring
+    ]
     with _open_stream(path) as stream:
         if layout.offset:
             _read_exact(stream, bytearray(layout.offset), path)
-        for _ in range(layout.shape[3]):
-            _read_exact(stream, raw, path)
-            yield values
+        for index in range(layout.shape[3]):
+            _read_exact(stream, ring[index % n_buffers], path)
+            yield views[index % n_buffers]
+
+
+def for_each_volume(
+    path: Path,
+    layout: SeriesLayout,
+    keep_volumes: np.ndarray,
+    process: Callable[[int, np.ndarray], None],
+    n_threads: int = 1,
+    in_order: Callable[[np.ndarray], None] | None = None,
+) -> None:
+    """Call ``process(row, stored)`` for each kept volume, in up to ``n_threads`` threads.
+
+    ``row`` counts kept volumes (0, 1, ...); ``stored`` holds the volume's stored values and
+    is valid only during the call. Decompression stays in order in the calling thread (and
+    ISA-L's own thread) while the calls run concurrently; at most ``2 * n_threads + 1``
+    volumes are held at once. ``in_order(stored)``, if given, is called for each kept volume
+    in the calling thread, in time order, before ``process``. An exception raised by
+    ``process`` is re-raised here.
+    """
+    rows = np.cumsum(keep_volumes) - 1
+    if n_threads <= 1:
+        for index, stored in enumerate(_stored_volumes(path, layout)):
+            if keep_volumes[index]:
+                if in_order is not None:
+                    in_order(stored)
+                process(int(rows[index]), stored)
+        return
+    n_buffers = 2 * n_threads + 1
+    pending: deque[tuple[int, Future]] = deque()
+    with ThreadPoolExecutor(n_threads, thread_name_prefix="bids-glm-volume") as pool:
+        for index, stored in enumerate(_stored_volumes(path, layout, n_buffers)):
+            if keep_volumes[index]:
+                if in_order is not None:
+                    in_order(stored)
+                pending.append((index, pool.submit(process, int(rows[index]), stored)))
+            # the next read reuses the buffer of volume index + 1 - n_buffers
+            while pending and pending[0][0] <= index + 1 - n_buffers:
+                pending.popleft()[1].result()
+        for _, future in pending:
+            future.result()
 
 
 def iter_volumes(path: Path) -> Iterator[np.ndarray]:
@@ -158,6 +211,7 @@ def read_masked_series(
     mask_affine: np.ndarray,
     smoothing_fwhm_mm: float | None = None,
     keep_volumes: np.ndarray | None = None,
+    n_threads: int | None = None,
 ) -> MaskedSeries:
     """Read a 4-D series once, smoothing each volume and keeping the mask's voxels.
 
@@ -175,6 +229,10 @@ def read_masked_series(
     keep_volumes : ndarray of bool, shape (n_volumes,), optional
         Volumes to keep (dummy scans and censored volumes False); the others are
         decompressed in passing but neither smoothed nor stored.
+    n_threads : int, optional
+        Threads converting, smoothing and reducing volumes while the next ones are
+        decompressed; default: the process's `thread_budget`. The result does not depend
+        on it.
 
     Returns
     -------
@@ -187,13 +245,6 @@ def read_masked_series(
             f"{path}: the mask's grid {mask.shape} differs from the image's {layout.shape[:3]} "
             "(shape or affine)"
         )
-    if smoothing_fwhm_mm:
-        sigma = sigma_voxels(smoothing_fwhm_mm, layout.affine)
-        box = bounding_box(mask, kernel_radius_voxels(sigma))
-    else:
-        sigma = np.zeros(3)
-        box = bounding_box(mask, (0, 0, 0))
-    box_mask = mask[box]
     n_volumes = layout.shape[3]
     if keep_volumes is None:
         keep_volumes = np.ones(n_volumes, dtype=bool)
@@ -201,31 +252,21 @@ def read_masked_series(
         raise InputError(
             f"{path}: {n_volumes} volumes, but the model describes {keep_volumes.shape[0]}"
         )
-    rows = np.cumsum(keep_volumes) - 1
-    data = np.empty((int(keep_volumes.sum()), int(mask.sum())), dtype=np.float32)
-    finite = np.ones(data.shape[1], dtype=bool)
-    box_values = np.empty(box_mask.shape, dtype=np.float32, order="F")
-    # in-mask voxels in C order (as mask[...] gives them), addressed in Fortran memory order
-    in_mask = np.ravel_multi_index(np.nonzero(box_mask), box_mask.shape, order="F")
-    flat_box = box_values.ravel(order="K")
-    may_be_non_finite = layout.dtype.kind == "f"
-    total = np.zeros(layout.volume_shape, dtype=np.float64)
-    volume = np.empty(layout.volume_shape, dtype=np.float32, order="F")
-    for index, stored in enumerate(_stored_volumes(path, layout)):
-        if not keep_volumes[index]:
-            continue
-        total += np.nan_to_num(layout.to_float32(stored, volume), posinf=0.0, neginf=0.0)
-        layout.to_float32(stored[box], box_values)
-        if may_be_non_finite:
-            bad = ~np.isfinite(box_values)
-            if bad.any():
-                finite &= ~bad[box_mask]
-                box_values[bad] = 0.0
-        smooth_volume(box_values, sigma)
-        np.take(flat_box, in_mask, out=data[rows[index]])
+    sigma = sigma_voxels(smoothing_fwhm_mm, layout.affine) if smoothing_fwhm_mm else np.zeros(3)
+    n_kept = int(keep_volumes.sum())
+    data = np.empty((n_kept, int(mask.sum())), dtype=np.float32)
+    reducer = VolumeReducer(
+        mask,
+        sigma,
+        data,
+        scale=(layout.slope, layout.intercept),
+        check_finite=layout.dtype.kind == "f",
+    )
+    n_threads = thread_budget() if n_threads is None else max(int(n_threads), 1)
+    for_each_volume(path, layout, keep_volumes, reducer, n_threads, reducer.add_to_mean)
+    finite = reducer.finite_voxels()
     varying = np.ptp(data, axis=0) > 0
     n_bad = int((~(finite & varying)).sum())
     if n_bad:
         LOGGER.info("%s: %d in-mask voxel(s) constant or non-finite", path.name, n_bad)
-    mean = (total / max(int(keep_volumes.sum()), 1)).astype(np.float32)
-    return MaskedSeries(data=data, usable=finite & varying, mean_volume=mean)
+    return MaskedSeries(data=data, usable=finite & varying, mean_volume=reducer.mean_volume())

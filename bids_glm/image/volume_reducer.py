@@ -1,0 +1,143 @@
+"""Per-volume reduction of a streamed series: box, smoothing, in-mask gather, running sums.
+
+One `VolumeReducer` serves every volume of a run and may be called from several threads at
+once: each call writes only its own row of the output, the finite-voxel flags are kept per
+thread and combined at the end, and scratch buffers are per thread, so no lock is held while
+numpy and BLAS work (they release the GIL). The running sum behind the run's mean volume is
+added to in time order by the reading thread (`VolumeReducer.add_to_mean`), so the mean does
+not depend on the number of threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from bids_glm.image.mask import bounding_box
+from bids_glm.image.smooth import (
+    BoxSmoother,
+    SmoothingWorkspace,
+    kernel_radius_voxels,
+    plan_box_smoother,
+)
+
+
+@dataclass
+class _ThreadTotals:
+    """Sums over the volumes one thread has processed."""
+
+    finite: np.ndarray  # (n_voxels,) bool: finite in every volume seen
+    box: np.ndarray  # scratch (box shape) float32, Fortran order
+    smoothing: SmoothingWorkspace | None  # scratch of the smoother
+
+
+class VolumeReducer:
+    """Reduce each stored volume to its (smoothed) in-mask values.
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (x, y, z)
+        Voxels to keep.
+    sigma_vox : ndarray, shape (3,)
+        Gaussian sigma per axis in voxels (zeros: no smoothing).
+    out : ndarray, shape (n_rows, n_voxels), float32
+        Receives one row per processed volume.
+    scale : tuple of float
+        ``(slope, intercept)`` turning stored values into data values.
+    check_finite : bool
+        Whether stored values can be non-finite (floating-point storage).
+    """
+
+    def __init__(
+        self,
+        mask: np.ndarray,
+        sigma_vox: np.ndarray,
+        out: np.ndarray,
+        scale: tuple[float, float],
+        check_finite: bool,
+    ) -> None:
+        smoothing = bool(np.any(np.asarray(sigma_vox) > 0))
+        radius = kernel_radius_voxels(sigma_vox) if smoothing else np.zeros(3, dtype=int)
+        self.box = bounding_box(mask, radius)
+        self.smoother: BoxSmoother | None = None
+        kept_region = bounding_box(mask, (0, 0, 0))
+        if smoothing:
+            keep = tuple(
+                slice(k.start - b.start, k.stop - b.start)
+                for k, b in zip(kept_region, self.box, strict=True)
+            )
+            box_shape = tuple(b.stop - b.start for b in self.box)
+            self.smoother = plan_box_smoother(box_shape, keep, sigma_vox)
+        region_mask = mask[kept_region]
+        # in-mask voxels in the C order of mask[...], addressed in the region's Fortran order
+        self.in_mask = np.ravel_multi_index(np.nonzero(region_mask), region_mask.shape, order="F")
+        self.box_mask = mask[self.box]
+        self.mask_shape = mask.shape
+        self.out = out
+        self.slope, self.intercept = scale
+        self.check_finite = check_finite
+        self._local = threading.local()
+        self._all_totals: list[_ThreadTotals] = []
+        self._lock = threading.Lock()
+        self._volume_sum = np.zeros(mask.shape, order="F")
+        self._n_summed = 0
+
+    def add_to_mean(self, stored: np.ndarray) -> None:
+        """Add a volume's stored values to the running sum of `mean_volume`.
+
+        Called once per kept volume, in time order, from one thread (so the sum, and
+        hence the mean, does not depend on the number of threads).
+        """
+        np.add(self._volume_sum, stored, out=self._volume_sum)
+        self._n_summed += 1
+
+    def _totals(self) -> _ThreadTotals:
+        totals = getattr(self._local, "totals", None)
+        if totals is None:
+            box_shape = tuple(b.stop - b.start for b in self.box)
+            totals = _ThreadTotals(
+                finite=np.ones(self.out.shape[1], dtype=bool),
+                box=np.empty(box_shape, dtype=np.float32, order="F"),
+                smoothing=None if self.smoother is None else self.smoother.workspace(),
+            )
+            self._local.totals = totals
+            with self._lock:
+                self._all_totals.append(totals)
+        return totals
+
+    def __call__(self, row: int, stored: np.ndarray) -> None:
+        """Reduce one volume of stored values (x, y, z) into ``out[row]``."""
+        totals = self._totals()
+        box = totals.box
+        np.copyto(box, stored[self.box], casting="unsafe")
+        if self.slope != 1.0:
+            box *= np.float32(self.slope)
+        if self.intercept:
+            box += np.float32(self.intercept)
+        if self.check_finite:
+            bad = ~np.isfinite(box)
+            if bad.any():
+                totals.finite &= ~bad[self.box_mask]
+                box[bad] = 0.0
+        region = box if self.smoother is None else self.smoother.apply(box, totals.smoothing)
+        np.take(region.ravel(order="F"), self.in_mask, out=self.out[row])
+
+    def finite_voxels(self) -> np.ndarray:
+        """In-mask voxels finite in every processed volume (bool, shape (n_voxels,))."""
+        finite = np.ones(self.out.shape[1], dtype=bool)
+        for totals in self._all_totals:
+            finite &= totals.finite
+        return finite
+
+    def mean_volume(self) -> np.ndarray:
+        """Time mean of the volumes given to `add_to_mean`, unsmoothed, in data units.
+
+        Returns
+        -------
+        ndarray, shape (x, y, z), float32
+            Non-finite values (from non-finite data) are set to 0.
+        """
+        mean = self._volume_sum / max(self._n_summed, 1) * self.slope + self.intercept
+        return np.nan_to_num(mean, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
