@@ -6,7 +6,9 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import nibabel as nib
@@ -145,8 +147,39 @@ def write_map(
     """Write in-mask ``values`` as a float32 3-D map (zero outside the mask) plus its JSON."""
     volume = np.zeros(mask.shape, dtype=np.float32)
     volume[mask] = values
-    write_bytes_atomic(path, nifti_gz_bytes(volume, affine))
+    if _PENDING is None:
+        write_bytes_atomic(path, nifti_gz_bytes(volume, affine))
+    else:  # compression releases the GIL: let it overlap the next computations
+        _PENDING[1].append(_PENDING[0].submit(_write_volume, path, volume, affine))
     write_json(path.with_name(path.name.replace(".nii.gz", ".json")), sidecar)
+
+
+def _write_volume(path: Path, volume: np.ndarray, affine: np.ndarray) -> None:
+    write_bytes_atomic(path, nifti_gz_bytes(volume, affine))
+
+
+_PENDING: tuple[ThreadPoolExecutor, list[Future]] | None = None
+
+
+@contextmanager
+def background_map_writes(n_threads: int = 1) -> Iterator[None]:
+    """Inside the block, :func:`write_map` compresses and writes in ``n_threads`` threads.
+
+    Every map is on disk (or its error raised) when the block ends; the block is not
+    re-entrant (an inner one writes synchronously into the outer one's queue).
+    """
+    global _PENDING
+    if _PENDING is not None:
+        yield
+        return
+    with ThreadPoolExecutor(n_threads, thread_name_prefix="bids-glm-write") as pool:
+        _PENDING = (pool, [])
+        try:
+            yield
+        finally:
+            futures, _PENDING = _PENDING[1], None
+            for future in futures:
+                future.result()
 
 
 def write_mask(path: Path, mask: np.ndarray, affine: np.ndarray) -> None:

@@ -219,3 +219,24 @@ def write_design(
             ],
         },
     )
+
+
+def write_mean_image(
+    folder: Path,
+    entities: Mapping[str, str],
+    mean_volumes: Sequence[np.ndarray],
+    sources: Sequence[str],
+    affine: np.ndarray,
+) -> None:
+    """``..._desc-mean_boldref.nii.gz`` (+ JSON): the runs' mean BOLD, the reports' underlay."""
+    mean = np.mean(mean_volumes, axis=0, dtype=np.float64)
+    name = derivatives.bids_name(entities, tuple(entities), {"desc": "mean"}, "boldref")
+    derivatives.write_bytes_atomic(
+        folder / f"{name}.nii.gz", derivatives.nifti_gz_bytes(mean.astype(np.float32), affine)
+    )
+    sidecar = {
+        "Description": "Time-mean of the preprocessed BOLD over the volumes fitted, before "
+        "smoothing, averaged over runs",
+        "Sources": list(sources),
+    }
+    derivatives.write_json(folder / f"{name}.json", sidecar)

@@ -32,6 +32,7 @@ from bids_glm.settings import Settings
 from bids_glm.stats_model import MODEL_NAME, model_from_summaries, model_options
 from bids_glm.units import (
     AnalysisUnit,
+    mean_image_path,
     plan_units,
     remove_interrupted_writes,
     software_versions,
@@ -119,7 +120,7 @@ def process_run(
     settings: Settings,
 ) -> RunOutcome:
     """Fit one run, write its design and run-level maps, return its contrast maps."""
-    with captured_warnings() as messages:
+    with captured_warnings() as messages, derivatives.background_map_writes():
         outcome = _process_run(design, contrasts, mask, affine, settings)
     outcome.warnings.extend(messages)
     return outcome
@@ -179,44 +180,30 @@ def analyse_unit(unit: AnalysisUnit, settings: Settings) -> list[RunOutcome]:
     entities = {
         k: unit.entities[k] for k in derivatives.SUBJECT_LEVEL_ENTITIES if k in unit.entities
     }
-    for plan in unit.contrasts:
-        present = [o for o in outcomes if plan.label in o.maps]
-        if not present:
-            LOGGER.warning("contrast %s: no run has its columns; nothing written", plan.name)
-            continue
-        with np.errstate(divide="ignore", invalid="ignore"):
-            combined = fixed_effects(
-                [o.maps[plan.label] for o in present], settings.model.fixed_effects
+    with derivatives.background_map_writes():
+        for plan in unit.contrasts:
+            present = [o for o in outcomes if plan.label in o.maps]
+            if not present:
+                LOGGER.warning("contrast %s: no run has its columns; nothing written", plan.name)
+                continue
+            with np.errstate(divide="ignore", invalid="ignore"):
+                combined = fixed_effects(
+                    [o.maps[plan.label] for o in present], settings.model.fixed_effects
+                )
+            level_sources = ([o.source for o in present], "subject")
+            outputs.write_contrast_maps(
+                folder, entities, plan, combined, usable, mask, affine, settings, *level_sources
             )
-        sources = [o.source for o in present]
-        outputs.write_contrast_maps(
-            folder, entities, plan, combined, usable, mask, affine, settings, sources, "subject"
-        )
-        outputs.write_cluster_table(
-            folder, entities, plan, combined, usable, mask, affine, settings
-        )
+            outputs.write_cluster_table(
+                folder, entities, plan, combined, usable, mask, affine, settings
+            )
     final_mask = mask.copy()
     final_mask[mask] = usable
     name = derivatives.bids_name(entities, tuple(entities), {}, "mask")
     derivatives.write_mask(folder / f"{name}.nii.gz", final_mask, affine)
-    _write_mean_image(folder, entities, outcomes, affine)
+    means = [o.mean_volume for o in outcomes]
+    outputs.write_mean_image(folder, entities, means, [o.source for o in outcomes], affine)
     return outcomes
-
-
-def _write_mean_image(folder, entities, outcomes: Sequence[RunOutcome], affine) -> None:
-    """``..._desc-mean_boldref.nii.gz``: the runs' mean BOLD, the reports' underlay."""
-    mean = np.mean([o.mean_volume for o in outcomes], axis=0, dtype=np.float64)
-    name = derivatives.bids_name(entities, tuple(entities), {"desc": "mean"}, "boldref")
-    path = folder / f"{name}.nii.gz"
-    derivatives.write_bytes_atomic(
-        path, derivatives.nifti_gz_bytes(mean.astype(np.float32), affine)
-    )
-    sidecar = {
-        "Description": "Time-mean of the preprocessed BOLD over the volumes fitted, before "
-        "smoothing, averaged over runs",
-        "Sources": [o.source for o in outcomes],
-    }
-    derivatives.write_json(folder / f"{name}.json", sidecar)
 
 
 def unit_summary(
@@ -261,7 +248,7 @@ def unit_summary(
         "Settings": {"HRFModel": settings.model.hrf_model, **model_options(settings)},
         "CommandLine": settings.command_line,
         "Software": software_versions(),
-        "MeanImage": _mean_image_path(unit, settings),
+        "MeanImage": mean_image_path(unit, settings),
         "ElapsedSeconds": round(elapsed_s, 3),
     }
 
@@ -362,15 +349,6 @@ def run_participant_level(settings: Settings) -> None:
         batch.summary_line(results),
     )
     batch.raise_for_failures(results)
-
-
-def _mean_image_path(unit: AnalysisUnit, settings: Settings) -> str:
-    entities = {k: v for k, v in unit.entities.items() if k in derivatives.SUBJECT_LEVEL_ENTITIES}
-    name = derivatives.bids_name(
-        entities, derivatives.SUBJECT_LEVEL_ENTITIES, {"desc": "mean"}, "boldref"
-    )
-    folder = derivatives.subject_func_dir(settings.output_dir, unit.entities)
-    return (folder / f"{name}.nii.gz").relative_to(settings.output_dir).as_posix()
 
 
 def _run_unit(unit: AnalysisUnit, settings: Settings) -> batch.UnitResult:

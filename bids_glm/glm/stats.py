@@ -22,12 +22,18 @@ with Gauss-Laguerre quadrature, whose integrand is smooth in exactly that regime
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
+
 import numpy as np
 from scipy import special
+
+from bids_glm.glm.threads import thread_budget
 
 # Below this log tail probability (p ~ 1e-261) scipy's log-tail functions are replaced by the
 # incomplete-beta formula: scipy's values there are still accurate, and far from underflow.
 _LOG_TAIL_SWITCH = -600.0
+_MIN_CHUNK = 50_000  # voxels per thread below which threads cost more than they save
 _LAGUERRE_NODES, _LAGUERRE_WEIGHTS = np.polynomial.laguerre.laggauss(96)
 
 
@@ -91,12 +97,34 @@ def t_to_p_z(t: np.ndarray, dof: float) -> tuple[np.ndarray, np.ndarray]:
     dof = _check_dof(dof, "dof")
     t = np.asarray(t, dtype=np.float64)
     flat = t.ravel()
-    log_tail = _log_upper_tail_t(np.abs(flat), dof)
-    tail = np.exp(log_tail)  # P(T >= |t|), kept to subnormal values by the log
-    p = np.where(flat >= 0, tail, 1.0 - tail)
-    p[np.isnan(flat)] = np.nan
-    z = np.copysign(-special.ndtri_exp(log_tail), flat)
+    p, z = np.empty_like(flat), np.empty_like(flat)
+
+    def convert(part: slice) -> None:
+        values = flat[part]
+        log_tail = _log_upper_tail_t(np.abs(values), dof)
+        tail = np.exp(log_tail)  # P(T >= |t|), kept to subnormal values by the log
+        p[part] = np.where(values >= 0, tail, 1.0 - tail)
+        p[part][np.isnan(values)] = np.nan
+        z[part] = np.copysign(-special.ndtri_exp(log_tail), values)
+
+    _in_chunks(convert, flat.size)
     return p.reshape(t.shape), z.reshape(t.shape)
+
+
+def _in_chunks(convert, size: int) -> None:
+    """Call ``convert(slice)`` over ``range(size)`` in the thread budget's parallel chunks.
+
+    scipy's special functions release the GIL and act element by element, so the result
+    does not depend on the chunking.
+    """
+    n_chunks = min(thread_budget(), max(size // _MIN_CHUNK, 1))
+    bounds = np.linspace(0, size, n_chunks + 1).astype(int)
+    parts = [slice(a, b) for a, b in pairwise(bounds)]
+    if len(parts) == 1:
+        convert(parts[0])
+        return
+    with ThreadPoolExecutor(len(parts), thread_name_prefix="bids-glm-stats") as pool:
+        list(pool.map(convert, parts))
 
 
 def _log_tails_f(f: np.ndarray, dof_num: float, dof_den: float) -> tuple[np.ndarray, np.ndarray]:

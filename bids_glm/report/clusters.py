@@ -20,8 +20,7 @@ from string import ascii_lowercase
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage
-from scipy.stats import norm
+from scipy import ndimage, special
 
 HEIGHT_CONTROLS = ("fpr", "fdr", "bonferroni", "none")
 CLUSTER_TABLE_COLUMNS = (
@@ -97,14 +96,14 @@ def height_threshold(
         return float(threshold_none)
     alpha_per_tail = alpha / 2 if two_sided else alpha
     if height_control == "fpr":
-        return float(norm.isf(alpha_per_tail))
+        return float(-special.ndtri(alpha_per_tail))
     z_flat = _finite_or_zero(np.asarray(z_values, dtype=np.float64).ravel())
     if z_flat.size == 0:
         raise ValueError(f"height_control={height_control!r} needs at least one z value; got none")
     if two_sided:
         z_flat = np.abs(z_flat)
     if height_control == "bonferroni":
-        return float(norm.isf(alpha_per_tail / z_flat.size))
+        return float(-special.ndtri(alpha_per_tail / z_flat.size))
     return _benjamini_hochberg_z(z_flat, alpha_per_tail)
 
 
@@ -262,21 +261,40 @@ def _signed_clusters(
     maxima = _cluster_local_maxima(cluster_values, cluster_labels)
     plateaus, n_plateaus = ndimage.label(maxima, _FACES)
     plateau_ids = np.arange(1, n_plateaus + 1)
-    centres = np.asarray(ndimage.center_of_mass(cluster_values, plateaus, plateau_ids))
+    centres = _weighted_centres(cluster_values, plateaus, n_plateaus)
     peaks_ijk = _snap_into_plateaus(np.round(centres).astype(int), plateaus, plateau_ids)
     peak_values = cluster_values[tuple(peaks_ijk.T)]
     peak_cluster = cluster_labels[tuple(peaks_ijk.T)]
 
-    cluster_peaks = ndimage.maximum(cluster_values, cluster_labels, cluster_ids)
+    in_cluster = cluster_labels > 0
+    cluster_peaks = np.full(n_clusters + 1, -np.inf)
+    np.maximum.at(cluster_peaks, cluster_labels[in_cluster], cluster_values[in_cluster])
+    by_cluster = np.argsort(peak_cluster, kind="stable")
+    starts = np.searchsorted(peak_cluster[by_cluster], np.arange(n_clusters + 2))
     clusters = []
-    for cluster_id in cluster_ids[np.argsort(-np.asarray(cluster_peaks))]:
-        own = peak_cluster == cluster_id
+    for cluster_id in cluster_ids[np.argsort(-cluster_peaks[1:], kind="stable")]:
+        own = by_cluster[starts[cluster_id] : starts[cluster_id + 1]]
         ijk, values = peaks_ijk[own], peak_values[own]
         order = np.argsort(-values)
         ijk, values = ijk[order], values[order]
         keep = _distant_peaks(_apply_affine(affine, ijk), min_distance_mm)
         clusters.append((int(sizes[cluster_id]), ijk[keep], values[keep]))
     return clusters
+
+
+def _weighted_centres(values: np.ndarray, labels: np.ndarray, n_labels: int) -> np.ndarray:
+    """Value-weighted centre (voxel indices) of each label ``1..n_labels``: (n_labels, 3)."""
+    ijk = np.nonzero(labels)
+    label_of = labels[ijk]
+    weights = values[ijk].astype(np.float64)
+    total = np.bincount(label_of, weights, minlength=n_labels + 1)[1:]
+    return np.stack(
+        [
+            np.bincount(label_of, weights * axis, minlength=n_labels + 1)[1:] / total
+            for axis in ijk
+        ],
+        axis=1,
+    )
 
 
 def _cluster_local_maxima(cluster_values: np.ndarray, cluster_labels: np.ndarray) -> np.ndarray:
@@ -353,7 +371,7 @@ def _benjamini_hochberg_z(z_values: np.ndarray, alpha: float) -> float:
     """Smallest rejected z of the Benjamini-Hochberg step-up procedure, minus a hair."""
     z_descending = np.sort(z_values)[::-1]
     n_tests = z_descending.size
-    p_values = norm.sf(z_descending)
+    p_values = special.ndtr(-z_descending)  # the normal's upper tail
     rejected = p_values < alpha * np.linspace(1 / n_tests, 1, n_tests)
     if not rejected.any():
         return float(np.inf)
