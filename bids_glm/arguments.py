@@ -190,7 +190,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     run = parser.add_argument_group("execution")
-    run.add_argument("--n-cpus", "--n_cpus", type=int, default=1)
+    run.add_argument(
+        "--n-cpus",
+        "--n_cpus",
+        type=int,
+        default=None,
+        metavar="N",
+        help="cores to use (default: every core this process may run on, e.g. a SLURM allocation)",
+    )
     run.add_argument("--work-dir", "-w", type=Path, default=None)
     run.add_argument("--skip-bids-validator", action="store_true")
     run.add_argument(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import shlex
 import sys
@@ -23,6 +24,14 @@ from bids_glm.settings import ModelSettings, Settings
 
 LOGGER = logging.getLogger("bids_glm")
 LABEL_PATTERN = re.compile(r"^[A-Za-z0-9]+$")
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity: cgroups, SLURM, taskset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _participant_labels(raw: Sequence[str]) -> tuple[str, ...]:
@@ -96,7 +105,7 @@ def _check_numbers(args: argparse.Namespace) -> None:
         raise InputError(f"--high-pass {args.high_pass}: expected a frequency > 0 Hz")
     if args.slice_time_ref is not None and not 0 <= args.slice_time_ref <= 1:
         raise InputError(f"--slice-time-ref {args.slice_time_ref}: expected a fraction in [0, 1]")
-    if args.n_cpus < 1:
+    if args.n_cpus is not None and args.n_cpus < 1:
         raise InputError(f"--n-cpus {args.n_cpus}: expected 1 or more")
     if args.cluster_extent < 0:
         raise InputError(f"--cluster-extent {args.cluster_extent}: expected 0 or more voxels")
@@ -210,7 +219,7 @@ def settings_from_args(args: argparse.Namespace, command_line: str = "") -> Sett
         bids_filters=read_bids_filters(filter_file) if filter_file else {},
         model=model,
         stats_model=stats_model,
-        n_cpus=args.n_cpus,
+        n_cpus=args.n_cpus or available_cores(),
         skip_bids_validator=args.skip_bids_validator,
         mask=mask,
         mask_combine=mask_combine,
@@ -325,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     verbosity = -1 if args.quiet else args.verbose
     configure_logging(verbosity)
-    limit_threads(args.n_cpus)
+    limit_threads(args.n_cpus or available_cores())
     try:
         arguments = sys.argv[1:] if argv is None else list(argv)
         settings = settings_from_args(args, shlex.join(["bids-glm", *arguments]))

@@ -56,21 +56,71 @@ def test_written_effective_model_reproduces_the_run_byte_for_byte(demo, tmp_path
     )
 
 
-def as_ds003(bids: Path, target: Path) -> Path:
-    """The demo renamed to ds003's shape: task rhymejudgment, conditions word/pseudoword."""
+def as_model_dataset(
+    bids: Path, target: Path, task: str, conditions: dict[str, str], confounds: tuple = ()
+) -> Path:
+    """The demo renamed for a model: its task, its conditions, extra confound columns."""
     shutil.copytree(bids, target, copy_function=shutil.copy)
     for path in sorted(target.rglob("*task-faces*"), key=lambda p: -len(p.parts)):
-        path.rename(path.with_name(path.name.replace("task-faces", "task-rhymejudgment")))
+        path.rename(path.with_name(path.name.replace("task-faces", f"task-{task}")))
     for sidecar in target.rglob("*.json"):
         text = sidecar.read_text()
         if '"faces"' in text:
-            sidecar.write_text(text.replace('"faces"', '"rhymejudgment"'))
+            sidecar.write_text(text.replace('"faces"', f'"{task}"'))
     for events_path in target.rglob("*_events.tsv"):
         events = pd.read_csv(events_path, sep="\t")
-        renamed = {"face": "word", "house": "pseudoword"}
-        events["trial_type"] = events["trial_type"].replace(renamed)
+        events["trial_type"] = events["trial_type"].replace(conditions)
         events.to_csv(events_path, sep="\t", index=False, na_rep="n/a")
+    noise = np.random.default_rng(0)
+    for confounds_path in target.rglob("*_desc-confounds_timeseries.tsv"):
+        table = pd.read_csv(confounds_path, sep="\t")
+        for column in confounds:
+            table[column] = noise.standard_normal(len(table))
+        table.to_csv(confounds_path, sep="\t", index=False, na_rep="n/a")
     return target
+
+
+def as_ds003(bids: Path, target: Path) -> Path:
+    """ds003's shape: task rhymejudgment, conditions word/pseudoword."""
+    return as_model_dataset(bids, target, "rhymejudgment", {"face": "word", "house": "pseudoword"})
+
+
+# The other models of the zoo that bids-glm accepts, each on a demo renamed to match it:
+# task, condition renames, extra confound columns, the subject-level contrast label and the
+# sign its z must have in the planted "face" blob
+ZOO_RUNS = {
+    "model-MoAE_smdl.json": ("auditory", {"face": "listening"}, (), "trialTypeListening", 1),
+    "model-example_smdl.json": (
+        "stroop",
+        {"face": "congruent", "house": "incongruent"},
+        ("nuissance1", "nuissance2"),
+        "incongruentVsCongruent",
+        -1,
+    ),
+    "model-walkthrough_smdl.json": (
+        "simon",
+        {"face": "incongruent", "house": "congruent"},
+        (),
+        "ivC",
+        1,
+    ),
+}
+
+
+@pytest.mark.parametrize("filename", sorted(ZOO_RUNS))
+def test_accepted_zoo_models_run_on_a_matching_dataset(demo, tmp_path, filename):
+    model = REALDATA / filename
+    if not model.is_file():
+        pytest.skip(f"real model absent: {model}")
+    task, conditions, confounds, label, sign = ZOO_RUNS[filename]
+    bids = as_model_dataset(demo["bids"], tmp_path / "bids", task, conditions, confounds)
+    out = tmp_path / "out"
+    assert participant(bids, out, "--model", str(model), "--skip-bids-validator") == 0
+    func = out / "sub-01" / "func"
+    z_maps = sorted(func.glob(f"sub-01_task-{task}_space-*_stat-z_statmap.nii.gz"))
+    assert [p.name.split("_contrast-")[1].split("_stat")[0] for p in z_maps] == [label]
+    face = tuple(demo["truth"]["planted"]["face"]["centre_ijk"])
+    assert sign * nib.load(z_maps[0]).get_fdata()[face] > 5
 
 
 @pytest.mark.skipif(not DS003.is_file(), reason=f"real model absent: {DS003}")
