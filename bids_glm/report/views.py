@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from string import ascii_lowercase
 
 import nibabel as nib
 import numpy as np
@@ -26,6 +27,7 @@ from bids_glm.report.clusters import HEIGHT_CONTROLS, Threshold, cluster_table, 
 
 LOGGER = logging.getLogger("bids_glm")
 NOT_RECORDED = "not recorded"
+MAX_CLUSTERS = 20  # largest-peak clusters tabulated; all of them are in the clusters TSV
 _FD_SETTING = re.compile(r"FD=([0-9.]+)")
 
 
@@ -143,7 +145,7 @@ def _cell(value: object, spec: str) -> str:
 
 
 def cluster_rows(z_volume: np.ndarray, affine: np.ndarray, threshold: Threshold) -> list[dict]:
-    """The cluster table of a z map as rows of display strings."""
+    """The cluster table of a z map as rows of display strings (every cluster)."""
     if not np.isfinite(threshold.z_threshold):
         return []
     table = cluster_table(z_volume, affine, threshold.z_threshold, threshold.cluster_extent)
@@ -181,6 +183,7 @@ def contrast_view(
         "rows": [],
         "threshold": "",
         "note": "",
+        "hidden_clusters": 0,
     }
     z_map = load_volume(stat_map.z_path)
     if z_map is None:
@@ -198,7 +201,10 @@ def contrast_view(
         threshold_none=options.alpha,
     )
     view["threshold"] = threshold_words(threshold, int(in_mask.sum()))
-    view["rows"] = cluster_rows(thresholded, z_map.affine, threshold)
+    rows = cluster_rows(thresholded, z_map.affine, threshold)
+    cluster_numbers = [int(row["id"].rstrip(ascii_lowercase)) for row in rows]
+    view["rows"] = [r for r, n in zip(rows, cluster_numbers, strict=True) if n <= MAX_CLUSTERS]
+    view["hidden_clusters"] = max(max(cluster_numbers, default=0) - MAX_CLUSTERS, 0)
     if not view["rows"]:
         view["note"] = "No voxel survives the threshold."
         return view
