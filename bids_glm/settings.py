@@ -100,7 +100,7 @@ class Settings:
     bids_filters : mapping of str to object
         Its ``"bold"`` entity filters (see ``inputs/filters.py``); empty when none.
     work_dir : Path
-        Scratch folder (pybids database, caches).
+        Scratch folder (temporary files, caches; pybids' index is kept in memory).
     model : ModelSettings
         The first-level model.
     stats_model : StatsModel or None

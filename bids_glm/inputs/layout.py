@@ -1,12 +1,11 @@
 """Find the runs to analyse with pybids: preprocessed BOLD, masks, events, confounds, TR.
 
-Only the requested participants are indexed; pybids' database lives under the work
-folder, so the input dataset can be mounted read-only.
+Only the requested participants are indexed, in memory: nothing is written, so the input
+dataset can be mounted read-only.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -114,24 +113,19 @@ def open_layout(settings: Settings, participants: Sequence[str]):
     Returns
     -------
     bids.BIDSLayout
-        Layout with the derivatives attached; its database lives in the work folder.
+        Layout with the derivatives attached. Its index is held in memory: nothing is
+        written, so the inputs may be read-only (an on-disk index costs twice the time and
+        would be rebuilt on every run anyway).
     """
     from bids import BIDSLayout, BIDSLayoutIndexer
     from bids.exceptions import BIDSValidationError
 
-    key = json.dumps(
-        [str(settings.bids_dir), [str(d) for d in settings.derivatives], list(participants)]
-    )
-    database = settings.work_dir / "pybids" / hashlib.sha1(key.encode()).hexdigest()[:12]
-    database.mkdir(parents=True, exist_ok=True)
     indexer = BIDSLayoutIndexer(validate=False, ignore=_indexer_ignore(participants))
     try:
         return BIDSLayout(
             settings.bids_dir,
             validate=False,
             derivatives=[str(d) for d in settings.derivatives] or False,
-            database_path=database,
-            reset_database=True,
             indexer=indexer,
         )
     except (BIDSValidationError, ValueError, FileNotFoundError) as err:
