@@ -24,7 +24,7 @@ Signal model (per run; in-brain voxels only, as a ``(T, V)`` float32 array)::
 - confounds (:mod:`bids_glm.demo_confounds`) are realistic but not injected into ``Y``.
 
 Values are rounded to int16 and streamed volume by volume into a deterministic gzip
-stream (ISA-L if available): the same parameters give byte-identical files. The raw BOLD
+stream (zlib-ng, deterministic): the same parameters give byte-identical files. The raw BOLD
 is a hard link to the preprocessed file (a copy where links are not supported).
 """
 

@@ -14,9 +14,9 @@ import pandas as pd
 
 from bids_glm import __version__
 
-try:
-    from isal import igzip as _fast_gzip
-except ImportError:  # pragma: no cover - isal is a declared dependency
+try:  # deterministic (ISA-L's deflate is not) and fast
+    from zlib_ng import gzip_ng as _fast_gzip
+except ImportError:  # pragma: no cover - zlib-ng is a declared dependency
     _fast_gzip = None
 
 #: NIfTI-1 single-file data offset: 348-byte header + 4-byte extension flag.
@@ -78,7 +78,7 @@ def nifti_header(
 def _gzip_stream(raw: IO[bytes]) -> gzip.GzipFile:
     """Open a gzip writer with no file name and mtime 0 (deterministic), fast level."""
     if _fast_gzip is not None:
-        return _fast_gzip.IGzipFile(filename="", mode="wb", compresslevel=1, fileobj=raw, mtime=0)
+        return _fast_gzip.GzipNGFile(filename="", mode="wb", compresslevel=1, fileobj=raw, mtime=0)
     return gzip.GzipFile(filename="", mode="wb", compresslevel=1, fileobj=raw, mtime=0)
 
 

@@ -17,15 +17,16 @@ import pandas as pd
 
 from bids_glm import __version__
 
-try:
-    from isal import igzip as _gzip
-except ImportError:  # pragma: no cover - isal is a declared dependency
+try:  # deterministic and fast; ISA-L's deflate is fast but not deterministic (its hash
+    # table is not cleared: the same map compressed in two processes can differ by a byte)
+    from zlib_ng import gzip_ng as _gzip
+except ImportError:  # pragma: no cover - zlib-ng is a declared dependency
     import gzip as _gzip
 
 BIDS_VERSION = "1.10.0"
 CODE_URL = "https://github.com/bids-glm/bids-glm"
 CONTAINER_ENV = "BIDS_GLM_CONTAINER"
-GZIP_LEVEL = 2
+GZIP_LEVEL = 1
 NIFTI1_DATA_OFFSET = 352  # 348-byte header + 4-byte extension flag
 OUTPUT_README = """# bids-glm first-level statistics
 
