@@ -370,7 +370,12 @@ def _run_unit(unit: AnalysisUnit, settings: Settings) -> batch.UnitResult:
         raise
     except Exception as err:  # one unit's failure must not stop the batch
         _remove_outputs(unit, settings)
-        LOGGER.debug("%s failed", unit.name, exc_info=True)
+        LOGGER.log(
+            logging.ERROR if settings.verbosity >= 1 else logging.DEBUG,
+            "%s failed",
+            unit.name,
+            exc_info=True,  # the traceback with -v, as for the whole command
+        )
         reason = str(err) if isinstance(err, BidsGlmError) else f"{type(err).__name__}: {err}"
         LOGGER.error("%s: failed: %s", unit.name, reason)
         return batch.UnitResult(unit.name, batch.FAILED, reason, err)

@@ -53,7 +53,8 @@ def render_participant_reports(
         try:
             written = render(settings.output_dir, label, options)
         except Exception as err:  # the maps are fine; only the report failed
-            LOGGER.debug("%s failed", name, exc_info=True)
+            level = logging.ERROR if settings.verbosity >= 1 else logging.DEBUG
+            LOGGER.log(level, "%s failed", name, exc_info=True)  # traceback with -v
             LOGGER.error("%s: not written: %s: %s", name, type(err).__name__, err)
             results.append(batch.UnitResult(name, batch.FAILED, f"{type(err).__name__}: {err}"))
             continue
