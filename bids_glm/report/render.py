@@ -21,7 +21,6 @@ from bids_glm.report.views import NOT_RECORDED, ReportOptions, unit_view
 
 __all__ = [
     "ReportOptions",
-    "render_all_participants",
     "render_participant_report",
     "render_participant_reports",
 ]
@@ -147,15 +146,3 @@ def render_participant_reports(
     record = collect.read_participant(output_dir, manifests)
     html = render_participant(record, options)
     return write_report(html, output_dir / f"sub-{record.label}.html", options.write_pdf)
-
-
-def render_all_participants(output_dir: Path, options: ReportOptions) -> list[Path]:
-    """Render the report of every participant with a manifest in OUTPUT_DIR."""
-    labels = sorted(
-        {
-            collect.manifest_entities(p).get("sub", "")
-            for p in (Path(output_dir) / collect.MANIFEST_FOLDER).glob("sub-*.json")
-        }
-        - {""}
-    )
-    return [p for label in labels for p in render_participant_reports(output_dir, label, options)]
