@@ -17,7 +17,8 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import pandas as pd
 
-MANIFEST_FOLDER = Path("logs") / "manifests"
+from bids_glm.manifest import MANIFEST_FOLDER
+
 Z_MAP_SUFFIX = "_stat-z_statmap.nii.gz"
 _CONTRAST = re.compile(r"_contrast-([A-Za-z0-9]+)_stat-z_statmap\.nii\.gz$")
 _ENTITY = re.compile(r"([a-z]+)-([A-Za-z0-9]+)")

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from bids_glm import __version__
+from bids_glm.manifest import MANIFEST_FOLDER
 from bids_glm.report import collect
 from bids_glm.report.render import environment, markdown_blocks, write_report
 from bids_glm.report.views import (
@@ -44,7 +45,7 @@ def mean_underlay(output_dir: Path, entities: dict, grid: Volume | None) -> Volu
     if grid is None:
         return None
     images = []
-    for manifest in sorted((output_dir / collect.MANIFEST_FOLDER).glob("sub-*.json")):
+    for manifest in sorted((output_dir / MANIFEST_FOLDER).glob("sub-*.json")):
         found = collect.manifest_entities(manifest)
         if any(found.get(k) != entities.get(k) for k in ("task", "space")):
             continue
