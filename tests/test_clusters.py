@@ -340,3 +340,19 @@ def test_raising_the_threshold_never_adds_voxels(low, step, extent, two_sided):
     higher, _ = threshold_map(z, mask, "none", 0.0, extent, two_sided, threshold_none=low + step)
     assert np.count_nonzero(higher) <= np.count_nonzero(lower)
     assert not (higher.astype(bool) & ~lower.astype(bool)).any()
+
+
+def test_cluster_size_of_a_planted_blob_within_20_percent(z_map):
+    """Each isolated blob's cluster has the size of its noiseless supra-threshold core."""
+    grid = np.indices(SHAPE).astype(float)
+    table = cluster_table(z_map, AFFINE, 3.1, two_sided=True)
+    peaks = table[table["Cluster Size (voxels)"].notna()]
+    for centre, peak, sigma in BLOBS[1:4]:  # blobs 0 and 4 merge into one cluster
+        squared = sum((grid[axis] - centre[axis]) ** 2 for axis in range(3))
+        expected = int((abs(peak) * np.exp(-squared / (2 * sigma**2)) > 3.1).sum())
+        centre_mm = AFFINE[:3, :3] @ np.array(centre) + AFFINE[:3, 3]
+        distances = np.linalg.norm(peaks[["X", "Y", "Z"]].to_numpy() - centre_mm, axis=1)
+        found = peaks.iloc[int(np.argmin(distances))]
+        assert distances.min() <= np.sqrt(3) * 3.0 + 1e-9  # its centre within one voxel
+        assert found["Cluster Size (voxels)"] == pytest.approx(expected, rel=0.2)
+        assert found["Cluster Size (mm3)"] == int(found["Cluster Size (voxels)"] * 27)
