@@ -183,8 +183,11 @@ def write_model_maps(
 
 def write_design(
     design: RunDesign, folder: Path, entities: Mapping[str, str], settings: Settings
-) -> None:
-    """The run's design matrix as TSV, and a JSON with everything needed to rebuild it."""
+) -> Path:
+    """The run's design matrix as TSV, and a JSON with everything needed to rebuild it.
+
+    Returns the TSV's path.
+    """
     name = derivatives.bids_name(entities, tuple(entities), {}, "design")
     derivatives.write_tsv(folder / f"{name}.tsv", design.matrix)
     model = settings.model
@@ -219,6 +222,7 @@ def write_design(
             ],
         },
     )
+    return folder / f"{name}.tsv"
 
 
 def write_mean_image(
@@ -227,8 +231,11 @@ def write_mean_image(
     mean_volumes: Sequence[np.ndarray],
     sources: Sequence[str],
     affine: np.ndarray,
-) -> None:
-    """``..._desc-mean_boldref.nii.gz`` (+ JSON): the runs' mean BOLD, the reports' underlay."""
+) -> Path:
+    """``..._desc-mean_boldref.nii.gz`` (+ JSON): the runs' mean BOLD, the reports' underlay.
+
+    Returns the image's path.
+    """
     mean = np.mean(mean_volumes, axis=0, dtype=np.float64)
     name = derivatives.bids_name(entities, tuple(entities), {"desc": "mean"}, "boldref")
     derivatives.write_bytes_atomic(
@@ -240,3 +247,4 @@ def write_mean_image(
         "Sources": list(sources),
     }
     derivatives.write_json(folder / f"{name}.json", sidecar)
+    return folder / f"{name}.nii.gz"

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -32,7 +33,6 @@ from bids_glm.settings import Settings
 from bids_glm.stats_model import MODEL_NAME, model_from_summaries, model_options
 from bids_glm.units import (
     AnalysisUnit,
-    mean_image_path,
     plan_units,
     remove_interrupted_writes,
     software_versions,
@@ -96,6 +96,8 @@ class RunOutcome:
         contrasts whose columns the run lacks are absent.
     source : str
         The run's BOLD file as a BIDS URI.
+    design_path : Path
+        The run's written ``_design.tsv``.
     skipped_contrasts : dict of str to str
         Contrast name -> why this run does not contribute to it.
     warnings : list of str
@@ -107,6 +109,7 @@ class RunOutcome:
     usable: np.ndarray
     maps: dict[str, ContrastMaps]
     source: str
+    design_path: Path
     mean_volume: np.ndarray | None = None
     skipped_contrasts: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -130,12 +133,14 @@ def _process_run(design, contrasts, mask, affine, settings: Settings) -> RunOutc
     entities = run_entities(design.run)
     folder = derivatives.subject_func_dir(settings.output_dir, entities)
     fit, usable, mean_volume = fit_run(design, mask, affine, settings)
-    outputs.write_design(design, folder, entities, settings)
+    design_path = outputs.write_design(design, folder, entities, settings)
     source = outputs.source_path(design.run.bold_path, settings)
     if settings.model_maps:
         outputs.write_model_maps(folder, entities, fit, usable, mask, affine, source)
     columns = list(design.matrix.columns)
-    outcome = RunOutcome(usable=usable, maps={}, source=source, mean_volume=mean_volume)
+    outcome = RunOutcome(
+        usable=usable, maps={}, source=source, design_path=design_path, mean_volume=mean_volume
+    )
     for plan in contrasts:
         absent = missing_columns(plan.columns, columns)
         if absent:
@@ -162,8 +167,11 @@ def _inputs_of_fixed_effects(maps: ContrastMaps) -> ContrastMaps:
     return replace(maps, stat=nothing, z=nothing, p=nothing)
 
 
-def analyse_unit(unit: AnalysisUnit, settings: Settings) -> list[RunOutcome]:
-    """Fit every run of the unit, write run-level maps, then fixed-effects maps."""
+def analyse_unit(unit: AnalysisUnit, settings: Settings) -> tuple[list[RunOutcome], Path]:
+    """Fit every run of the unit, write run-level maps, then fixed-effects maps.
+
+    Returns the runs' outcomes and the path of the unit's mean BOLD image.
+    """
     mask, affine = build_analysis_mask(unit.designs, settings)
     folder = derivatives.subject_func_dir(settings.output_dir, unit.entities)
     outcomes = map_runs(
@@ -202,14 +210,15 @@ def analyse_unit(unit: AnalysisUnit, settings: Settings) -> list[RunOutcome]:
     name = derivatives.bids_name(entities, tuple(entities), {}, "mask")
     derivatives.write_mask(folder / f"{name}.nii.gz", final_mask, affine)
     means = [o.mean_volume for o in outcomes]
-    outputs.write_mean_image(folder, entities, means, [o.source for o in outcomes], affine)
-    return outcomes
+    sources = [o.source for o in outcomes]
+    return outcomes, outputs.write_mean_image(folder, entities, means, sources, affine)
 
 
 def unit_summary(
     unit: AnalysisUnit,
     settings: Settings,
     outcomes: Sequence[RunOutcome],
+    mean_image: Path,
     warnings: Sequence[str],
     elapsed_s: float,
 ) -> dict:
@@ -217,13 +226,10 @@ def unit_summary(
     used, excluded = [], []
     for design, outcome in zip(unit.designs, outcomes, strict=True):
         run = design.run
-        entities = run_entities(run)
-        name = derivatives.bids_name(entities, tuple(entities), {}, "design")
-        folder = derivatives.subject_func_dir(settings.output_dir, entities)
         used.append(
             {
                 "Run": run.label,
-                "Design": (folder / f"{name}.tsv").relative_to(settings.output_dir).as_posix(),
+                "Design": _relative(outcome.design_path, settings),
                 "EventsPath": None if run.events_path is None else str(run.events_path),
                 "ConfoundsPath": None if run.confounds_path is None else str(run.confounds_path),
             }
@@ -248,7 +254,7 @@ def unit_summary(
         "Settings": {"HRFModel": settings.model.hrf_model, **model_options(settings)},
         "CommandLine": settings.command_line,
         "Software": software_versions(),
-        "MeanImage": mean_image_path(unit, settings),
+        "MeanImage": _relative(mean_image, settings),
         "ElapsedSeconds": round(elapsed_s, 3),
     }
 
@@ -351,6 +357,10 @@ def run_participant_level(settings: Settings) -> None:
     batch.raise_for_failures(results)
 
 
+def _relative(path: Path, settings: Settings) -> str:
+    return path.relative_to(settings.output_dir).as_posix()
+
+
 def _run_unit(unit: AnalysisUnit, settings: Settings) -> batch.UnitResult:
     """Analyse one unit unless complete; never leave partial outputs behind."""
     record = manifest.manifest_path(settings.output_dir, unit.entities)
@@ -364,7 +374,7 @@ def _run_unit(unit: AnalysisUnit, settings: Settings) -> batch.UnitResult:
     started = time.perf_counter()
     try:
         with captured_warnings() as messages:
-            outcomes = analyse_unit(unit, settings)
+            outcomes, mean_image = analyse_unit(unit, settings)
     except KeyboardInterrupt:
         _remove_outputs(unit, settings)
         raise
@@ -379,7 +389,8 @@ def _run_unit(unit: AnalysisUnit, settings: Settings) -> batch.UnitResult:
         reason = str(err) if isinstance(err, BidsGlmError) else f"{type(err).__name__}: {err}"
         LOGGER.error("%s: failed: %s", unit.name, reason)
         return batch.UnitResult(unit.name, batch.FAILED, reason, err)
-    summary = unit_summary(unit, settings, outcomes, messages, time.perf_counter() - started)
+    elapsed_s = time.perf_counter() - started
+    summary = unit_summary(unit, settings, outcomes, mean_image, messages, elapsed_s)
     manifest.record(record, fingerprint, unit_outputs(unit, settings), summary)
     return batch.UnitResult(unit.name, batch.DONE)
 

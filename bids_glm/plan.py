@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from bids_glm.design.contrast_options import FContrastSpec
 from bids_glm.design.contrasts import (
     ContrastError,
     missing_columns,
@@ -334,7 +335,7 @@ def _node_contrast_plans(designs: Sequence[RunDesign]) -> list[ContrastPlan]:
     """The ``--model`` Run node's contrasts (the same names in every run)."""
     plans = []
     for spec in designs[0].node_contrasts:
-        stat_type = "F" if hasattr(spec, "rows") else "t"
+        stat_type = "F" if isinstance(spec, FContrastSpec) else "t"
         plans.append(_checked_user_contrast(spec, stat_type, designs))
     return _labelled(plans)
 

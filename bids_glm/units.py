@@ -145,15 +145,6 @@ def unit_fingerprint(unit: AnalysisUnit, settings: Settings) -> str:
     return manifest.fingerprint(description, inputs)
 
 
-def mean_image_path(unit: AnalysisUnit, settings: Settings) -> str:
-    """The unit's mean BOLD image (``..._desc-mean_boldref.nii.gz``), relative to OUTPUT_DIR."""
-    keep = derivatives.SUBJECT_LEVEL_ENTITIES
-    entities = {k: v for k, v in unit.entities.items() if k in keep}
-    name = derivatives.bids_name(entities, keep, {"desc": "mean"}, "boldref")
-    folder = derivatives.subject_func_dir(settings.output_dir, unit.entities)
-    return (folder / f"{name}.nii.gz").relative_to(settings.output_dir).as_posix()
-
-
 def software_versions() -> dict[str, str]:
     """Versions of bids-glm and the libraries its numbers depend on."""
     from importlib.metadata import PackageNotFoundError, version

@@ -24,7 +24,6 @@ from bids_glm.demo import make_demo_dataset
 from bids_glm.report.group_report import render_group_report
 from bids_glm.report.render import (
     ReportOptions,
-    render_participant_report,
     render_participant_reports,
 )
 
@@ -165,9 +164,8 @@ def test_changed_threshold_changes_statement_and_table(demo, tmp_path):
     mask_path = next(output.glob("sub-01/func/sub-01_task-faces_*_mask.nii.gz"))
     n_mask = int((np.asanyarray(nib.load(mask_path).dataobj) > 0).sum())
     options = ReportOptions(height_control="bonferroni", alpha=0.05, cluster_extent=5)
-    manifest = next(output.glob("logs/manifests/sub-01_*.json"))
-    (html_path,) = render_participant_report(
-        output, manifest, ReportOptions(**{**options.__dict__, "write_pdf": False})
+    (html_path,) = render_participant_reports(
+        output, "01", ReportOptions(**{**options.__dict__, "write_pdf": False})
     )
     html = html_path.read_text()
     z_bonferroni = norm.isf(0.05 / n_mask)

@@ -21,7 +21,6 @@ from bids_glm.report.views import NOT_RECORDED, ReportOptions, unit_view
 
 __all__ = [
     "ReportOptions",
-    "render_participant_report",
     "render_participant_reports",
 ]
 
@@ -93,31 +92,6 @@ def render_participant(record: collect.ParticipantRecord, options: ReportOptions
             options=options,
         )
     )
-
-
-def render_participant_report(
-    output_dir: Path, manifest_path: Path, options: ReportOptions
-) -> list[Path]:
-    """Render the report of the participant a manifest belongs to (all their units).
-
-    Parameters
-    ----------
-    output_dir : Path
-        The participant level's OUTPUT_DIR.
-    manifest_path : Path
-        One of the participant's ``logs/manifests/*.json``; every unit of that
-        participant goes into the same report.
-    options : ReportOptions
-
-    Returns
-    -------
-    list of Path
-        ``OUTPUT_DIR/sub-<label>.html`` and, when requested and possible, the ``.pdf``.
-    """
-    label = collect.manifest_entities(Path(manifest_path)).get("sub")
-    if label is None:
-        raise ValueError(f"{manifest_path}: expected a manifest named sub-<label>_...json")
-    return render_participant_reports(output_dir, label, options)
 
 
 def render_participant_reports(
