@@ -25,7 +25,6 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -63,8 +62,6 @@ class RunModelInputs:
     contrasts : tuple of ContrastSpec
         Dummy contrasts, then the explicit t (and ``pass``) contrasts, weights over columns.
     f_contrasts : tuple of FContrastSpec
-    model_overrides, settings_overrides : dict
-        See :func:`bids_glm.inputs.model_options.node_overrides`.
     """
 
     events: pd.DataFrame
@@ -77,8 +74,6 @@ class RunModelInputs:
     confound_columns: tuple[str, ...]
     contrasts: tuple[ContrastSpec, ...]
     f_contrasts: tuple[FContrastSpec, ...]
-    model_overrides: dict[str, Any]
-    settings_overrides: dict[str, Any]
 
 
 def map_run_node(
@@ -138,7 +133,7 @@ def map_run_node(
     _check_convolution(node, conditions, confound_columns, named)
     design_columns = _design_columns(conditions, confound_columns, hrf_model, fir_delays)
     contrasts, f_contrasts = _contrasts(node, x_names, design_columns)
-    model, settings = node_overrides(node)
+    model, _ = node_overrides(node)  # validated Options: the high-pass cut-off
     return RunModelInputs(
         events=_events(conditions, sparse, node.origin),
         confounds=_confounds(confound_columns, run.dense, n_scans, node.origin),
@@ -150,8 +145,6 @@ def map_run_node(
         confound_columns=tuple(confound_columns),
         contrasts=contrasts,
         f_contrasts=f_contrasts,
-        model_overrides=model,
-        settings_overrides=settings,
     )
 
 
