@@ -8,10 +8,13 @@ redoes the unit (atomic writes mean no output file is ever half-written).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from bids_glm import __version__, derivatives
@@ -86,3 +89,25 @@ def completed_summaries(output_dir: Path) -> list[dict]:
     """Summaries of every complete unit in OUTPUT_DIR, in file-name order."""
     manifests = sorted((output_dir / MANIFEST_FOLDER).glob("*.json"))
     return [m["Summary"] for m in map(_read, manifests) if m and "Summary" in m]
+
+
+@contextmanager
+def summaries_lock(output_dir: Path) -> Iterator[None]:
+    """Hold OUTPUT_DIR's lock while reading every summary and writing what derives from them.
+
+    Processes sharing an OUTPUT_DIR (job arrays) each record their manifest, then rewrite the
+    methods text from all completed summaries. Under this lock the last process to write is
+    also the last to read, so it has seen every manifest recorded before it. Where the file
+    system refuses locks, the block runs unlocked.
+    """
+    folder = output_dir / MANIFEST_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(folder, os.O_RDONLY)  # the folder itself: no lock file to leave
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        except OSError as err:  # e.g. some network file systems
+            LOGGER.debug("%s: no lock (%s); writing unlocked", folder, err)
+        yield
+    finally:
+        os.close(descriptor)  # closing releases the lock

@@ -281,25 +281,26 @@ def dry_run(units: Sequence[AnalysisUnit], settings: Settings) -> None:
 
 def write_methods_text(settings: Settings) -> None:
     """``logs/CITATION.*`` and the effective BIDS Stats Model, over every completed unit."""
-    summaries = manifest.completed_summaries(settings.output_dir)
-    if not summaries:
-        return
-    spaces = sorted({s["Space"] for s in summaries if s["Space"]})
-    facts = methods_facts(
-        settings,
-        n_participants=len({s["Participant"] for s in summaries}),
-        tasks=[s["Task"] for s in summaries],
-        n_runs=sum(s["Runs"] for s in summaries),
-        space=", ".join(spaces) or None,
-        tr_s=[tr for s in summaries for tr in s["RepetitionTimes"]],
-        command_line=settings.command_line,
-        conditions=[c for s in summaries for c in s["Conditions"]],
-    )
-    write_methods(settings.output_dir, facts)
-    derivatives.write_json(
-        settings.output_dir / f"model-{MODEL_NAME}_smdl.json",
-        model_from_summaries(settings, summaries),
-    )
+    with manifest.summaries_lock(settings.output_dir):  # job arrays share OUTPUT_DIR
+        summaries = manifest.completed_summaries(settings.output_dir)
+        if not summaries:
+            return
+        spaces = sorted({s["Space"] for s in summaries if s["Space"]})
+        facts = methods_facts(
+            settings,
+            n_participants=len({s["Participant"] for s in summaries}),
+            tasks=[s["Task"] for s in summaries],
+            n_runs=sum(s["Runs"] for s in summaries),
+            space=", ".join(spaces) or None,
+            tr_s=[tr for s in summaries for tr in s["RepetitionTimes"]],
+            command_line=settings.command_line,
+            conditions=[c for s in summaries for c in s["Conditions"]],
+        )
+        write_methods(settings.output_dir, facts)
+        derivatives.write_json(
+            settings.output_dir / f"model-{MODEL_NAME}_smdl.json",
+            model_from_summaries(settings, summaries),
+        )
 
 
 def run_participant_level(settings: Settings) -> None:

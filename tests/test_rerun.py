@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import pytest
 
 from bids_glm.cli import main
 from bids_glm.demo import make_demo_dataset
+from bids_glm.manifest import MANIFEST_FOLDER, summaries_lock
 
 
 @pytest.fixture(scope="module")
@@ -173,3 +175,18 @@ def test_a_failing_participant_leaves_no_partial_outputs(bids, tmp_path, capsys)
     assert list((out / "sub-03").rglob("*_statmap.nii.gz"))  # the batch went on
     assert not list((out / "sub-02").rglob("*.nii.gz"))
     assert not list((out / "sub-02").rglob(".*.tmp"))
+
+
+def test_methods_text_is_written_under_the_output_lock(tmp_path):
+    """While one process rewrites the methods text, another cannot start reading summaries."""
+    with summaries_lock(tmp_path):
+        other = os.open(tmp_path / MANIFEST_FOLDER, os.O_RDONLY)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(other)
+    other = os.open(tmp_path / MANIFEST_FOLDER, os.O_RDONLY)
+    fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when the block ended
+    os.close(other)
+    assert [p.name for p in (tmp_path / MANIFEST_FOLDER).iterdir()] == []  # no lock file
