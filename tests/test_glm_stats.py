@@ -186,3 +186,39 @@ def test_z_is_monotone_in_f(values, dof_num, dof_den):
     finite = np.isfinite(z)
     assert np.all(finite | (f == 0.0))
     assert np.all(np.diff(z[finite]) >= -1e-12 * np.maximum(np.abs(z[finite][1:]), 1.0))
+
+
+@pytest.mark.parametrize("dof", [1.0, 2.5, 7.0, 30.0, 187.0, 1e3, 1e5, 1e9])
+def test_t_table_path_matches_exact_path(dof):
+    # maps of >= 10k voxels go through the interpolated tail table; small arrays do not
+    rng = np.random.default_rng(int(dof) % 1000)
+    t = np.concatenate(
+        [rng.standard_normal(30_000) * 4, rng.uniform(-32.0, 32.0, 30_000), [0.0, 32.0, -32.0]]
+    )
+    p, z = t_to_p_z(t, dof)
+    p_exact = np.concatenate([t_to_p_z(part, dof)[0] for part in np.array_split(t, 20)])
+    z_exact = np.concatenate([t_to_p_z(part, dof)[1] for part in np.array_split(t, 20)])
+    np.testing.assert_allclose(p, p_exact, rtol=1e-11, atol=0)
+    np.testing.assert_allclose(z, z_exact, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize(("t", "dof"), [(20.0, 200.0), (31.5, 12.0), (40.0, 200.0), (5.0, 3.0)])
+def test_t_table_path_matches_mpmath(t, dof):
+    log_p = _t_reference(t, dof)
+    values = np.tile([t, -t, 0.5], 5_000)  # large enough for the table
+    p, z = t_to_p_z(values, dof)
+    assert z[0] == pytest.approx(float(_z_from_log_tail(log_p)), rel=1e-9)
+    assert p[0] == pytest.approx(float(mp.exp(log_p)), rel=1e-9, abs=0.0)
+    assert z[1] == -z[0] and p[1] == pytest.approx(1.0 - p[0], rel=1e-12)
+
+
+def test_t_table_refuses_an_inaccurate_grid():
+    from bids_glm.glm.t_tail_table import tail_table
+
+    def noisy_log_tail(u, dof):  # an "exact" function no smooth table can follow
+        return np.log(scipy.stats.t.sf(u, dof)) + 1e-6 * np.sin(1e4 * u)
+
+    assert tail_table(9.0, noisy_log_tail) is None
+    t = np.linspace(-5, 5, 20_001)
+    p, _ = t_to_p_z(t, 9.0)  # the real function gets its table
+    np.testing.assert_allclose(p, scipy.stats.t.sf(t, 9.0), rtol=1e-11)

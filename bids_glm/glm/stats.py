@@ -18,6 +18,10 @@ with ``x = d2 / (d2 + d1 f)``). The hypergeometric factor is scipy's ``hyp2f1``;
 returns a non-finite value (very large degrees of freedom with ``x`` close to 1) it is
 evaluated from its integral representation ``int_0^inf exp(-w) (1 - x exp(-w/a))**(b-1) dw``
 with Gauss-Laguerre quadrature, whose integrand is smooth in exactly that regime.
+
+Whole maps (at least ``_MIN_TABLE_SIZE`` t values) take their log tails for ``|t| <= 32`` from
+a table checked against these exact values when it is built (`bids_glm.glm.t_tail_table`,
+relative error below 1e-12), which is ~6x cheaper than ``stdtr`` per voxel.
 """
 
 from __future__ import annotations
@@ -28,12 +32,14 @@ from itertools import pairwise
 import numpy as np
 from scipy import special
 
+from bids_glm.glm.t_tail_table import tail_table
 from bids_glm.glm.threads import thread_budget
 
 # Below this log tail probability (p ~ 1e-261) scipy's log-tail functions are replaced by the
 # incomplete-beta formula: scipy's values there are still accurate, and far from underflow.
 _LOG_TAIL_SWITCH = -600.0
 _MIN_CHUNK = 50_000  # voxels per thread below which threads cost more than they save
+_MIN_TABLE_SIZE = 10_000  # t values from which a tail table (~1 ms to build) pays off
 _LAGUERRE_NODES, _LAGUERRE_WEIGHTS = np.polynomial.laguerre.laggauss(96)
 
 
@@ -98,10 +104,18 @@ def t_to_p_z(t: np.ndarray, dof: float) -> tuple[np.ndarray, np.ndarray]:
     t = np.asarray(t, dtype=np.float64)
     flat = t.ravel()
     p, z = np.empty_like(flat), np.empty_like(flat)
+    table = tail_table(dof, _log_upper_tail_t) if flat.size >= _MIN_TABLE_SIZE else None
 
     def convert(part: slice) -> None:
         values = flat[part]
-        log_tail = _log_upper_tail_t(np.abs(values), dof)
+        abs_t = np.abs(values)
+        if table is None:
+            log_tail = _log_upper_tail_t(abs_t, dof)
+        else:
+            covered = table.covers(abs_t)
+            log_tail = table.log_tail(np.where(covered, abs_t, 0.0))
+            if not covered.all():
+                log_tail[~covered] = _log_upper_tail_t(abs_t[~covered], dof)
         tail = np.exp(log_tail)  # P(T >= |t|), kept to subnormal values by the log
         p[part] = np.where(values >= 0, tail, 1.0 - tail)
         p[part][np.isnan(values)] = np.nan
