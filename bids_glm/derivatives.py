@@ -6,6 +6,7 @@ import json
 import os
 import re
 import tempfile
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ BIDS_VERSION = "1.10.0"
 CODE_URL = "https://github.com/bids-glm/bids-glm"
 CONTAINER_ENV = "BIDS_GLM_CONTAINER"
 GZIP_LEVEL = 1
+MAX_PENDING_MAPS = 48  # maps queued for the writer thread (~0.9 MB each at 227k voxels)
 NIFTI1_DATA_OFFSET = 352  # 348-byte header + 4-byte extension flag
 OUTPUT_README = """# bids-glm first-level statistics
 
@@ -145,42 +147,69 @@ def nifti_gz_bytes(volume: np.ndarray, affine: np.ndarray) -> bytes:
 def write_map(
     path: Path, values: np.ndarray, mask: np.ndarray, affine: np.ndarray, sidecar: Mapping
 ) -> None:
-    """Write in-mask ``values`` as a float32 3-D map (zero outside the mask) plus its JSON."""
-    volume = np.zeros(mask.shape, dtype=np.float32)
-    volume[mask] = values
-    if _PENDING is None:
-        write_bytes_atomic(path, nifti_gz_bytes(volume, affine))
+    """Write in-mask ``values`` as a float32 3-D map (zero outside the mask) plus its JSON.
+
+    Inside `background_map_writes`, the map is built, compressed and written by the writer
+    thread from a float32 copy of ``values`` (the caller may reuse its array at once).
+    """
+    in_mask = np.array(values, dtype=np.float32)  # a copy, owned by the (queued) writer
+    if _QUEUE is None:
+        _write_volume(path, in_mask, mask, affine)
     else:  # compression releases the GIL: let it overlap the next computations
-        _PENDING[1].append(_PENDING[0].submit(_write_volume, path, volume, affine))
+        _QUEUE.submit(_write_volume, path, in_mask, mask, affine)
     write_json(path.with_name(path.name.replace(".nii.gz", ".json")), sidecar)
 
 
-def _write_volume(path: Path, volume: np.ndarray, affine: np.ndarray) -> None:
+def _write_volume(path: Path, in_mask: np.ndarray, mask: np.ndarray, affine: np.ndarray) -> None:
+    volume = np.zeros(mask.shape, dtype=np.float32)
+    volume[mask] = in_mask
     write_bytes_atomic(path, nifti_gz_bytes(volume, affine))
 
 
-_PENDING: tuple[ThreadPoolExecutor, list[Future]] | None = None
+class _WriteQueue:
+    """Map writes running in a thread pool, at most ``max_pending`` queued at once."""
+
+    def __init__(self, pool: ThreadPoolExecutor, max_pending: int) -> None:
+        self.pool = pool
+        self.max_pending = max_pending
+        self.pending: deque[Future] = deque()
+
+    def submit(self, function, *args) -> None:
+        while self.pending and self.pending[0].done():
+            self.pending.popleft().result()
+        if len(self.pending) >= self.max_pending:  # bounded memory: wait for the oldest
+            self.pending.popleft().result()
+        self.pending.append(self.pool.submit(function, *args))
+
+    def finish(self) -> None:
+        while self.pending:
+            self.pending.popleft().result()
+
+
+_QUEUE: _WriteQueue | None = None
 
 
 @contextmanager
-def background_map_writes(n_threads: int = 1) -> Iterator[None]:
+def background_map_writes(
+    n_threads: int = 1, max_pending: int = MAX_PENDING_MAPS
+) -> Iterator[None]:
     """Inside the block, :func:`write_map` compresses and writes in ``n_threads`` threads.
 
-    Every map is on disk (or its error raised) when the block ends; the block is not
-    re-entrant (an inner one writes synchronously into the outer one's queue).
+    At most ``max_pending`` maps wait (as in-mask float32 values) at any time; a further
+    one waits for the oldest. Every map is on disk (or its error raised) when the block
+    ends; the block is not re-entrant (an inner one queues into the outer one's writer).
     """
-    global _PENDING
-    if _PENDING is not None:
+    global _QUEUE
+    if _QUEUE is not None:
         yield
         return
     with ThreadPoolExecutor(n_threads, thread_name_prefix="bids-glm-write") as pool:
-        _PENDING = (pool, [])
+        _QUEUE = _WriteQueue(pool, max_pending)
         try:
             yield
         finally:
-            futures, _PENDING = _PENDING[1], None
-            for future in futures:
-                future.result()
+            queue, _QUEUE = _QUEUE, None
+            queue.finish()
 
 
 def write_mask(path: Path, mask: np.ndarray, affine: np.ndarray) -> None:

@@ -16,7 +16,7 @@ from bids_glm.design.contrasts import unique_labels
 from bids_glm.glm.results import ContrastMaps, RunFit
 from bids_glm.inputs.events import EventSpec
 from bids_glm.plan import ContrastPlan, RunDesign
-from bids_glm.report.clusters import cluster_table, threshold_map
+from bids_glm.report.clusters import cluster_table, height_threshold
 from bids_glm.settings import Settings
 
 MAPS_BY_TEST = {
@@ -113,29 +113,22 @@ def write_cluster_table(
     settings: Settings,
 ) -> None:
     """Threshold a z map and write its clusters (``desc-<label>_clusters.tsv`` + JSON)."""
+    z_threshold = height_threshold(
+        maps.z[valid], settings.height_control, settings.alpha, threshold_none=settings.alpha
+    )
     z_volume = np.zeros(mask.shape)
     z_volume[mask] = np.where(valid, maps.z, 0.0)
-    kept = mask.copy()
-    kept[mask] = valid
-    _, threshold = threshold_map(
-        z_volume,
-        kept,
-        settings.height_control,
-        settings.alpha,
-        settings.cluster_extent,
-        threshold_none=settings.alpha,
-    )
-    table = cluster_table(z_volume, affine, threshold.z_threshold, settings.cluster_extent)
+    table = cluster_table(z_volume, affine, z_threshold, settings.cluster_extent)
     name = derivatives.bids_name(entities, tuple(entities), {"desc": plan.label}, "clusters")
     derivatives.write_tsv(folder / f"{name}.tsv", table)
     derivatives.write_json(
         folder / f"{name}.json",
         {
             "ContrastName": plan.name,
-            "HeightControl": threshold.height_control,
-            "Alpha": threshold.alpha,
-            "ZThreshold": threshold.z_threshold,
-            "ClusterExtentVoxels": threshold.cluster_extent,
+            "HeightControl": settings.height_control,
+            "Alpha": float(settings.alpha),
+            "ZThreshold": z_threshold,
+            "ClusterExtentVoxels": int(settings.cluster_extent),
             "Connectivity": "faces (6 neighbours)",
             "SubpeakMinimumDistanceMm": 8.0,
             "SoftwareName": "bids-glm",

@@ -23,6 +23,7 @@ from bids_glm.glm.fit import fit_glm
 from bids_glm.glm.fixed_effects import fixed_effects
 from bids_glm.glm.results import ContrastMaps
 from bids_glm.glm.scaling import scale_signal
+from bids_glm.glm.threads import thread_budget
 from bids_glm.image.io import read_masked_series
 from bids_glm.inputs.layout import RunInput, discover_runs
 from bids_glm.log_capture import captured_warnings
@@ -174,21 +175,22 @@ def analyse_unit(unit: AnalysisUnit, settings: Settings) -> tuple[list[RunOutcom
     """
     mask, affine = build_analysis_mask(unit.designs, settings)
     folder = derivatives.subject_func_dir(settings.output_dir, unit.entities)
-    outcomes = map_runs(
-        process_run, unit.designs, (unit.contrasts, mask, affine, settings), settings
-    )
-    usable = np.logical_and.reduce([o.usable for o in outcomes])
-    n_unusable = int((~usable).sum())
-    if n_unusable:
-        LOGGER.warning(
-            "%d of %d in-mask voxel(s) excluded: non-finite or constant in some run",
-            n_unusable,
-            usable.size,
+    # one writer for the unit: a run's maps are compressed while the next run is read
+    with derivatives.background_map_writes(thread_budget()):
+        outcomes = map_runs(
+            process_run, unit.designs, (unit.contrasts, mask, affine, settings), settings
         )
-    entities = {
-        k: unit.entities[k] for k in derivatives.SUBJECT_LEVEL_ENTITIES if k in unit.entities
-    }
-    with derivatives.background_map_writes():
+        usable = np.logical_and.reduce([o.usable for o in outcomes])
+        n_unusable = int((~usable).sum())
+        if n_unusable:
+            LOGGER.warning(
+                "%d of %d in-mask voxel(s) excluded: non-finite or constant in some run",
+                n_unusable,
+                usable.size,
+            )
+        entities = {
+            k: unit.entities[k] for k in derivatives.SUBJECT_LEVEL_ENTITIES if k in unit.entities
+        }
         for plan in unit.contrasts:
             present = [o for o in outcomes if plan.label in o.maps]
             if not present:

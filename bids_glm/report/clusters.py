@@ -204,13 +204,15 @@ def cluster_table(
         raise ValueError(f"min_distance_mm must be positive; got {min_distance_mm}")
     if max_subpeaks < 0 or int(max_subpeaks) != max_subpeaks:
         raise ValueError(f"max_subpeaks must be a non-negative integer; got {max_subpeaks}")
-    thresholded = _threshold_volume(z_volume, z_threshold, cluster_extent, two_sided)
+    region = _suprathreshold_region(z_volume, z_threshold, two_sided)
+    origin = np.array([axis.start for axis in region])
+    thresholded = _threshold_volume(z_volume[region], z_threshold, cluster_extent, two_sided)
     voxel_volume_mm3 = float(np.prod(np.linalg.norm(affine[:3, :3], axis=0)))
     rows: list[dict] = []
     n_clusters = 0
     for sign in (1, -1) if two_sided else (1,):
         signed = thresholded * sign
-        for cluster in _signed_clusters(signed, z_threshold, affine, min_distance_mm):
+        for cluster in _signed_clusters(signed, z_threshold, affine, min_distance_mm, origin):
             n_clusters += 1
             size_voxels, peaks_ijk, peak_values = cluster
             peaks_xyz = _apply_affine(affine, peaks_ijk)
@@ -244,12 +246,34 @@ def cluster_table(
     )
 
 
+def _suprathreshold_region(
+    z_volume: np.ndarray, z_threshold: float, two_sided: bool
+) -> tuple[slice, ...]:
+    """Bounding box of the voxels beyond the threshold, grown by one voxel (zeros around
+    every cluster, so the neighbourhood filters see what they see in the whole volume);
+    the whole volume when no voxel passes."""
+    with np.errstate(invalid="ignore"):
+        beyond = (np.abs(z_volume) if two_sided else z_volume) > z_threshold
+    if not beyond.any():
+        return tuple(slice(0, n) for n in z_volume.shape)
+    region = []
+    for axis, n in enumerate(z_volume.shape):
+        present = np.flatnonzero(beyond.any(axis=tuple(a for a in range(3) if a != axis)))
+        region.append(slice(max(int(present[0]) - 1, 0), min(int(present[-1]) + 2, n)))
+    return tuple(region)
+
+
 def _signed_clusters(
-    signed: np.ndarray, z_threshold: float, affine: np.ndarray, min_distance_mm: float
+    signed: np.ndarray,
+    z_threshold: float,
+    affine: np.ndarray,
+    min_distance_mm: float,
+    origin: np.ndarray,
 ) -> list[tuple[int, np.ndarray, np.ndarray]]:
     """Clusters of ``signed > z_threshold``, by decreasing peak.
 
-    Each is ``(size in voxels, (n, 3) peak indices, (n,) peak values)`` with the
+    ``signed`` is the part of a volume that starts at voxel ``origin``. Each cluster is
+    ``(size in voxels, (n, 3) peak indices in the volume, (n,) peak values)`` with the
     peaks sorted by decreasing value and pared by distance.
     """
     cluster_labels, n_clusters = ndimage.label(signed > z_threshold, _FACES)
@@ -261,10 +285,13 @@ def _signed_clusters(
     maxima = _cluster_local_maxima(cluster_values, cluster_labels)
     plateaus, n_plateaus = ndimage.label(maxima, _FACES)
     plateau_ids = np.arange(1, n_plateaus + 1)
-    centres = _weighted_centres(cluster_values, plateaus, n_plateaus)
-    peaks_ijk = _snap_into_plateaus(np.round(centres).astype(int), plateaus, plateau_ids)
+    # centres in the whole volume's voxel indices, so that rounding does not depend on the crop
+    centres = _weighted_centres(cluster_values, plateaus, n_plateaus, origin)
+    rounded = np.round(centres).astype(int) - origin
+    peaks_ijk = _snap_into_plateaus(rounded, plateaus, plateau_ids)
     peak_values = cluster_values[tuple(peaks_ijk.T)]
     peak_cluster = cluster_labels[tuple(peaks_ijk.T)]
+    peaks_ijk = peaks_ijk + origin
 
     in_cluster = cluster_labels > 0
     cluster_peaks = np.full(n_clusters + 1, -np.inf)
@@ -282,16 +309,19 @@ def _signed_clusters(
     return clusters
 
 
-def _weighted_centres(values: np.ndarray, labels: np.ndarray, n_labels: int) -> np.ndarray:
-    """Value-weighted centre (voxel indices) of each label ``1..n_labels``: (n_labels, 3)."""
+def _weighted_centres(
+    values: np.ndarray, labels: np.ndarray, n_labels: int, origin: np.ndarray
+) -> np.ndarray:
+    """Value-weighted centre of each label ``1..n_labels``: (n_labels, 3), in the voxel
+    indices of an array of which ``values`` starts at index ``origin``."""
     ijk = np.nonzero(labels)
     label_of = labels[ijk]
     weights = values[ijk].astype(np.float64)
     total = np.bincount(label_of, weights, minlength=n_labels + 1)[1:]
     return np.stack(
         [
-            np.bincount(label_of, weights * axis, minlength=n_labels + 1)[1:] / total
-            for axis in ijk
+            np.bincount(label_of, weights * (axis + start), minlength=n_labels + 1)[1:] / total
+            for axis, start in zip(ijk, origin, strict=True)
         ],
         axis=1,
     )
