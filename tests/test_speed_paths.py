@@ -10,8 +10,10 @@ import scipy.linalg
 from scipy.ndimage import gaussian_filter1d
 
 from bids_glm.derivatives import nifti_bytes
-from bids_glm.glm.ar import whiten_ar1
+from bids_glm.glm.ar import bin_ar1, whiten_ar1, yule_walker_ar1
+from bids_glm.glm.ar_refit import ar1_voxel_fits, whitened_operators
 from bids_glm.glm.fit import fit_glm
+from bids_glm.glm.ols import design_operators, ols_pass
 from bids_glm.image.io import read_masked_series
 from bids_glm.image.smooth import plan_box_smoother
 
@@ -124,6 +126,24 @@ def test_fit_does_not_depend_on_the_number_of_threads():
     three = fit_glm(X, Y, names, chunk_voxels=100, n_threads=3)
     for field in ("beta", "sigma2", "r_squared", "ar1", "voxel_bin"):
         np.testing.assert_array_equal(getattr(three, field), getattr(one, field))
+
+
+def test_ar1_refit_does_not_depend_on_threads_or_blocks():
+    rng = np.random.default_rng(5)
+    X = np.column_stack([rng.standard_normal((80, 3)), np.ones(80)])
+    Y = rng.normal(50, 3, (80, 3000)).astype(np.float32)
+    ols = ols_pass(design_operators(X), Y, 500, lag_cross=True)
+    bin_rho, voxel_bin = bin_ar1(yule_walker_ar1(ols.moments, 80), 100)
+    operators = whitened_operators(X, bin_rho)
+    whole = ar1_voxel_fits(X, ols, bin_rho, voxel_bin, operators, 3000, n_threads=1)
+    serial = ar1_voxel_fits(X, ols, bin_rho, voxel_bin, operators, 256, n_threads=1)
+    threaded = ar1_voxel_fits(X, ols, bin_rho, voxel_bin, operators, 256, n_threads=3)
+    for field in ("beta", "rss", "r_squared"):
+        np.testing.assert_array_equal(getattr(threaded, field), getattr(serial, field))
+        # other blocks change only the last bits (BLAS kernels per block width)
+        np.testing.assert_allclose(
+            getattr(serial, field), getattr(whole, field), rtol=1e-10, atol=1e-12
+        )
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.uint8, np.int16, np.float64])

@@ -17,6 +17,7 @@ cancellation (the quantities equal nilearn's explicit computation to ~1e-13 rela
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -135,6 +136,7 @@ def ar1_voxel_fits(
     voxel_bin: np.ndarray,
     operators: list[DesignOperators],
     chunk_voxels: int = 16384,
+    n_threads: int = 1,
 ) -> VoxelFits:
     """Refit every voxel with the AR(1) whitening of its bin.
 
@@ -152,6 +154,8 @@ def ar1_voxel_fits(
         `whitened_operators` of ``design`` for ``bin_rho``.
     chunk_voxels : int
         Voxels refitted together (bounds the temporary memory).
+    n_threads : int
+        Threads sharing the blocks of voxels; the result does not depend on it.
 
     Returns
     -------
@@ -166,8 +170,9 @@ def ar1_voxel_fits(
     beta = np.empty_like(ols.beta)
     rss = np.empty(order.size)
     r_squared = np.empty(order.size)
-    # blocks of voxels in bin order: every bin is a run of consecutive columns of a block
-    for block in voxel_chunks(order.size, chunk_voxels):
+
+    def refit_block(block: slice) -> None:
+        """Voxels ``order[block]`` (consecutive in bin order: each bin a run of columns)."""
         voxels = order[block]
         block_bins = sorted_bins[block]
         inputs = tuple(
@@ -186,5 +191,13 @@ def ar1_voxel_fits(
             )
             for target, values in zip(outputs, fitted, strict=True):
                 target[..., part] = values
-        beta[:, voxels], rss[voxels], r_squared[voxels] = outputs
+        beta[:, voxels], rss[voxels], r_squared[voxels] = outputs  # disjoint per block
+
+    blocks = list(voxel_chunks(order.size, chunk_voxels))
+    if n_threads <= 1 or len(blocks) == 1:
+        for block in blocks:
+            refit_block(block)
+    else:
+        with ThreadPoolExecutor(n_threads, thread_name_prefix="bids-glm-refit") as pool:
+            list(pool.map(refit_block, blocks))
     return VoxelFits(beta=beta, rss=rss, r_squared=r_squared)

@@ -20,6 +20,10 @@ from bids_glm.glm.ols import design_operators, design_rank, ols_pass
 from bids_glm.glm.results import NOISE_MODELS, RunFit
 from bids_glm.glm.threads import thread_budget
 
+# voxels per block of the AR(1) refit: (p, block) arrays only, so large blocks are cheap and
+# keep the per-bin Python loop short
+REFIT_CHUNK_VOXELS = 32_768
+
 
 def _validate(
     X: np.ndarray,
@@ -108,7 +112,9 @@ def fit_glm(
         ar1 = yule_walker_ar1(ols.moments, n_scans)
         bin_rho, voxel_bin = bin_ar1(ar1, int(n_bins))
         bin_operators = whitened_operators(X, bin_rho)
-        fits = ar1_voxel_fits(X, ols, bin_rho, voxel_bin, bin_operators, int(chunk_voxels))
+        fits = ar1_voxel_fits(
+            X, ols, bin_rho, voxel_bin, bin_operators, REFIT_CHUNK_VOXELS, n_threads
+        )
         bin_cov = np.stack([operator.cov for operator in bin_operators])
     else:
         ar1, bin_rho = None, np.zeros(1)
