@@ -259,9 +259,13 @@ def _run(settings: Settings) -> int:
     if settings.analysis_level == "group":
         _run_group_level(settings)
         return 0
+    from bids_glm.inputs.discovery_process import start_discovery
+
+    # pybids' indexing uses the idle core while the fitting modules are imported
+    discovery = None if settings.reports_only else start_discovery(settings)
     from bids_glm.pipeline import run_participant_level
 
-    run_participant_level(settings)
+    run_participant_level(settings, discovery)
     return 0
 
 

@@ -25,6 +25,7 @@ from bids_glm.glm.results import ContrastMaps
 from bids_glm.glm.scaling import scale_signal
 from bids_glm.glm.threads import thread_budget
 from bids_glm.image.io import read_masked_series
+from bids_glm.inputs.discovery_process import PendingDiscovery
 from bids_glm.inputs.layout import RunInput, discover_runs
 from bids_glm.log_capture import captured_warnings
 from bids_glm.methods import methods_facts, write_methods
@@ -305,16 +306,17 @@ def write_methods_text(settings: Settings) -> None:
         )
 
 
-def run_participant_level(settings: Settings) -> None:
+def run_participant_level(settings: Settings, discovery: PendingDiscovery | None = None) -> None:
     """Discover, plan and fit every requested participant; write BIDS derivatives.
 
     A participant whose inputs or analysis fail does not stop the others: the run ends
-    with a one-line summary and raises when any unit failed (see ``batch``).
+    with a one-line summary and raises when any unit failed (see ``batch``). ``discovery``,
+    if given, is the discovery already started for ``settings`` (`start_discovery`).
     """
     if settings.reports_only:
         reporting.rerender_reports(settings)
         return
-    runs = discover_runs(settings)
+    runs = discover_runs(settings) if discovery is None else discovery.runs()
     units, planning_failures = plan_units(runs, settings.model)
     if settings.dry_run:
         for failure in planning_failures:

@@ -1,0 +1,67 @@
+"""Discovery in a forked child: same runs, same log records, same errors as in place."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+from conftest import make_tiny_dataset
+from test_inputs import settings_for
+
+from bids_glm.errors import InputError
+from bids_glm.inputs import discovery_process
+from bids_glm.inputs.discovery_process import can_fork, start_discovery
+from bids_glm.inputs.layout import discover_runs
+
+pytestmark = pytest.mark.skipif(not can_fork(), reason="forking is used on Linux only")
+
+
+@pytest.fixture
+def bids_glm_records():
+    """Records reaching the ``bids_glm`` logger's handlers, at INFO."""
+    logger = logging.getLogger("bids_glm")
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    saved = logger.handlers[:], logger.level, logger.propagate
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    yield records
+    logger.handlers[:], logger.level, logger.propagate = saved
+
+
+def test_forked_discovery_equals_discovery_in_place(tmp_path, bids_glm_records):
+    bids = make_tiny_dataset(tmp_path / "bids", subjects=("01", "02"), runs=("1", "2"))
+    (bids / "sub-02" / "func" / "sub-02_task-tiny_run-2_events.tsv").unlink()
+    settings = settings_for(bids, tmp_path)
+    pending = start_discovery(settings)
+    assert pending.child_pid is not None  # really forked
+    forked = pending.runs()
+    forked_log = [(r.levelno, r.getMessage()) for r in bids_glm_records]
+    bids_glm_records.clear()
+    in_place = discover_runs(settings)
+    assert forked == in_place and len(forked) == 4
+    assert forked_log == [(r.levelno, r.getMessage()) for r in bids_glm_records]
+    assert any("no events.tsv applies" in message for _, message in forked_log)
+    assert threading.active_count() == 1
+
+
+def test_an_input_error_in_the_child_is_raised_by_the_parent(tmp_path):
+    bids = make_tiny_dataset(tmp_path / "bids")
+    settings = settings_for(bids, tmp_path, tasks=("absent",))
+    with pytest.raises(InputError) as in_place:
+        discover_runs(settings)
+    pending = start_discovery(settings)
+    with pytest.raises(InputError) as forked:
+        pending.runs()
+    assert str(forked.value) == str(in_place.value)
+
+
+def test_without_fork_discovery_runs_when_asked(tmp_path, monkeypatch):
+    bids = make_tiny_dataset(tmp_path / "bids")
+    monkeypatch.setattr(discovery_process, "can_fork", lambda: False)
+    pending = start_discovery(settings_for(bids, tmp_path))
+    assert pending.child_pid is None
+    assert pending.runs() == discover_runs(settings_for(bids, tmp_path))
