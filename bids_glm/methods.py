@@ -32,6 +32,7 @@ DEPENDENCIES = ("pybids", "nibabel", "numpy", "scipy", "pandas")
 CITATION_FILES = ("CITATION.md", "CITATION.html", "CITATION.tex", "CITATION.bib")
 AR1_BIN_WIDTH = 0.01  # 1 / n_bins of bids_glm.glm.fit.fit_glm, whose default the pipeline uses
 _TEMPLATES = {"md": "methods.md.j2", "html": "methods.html.j2", "tex": "methods.tex.j2"}
+_SHARED_TEMPLATE = "methods_text.j2"  # the macros every format's template imports
 
 
 @dataclass(frozen=True)
@@ -293,6 +294,13 @@ def _environment(fmt: str) -> jinja2.Environment:
     )
     env.globals.update(count=_count, code=style.code, phrase=style.phrase)
     return env
+
+
+def compile_templates() -> None:
+    """Compile every format's templates now (~0.1 s) rather than at the first rendering."""
+    for fmt, name in _TEMPLATES.items():
+        for template in (name, _SHARED_TEMPLATE):
+            _environment(fmt).get_template(template)
 
 
 def _hrf_facts(model: ModelSettings) -> dict:

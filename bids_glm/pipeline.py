@@ -28,7 +28,7 @@ from bids_glm.image.io import read_masked_series
 from bids_glm.inputs.discovery_process import PendingDiscovery
 from bids_glm.inputs.layout import RunInput, discover_runs
 from bids_glm.log_capture import captured_warnings
-from bids_glm.methods import methods_facts, write_methods
+from bids_glm.methods import compile_templates, methods_facts, write_methods
 from bids_glm.parallel import map_runs
 from bids_glm.plan import ContrastPlan, RunDesign
 from bids_glm.settings import Settings
@@ -316,7 +316,11 @@ def run_participant_level(settings: Settings, discovery: PendingDiscovery | None
     if settings.reports_only:
         reporting.rerender_reports(settings)
         return
-    runs = discover_runs(settings) if discovery is None else discovery.runs()
+    if discovery is None:
+        runs = discover_runs(settings)
+    else:
+        compile_templates()  # for the methods text, while the discovery child works
+        runs = discovery.runs()
     units, planning_failures = plan_units(runs, settings.model)
     if settings.dry_run:
         for failure in planning_failures:
