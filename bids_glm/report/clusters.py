@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage, special
 
+from bids_glm.report.cluster_peaks import FACES, apply_affine, signed_clusters
+
 HEIGHT_CONTROLS = ("fpr", "fdr", "bonferroni", "none")
 CLUSTER_TABLE_COLUMNS = (
     "Cluster ID",
@@ -32,7 +34,6 @@ CLUSTER_TABLE_COLUMNS = (
     "Cluster Size (mm3)",
     "Cluster Size (voxels)",
 )
-_FACES = ndimage.generate_binary_structure(3, 1)
 _FDR_MARGIN = 1.0e-12  # the threshold sits just below the last discovery, as in nilearn
 
 
@@ -212,10 +213,10 @@ def cluster_table(
     n_clusters = 0
     for sign in (1, -1) if two_sided else (1,):
         signed = thresholded * sign
-        for cluster in _signed_clusters(signed, z_threshold, affine, min_distance_mm, origin):
+        for cluster in signed_clusters(signed, z_threshold, affine, min_distance_mm, origin):
             n_clusters += 1
             size_voxels, peaks_ijk, peak_values = cluster
-            peaks_xyz = _apply_affine(affine, peaks_ijk)
+            peaks_xyz = apply_affine(affine, peaks_ijk)
             for rank in range(min(len(peak_values), int(max_subpeaks) + 1)):
                 is_peak = rank == 0
                 rows.append(
@@ -263,121 +264,6 @@ def _suprathreshold_region(
     return tuple(region)
 
 
-def _signed_clusters(
-    signed: np.ndarray,
-    z_threshold: float,
-    affine: np.ndarray,
-    min_distance_mm: float,
-    origin: np.ndarray,
-) -> list[tuple[int, np.ndarray, np.ndarray]]:
-    """Clusters of ``signed > z_threshold``, by decreasing peak.
-
-    ``signed`` is the part of a volume that starts at voxel ``origin``. Each cluster is
-    ``(size in voxels, (n, 3) peak indices in the volume, (n,) peak values)`` with the
-    peaks sorted by decreasing value and pared by distance.
-    """
-    cluster_labels, n_clusters = ndimage.label(signed > z_threshold, _FACES)
-    if n_clusters == 0:
-        return []
-    cluster_ids = np.arange(1, n_clusters + 1)
-    sizes = np.bincount(cluster_labels.ravel(), minlength=n_clusters + 1)
-    cluster_values = np.where(cluster_labels > 0, signed, 0)
-    maxima = _cluster_local_maxima(cluster_values, cluster_labels)
-    plateaus, n_plateaus = ndimage.label(maxima, _FACES)
-    plateau_ids = np.arange(1, n_plateaus + 1)
-    # centres in the whole volume's voxel indices, so that rounding does not depend on the crop
-    centres = _weighted_centres(cluster_values, plateaus, n_plateaus, origin)
-    rounded = np.round(centres).astype(int) - origin
-    peaks_ijk = _snap_into_plateaus(rounded, plateaus, plateau_ids)
-    peak_values = cluster_values[tuple(peaks_ijk.T)]
-    peak_cluster = cluster_labels[tuple(peaks_ijk.T)]
-    peaks_ijk = peaks_ijk + origin
-
-    in_cluster = cluster_labels > 0
-    cluster_peaks = np.full(n_clusters + 1, -np.inf)
-    np.maximum.at(cluster_peaks, cluster_labels[in_cluster], cluster_values[in_cluster])
-    by_cluster = np.argsort(peak_cluster, kind="stable")
-    starts = np.searchsorted(peak_cluster[by_cluster], np.arange(n_clusters + 2))
-    clusters = []
-    for cluster_id in cluster_ids[np.argsort(-cluster_peaks[1:], kind="stable")]:
-        own = by_cluster[starts[cluster_id] : starts[cluster_id + 1]]
-        ijk, values = peaks_ijk[own], peak_values[own]
-        order = np.argsort(-values)
-        ijk, values = ijk[order], values[order]
-        keep = _distant_peaks(_apply_affine(affine, ijk), min_distance_mm)
-        clusters.append((int(sizes[cluster_id]), ijk[keep], values[keep]))
-    return clusters
-
-
-def _weighted_centres(
-    values: np.ndarray, labels: np.ndarray, n_labels: int, origin: np.ndarray
-) -> np.ndarray:
-    """Value-weighted centre of each label ``1..n_labels``: (n_labels, 3), in the voxel
-    indices of an array of which ``values`` starts at index ``origin``."""
-    ijk = np.nonzero(labels)
-    label_of = labels[ijk]
-    weights = values[ijk].astype(np.float64)
-    total = np.bincount(label_of, weights, minlength=n_labels + 1)[1:]
-    return np.stack(
-        [
-            np.bincount(label_of, weights * (axis + start), minlength=n_labels + 1)[1:] / total
-            for axis, start in zip(ijk, origin, strict=True)
-        ],
-        axis=1,
-    )
-
-
-def _cluster_local_maxima(cluster_values: np.ndarray, cluster_labels: np.ndarray) -> np.ndarray:
-    """Voxels that equal the maximum of their 3x3x3 neighbourhood within their cluster.
-
-    Flat neighbourhoods (maximum == minimum) are not maxima, unless the whole
-    cluster is constant (e.g. a binary map).
-    """
-    maxima = np.zeros(cluster_labels.shape, dtype=bool)
-    for cluster_id, box in enumerate(ndimage.find_objects(cluster_labels), start=1):
-        grown = tuple(
-            slice(max(s.start - 1, 0), min(s.stop + 1, n))
-            for s, n in zip(box, cluster_labels.shape, strict=True)
-        )
-        inside = cluster_labels[grown] == cluster_id
-        values = np.where(inside, cluster_values[grown], 0)
-        neighbourhood_max = ndimage.maximum_filter(values, size=3)
-        is_max = (values == neighbourhood_max) & (values != 0)
-        in_values = values[inside]
-        if not np.isclose(in_values.max(), in_values.min()):
-            neighbourhood_min = ndimage.minimum_filter(values, size=3)
-            is_max &= neighbourhood_max - neighbourhood_min > 0
-        maxima[grown] |= is_max & inside
-    return maxima
-
-
-def _snap_into_plateaus(
-    ijk: np.ndarray, plateaus: np.ndarray, plateau_ids: np.ndarray
-) -> np.ndarray:
-    """Move each rounded centre that left its plateau to the plateau's nearest voxel."""
-    outside = plateaus[tuple(ijk.T)] != plateau_ids
-    if not outside.any():
-        return ijk
-    ijk = ijk.copy()
-    plateau_voxels = np.argwhere(plateaus > 0)
-    voxel_plateau = plateaus[tuple(plateau_voxels.T)]
-    for row in np.flatnonzero(outside):
-        candidates = plateau_voxels[voxel_plateau == plateau_ids[row]]
-        distances = np.linalg.norm(candidates - ijk[row], axis=1)
-        ijk[row] = candidates[np.argmin(distances)]
-    return ijk
-
-
-def _distant_peaks(peaks_xyz_mm: np.ndarray, min_distance_mm: float) -> np.ndarray:
-    """Greedy selection (peaks sorted by value): keep a peak farther than the
-    minimum distance from every peak already kept."""
-    distances = np.linalg.norm(peaks_xyz_mm[:, None, :] - peaks_xyz_mm[None, :, :], axis=-1)
-    keep = np.zeros(len(peaks_xyz_mm), dtype=bool)
-    for i in range(len(peaks_xyz_mm)):
-        keep[i] = not np.any(distances[i, keep] <= min_distance_mm)
-    return keep
-
-
 def _threshold_volume(
     z_volume: np.ndarray, z_threshold: float, cluster_extent: int, two_sided: bool
 ) -> np.ndarray:
@@ -390,7 +276,7 @@ def _threshold_volume(
     thresholded = np.where(below, 0, z_volume).astype(z_volume.dtype)
     if cluster_extent > 0:
         for tail in (thresholded > 0, thresholded < 0):
-            labels, _ = ndimage.label(tail, _FACES)
+            labels, _ = ndimage.label(tail, FACES)
             too_small = np.bincount(labels.ravel()) < cluster_extent
             too_small[0] = False
             thresholded[too_small[labels]] = 0
@@ -406,10 +292,6 @@ def _benjamini_hochberg_z(z_values: np.ndarray, alpha: float) -> float:
     if not rejected.any():
         return float(np.inf)
     return float(z_descending[np.flatnonzero(rejected)[-1]] - _FDR_MARGIN)
-
-
-def _apply_affine(affine: np.ndarray, ijk: np.ndarray) -> np.ndarray:
-    return ijk @ affine[:3, :3].T + affine[:3, 3]
 
 
 def _as_volume(z_volume: np.ndarray, name: str) -> np.ndarray:
