@@ -35,6 +35,7 @@ def bids_glm_records():
 def test_forked_discovery_equals_discovery_in_place(tmp_path, bids_glm_records):
     bids = make_tiny_dataset(tmp_path / "bids", subjects=("01", "02"), runs=("1", "2"))
     (bids / "sub-02" / "func" / "sub-02_task-tiny_run-2_events.tsv").unlink()
+    (bids / "sub-01" / "func" / "sub-01_task-tiny_notes.txt").write_text("not BIDS\n")
     settings = settings_for(bids, tmp_path)
     pending = start_discovery(settings)
     assert pending.child_pid is not None  # really forked
@@ -44,7 +45,9 @@ def test_forked_discovery_equals_discovery_in_place(tmp_path, bids_glm_records):
     in_place = discover_runs(settings)
     assert forked == in_place and len(forked) == 4
     assert forked_log == [(r.levelno, r.getMessage()) for r in bids_glm_records]
-    assert any("no events.tsv applies" in message for _, message in forked_log)
+    messages = [message for _, message in forked_log]
+    assert "do not follow BIDS naming" in messages[0]  # checked by the parent, first
+    assert any("no events.tsv applies" in message for message in messages)
     assert threading.active_count() == 1
 
 
@@ -65,3 +68,13 @@ def test_without_fork_discovery_runs_when_asked(tmp_path, monkeypatch):
     pending = start_discovery(settings_for(bids, tmp_path))
     assert pending.child_pid is None
     assert pending.runs() == discover_runs(settings_for(bids, tmp_path))
+
+
+def test_a_dataset_error_found_by_the_parent_stops_the_child(tmp_path):
+    bids = make_tiny_dataset(tmp_path / "bids")
+    (bids / "dataset_description.json").unlink()
+    pending = start_discovery(settings_for(bids, tmp_path))
+    assert pending.child_pid is not None
+    with pytest.raises(InputError, match=r"dataset_description\.json: missing"):
+        pending.runs()
+    assert pending.child_pid is None  # killed and reaped

@@ -1,12 +1,13 @@
 """Discovery in a forked child process, while the parent loads the fitting modules.
 
-At start-up one core is idle: importing pybids, indexing the dataset and checking file names
-(~0.6 s) do not depend on the numerical modules the parent imports next (~0.4 s). On Linux,
-with no other thread running, `start_discovery` forks a child that runs `discover_runs` and
-sends back the runs and the log records it emitted; the parent replays the records, so the log
-reads as if discovery had run in place. Anywhere else, or when the child fails in any way (an
-input error, a signal, a result that cannot be pickled), discovery runs again in the parent,
-which then logs and raises exactly what an in-place discovery would.
+At start-up one core is idle: importing pybids and indexing the dataset (~0.5 s) do not
+depend on the numerical modules the parent imports next (~0.4 s). On Linux, with no other
+thread running, `start_discovery` forks a child that runs `find_runs` and sends back the runs
+and the log records it emitted, while the parent imports, then checks the file names
+(`validate_dataset`, ~0.1 s) and replays the child's records, so the log reads as if
+`discover_runs` had run in place. Anywhere else, or when the child fails in any way (an input
+error, a signal, a result that cannot be pickled), `find_runs` runs again in the parent, which
+then logs and raises exactly what an in-place discovery would.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import signal
 import sys
 import threading
 from dataclasses import dataclass
 
-from bids_glm.inputs.layout import RunInput, discover_runs
+from bids_glm.inputs.layout import RunInput, find_runs, requested_participants
+from bids_glm.inputs.validation import validate_dataset
 from bids_glm.settings import Settings
 
 LOGGER = logging.getLogger("bids_glm")
@@ -49,14 +52,21 @@ class PendingDiscovery:
     """Discovery started by `start_discovery`; `runs` waits for it (once)."""
 
     settings: Settings
+    participants: list[str]
     child_pid: int | None = None
     result_fd: int | None = None
 
     def runs(self) -> list[RunInput]:
-        """The runs `discover_runs` finds, its log records replayed; raises what it raises."""
+        """What `discover_runs` returns, its log records replayed; raises what it raises."""
+        if not self.settings.skip_bids_validator:
+            try:
+                validate_dataset(self.settings.bids_dir, self.participants)
+            except BaseException:
+                self._stop_child()
+                raise
         result = self._child_result()
         if result is None:
-            return discover_runs(self.settings)
+            return find_runs(self.settings, self.participants)
         for record in result.records:
             logger = logging.getLogger(record.name)
             if logger.isEnabledFor(record.levelno):
@@ -76,6 +86,13 @@ class PendingDiscovery:
             LOGGER.debug("discovery child sent an unreadable result; discovering again")
             return None
 
+    def _stop_child(self) -> None:
+        if self.child_pid is not None:
+            os.close(self.result_fd)
+            os.kill(self.child_pid, signal.SIGKILL)
+            os.waitpid(self.child_pid, 0)
+            self.child_pid = None
+
 
 def can_fork() -> bool:
     """Whether forking is safe here: Linux, and no thread but this one."""
@@ -83,31 +100,35 @@ def can_fork() -> bool:
 
 
 def start_discovery(settings: Settings) -> PendingDiscovery:
-    """Start `discover_runs(settings)` in a forked child (or defer it when forking is unsafe).
+    """Start discovering the runs for ``settings`` in a forked child, where that is safe.
+
+    The participants are resolved here, so an unknown label raises at once (``InputError``).
 
     Returns
     -------
     PendingDiscovery
         Its `runs` method gives the result.
     """
+    participants = requested_participants(settings)
     if not can_fork():
-        return PendingDiscovery(settings)
+        return PendingDiscovery(settings, participants)
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns
         os.close(read_fd)
-        _discover_in_child(settings, write_fd)
+        _discover_in_child(settings, participants, write_fd)
     os.close(write_fd)
-    return PendingDiscovery(settings, pid, read_fd)
+    return PendingDiscovery(settings, participants, pid, read_fd)
 
 
-def _discover_in_child(settings: Settings, write_fd: int) -> None:
+def _discover_in_child(settings: Settings, participants: list[str], write_fd: int) -> None:
     status = 1
     try:
         recorder = _Recorder()
         for name in _LOGGERS:
             logging.getLogger(name).handlers[:] = [recorder]
-        payload = pickle.dumps(_ChildResult(discover_runs(settings), recorder.records))
+        runs = find_runs(settings, participants)
+        payload = pickle.dumps(_ChildResult(runs, recorder.records))
         with os.fdopen(write_fd, "wb") as stream:
             stream.write(payload)
         status = 0

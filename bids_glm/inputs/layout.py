@@ -216,18 +216,38 @@ def _matching_derivative(
 def discover_runs(settings: Settings) -> list[RunInput]:
     """Find every preprocessed run of the requested participants, tasks and sessions.
 
+    The three steps below, in one call: `requested_participants`, `validate_dataset`
+    (unless ``--skip-bids-validator``) and `find_runs`.
+
     Raises
     ------
     InputError
         Unknown participants, no derivatives, no runs for the task, unreadable sidecars.
     """
+    participants = requested_participants(settings)
+    if not settings.skip_bids_validator:
+        validate_dataset(settings.bids_dir, participants)
+    return find_runs(settings, participants)
+
+
+def requested_participants(settings: Settings) -> list[str]:
+    """The participants to analyse (labels and ``--bids-filter-file``); ``InputError`` if none."""
     participants = select_participants(settings.bids_dir, settings.participant_labels)
     if settings.bids_filters:
         participants = restrict_participants(
             participants, settings.bids_filters, settings.bids_filter_file
         )
-    if not settings.skip_bids_validator:
-        validate_dataset(settings.bids_dir, participants)
+    return participants
+
+
+def find_runs(settings: Settings, participants: Sequence[str]) -> list[RunInput]:
+    """The preprocessed runs of ``participants`` (pybids index of the raw data and derivatives).
+
+    Raises
+    ------
+    InputError
+        No derivatives, no runs for the task, unreadable sidecars.
+    """
     if not settings.derivatives:
         raise InputError(
             f"no derivatives: {settings.bids_dir / 'derivatives' / 'fmriprep'} does not exist; "
