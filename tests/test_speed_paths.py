@@ -69,6 +69,18 @@ def test_threaded_reading_equals_serial_and_gives_the_mean_volume(tmp_path, dtyp
     np.testing.assert_allclose(threaded.mean_volume, expected, rtol=1e-6)
 
 
+@pytest.mark.parametrize(("dtype", "high"), [(np.uint8, 255), (np.int32, 2**31 - 1)])
+def test_mean_volume_of_integer_data_is_exact(tmp_path, dtype, high):
+    # large int32 values: their sum over 20 volumes needs 64-bit integers
+    rng = np.random.default_rng(6)
+    data = rng.integers(high // 2, high, (6, 5, 4, 20), endpoint=True).astype(dtype)
+    path = _image(tmp_path, data)
+    mask = np.ones(data.shape[:3], bool)
+    series = read_masked_series(path, mask, AFFINE, None, n_threads=3)
+    expected = (data.astype(np.int64).sum(axis=-1) / 20).astype(np.float32)
+    np.testing.assert_array_equal(series.mean_volume, expected)
+
+
 def test_threaded_reading_marks_non_finite_voxels_like_serial(tmp_path):
     rng = np.random.default_rng(2)
     data = rng.normal(100, 5, (8, 8, 8, 12)).astype(np.float32)
