@@ -231,13 +231,11 @@ def write_mean_image(
     """
     mean = np.mean(mean_volumes, axis=0, dtype=np.float64)
     name = derivatives.bids_name(entities, tuple(entities), {"desc": "mean"}, "boldref")
-    derivatives.write_bytes_atomic(
-        folder / f"{name}.nii.gz", derivatives.nifti_gz_bytes(mean.astype(np.float32), affine)
-    )
     sidecar = {
         "Description": "Time-mean of the preprocessed BOLD over the volumes fitted, before "
         "smoothing, averaged over runs",
         "Sources": list(sources),
     }
-    derivatives.write_json(folder / f"{name}.json", sidecar)
+    whole_grid = np.ones(mean.shape, dtype=bool)  # a map without a mask (queued if writing)
+    derivatives.write_map(folder / f"{name}.nii.gz", mean.ravel(), whole_grid, affine, sidecar)
     return folder / f"{name}.nii.gz"

@@ -176,6 +176,9 @@ def analyse_unit(unit: AnalysisUnit, settings: Settings) -> tuple[list[RunOutcom
     """
     mask, affine = build_analysis_mask(unit.designs, settings)
     folder = derivatives.subject_func_dir(settings.output_dir, unit.entities)
+    entities = {
+        k: unit.entities[k] for k in derivatives.SUBJECT_LEVEL_ENTITIES if k in unit.entities
+    }
     # one writer for the unit: a run's maps are compressed while the next run is read
     with derivatives.background_map_writes(thread_budget()):
         outcomes = map_runs(
@@ -189,32 +192,32 @@ def analyse_unit(unit: AnalysisUnit, settings: Settings) -> tuple[list[RunOutcom
                 n_unusable,
                 usable.size,
             )
-        entities = {
-            k: unit.entities[k] for k in derivatives.SUBJECT_LEVEL_ENTITIES if k in unit.entities
-        }
+        final_mask = mask.copy()
+        final_mask[mask] = usable
+        name = derivatives.bids_name(entities, tuple(entities), {}, "mask")
+        derivatives.write_mask(folder / f"{name}.nii.gz", final_mask, affine)
+        means = [o.mean_volume for o in outcomes]
+        sources = [o.source for o in outcomes]
+        mean_image = outputs.write_mean_image(folder, entities, means, sources, affine)
         for plan in unit.contrasts:
-            present = [o for o in outcomes if plan.label in o.maps]
-            if not present:
-                LOGGER.warning("contrast %s: no run has its columns; nothing written", plan.name)
-                continue
-            with np.errstate(divide="ignore", invalid="ignore"):
-                combined = fixed_effects(
-                    [o.maps[plan.label] for o in present], settings.model.fixed_effects
-                )
-            level_sources = ([o.source for o in present], "subject")
-            outputs.write_contrast_maps(
-                folder, entities, plan, combined, usable, mask, affine, settings, *level_sources
-            )
-            outputs.write_cluster_table(
-                folder, entities, plan, combined, usable, mask, affine, settings
-            )
-    final_mask = mask.copy()
-    final_mask[mask] = usable
-    name = derivatives.bids_name(entities, tuple(entities), {}, "mask")
-    derivatives.write_mask(folder / f"{name}.nii.gz", final_mask, affine)
-    means = [o.mean_volume for o in outcomes]
-    sources = [o.source for o in outcomes]
-    return outcomes, outputs.write_mean_image(folder, entities, means, sources, affine)
+            _write_fixed_effects(plan, outcomes, usable, mask, affine, folder, entities, settings)
+    return outcomes, mean_image
+
+
+def _write_fixed_effects(plan, outcomes, usable, mask, affine, folder, entities, settings):
+    """One contrast's subject-level maps and cluster table, over the runs that have it."""
+    present = [o for o in outcomes if plan.label in o.maps]
+    if not present:
+        LOGGER.warning("contrast %s: no run has its columns; nothing written", plan.name)
+        return
+    with np.errstate(divide="ignore", invalid="ignore"):
+        runs = [o.maps[plan.label] for o in present]
+        combined = fixed_effects(runs, settings.model.fixed_effects)
+    level_sources = ([o.source for o in present], "subject")
+    outputs.write_contrast_maps(
+        folder, entities, plan, combined, usable, mask, affine, settings, *level_sources
+    )
+    outputs.write_cluster_table(folder, entities, plan, combined, usable, mask, affine, settings)
 
 
 def unit_summary(
