@@ -339,3 +339,23 @@ def test_condition_regressors_direct_call_matches_design_column():
     design = make_design_matrix(times, events, hrf_model="spm + derivative")
     assert suffixes == ["", "_derivative"]
     np.testing.assert_array_equal(regressors, design[["x", "x_derivative"]].to_numpy())
+
+
+def test_oversampled_grid_equals_nilearns_on_rounding_ties():
+    # 51 scans, TR 0.8 s, slice_time_ref 0.5: the sample count is a tie (4051.5); computing
+    # it in another order gave one more sample and moved every onset by one grid step
+    from nilearn.glm.first_level.hemodynamic_models import _sample_condition
+
+    from bids_glm.design.regressors import oversampled_grid
+
+    checked = 0
+    for n_scans in range(10, 90):
+        for tr_s in (0.8, 1.5, 2.0, 2.5):
+            for reference in (0.0, 0.5):
+                times = frame_times(n_scans, tr_s, reference)
+                _, expected = _sample_condition(np.array([[0.0], [0.0], [1.0]]), times, 50, -24)
+                np.testing.assert_array_equal(oversampled_grid(times, 50, -24.0), expected)
+                checked += 1
+    assert checked == 640
+    events = pd.DataFrame({"onset": [0.0], "duration": [0.0], "trial_type": ["a"]})
+    assert_same_design(frame_times(51, 0.8, 0.5), events, hrf_model="glover")

@@ -120,7 +120,9 @@ def oversampled_grid(
     first, last = times.min(), times.max()
     end = last * (1 + 1.0 / (n_frames - 1))
     samples_per_second = (n_frames - 1) * 1.0 / (last - first)
-    n_samples = samples_per_second * (end - first - float(min_onset_s)) * oversampling + 1
+    # nilearn's order of operations: the count can sit on a rounding tie (4051.5), where a
+    # different order rounds to a grid one sample longer and shifts every onset
+    n_samples = samples_per_second * ((end - first - float(min_onset_s)) * oversampling) + 1
     return np.linspace(first + float(min_onset_s), end, int(np.rint(n_samples)))
 
 
