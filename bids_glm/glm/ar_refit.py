@@ -17,13 +17,13 @@ cancellation (the quantities equal nilearn's explicit computation to ~1e-13 rela
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from bids_glm.glm.ar import LAST, SUM, SUM_LAG1, SUM_SQUARES, whiten_ar1
 from bids_glm.glm.ols import DesignOperators, OlsPass, design_operators, voxel_chunks
+from bids_glm.glm.threads import for_each_in_threads
 
 
 @dataclass(frozen=True)
@@ -194,10 +194,5 @@ def ar1_voxel_fits(
         beta[:, voxels], rss[voxels], r_squared[voxels] = outputs  # disjoint per block
 
     blocks = list(voxel_chunks(order.size, chunk_voxels))
-    if n_threads <= 1 or len(blocks) == 1:
-        for block in blocks:
-            refit_block(block)
-    else:
-        with ThreadPoolExecutor(n_threads, thread_name_prefix="bids-glm-refit") as pool:
-            list(pool.map(refit_block, blocks))
+    for_each_in_threads(refit_block, blocks, n_threads, "refit")
     return VoxelFits(beta=beta, rss=rss, r_squared=r_squared)

@@ -12,13 +12,13 @@ the AR(1) refit needs is among them, so the data are never read twice.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
 
 from bids_glm.glm.ar import residual_moments
+from bids_glm.glm.threads import for_each_in_threads
 
 
 @dataclass(frozen=True)
@@ -150,11 +150,5 @@ def ols_pass(
         if cross is not None:
             cross[:, chunk] = neighbours @ residuals
 
-    chunks = list(voxel_chunks(n_voxels, chunk_voxels))
-    if n_threads <= 1 or len(chunks) == 1:
-        for chunk in chunks:
-            fit_chunk(chunk)
-    else:
-        with ThreadPoolExecutor(n_threads, thread_name_prefix="bids-glm-fit") as pool:
-            list(pool.map(fit_chunk, chunks))
+    for_each_in_threads(fit_chunk, list(voxel_chunks(n_voxels, chunk_voxels)), n_threads, "fit")
     return OlsPass(beta=beta, moments=moments, lag_cross=cross)

@@ -26,14 +26,13 @@ relative error below 1e-12), which is ~6x cheaper than ``stdtr`` per voxel.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
 
 import numpy as np
 from scipy import special
 
 from bids_glm.glm.t_tail_table import tail_table
-from bids_glm.glm.threads import thread_budget
+from bids_glm.glm.threads import for_each_in_threads, thread_budget
 
 # Below this log tail probability (p ~ 1e-261) scipy's log-tail functions are replaced by the
 # incomplete-beta formula: scipy's values there are still accurate, and far from underflow.
@@ -134,11 +133,7 @@ def _in_chunks(convert, size: int) -> None:
     n_chunks = min(thread_budget(), max(size // _MIN_CHUNK, 1))
     bounds = np.linspace(0, size, n_chunks + 1).astype(int)
     parts = [slice(a, b) for a, b in pairwise(bounds)]
-    if len(parts) == 1:
-        convert(parts[0])
-        return
-    with ThreadPoolExecutor(len(parts), thread_name_prefix="bids-glm-stats") as pool:
-        list(pool.map(convert, parts))
+    for_each_in_threads(convert, parts, len(parts), "stats")
 
 
 def _log_tails_f(f: np.ndarray, dof_num: float, dof_den: float) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""How many threads the numerical work of one process may use.
+"""How many threads the numerical work of one process may use, and running work in them.
 
 Reading (decompression, smoothing) and fitting split their work over Python threads, since
 numpy, scipy and BLAS release the GIL; BLAS itself then runs one thread per call (its own
@@ -9,6 +9,8 @@ environment variable so that worker processes inherit their share.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 THREADS_VARIABLE = "BIDS_GLM_THREADS"
 
@@ -23,3 +25,20 @@ def thread_budget() -> int:
     """
     text = os.environ.get(THREADS_VARIABLE, "1")
     return max(int(text), 1) if text.strip().isdigit() else 1
+
+
+def for_each_in_threads(
+    function: Callable[[object], None], items: Sequence, n_threads: int, name: str
+) -> None:
+    """Call ``function(item)`` for every item, in up to ``n_threads`` threads.
+
+    Serially when one thread (or one item) suffices. The calls must write disjoint outputs;
+    an exception raised by one is re-raised here.
+    """
+    if n_threads <= 1 or len(items) <= 1:
+        for item in items:
+            function(item)
+        return
+    n_workers = min(n_threads, len(items))
+    with ThreadPoolExecutor(n_workers, thread_name_prefix=f"bids-glm-{name}") as pool:
+        list(pool.map(function, items))

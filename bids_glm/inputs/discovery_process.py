@@ -22,10 +22,10 @@ from dataclasses import dataclass
 
 from bids_glm.inputs.layout import RunInput, find_runs, requested_participants
 from bids_glm.inputs.validation import validate_dataset
+from bids_glm.log_capture import CAPTURED_LOGGERS
 from bids_glm.settings import Settings
 
 LOGGER = logging.getLogger("bids_glm")
-_LOGGERS = ("bids_glm", "py.warnings")
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ def _discover_in_child(settings: Settings, participants: list[str], write_fd: in
     status = 1
     try:
         recorder = _Recorder()
-        for name in _LOGGERS:
+        for name in CAPTURED_LOGGERS:  # the records are replayed in the parent
             logging.getLogger(name).handlers[:] = [recorder]
         runs = find_runs(settings, participants)
         payload = pickle.dumps(_ChildResult(runs, recorder.records))

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage, special
 
+from bids_glm.image.mask import bounding_box
 from bids_glm.report.cluster_peaks import FACES, apply_affine, signed_clusters
 
 HEIGHT_CONTROLS = ("fpr", "fdr", "bonferroni", "none")
@@ -257,11 +258,7 @@ def _suprathreshold_region(
         beyond = (np.abs(z_volume) if two_sided else z_volume) > z_threshold
     if not beyond.any():
         return tuple(slice(0, n) for n in z_volume.shape)
-    region = []
-    for axis, n in enumerate(z_volume.shape):
-        present = np.flatnonzero(beyond.any(axis=tuple(a for a in range(3) if a != axis)))
-        region.append(slice(max(int(present[0]) - 1, 0), min(int(present[-1]) + 2, n)))
-    return tuple(region)
+    return bounding_box(beyond, (1, 1, 1))
 
 
 def _threshold_volume(
