@@ -25,7 +25,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from bids_glm.parallel import THREADS_PER_WORKER
+from bids_glm.runtime.workers import THREADS_PER_WORKER
 
 CONDITIONS = ("face", "house", "scrambled")
 EXTRA_CONTRASTS = {
@@ -125,7 +125,7 @@ def measure(command: Sequence[str], log_path: Path) -> Measurement:
 
 def demo_dataset(workdir: Path, n_runs: int) -> Path:
     """Generate (or reuse) the fMRIPrep-sized one-subject demo with ``n_runs`` runs."""
-    from bids_glm.demo import make_demo_dataset
+    from bids_glm.demo.dataset import make_demo_dataset
 
     bids_dir = workdir / f"bids-fmriprep-runs{n_runs}"
     print(f"dataset: {bids_dir} ({n_runs} runs; generated if absent)", flush=True)

@@ -21,8 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bids_glm.cli import main as bids_glm_main
-from bids_glm.demo import make_demo_dataset
+from bids_glm.cli.main import main as bids_glm_main
+from bids_glm.demo.dataset import make_demo_dataset
 from bids_glm.report import collect
 from bids_glm.report.pdf import html_to_pdf
 from bids_glm.report.render import ReportOptions, render_participant, render_participant_reports

@@ -2,6 +2,6 @@
 
 import sys
 
-from bids_glm.cli import main
+from bids_glm.cli.main import main
 
 sys.exit(main())

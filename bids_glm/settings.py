@@ -11,7 +11,7 @@ if TYPE_CHECKING:  # the CLI imports settings before numpy is loaded
     from bids_glm.design.contrast_options import ContrastSpec, FContrastSpec
     from bids_glm.inputs.confounds import ConfoundStrategy
     from bids_glm.inputs.events import EventSpec
-    from bids_glm.inputs.models import Node, StatsModel
+    from bids_glm.inputs.smdl.model import Node, StatsModel
 
 DEFAULT_FMRIPREP_SPACE = "MNI152NLin2009cAsym"
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bids_glm import batch
-from bids_glm.cli import main
-from bids_glm.demo import make_demo_dataset
+from bids_glm.cli.main import main
+from bids_glm.demo.dataset import make_demo_dataset
 from bids_glm.errors import AnalysisError, InputError
 from bids_glm.inputs.filters import read_bids_filters
+from bids_glm.pipeline import batch
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bids_glm.cli import main
-from bids_glm.demo import make_demo_dataset
+from bids_glm.cli.main import main
+from bids_glm.demo.dataset import make_demo_dataset
 
 
 def _validate(folder) -> dict:

@@ -15,7 +15,7 @@ from nilearn.glm import threshold_stats_img
 from nilearn.reporting import get_clusters_table
 from scipy import ndimage
 
-from bids_glm.report.clusters import (
+from bids_glm.glm.clusters import (
     CLUSTER_TABLE_COLUMNS,
     Threshold,
     cluster_table,
@@ -378,7 +378,7 @@ def _maxima_cluster_by_cluster(values, labels):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_local_maxima_visiting_cluster_voxels_equal_filters_on_each_cluster(seed):
-    from bids_glm.report.cluster_peaks import cluster_local_maxima
+    from bids_glm.glm.cluster_peaks import cluster_local_maxima
 
     rng = np.random.default_rng(seed)
     z = ndimage.gaussian_filter(rng.standard_normal((30, 28, 26)), 0.8) * 4

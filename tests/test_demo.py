@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 from pathlib import Path
 
 import nibabel as nib
@@ -14,8 +12,10 @@ import pytest
 from bids_validator import BIDSValidator
 from nilearn.glm.first_level import make_first_level_design_matrix
 
-from bids_glm.demo import DEMO_SIZES, main, make_demo_dataset, planted_mask
-from bids_glm.demo_data import NoiseModel, drift_basis
+import bids_glm.cli.demo
+from bids_glm.cli.demo import main
+from bids_glm.demo.dataset import DEMO_SIZES, make_demo_dataset, planted_mask
+from bids_glm.demo.signal import NoiseModel, drift_basis
 
 SPACE = "MNI152NLin2009cAsym"
 MOTION = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z")
@@ -324,9 +324,7 @@ def test_existing_directory_is_reused_only_for_the_same_demo(tmp_path):
 
 def test_main_generates_then_runs_the_participant_level(tmp_path, monkeypatch, capsys):
     calls = []
-    fake_cli = types.ModuleType("bids_glm.cli")
-    fake_cli.main = lambda argv: calls.append(argv) or 0
-    monkeypatch.setitem(sys.modules, "bids_glm.cli", fake_cli)
+    monkeypatch.setattr(bids_glm.cli.demo, "cli_main", lambda argv: calls.append(argv) or 0)
     args = [str(tmp_path), "--subjects", "1", "--runs", "1", "--seed", "2"]
     assert main([*args, "--", "--smoothing-fwhm", "6"]) == 0
     assert calls == [

@@ -10,8 +10,8 @@ from conftest import make_tiny_dataset
 from test_inputs import settings_for
 
 from bids_glm.errors import InputError
-from bids_glm.inputs import discovery_process
-from bids_glm.inputs.discovery_process import can_fork, start_discovery
+from bids_glm.inputs import discovery as discovery_process
+from bids_glm.inputs.discovery import can_fork, start_discovery
 from bids_glm.inputs.layout import discover_runs
 
 pytestmark = pytest.mark.skipif(not can_fork(), reason="forking is used on Linux only")

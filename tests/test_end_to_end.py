@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from conftest import make_read_only, make_writable, tree_digest
 
-from bids_glm.cli import main
-from bids_glm.demo import make_demo_dataset, planted_mask
+from bids_glm.cli.main import main
+from bids_glm.demo.dataset import make_demo_dataset, planted_mask
 
 ENTITY = r"[A-Za-z0-9]+"
 RUN_MAP = re.compile(

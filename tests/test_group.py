@@ -21,8 +21,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from bids_glm.cli import main
-from bids_glm.demo import make_demo_dataset, planted_mask
+from bids_glm.cli.main import main
+from bids_glm.demo.dataset import make_demo_dataset, planted_mask
 from bids_glm.errors import InputError
 from bids_glm.glm.group import (
     contrast_label,
@@ -31,7 +31,7 @@ from bids_glm.glm.group import (
     precision_weighted_mean,
 )
 from bids_glm.glm.stats import t_to_p_z
-from bids_glm.group_level import GroupOptions, run_group_level
+from bids_glm.pipeline.group import GroupOptions, run_group_level
 
 N_SUBJECTS = 6
 SPACE = "MNI152NLin2009cAsym"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from bids_glm.demo import make_demo_dataset
+from bids_glm.demo.dataset import make_demo_dataset
 from bids_glm.image.epi_mask import compute_epi_mask, largest_component, mean_volume
 from bids_glm.image.mask import combine_masks, parse_mask_rule
 from bids_glm.image.resample import resample_mask_nearest

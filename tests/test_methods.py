@@ -15,11 +15,7 @@ from pathlib import Path
 import pytest
 
 from bids_glm import __version__
-from bids_glm.design.contrast_options import ContrastSpec, FContrastSpec
-from bids_glm.glm.fit import fit_glm
-from bids_glm.inputs.confounds import ConfoundStrategy, ScrubRule
-from bids_glm.inputs.events import EventSpec
-from bids_glm.methods import (
+from bids_glm.derivatives.methods import (
     AR1_BIN_WIDTH,
     CITATION_FILES,
     DEPENDENCIES,
@@ -28,6 +24,10 @@ from bids_glm.methods import (
     render_methods,
     write_methods,
 )
+from bids_glm.design.contrast_options import ContrastSpec, FContrastSpec
+from bids_glm.glm.fit import fit_glm
+from bids_glm.inputs.confounds import ConfoundStrategy, ScrubRule
+from bids_glm.inputs.events import EventSpec
 from bids_glm.settings import ModelSettings, Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -536,7 +536,7 @@ sys.meta_path[:] = [f for f in sys.meta_path
                     if not getattr(f, "__module__", "").startswith("__editable__")]
 sys.path.insert(0, {str(site)!r})
 from importlib import resources
-import bids_glm.methods as methods
+import bids_glm.derivatives.methods as methods
 from bids_glm.settings import ModelSettings
 plain = {{k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(sys.argv[1]).items()}}
 facts = methods.MethodsFacts(**plain, model=ModelSettings())

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bids_glm.cli import main
-from bids_glm.demo import make_demo_dataset
+from bids_glm.cli.main import main
+from bids_glm.demo.dataset import make_demo_dataset
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "stats_models"
 DS003 = REALDATA / "model-ds003-001_smdl.json"

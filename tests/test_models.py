@@ -16,16 +16,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bids_glm.derivatives.stats_model import effective_model
 from bids_glm.design.contrast_options import parse_contrast_option, parse_f_contrast_option
 from bids_glm.design.matrix import frame_times, make_design_matrix
 from bids_glm.inputs.confounds import parse_confound_strategy, read_confounds
-from bids_glm.inputs.model_design import map_run_node
-from bids_glm.inputs.model_graph import node_graph
-from bids_glm.inputs.model_options import node_overrides
-from bids_glm.inputs.models import ModelError, load_model, parse_model
-from bids_glm.inputs.transformations import apply_instructions
+from bids_glm.inputs.smdl.graph import node_graph
+from bids_glm.inputs.smdl.model import ModelError, load_model, parse_model
+from bids_glm.inputs.smdl.options import node_overrides
+from bids_glm.inputs.smdl.run_node import map_run_node
+from bids_glm.inputs.smdl.transformations import apply_instructions
 from bids_glm.settings import ModelSettings, Settings
-from bids_glm.stats_model import effective_model
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 MODELS = REALDATA / "stats_models"

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bids_glm.cli import main
-from bids_glm.demo import make_demo_dataset
+from bids_glm.cli.main import main
+from bids_glm.demo.dataset import make_demo_dataset
 from bids_glm.design.matrix import frame_times, make_design_matrix
 
 SPACE = "MNI152NLin2009cAsym"

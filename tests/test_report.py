@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from bids_glm.cli import main as bids_glm_main
-from bids_glm.demo import make_demo_dataset
+from bids_glm.cli.main import main as bids_glm_main
+from bids_glm.demo.dataset import make_demo_dataset
 from bids_glm.report.group_report import render_group_report
 from bids_glm.report.render import (
     ReportOptions,

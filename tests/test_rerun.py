@@ -15,9 +15,9 @@ from pathlib import Path
 import nibabel as nib
 import pytest
 
-from bids_glm.cli import main
-from bids_glm.demo import make_demo_dataset
-from bids_glm.manifest import MANIFEST_FOLDER, summaries_lock
+from bids_glm.cli.main import main
+from bids_glm.demo.dataset import make_demo_dataset
+from bids_glm.derivatives.manifest import MANIFEST_FOLDER, summaries_lock
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 import scipy.linalg
 from scipy.ndimage import gaussian_filter1d
 
-from bids_glm.derivatives import nifti_bytes
+from bids_glm.derivatives.files import nifti_bytes
 from bids_glm.glm.ar import bin_ar1, whiten_ar1, yule_walker_ar1
 from bids_glm.glm.ar_refit import ar1_voxel_fits, whitened_operators
 from bids_glm.glm.fit import fit_glm

@@ -23,7 +23,7 @@ import numpy as np
 
 from bids_glm.glm.ar import LAST, SUM, SUM_LAG1, SUM_SQUARES, whiten_ar1
 from bids_glm.glm.ols import DesignOperators, OlsPass, design_operators, voxel_chunks
-from bids_glm.glm.threads import for_each_in_threads
+from bids_glm.runtime.threads import for_each_in_threads
 
 
 @dataclass(frozen=True)

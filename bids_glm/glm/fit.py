@@ -18,7 +18,7 @@ from bids_glm.glm.ar import bin_ar1, yule_walker_ar1
 from bids_glm.glm.ar_refit import ar1_voxel_fits, ols_voxel_fits, whitened_operators
 from bids_glm.glm.ols import design_operators, design_rank, ols_pass
 from bids_glm.glm.results import NOISE_MODELS, RunFit
-from bids_glm.glm.threads import thread_budget
+from bids_glm.runtime.threads import thread_budget
 
 # voxels per block of the AR(1) refit: (p, block) arrays only, so large blocks are cheap and
 # keep the per-bin Python loop short

@@ -18,7 +18,7 @@ import numpy as np
 import scipy.linalg
 
 from bids_glm.glm.ar import residual_moments
-from bids_glm.glm.threads import for_each_in_threads
+from bids_glm.runtime.threads import for_each_in_threads
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ import numpy as np
 from scipy import special
 
 from bids_glm.glm.t_tail_table import tail_table
-from bids_glm.glm.threads import for_each_in_threads, thread_budget
+from bids_glm.runtime.threads import for_each_in_threads, thread_budget
 
 # Below this log tail probability (p ~ 1e-261) scipy's log-tail functions are replaced by the
 # incomplete-beta formula: scipy's values there are still accurate, and far from underflow.

@@ -24,10 +24,10 @@ from typing import BinaryIO
 import numpy as np
 
 from bids_glm.errors import InputError
-from bids_glm.glm.threads import thread_budget
 from bids_glm.image.mask import load_image, same_grid
 from bids_glm.image.smooth import sigma_voxels
 from bids_glm.image.volume_reducer import VolumeReducer
+from bids_glm.runtime.threads import thread_budget
 
 try:  # ISA-L inflates gzip several times faster than zlib, here in a background thread
     from isal import igzip_threaded

@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import pandas as pd
 
-from bids_glm.manifest import MANIFEST_FOLDER
+from bids_glm.derivatives.manifest import MANIFEST_FOLDER
 
 Z_MAP_SUFFIX = "_stat-z_statmap.nii.gz"
 _CONTRAST = re.compile(r"_contrast-([A-Za-z0-9]+)_stat-z_statmap\.nii\.gz$")

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from bids_glm import __version__
-from bids_glm.manifest import MANIFEST_FOLDER
+from bids_glm.derivatives.manifest import MANIFEST_FOLDER
 from bids_glm.report import collect
 from bids_glm.report.render import environment, markdown_blocks, write_report
 from bids_glm.report.views import (

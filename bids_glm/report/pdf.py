@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from bids_glm import derivatives
+from bids_glm.derivatives import files as derivatives
 
 
 def html_to_pdf(html: str) -> bytes:

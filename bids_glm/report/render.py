@@ -15,7 +15,8 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup, escape
 
-from bids_glm import __version__, derivatives
+from bids_glm import __version__
+from bids_glm.derivatives import files as derivatives
 from bids_glm.report import collect
 from bids_glm.report.views import NOT_RECORDED, ReportOptions, unit_view
 

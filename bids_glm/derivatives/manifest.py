@@ -17,7 +17,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from bids_glm import __version__, derivatives
+from bids_glm import __version__
+from bids_glm.derivatives import files as derivatives
 
 LOGGER = logging.getLogger("bids_glm")
 MANIFEST_FOLDER = Path("logs") / "manifests"

@@ -37,7 +37,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bids_glm import __version__, derivatives
+from bids_glm import __version__
+from bids_glm.derivatives import files as derivatives
 from bids_glm.errors import InputError
 from bids_glm.glm.group import (
     INTERCEPT,

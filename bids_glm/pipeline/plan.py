@@ -182,7 +182,7 @@ def _run_confounds(run: RunInput, model: ModelSettings, n_dummy: int) -> Confoun
 
 def _node_inputs(run: RunInput, model: ModelSettings, n_dummy: int):
     """The Run node of ``--model`` resolved on this run's events and confounds."""
-    from bids_glm.inputs.model_design import map_run_node
+    from bids_glm.inputs.smdl.run_node import map_run_node
 
     events = None
     if run.events_path is not None:

@@ -14,8 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bids_glm import batch, derivatives, manifest, outputs, reporting
-from bids_glm.analysis_mask import build_analysis_mask
+from bids_glm.derivatives import files as derivatives
+from bids_glm.derivatives import manifest
+from bids_glm.derivatives import maps as outputs
+from bids_glm.derivatives.methods import compile_templates, methods_facts, write_methods
+from bids_glm.derivatives.stats_model import MODEL_NAME, model_from_summaries, model_options
 from bids_glm.design.contrasts import missing_columns
 from bids_glm.errors import BidsGlmError, InputError
 from bids_glm.glm.contrast import compute_contrast
@@ -23,17 +26,14 @@ from bids_glm.glm.fit import fit_glm
 from bids_glm.glm.fixed_effects import fixed_effects
 from bids_glm.glm.results import ContrastMaps
 from bids_glm.glm.scaling import scale_signal
-from bids_glm.glm.threads import thread_budget
 from bids_glm.image.io import read_masked_series
-from bids_glm.inputs.discovery_process import PendingDiscovery
+from bids_glm.inputs.discovery import PendingDiscovery
 from bids_glm.inputs.layout import RunInput, discover_runs
-from bids_glm.log_capture import captured_warnings
-from bids_glm.methods import compile_templates, methods_facts, write_methods
-from bids_glm.parallel import map_runs
-from bids_glm.plan import ContrastPlan, RunDesign
-from bids_glm.settings import Settings
-from bids_glm.stats_model import MODEL_NAME, model_from_summaries, model_options
-from bids_glm.units import (
+from bids_glm.pipeline import batch
+from bids_glm.pipeline import reports as reporting
+from bids_glm.pipeline.analysis_mask import build_analysis_mask
+from bids_glm.pipeline.plan import ContrastPlan, RunDesign
+from bids_glm.pipeline.units import (
     AnalysisUnit,
     plan_units,
     remove_interrupted_writes,
@@ -42,6 +42,10 @@ from bids_glm.units import (
     unit_name,
     unit_outputs,
 )
+from bids_glm.runtime.logs import captured_warnings
+from bids_glm.runtime.threads import thread_budget
+from bids_glm.runtime.workers import map_runs
+from bids_glm.settings import Settings
 
 LOGGER = logging.getLogger("bids_glm")
 

@@ -10,10 +10,11 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 
-from bids_glm import batch, manifest
+from bids_glm.derivatives import manifest
 from bids_glm.errors import InputError
+from bids_glm.pipeline import batch
+from bids_glm.pipeline.units import AnalysisUnit, unit_fingerprint
 from bids_glm.settings import Settings
-from bids_glm.units import AnalysisUnit, unit_fingerprint
 
 LOGGER = logging.getLogger("bids_glm")
 

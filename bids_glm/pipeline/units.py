@@ -12,11 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bids_glm import __version__, derivatives, manifest
+from bids_glm import __version__
+from bids_glm.derivatives import files as derivatives
+from bids_glm.derivatives import manifest
 from bids_glm.errors import InputError
 from bids_glm.inputs.layout import RunInput
-from bids_glm.log_capture import captured_warnings
-from bids_glm.plan import ContrastPlan, RunDesign, build_run_design, plan_contrasts
+from bids_glm.pipeline.plan import ContrastPlan, RunDesign, build_run_design, plan_contrasts
+from bids_glm.runtime.logs import captured_warnings
 from bids_glm.settings import ModelSettings, Settings
 
 

@@ -1,10 +1,10 @@
 """BIDS Stats Models (BIDSModelVersion 1.0.0) as frozen dataclasses, read from JSON.
 
 :func:`load_model` reads a file and :func:`parse_model` checks the document (see
-:mod:`bids_glm.inputs.model_schema` for the rules and the features refused); every failure is
+:mod:`bids_glm.inputs.smdl.schema` for the rules and the features refused); every failure is
 a :class:`ModelError` whose message names the file, the JSON path of the field and what was
 expected, e.g. ``model.json: Nodes[0].Contrasts[1].Weights: 3 weights for 2 ConditionList
-entries``. :func:`bids_glm.inputs.model_graph.node_graph` orders the nodes for execution.
+entries``. :func:`bids_glm.inputs.smdl.graph.node_graph` orders the nodes for execution.
 """
 
 from __future__ import annotations
@@ -208,6 +208,6 @@ def parse_model(document: Any, source: str = "model") -> StatsModel:
     ModelError
         See :func:`load_model`.
     """
-    from bids_glm.inputs.model_schema import parse_document
+    from bids_glm.inputs.smdl.schema import parse_document
 
     return parse_document(document, source)

@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from bids_glm.arguments import build_parser
+from bids_glm.cli.parser import build_parser
 from bids_glm.errors import EXIT_ANALYSIS_FAILURE, BidsGlmError, InputError
 from bids_glm.inputs.filters import read_bids_filters
-from bids_glm.parallel import limit_threads
+from bids_glm.runtime.workers import limit_threads
 from bids_glm.settings import ModelSettings, Settings
 
 LOGGER = logging.getLogger("bids_glm")
@@ -149,8 +149,8 @@ def _model_settings(args: argparse.Namespace) -> ModelSettings:
 
 def _stats_model(path: Path, model: ModelSettings, mask_combine: str):
     """Load ``--model``; its Run node's settings override the model flags."""
-    from bids_glm.inputs.model_options import node_overrides
-    from bids_glm.inputs.models import load_model
+    from bids_glm.inputs.smdl.model import load_model
+    from bids_glm.inputs.smdl.options import node_overrides
 
     stats_model = load_model(path)
     run_nodes = [node for node in stats_model.nodes if node.level == "Run"]
@@ -261,11 +261,11 @@ def _run(settings: Settings) -> int:
         _start_up_done()
         _run_group_level(settings)
         return 0
-    from bids_glm.inputs.discovery_process import start_discovery
+    from bids_glm.inputs.discovery import start_discovery
 
     # pybids' indexing uses the idle core while the fitting modules are imported
     discovery = None if settings.reports_only else start_discovery(settings)
-    from bids_glm.pipeline import run_participant_level
+    from bids_glm.pipeline.participant import run_participant_level
 
     _start_up_done()
     run_participant_level(settings, discovery)
@@ -286,7 +286,7 @@ def _dataset_contrasts(settings: Settings) -> frozenset[str] | None:
     """Contrasts the ``--model`` Dataset nodes test (one-sample t); None without a model."""
     if settings.stats_model is None:
         return None
-    from bids_glm.inputs.model_graph import node_graph
+    from bids_glm.inputs.smdl.graph import node_graph
 
     names: set[str] = set()
     for step in node_graph(settings.stats_model):
@@ -319,8 +319,8 @@ def _dataset_contrasts(settings: Settings) -> frozenset[str] | None:
 
 
 def _run_group_level(settings: Settings) -> None:
-    from bids_glm.group_level import GroupOptions, run_group_level
-    from bids_glm.reporting import render_group_report
+    from bids_glm.pipeline.group import GroupOptions, run_group_level
+    from bids_glm.pipeline.reports import render_group_report
 
     if not settings.reports_only:
         written = run_group_level(

@@ -1,4 +1,4 @@
-"""Signal simulation for the demo dataset (see :mod:`bids_glm.demo` for the model).
+"""Signal simulation for the demo dataset (see :mod:`bids_glm.demo.dataset` for the model).
 
 Everything here is pure: geometry from the grid, events and BOLD from a seeded
 ``numpy.random.Generator``.  In-brain voxels are simulated as one ``(T, V_brain)``

@@ -1,7 +1,7 @@
 """Map a BIDS Stats Model's Run node onto one run's design inputs (pure, no files).
 
 Variables of a run: one per events column (pybids' reading) and one per confounds column,
-then the node's transformations (:mod:`bids_glm.inputs.transformations`). Two conventions
+then the node's transformations (:mod:`bids_glm.inputs.smdl.transformations`). Two conventions
 found in published models are resolved too, when no variable has the name:
 
 - ``<column>.<level>`` for a level of a text (categorical) events column that was not
@@ -31,9 +31,9 @@ import pandas as pd
 
 from bids_glm.design.contrast_options import ContrastSpec, FContrastSpec
 from bids_glm.design.hrf import basis_suffixes
-from bids_glm.inputs.model_options import expression, node_overrides
-from bids_glm.inputs.models import INTERCEPT, Contrast, ModelError, Node
-from bids_glm.inputs.transformations import TransformedRun, apply_instructions
+from bids_glm.inputs.smdl.model import INTERCEPT, Contrast, ModelError, Node
+from bids_glm.inputs.smdl.options import expression, node_overrides
+from bids_glm.inputs.smdl.transformations import TransformedRun, apply_instructions
 from bids_glm.settings import ModelSettings
 
 LOGGER = logging.getLogger("bids_glm")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bids_glm.inputs.models import INTERCEPT, LEVELS, Edge, JsonChecker, Node, StatsModel
+from bids_glm.inputs.smdl.model import INTERCEPT, LEVELS, Edge, JsonChecker, Node, StatsModel
 
 
 @dataclass(frozen=True)

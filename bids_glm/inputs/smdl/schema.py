@@ -1,4 +1,4 @@
-"""The checks behind :func:`bids_glm.inputs.models.parse_model`.
+"""The checks behind :func:`bids_glm.inputs.smdl.model.parse_model`.
 
 Two passes over the JSON document. The first looks for features bids-glm does not run (a
 Session node, ``Model.Formula``, variance components, a low-pass filter, a Transformer other
@@ -21,7 +21,7 @@ import itertools
 from typing import Any
 
 from bids_glm.design.names import HRF_MODELS
-from bids_glm.inputs.models import (
+from bids_glm.inputs.smdl.model import (
     HRF,
     INTERCEPT,
     LEVELS,
@@ -337,7 +337,7 @@ def _dummy(value, path: str, check: JsonChecker) -> DummyContrasts | None:
 
 
 def _transformations(value, path: str, check: JsonChecker) -> tuple[dict, ...]:
-    from bids_glm.inputs.transformations import convolution, instruction_arguments
+    from bids_glm.inputs.smdl.transformations import convolution, instruction_arguments
 
     if value is None:
         return ()

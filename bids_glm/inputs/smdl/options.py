@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from bids_glm.design.contrast_options import ContrastSpec, FContrastSpec
-from bids_glm.inputs.models import INTERCEPT, ModelError, Node
-from bids_glm.inputs.transformations import convolution
+from bids_glm.inputs.smdl.model import INTERCEPT, ModelError, Node
+from bids_glm.inputs.smdl.transformations import convolution
 
 _CHOICES = {
     "NoiseModel": ("noise_model", ("ols", "ar1")),

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage, special
 
+from bids_glm.glm.cluster_peaks import FACES, apply_affine, signed_clusters
 from bids_glm.image.mask import bounding_box
-from bids_glm.report.cluster_peaks import FACES, apply_affine, signed_clusters
 
 HEIGHT_CONTROLS = ("fpr", "fdr", "bonferroni", "none")
 CLUSTER_TABLE_COLUMNS = (

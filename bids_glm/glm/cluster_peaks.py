@@ -1,6 +1,6 @@
 """Clusters of a thresholded map and their peaks: labels, local maxima, subpeaks.
 
-The peak rules are nilearn 0.14's ``get_clusters_table`` (see `bids_glm.report.clusters`):
+The peak rules are nilearn 0.14's ``get_clusters_table`` (see `bids_glm.glm.clusters`):
 local maxima within a cluster over its 3x3x3 neighbourhood, plateaus reduced to their
 value-weighted centre (snapped back into the plateau), subpeaks kept only farther than a
 minimum distance from every higher peak of their cluster.

@@ -24,8 +24,8 @@ import jinja2
 from markupsafe import Markup, escape
 
 from bids_glm import __version__
-from bids_glm.bibliography import Reference, read_references
-from bids_glm.derivatives import write_bytes_atomic
+from bids_glm.derivatives.bibliography import Reference, read_references
+from bids_glm.derivatives.files import write_bytes_atomic
 from bids_glm.settings import ModelSettings, Settings
 
 DEPENDENCIES = ("pybids", "nibabel", "numpy", "scipy", "pandas")

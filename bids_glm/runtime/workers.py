@@ -3,7 +3,7 @@
 Each worker handles one run at a time (read, fit, write), so memory grows with the
 number of workers, not with the number of runs. Workers are started with the ``spawn``
 method and an environment that gives each an equal share of the cores as its thread
-budget (`bids_glm.glm.threads`); BLAS runs single-threaded inside those threads.
+budget (`bids_glm.runtime.threads`); BLAS runs single-threaded inside those threads.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 
-from bids_glm.glm.threads import THREADS_VARIABLE
+from bids_glm.runtime.threads import THREADS_VARIABLE
 from bids_glm.settings import Settings
 
 LOGGER = logging.getLogger("bids_glm")
@@ -61,7 +61,7 @@ def _thread_environment(n_threads: int):
 
 
 def _configure_worker(level: int) -> None:
-    from bids_glm.cli import configure_logging
+    from bids_glm.cli.main import configure_logging
 
     configure_logging(level)
 

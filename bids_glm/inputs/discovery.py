@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from bids_glm.inputs.layout import RunInput, find_runs, requested_participants
 from bids_glm.inputs.validation import validate_dataset
-from bids_glm.log_capture import CAPTURED_LOGGERS
+from bids_glm.runtime.logs import CAPTURED_LOGGERS
 from bids_glm.settings import Settings
 
 LOGGER = logging.getLogger("bids_glm")

@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from bids_glm.demo_confounds import confounds_table
-from bids_glm.demo_data import (
+from bids_glm.demo.confounds import confounds_table
+from bids_glm.demo.files import nifti_header, write_json, write_nifti_gz, write_tsv
+from bids_glm.demo.signal import (
     BrainGeometry,
     NoiseModel,
     event_regressor,
     simulate_bold,
     simulate_events,
 )
-from bids_glm.demo_files import nifti_header, write_json, write_nifti_gz, write_tsv
 
 
 def background_noise_table(std: float) -> np.ndarray:

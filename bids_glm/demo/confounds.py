@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bids_glm.demo_data import BrainGeometry
+from bids_glm.demo.signal import BrainGeometry
 
 MOTION_COLUMNS = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z")
 N_COMPCOR = 6

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from bids_glm import __version__, derivatives
+from bids_glm import __version__
+from bids_glm.derivatives import files as derivatives
 from bids_glm.design.contrasts import unique_labels
+from bids_glm.glm.clusters import cluster_table, height_threshold
 from bids_glm.glm.results import ContrastMaps, RunFit
 from bids_glm.inputs.events import EventSpec
-from bids_glm.plan import ContrastPlan, RunDesign
-from bids_glm.report.clusters import cluster_table, height_threshold
+from bids_glm.pipeline.plan import ContrastPlan, RunDesign
 from bids_glm.settings import Settings
 
 MAPS_BY_TEST = {
