@@ -17,7 +17,8 @@ import pytest
 
 from bids_glm.cli.main import main
 from bids_glm.demo.dataset import make_demo_dataset
-from bids_glm.derivatives.manifest import MANIFEST_FOLDER, summaries_lock
+from bids_glm.derivatives.manifest import summaries_lock
+from bids_glm.derivatives.naming import MANIFEST_FOLDER
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,12 @@ import pytest
 import scipy.linalg
 from scipy.ndimage import gaussian_filter1d
 
-from bids_glm.derivatives.files import nifti_bytes
 from bids_glm.glm.ar import bin_ar1, whiten_ar1, yule_walker_ar1
 from bids_glm.glm.ar_refit import ar1_voxel_fits, whitened_operators
 from bids_glm.glm.fit import fit_glm
 from bids_glm.glm.ols import design_operators, ols_pass
 from bids_glm.image.io import read_masked_series
+from bids_glm.image.nifti_bytes import nifti_bytes
 from bids_glm.image.smooth import plan_box_smoother
 
 AFFINE = np.array([[2.0, 0, 0, -20], [0, 2.5, 0, -30], [0, 0, 3.0, -10], [0, 0, 0, 1]])

@@ -13,22 +13,16 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from bids_glm import __version__
-from bids_glm.derivatives import files as derivatives
+from bids_glm.derivatives.files import write_json
+from bids_glm.derivatives.naming import manifests_dir
+from bids_glm.derivatives.summary import UnitSummary
 
 LOGGER = logging.getLogger("bids_glm")
-MANIFEST_FOLDER = Path("logs") / "manifests"
-
-
-def manifest_path(output_dir: Path, entities: Mapping[str, str]) -> Path:
-    """``OUTPUT_DIR/logs/manifests/sub-<s>[_ses-<x>]_task-<t>[_space-<sp>].json``."""
-    keep = derivatives.SUBJECT_LEVEL_ENTITIES
-    name = "_".join(f"{k}-{entities[k]}" for k in keep if k in entities)
-    return output_dir / MANIFEST_FOLDER / f"{name}.json"
 
 
 def fingerprint(description: str, inputs: Sequence[Path]) -> str:
@@ -72,7 +66,7 @@ def invalidate(path: Path) -> None:
 
 
 def record(
-    path: Path, expected_fingerprint: str, outputs: Sequence[Path], summary: Mapping
+    path: Path, expected_fingerprint: str, outputs: Sequence[Path], summary: UnitSummary
 ) -> None:
     """After a unit: its outputs (relative to OUTPUT_DIR, with sizes) and a summary.
 
@@ -81,15 +75,17 @@ def record(
     """
     root = path.parents[2]
     listed = {o.relative_to(root).as_posix(): o.stat().st_size for o in sorted(outputs)}
-    derivatives.write_json(
-        path, {"Fingerprint": expected_fingerprint, "Outputs": listed, "Summary": summary}
+    write_json(
+        path,
+        {"Fingerprint": expected_fingerprint, "Outputs": listed, "Summary": summary.to_json()},
     )
 
 
-def completed_summaries(output_dir: Path) -> list[dict]:
+def completed_summaries(output_dir: Path) -> list[UnitSummary]:
     """Summaries of every complete unit in OUTPUT_DIR, in file-name order."""
-    manifests = sorted((output_dir / MANIFEST_FOLDER).glob("*.json"))
-    return [m["Summary"] for m in map(_read, manifests) if m and "Summary" in m]
+    manifests = sorted(manifests_dir(output_dir).glob("*.json"))
+    documents = [m for m in map(_read, manifests) if m and isinstance(m.get("Summary"), dict)]
+    return [UnitSummary.from_json(m["Summary"]) for m in documents]
 
 
 @contextmanager
@@ -101,7 +97,7 @@ def summaries_lock(output_dir: Path) -> Iterator[None]:
     also the last to read, so it has seen every manifest recorded before it. Where the file
     system refuses locks, the block runs unlocked.
     """
-    folder = output_dir / MANIFEST_FOLDER
+    folder = manifests_dir(output_dir)
     folder.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(folder, os.O_RDONLY)  # the folder itself: no lock file to leave
     try:

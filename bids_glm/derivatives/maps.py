@@ -1,37 +1,75 @@
 """What bids-glm writes for a run or a participant: maps, design tables, their sidecars.
 
-File naming and atomic writing live in ``derivatives.py``; this module decides the
-content: which maps a contrast produces and what each sidecar records.
+Names come from :mod:`bids_glm.derivatives.naming`, atomic writing from
+:mod:`bids_glm.derivatives.files`; this module decides the content: which maps a contrast
+produces and what each sidecar records.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from bids_glm import __version__
-from bids_glm.derivatives import files as derivatives
+from bids_glm.derivatives import naming
+from bids_glm.derivatives.dataset import bids_uri, dataset_links
+from bids_glm.derivatives.files import MapWriter, write_json, write_tsv
 from bids_glm.design.contrasts import unique_labels
-from bids_glm.glm.clusters import cluster_table, height_threshold
+from bids_glm.design.run_design import ContrastPlan, RunDesign
 from bids_glm.glm.results import ContrastMaps, RunFit
+from bids_glm.image.geometry import VolumeGeometry
 from bids_glm.inputs.events import EventSpec
-from bids_glm.pipeline.plan import ContrastPlan, RunDesign
-from bids_glm.settings import Settings
+from bids_glm.settings import ModelSettings, Settings
 
 MAPS_BY_TEST = {
     "t": ("effect", "variance", "t", "z", "p"),
     "F": ("F", "z", "p"),
 }
 MODEL_MAPS = ("rSquared", "residualSd", "ar1")
+SOFTWARE = {"SoftwareName": "bids-glm", "SoftwareVersion": __version__}
 
 
-def source_path(path: Path, settings: Settings) -> str:
+@dataclass(frozen=True, eq=False)
+class MapTarget:
+    """Where a set of maps goes: folder, name entities, geometry and the valid locations.
+
+    Attributes
+    ----------
+    folder : Path
+    entities : dict of str to str
+        The entities every name starts with, in order.
+    geometry : VolumeGeometry
+        Turns the in-mask values into an image.
+    valid : ndarray of bool, shape (geometry.n_values,)
+        Locations whose values are written; the others are written as 0 (unusable data).
+    """
+
+    folder: Path
+    entities: dict[str, str]
+    geometry: VolumeGeometry
+    valid: np.ndarray
+
+    def write(self, writer: MapWriter, path: Path, values: np.ndarray, sidecar: dict) -> None:
+        """Write ``values`` (zero where not valid) to ``path`` with its sidecar."""
+        writer.write_map(path, np.where(self.valid, values, 0.0), self.geometry, sidecar)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """How a contrast's maps were made: the model, the input files, the level."""
+
+    model: ModelSettings
+    sources: tuple[str, ...]
+    level: str  # "run" or "subject"
+
+
+def source_uri(path: Path, settings: Settings) -> str:
     """The BIDS URI of an input file (``bids:raw:sub-01/...``, ``bids:fmriprep:...``)."""
-    return derivatives.bids_uri(
-        path, derivatives.dataset_links(settings.bids_dir, settings.derivatives)
-    )
+    return bids_uri(path, dataset_links(settings.bids_dir, settings.derivatives))
 
 
 def _map_values(maps: ContrastMaps, stat: str) -> np.ndarray:
@@ -46,15 +84,10 @@ def _map_values(maps: ContrastMaps, stat: str) -> np.ndarray:
 
 
 def contrast_sidecar(
-    plan: ContrastPlan,
-    maps: ContrastMaps,
-    stat: str,
-    settings: Settings,
-    sources: Sequence[str],
-    level: str,
+    plan: ContrastPlan, maps: ContrastMaps, stat: str, provenance: Provenance
 ) -> dict:
     """Sidecar of one statistical map: what was tested, how, on which inputs."""
-    model = settings.model
+    model = provenance.model
     sidecar = {
         "ContrastName": plan.name,
         "ContrastLabel": plan.label,
@@ -66,64 +99,43 @@ def contrast_sidecar(
         "NoiseModel": model.noise_model,
         "SmoothingFWHMmm": model.smoothing_fwhm_mm or 0.0,
         "HRFModel": model.hrf_model,
-        "Level": level,
-        "Sources": list(sources),
-        "SoftwareName": "bids-glm",
-        "SoftwareVersion": __version__,
+        "Level": provenance.level,
+        "Sources": list(provenance.sources),
+        **SOFTWARE,
     }
     if maps.stat_type == "F":
         sidecar["NumeratorDegreesOfFreedom"] = float(maps.dof_num)
-    if level == "subject":
+    if provenance.level == "subject":
         sidecar["FixedEffects"] = model.fixed_effects
     return sidecar
 
 
 def write_contrast_maps(
-    folder: Path,
-    entities: Mapping[str, str],
+    writer: MapWriter,
+    target: MapTarget,
     plan: ContrastPlan,
     maps: ContrastMaps,
-    valid: np.ndarray,
-    mask: np.ndarray,
-    affine: np.ndarray,
-    settings: Settings,
-    sources: Sequence[str],
-    level: str,
+    provenance: Provenance,
 ) -> None:
-    """Write a contrast's maps (zero where ``valid`` is False) with their sidecars.
-
-    ``valid`` is over the mask's voxels: False for voxels whose data were unusable.
-    """
+    """Write a contrast's maps (``effect, variance, t, z, p`` or ``F, z, p``) and sidecars."""
     for stat in MAPS_BY_TEST[maps.stat_type]:
-        values = np.where(valid, _map_values(maps, stat), 0.0)
-        name = derivatives.bids_name(
-            entities, tuple(entities), {"contrast": plan.label, "stat": stat}, "statmap"
-        )
-        sidecar = contrast_sidecar(plan, maps, stat, settings, sources, level)
-        derivatives.write_map(folder / f"{name}.nii.gz", values, mask, affine, sidecar)
+        path = naming.statmap_path(target.folder, target.entities, stat, contrast=plan.label)
+        sidecar = contrast_sidecar(plan, maps, stat, provenance)
+        target.write(writer, path, _map_values(maps, stat), sidecar)
 
 
 def write_cluster_table(
-    folder: Path,
-    entities: Mapping[str, str],
+    target: MapTarget,
     plan: ContrastPlan,
-    maps: ContrastMaps,
-    valid: np.ndarray,
-    mask: np.ndarray,
-    affine: np.ndarray,
+    table: pd.DataFrame,
+    z_threshold: float,
     settings: Settings,
 ) -> None:
-    """Threshold a z map and write its clusters (``desc-<label>_clusters.tsv`` + JSON)."""
-    z_threshold = height_threshold(
-        maps.z[valid], settings.height_control, settings.alpha, threshold_none=settings.alpha
-    )
-    z_volume = np.zeros(mask.shape)
-    z_volume[mask] = np.where(valid, maps.z, 0.0)
-    table = cluster_table(z_volume, affine, z_threshold, settings.cluster_extent)
-    name = derivatives.bids_name(entities, tuple(entities), {"desc": plan.label}, "clusters")
-    derivatives.write_tsv(folder / f"{name}.tsv", table)
-    derivatives.write_json(
-        folder / f"{name}.json",
+    """A contrast's clusters (``desc-<label>_clusters.tsv``) and how they were thresholded."""
+    path = naming.clusters_path(target.folder, target.entities, plan.label)
+    write_tsv(path, table)
+    write_json(
+        naming.sidecar_path(path),
         {
             "ContrastName": plan.name,
             "HeightControl": settings.height_control,
@@ -132,21 +144,12 @@ def write_cluster_table(
             "ClusterExtentVoxels": int(settings.cluster_extent),
             "Connectivity": "faces (6 neighbours)",
             "SubpeakMinimumDistanceMm": 8.0,
-            "SoftwareName": "bids-glm",
-            "SoftwareVersion": __version__,
+            **SOFTWARE,
         },
     )
 
 
-def write_model_maps(
-    folder: Path,
-    entities: Mapping[str, str],
-    fit: RunFit,
-    valid: np.ndarray,
-    mask: np.ndarray,
-    affine: np.ndarray,
-    source: str,
-) -> None:
+def write_model_maps(writer: MapWriter, target: MapTarget, fit: RunFit, source: str) -> None:
     """Per-run model maps: every column's beta, r-squared, residual SD and AR(1).
 
     Betas are named ``desc-<column label>_stat-beta``; their sidecars name the column.
@@ -155,41 +158,37 @@ def write_model_maps(
         "NoiseModel": fit.noise_model,
         "DegreesOfFreedom": float(fit.dof),
         "Sources": [source],
-        "SoftwareName": "bids-glm",
-        "SoftwareVersion": __version__,
+        **SOFTWARE,
     }
     maps = []
     labels = unique_labels(fit.column_names)
     for index, column in enumerate(fit.column_names):
-        extra = {"desc": labels[column], "stat": "beta"}
-        maps.append((extra, fit.beta[index], {"Statistic": "beta", "Column": column}))
+        path = naming.statmap_path(target.folder, target.entities, "beta", desc=labels[column])
+        maps.append((path, fit.beta[index], {"Statistic": "beta", "Column": column}))
     values = {"rSquared": fit.r_squared, "residualSd": np.sqrt(fit.sigma2), "ar1": fit.ar1}
     for stat in MODEL_MAPS:
         if values[stat] is not None:
-            maps.append(({"stat": stat}, values[stat], {"Statistic": stat}))
-    for extra, map_values, sidecar in maps:
-        name = derivatives.bids_name(entities, tuple(entities), extra, "statmap")
-        masked = np.where(valid, map_values, 0.0)
-        derivatives.write_map(
-            folder / f"{name}.nii.gz", masked, mask, affine, {**common, **sidecar}
-        )
+            path = naming.statmap_path(target.folder, target.entities, stat)
+            maps.append((path, values[stat], {"Statistic": stat}))
+    for path, map_values, sidecar in maps:
+        target.write(writer, path, map_values, {**common, **sidecar})
 
 
 def write_design(
-    design: RunDesign, folder: Path, entities: Mapping[str, str], settings: Settings
+    design: RunDesign, folder: Path, entities: dict[str, str], settings: Settings
 ) -> Path:
     """The run's design matrix as TSV, and a JSON with everything needed to rebuild it.
 
     Returns the TSV's path.
     """
-    name = derivatives.bids_name(entities, tuple(entities), {}, "design")
-    derivatives.write_tsv(folder / f"{name}.tsv", design.matrix)
+    path = naming.design_path(folder, entities)
+    write_tsv(path, design.matrix)
     model = settings.model
     events = model.events or EventSpec()
     run = design.run
     censored = [] if design.censored is None else np.flatnonzero(design.censored).tolist()
-    derivatives.write_json(
-        folder / f"{name}.json",
+    write_json(
+        naming.sidecar_path(path),
         {
             "RepetitionTime": run.tr_s,
             "SliceTimeRef": design.slice_time_ref,
@@ -210,18 +209,19 @@ def write_design(
             "SignalScaling": model.signal_scaling,
             "Confounds": design.confounds_by_source or {},
             "Sources": [
-                source_path(p, settings)
+                source_uri(p, settings)
                 for p in (run.bold_path, run.events_path, run.confounds_path)
                 if p is not None
             ],
         },
     )
-    return folder / f"{name}.tsv"
+    return path
 
 
 def write_mean_image(
+    writer: MapWriter,
     folder: Path,
-    entities: Mapping[str, str],
+    entities: dict[str, str],
     mean_volumes: Sequence[np.ndarray],
     sources: Sequence[str],
     affine: np.ndarray,
@@ -231,12 +231,11 @@ def write_mean_image(
     Returns the image's path.
     """
     mean = np.mean(mean_volumes, axis=0, dtype=np.float64)
-    name = derivatives.bids_name(entities, tuple(entities), {"desc": "mean"}, "boldref")
+    path = naming.mean_image_path(folder, entities)
     sidecar = {
         "Description": "Time-mean of the preprocessed BOLD over the volumes fitted, before "
         "smoothing, averaged over runs",
         "Sources": list(sources),
     }
-    whole_grid = np.ones(mean.shape, dtype=bool)  # a map without a mask (queued if writing)
-    derivatives.write_map(folder / f"{name}.nii.gz", mean.ravel(), whole_grid, affine, sidecar)
-    return folder / f"{name}.nii.gz"
+    writer.write_map(path, mean.ravel(), VolumeGeometry.whole_grid(mean.shape, affine), sidecar)
+    return path

@@ -10,12 +10,13 @@ everything needed to repeat the run.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from bids_glm import __version__
+from bids_glm.derivatives.naming import EFFECTIVE_MODEL_NAME
+from bids_glm.derivatives.summary import UnitSummary
 from bids_glm.settings import ModelSettings, Settings
 
-MODEL_NAME = "bidsglm"
 HRF_NAMES = {"glover": "Glover", "spm": "SPM", "fir": "FIR", "none": "none"}
 
 
@@ -115,7 +116,7 @@ def effective_model(
     if contrasts:
         run_node["Contrasts"] = contrasts
     return {
-        "Name": MODEL_NAME,
+        "Name": EFFECTIVE_MODEL_NAME,
         "BIDSModelVersion": "1.0.0",
         "Description": "Effective model of a bids-glm run (written by bids-glm).",
         "Input": {"task": sorted(set(tasks))},
@@ -143,11 +144,11 @@ def effective_model(
     }
 
 
-def model_from_summaries(settings: Settings, summaries: Sequence[Mapping]) -> dict:
+def model_from_summaries(settings: Settings, summaries: Sequence[UnitSummary]) -> dict:
     """The effective model over every completed unit (as the manifests describe them)."""
     return effective_model(
         settings,
-        tasks=[s["Task"] for s in summaries],
-        conditions=sorted({c for s in summaries for c in s["Conditions"]}),
-        confounds=list(dict.fromkeys(c for s in summaries for c in s.get("Confounds", []))),
+        tasks=[s.task for s in summaries],
+        conditions=sorted({c for s in summaries for c in s.conditions}),
+        confounds=list(dict.fromkeys(c for s in summaries for c in s.confounds)),
     )

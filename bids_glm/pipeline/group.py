@@ -1,19 +1,19 @@
 """The ``group`` analysis level: group t tests on the participants' fixed-effects maps.
 
 For every (task, space, contrast label) among the participants' subject-level t contrasts
-(``sub-<s>/[ses-<x>/]func/sub-<s>[_ses-<x>]_task-<t>_space-<sp>_contrast-<c>_stat-effect_statmap``;
-F contrasts are skipped with a log message), the subjects' ``effect`` maps are fitted by OLS
-(:mod:`bids_glm.glm.group`) and written to ``OUTPUT_DIR/group/``:
+(their ``effect`` and ``variance`` maps and masks; F contrasts are skipped with a log
+message), the subjects' ``effect`` maps are fitted by OLS (:mod:`bids_glm.glm.group`) and
+written to ``OUTPUT_DIR/group/`` with task and space entities (names from
+:mod:`bids_glm.derivatives.naming`):
 
-* ``task-<t>_space-<sp>_contrast-<c>_stat-<effect|variance|t|z|p>_statmap.nii.gz`` (+ JSON): the
-  intercept, i.e. the group mean (one-sample t), or with covariates the mean of the reference
-  level(s) at the mean of the numeric covariates;
-* ``task-<t>_space-<sp>_contrast-<c>By<Column>_stat-...``: one t contrast per covariate column
-  of the design (``age`` -> ``faceByAge``; the dummy ``sex_M`` -> ``faceBySexM``, i.e. the
-  two-sample difference M minus the reference level F);
-* ``task-<t>_space-<sp>_mask.nii.gz``: the group mask, the subjects' masks combined with
-  ``mask_rule`` (``intersection`` or ``fraction:F``), and ``task-<t>_space-<sp>_design.tsv``:
-  the design over every subject used for that task and space.
+* maps ``effect, variance, t, z, p`` of contrast ``<c>``: the intercept, i.e. the group mean
+  (one-sample t), or with covariates the mean of the reference level(s) at the mean of the
+  numeric covariates;
+* maps of contrast ``<c>By<Column>``: one t contrast per covariate column of the design
+  (``age`` -> ``faceByAge``; the dummy ``sex_M`` -> ``faceBySexM``, i.e. the two-sample
+  difference M minus the reference level F);
+* the group mask (the subjects' masks combined with ``mask_rule``: ``intersection`` or
+  ``fraction:F``) and the design table over every subject used for that task and space.
 
 Subjects are left out, with a warning that names them, when they lack a contrast that other
 subjects have, when their fixed-effects dof is below 1, or when a covariate used is missing
@@ -38,7 +38,8 @@ import numpy as np
 import pandas as pd
 
 from bids_glm import __version__
-from bids_glm.derivatives import files as derivatives
+from bids_glm.derivatives import naming
+from bids_glm.derivatives.files import MapWriter, write_mask, write_tsv
 from bids_glm.errors import InputError
 from bids_glm.glm.group import (
     INTERCEPT,
@@ -49,6 +50,7 @@ from bids_glm.glm.group import (
     fit_group,
     precision_weighted_mean,
 )
+from bids_glm.image.geometry import VolumeGeometry
 from bids_glm.image.mask import (
     combine_masks,
     load_image,
@@ -59,8 +61,6 @@ from bids_glm.image.mask import (
 
 LOGGER = logging.getLogger("bids_glm")
 GROUP_MAPS = ("effect", "variance", "t", "z", "p")
-SUBJECT_MAP_KEYS = {"sub", "ses", "task", "space", "contrast", "stat"}
-MAP_SUFFIX = "_statmap.nii.gz"
 
 
 @dataclass(frozen=True)
@@ -90,17 +90,6 @@ class SubjectMap:
     dof: float
 
 
-def _entities(filename: str) -> dict[str, str] | None:
-    """Entities of a subject-level statmap name, None for other files (e.g. run level)."""
-    pairs = [part.split("-", 1) for part in filename[: -len(MAP_SUFFIX)].split("_")]
-    if any(len(pair) != 2 for pair in pairs):
-        return None
-    entities = dict(pairs)
-    if set(entities) - SUBJECT_MAP_KEYS or not {"sub", "task", "contrast"} <= set(entities):
-        return None
-    return entities
-
-
 def _read_sidecar(path: Path) -> dict:
     sidecar = path.with_name(path.name.replace(".nii.gz", ".json"))
     try:
@@ -115,12 +104,7 @@ def find_subject_maps(options: GroupOptions) -> dict[tuple[str, str, str], list[
     wanted_subjects = {label.removeprefix("sub-") for label in options.participant_labels}
     found: dict[tuple[str, str, str], list[SubjectMap]] = defaultdict(list)
     skipped_f: set[str] = set()
-    paths = [*root.glob(f"sub-*/func/*_stat-effect{MAP_SUFFIX}")]
-    paths += root.glob(f"sub-*/ses-*/func/*_stat-effect{MAP_SUFFIX}")
-    for path in sorted(paths):
-        entities = _entities(path.name)
-        if entities is None:
-            continue
+    for entities, path in naming.find_subject_statmaps(root, "effect"):
         if wanted_subjects and entities["sub"] not in wanted_subjects:
             continue
         if options.tasks and entities["task"] not in options.tasks:
@@ -133,15 +117,16 @@ def find_subject_maps(options: GroupOptions) -> dict[tuple[str, str, str], list[
             skipped_f.add(entities["contrast"])
             continue
         base = {k: v for k, v in entities.items() if k not in ("contrast", "stat")}
-        mask_name = derivatives.bids_name(base, ("sub", "ses", "task", "space"), {}, "mask")
         key = (entities["task"], entities.get("space", ""), entities["contrast"])
         found[key].append(
             SubjectMap(
                 subject=entities["sub"],
                 session=entities.get("ses"),
                 effect_path=path,
-                variance_path=path.with_name(path.name.replace("stat-effect", "stat-variance")),
-                mask_path=path.parent / f"{mask_name}.nii.gz",
+                variance_path=naming.statmap_path(
+                    path.parent, base, "variance", contrast=entities["contrast"]
+                ),
+                mask_path=naming.mask_path(path.parent, base),
                 name=sidecar.get("ContrastName", entities["contrast"]),
                 dof=float(sidecar.get("DegreesOfFreedom", 0.0)),
             )
@@ -149,9 +134,10 @@ def find_subject_maps(options: GroupOptions) -> dict[tuple[str, str, str], list[
     if skipped_f:
         LOGGER.info("group level: F contrasts skipped (no group F test): %s", sorted(skipped_f))
     if not found:
+        expected = naming.statmap_path(root, {}, "effect", contrast="<label>")
         raise InputError(
             f"{root}: no participant fixed-effects t-contrast maps found (expected"
-            f" sub-<label>/[ses-<label>/]func/*_contrast-<label>_stat-effect{MAP_SUFFIX}"
+            f" sub-<label>/[ses-<label>/]func/*_{expected.name}"
             " written by the participant level"
             + (f" for participants {sorted(wanted_subjects)}" if wanted_subjects else "")
             + (f" and tasks {list(options.tasks)}" if options.tasks else "")
@@ -309,6 +295,7 @@ def _fit_contrast(entities, label, maps, space_data: _TaskSpace, options, all_su
         )
         return []
     mask, affine = space_data.mask, space_data.affine
+    geometry, writer = VolumeGeometry(mask, affine), MapWriter()
     effects = np.array([_subject_effect(items, mask, affine) for items in by_subject.values()])
     present = np.array([space_data.subject_masks[s][mask] for s in by_subject])
     weights = contrast_weights(design.columns)
@@ -329,12 +316,9 @@ def _fit_contrast(entities, label, maps, space_data: _TaskSpace, options, all_su
         if lowest_dof < sidecar["DegreesOfFreedom"]:
             sidecar["DegreesOfFreedomMinimum"] = lowest_dof
         for stat in GROUP_MAPS:
-            extra = {"contrast": out_label, "stat": stat}
-            path = Path(options.output_dir) / (
-                derivatives.bids_name(entities, ("task", "space"), extra, "statmap") + ".nii.gz"
-            )
+            path = naming.statmap_path(options.output_dir, entities, stat, contrast=out_label)
             values = getattr(result, stat)
-            derivatives.write_map(path, values, mask, affine, {**sidecar, "Statistic": stat})
+            writer.write_map(path, values, geometry, {**sidecar, "Statistic": stat})
             written.append(path)
     return written
 
@@ -389,12 +373,12 @@ def run_group_level(options: GroupOptions) -> list[Path]:
         except ValueError as err:
             raise InputError(f"{what}: {err}") from None
         space_data = _prepare_task_space(by_subject, options, covariates, categorical, what)
-        entities = {"task": task, **({"space": space} if space else {})}
-        prefix = derivatives.bids_name(entities, ("task", "space"), {}, "")
-        derivatives.write_mask(
-            Path(options.output_dir) / f"{prefix}mask.nii.gz", space_data.mask, space_data.affine
+        entities = naming.group_level_entities(task, space)
+        write_mask(
+            naming.mask_path(options.output_dir, entities),
+            VolumeGeometry(space_data.mask, space_data.affine),
         )
-        derivatives.write_tsv(Path(options.output_dir) / f"{prefix}design.tsv", design.table())
+        write_tsv(naming.design_path(options.output_dir, entities), design.table())
         for label, maps in contrasts.items():
             usable_maps = [m for m in maps if m.subject in by_subject]
             written += _fit_contrast(entities, label, usable_maps, space_data, options, usable)

@@ -1,7 +1,7 @@
 """The participant level, end to end: discover, plan, fit run by run, combine, write.
 
 This is the only module that knows every layer; each layer below it knows nothing of
-the others (see DESIGN.md, "The one-way flow").
+the others (see ARCHITECTURE.md). One run's work is in :mod:`bids_glm.pipeline.run`.
 """
 
 from __future__ import annotations
@@ -9,168 +9,52 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from bids_glm.derivatives import files as derivatives
-from bids_glm.derivatives import manifest
+from bids_glm.derivatives import manifest, naming
 from bids_glm.derivatives import maps as outputs
+from bids_glm.derivatives.dataset import dataset_links, write_dataset_description
+from bids_glm.derivatives.files import MapWriter, write_json, write_mask
 from bids_glm.derivatives.methods import compile_templates, methods_facts, write_methods
-from bids_glm.derivatives.stats_model import MODEL_NAME, model_from_summaries, model_options
-from bids_glm.design.contrasts import missing_columns
+from bids_glm.derivatives.stats_model import model_from_summaries, model_options
+from bids_glm.derivatives.summary import RunExcluded, RunUsed, UnitSummary
+from bids_glm.design.run_design import ContrastPlan
 from bids_glm.errors import BidsGlmError, InputError
-from bids_glm.glm.contrast import compute_contrast
-from bids_glm.glm.fit import fit_glm
+from bids_glm.glm.clusters import cluster_table, height_threshold
 from bids_glm.glm.fixed_effects import fixed_effects
-from bids_glm.glm.results import ContrastMaps
-from bids_glm.glm.scaling import scale_signal
-from bids_glm.image.io import read_masked_series
+from bids_glm.image.geometry import VolumeGeometry
 from bids_glm.inputs.discovery import PendingDiscovery
-from bids_glm.inputs.layout import RunInput, discover_runs
+from bids_glm.inputs.layout import discover_runs
 from bids_glm.pipeline import batch
 from bids_glm.pipeline import reports as reporting
 from bids_glm.pipeline.analysis_mask import build_analysis_mask
-from bids_glm.pipeline.plan import ContrastPlan, RunDesign
+from bids_glm.pipeline.run import RunOutcome, process_run
 from bids_glm.pipeline.units import (
     AnalysisUnit,
     plan_units,
     remove_interrupted_writes,
     software_versions,
     unit_fingerprint,
-    unit_name,
     unit_outputs,
 )
 from bids_glm.runtime.logs import captured_warnings
 from bids_glm.runtime.threads import thread_budget
-from bids_glm.runtime.workers import map_runs
+from bids_glm.runtime.workers import map_runs, worker_count
 from bids_glm.settings import Settings
 
 LOGGER = logging.getLogger("bids_glm")
 
 
-def fit_run(design: RunDesign, mask, affine, settings: Settings):
-    """Read, scale and fit one run's kept volumes.
-
-    Returns the fit, the usable in-mask voxels and the run's (unsmoothed) mean volume.
-    """
-    run = design.run
-    started = time.perf_counter()
-    series = read_masked_series(
-        run.bold_path,
-        mask,
-        affine,
-        settings.model.smoothing_fwhm_mm,
-        keep_volumes=design.kept_volumes,
-    )
-    data = scale_signal(series.data, settings.model.signal_scaling)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        fit = fit_glm(
-            design.fitted_matrix(),
-            data,
-            list(design.matrix.columns),
-            noise_model=settings.model.noise_model,
-        )
-    LOGGER.info(
-        "%s: fitted %s on %d voxels x %d volumes in %.1f s",
-        run.label,
-        settings.model.noise_model,
-        data.shape[1],
-        data.shape[0],
-        time.perf_counter() - started,
-    )
-    return fit, series.usable, series.mean_volume
-
-
-def run_entities(run: RunInput) -> dict[str, str]:
-    """Entities of the run's output names, in BIDS order."""
-    keep = derivatives.RUN_LEVEL_ENTITIES
-    return {k: run.entities[k] for k in keep if k in run.entities}
-
-
-@dataclass(frozen=True)
-class RunOutcome:
-    """What the fixed-effects step needs from one fitted run.
-
-    Attributes
-    ----------
-    usable : ndarray of bool, shape (V,)
-        In-mask voxels with finite, non-constant data in this run.
-    maps : dict of str to ContrastMaps
-        Contrast label -> this run's maps as fixed effects need them (statistics dropped);
-        contrasts whose columns the run lacks are absent.
-    source : str
-        The run's BOLD file as a BIDS URI.
-    design_path : Path
-        The run's written ``_design.tsv``.
-    skipped_contrasts : dict of str to str
-        Contrast name -> why this run does not contribute to it.
-    warnings : list of str
-        Warnings logged while the run was processed (possibly in a worker process).
-    mean_volume : ndarray of float32, shape (x, y, z), or None
-        Time-mean of the run's kept volumes before smoothing (the reports' underlay).
-    """
-
-    usable: np.ndarray
-    maps: dict[str, ContrastMaps]
-    source: str
-    design_path: Path
-    mean_volume: np.ndarray | None = None
-    skipped_contrasts: dict[str, str] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-
-
-def process_run(
-    design: RunDesign,
-    contrasts: Sequence[ContrastPlan],
-    mask: np.ndarray,
-    affine: np.ndarray,
-    settings: Settings,
-) -> RunOutcome:
-    """Fit one run, write its design and run-level maps, return its contrast maps."""
-    with captured_warnings() as messages, derivatives.background_map_writes():
-        outcome = _process_run(design, contrasts, mask, affine, settings)
-    outcome.warnings.extend(messages)
-    return outcome
-
-
-def _process_run(design, contrasts, mask, affine, settings: Settings) -> RunOutcome:
-    entities = run_entities(design.run)
-    folder = derivatives.subject_func_dir(settings.output_dir, entities)
-    fit, usable, mean_volume = fit_run(design, mask, affine, settings)
-    design_path = outputs.write_design(design, folder, entities, settings)
-    source = outputs.source_path(design.run.bold_path, settings)
-    if settings.model_maps:
-        outputs.write_model_maps(folder, entities, fit, usable, mask, affine, source)
-    columns = list(design.matrix.columns)
-    outcome = RunOutcome(
-        usable=usable, maps={}, source=source, design_path=design_path, mean_volume=mean_volume
-    )
-    for plan in contrasts:
-        absent = missing_columns(plan.columns, columns)
-        if absent:
-            reason = f"column(s) {', '.join(absent)} absent from its design"
-            LOGGER.warning("%s: contrast %s skipped, %s", design.run.label, plan.name, reason)
-            outcome.skipped_contrasts[plan.name] = reason
-            continue
-        with np.errstate(divide="ignore", invalid="ignore"):
-            maps = compute_contrast(fit, plan.weights_matrix(columns), plan.stat_type, plan.name)
-        outputs.write_contrast_maps(
-            folder, entities, plan, maps, usable, mask, affine, settings, [source], "run"
-        )
-        outcome.maps[plan.label] = _inputs_of_fixed_effects(maps)
-    return outcome
-
-
-def _inputs_of_fixed_effects(maps: ContrastMaps) -> ContrastMaps:
-    """The run's maps without its statistics, which fixed effects recompute.
-
-    stat, z and p become one shared zero-stride view, so a participant's memory grows by
-    only the effect and variance (or F estimate) of each run, not five maps per contrast.
-    """
-    nothing = np.broadcast_to(np.float64(0.0), maps.stat.shape)
-    return replace(maps, stat=nothing, z=nothing, p=nothing)
+def _fit_runs(
+    unit: AnalysisUnit, geometry: VolumeGeometry, settings: Settings, writer: MapWriter
+) -> list[RunOutcome]:
+    """Every run of the unit, in worker processes when the cores allow, else here."""
+    args = (unit.contrasts, geometry, settings)
+    if worker_count(settings.n_cpus, len(unit.designs)) > 1:
+        return map_runs(process_run, unit.designs, args, settings)  # each its own writer
+    return [process_run(design, *args, writer=writer) for design in unit.designs]
 
 
 def analyse_unit(unit: AnalysisUnit, settings: Settings) -> tuple[list[RunOutcome], Path]:
@@ -178,16 +62,12 @@ def analyse_unit(unit: AnalysisUnit, settings: Settings) -> tuple[list[RunOutcom
 
     Returns the runs' outcomes and the path of the unit's mean BOLD image.
     """
-    mask, affine = build_analysis_mask(unit.designs, settings)
-    folder = derivatives.subject_func_dir(settings.output_dir, unit.entities)
-    entities = {
-        k: unit.entities[k] for k in derivatives.SUBJECT_LEVEL_ENTITIES if k in unit.entities
-    }
+    geometry = VolumeGeometry(*build_analysis_mask(unit.designs, settings))
+    entities = naming.subject_level_entities(unit.entities)
+    folder = naming.subject_func_dir(settings.output_dir, entities)
     # one writer for the unit: a run's maps are compressed while the next run is read
-    with derivatives.background_map_writes(thread_budget()):
-        outcomes = map_runs(
-            process_run, unit.designs, (unit.contrasts, mask, affine, settings), settings
-        )
+    with MapWriter(thread_budget()) as writer:
+        outcomes = _fit_runs(unit, geometry, settings, writer)
         usable = np.logical_and.reduce([o.usable for o in outcomes])
         n_unusable = int((~usable).sum())
         if n_unusable:
@@ -196,19 +76,28 @@ def analyse_unit(unit: AnalysisUnit, settings: Settings) -> tuple[list[RunOutcom
                 n_unusable,
                 usable.size,
             )
-        final_mask = mask.copy()
-        final_mask[mask] = usable
-        name = derivatives.bids_name(entities, tuple(entities), {}, "mask")
-        derivatives.write_mask(folder / f"{name}.nii.gz", final_mask, affine)
-        means = [o.mean_volume for o in outcomes]
-        sources = [o.source for o in outcomes]
-        mean_image = outputs.write_mean_image(folder, entities, means, sources, affine)
+        write_mask(naming.mask_path(folder, entities), geometry.restricted(usable))
+        mean_image = outputs.write_mean_image(
+            writer,
+            folder,
+            entities,
+            [o.mean_volume for o in outcomes],
+            [o.source for o in outcomes],
+            geometry.affine,
+        )
+        target = outputs.MapTarget(folder, entities, geometry, usable)
         for plan in unit.contrasts:
-            _write_fixed_effects(plan, outcomes, usable, mask, affine, folder, entities, settings)
+            _write_fixed_effects(writer, target, plan, outcomes, settings)
     return outcomes, mean_image
 
 
-def _write_fixed_effects(plan, outcomes, usable, mask, affine, folder, entities, settings):
+def _write_fixed_effects(
+    writer: MapWriter,
+    target: outputs.MapTarget,
+    plan: ContrastPlan,
+    outcomes: Sequence[RunOutcome],
+    settings: Settings,
+) -> None:
     """One contrast's subject-level maps and cluster table, over the runs that have it."""
     present = [o for o in outcomes if plan.label in o.maps]
     if not present:
@@ -217,11 +106,18 @@ def _write_fixed_effects(plan, outcomes, usable, mask, affine, folder, entities,
     with np.errstate(divide="ignore", invalid="ignore"):
         runs = [o.maps[plan.label] for o in present]
         combined = fixed_effects(runs, settings.model.fixed_effects)
-    level_sources = ([o.source for o in present], "subject")
-    outputs.write_contrast_maps(
-        folder, entities, plan, combined, usable, mask, affine, settings, *level_sources
+    sources = tuple(o.source for o in present)
+    provenance = outputs.Provenance(settings.model, sources, "subject")
+    outputs.write_contrast_maps(writer, target, plan, combined, provenance)
+    z_threshold = height_threshold(
+        combined.z[target.valid],
+        settings.height_control,
+        settings.alpha,
+        threshold_none=settings.alpha,
     )
-    outputs.write_cluster_table(folder, entities, plan, combined, usable, mask, affine, settings)
+    z_volume = target.geometry.to_volume(np.where(target.valid, combined.z, 0.0), np.float64)
+    table = cluster_table(z_volume, target.geometry.affine, z_threshold, settings.cluster_extent)
+    outputs.write_cluster_table(target, plan, table, z_threshold, settings)
 
 
 def unit_summary(
@@ -231,42 +127,42 @@ def unit_summary(
     mean_image: Path,
     warnings: Sequence[str],
     elapsed_s: float,
-) -> dict:
+) -> UnitSummary:
     """What the methods text and the report need to know about a completed unit."""
     used, excluded = [], []
     for design, outcome in zip(unit.designs, outcomes, strict=True):
         run = design.run
         used.append(
-            {
-                "Run": run.label,
-                "Design": _relative(outcome.design_path, settings),
-                "EventsPath": None if run.events_path is None else str(run.events_path),
-                "ConfoundsPath": None if run.confounds_path is None else str(run.confounds_path),
-            }
+            RunUsed(
+                run=run.label,
+                design=_relative(outcome.design_path, settings),
+                events_path=None if run.events_path is None else str(run.events_path),
+                confounds_path=None if run.confounds_path is None else str(run.confounds_path),
+            )
         )
         excluded.extend(
-            {"Run": run.label, "Contrast": contrast, "Reason": reason}
+            RunExcluded(run.label, contrast, reason)
             for contrast, reason in outcome.skipped_contrasts.items()
         )
     run_warnings = [m for o in outcomes for m in o.warnings]
-    return {
-        "Participant": unit.entities["sub"],
-        "Session": unit.entities.get("ses"),
-        "Task": unit.entities["task"],
-        "Space": unit.entities.get("space"),
-        "Runs": len(unit.designs),
-        "RepetitionTimes": sorted({d.run.tr_s for d in unit.designs}),
-        "Conditions": sorted({c for d in unit.designs for c in d.conditions}),
-        "Confounds": list(dict.fromkeys(c for d in unit.designs for c in d.confound_columns)),
-        "RunsUsed": used,
-        "RunsExcluded": excluded,
-        "Warnings": list(dict.fromkeys([*unit.planning_warnings, *run_warnings, *warnings])),
-        "Settings": {"HRFModel": settings.model.hrf_model, **model_options(settings)},
-        "CommandLine": settings.command_line,
-        "Software": software_versions(),
-        "MeanImage": _relative(mean_image, settings),
-        "ElapsedSeconds": round(elapsed_s, 3),
-    }
+    return UnitSummary(
+        participant=unit.entities["sub"],
+        session=unit.entities.get("ses"),
+        task=unit.entities["task"],
+        space=unit.entities.get("space"),
+        n_runs=len(unit.designs),
+        repetition_times_s=tuple(sorted({d.run.tr_s for d in unit.designs})),
+        conditions=tuple(sorted({c for d in unit.designs for c in d.conditions})),
+        confounds=tuple(dict.fromkeys(c for d in unit.designs for c in d.confound_columns)),
+        runs_used=tuple(used),
+        runs_excluded=tuple(excluded),
+        warnings=tuple(dict.fromkeys([*unit.planning_warnings, *run_warnings, *warnings])),
+        settings={"HRFModel": settings.model.hrf_model, **model_options(settings)},
+        command_line=settings.command_line,
+        software=software_versions(),
+        mean_image=_relative(mean_image, settings),
+        elapsed_s=round(elapsed_s, 3),
+    )
 
 
 def dry_run(units: Sequence[AnalysisUnit], settings: Settings) -> None:
@@ -275,8 +171,8 @@ def dry_run(units: Sequence[AnalysisUnit], settings: Settings) -> None:
         what = " ".join(f"{k}-{v}" for k, v in unit.entities.items())
         print(f"{what}: {len(unit.designs)} run(s)")
         for design in unit.designs:
-            entities = run_entities(design.run)
-            folder = derivatives.subject_func_dir(settings.output_dir, entities)
+            entities = naming.run_level_entities(design.run.entities)
+            folder = naming.subject_func_dir(settings.output_dir, entities)
             outputs.write_design(design, folder, entities, settings)
             n_censored = 0 if design.censored is None else int(design.censored.sum())
             print(
@@ -295,20 +191,20 @@ def write_methods_text(settings: Settings) -> None:
         summaries = manifest.completed_summaries(settings.output_dir)
         if not summaries:
             return
-        spaces = sorted({s["Space"] for s in summaries if s["Space"]})
+        spaces = sorted({s.space for s in summaries if s.space})
         facts = methods_facts(
             settings,
-            n_participants=len({s["Participant"] for s in summaries}),
-            tasks=[s["Task"] for s in summaries],
-            n_runs=sum(s["Runs"] for s in summaries),
+            n_participants=len({s.participant for s in summaries}),
+            tasks=[s.task for s in summaries],
+            n_runs=sum(s.n_runs for s in summaries),
             space=", ".join(spaces) or None,
-            tr_s=[tr for s in summaries for tr in s["RepetitionTimes"]],
+            tr_s=[tr for s in summaries for tr in s.repetition_times_s],
             command_line=settings.command_line,
-            conditions=[c for s in summaries for c in s["Conditions"]],
+            conditions=[c for s in summaries for c in s.conditions],
         )
         write_methods(settings.output_dir, facts)
-        derivatives.write_json(
-            settings.output_dir / f"model-{MODEL_NAME}_smdl.json",
+        write_json(
+            naming.effective_model_path(settings.output_dir),
             model_from_summaries(settings, summaries),
         )
 
@@ -336,7 +232,9 @@ def run_participant_level(settings: Settings, discovery: PendingDiscovery | None
         dry_run(units, settings)
         return
     results = [
-        batch.UnitResult(unit_name(f.entities), batch.FAILED, f.reason, InputError(f.reason))
+        batch.UnitResult(
+            naming.unit_name(f.entities), batch.FAILED, f.reason, InputError(f.reason)
+        )
         for f in planning_failures
     ]
     for failure in results:
@@ -358,8 +256,8 @@ def run_participant_level(settings: Settings, discovery: PendingDiscovery | None
         if result.status == batch.DONE:
             done.append(unit)
     if done:
-        links = derivatives.dataset_links(settings.bids_dir, settings.derivatives)
-        derivatives.write_dataset_description(settings.output_dir, settings.bids_dir, links)
+        links = dataset_links(settings.bids_dir, settings.derivatives)
+        write_dataset_description(settings.output_dir, settings.bids_dir, links)
         write_methods_text(settings)
         LOGGER.info("outputs written to %s", settings.output_dir)
     if settings.write_reports:
@@ -379,7 +277,7 @@ def _relative(path: Path, settings: Settings) -> str:
 
 def _run_unit(unit: AnalysisUnit, settings: Settings) -> batch.UnitResult:
     """Analyse one unit unless complete; never leave partial outputs behind."""
-    record = manifest.manifest_path(settings.output_dir, unit.entities)
+    record = naming.manifest_path(settings.output_dir, unit.entities)
     fingerprint = unit_fingerprint(unit, settings)
     if not settings.overwrite and manifest.is_complete(record, fingerprint):
         reason = "outputs complete with the same settings"

@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 
-from bids_glm.derivatives import manifest
+from bids_glm.derivatives import manifest, naming
 from bids_glm.errors import InputError
 from bids_glm.pipeline import batch
 from bids_glm.pipeline.units import AnalysisUnit, unit_fingerprint
@@ -34,7 +34,7 @@ def report_options(settings: Settings):
 
 def participants_with_outputs(settings: Settings) -> list[str]:
     """Participants (requested ones, or all) that have complete outputs in OUTPUT_DIR."""
-    found = sorted({s["Participant"] for s in manifest.completed_summaries(settings.output_dir)})
+    found = sorted({s.participant for s in manifest.completed_summaries(settings.output_dir)})
     if settings.participant_labels:
         return [label for label in settings.participant_labels if label in found]
     return found
@@ -89,10 +89,10 @@ def participants_to_report(
             labels.append(label)
             continue
         complete = manifest.is_complete(
-            manifest.manifest_path(settings.output_dir, unit.entities),
+            naming.manifest_path(settings.output_dir, unit.entities),
             unit_fingerprint(unit, settings),
         )
-        if complete and not (settings.output_dir / f"sub-{label}.html").is_file():
+        if complete and not naming.report_path(settings.output_dir, label).is_file():
             labels.append(label)
     return list(dict.fromkeys(labels))
 

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bids_glm import __version__
-from bids_glm.derivatives import files as derivatives
-from bids_glm.derivatives import manifest
+from bids_glm.derivatives import manifest, naming
+from bids_glm.design.run_design import ContrastPlan, RunDesign
 from bids_glm.errors import InputError
 from bids_glm.inputs.layout import RunInput
-from bids_glm.pipeline.plan import ContrastPlan, RunDesign, build_run_design, plan_contrasts
+from bids_glm.pipeline.plan import build_run_design, plan_contrasts
 from bids_glm.runtime.logs import captured_warnings
 from bids_glm.settings import ModelSettings, Settings
 
@@ -46,7 +46,7 @@ class AnalysisUnit:
     @property
     def name(self) -> str:
         """The unit's entities as in file names, e.g. ``sub-01_task-faces_space-MNI``."""
-        return unit_name(self.entities)
+        return naming.unit_name(self.entities)
 
 
 @dataclass(frozen=True)
@@ -55,12 +55,6 @@ class PlanningFailure:
 
     entities: dict[str, str]
     reason: str
-
-
-def unit_name(entities: dict[str, str]) -> str:
-    """``sub-<s>[_ses-<x>]_task-<t>[_space-<sp>]``."""
-    keys = derivatives.SUBJECT_LEVEL_ENTITIES
-    return "_".join(f"{k}-{entities[k]}" for k in keys if k in entities)
 
 
 def group_runs(runs: Sequence[RunInput]) -> dict[tuple, list[RunInput]]:
@@ -103,29 +97,13 @@ def plan_units(
 
 def unit_outputs(unit: AnalysisUnit, settings: Settings) -> list[Path]:
     """Every file the unit has written (its participant, session, task and space)."""
-    folder = derivatives.subject_func_dir(settings.output_dir, unit.entities)
-    return [
-        p
-        for p in folder.glob(f"{_unit_prefix(unit)}_*")
-        if _unit_space(unit) in p.name and p.is_file()
-    ]
-
-
-def _unit_prefix(unit: AnalysisUnit) -> str:
-    keys = ("sub", "ses", "task")
-    return "_".join(f"{k}-{unit.entities[k]}" for k in keys if k in unit.entities)
-
-
-def _unit_space(unit: AnalysisUnit) -> str:
-    return f"_space-{unit.entities['space']}_" if "space" in unit.entities else ""
+    return naming.unit_files(settings.output_dir, unit.entities)
 
 
 def remove_interrupted_writes(unit: AnalysisUnit, settings: Settings) -> None:
     """Delete temporary files that a killed earlier run of this unit left behind."""
-    folder = derivatives.subject_func_dir(settings.output_dir, unit.entities)
-    for stale in folder.glob(f".{_unit_prefix(unit)}_*.tmp"):
-        if _unit_space(unit) in stale.name:
-            stale.unlink(missing_ok=True)
+    for stale in naming.unit_files(settings.output_dir, unit.entities, hidden=True):
+        stale.unlink(missing_ok=True)
 
 
 def unit_fingerprint(unit: AnalysisUnit, settings: Settings) -> str:

@@ -8,7 +8,6 @@ unreadable, so that the report can say so instead of failing.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +16,9 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import pandas as pd
 
-from bids_glm.derivatives.manifest import MANIFEST_FOLDER
+from bids_glm.derivatives import naming
 
 Z_MAP_SUFFIX = "_stat-z_statmap.nii.gz"
-_CONTRAST = re.compile(r"_contrast-([A-Za-z0-9]+)_stat-z_statmap\.nii\.gz$")
-_ENTITY = re.compile(r"([a-z]+)-([A-Za-z0-9]+)")
 
 
 @dataclass(frozen=True)
@@ -200,26 +197,17 @@ def read_text(path: Path) -> str | None:
 
 def sidecar_of(path: Path) -> dict:
     """The JSON sidecar of a ``.nii.gz`` or ``.tsv`` file."""
-    stem = path.name.removesuffix(".nii.gz").removesuffix(".tsv")
-    return read_json(path.with_name(f"{stem}.json"))
-
-
-def name_entities(stem: str) -> dict[str, str]:
-    """Entities of a BIDS name stem (``task-x_space-y`` -> ``{"task": "x", "space": "y"}``)."""
-    return dict(_ENTITY.findall(stem))
-
-
-def manifest_entities(manifest_path: Path) -> dict[str, str]:
-    """Entities from a manifest's name (``sub-01_ses-1_task-x_space-y.json``)."""
-    return name_entities(manifest_path.name.removesuffix(".json"))
+    return read_json(naming.sidecar_path(path))
 
 
 def participant_manifests(output_dir: Path, participant_label: str) -> list[Path]:
     """The manifests of one participant's completed units, in name order."""
     label = participant_label.removeprefix("sub-")
-    folder = Path(output_dir) / MANIFEST_FOLDER
+    folder = naming.manifests_dir(output_dir)
     return sorted(
-        p for p in folder.glob(f"sub-{label}_*.json") if manifest_entities(p).get("sub") == label
+        p
+        for p in folder.glob(f"sub-{label}_*.json")
+        if naming.manifest_entities(p).get("sub") == label
     )
 
 
@@ -310,9 +298,8 @@ def read_run(design_path: Path, used: Mapping, links: Mapping[str, str]) -> RunR
     notes += [why] if why else []
     motion, why = read_framewise_displacement(confounds_path)
     notes += [why] if why else []
-    run_prefix = design_path.name.removesuffix("_design.tsv")
-    match = re.search(r"_run-([A-Za-z0-9]+)", design_path.name)
-    label = f"run-{match.group(1)}" if match else str(used.get("Run") or run_prefix)
+    run_entities = naming.parse_name(design_path).entities
+    label = naming.run_label(design_path) or str(used.get("Run") or naming.unit_name(run_entities))
     return RunRecord(
         label=label,
         design_path=design_path,
@@ -320,31 +307,19 @@ def read_run(design_path: Path, used: Mapping, links: Mapping[str, str]) -> RunR
         metadata=metadata,
         events=events,
         framewise_displacement_mm=motion,
-        z_maps=find_z_maps(design_path.parent, run_prefix, label),
+        z_maps=find_z_maps(design_path.parent, run_entities, label),
         notes=notes,
     )
 
 
-def find_z_maps(folder: Path, prefix: str, run: str | None = None) -> list[StatMap]:
-    """The z maps named ``<prefix>_contrast-<label>_stat-z_statmap.nii.gz``, by label."""
-    maps = []
-    for path in sorted(folder.glob(f"{prefix}_contrast-*{Z_MAP_SUFFIX}")):
-        match = _CONTRAST.search(path.name)
-        if match and path.name == f"{prefix}_contrast-{match.group(1)}{Z_MAP_SUFFIX}":
-            maps.append(StatMap(match.group(1), path, sidecar_of(path), run))
-    return maps
-
-
-def _unit_prefix(entities: Mapping[str, str], with_space: bool) -> str:
-    keys = ("sub", "ses", "task", "space") if with_space else ("sub", "ses", "task")
-    return "_".join(f"{k}-{entities[k]}" for k in keys if k in entities)
-
-
-def _func_dir(output_dir: Path, entities: Mapping[str, str]) -> Path:
-    folder = output_dir / f"sub-{entities['sub']}"
-    if "ses" in entities:
-        folder = folder / f"ses-{entities['ses']}"
-    return folder / "func"
+def find_z_maps(
+    folder: Path, entities: Mapping[str, str], run: str | None = None
+) -> list[StatMap]:
+    """The z maps of the contrasts whose other entities are ``entities``, by label."""
+    return [
+        StatMap(label, path, sidecar_of(path), run)
+        for label, path in naming.find_statmaps(folder, entities, "z")
+    ]
 
 
 def _design_paths(output_dir: Path, entities: Mapping[str, str], summary: dict) -> list[tuple]:
@@ -352,31 +327,28 @@ def _design_paths(output_dir: Path, entities: Mapping[str, str], summary: dict) 
     used = [u for u in summary.get("RunsUsed") or [] if isinstance(u, dict) and u.get("Design")]
     if used:
         return [(output_dir / str(u["Design"]), u) for u in used]
-    folder = _func_dir(output_dir, entities)
-    space = f"_space-{entities['space']}" if "space" in entities else ""
-    pattern = f"{_unit_prefix(entities, False)}_*{space}_design.tsv"
-    return [(p, {}) for p in sorted(folder.glob(pattern))]
+    folder = naming.subject_func_dir(output_dir, entities)
+    return [(p, {}) for p in naming.find_run_designs(folder, entities)]
 
 
 def read_unit(output_dir: Path, manifest_path: Path) -> UnitRecord:
     """Read one unit (participant, session, task, space) from its manifest and files."""
     output_dir = Path(output_dir)
-    entities = manifest_entities(manifest_path)
+    entities = naming.manifest_entities(manifest_path)
     summary = read_json(manifest_path).get("Summary") or {}
     links = read_json(output_dir / "dataset_description.json").get("DatasetLinks") or {}
     runs = [
         read_run(path, used, links) for path, used in _design_paths(output_dir, entities, summary)
     ]
-    folder = _func_dir(output_dir, entities)
-    prefix = _unit_prefix(entities, True)
-    mask_path = folder / f"{prefix}_mask.nii.gz"
+    folder = naming.subject_func_dir(output_dir, entities)
+    mask_path = naming.mask_path(folder, entities)
     mean = summary.get("MeanImage")
-    mean_path = output_dir / str(mean) if mean else folder / f"{prefix}_desc-mean_boldref.nii.gz"
+    mean_path = output_dir / str(mean) if mean else naming.mean_image_path(folder, entities)
     return UnitRecord(
         entities=entities,
         summary=summary,
         runs=runs,
-        subject_maps=find_z_maps(folder, prefix),
+        subject_maps=find_z_maps(folder, naming.subject_level_entities(entities)),
         run_maps=[m for run in runs for m in run.z_maps],
         mask_path=mask_path if mask_path.is_file() else None,
         mean_path=mean_path if mean_path.is_file() else None,

@@ -1,6 +1,6 @@
 """Render ``OUTPUT_DIR/group.html`` (+ ``.pdf``) from what the group level wrote.
 
-For every task and space in ``OUTPUT_DIR/group/`` (found by its ``_design.tsv``): the
+For every task and space in ``OUTPUT_DIR/group/`` (found by its design table): the
 subjects and their input maps, the group design, and per contrast the thresholded z map
 with its cluster table, recomputed with the :class:`ReportOptions` thresholds.
 """
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from bids_glm import __version__
-from bids_glm.derivatives.manifest import MANIFEST_FOLDER
+from bids_glm.derivatives import naming
 from bids_glm.report import collect
 from bids_glm.report.render import environment, markdown_blocks, write_report
 from bids_glm.report.views import (
@@ -28,7 +28,6 @@ from bids_glm.report.views import (
 )
 
 LOGGER = logging.getLogger("bids_glm")
-GROUP_FOLDER = "group"
 
 
 def read_design(path: Path) -> pd.DataFrame | None:
@@ -45,8 +44,8 @@ def mean_underlay(output_dir: Path, entities: dict, grid: Volume | None) -> Volu
     if grid is None:
         return None
     images = []
-    for manifest in sorted((output_dir / MANIFEST_FOLDER).glob("sub-*.json")):
-        found = collect.manifest_entities(manifest)
+    for manifest in sorted(naming.manifests_dir(output_dir).glob("sub-*.json")):
+        found = naming.manifest_entities(manifest)
         if any(found.get(k) != entities.get(k) for k in ("task", "space")):
             continue
         mean = (collect.read_json(manifest).get("Summary") or {}).get("MeanImage")
@@ -81,11 +80,10 @@ def subject_rows(design: pd.DataFrame | None, maps: list[collect.StatMap]) -> li
 def group_view(output_dir: Path, design_path: Path, options: ReportOptions) -> dict:
     """Everything shown for one task and space of the group level."""
     folder = design_path.parent
-    prefix = design_path.name.removesuffix("_design.tsv")
-    entities = collect.name_entities(prefix)
+    entities = naming.parse_name(design_path).entities
     design = read_design(design_path)
-    maps = collect.find_z_maps(folder, prefix)
-    mask = load_volume(folder / f"{prefix}_mask.nii.gz")
+    maps = collect.find_z_maps(folder, entities)
+    mask = load_volume(naming.mask_path(folder, entities))
     underlay = mean_underlay(output_dir, entities, mask) or mask
     figures: list[Figure] = []
     columns = [] if design is None else [c for c in design.columns if c != "participant_id"]
@@ -101,7 +99,7 @@ def group_view(output_dir: Path, design_path: Path, options: ReportOptions) -> d
             )
     return {
         "title": " ".join(f"{k}-{v}" for k, v in entities.items()),
-        "anchor": prefix,
+        "anchor": naming.unit_name(entities),
         "subjects": subject_rows(design, maps),
         "design_figures": figures,
         "design_note": "" if design is not None else "group design not readable",
@@ -118,7 +116,7 @@ def group_view(output_dir: Path, design_path: Path, options: ReportOptions) -> d
 def render_group(output_dir: Path, options: ReportOptions) -> str:
     """The group report's HTML text."""
     output_dir = Path(output_dir)
-    designs = sorted((output_dir / GROUP_FOLDER).glob("*_design.tsv"))
+    designs = naming.find_group_designs(output_dir)
     dataset = collect.read_json(output_dir / "dataset_description.json")
     return (
         environment()
@@ -149,4 +147,4 @@ def render_group_report(output_dir: Path, options: ReportOptions) -> list[Path]:
         The files written (a report with a note when the group level wrote nothing).
     """
     html = render_group(output_dir, options)
-    return write_report(html, Path(output_dir) / "group.html", options.write_pdf)
+    return write_report(html, naming.report_path(output_dir), options.write_pdf)

@@ -66,6 +66,11 @@ def _configure_worker(level: int) -> None:
     configure_logging(level)
 
 
+def worker_count(n_cpus: int, n_items: int) -> int:
+    """Worker processes :func:`map_runs` starts for ``n_items``; 1 or less: none (in-process)."""
+    return min(n_cpus // THREADS_PER_WORKER, n_items)
+
+
 def map_runs(function: Callable, items: Sequence, args: tuple, settings: Settings) -> list:
     """``[function(item, *args) for item in items]`` on ``settings.n_cpus`` cores.
 
@@ -75,7 +80,7 @@ def map_runs(function: Callable, items: Sequence, args: tuple, settings: Setting
     process, each using all ``n_cpus`` threads, which needs less memory and no start-up.
     Results come back in the order of ``items``; an exception in a worker is re-raised.
     """
-    n_workers = min(settings.n_cpus // THREADS_PER_WORKER, len(items))
+    n_workers = worker_count(settings.n_cpus, len(items))
     if n_workers <= 1:
         return [function(item, *args) for item in items]
     LOGGER.info("processing %d runs in %d worker processes", len(items), n_workers)

@@ -1,0 +1,268 @@
+"""Every output name and folder bids-glm writes: built here, and parsed back here.
+
+No other module spells an output suffix (``statmap``, ``design``, ``clusters``, ``mask``,
+``boldref``) or a folder of OUTPUT_DIR: they ask this module for the path of what they
+write or read. Names follow BIDS-Derivatives (statistical-model outputs)::
+
+    sub-<s>/[ses-<x>/]func/sub-<s>[_ses-<x>]_task-<t>[_run-<r>]_space-<sp>_contrast-<c>
+        _stat-<stat>_statmap.nii.gz  (one name; run-level with the run entity)
+    sub-<s>/[ses-<x>/]func/sub-<s>[_ses-<x>]_task-<t>_run-<r>_space-<sp>_design.tsv
+    sub-<s>/[ses-<x>/]func/sub-<s>[_ses-<x>]_task-<t>_space-<sp>_desc-<c>_clusters.tsv
+    sub-<s>/[ses-<x>/]func/sub-<s>[_ses-<x>]_task-<t>_space-<sp>_mask.nii.gz
+    sub-<s>/[ses-<x>/]func/sub-<s>[_ses-<x>]_task-<t>_space-<sp>_desc-mean_boldref.nii.gz
+    group/task-<t>_space-<sp>_contrast-<c>_stat-<stat>_statmap.nii.gz  (+ design, mask)
+    logs/manifests/sub-<s>[_ses-<x>]_task-<t>[_space-<sp>].json
+    sub-<s>.html, group.html  (+ .pdf)
+
+Every map and table has a JSON sidecar of the same stem (:func:`sidecar_path`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from bids_glm.inputs.entities import split_name
+
+RUN_LEVEL_ENTITIES = ("sub", "ses", "task", "acq", "ce", "rec", "dir", "run", "echo", "space")
+SUBJECT_LEVEL_ENTITIES = ("sub", "ses", "task", "space")
+GROUP_LEVEL_ENTITIES = ("task", "space")
+GROUP_FOLDER = "group"
+LOGS_FOLDER = "logs"
+MANIFEST_FOLDER = Path(LOGS_FOLDER) / "manifests"
+EFFECTIVE_MODEL_NAME = "bidsglm"
+FIGURES_FOLDER = "figures"
+NIFTI = ".nii.gz"
+TSV = ".tsv"
+JSON = ".json"
+# The output folder's README.md: what the names mean.
+OUTPUT_README = """# bids-glm first-level statistics
+
+Derivatives written by bids-glm: per-run design matrices (`*_design.tsv` + `.json`),
+run-level and fixed-effects statistical maps (`*_statmap.nii.gz` + `.json`, one per
+contrast and statistic) and analysis masks, in `sub-<label>/[ses-<label>/]func/`.
+Each sidecar records the contrast, its weights per design column, the test, the degrees
+of freedom and the input files (as BIDS URIs, see `DatasetLinks` in
+`dataset_description.json`). The methods text with references is in `logs/`.
+"""
+# Outputs the BIDS specification does not (yet) define, hidden from the validator.
+BIDS_IGNORED = (
+    "*_statmap.nii.gz",
+    "*_statmap.json",
+    "*_design.tsv",
+    "*_design.json",
+    "*_clusters.tsv",
+    "*_clusters.json",
+    "*_smdl.json",
+    "*_mask.nii.gz",
+    "*_boldref.nii.gz",
+    "*_boldref.json",
+    "*.html",
+    "*.pdf",
+    f"{LOGS_FOLDER}/",
+    f"{FIGURES_FOLDER}/",
+)
+_STATMAP = "statmap"
+_DESIGN = "design"
+_CLUSTERS = "clusters"
+_MASK = "mask"
+_BOLDREF = "boldref"
+_SUBJECT_MAP_KEYS = frozenset({*SUBJECT_LEVEL_ENTITIES, "contrast", "stat"})
+
+
+@dataclass(frozen=True)
+class OutputName:
+    """A file name split into its entities (in name order), suffix and extension."""
+
+    entities: dict[str, str]
+    suffix: str
+    extension: str
+
+
+def parse_name(path: Path | str) -> OutputName:
+    """Split an output file name (``sub-01_task-x_stat-z_statmap.nii.gz``) into its parts."""
+    entities, suffix, extension = split_name(path)
+    return OutputName(entities, suffix, extension)
+
+
+def select_entities(entities: Mapping[str, str], keys: tuple[str, ...]) -> dict[str, str]:
+    """The ``keys`` present in ``entities``, in the order of ``keys``."""
+    return {k: entities[k] for k in keys if k in entities}
+
+
+def run_level_entities(entities: Mapping[str, str]) -> dict[str, str]:
+    """Entities of a run's output names, in BIDS order."""
+    return select_entities(entities, RUN_LEVEL_ENTITIES)
+
+
+def subject_level_entities(entities: Mapping[str, str]) -> dict[str, str]:
+    """Entities of a participant's fixed-effects output names: sub, ses, task, space."""
+    return select_entities(entities, SUBJECT_LEVEL_ENTITIES)
+
+
+def group_level_entities(task: str, space: str | None) -> dict[str, str]:
+    """Entities of the group level's output names: task and space."""
+    return {"task": task, **({"space": space} if space else {})}
+
+
+def unit_name(entities: Mapping[str, str]) -> str:
+    """``sub-<s>[_ses-<x>]_task-<t>[_space-<sp>]``: one participant's task in one space."""
+    return _stem(subject_level_entities(entities), {}, "")
+
+
+def _stem(entities: Mapping[str, str], extra: Mapping[str, str], suffix: str) -> str:
+    parts = [f"{k}-{v}" for k, v in (*entities.items(), *extra.items())]
+    return "_".join([*parts, suffix] if suffix else parts)
+
+
+def subject_func_dir(output_dir: Path, entities: Mapping[str, str]) -> Path:
+    """``OUTPUT_DIR/sub-<s>[/ses-<x>]/func``."""
+    folder = Path(output_dir) / f"sub-{entities['sub']}"
+    if "ses" in entities:
+        folder = folder / f"ses-{entities['ses']}"
+    return folder / "func"
+
+
+def group_dir(output_dir: Path) -> Path:
+    """``OUTPUT_DIR/group``: the group level's maps, masks and designs."""
+    return Path(output_dir) / GROUP_FOLDER
+
+
+def logs_dir(output_dir: Path) -> Path:
+    """``OUTPUT_DIR/logs``: the methods text and the manifests."""
+    return Path(output_dir) / LOGS_FOLDER
+
+
+def manifests_dir(output_dir: Path) -> Path:
+    """``OUTPUT_DIR/logs/manifests``."""
+    return Path(output_dir) / MANIFEST_FOLDER
+
+
+def manifest_path(output_dir: Path, entities: Mapping[str, str]) -> Path:
+    """``OUTPUT_DIR/logs/manifests/sub-<s>[_ses-<x>]_task-<t>[_space-<sp>].json``."""
+    return manifests_dir(output_dir) / f"{unit_name(entities)}{JSON}"
+
+
+def effective_model_path(output_dir: Path) -> Path:
+    """``OUTPUT_DIR/model-bidsglm_smdl.json``: the model that was run."""
+    return Path(output_dir) / f"model-{EFFECTIVE_MODEL_NAME}_smdl{JSON}"
+
+
+def report_path(output_dir: Path, participant_label: str | None = None) -> Path:
+    """``OUTPUT_DIR/sub-<label>.html``, or ``OUTPUT_DIR/group.html`` without a label."""
+    name = GROUP_FOLDER if participant_label is None else f"sub-{participant_label}"
+    return Path(output_dir) / f"{name}.html"
+
+
+def statmap_path(
+    folder: Path,
+    entities: Mapping[str, str],
+    stat: str,
+    *,
+    contrast: str | None = None,
+    desc: str | None = None,
+) -> Path:
+    """``<entities>[_contrast-<c>][_desc-<d>]_stat-<stat>_statmap.nii.gz`` in ``folder``."""
+    extra = {"contrast": contrast, "desc": desc, "stat": stat}
+    extra = {k: v for k, v in extra.items() if v is not None}
+    return Path(folder) / f"{_stem(entities, extra, _STATMAP)}{NIFTI}"
+
+
+def design_path(folder: Path, entities: Mapping[str, str]) -> Path:
+    """``<entities>_design.tsv`` in ``folder``."""
+    return Path(folder) / f"{_stem(entities, {}, _DESIGN)}{TSV}"
+
+
+def clusters_path(folder: Path, entities: Mapping[str, str], contrast_label: str) -> Path:
+    """``<entities>_desc-<label>_clusters.tsv`` in ``folder``."""
+    return Path(folder) / f"{_stem(entities, {'desc': contrast_label}, _CLUSTERS)}{TSV}"
+
+
+def mask_path(folder: Path, entities: Mapping[str, str]) -> Path:
+    """``<entities>_mask.nii.gz`` in ``folder``."""
+    return Path(folder) / f"{_stem(entities, {}, _MASK)}{NIFTI}"
+
+
+def mean_image_path(folder: Path, entities: Mapping[str, str]) -> Path:
+    """``<entities>_desc-mean_boldref.nii.gz`` in ``folder``."""
+    return Path(folder) / f"{_stem(entities, {'desc': 'mean'}, _BOLDREF)}{NIFTI}"
+
+
+def sidecar_path(path: Path) -> Path:
+    """The JSON sidecar of a ``.nii.gz`` or ``.tsv`` output."""
+    stem = path.name.removesuffix(NIFTI).removesuffix(TSV)
+    return path.with_name(f"{stem}{JSON}")
+
+
+def find_statmaps(folder: Path, entities: Mapping[str, str], stat: str) -> list[tuple[str, Path]]:
+    """``(contrast label, path)`` of the ``stat`` maps whose other entities are ``entities``.
+
+    Sorted by file name. A run's maps are not a participant's: the entities must match
+    exactly, in order.
+    """
+    found = []
+    for path in sorted(Path(folder).glob(f"*_stat-{stat}_{_STATMAP}{NIFTI}")):
+        name = parse_name(path)
+        label = name.entities.get("contrast")
+        if label is not None and path == statmap_path(folder, entities, stat, contrast=label):
+            found.append((label, path))
+    return found
+
+
+def find_run_designs(folder: Path, unit_entities: Mapping[str, str]) -> list[Path]:
+    """The run designs written in ``folder`` for a unit (same sub, ses, task and space)."""
+    wanted = subject_level_entities(unit_entities)
+    return [
+        path
+        for path in sorted(Path(folder).glob(f"*_{_DESIGN}{TSV}"))
+        if subject_level_entities(parse_name(path).entities) == wanted
+    ]
+
+
+def find_group_designs(output_dir: Path) -> list[Path]:
+    """The group level's design tables (one per task and space)."""
+    return sorted(group_dir(output_dir).glob(f"*_{_DESIGN}{TSV}"))
+
+
+def find_subject_statmaps(output_dir: Path, stat: str) -> list[tuple[dict[str, str], Path]]:
+    """``(entities, path)`` of every participant-level (fixed-effects) ``stat`` map.
+
+    Searches ``sub-*/func`` and ``sub-*/ses-*/func``; run-level maps and files with other
+    entities are left out.
+    """
+    pattern = f"*_stat-{stat}_{_STATMAP}{NIFTI}"
+    root = Path(output_dir)
+    paths = [*root.glob(f"sub-*/func/{pattern}"), *root.glob(f"sub-*/ses-*/func/{pattern}")]
+    found = []
+    for path in sorted(paths):
+        name = parse_name(path)
+        keys = set(name.entities)
+        if keys <= _SUBJECT_MAP_KEYS and {"sub", "task", "contrast"} <= keys:
+            found.append((name.entities, path))
+    return found
+
+
+def run_label(design: Path) -> str | None:
+    """``run-<r>`` of a run's design file, None when its name has no run entity."""
+    run = parse_name(design).entities.get("run")
+    return None if run is None else f"run-{run}"
+
+
+def manifest_entities(manifest: Path) -> dict[str, str]:
+    """Entities from a manifest's name (``sub-01_ses-1_task-x_space-y.json``)."""
+    return parse_name(manifest).entities
+
+
+def unit_files(
+    output_dir: Path, entities: Mapping[str, str], *, hidden: bool = False
+) -> list[Path]:
+    """Files of a unit (participant, session, task, space) in its folder.
+
+    With ``hidden``, the temporary ``.<name>.tmp`` files an interrupted write left instead.
+    """
+    folder = subject_func_dir(output_dir, entities)
+    prefix = _stem(select_entities(entities, ("sub", "ses", "task")), {}, "")
+    space = f"_space-{entities['space']}_" if "space" in entities else ""
+    pattern = f".{prefix}_*.tmp" if hidden else f"{prefix}_*"
+    return [p for p in folder.glob(pattern) if space in p.name and p.is_file()]

@@ -1,0 +1,73 @@
+"""The geometry of the analysed data: which values of an in-mask vector go where.
+
+The GLM works on a (T, V) array of V analysed locations; this object turns a vector of V
+values into the image file that holds them, and an image back into V values. Today the
+data are volumes (a 3-D grid, its affine and a mask of analysed voxels); surfaces and
+CIFTI grayordinates will be further kinds with the same methods, so the GLM, the writers
+and the naming never ask which kind they have.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from bids_glm.image.nifti_bytes import nifti_gz_bytes
+
+
+@dataclass(frozen=True, eq=False)
+class VolumeGeometry:
+    """Voxels of a 3-D grid analysed as one vector.
+
+    Attributes
+    ----------
+    mask : ndarray of bool, shape (x, y, z)
+        The analysed voxels; a vector's values fill them in C order of the grid.
+    affine : ndarray, shape (4, 4)
+        Voxel indices to world coordinates (mm).
+    """
+
+    mask: np.ndarray
+    affine: np.ndarray
+
+    extension = ".nii.gz"
+
+    @classmethod
+    def whole_grid(cls, shape: tuple[int, ...], affine: np.ndarray) -> VolumeGeometry:
+        """Every voxel of a grid (e.g. for an underlay image)."""
+        return cls(np.ones(shape, dtype=bool), affine)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The grid's shape in voxels."""
+        return self.mask.shape
+
+    @property
+    def n_values(self) -> int:
+        """Length of the vectors this geometry holds (analysed voxels)."""
+        return int(np.count_nonzero(self.mask))
+
+    def to_volume(self, values: np.ndarray, dtype=np.float32) -> np.ndarray:
+        """The 3-D volume holding ``values`` in the mask and zero elsewhere."""
+        volume = np.zeros(self.shape, dtype=dtype)
+        volume[self.mask] = values
+        return volume
+
+    def from_volume(self, volume: np.ndarray) -> np.ndarray:
+        """The in-mask values of a volume on this grid."""
+        return np.asarray(volume)[self.mask]
+
+    def restricted(self, keep: np.ndarray) -> VolumeGeometry:
+        """The same grid with only the analysed voxels where ``keep`` (over values) is True."""
+        mask = self.mask.copy()
+        mask[self.mask] = keep
+        return VolumeGeometry(mask, self.affine)
+
+    def encode(self, values: np.ndarray) -> bytes:
+        """The ``.nii.gz`` bytes of a float32 map of ``values`` (zero outside the mask)."""
+        return nifti_gz_bytes(self.to_volume(values), self.affine)
+
+    def encode_mask(self) -> bytes:
+        """The ``.nii.gz`` bytes of the mask itself (uint8)."""
+        return nifti_gz_bytes(self.mask.astype(np.uint8), self.affine)

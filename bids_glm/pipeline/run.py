@@ -1,0 +1,163 @@
+"""One run: read its kept volumes, scale, fit, write its design and run-level maps.
+
+Runs in the participant's process, or in a worker process when runs go to a pool
+(:mod:`bids_glm.runtime.workers`): everything it needs comes in as arguments and
+everything the fixed effects need goes back in a :class:`RunOutcome`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from bids_glm.derivatives import maps as outputs
+from bids_glm.derivatives import naming
+from bids_glm.derivatives.files import MapWriter
+from bids_glm.design.contrasts import missing_columns
+from bids_glm.design.run_design import ContrastPlan, RunDesign
+from bids_glm.glm.contrast import compute_contrast
+from bids_glm.glm.fit import fit_glm
+from bids_glm.glm.results import ContrastMaps, RunFit
+from bids_glm.glm.scaling import scale_signal
+from bids_glm.image.geometry import VolumeGeometry
+from bids_glm.image.io import read_masked_series
+from bids_glm.runtime.logs import captured_warnings
+from bids_glm.settings import Settings
+
+LOGGER = logging.getLogger("bids_glm")
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What the fixed-effects step needs from one fitted run.
+
+    Attributes
+    ----------
+    usable : ndarray of bool, shape (V,)
+        In-mask voxels with finite, non-constant data in this run.
+    maps : dict of str to ContrastMaps
+        Contrast label -> this run's maps as fixed effects need them (statistics dropped);
+        contrasts whose columns the run lacks are absent.
+    source : str
+        The run's BOLD file as a BIDS URI.
+    design_path : Path
+        The run's written design table.
+    skipped_contrasts : dict of str to str
+        Contrast name -> why this run does not contribute to it.
+    warnings : list of str
+        Warnings logged while the run was processed (possibly in a worker process).
+    mean_volume : ndarray of float32, shape (x, y, z), or None
+        Time-mean of the run's kept volumes before smoothing (the reports' underlay).
+    """
+
+    usable: np.ndarray
+    maps: dict[str, ContrastMaps]
+    source: str
+    design_path: Path
+    mean_volume: np.ndarray | None = None
+    skipped_contrasts: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def fit_run(
+    design: RunDesign, geometry: VolumeGeometry, settings: Settings
+) -> tuple[RunFit, np.ndarray, np.ndarray]:
+    """Read, scale and fit one run's kept volumes.
+
+    Returns the fit, the usable in-mask voxels and the run's (unsmoothed) mean volume.
+    """
+    run = design.run
+    started = time.perf_counter()
+    series = read_masked_series(
+        run.bold_path,
+        geometry.mask,
+        geometry.affine,
+        settings.model.smoothing_fwhm_mm,
+        keep_volumes=design.kept_volumes,
+    )
+    data = scale_signal(series.data, settings.model.signal_scaling)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fit = fit_glm(
+            design.fitted_matrix(),
+            data,
+            list(design.matrix.columns),
+            noise_model=settings.model.noise_model,
+        )
+    LOGGER.info(
+        "%s: fitted %s on %d voxels x %d volumes in %.1f s",
+        run.label,
+        settings.model.noise_model,
+        data.shape[1],
+        data.shape[0],
+        time.perf_counter() - started,
+    )
+    return fit, series.usable, series.mean_volume
+
+
+def process_run(
+    design: RunDesign,
+    contrasts: Sequence[ContrastPlan],
+    geometry: VolumeGeometry,
+    settings: Settings,
+    writer: MapWriter | None = None,
+) -> RunOutcome:
+    """Fit one run, write its design and run-level maps, return its contrast maps.
+
+    Maps go to ``writer`` (the unit's, so they are compressed while the next run is read);
+    without one (in a worker process), to a writer of the run's own.
+    """
+    own_writer = MapWriter(n_threads=1) if writer is None else nullcontext(writer)
+    with captured_warnings() as messages, own_writer as run_writer:
+        outcome = _process_run(design, contrasts, geometry, settings, run_writer)
+    outcome.warnings.extend(messages)
+    return outcome
+
+
+def _process_run(
+    design: RunDesign,
+    contrasts: Sequence[ContrastPlan],
+    geometry: VolumeGeometry,
+    settings: Settings,
+    writer: MapWriter,
+) -> RunOutcome:
+    entities = naming.run_level_entities(design.run.entities)
+    folder = naming.subject_func_dir(settings.output_dir, entities)
+    fit, usable, mean_volume = fit_run(design, geometry, settings)
+    design_path = outputs.write_design(design, folder, entities, settings)
+    source = outputs.source_uri(design.run.bold_path, settings)
+    target = outputs.MapTarget(folder, entities, geometry, usable)
+    if settings.model_maps:
+        outputs.write_model_maps(writer, target, fit, source)
+    provenance = outputs.Provenance(settings.model, (source,), "run")
+    columns = list(design.matrix.columns)
+    outcome = RunOutcome(
+        usable=usable, maps={}, source=source, design_path=design_path, mean_volume=mean_volume
+    )
+    for plan in contrasts:
+        absent = missing_columns(plan.columns, columns)
+        if absent:
+            reason = f"column(s) {', '.join(absent)} absent from its design"
+            LOGGER.warning("%s: contrast %s skipped, %s", design.run.label, plan.name, reason)
+            outcome.skipped_contrasts[plan.name] = reason
+            continue
+        with np.errstate(divide="ignore", invalid="ignore"):
+            maps = compute_contrast(fit, plan.weights_matrix(columns), plan.stat_type, plan.name)
+        outputs.write_contrast_maps(writer, target, plan, maps, provenance)
+        outcome.maps[plan.label] = _inputs_of_fixed_effects(maps)
+    return outcome
+
+
+def _inputs_of_fixed_effects(maps: ContrastMaps) -> ContrastMaps:
+    """The run's maps without its statistics, which fixed effects recompute.
+
+    stat, z and p become one shared zero-stride view, so a participant's memory grows by
+    only the effect and variance (or F estimate) of each run, not five maps per contrast.
+    """
+    nothing = np.broadcast_to(np.float64(0.0), maps.stat.shape)
+    return replace(maps, stat=nothing, z=nothing, p=nothing)
