@@ -119,7 +119,7 @@ def write_contrast_maps(
 ) -> None:
     """Write a contrast's maps (``effect, variance, t, z, p`` or ``F, z, p``) and sidecars."""
     for stat in MAPS_BY_TEST[maps.stat_type]:
-        path = naming.statmap_path(target.folder, target.entities, stat, contrast=plan.label)
+        path = naming.stat_map_path(target.folder, target.entities, stat, contrast=plan.label)
         sidecar = contrast_sidecar(plan, maps, stat, provenance)
         target.write(writer, path, _map_values(maps, stat), sidecar)
 
@@ -131,7 +131,7 @@ def write_cluster_table(
     z_threshold: float,
     settings: Settings,
 ) -> None:
-    """A contrast's clusters (``desc-<label>_clusters.tsv``) and how they were thresholded."""
+    """A contrast's cluster table (TSV) and how it was thresholded (JSON)."""
     path = naming.clusters_path(target.folder, target.entities, plan.label)
     write_tsv(path, table)
     write_json(
@@ -163,12 +163,12 @@ def write_model_maps(writer: MapWriter, target: MapTarget, fit: RunFit, source: 
     maps = []
     labels = unique_labels(fit.column_names)
     for index, column in enumerate(fit.column_names):
-        path = naming.statmap_path(target.folder, target.entities, "beta", desc=labels[column])
+        path = naming.stat_map_path(target.folder, target.entities, "beta", desc=labels[column])
         maps.append((path, fit.beta[index], {"Statistic": "beta", "Column": column}))
     values = {"rSquared": fit.r_squared, "residualSd": np.sqrt(fit.sigma2), "ar1": fit.ar1}
     for stat in MODEL_MAPS:
         if values[stat] is not None:
-            path = naming.statmap_path(target.folder, target.entities, stat)
+            path = naming.stat_map_path(target.folder, target.entities, stat)
             maps.append((path, values[stat], {"Statistic": stat}))
     for path, map_values, sidecar in maps:
         target.write(writer, path, map_values, {**common, **sidecar})

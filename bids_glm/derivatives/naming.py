@@ -111,6 +111,11 @@ def unit_name(entities: Mapping[str, str]) -> str:
     return _stem(subject_level_entities(entities), {}, "")
 
 
+def entities_text(entities: Mapping[str, str]) -> str:
+    """Entities joined as in file names (``sub-01_task-x``), e.g. for HTML anchors."""
+    return _stem(entities, {}, "")
+
+
 def _stem(entities: Mapping[str, str], extra: Mapping[str, str], suffix: str) -> str:
     parts = [f"{k}-{v}" for k, v in (*entities.items(), *extra.items())]
     return "_".join([*parts, suffix] if suffix else parts)
@@ -155,7 +160,7 @@ def report_path(output_dir: Path, participant_label: str | None = None) -> Path:
     return Path(output_dir) / f"{name}.html"
 
 
-def statmap_path(
+def stat_map_path(
     folder: Path,
     entities: Mapping[str, str],
     stat: str,
@@ -195,7 +200,7 @@ def sidecar_path(path: Path) -> Path:
     return path.with_name(f"{stem}{JSON}")
 
 
-def find_statmaps(folder: Path, entities: Mapping[str, str], stat: str) -> list[tuple[str, Path]]:
+def find_stat_maps(folder: Path, entities: Mapping[str, str], stat: str) -> list[tuple[str, Path]]:
     """``(contrast label, path)`` of the ``stat`` maps whose other entities are ``entities``.
 
     Sorted by file name. A run's maps are not a participant's: the entities must match
@@ -205,7 +210,7 @@ def find_statmaps(folder: Path, entities: Mapping[str, str], stat: str) -> list[
     for path in sorted(Path(folder).glob(f"*_stat-{stat}_{_STATMAP}{NIFTI}")):
         name = parse_name(path)
         label = name.entities.get("contrast")
-        if label is not None and path == statmap_path(folder, entities, stat, contrast=label):
+        if label is not None and path == stat_map_path(folder, entities, stat, contrast=label):
             found.append((label, path))
     return found
 
@@ -225,7 +230,7 @@ def find_group_designs(output_dir: Path) -> list[Path]:
     return sorted(group_dir(output_dir).glob(f"*_{_DESIGN}{TSV}"))
 
 
-def find_subject_statmaps(output_dir: Path, stat: str) -> list[tuple[dict[str, str], Path]]:
+def find_subject_stat_maps(output_dir: Path, stat: str) -> list[tuple[dict[str, str], Path]]:
     """``(entities, path)`` of every participant-level (fixed-effects) ``stat`` map.
 
     Searches ``sub-*/func`` and ``sub-*/ses-*/func``; run-level maps and files with other

@@ -104,7 +104,7 @@ def find_subject_maps(options: GroupOptions) -> dict[tuple[str, str, str], list[
     wanted_subjects = {label.removeprefix("sub-") for label in options.participant_labels}
     found: dict[tuple[str, str, str], list[SubjectMap]] = defaultdict(list)
     skipped_f: set[str] = set()
-    for entities, path in naming.find_subject_statmaps(root, "effect"):
+    for entities, path in naming.find_subject_stat_maps(root, "effect"):
         if wanted_subjects and entities["sub"] not in wanted_subjects:
             continue
         if options.tasks and entities["task"] not in options.tasks:
@@ -123,7 +123,7 @@ def find_subject_maps(options: GroupOptions) -> dict[tuple[str, str, str], list[
                 subject=entities["sub"],
                 session=entities.get("ses"),
                 effect_path=path,
-                variance_path=naming.statmap_path(
+                variance_path=naming.stat_map_path(
                     path.parent, base, "variance", contrast=entities["contrast"]
                 ),
                 mask_path=naming.mask_path(path.parent, base),
@@ -134,7 +134,7 @@ def find_subject_maps(options: GroupOptions) -> dict[tuple[str, str, str], list[
     if skipped_f:
         LOGGER.info("group level: F contrasts skipped (no group F test): %s", sorted(skipped_f))
     if not found:
-        expected = naming.statmap_path(root, {}, "effect", contrast="<label>")
+        expected = naming.stat_map_path(root, {}, "effect", contrast="<label>")
         raise InputError(
             f"{root}: no participant fixed-effects t-contrast maps found (expected"
             f" sub-<label>/[ses-<label>/]func/*_{expected.name}"
@@ -316,7 +316,7 @@ def _fit_contrast(entities, label, maps, space_data: _TaskSpace, options, all_su
         if lowest_dof < sidecar["DegreesOfFreedom"]:
             sidecar["DegreesOfFreedomMinimum"] = lowest_dof
         for stat in GROUP_MAPS:
-            path = naming.statmap_path(options.output_dir, entities, stat, contrast=out_label)
+            path = naming.stat_map_path(options.output_dir, entities, stat, contrast=out_label)
             values = getattr(result, stat)
             writer.write_map(path, values, geometry, {**sidecar, "Statistic": stat})
             written.append(path)
@@ -333,7 +333,7 @@ def run_group_level(options: GroupOptions) -> list[Path]:
     Returns
     -------
     list of Path
-        The group statmaps written (NIfTI files; their JSON sidecars, the masks and design
+        The group maps written (NIfTI files; their JSON sidecars, the masks and design
         tables beside them are not listed).
 
     Raises

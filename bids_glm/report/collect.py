@@ -18,8 +18,6 @@ import pandas as pd
 
 from bids_glm.derivatives import naming
 
-Z_MAP_SUFFIX = "_stat-z_statmap.nii.gz"
-
 
 @dataclass(frozen=True)
 class StatMap:
@@ -30,7 +28,7 @@ class StatMap:
     label : str
         BIDS-safe contrast label (``contrast-<label>`` in the file name).
     z_path : Path
-        The ``_stat-z_statmap.nii.gz`` file.
+        The z map's file.
     sidecar : dict
         Its JSON sidecar (empty when unreadable).
     run : str or None
@@ -41,6 +39,12 @@ class StatMap:
     z_path: Path
     sidecar: dict
     run: str | None = None
+
+    @property
+    def anchor(self) -> str:
+        """An HTML id: the map's entities but the statistic (``sub-01_..._contrast-face``)."""
+        entities = naming.parse_name(self.z_path).entities
+        return naming.entities_text({k: v for k, v in entities.items() if k != "stat"})
 
     @property
     def name(self) -> str:
@@ -57,11 +61,11 @@ class RunRecord:
     label : str
         ``run-<r>`` (or the run's entities when it has no run entity).
     design_path : Path
-        The run's ``_design.tsv``.
+        The run's design table.
     design : DataFrame or None
         The design matrix (rows after the dummy scans).
     metadata : dict
-        The ``_design.json`` sidecar.
+        The design table's JSON sidecar.
     events : DataFrame or None
         ``onset``, ``duration``, ``trial_type`` of the run's events file.
     framewise_displacement_mm : ndarray or None
@@ -318,7 +322,7 @@ def find_z_maps(
     """The z maps of the contrasts whose other entities are ``entities``, by label."""
     return [
         StatMap(label, path, sidecar_of(path), run)
-        for label, path in naming.find_statmaps(folder, entities, "z")
+        for label, path in naming.find_stat_maps(folder, entities, "z")
     ]
 
 

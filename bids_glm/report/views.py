@@ -175,7 +175,7 @@ def contrast_view(
     view = {
         "heading": heading,
         "name": stat_map.name,
-        "anchor": f"{stat_map.z_path.name.removesuffix(collect.Z_MAP_SUFFIX)}",
+        "anchor": stat_map.anchor,
         "test": sidecar.get("Test", NOT_RECORDED),
         "dof": sidecar.get("DegreesOfFreedom", NOT_RECORDED),
         "expression": sidecar.get("ContrastExpression", ""),
