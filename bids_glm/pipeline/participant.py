@@ -30,10 +30,10 @@ from bids_glm.inputs.layout import discover_runs
 from bids_glm.pipeline import batch
 from bids_glm.pipeline import reports as reporting
 from bids_glm.pipeline.analysis_mask import build_analysis_mask
+from bids_glm.pipeline.plan import plan_units
 from bids_glm.pipeline.run import RunOutcome, process_run
 from bids_glm.pipeline.units import (
     AnalysisUnit,
-    plan_units,
     remove_interrupted_writes,
     software_versions,
     unit_fingerprint,

@@ -1,14 +1,18 @@
-"""What will be fitted: each run's design matrix and each contrast's weights, before any fit.
+"""What will be fitted: the units, each run's design matrix, each contrast's weights.
 
-Everything that can fail because of the input is checked here, so a bad events file or
-a contrast naming an unknown column stops the analysis before a single map is written.
+Runs are grouped into units (participant, session, task, space), and every design and
+contrast is built before anything is fitted. Everything that can fail because of the
+input is checked here, so a bad events file or a contrast naming an unknown column stops
+its unit before a single map is written; a unit whose inputs cannot be used is reported
+as a failure without stopping the others.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
@@ -31,6 +35,8 @@ from bids_glm.inputs.confounds import (
 )
 from bids_glm.inputs.events import EventSpec, clean_events, read_events
 from bids_glm.inputs.layout import RunInput
+from bids_glm.pipeline.units import AnalysisUnit
+from bids_glm.runtime.logs import captured_warnings
 from bids_glm.settings import ModelSettings
 
 LOGGER = logging.getLogger("bids_glm")
@@ -247,3 +253,49 @@ def _labelled(plans: list[ContrastPlan]) -> list[ContrastPlan]:
     except ContrastError as err:
         raise InputError(f"contrast names: {err}") from None
     return [replace(plan, label=labels[plan.name]) for plan in plans]
+
+
+@dataclass(frozen=True)
+class PlanningFailure:
+    """A unit whose designs could not be built, and why."""
+
+    entities: dict[str, str]
+    reason: str
+
+
+def group_runs(runs: Sequence[RunInput]) -> dict[tuple, list[RunInput]]:
+    """Runs keyed by (subject, session, task, space), in discovery order."""
+    groups: dict[tuple, list[RunInput]] = defaultdict(list)
+    for run in runs:
+        groups[(run.subject, run.session, run.task, run.space)].append(run)
+    return dict(groups)
+
+
+def plan_units(
+    runs: Sequence[RunInput], model: ModelSettings
+) -> tuple[list[AnalysisUnit], list[PlanningFailure]]:
+    """Build every design matrix and contrast before anything is fitted.
+
+    Returns
+    -------
+    units : list of AnalysisUnit
+        Units whose designs and contrasts could be built.
+    failures : list of PlanningFailure
+        Units whose inputs cannot be used (the reason names the file and field).
+    """
+    units, failures = [], []
+    for (subject, session, task, space), members in group_runs(runs).items():
+        entities = {"sub": subject, "task": task}
+        if session is not None:
+            entities["ses"] = session
+        if space is not None:
+            entities["space"] = space
+        with captured_warnings() as messages:
+            try:
+                designs = tuple(build_run_design(run, model) for run in members)
+                contrasts = tuple(plan_contrasts(designs, model))
+            except InputError as err:
+                failures.append(PlanningFailure(entities, str(err)))
+                continue
+        units.append(AnalysisUnit(entities, designs, contrasts, messages))
+    return units, failures

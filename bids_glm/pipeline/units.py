@@ -1,25 +1,20 @@
-"""Analysis units (one participant, session, task and space): planning and bookkeeping.
+"""Analysis units (one participant, session, task and space) and their bookkeeping.
 
-A unit's runs are combined by fixed effects. Planning builds every design matrix and
-contrast before anything is fitted; a unit whose inputs cannot be used is reported as a
-failure without stopping the others (batch runs over many participants).
+A unit's runs are combined by fixed effects. Units are planned by
+:mod:`bids_glm.pipeline.plan`; here are the files a unit writes, the fingerprint that
+tells whether its outputs are complete with the same settings, and the software versions
+its numbers depend on.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bids_glm import __version__
 from bids_glm.derivatives import manifest, naming
 from bids_glm.design.run_design import ContrastPlan, RunDesign
-from bids_glm.errors import InputError
-from bids_glm.inputs.layout import RunInput
-from bids_glm.pipeline.plan import build_run_design, plan_contrasts
-from bids_glm.runtime.logs import captured_warnings
-from bids_glm.settings import ModelSettings, Settings
+from bids_glm.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -47,52 +42,6 @@ class AnalysisUnit:
     def name(self) -> str:
         """The unit's entities as in file names, e.g. ``sub-01_task-faces_space-MNI``."""
         return naming.unit_name(self.entities)
-
-
-@dataclass(frozen=True)
-class PlanningFailure:
-    """A unit whose designs could not be built, and why."""
-
-    entities: dict[str, str]
-    reason: str
-
-
-def group_runs(runs: Sequence[RunInput]) -> dict[tuple, list[RunInput]]:
-    """Runs keyed by (subject, session, task, space), in discovery order."""
-    groups: dict[tuple, list[RunInput]] = defaultdict(list)
-    for run in runs:
-        groups[(run.subject, run.session, run.task, run.space)].append(run)
-    return dict(groups)
-
-
-def plan_units(
-    runs: Sequence[RunInput], model: ModelSettings
-) -> tuple[list[AnalysisUnit], list[PlanningFailure]]:
-    """Build every design matrix and contrast before anything is fitted.
-
-    Returns
-    -------
-    units : list of AnalysisUnit
-        Units whose designs and contrasts could be built.
-    failures : list of PlanningFailure
-        Units whose inputs cannot be used (the reason names the file and field).
-    """
-    units, failures = [], []
-    for (subject, session, task, space), members in group_runs(runs).items():
-        entities = {"sub": subject, "task": task}
-        if session is not None:
-            entities["ses"] = session
-        if space is not None:
-            entities["space"] = space
-        with captured_warnings() as messages:
-            try:
-                designs = tuple(build_run_design(run, model) for run in members)
-                contrasts = tuple(plan_contrasts(designs, model))
-            except InputError as err:
-                failures.append(PlanningFailure(entities, str(err)))
-                continue
-        units.append(AnalysisUnit(entities, designs, contrasts, messages))
-    return units, failures
 
 
 def unit_outputs(unit: AnalysisUnit, settings: Settings) -> list[Path]:
