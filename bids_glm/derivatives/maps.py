@@ -14,8 +14,9 @@ import numpy as np
 from bids_glm import __version__
 from bids_glm.derivatives import files as derivatives
 from bids_glm.design.contrasts import unique_labels
-from bids_glm.glm.clusters import cluster_table, height_threshold
+from bids_glm.glm.clusters import cluster_table
 from bids_glm.glm.results import ContrastMaps, RunFit
+from bids_glm.glm.thresholding import height_threshold
 from bids_glm.inputs.events import EventSpec
 from bids_glm.pipeline.plan import ContrastPlan, RunDesign
 from bids_glm.settings import Settings

@@ -22,7 +22,8 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from bids_glm.glm.clusters import HEIGHT_CONTROLS, Threshold, cluster_table, threshold_map
+from bids_glm.glm.clusters import cluster_table
+from bids_glm.glm.thresholding import HEIGHT_CONTROLS, Threshold, threshold_map
 from bids_glm.report import collect
 
 LOGGER = logging.getLogger("bids_glm")
@@ -38,7 +39,7 @@ class ReportOptions:
     Attributes
     ----------
     height_control : {"fpr", "fdr", "bonferroni", "none"}
-        Voxel-level correction (see :func:`bids_glm.glm.clusters.height_threshold`).
+        Voxel-level correction (see :func:`bids_glm.glm.thresholding.height_threshold`).
     alpha : float
         Error rate; for ``"none"`` it is the z threshold itself.
     cluster_extent : int
