@@ -3,7 +3,7 @@
 For every task and space in ``OUTPUT_DIR/group/`` (found by its ``_design.tsv``): the
 subjects and their input maps, the group design, and per contrast the thresholded z map
 with its cluster table, computed by :mod:`bids_glm.glm.clusters` with the
-:class:`ReportOptions` thresholds.
+:class:`ReportOptions` thresholds (the group level writes no cluster table).
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from bids_glm.report.views import (
     NOT_RECORDED,
     Figure,
     ReportOptions,
+    clusters_table_path,
     contrast_view,
     figure,
     load_volume,
@@ -222,9 +223,11 @@ def unit_view(unit: collect.UnitRecord, options: ReportOptions) -> dict:
         if mask is not None and same_grid(underlay, mask)
         else Figure(note="mask or underlay missing: no mask figure", kind="wide")
     )
-    maps = [(m, f"{m.name} (fixed effects)") for m in unit.subject_maps]
-    if options.run_level:
-        maps += [(m, f"{m.name} ({m.run})") for m in unit.run_maps]
+    maps = [
+        (m, f"{m.name} (fixed effects)", clusters_table_path(m.z_path)) for m in unit.subject_maps
+    ]
+    if options.run_level:  # the participant level writes no cluster table for a run
+        maps += [(m, f"{m.name} ({m.run})", None) for m in unit.run_maps]
     fd_mm = fd_threshold_mm(summary.get("Settings"))
     return {
         "title": unit.title,
@@ -235,7 +238,7 @@ def unit_view(unit: collect.UnitRecord, options: ReportOptions) -> dict:
         "notes": notes,
         "runs": [run_view(run, fd_mm) for run in unit.runs],
         "mask_figure": mask_figure,
-        "contrasts": [contrast_view(m, mask, underlay, options, h) for m, h in maps],
+        "contrasts": [contrast_view(m, mask, underlay, options, h, t) for m, h, t in maps],
         "command_line": summary.get("CommandLine") or NOT_RECORDED,
         "software": summary.get("Software") or {},
         "elapsed_s": summary.get("ElapsedSeconds"),

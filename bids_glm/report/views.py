@@ -5,8 +5,9 @@ both reports; the participant's other sections are built in :mod:`bids_glm.repor
 the group's in :mod:`bids_glm.report.group_report`. Every view is a plain dict for the
 templates. The report computes no statistics itself:
 z maps are thresholded with the :class:`ReportOptions` given by
-:mod:`bids_glm.glm.thresholding` (never refitted) and their cluster tables computed by
-:mod:`bids_glm.glm.clusters`. Figures come from
+:mod:`bids_glm.glm.thresholding` (never refitted); a subject-level contrast shows the
+cluster table the participant level wrote when it used the same threshold, and any other
+table is computed by :mod:`bids_glm.glm.clusters`. Figures come from
 :mod:`bids_glm.report.figures` and :mod:`bids_glm.report.brain_figures` as SVG embedded
 in ``data:`` URIs (an SVG shown through ``<img>`` cannot run scripts). A figure or file
 that fails becomes a note.
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +28,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from bids_glm.glm.clusters import cluster_table
+from bids_glm.glm.clusters import CLUSTER_TABLE_COLUMNS, CLUSTER_TABLE_DTYPES, cluster_table
 from bids_glm.glm.thresholding import Threshold, check_height_control, threshold_map
 from bids_glm.report import collect
 from bids_glm.report.brain_figures import glass_brain_svg, stat_slices_svg
@@ -33,6 +36,8 @@ from bids_glm.report.brain_figures import glass_brain_svg, stat_slices_svg
 LOGGER = logging.getLogger("bids_glm")
 NOT_RECORDED = "not recorded"
 MAX_CLUSTERS = 20  # largest-peak clusters tabulated; all of them are in the clusters TSV
+_SUBJECT_Z_MAP = re.compile(r"_contrast-([A-Za-z0-9]+)_stat-z_statmap\.nii\.gz$")
+_Z_THRESHOLD_TOLERANCE = 1e-6  # relative: the report reads float32 maps, the table used float64
 
 
 @dataclass(frozen=True)
@@ -165,14 +170,89 @@ def display_rows(table: pd.DataFrame) -> list[dict]:
     ]
 
 
+def clusters_table_path(z_path: Path) -> Path | None:
+    """The clusters TSV the participant level writes beside a subject-level z map.
+
+    ``<prefix>_contrast-<label>_stat-z_statmap.nii.gz`` ->
+    ``<prefix>_desc-<label>_clusters.tsv``; None for a name of another form.
+    """
+    # to be replaced by derivatives.naming (the one module that builds output names)
+    match = _SUBJECT_Z_MAP.search(z_path.name)
+    if match is None:
+        return None
+    prefix = z_path.name[: match.start()]
+    return z_path.with_name(f"{prefix}_desc-{match.group(1)}_clusters.tsv")
+
+
+def written_cluster_table(tsv_path: Path, threshold: Threshold) -> pd.DataFrame | None:
+    """The cluster table written at ``tsv_path``, if it was made with ``threshold``.
+
+    Parameters
+    ----------
+    tsv_path : Path
+        A ``_clusters.tsv`` written by the participant level, with its JSON sidecar.
+    threshold : Threshold
+        What the report applied to the z map.
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        The table, when the sidecar records the same height control, alpha and cluster
+        extent and the same z threshold (to float32 precision: the report reads the map
+        from its file); None otherwise, or when either file is missing or unreadable.
+    """
+    sidecar = collect.read_json(tsv_path.with_suffix(".json"))
+    z_threshold = sidecar.get("ZThreshold")
+    same = (
+        sidecar.get("HeightControl") == threshold.height_control
+        and sidecar.get("Alpha") == threshold.alpha
+        and sidecar.get("ClusterExtentVoxels") == threshold.cluster_extent
+        and isinstance(z_threshold, int | float)
+        and math.isclose(z_threshold, threshold.z_threshold, rel_tol=_Z_THRESHOLD_TOLERANCE)
+    )
+    if not same:
+        return None
+    try:
+        table = pd.read_csv(
+            tsv_path, sep="\t", na_values="n/a", keep_default_na=False, dtype=CLUSTER_TABLE_DTYPES
+        )
+    except (OSError, ValueError) as error:
+        LOGGER.warning("report: %s unreadable (%s); clusters recomputed", tsv_path, error)
+        return None
+    if tuple(table.columns) != CLUSTER_TABLE_COLUMNS:
+        LOGGER.warning("report: %s has unexpected columns; clusters recomputed", tsv_path)
+        return None
+    return table
+
+
+def contrast_rows(
+    thresholded: np.ndarray,
+    affine: np.ndarray,
+    threshold: Threshold,
+    clusters_path: Path | None,
+) -> list[dict]:
+    """A thresholded map's cluster rows: the written table at ``clusters_path`` when it
+    was made with ``threshold`` (see :func:`written_cluster_table`), else computed."""
+    if clusters_path is not None and np.isfinite(threshold.z_threshold):
+        written = written_cluster_table(clusters_path, threshold)
+        if written is not None:
+            return display_rows(written)
+    return cluster_rows(thresholded, affine, threshold)
+
+
 def contrast_view(
     stat_map: collect.StatMap,
     mask: Volume | None,
     underlay: Volume | None,
     options: ReportOptions,
     heading: str,
+    clusters_path: Path | None = None,
 ) -> dict:
-    """Threshold one z map and draw it: slices, glass brain, threshold, cluster table."""
+    """Threshold one z map and draw it: slices, glass brain, threshold, cluster table.
+
+    ``clusters_path`` is where the participant level may have written this map's cluster
+    table (subject-level maps); it is shown when it was made with the same threshold.
+    """
     sidecar = stat_map.sidecar
     view = {
         "heading": heading,
@@ -203,7 +283,7 @@ def contrast_view(
         threshold_none=options.alpha,
     )
     view["threshold"] = threshold_words(threshold, int(in_mask.sum()))
-    rows = cluster_rows(thresholded, z_map.affine, threshold)
+    rows = contrast_rows(thresholded, z_map.affine, threshold, clusters_path)
     cluster_numbers = [int(row["id"].rstrip(ascii_lowercase)) for row in rows]
     view["rows"] = [r for r, n in zip(rows, cluster_numbers, strict=True) if n <= MAX_CLUSTERS]
     view["hidden_clusters"] = max(max(cluster_numbers, default=0) - MAX_CLUSTERS, 0)
