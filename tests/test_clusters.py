@@ -1,9 +1,11 @@
-"""Thresholds and cluster tables against nilearn 0.14 on identical inputs."""
+"""Thresholds (``glm.thresholding``) and cluster tables (``glm.clusters``) against nilearn 0.14."""
 
 from __future__ import annotations
 
+import ast
 import re
 import warnings
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -15,13 +17,9 @@ from nilearn.glm import threshold_stats_img
 from nilearn.reporting import get_clusters_table
 from scipy import ndimage
 
-from bids_glm.glm.clusters import (
-    CLUSTER_TABLE_COLUMNS,
-    Threshold,
-    cluster_table,
-    height_threshold,
-    threshold_map,
-)
+import bids_glm.glm
+from bids_glm.glm.clusters import CLUSTER_TABLE_COLUMNS, cluster_table
+from bids_glm.glm.thresholding import Threshold, height_threshold, threshold_map
 
 SHAPE = (30, 34, 28)
 AFFINE = np.array([[-3.0, 0, 0, 90.0], [0, 3.0, 0, -126.0], [0, 0, 3.0, -72.0], [0, 0, 0, 1]])
@@ -389,3 +387,17 @@ def test_local_maxima_visiting_cluster_voxels_equal_filters_on_each_cluster(seed
     expected = _maxima_cluster_by_cluster(values, labels)
     assert n_clusters > 20 and expected.sum() > 20
     np.testing.assert_array_equal(cluster_local_maxima(values, labels), expected)
+
+
+def test_glm_statistics_import_nothing_above_glm():
+    """glm computes; the report, the derivatives, the pipeline and the CLI only call it."""
+    upper = ("bids_glm.report", "bids_glm.derivatives", "bids_glm.pipeline", "bids_glm.cli")
+    for path in Path(bids_glm.glm.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            assert not [n for n in names if n.startswith(upper)], (path.name, names)

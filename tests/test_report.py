@@ -16,11 +16,13 @@ from html.parser import HTMLParser
 import matplotlib.image
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.stats import norm
 
 from bids_glm.cli.main import main as bids_glm_main
 from bids_glm.demo.dataset import make_demo_dataset
+from bids_glm.report import collect
 from bids_glm.report.group_report import render_group_report
 from bids_glm.report.render import (
     ReportOptions,
@@ -184,6 +186,65 @@ def test_changed_threshold_changes_statement_and_table(demo, tmp_path):
     sizes = [int(row[5]) for row in strict_rows if row[5]]
     assert min(sizes) >= 5
     assert all(float(row[4]) > z_bonferroni for row in strict_rows)
+
+
+def run_table(html: str, contrast: str, run: str) -> list[list[str]]:
+    tables = cluster_tables(html)
+    (key,) = [k for k in tables if k.endswith(f"_contrast-{contrast}") and f"_{run}_" in k]
+    return tables[key]
+
+
+def test_subject_maps_know_the_cluster_table_the_participant_level_wrote(demo):
+    """Each fixed-effects z map points at its written ``_clusters.tsv``; run maps at none."""
+    output = demo["output"]
+    manifests = collect.participant_manifests(output, "01")
+    unit = collect.read_unit(output, manifests[0])
+    assert unit.subject_maps and unit.run_maps
+    for stat_map in unit.subject_maps:
+        assert stat_map.clusters_path.is_file()
+        assert stat_map.clusters_path.name.endswith(f"_desc-{stat_map.label}_clusters.tsv")
+    assert all(m.clusters_path is None for m in unit.run_maps)
+
+
+def test_subject_table_is_the_written_one_when_thresholds_match(demo, tmp_path):
+    """The fixed-effects table is read from the participant level's ``_clusters.tsv`` when
+    its sidecar records the report's threshold; otherwise (other options, a run's map) it
+    is computed from the z map."""
+    output = tmp_path / "output"
+    shutil.copytree(demo["output"], output)
+    tsv = next(output.glob("sub-01/func/sub-01_task-faces_space-*_desc-face_clusters.tsv"))
+    table = pd.read_csv(tsv, sep="\t", dtype=str, keep_default_na=False)
+    table.loc[0, ["Peak Stat", "Cluster Size (voxels)"]] = ["42.4242", "12345"]
+    table.to_csv(tsv, sep="\t", index=False)
+    # a table beside a run's z map is never read: the participant level writes none there
+    run_tsv = tsv.with_name(tsv.name.replace("_task-faces_", "_task-faces_run-1_"))
+    run_tsv.write_text(tsv.read_text())
+    run_tsv.with_suffix(".json").write_text(tsv.with_suffix(".json").read_text())
+    original = fixed_effects_table(demo["html"], "face")
+
+    options = ReportOptions(write_pdf=False, run_level=True)
+    (html_path,) = render_participant_reports(output, "01", options)
+    html = html_path.read_text()
+    altered = fixed_effects_table(html, "face")
+    assert altered[0][4:6] == ["42.42", "12345"]
+    assert altered[0][:4] == original[0][:4] and altered[1:] == original[1:]
+    assert run_table(html, "face", "run-1")[0][4] != "42.42"
+
+    for other in (
+        ReportOptions(cluster_extent=1, write_pdf=False),  # sidecar: ClusterExtentVoxels 0
+        ReportOptions(alpha=0.0011, write_pdf=False),
+        ReportOptions(height_control="none", alpha=3.090232306167813, write_pdf=False),
+    ):
+        (html_path,) = render_participant_reports(output, "01", other)
+        recomputed = fixed_effects_table(html_path.read_text(), "face")
+        assert recomputed[0][4:6] != ["42.42", "12345"], other
+        assert recomputed[0][:4] == original[0][:4], other
+        if other.cluster_extent == 1:  # removes no cluster: the table as first written
+            assert recomputed == original
+
+    tsv.write_text("not\ta cluster table\n")  # damaged: recomputed, with a warning
+    (html_path,) = render_participant_reports(output, "01", ReportOptions(write_pdf=False))
+    assert fixed_effects_table(html_path.read_text(), "face") == original
 
 
 def test_missing_pieces_become_notes(demo, tmp_path):

@@ -1,6 +1,7 @@
 """Clusters of a thresholded map and their peaks: labels, local maxima, subpeaks.
 
-The peak rules are nilearn 0.14's ``get_clusters_table`` (see `bids_glm.glm.clusters`):
+The peak rules are nilearn 0.14's ``get_clusters_table`` (see :mod:`bids_glm.glm.clusters`,
+which tabulates what these helpers find):
 local maxima within a cluster over its 3x3x3 neighbourhood, plateaus reduced to their
 value-weighted centre (snapped back into the plateau), subpeaks kept only farther than a
 minimum distance from every higher peak of their cluster.
@@ -23,9 +24,26 @@ def signed_clusters(
 ) -> list[tuple[int, np.ndarray, np.ndarray]]:
     """Clusters of ``signed > z_threshold``, by decreasing peak.
 
-    ``signed`` is the part of a volume that starts at voxel ``origin``. Each cluster is
-    ``(size in voxels, (n, 3) peak indices in the volume, (n,) peak values)`` with the
-    peaks sorted by decreasing value and pared by distance.
+    Parameters
+    ----------
+    signed : numpy.ndarray
+        3D values (z, or -z for negative clusters): the part of a volume that starts
+        at voxel ``origin``.
+    z_threshold : float
+        Cluster-forming threshold.
+    affine : numpy.ndarray
+        The whole volume's 4x4 voxel-to-mm affine (for peak distances).
+    min_distance_mm : float
+        A peak closer than this to a higher peak of its cluster is dropped.
+    origin : numpy.ndarray
+        Voxel index (3,) of ``signed[0, 0, 0]`` in the whole volume.
+
+    Returns
+    -------
+    list of tuple
+        Per cluster, by decreasing peak: ``(size in voxels, (n, 3) peak indices in the
+        whole volume, (n,) peak values)``, peaks sorted by decreasing value and pared by
+        distance.
     """
     cluster_labels, n_clusters = ndimage.label(signed > z_threshold, FACES)
     if n_clusters == 0:
@@ -85,6 +103,18 @@ def cluster_local_maxima(cluster_values: np.ndarray, cluster_labels: np.ndarray)
     cluster is constant (e.g. a binary map). A neighbour outside the voxel's cluster counts
     as 0; beyond the array's faces the neighbourhood is reflected (``scipy.ndimage``'s
     default). Only the clusters' voxels are visited (26 neighbour gathers each).
+
+    Parameters
+    ----------
+    cluster_values : numpy.ndarray
+        3D values, 0 outside clusters.
+    cluster_labels : numpy.ndarray
+        3D integer cluster labels of the same shape (0 = no cluster).
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean 3D array, True at local maxima.
     """
     inside = cluster_labels > 0
     ijk = np.nonzero(inside)

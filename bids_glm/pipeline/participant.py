@@ -22,8 +22,9 @@ from bids_glm.derivatives.stats_model import model_from_summaries, model_options
 from bids_glm.derivatives.summary import RunExcluded, RunUsed, UnitSummary
 from bids_glm.design.run_design import ContrastPlan
 from bids_glm.errors import BidsGlmError, InputError
-from bids_glm.glm.clusters import cluster_table, height_threshold
+from bids_glm.glm.clusters import cluster_table
 from bids_glm.glm.fixed_effects import fixed_effects
+from bids_glm.glm.thresholding import height_threshold
 from bids_glm.image.geometry import VolumeGeometry
 from bids_glm.inputs.discovery import PendingDiscovery
 from bids_glm.inputs.layout import discover_runs

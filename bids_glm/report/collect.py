@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bids_glm.derivatives import naming
+from bids_glm.derivatives.summary import RunUsed, UnitSummary
 
 
 @dataclass(frozen=True)
@@ -33,12 +34,15 @@ class StatMap:
         Its JSON sidecar (empty when unreadable).
     run : str or None
         The run label for run-level maps, None for fixed effects.
+    clusters_path : Path or None
+        Where the participant level writes the map's cluster table (fixed effects only).
     """
 
     label: str
     z_path: Path
     sidecar: dict
     run: str | None = None
+    clusters_path: Path | None = None
 
     @property
     def anchor(self) -> str:
@@ -127,8 +131,8 @@ class UnitRecord:
     ----------
     entities : dict
         ``sub``, optional ``ses``, ``task`` and optional ``space``.
-    summary : dict
-        The manifest's ``Summary`` (fields may be absent).
+    summary : UnitSummary
+        The manifest's summary (fields an older manifest lacks are None).
     runs : list of RunRecord
     subject_maps : list of StatMap
         Fixed-effects z maps, by contrast label.
@@ -139,7 +143,7 @@ class UnitRecord:
     """
 
     entities: dict
-    summary: dict
+    summary: UnitSummary
     runs: list[RunRecord]
     subject_maps: list[StatMap]
     run_maps: list[StatMap]
@@ -197,6 +201,12 @@ def read_text(path: Path) -> str | None:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return None
+
+
+def read_summary(manifest_path: Path) -> UnitSummary:
+    """The summary a unit's manifest records (empty fields when unreadable)."""
+    document = read_json(manifest_path).get("Summary")
+    return UnitSummary.from_json(document if isinstance(document, dict) else {})
 
 
 def sidecar_of(path: Path) -> dict:
@@ -278,11 +288,11 @@ def _source_paths(metadata: dict, links: Mapping[str, str]) -> tuple[Path | None
     return events, confounds
 
 
-def _optional_path(value: object) -> Path | None:
-    return Path(str(value)) if value else None
+def _optional_path(value: str | None) -> Path | None:
+    return Path(value) if value else None
 
 
-def read_run(design_path: Path, used: Mapping, links: Mapping[str, str]) -> RunRecord:
+def read_run(design_path: Path, used: RunUsed | None, links: Mapping[str, str]) -> RunRecord:
     """Read one run's design, events, motion and contrast weights."""
     notes = []
     metadata = sidecar_of(design_path)
@@ -294,16 +304,16 @@ def read_run(design_path: Path, used: Mapping, links: Mapping[str, str]) -> RunR
     if not metadata:
         notes.append("design sidecar (.json) missing")
     events_path, confounds_path = _source_paths(metadata, links)
-    if "EventsPath" in used:
-        events_path = _optional_path(used["EventsPath"])
-    if "ConfoundsPath" in used:
-        confounds_path = _optional_path(used["ConfoundsPath"])
+    if used is not None:  # the files the fit read, as its manifest records them
+        events_path = _optional_path(used.events_path)
+        confounds_path = _optional_path(used.confounds_path)
     events, why = read_events(events_path, str(metadata.get("ConditionColumn") or "trial_type"))
     notes += [why] if why else []
     motion, why = read_framewise_displacement(confounds_path)
     notes += [why] if why else []
     run_entities = naming.parse_name(design_path).entities
-    label = naming.run_label(design_path) or str(used.get("Run") or naming.unit_name(run_entities))
+    recorded = used.run if used is not None else None
+    label = naming.run_label(design_path) or recorded or naming.entities_text(run_entities)
     return RunRecord(
         label=label,
         design_path=design_path,
@@ -326,33 +336,37 @@ def find_z_maps(
     ]
 
 
-def _design_paths(output_dir: Path, entities: Mapping[str, str], summary: dict) -> list[tuple]:
-    """(design path, RunsUsed entry) per run: recorded ones first, else found by name."""
-    used = [u for u in summary.get("RunsUsed") or [] if isinstance(u, dict) and u.get("Design")]
-    if used:
-        return [(output_dir / str(u["Design"]), u) for u in used]
+def _design_paths(
+    output_dir: Path, entities: Mapping[str, str], summary: UnitSummary
+) -> list[tuple[Path, RunUsed | None]]:
+    """(design path, recorded run) per run: as the manifest records them, else found by name."""
+    if summary.runs_used:
+        return [(output_dir / used.design, used) for used in summary.runs_used]
     folder = naming.subject_func_dir(output_dir, entities)
-    return [(p, {}) for p in naming.find_run_designs(folder, entities)]
+    return [(p, None) for p in naming.find_run_designs(folder, entities)]
 
 
 def read_unit(output_dir: Path, manifest_path: Path) -> UnitRecord:
     """Read one unit (participant, session, task, space) from its manifest and files."""
     output_dir = Path(output_dir)
     entities = naming.manifest_entities(manifest_path)
-    summary = read_json(manifest_path).get("Summary") or {}
+    summary = read_summary(manifest_path)
     links = read_json(output_dir / "dataset_description.json").get("DatasetLinks") or {}
     runs = [
         read_run(path, used, links) for path, used in _design_paths(output_dir, entities, summary)
     ]
     folder = naming.subject_func_dir(output_dir, entities)
     mask_path = naming.mask_path(folder, entities)
-    mean = summary.get("MeanImage")
-    mean_path = output_dir / str(mean) if mean else naming.mean_image_path(folder, entities)
+    mean = summary.mean_image
+    mean_path = output_dir / mean if mean else naming.mean_image_path(folder, entities)
     return UnitRecord(
         entities=entities,
         summary=summary,
         runs=runs,
-        subject_maps=find_z_maps(folder, naming.subject_level_entities(entities)),
+        subject_maps=[
+            replace(m, clusters_path=naming.clusters_path(folder, entities, m.label))
+            for m in find_z_maps(folder, naming.subject_level_entities(entities))
+        ],
         run_maps=[m for run in runs for m in run.z_maps],
         mask_path=mask_path if mask_path.is_file() else None,
         mean_path=mean_path if mean_path.is_file() else None,
@@ -369,5 +383,5 @@ def read_participant(output_dir: Path, manifests: list[Path]) -> ParticipantReco
         output_dir=output_dir,
         units=units,
         dataset=read_json(output_dir / "dataset_description.json"),
-        methods_markdown=read_text(output_dir / "logs" / "CITATION.md"),
+        methods_markdown=read_text(naming.logs_dir(output_dir) / "CITATION.md"),
     )

@@ -2,7 +2,8 @@
 
 For every task and space in ``OUTPUT_DIR/group/`` (found by its design table): the
 subjects and their input maps, the group design, and per contrast the thresholded z map
-with its cluster table, recomputed with the :class:`ReportOptions` thresholds.
+with its cluster table, computed by :mod:`bids_glm.glm.clusters` with the
+:class:`ReportOptions` thresholds (the group level writes no cluster table).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pandas as pd
 from bids_glm import __version__
 from bids_glm.derivatives import naming
 from bids_glm.report import collect
+from bids_glm.report.figures import contrast_vectors_svg, design_matrix_svg
 from bids_glm.report.render import environment, markdown_blocks, write_report
 from bids_glm.report.views import (
     NOT_RECORDED,
@@ -48,7 +50,7 @@ def mean_underlay(output_dir: Path, entities: dict, grid: Volume | None) -> Volu
         found = naming.manifest_entities(manifest)
         if any(found.get(k) != entities.get(k) for k in ("task", "space")):
             continue
-        mean = (collect.read_json(manifest).get("Summary") or {}).get("MeanImage")
+        mean = collect.read_summary(manifest).mean_image
         volume = load_volume(output_dir / str(mean)) if mean else None
         if volume is not None and volume.data.shape == grid.data.shape:
             images.append(volume.data)
@@ -89,14 +91,10 @@ def group_view(output_dir: Path, design_path: Path, options: ReportOptions) -> d
     columns = [] if design is None else [c for c in design.columns if c != "participant_id"]
     if columns:
         matrix = design[columns].set_index(design["participant_id"].astype(str))
-        figures.append(
-            figure("figures", "design_matrix_svg", matrix, alt="group design", kind="narrow")
-        )
+        figures.append(figure(design_matrix_svg, matrix, alt="group design", kind="narrow"))
         weights = {m.name: m.sidecar.get("ContrastWeights", {}) for m in maps}
         if weights:
-            figures.append(
-                figure("figures", "contrast_vectors_svg", weights, columns, alt="group contrasts")
-            )
+            figures.append(figure(contrast_vectors_svg, weights, columns, alt="group contrasts"))
     return {
         "title": " ".join(f"{k}-{v}" for k, v in entities.items()),
         "anchor": naming.unit_name(entities),

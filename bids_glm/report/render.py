@@ -1,7 +1,8 @@
 """Render the participant report (``sub-<label>.html`` + ``.pdf``) from written outputs.
 
 The report reads maps, tables and sidecars (:mod:`bids_glm.report.collect`), builds
-each section's view (:mod:`bids_glm.report.views`) and fills jinja2 templates with
+each section's view (here: the unit and its runs; :mod:`bids_glm.report.views`: each
+contrast, shared with the group report) and fills jinja2 templates with
 autoescaping, so text from data files (trial types, column names) is always escaped.
 The page is self-contained: inline CSS, figures as ``data:`` URIs, no script.
 """
@@ -10,15 +11,33 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import jinja2
+import numpy as np
 from markupsafe import Markup, escape
 
 from bids_glm import __version__
 from bids_glm.derivatives import files as derivatives
 from bids_glm.report import collect
-from bids_glm.report.views import NOT_RECORDED, ReportOptions, unit_view
+from bids_glm.report.brain_figures import mask_outline_svg
+from bids_glm.report.figures import (
+    contrast_vectors_svg,
+    design_correlation_svg,
+    design_matrix_svg,
+    event_timeline_svg,
+    motion_trace_svg,
+)
+from bids_glm.report.views import (
+    NOT_RECORDED,
+    Figure,
+    ReportOptions,
+    contrast_view,
+    figure,
+    load_volume,
+    same_grid,
+)
 
 __all__ = [
     "ReportOptions",
@@ -76,6 +95,137 @@ def write_report(html: str, html_path: Path, write_pdf: bool) -> list[Path]:
         except (ImportError, OSError) as error:
             LOGGER.warning("report: no PDF for %s (%s)", html_path.name, error)
     return written
+
+
+def run_view(run: collect.RunRecord, fd_mm: float | None) -> dict:
+    """The per-run section: design, correlation, events, motion, contrast vectors."""
+    meta = run.metadata
+    facts = {
+        "Volumes fitted": NOT_RECORDED if run.design is None else str(len(run.design)),
+        "Repetition time": f"{run.tr_s:g} s" if run.tr_s else NOT_RECORDED,
+        "Dummy scans": str(run.dummy_scans),
+        "Censored volumes": ", ".join(map(str, run.censored_volumes)) or "none",
+        "HRF model": meta.get("HRFModel", NOT_RECORDED),
+        "Noise model": meta.get("NoiseModel", NOT_RECORDED),
+        "Confounds": ", ".join(c for cols in (meta.get("Confounds") or {}).values() for c in cols)
+        or "none",
+        "Sources": ", ".join(meta.get("Sources") or []) or NOT_RECORDED,
+    }
+    figures = []
+    if run.design is not None:
+        figures.append(
+            figure(
+                design_matrix_svg,
+                run.design,
+                run.censored_rows,
+                alt=f"{run.label} design matrix",
+                kind="narrow",
+            )
+        )
+        figures.append(figure(design_correlation_svg, run.design, alt=f"{run.label} correlations"))
+    if run.events is not None and run.scan_duration_s:
+        figures.append(
+            figure(
+                event_timeline_svg,
+                run.events,
+                run.scan_duration_s,
+                alt=f"{run.label} events",
+                kind="wide",
+            )
+        )
+    if run.framewise_displacement_mm is not None and run.tr_s:
+        figures.append(
+            figure(
+                motion_trace_svg,
+                run.framewise_displacement_mm,
+                run.tr_s,
+                run.censored_volumes,
+                threshold_mm=fd_mm,
+                alt=f"{run.label} framewise displacement",
+                kind="wide",
+            )
+        )
+    if run.contrast_weights and run.design is not None:
+        figures.append(
+            figure(
+                contrast_vectors_svg,
+                run.contrast_weights,
+                list(run.design.columns),
+                alt=f"{run.label} contrasts",
+            )
+        )
+    return {"label": run.label, "facts": facts, "figures": figures, "notes": run.notes}
+
+
+def _listed(values: Sequence) -> str:
+    return ", ".join(str(v) for v in values) if values else NOT_RECORDED
+
+
+def unit_view(unit: collect.UnitRecord, options: ReportOptions) -> dict:
+    """Everything shown for one unit (participant, session, task, space)."""
+    summary = unit.summary
+    mask = load_volume(unit.mask_path)
+    underlay = load_volume(unit.mean_path)
+    notes = []
+    if underlay is None:
+        notes.append("mean BOLD image not recorded: the mask is shown as the underlay")
+        underlay = mask
+    voxel = "x".join(f"{v:g}" for v in mask.voxel_size_mm) + " mm" if mask else NOT_RECORDED
+    n_mask = int((mask.data > 0).sum()) if mask else 0
+    mask_size = (
+        f"{n_mask} voxels ({n_mask * np.prod(mask.voxel_size_mm) / 1000:.1f} mL)"
+        if mask
+        else NOT_RECORDED
+    )
+    excluded = [
+        f"{r.run} (contrast {r.contrast}): {r.reason}" for r in summary.runs_excluded or ()
+    ]
+    facts = {
+        "Participant": f"sub-{unit.entities.get('sub', '?')}",
+        "Session": summary.session or unit.entities.get("ses") or "none",
+        "Task": unit.entities.get("task", NOT_RECORDED),
+        "Space": unit.entities.get("space", NOT_RECORDED),
+        "Runs used": ", ".join(r.label for r in unit.runs) or "none found",
+        "Runs excluded": (
+            "; ".join(excluded) or "none" if summary.runs_excluded is not None else NOT_RECORDED
+        ),
+        "Conditions": _listed(summary.conditions),
+        "Confounds": _listed(summary.confounds) if summary.confounds else "none",
+        "Repetition time (s)": _listed(summary.repetition_times_s),
+        "Voxel size": voxel,
+        "Mask size": mask_size,
+        "Warnings": NOT_RECORDED if summary.warnings is None else str(len(summary.warnings)),
+    }
+    mask_figure = (
+        figure(
+            mask_outline_svg,
+            underlay.data,
+            mask.data > 0,
+            mask.affine,
+            alt=f"{unit.title}: mask outline",
+            kind="wide",
+        )
+        if mask is not None and same_grid(underlay, mask)
+        else Figure(note="mask or underlay missing: no mask figure", kind="wide")
+    )
+    maps = [(m, f"{m.name} (fixed effects)", m.clusters_path) for m in unit.subject_maps]
+    if options.run_level:  # the participant level writes no cluster table for a run
+        maps += [(m, f"{m.name} ({m.run})", None) for m in unit.run_maps]
+    fd_mm = summary.fd_threshold_mm
+    return {
+        "title": unit.title,
+        "anchor": unit.anchor,
+        "facts": facts,
+        "warnings": list(summary.warnings or ()),
+        "settings": summary.settings,
+        "notes": notes,
+        "runs": [run_view(run, fd_mm) for run in unit.runs],
+        "mask_figure": mask_figure,
+        "contrasts": [contrast_view(m, mask, underlay, options, h, t) for m, h, t in maps],
+        "command_line": summary.command_line or NOT_RECORDED,
+        "software": summary.software,
+        "elapsed_s": summary.elapsed_s,
+    }
 
 
 def render_participant(record: collect.ParticipantRecord, options: ReportOptions) -> str:

@@ -1,18 +1,23 @@
-"""What each report section shows, computed from the records of :mod:`collect`.
+"""What the participant and group reports share: options, figures, volumes, contrasts.
 
-Every view is a plain dict for the templates. Thresholds and cluster tables are
-recomputed here from the z maps with the :class:`ReportOptions` given (never refitted),
-and figures come from :mod:`bids_glm.report.figures` and
-:mod:`bids_glm.report.brain_figures` as SVG embedded in ``data:`` URIs (an SVG shown
-through ``<img>`` cannot run scripts). A figure or file that fails becomes a note.
+:func:`contrast_view` is a contrast's section (thresholded maps and cluster table) in
+both reports; the participant's other sections are built in :mod:`bids_glm.report.render`,
+the group's in :mod:`bids_glm.report.group_report`. Every view is a plain dict for the
+templates. The report computes no statistics itself:
+z maps are thresholded with the :class:`ReportOptions` given by
+:mod:`bids_glm.glm.thresholding` (never refitted); a subject-level contrast shows the
+cluster table the participant level wrote when it used the same threshold, and any other
+table is computed by :mod:`bids_glm.glm.clusters`. Figures come from
+:mod:`bids_glm.report.figures` and :mod:`bids_glm.report.brain_figures` as SVG embedded
+in ``data:`` URIs (an SVG shown through ``<img>`` cannot run scripts). A figure or file
+that fails becomes a note.
 """
 
 from __future__ import annotations
 
 import base64
-import importlib
 import logging
-import re
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +27,15 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from bids_glm.glm.clusters import HEIGHT_CONTROLS, Threshold, cluster_table, threshold_map
+from bids_glm.glm.clusters import CLUSTER_TABLE_COLUMNS, CLUSTER_TABLE_DTYPES, cluster_table
+from bids_glm.glm.thresholding import Threshold, check_height_control, threshold_map
 from bids_glm.report import collect
+from bids_glm.report.brain_figures import glass_brain_svg, stat_slices_svg
 
 LOGGER = logging.getLogger("bids_glm")
 NOT_RECORDED = "not recorded"
 MAX_CLUSTERS = 20  # largest-peak clusters tabulated; all of them are in the clusters TSV
-_FD_SETTING = re.compile(r"FD=([0-9.]+)")
+_Z_THRESHOLD_TOLERANCE = 1e-6  # relative: the report reads float32 maps, the table used float64
 
 
 @dataclass(frozen=True)
@@ -38,7 +45,7 @@ class ReportOptions:
     Attributes
     ----------
     height_control : {"fpr", "fdr", "bonferroni", "none"}
-        Voxel-level correction (see :func:`bids_glm.glm.clusters.height_threshold`).
+        Voxel-level correction (see :func:`bids_glm.glm.thresholding.height_threshold`).
     alpha : float
         Error rate; for ``"none"`` it is the z threshold itself.
     cluster_extent : int
@@ -56,12 +63,7 @@ class ReportOptions:
     run_level: bool = False
 
     def __post_init__(self) -> None:
-        if self.height_control not in HEIGHT_CONTROLS:
-            raise ValueError(
-                f"height_control must be one of {HEIGHT_CONTROLS}; got {self.height_control!r}"
-            )
-        if self.height_control != "none" and not 0 < self.alpha <= 1:
-            raise ValueError(f"alpha must be in (0, 1]; got {self.alpha}")
+        check_height_control(self.height_control, self.alpha)
         if self.cluster_extent < 0:
             raise ValueError(f"cluster_extent must be >= 0 voxels; got {self.cluster_extent}")
 
@@ -104,21 +106,18 @@ def load_volume(path: Path | None) -> Volume | None:
     return Volume(data, image.affine) if data.ndim == 3 else None
 
 
-def figure(
-    module: str, function: str, *args, alt: str = "", kind: str = "half", **kwargs
-) -> Figure:
-    """Call ``bids_glm.report.<module>.<function>`` for an SVG; a note when it fails.
+def figure(draw: Callable[..., str], *args, alt: str = "", kind: str = "half", **kwargs) -> Figure:
+    """Call ``draw(*args, **kwargs)`` for an SVG and embed it; a note when it fails.
 
     A report must never fail for one figure, so any error becomes a logged note.
     ``kind`` (``narrow``, ``half``, ``wide``) is the figure's width class on the page.
     """
     try:
-        draw: Callable[..., str] = getattr(
-            importlib.import_module(f"bids_glm.report.{module}"), function
-        )
         svg = draw(*args, **kwargs)
     except Exception as error:  # one failed figure must not sink the report
-        LOGGER.warning("report: figure %s.%s failed (%s)", module, function, error)
+        LOGGER.warning(
+            "report: figure %s.%s failed (%s)", draw.__module__, draw.__qualname__, error
+        )
         return Figure(
             note=f"figure unavailable ({type(error).__name__}: {error})", alt=alt, kind=kind
         )
@@ -148,7 +147,13 @@ def cluster_rows(z_volume: np.ndarray, affine: np.ndarray, threshold: Threshold)
     """The cluster table of a z map as rows of display strings (every cluster)."""
     if not np.isfinite(threshold.z_threshold):
         return []
-    table = cluster_table(z_volume, affine, threshold.z_threshold, threshold.cluster_extent)
+    return display_rows(
+        cluster_table(z_volume, affine, threshold.z_threshold, threshold.cluster_extent)
+    )
+
+
+def display_rows(table: pd.DataFrame) -> list[dict]:
+    """A cluster table (columns ``CLUSTER_TABLE_COLUMNS``) as rows of display strings."""
     return [
         {
             "id": row["Cluster ID"],
@@ -163,14 +168,75 @@ def cluster_rows(z_volume: np.ndarray, affine: np.ndarray, threshold: Threshold)
     ]
 
 
+def written_cluster_table(tsv_path: Path, threshold: Threshold) -> pd.DataFrame | None:
+    """The cluster table written at ``tsv_path``, if it was made with ``threshold``.
+
+    Parameters
+    ----------
+    tsv_path : Path
+        A ``_clusters.tsv`` written by the participant level, with its JSON sidecar.
+    threshold : Threshold
+        What the report applied to the z map.
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        The table, when the sidecar records the same height control, alpha and cluster
+        extent and the same z threshold (to float32 precision: the report reads the map
+        from its file); None otherwise, or when either file is missing or unreadable.
+    """
+    sidecar = collect.read_json(tsv_path.with_suffix(".json"))
+    z_threshold = sidecar.get("ZThreshold")
+    same = (
+        sidecar.get("HeightControl") == threshold.height_control
+        and sidecar.get("Alpha") == threshold.alpha
+        and sidecar.get("ClusterExtentVoxels") == threshold.cluster_extent
+        and isinstance(z_threshold, int | float)
+        and math.isclose(z_threshold, threshold.z_threshold, rel_tol=_Z_THRESHOLD_TOLERANCE)
+    )
+    if not same:
+        return None
+    try:
+        table = pd.read_csv(
+            tsv_path, sep="\t", na_values="n/a", keep_default_na=False, dtype=CLUSTER_TABLE_DTYPES
+        )
+    except (OSError, ValueError) as error:
+        LOGGER.warning("report: %s unreadable (%s); clusters recomputed", tsv_path, error)
+        return None
+    if tuple(table.columns) != CLUSTER_TABLE_COLUMNS:
+        LOGGER.warning("report: %s has unexpected columns; clusters recomputed", tsv_path)
+        return None
+    return table
+
+
+def contrast_rows(
+    thresholded: np.ndarray,
+    affine: np.ndarray,
+    threshold: Threshold,
+    clusters_path: Path | None,
+) -> list[dict]:
+    """A thresholded map's cluster rows: the written table at ``clusters_path`` when it
+    was made with ``threshold`` (see :func:`written_cluster_table`), else computed."""
+    if clusters_path is not None and np.isfinite(threshold.z_threshold):
+        written = written_cluster_table(clusters_path, threshold)
+        if written is not None:
+            return display_rows(written)
+    return cluster_rows(thresholded, affine, threshold)
+
+
 def contrast_view(
     stat_map: collect.StatMap,
     mask: Volume | None,
     underlay: Volume | None,
     options: ReportOptions,
     heading: str,
+    clusters_path: Path | None = None,
 ) -> dict:
-    """Threshold one z map and draw it: slices, glass brain, threshold, cluster table."""
+    """Threshold one z map and draw it: slices, glass brain, threshold, cluster table.
+
+    ``clusters_path`` is where the participant level may have written this map's cluster
+    table (subject-level maps); it is shown when it was made with the same threshold.
+    """
     sidecar = stat_map.sidecar
     view = {
         "heading": heading,
@@ -201,7 +267,7 @@ def contrast_view(
         threshold_none=options.alpha,
     )
     view["threshold"] = threshold_words(threshold, int(in_mask.sum()))
-    rows = cluster_rows(thresholded, z_map.affine, threshold)
+    rows = contrast_rows(thresholded, z_map.affine, threshold, clusters_path)
     cluster_numbers = [int(row["id"].rstrip(ascii_lowercase)) for row in rows]
     view["rows"] = [r for r, n in zip(rows, cluster_numbers, strict=True) if n <= MAX_CLUSTERS]
     view["hidden_clusters"] = max(max(cluster_numbers, default=0) - MAX_CLUSTERS, 0)
@@ -209,194 +275,54 @@ def contrast_view(
         view["note"] = "No voxel survives the threshold."
         return view
     peak_mm = [float(view["rows"][0][k]) for k in ("x", "y", "z")]
-    background = underlay if _same_grid(underlay, z_map) else None
+    view["figures"] = _map_figures(
+        stat_map.name, z_map, thresholded, threshold, mask, underlay, peak_mm
+    )
+    return view
+
+
+def _map_figures(
+    name: str,
+    z_map: Volume,
+    thresholded: np.ndarray,
+    threshold: Threshold,
+    mask: Volume | None,
+    underlay: Volume | None,
+    peak_mm: list[float],
+) -> list[Figure]:
+    """Orthogonal slices through the peak and the glass brain of a thresholded map."""
+    background = underlay if same_grid(underlay, z_map) else None
     underlay_data = None if background is None else background.data
-    view["figures"] = [
+    return [
         figure(
-            "brain_figures",
-            "stat_slices_svg",
+            stat_slices_svg,
             thresholded,
             underlay_data,
             z_map.affine,
             threshold.z_threshold,
             cut_mm=peak_mm,
-            title=stat_map.name,
-            alt=f"{stat_map.name}: thresholded z, orthogonal slices through the peak",
+            title=name,
+            alt=f"{name}: thresholded z, orthogonal slices through the peak",
             kind="wide",
         ),
         figure(
-            "brain_figures",
-            "glass_brain_svg",
+            glass_brain_svg,
             thresholded,
             z_map.affine,
             threshold.z_threshold,
             brain_mask=None if mask is None else mask.data > 0,
-            title=stat_map.name,
-            alt=f"{stat_map.name}: maximum-intensity projections",
+            title=name,
+            alt=f"{name}: maximum-intensity projections",
             kind="wide",
         ),
     ]
-    return view
 
 
-def _same_grid(a: Volume | None, b: Volume | None) -> bool:
+def same_grid(a: Volume | None, b: Volume | None) -> bool:
+    """Whether two volumes are both present, of one shape and (to 1e-3 mm) one affine."""
     return (
         a is not None
         and b is not None
         and a.data.shape == b.data.shape
         and np.allclose(a.affine, b.affine, atol=1e-3)
     )
-
-
-def fd_threshold_mm(settings: object) -> float | None:
-    """The FD censoring threshold, if the recorded settings state one (``FD=0.5``)."""
-    match = _FD_SETTING.search(str(settings))
-    return float(match.group(1)) if match else None
-
-
-def run_view(run: collect.RunRecord, fd_mm: float | None) -> dict:
-    """The per-run section: design, correlation, events, motion, contrast vectors."""
-    meta = run.metadata
-    facts = {
-        "Volumes fitted": NOT_RECORDED if run.design is None else str(len(run.design)),
-        "Repetition time": f"{run.tr_s:g} s" if run.tr_s else NOT_RECORDED,
-        "Dummy scans": str(run.dummy_scans),
-        "Censored volumes": ", ".join(map(str, run.censored_volumes)) or "none",
-        "HRF model": meta.get("HRFModel", NOT_RECORDED),
-        "Noise model": meta.get("NoiseModel", NOT_RECORDED),
-        "Confounds": ", ".join(c for cols in (meta.get("Confounds") or {}).values() for c in cols)
-        or "none",
-        "Sources": ", ".join(meta.get("Sources") or []) or NOT_RECORDED,
-    }
-    figures = []
-    if run.design is not None:
-        figures.append(
-            figure(
-                "figures",
-                "design_matrix_svg",
-                run.design,
-                run.censored_rows,
-                alt=f"{run.label} design matrix",
-                kind="narrow",
-            )
-        )
-        figures.append(
-            figure(
-                "figures", "design_correlation_svg", run.design, alt=f"{run.label} correlations"
-            )
-        )
-    if run.events is not None and run.scan_duration_s:
-        figures.append(
-            figure(
-                "figures",
-                "event_timeline_svg",
-                run.events,
-                run.scan_duration_s,
-                alt=f"{run.label} events",
-                kind="wide",
-            )
-        )
-    if run.framewise_displacement_mm is not None and run.tr_s:
-        figures.append(
-            figure(
-                "figures",
-                "motion_trace_svg",
-                run.framewise_displacement_mm,
-                run.tr_s,
-                run.censored_volumes,
-                threshold_mm=fd_mm,
-                alt=f"{run.label} framewise displacement",
-                kind="wide",
-            )
-        )
-    if run.contrast_weights and run.design is not None:
-        figures.append(
-            figure(
-                "figures",
-                "contrast_vectors_svg",
-                run.contrast_weights,
-                list(run.design.columns),
-                alt=f"{run.label} contrasts",
-            )
-        )
-    return {"label": run.label, "facts": facts, "figures": figures, "notes": run.notes}
-
-
-def _listed(value: object) -> str:
-    if value is None or value == [] or value == {}:
-        return NOT_RECORDED
-    if isinstance(value, list | tuple):
-        return ", ".join(str(v) for v in value)
-    return str(value)
-
-
-def unit_view(unit: collect.UnitRecord, options: ReportOptions) -> dict:
-    """Everything shown for one unit (participant, session, task, space)."""
-    summary = unit.summary
-    mask = load_volume(unit.mask_path)
-    underlay = load_volume(unit.mean_path)
-    notes = []
-    if underlay is None:
-        notes.append("mean BOLD image not recorded: the mask is shown as the underlay")
-        underlay = mask
-    voxel = "x".join(f"{v:g}" for v in mask.voxel_size_mm) + " mm" if mask else NOT_RECORDED
-    n_mask = int((mask.data > 0).sum()) if mask else 0
-    mask_size = (
-        f"{n_mask} voxels ({n_mask * np.prod(mask.voxel_size_mm) / 1000:.1f} mL)"
-        if mask
-        else NOT_RECORDED
-    )
-    excluded = [
-        f"{r.get('Run', '?')}"
-        + (f" (contrast {r['Contrast']})" if r.get("Contrast") else "")
-        + f": {r.get('Reason', 'no reason recorded')}"
-        for r in summary.get("RunsExcluded") or []
-        if isinstance(r, dict)
-    ]
-    facts = {
-        "Participant": f"sub-{unit.entities.get('sub', '?')}",
-        "Session": summary.get("Session") or unit.entities.get("ses") or "none",
-        "Task": unit.entities.get("task", NOT_RECORDED),
-        "Space": unit.entities.get("space", NOT_RECORDED),
-        "Runs used": ", ".join(r.label for r in unit.runs) or "none found",
-        "Runs excluded": (
-            "; ".join(excluded) or "none" if "RunsExcluded" in summary else NOT_RECORDED
-        ),
-        "Conditions": _listed(summary.get("Conditions")),
-        "Confounds": _listed(summary.get("Confounds")) if summary.get("Confounds") else "none",
-        "Repetition time (s)": _listed(summary.get("RepetitionTimes")),
-        "Voxel size": voxel,
-        "Mask size": mask_size,
-        "Warnings": str(len(summary["Warnings"] or [])) if "Warnings" in summary else NOT_RECORDED,
-    }
-    mask_figure = (
-        figure(
-            "brain_figures",
-            "mask_outline_svg",
-            underlay.data,
-            mask.data > 0,
-            mask.affine,
-            alt=f"{unit.title}: mask outline",
-            kind="wide",
-        )
-        if mask is not None and _same_grid(underlay, mask)
-        else Figure(note="mask or underlay missing: no mask figure", kind="wide")
-    )
-    maps = [(m, f"{m.name} (fixed effects)") for m in unit.subject_maps]
-    if options.run_level:
-        maps += [(m, f"{m.name} ({m.run})") for m in unit.run_maps]
-    fd_mm = fd_threshold_mm(summary.get("Settings"))
-    return {
-        "title": unit.title,
-        "anchor": unit.anchor,
-        "facts": facts,
-        "warnings": [str(w) for w in summary.get("Warnings") or []],
-        "settings": summary.get("Settings") or {},
-        "notes": notes,
-        "runs": [run_view(run, fd_mm) for run in unit.runs],
-        "mask_figure": mask_figure,
-        "contrasts": [contrast_view(m, mask, underlay, options, h) for m, h in maps],
-        "command_line": summary.get("CommandLine") or NOT_RECORDED,
-        "software": summary.get("Software") or {},
-        "elapsed_s": summary.get("ElapsedSeconds"),
-    }
