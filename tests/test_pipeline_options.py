@@ -264,3 +264,23 @@ def test_effective_model_is_a_bids_stats_model_of_what_ran(demo_bids, tmp_path):
     layout = BIDSLayout(demo_bids, validate=False)
     graph = BIDSStatsModelsGraph(layout, model)  # pybids accepts the document's structure
     assert list(graph.nodes) == ["run", "subject", "dataset"]
+
+
+def test_fdr_without_discoveries_writes_an_empty_cluster_table(tmp_path):
+    """FDR control that no voxel survives (a null contrast) is a result, not a failure."""
+    make_demo_dataset(tmp_path / "bids", n_subjects=1, n_runs=2, seed=3)
+    out = tmp_path / "out"
+    options = ("--height-control", "fdr", "--alpha", "0.05", "--smoothing-fwhm", "6")
+    assert run(tmp_path / "bids", out, *options, "--no-pdf") == 0
+    sidecars = {
+        path.name.split("_desc-")[1].removesuffix("_clusters.json"): json.loads(path.read_text())
+        for path in func(out).glob("*_clusters.json")
+    }
+    empty = [label for label, sidecar in sidecars.items() if sidecar["ZThreshold"] is None]
+    assert empty, "the seed was chosen so that the null contrast has no FDR discovery"
+    for label in empty:
+        name = f"sub-01_task-faces_space-{SPACE}_desc-{label}_clusters.tsv"
+        table = pd.read_csv(func(out) / name, sep="\t")
+        assert len(table) == 0
+    assert sidecars["face"]["ZThreshold"] > 3  # the planted effect is found
+    assert (out / "sub-01.html").is_file()

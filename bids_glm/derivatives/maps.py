@@ -7,6 +7,7 @@ produces and what each sidecar records.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,7 +141,8 @@ def write_cluster_table(
             "ContrastName": plan.name,
             "HeightControl": settings.height_control,
             "Alpha": float(settings.alpha),
-            "ZThreshold": z_threshold,
+            # FDR with no discovery gives an infinite threshold: no number to record
+            "ZThreshold": z_threshold if math.isfinite(z_threshold) else None,
             "ClusterExtentVoxels": int(settings.cluster_extent),
             "Connectivity": "faces (6 neighbours)",
             "SubpeakMinimumDistanceMm": 8.0,
