@@ -79,7 +79,7 @@ class ModelSettings:
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the pipeline needs, validated by ``cli.py``.
+    """Everything the pipeline needs, validated by ``cli/validate.py``.
 
     Attributes
     ----------

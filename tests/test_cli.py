@@ -8,8 +8,9 @@ import sys
 import pytest
 
 from bids_glm import __version__
-from bids_glm.cli.main import main, settings_from_args
+from bids_glm.cli.main import main
 from bids_glm.cli.parser import build_parser
+from bids_glm.cli.validate import settings_from_args
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

@@ -1,4 +1,4 @@
-"""The command line's options (BIDS-Apps contract); validation lives in ``cli.py``."""
+"""The command line's options (BIDS-Apps contract); validation lives in ``cli/validate.py``."""
 
 from __future__ import annotations
 
