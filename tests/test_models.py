@@ -21,9 +21,11 @@ from bids_glm.design.contrast_options import parse_contrast_option, parse_f_cont
 from bids_glm.design.matrix import frame_times, make_design_matrix
 from bids_glm.inputs.confounds import parse_confound_strategy, read_confounds
 from bids_glm.inputs.smdl.graph import node_graph
-from bids_glm.inputs.smdl.model import ModelError, load_model, parse_model
+from bids_glm.inputs.smdl.load import load_model
+from bids_glm.inputs.smdl.model import ModelError
 from bids_glm.inputs.smdl.options import node_overrides
 from bids_glm.inputs.smdl.run_node import map_run_node
+from bids_glm.inputs.smdl.schema import parse_model
 from bids_glm.inputs.smdl.transformations import apply_instructions
 from bids_glm.settings import ModelSettings, Settings
 

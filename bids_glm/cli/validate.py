@@ -136,7 +136,7 @@ def _model_settings(args: argparse.Namespace) -> ModelSettings:
 
 def _stats_model(path: Path, model: ModelSettings, mask_combine: str):
     """Load ``--model``; its Run node's settings override the model flags."""
-    from bids_glm.inputs.smdl.model import load_model
+    from bids_glm.inputs.smdl.load import load_model
     from bids_glm.inputs.smdl.options import node_overrides
 
     stats_model = load_model(path)

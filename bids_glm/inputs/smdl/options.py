@@ -1,7 +1,7 @@
 """Settings a Run node states, as bids-glm settings overrides.
 
 ``Model.HRF`` or Convolve give the HRF; ``Options.HighPassFilterCutoffHz`` the cosine
-cut-off; the bids-glm Options that ``bids_glm/stats_model.py`` writes (NoiseModel,
+cut-off; the bids-glm Options that ``bids_glm/derivatives/stats_model.py`` writes (NoiseModel,
 SignalScaling, SmoothingFWHMmm, DriftModel, DriftOrder, DummyScans, FixedEffects, MaskCombine,
 SliceTimeRef, Confounds) the matching ``ModelSettings`` / ``Settings`` fields; the explicit
 contrasts ``contrasts`` and ``f_contrasts``. Loading bids-glm's effective model therefore
