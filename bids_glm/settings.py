@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bids_glm.image.mask_rule import INTERSECTION, MaskRule
+
 if TYPE_CHECKING:  # the CLI imports settings before numpy is loaded
     from bids_glm.design.contrast_options import ContrastSpec, FContrastSpec
     from bids_glm.inputs.confounds import ConfoundStrategy
@@ -36,8 +38,8 @@ class ModelSettings:
         ``"ols"`` or ``"ar1"``.
     signal_scaling : str
         ``"percent"`` (per-voxel percent signal change) or ``"none"``.
-    smoothing_fwhm_mm : float or None
-        Isotropic Gaussian smoothing applied before the fit.
+    smoothing_fwhm_mm : float
+        FWHM of the isotropic Gaussian smoothing applied before the fit; 0 smooths nothing.
     slice_time_ref : float or None
         Fraction of the TR at which the model is sampled; None reads the
         derivative sidecar's ``StartTime`` (0 when absent).
@@ -66,7 +68,7 @@ class ModelSettings:
     fir_delays_scans: tuple[int, ...] = (0,)
     noise_model: str = "ar1"
     signal_scaling: str = "percent"
-    smoothing_fwhm_mm: float | None = None
+    smoothing_fwhm_mm: float = 0.0
     slice_time_ref: float | None = None
     confounds: ConfoundStrategy | None = None
     events: EventSpec | None = None
@@ -111,9 +113,8 @@ class Settings:
         Skip the input dataset check.
     mask : Path or None
         A user mask replacing the derivatives' brain masks.
-    mask_combine : str
-        How the runs' brain masks are combined: ``intersection``, ``union`` or
-        ``fraction:F``.
+    mask_combine : MaskRule
+        How the runs' brain masks are combined: intersection, union or ``fraction:F``.
     model_maps : bool
         Also write per-run r-squared, residual standard deviation and AR(1) maps.
     dry_run : bool
@@ -157,7 +158,7 @@ class Settings:
     n_cpus: int = 1
     skip_bids_validator: bool = False
     mask: Path | None = None
-    mask_combine: str = "intersection"
+    mask_combine: MaskRule = INTERSECTION
     model_maps: bool = False
     dry_run: bool = False
     overwrite: bool = False

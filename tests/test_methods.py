@@ -26,6 +26,7 @@ from bids_glm.derivatives.methods import (
 )
 from bids_glm.design.contrast_options import ContrastSpec, FContrastSpec
 from bids_glm.glm.fit import fit_glm
+from bids_glm.image.mask_rule import UNION, MaskRule
 from bids_glm.inputs.confounds import ConfoundStrategy, ScrubRule
 from bids_glm.inputs.events import EventSpec
 from bids_glm.settings import ModelSettings, Settings
@@ -242,12 +243,12 @@ def test_facts_beyond_the_model_are_stated():
         space=None,
         n_runs=1,
         n_participants=1,
-        mask_rule="fraction:0.5",
+        mask_rule=MaskRule("fraction", 0.5),
     )
     assert "1 run of 1 participant (tasks `a` and `b`; repetition times 2 and 2.5 s)" in text
     assert "in the space of the derivatives" in text
     assert "more than a fraction 0.5 of the runs' brain masks" in text
-    assert "union of the runs' brain masks" in markdown(mask_rule="union")
+    assert "union of the runs' brain masks" in markdown(mask_rule=UNION)
     assert "user-supplied mask (`roi.nii.gz`)" in markdown(user_mask="roi.nii.gz")
     default = markdown()
     assert "bids-glm 0.1.0" in default
@@ -471,7 +472,7 @@ def test_methods_facts_from_settings():
         work_dir=Path("/work"),
         model=ModelSettings(smoothing_fwhm_mm=6.0),
         mask=Path("/masks/roi.nii.gz"),
-        mask_combine="union",
+        mask_combine=UNION,
     )
     facts = methods_facts(settings, 3, ["b", "a", "b"], 6, "T1w", [2.5, 2.0, 2.5], "cmd", "yx")
     assert facts.software_version == __version__
@@ -479,7 +480,7 @@ def test_methods_facts_from_settings():
     assert (facts.tasks, facts.tr_s, facts.conditions) == (("a", "b"), (2.0, 2.5), ("x", "y"))
     assert (facts.user_mask, facts.mask_rule, facts.model) == (
         "roi.nii.gz",
-        "union",
+        UNION,
         settings.model,
     )
 
@@ -546,7 +547,7 @@ print(json.dumps({{
     "documents": methods.render_methods(facts),
 }}))
 """
-    plain = {k: v for k, v in dataclasses.asdict(facts).items() if k != "model"}
+    plain = {k: v for k, v in dataclasses.asdict(facts).items() if k not in ("model", "mask_rule")}
     result = subprocess.run(
         [sys.executable, "-c", script, json.dumps(plain)],
         capture_output=True,

@@ -19,6 +19,7 @@ import pytest
 from bids_glm.derivatives.stats_model import effective_model
 from bids_glm.design.contrast_options import parse_contrast_option, parse_f_contrast_option
 from bids_glm.design.matrix import frame_times, make_design_matrix
+from bids_glm.image.mask_rule import INTERSECTION, MaskRule
 from bids_glm.inputs.confounds import parse_confound_strategy, read_confounds
 from bids_glm.inputs.smdl.graph import node_graph
 from bids_glm.inputs.smdl.load import load_model
@@ -434,7 +435,7 @@ def test_edges_default_to_node_order():
 
 def written_model(tmp_path: Path, model: ModelSettings, conditions, confounds) -> Path:
     settings = Settings(tmp_path, tmp_path / "out", "participant", tmp_path / "work",
-                        model=model, mask_combine="fraction:0.5")  # fmt: skip
+                        model=model, mask_combine=MaskRule("fraction", 0.5))  # fmt: skip
     path = tmp_path / "model-bidsglm_smdl.json"
     path.write_text(json.dumps(effective_model(settings, ["faces"], conditions, confounds)))
     return path
@@ -459,7 +460,7 @@ def test_effective_model_round_trip(tmp_path):
     model = load_model(written_model(tmp_path, original, conditions, confound_names))
     model_overrides, settings_overrides = node_overrides(model.nodes[0])
     assert replace(ModelSettings(), **model_overrides) == original
-    assert settings_overrides == {"mask_combine": "fraction:0.5"}
+    assert settings_overrides == {"mask_combine": MaskRule("fraction", 0.5)}
     rng = np.random.default_rng(4)
     events = pd.DataFrame(
         {
@@ -489,7 +490,7 @@ def test_demo_effective_model_loads_back_to_the_default_settings():
     model = load_model(path)
     overrides, settings = node_overrides(model.nodes[0])
     assert replace(ModelSettings(), **overrides) == ModelSettings()
-    assert settings == {"mask_combine": "intersection"}
+    assert settings == {"mask_combine": INTERSECTION}
     assert [s.design for s in node_graph(model)] == ["run", "fixed_effects", "one_sample"]
 
 

@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         "contrasts (its Options override the model flags below); its Dataset nodes, the "
         "group level's contrasts",
     )
-    model.add_argument("--smoothing-fwhm", type=float, default=None, metavar="MM")
+    model.add_argument("--smoothing-fwhm", type=float, default=0.0, metavar="MM")
     model.add_argument("--hrf-model", default="glover", choices=HRF_MODELS)
     model.add_argument(
         "--fir-delays", type=int, nargs="+", default=[0], metavar="SCANS", help="FIR delays"

@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bids_glm.errors import InputError
+from bids_glm.image.mask_rule import MaskRule, parse_mask_rule
 from bids_glm.inputs.filters import read_bids_filters
 from bids_glm.runtime.threads import available_cores
 from bids_glm.settings import ModelSettings, Settings
@@ -87,7 +88,7 @@ def _input_paths(args: argparse.Namespace) -> tuple[Path, Path, tuple[Path, ...]
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
-    if args.smoothing_fwhm is not None and args.smoothing_fwhm < 0:
+    if args.smoothing_fwhm < 0:
         raise InputError(f"--smoothing-fwhm {args.smoothing_fwhm}: expected a value >= 0 mm")
     if args.high_pass <= 0:
         raise InputError(f"--high-pass {args.high_pass}: expected a frequency > 0 Hz")
@@ -119,7 +120,7 @@ def _model_settings(args: argparse.Namespace) -> ModelSettings:
         fir_delays_scans=tuple(args.fir_delays),
         noise_model=args.noise_model,
         signal_scaling=args.signal_scaling,
-        smoothing_fwhm_mm=args.smoothing_fwhm or None,
+        smoothing_fwhm_mm=args.smoothing_fwhm,
         slice_time_ref=args.slice_time_ref,
         confounds=confounds,
         events=EventSpec(
@@ -134,7 +135,7 @@ def _model_settings(args: argparse.Namespace) -> ModelSettings:
     )
 
 
-def _stats_model(path: Path, model: ModelSettings, mask_combine: str):
+def _stats_model(path: Path, model: ModelSettings, mask_combine: MaskRule):
     """Load ``--model``; its Run node's settings override the model flags."""
     from bids_glm.inputs.smdl.load import load_model
     from bids_glm.inputs.smdl.options import node_overrides
@@ -148,9 +149,7 @@ def _stats_model(path: Path, model: ModelSettings, mask_combine: str):
     return stats_model, model, settings_fields.get("mask_combine", mask_combine)
 
 
-def _mask_options(args: argparse.Namespace) -> tuple[Path | None, str]:
-    from bids_glm.image.mask import parse_mask_rule
-
+def _mask_options(args: argparse.Namespace) -> tuple[Path | None, MaskRule]:
     mask = None
     if args.mask is not None:
         mask = args.mask.resolve()

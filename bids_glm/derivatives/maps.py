@@ -64,7 +64,7 @@ def contrast_sidecar(
         "Test": maps.stat_type,
         "DegreesOfFreedom": float(maps.dof),
         "NoiseModel": model.noise_model,
-        "SmoothingFWHMmm": model.smoothing_fwhm_mm or 0.0,
+        "SmoothingFWHMmm": model.smoothing_fwhm_mm,
         "HRFModel": model.hrf_model,
         "Level": level,
         "Sources": list(sources),

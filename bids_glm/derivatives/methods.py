@@ -26,6 +26,7 @@ from markupsafe import Markup, escape
 from bids_glm import __version__
 from bids_glm.derivatives.bibliography import Reference, read_references
 from bids_glm.derivatives.files import write_bytes_atomic
+from bids_glm.image.mask_rule import INTERSECTION, MaskRule
 from bids_glm.settings import ModelSettings, Settings
 
 DEPENDENCIES = ("pybids", "nibabel", "numpy", "scipy", "pandas")
@@ -61,7 +62,7 @@ class MethodsFacts:
         The command that produced the outputs.
     conditions : tuple of str
         Condition names found in the events files (empty: not listed in the text).
-    mask_rule : str
+    mask_rule : MaskRule
         How the runs' brain masks were combined (``Settings.mask_combine``).
     user_mask : str or None
         File name of a user-supplied analysis mask (it replaces the brain masks).
@@ -77,7 +78,7 @@ class MethodsFacts:
     model: ModelSettings
     command_line: str
     conditions: tuple[str, ...] = ()
-    mask_rule: str = "intersection"
+    mask_rule: MaskRule = INTERSECTION
     user_mask: str | None = None
 
     def __post_init__(self) -> None:
@@ -313,9 +314,8 @@ def _hrf_facts(model: ModelSettings) -> dict:
     }
 
 
-def _mask_fraction(rule: str) -> float | None:
-    name, _, value = rule.partition(":")
-    return float(value) if name == "fraction" else None
+def _mask_fraction(rule: MaskRule) -> float | None:
+    return rule.fraction if rule.kind == "fraction" else None
 
 
 def _render(fmt: str, facts: MethodsFacts, library: Mapping[str, Reference]) -> tuple[str, list]:

@@ -58,11 +58,11 @@ def model_options(settings: Settings) -> dict:
     options: dict = {
         "NoiseModel": model.noise_model,
         "SignalScaling": model.signal_scaling,
-        "SmoothingFWHMmm": model.smoothing_fwhm_mm or 0.0,
+        "SmoothingFWHMmm": model.smoothing_fwhm_mm,
         "DriftModel": model.drift_model,
         "DummyScans": model.dummy_scans,
         "FixedEffects": model.fixed_effects,
-        "MaskCombine": settings.mask_combine,
+        "MaskCombine": str(settings.mask_combine),
     }
     if model.drift_model == "cosine":
         options["HighPassFilterCutoffHz"] = model.high_pass_hz

@@ -22,8 +22,8 @@ precision-weighted (fixed-effects) combination; its mask is the intersection of 
 A contrast with too few subjects for its design (``n - columns < 1``, or a covariate left with
 one value among its subjects) is skipped with a warning. An ``InputError`` is raised, before
 anything is written for that task, for unusable input (no participant maps, a covariate absent
-from participants.tsv or constant over all the task's subjects, maps on different grids, an
-invalid mask rule), and at the end when no group map at all could be written.
+from participants.tsv or constant over all the task's subjects, maps on different grids), and
+at the end when no group map at all could be written.
 """
 
 from __future__ import annotations
@@ -53,9 +53,9 @@ from bids_glm.image.mask import (
     combine_masks,
     load_image,
     load_mask,
-    parse_mask_rule,
     same_grid,
 )
+from bids_glm.image.mask_rule import INTERSECTION, MaskRule
 
 LOGGER = logging.getLogger("bids_glm")
 GROUP_MAPS = ("effect", "variance", "t", "z", "p")
@@ -73,7 +73,7 @@ class GroupOptions:
     participant_labels: tuple[str, ...] = ()
     tasks: tuple[str, ...] = ()
     covariates: tuple[str, ...] = ()
-    mask_rule: str = "intersection"
+    mask_rule: MaskRule = INTERSECTION
     contrast_names: frozenset[str] | None = None  # --model's Dataset nodes: these only
 
 
@@ -284,7 +284,7 @@ def _sidecar(name: str, column: str, design: GroupDesign, sources: list[str], op
         "Subjects": [f"sub-{s}" for s in design.subjects],
         "Covariates": list(design.covariates),
         "DesignMatrix": design.column_mapping(),
-        "MaskRule": options.mask_rule,
+        "MaskRule": str(options.mask_rule),
         "Sources": sources,
         "SoftwareName": "bids-glm",
         "SoftwareVersion": __version__,
@@ -359,10 +359,6 @@ def run_group_level(options: GroupOptions) -> list[Path]:
         on different grids, a covariate constant over the subjects, an empty group mask, or
         no contrast with enough participants for its design.
     """
-    try:
-        parse_mask_rule(options.mask_rule)
-    except ValueError as err:
-        raise InputError(str(err)) from None
     found = find_subject_maps(options)
     covariates = read_covariates(options.bids_dir, options.covariates)
     categorical = categorical_columns(options.bids_dir, options.covariates)
