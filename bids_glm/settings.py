@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bids_glm.design.hrf_spec import GLOVER, HrfSpec
 from bids_glm.image.mask_rule import INTERSECTION, MaskRule
 
 if TYPE_CHECKING:  # the CLI imports settings before numpy is loaded
@@ -24,8 +25,8 @@ class ModelSettings:
 
     Attributes
     ----------
-    hrf_model : str
-        HRF basis (see ``bids_glm.design.hrf.HRF_MODELS``).
+    hrf_model : HrfSpec
+        HRF basis (see ``bids_glm.design.hrf_spec``).
     drift_model : str
         ``"cosine"``, ``"polynomial"`` or ``"none"``.
     high_pass_hz : float
@@ -61,7 +62,7 @@ class ModelSettings:
         regressors (X, transformations, HRF) and contrasts.
     """
 
-    hrf_model: str = "glover"
+    hrf_model: HrfSpec = GLOVER
     drift_model: str = "cosine"
     high_pass_hz: float = 0.01
     drift_order: int = 1

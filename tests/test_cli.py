@@ -98,7 +98,7 @@ def test_participant_labels_with_and_without_prefix(tiny_dataset, tmp_path):
     settings = settings_from_args(args)
     assert settings.participant_labels == ("01", "02")
     assert settings.derivatives == (tiny_dataset / "derivatives" / "fmriprep",)
-    assert settings.model.noise_model == "ar1" and settings.model.hrf_model == "glover"
+    assert settings.model.noise_model == "ar1" and str(settings.model.hrf_model) == "glover"
 
 
 @pytest.mark.parametrize("label", ["../etc", "01/..", "sub-0_1"])

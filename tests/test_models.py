@@ -18,6 +18,7 @@ import pytest
 
 from bids_glm.derivatives.stats_model import effective_model
 from bids_glm.design.contrast_options import parse_contrast_option, parse_f_contrast_option
+from bids_glm.design.hrf_spec import HrfSpec
 from bids_glm.design.matrix import frame_times, make_design_matrix
 from bids_glm.image.mask_rule import INTERSECTION, MaskRule
 from bids_glm.inputs.confounds import parse_confound_strategy, read_confounds
@@ -127,7 +128,7 @@ def test_ds003_design_matches_spm_convolution_of_the_same_events():
     model = load_model(MODELS / "model-ds003-001_smdl.json")
     events, confounds = synthetic_run(1)
     inputs = map_run_node(model.nodes[0], events, confounds, TR_S, N_SCANS)
-    assert inputs.hrf_model == "spm" and inputs.intercept
+    assert inputs.hrf_model == HrfSpec("spm") and inputs.intercept
     assert inputs.conditions == ("trial_type.word", "trial_type.pseudoword")
     assert inputs.confound_columns == tuple(DS003_CONFOUNDS)
     design = design_from(inputs)
@@ -137,7 +138,7 @@ def test_ds003_design_matches_spm_convolution_of_the_same_events():
         words.assign(trial_type="trial_type." + words["trial_type"])[
             ["onset", "duration", "trial_type"]
         ],
-        hrf_model="spm",
+        hrf_model=HrfSpec("spm"),
         confounds=confounds[DS003_CONFOUNDS],
     )
     expected = [
@@ -259,7 +260,7 @@ def test_convolve_is_recorded_not_run_and_feeds_the_design():
     node = parse_model(document, "m.json").nodes[0]
     events, confounds = synthetic_run(3)
     inputs = map_run_node(node, events, confounds, TR_S, N_SCANS)
-    assert inputs.hrf_model == "glover + derivative"
+    assert inputs.hrf_model == HrfSpec("glover", time_derivative=True)
     rt_events = inputs.events[inputs.events["trial_type"] == "rt_c"]
     np.testing.assert_allclose(rt_events["modulation"], events["RT"] - events["RT"].mean())
     design = design_from(inputs)
@@ -443,7 +444,7 @@ def written_model(tmp_path: Path, model: ModelSettings, conditions, confounds) -
 
 def test_effective_model_round_trip(tmp_path):
     original = ModelSettings(
-        hrf_model="spm + derivative",
+        hrf_model=HrfSpec("spm", time_derivative=True),
         high_pass_hz=1 / 128,
         noise_model="ols",
         signal_scaling="none",
@@ -500,5 +501,6 @@ def test_model_without_hrf_convolves_with_the_default_and_keeps_model_copy_intac
     node = parse_model(document, "m.json").nodes[0]
     assert document == frozen
     events, confounds = synthetic_run()
-    inputs = map_run_node(node, events, confounds, TR_S, N_SCANS, default_hrf_model="spm")
-    assert inputs.hrf_model == "spm" and inputs.conditions == ("trial_type.word",)
+    spm = HrfSpec("spm")
+    inputs = map_run_node(node, events, confounds, TR_S, N_SCANS, default_hrf_model=spm)
+    assert inputs.hrf_model == spm and inputs.conditions == ("trial_type.word",)

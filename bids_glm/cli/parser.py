@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from bids_glm import __version__
-from bids_glm.design.names import HRF_MODELS
+from bids_glm.design.hrf_spec import HRF_MODELS
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from bids_glm.design.hrf_spec import parse_hrf_model
 from bids_glm.errors import InputError
 from bids_glm.image.mask_rule import MaskRule, parse_mask_rule
 from bids_glm.inputs.filters import read_bids_filters
@@ -113,7 +114,7 @@ def _model_settings(args: argparse.Namespace) -> ModelSettings:
     except ConfoundError as err:
         raise InputError(f"--confounds: {err}") from None
     return ModelSettings(
-        hrf_model=args.hrf_model,
+        hrf_model=parse_hrf_model(args.hrf_model),
         drift_model=args.drift_model,
         high_pass_hz=args.high_pass,
         drift_order=args.drift_order,

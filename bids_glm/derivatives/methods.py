@@ -305,12 +305,12 @@ def compile_templates() -> None:
 
 
 def _hrf_facts(model: ModelSettings) -> dict:
-    parts = [p.strip() for p in model.hrf_model.split("+")]
+    spec = model.hrf_model
     return {
-        "basis": parts[0] if parts[0] in ("fir", "none") else "canonical",
-        "family": parts[0],
-        "time_derivative": "derivative" in parts,
-        "dispersion_derivative": "dispersion" in parts,
+        "basis": "canonical" if spec.canonical else spec.base,
+        "family": spec.base,
+        "time_derivative": spec.time_derivative,
+        "dispersion_derivative": spec.dispersion_derivative,
     }
 
 

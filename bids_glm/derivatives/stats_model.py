@@ -20,13 +20,13 @@ HRF_NAMES = {"glover": "Glover", "spm": "SPM", "fir": "FIR", "none": "none"}
 
 
 def _hrf(model: ModelSettings, conditions: Sequence[str]) -> dict:
-    family, *extras = [part.strip() for part in model.hrf_model.split("+")]
-    hrf = {"Variables": list(conditions), "Model": HRF_NAMES[family]}
-    if "derivative" in extras:
+    spec = model.hrf_model
+    hrf = {"Variables": list(conditions), "Model": HRF_NAMES[spec.base]}
+    if spec.time_derivative:
         hrf["TimeDerivative"] = True
-    if "dispersion" in extras:
+    if spec.dispersion_derivative:
         hrf["DispersionDerivative"] = True
-    if family == "fir":
+    if spec.base == "fir":
         hrf["Parameters"] = {"Delays": list(model.fir_delays_scans)}
     return hrf
 

@@ -261,7 +261,7 @@ def unit_summary(
         "RunsUsed": used,
         "RunsExcluded": excluded,
         "Warnings": list(dict.fromkeys([*unit.planning_warnings, *run_warnings, *warnings])),
-        "Settings": {"HRFModel": settings.model.hrf_model, **model_options(settings)},
+        "Settings": {"HRFModel": str(settings.model.hrf_model), **model_options(settings)},
         "CommandLine": settings.command_line,
         "Software": software_versions(),
         "MeanImage": _relative(mean_image, settings),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+from bids_glm.design.hrf_spec import HrfSpec
 from bids_glm.errors import InputError
 
 INTERCEPT = 1
@@ -48,7 +49,7 @@ class HRF:
     """``Model.HRF``: which variables are convolved and with which bids-glm HRF model."""
 
     variables: tuple[str, ...]
-    model: str
+    model: HrfSpec
     fir_delays_scans: tuple[int, ...] | None = None
 
 

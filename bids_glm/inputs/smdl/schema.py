@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from bids_glm.design.names import HRF_MODELS
+from bids_glm.design.hrf_spec import HRF_MODELS, parse_hrf_model
 from bids_glm.inputs.smdl.model import (
     HRF,
     INTERCEPT,
@@ -164,7 +164,9 @@ def _hrf(value, path: str, check: JsonChecker) -> HRF:
     for flag, suffix in (("TimeDerivative", "derivative"), ("DispersionDerivative", "dispersion")):
         if hrf.get(flag) is True:
             name += f" + {suffix}"
-    if name not in HRF_MODELS:
+    try:
+        model = parse_hrf_model(name)
+    except ValueError:
         check.fail(
             f"{path}.Model",
             f"HRF model {hrf['Model']!r} is not supported; "
@@ -178,11 +180,11 @@ def _hrf(value, path: str, check: JsonChecker) -> HRF:
     delays = next(
         (parameters[k] for k in ("Delays", "fir_delays", "FirDelays") if k in parameters), None
     )
-    if name == "fir" and delays is None:
+    if model.base == "fir" and delays is None:
         check.fail(f"{path}.Parameters", "the 'fir' model needs Parameters.Delays (in scans)")
     return HRF(
         variables=check.strings(hrf["Variables"], f"{path}.Variables"),
-        model=name,
+        model=model,
         fir_delays_scans=None
         if delays is None
         else _fir_delays(delays, f"{path}.Parameters", check),
