@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bids_glm.design.hrf_spec import parse_hrf_model
 from bids_glm.errors import InputError
@@ -20,6 +21,9 @@ from bids_glm.image.mask_rule import MaskRule, parse_mask_rule
 from bids_glm.inputs.filters import read_bids_filters
 from bids_glm.runtime.threads import available_cores
 from bids_glm.settings import ModelSettings, Settings
+
+if TYPE_CHECKING:
+    from bids_glm.inputs.smdl.model import StatsModel
 
 LABEL_PATTERN = re.compile(r"^[A-Za-z0-9]+$")
 
@@ -136,7 +140,9 @@ def _model_settings(args: argparse.Namespace) -> ModelSettings:
     )
 
 
-def _stats_model(path: Path, model: ModelSettings, mask_combine: MaskRule):
+def _stats_model(
+    path: Path, model: ModelSettings, mask_combine: MaskRule
+) -> tuple[StatsModel, ModelSettings, MaskRule]:
     """Load ``--model``; its Run node's settings override the model flags."""
     from bids_glm.inputs.smdl.load import load_model
     from bids_glm.inputs.smdl.options import node_overrides
@@ -172,12 +178,25 @@ def _alpha(args: argparse.Namespace) -> float:
 
 
 def settings_from_args(args: argparse.Namespace, command_line: str = "") -> Settings:
-    """Validate parsed arguments and return the frozen ``Settings``.
+    """Validate parsed arguments and return the frozen ``Settings``, every option typed.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The arguments as :func:`bids_glm.cli.parser.build_parser` parses them.
+    command_line : str
+        The command as typed, for the methods text.
+
+    Returns
+    -------
+    Settings
+        ``work_dir`` is None when ``--work-dir`` is not given (the caller makes one).
 
     Raises
     ------
     InputError
-        When a path, label, number, contrast or strategy cannot be used.
+        When a path, label, number, contrast, strategy, mask rule or ``--model`` cannot
+        be used.
     """
     bids_dir, output_dir, derivatives = _input_paths(args)
     _check_numbers(args)

@@ -14,6 +14,15 @@ from bids_glm.inputs.smdl.schema import parse_model
 def load_model(path: Path | str) -> StatsModel:
     """Read, check and return the BIDS Stats Model in ``path``.
 
+    Parameters
+    ----------
+    path : Path or str
+        A BIDS Stats Model JSON file (UTF-8, a byte-order mark allowed).
+
+    Returns
+    -------
+    StatsModel
+
     Raises
     ------
     ModelError
