@@ -4,6 +4,7 @@ EXIT_OK = 0
 EXIT_ANALYSIS_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INPUT_NOT_USABLE = 3
+EXIT_INTERRUPTED = 130  # the shell's code for a process ended by SIGINT (Ctrl-C)
 
 
 class BidsGlmError(Exception):

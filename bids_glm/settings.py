@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bids_glm.design.hrf_spec import GLOVER, HrfSpec
+from bids_glm.image.mask_rule import INTERSECTION, MaskRule
+
 if TYPE_CHECKING:  # the CLI imports settings before numpy is loaded
     from bids_glm.design.contrast_options import ContrastSpec, FContrastSpec
     from bids_glm.inputs.confounds import ConfoundStrategy
@@ -22,8 +25,8 @@ class ModelSettings:
 
     Attributes
     ----------
-    hrf_model : str
-        HRF basis (see ``bids_glm.design.hrf.HRF_MODELS``).
+    hrf_model : HrfSpec
+        HRF basis (see ``bids_glm.design.hrf_spec``).
     drift_model : str
         ``"cosine"``, ``"polynomial"`` or ``"none"``.
     high_pass_hz : float
@@ -36,8 +39,8 @@ class ModelSettings:
         ``"ols"`` or ``"ar1"``.
     signal_scaling : str
         ``"percent"`` (per-voxel percent signal change) or ``"none"``.
-    smoothing_fwhm_mm : float or None
-        Isotropic Gaussian smoothing applied before the fit.
+    smoothing_fwhm_mm : float
+        FWHM of the isotropic Gaussian smoothing applied before the fit; 0 smooths nothing.
     slice_time_ref : float or None
         Fraction of the TR at which the model is sampled; None reads the
         derivative sidecar's ``StartTime`` (0 when absent).
@@ -59,14 +62,14 @@ class ModelSettings:
         regressors (X, transformations, HRF) and contrasts.
     """
 
-    hrf_model: str = "glover"
+    hrf_model: HrfSpec = GLOVER
     drift_model: str = "cosine"
     high_pass_hz: float = 0.01
     drift_order: int = 1
     fir_delays_scans: tuple[int, ...] = (0,)
     noise_model: str = "ar1"
     signal_scaling: str = "percent"
-    smoothing_fwhm_mm: float | None = None
+    smoothing_fwhm_mm: float = 0.0
     slice_time_ref: float | None = None
     confounds: ConfoundStrategy | None = None
     events: EventSpec | None = None
@@ -79,7 +82,7 @@ class ModelSettings:
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the pipeline needs, validated by ``cli.py``.
+    """Everything the pipeline needs, validated by ``cli/validate.py``.
 
     Attributes
     ----------
@@ -111,9 +114,8 @@ class Settings:
         Skip the input dataset check.
     mask : Path or None
         A user mask replacing the derivatives' brain masks.
-    mask_combine : str
-        How the runs' brain masks are combined: ``intersection``, ``union`` or
-        ``fraction:F``.
+    mask_combine : MaskRule
+        How the runs' brain masks are combined: intersection, union or ``fraction:F``.
     model_maps : bool
         Also write per-run r-squared, residual standard deviation and AR(1) maps.
     dry_run : bool
@@ -157,7 +159,7 @@ class Settings:
     n_cpus: int = 1
     skip_bids_validator: bool = False
     mask: Path | None = None
-    mask_combine: str = "intersection"
+    mask_combine: MaskRule = INTERSECTION
     model_maps: bool = False
     dry_run: bool = False
     overwrite: bool = False

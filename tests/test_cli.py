@@ -8,8 +8,11 @@ import sys
 import pytest
 
 from bids_glm import __version__
-from bids_glm.cli.main import main, settings_from_args
+from bids_glm.cli.main import main
 from bids_glm.cli.parser import build_parser
+from bids_glm.cli.validate import settings_from_args
+from bids_glm.design.hrf_spec import GLOVER, HrfSpec
+from bids_glm.image.mask_rule import INTERSECTION, UNION, MaskRule
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -97,7 +100,34 @@ def test_participant_labels_with_and_without_prefix(tiny_dataset, tmp_path):
     settings = settings_from_args(args)
     assert settings.participant_labels == ("01", "02")
     assert settings.derivatives == (tiny_dataset / "derivatives" / "fmriprep",)
-    assert settings.model.noise_model == "ar1" and settings.model.hrf_model == "glover"
+    assert settings.model.noise_model == "ar1" and str(settings.model.hrf_model) == "glover"
+
+
+@pytest.mark.parametrize(
+    ("options", "smoothing_fwhm_mm", "mask_rule", "hrf_model"),
+    [
+        ((), 0.0, INTERSECTION, GLOVER),
+        (("--smoothing-fwhm", "0"), 0.0, INTERSECTION, GLOVER),
+        (
+            ("--smoothing-fwhm", "6", "--mask-combine", " FRACTION:0.5", "--hrf-model",
+             "spm + derivative + dispersion"),
+            6.0,
+            MaskRule("fraction", 0.5),
+            HrfSpec("spm", time_derivative=True, dispersion_derivative=True),
+        ),
+        (("--mask-combine", "union", "--hrf-model", "fir"), 0.0, UNION, HrfSpec("fir")),
+    ],
+)  # fmt: skip
+def test_string_options_are_typed_once(
+    tiny_dataset, tmp_path, options, smoothing_fwhm_mm, mask_rule, hrf_model
+):
+    """Smoothing is a float (0 = none), the mask rule and the HRF model typed values."""
+    expected = (smoothing_fwhm_mm, mask_rule, hrf_model)
+    args = build_parser().parse_args([str(tiny_dataset), str(tmp_path / "o"), "group", *options])
+    settings = settings_from_args(args)
+    model = settings.model
+    assert (model.smoothing_fwhm_mm, settings.mask_combine, model.hrf_model) == expected
+    assert type(model.smoothing_fwhm_mm) is float
 
 
 @pytest.mark.parametrize("label", ["../etc", "01/..", "sub-0_1"])

@@ -27,6 +27,7 @@ from bids_glm.design.hrf import (
     spm_hrf,
     time_derivative_kernel,
 )
+from bids_glm.design.hrf_spec import HrfSpec, parse_hrf_model
 from bids_glm.design.matrix import frame_times, make_design_matrix
 
 SAMPLINGS = [(2.0, 50), (0.8, 50), (2.5, 16), (1.0, 1)]
@@ -93,7 +94,7 @@ def test_hrf_kernels_match_nilearn_kernel_lists(hrf_model):
     reference = nl_hrf._hrf_kernel(
         None if hrf_model == "none" else hrf_model, 2.0, 50, fir_delays=[0, 1, 3]
     )
-    got = hrf_kernels(hrf_model, 2.0, 50, fir_delays=[0, 1, 3])
+    got = hrf_kernels(parse_hrf_model(hrf_model), 2.0, 50, fir_delays=[0, 1, 3])
     assert len(got) == len(reference)
     for ours, theirs in zip(got, reference, strict=True):
         np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-14)
@@ -105,8 +106,9 @@ def test_hrf_kernels_match_nilearn_kernel_lists(hrf_model):
 @pytest.mark.parametrize("hrf_model", HRF_MODELS)
 @pytest.mark.parametrize(("tr_s", "oversampling"), SAMPLINGS)
 def test_main_kernels_have_unit_sum_and_derivatives_zero_sum(hrf_model, tr_s, oversampling):
-    kernels = hrf_kernels(hrf_model, tr_s, oversampling, fir_delays=[0, 2])
-    suffixes = basis_suffixes(hrf_model, [0, 2])
+    spec = parse_hrf_model(hrf_model)
+    kernels = hrf_kernels(spec, tr_s, oversampling, fir_delays=[0, 2])
+    suffixes = basis_suffixes(spec, [0, 2])
     assert len(kernels) == len(suffixes)
     for suffix, kernel in zip(suffixes, kernels, strict=True):
         expected_sum = 0.0 if suffix in ("_derivative", "_dispersion") else 1.0
@@ -129,21 +131,37 @@ def test_onset_delays_the_response():
 
 
 def test_fir_and_none_kernels_closed_form():
-    fir = hrf_kernels("fir", 2.0, 4, fir_delays=[0, 2])
+    fir = hrf_kernels(HrfSpec("fir"), 2.0, 4, fir_delays=[0, 2])
     np.testing.assert_array_equal(fir[0], [0.25] * 4)
     np.testing.assert_array_equal(fir[1], [0.0] * 8 + [0.25] * 4)
-    np.testing.assert_array_equal(hrf_kernels("none", 2.0, 4)[0], [1.0, 0.0, 0.0, 0.0])
+    np.testing.assert_array_equal(hrf_kernels(HrfSpec("none"), 2.0, 4)[0], [1.0, 0.0, 0.0, 0.0])
 
 
 def test_unknown_hrf_model_lists_the_accepted_ones():
     with pytest.raises(ValueError, match=r"Unknown hrf_model 'canonical'.*spm \+ derivative"):
-        hrf_kernels("canonical", 2.0)
+        parse_hrf_model("canonical")
+    with pytest.raises(ValueError, match=r"Unknown hrf_model 'fir \+ derivative'.*glover"):
+        HrfSpec("fir", time_derivative=True)
+    with pytest.raises(ValueError, match=r"Unknown hrf_model 'spm \+ dispersion'"):
+        HrfSpec("spm", dispersion_derivative=True)
+
+
+@pytest.mark.parametrize("name", HRF_MODELS)
+def test_hrf_model_names_parse_once_and_print_back(name):
+    spec = parse_hrf_model(f"  {name.upper()} ")
+    assert str(spec) == name
+    assert parse_hrf_model(str(spec)) == spec
+    assert spec.canonical == (spec.base in ("glover", "spm"))
+    assert (spec.time_derivative, spec.dispersion_derivative) == (
+        "derivative" in name,
+        "dispersion" in name,
+    )
 
 
 @pytest.mark.parametrize("delays", [[-1], [0.5], [1, 1], []])
 def test_bad_fir_delays_are_rejected(delays):
     with pytest.raises(ValueError, match="fir_delays"):
-        hrf_kernels("fir", 2.0, fir_delays=delays)
+        hrf_kernels(HrfSpec("fir"), 2.0, fir_delays=delays)
 
 
 @pytest.mark.parametrize(("tr_s", "oversampling"), [(0.0, 50), (-2.0, 50), (2.0, 0), (2.0, 1.5)])
@@ -255,8 +273,9 @@ def test_regressors_correlate_with_spm12_design(folder, hrf_model):
     slice_time_ref = _spm_slice_time_ref(meta)
     assert slice_time_ref == pytest.approx(7 / 16)
     times = frame_times(meta["nscan"], meta["RT"], slice_time_ref)
-    ours = make_design_matrix(times, events, hrf_model=hrf_model, drift_model=None)
-    suffixes = basis_suffixes(hrf_model)
+    spec = parse_hrf_model(hrf_model)
+    ours = make_design_matrix(times, events, hrf_model=spec, drift_model=None)
+    suffixes = basis_suffixes(spec)
     assert ours.shape[1] == spm_matrix.shape[1]
     for condition in sorted(events["trial_type"].unique()):
         for basis, suffix in enumerate(suffixes, start=1):
@@ -274,7 +293,7 @@ def test_spm12_timing_needs_the_matching_slice_time_ref():
     correlations = {}
     for slice_time_ref in (0.0, _spm_slice_time_ref(meta)):
         times = frame_times(meta["nscan"], meta["RT"], slice_time_ref)
-        ours = make_design_matrix(times, events, hrf_model="spm", drift_model=None)
+        ours = make_design_matrix(times, events, hrf_model=HrfSpec("spm"), drift_model=None)
         correlations[slice_time_ref] = np.corrcoef(
             ours["task001 co"], _spm_column(spm_matrix, "task001 co", 1)
         )[0, 1]

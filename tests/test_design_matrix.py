@@ -14,11 +14,12 @@ from hypothesis import strategies as st
 from nilearn.glm.first_level import make_first_level_design_matrix
 
 from bids_glm.design.drift import cosine_drift, polynomial_drift
-from bids_glm.design.hrf import HRF_MODELS
+from bids_glm.design.hrf_spec import HRF_MODELS, HrfSpec, parse_hrf_model
 from bids_glm.design.matrix import frame_times, make_design_matrix
 from bids_glm.design.regressors import condition_regressors
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+SPM_DERIVATIVE = HrfSpec("spm", time_derivative=True)
 
 
 def nilearn_design(times, events=None, *, confounds=None, hrf_model="glover", **options):
@@ -39,11 +40,11 @@ def nilearn_design(times, events=None, *, confounds=None, hrf_model="glover", **
         )
 
 
-def assert_same_design(times, events=None, **options):
-    expected = nilearn_design(times, events, **options)
+def assert_same_design(times, events=None, *, hrf_model="glover", **options):
+    expected = nilearn_design(times, events, hrf_model=hrf_model, **options)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        got = make_design_matrix(times, events, **options)
+        got = make_design_matrix(times, events, hrf_model=parse_hrf_model(hrf_model), **options)
     assert list(got.columns) == list(expected.columns)
     np.testing.assert_allclose(got.index.to_numpy(), expected.index.to_numpy())
     np.testing.assert_allclose(got.to_numpy(), expected.to_numpy(), rtol=0, atol=1e-8)
@@ -100,7 +101,9 @@ def test_fir_column_names_and_default_delay():
 
 def test_derivative_columns_are_orthogonal_to_preceding_ones():
     times = frame_times(80, 2.0)
-    design = make_design_matrix(times, mixed_events(), hrf_model="spm + derivative + dispersion")
+    design = make_design_matrix(
+        times, mixed_events(), hrf_model=parse_hrf_model("spm + derivative + dispersion")
+    )
     basis = design[["house", "house_derivative", "house_dispersion"]].to_numpy()
     gram = basis.T @ basis
     off_diagonal = gram - np.diag(np.diag(gram))
@@ -279,7 +282,7 @@ def test_random_event_tables_equal_nilearn(rows, tr_s, n_scans, slice_time_ref, 
 def test_unknown_models_are_rejected_with_the_accepted_names():
     times = frame_times(30, 2.0)
     with pytest.raises(ValueError, match=r"Unknown hrf_model 'gamma'.*glover \+ derivative"):
-        make_design_matrix(times, mixed_events(), hrf_model="gamma")
+        parse_hrf_model("gamma")
     with pytest.raises(ValueError, match=r"Unknown drift_model 'spline'.*cosine, polynomial"):
         make_design_matrix(times, drift_model="spline")
 
@@ -326,7 +329,7 @@ def test_bad_event_values_are_rejected():
 def test_condition_regressors_direct_call_matches_design_column():
     times = frame_times(60, 2.0)
     regressors, suffixes = condition_regressors(
-        [10.0, 40.0], [2.0, 0.0], [1.0, 2.0], hrf_model="spm + derivative", frame_times_s=times
+        [10.0, 40.0], [2.0, 0.0], [1.0, 2.0], hrf_model=SPM_DERIVATIVE, frame_times_s=times
     )
     events = pd.DataFrame(
         {
@@ -336,7 +339,7 @@ def test_condition_regressors_direct_call_matches_design_column():
             "modulation": [1.0, 2.0],
         }
     )
-    design = make_design_matrix(times, events, hrf_model="spm + derivative")
+    design = make_design_matrix(times, events, hrf_model=SPM_DERIVATIVE)
     assert suffixes == ["", "_derivative"]
     np.testing.assert_array_equal(regressors, design[["x", "x_derivative"]].to_numpy())
 

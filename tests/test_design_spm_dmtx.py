@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bids_glm.design.hrf_spec import HrfSpec
 from bids_glm.design.matrix import frame_times, make_design_matrix
 
 ONSETS_S = [30, 50, 70, 10, 30, 80, 30, 40, 60]
@@ -36,7 +37,7 @@ def test_relative_sse_to_spm_is_not_above_nilearns(key, duration_s, hrf_model):
     reference = _spm_designs()[key]  # 100 frames of 1 s: c0, c1, c2, constant
     events = pd.DataFrame({"onset": ONSETS_S, "duration": duration_s, "trial_type": CONDITIONS})
     times = frame_times(100, 1.0)
-    ours = make_design_matrix(times, events, hrf_model=hrf_model, drift_model=None)
+    ours = make_design_matrix(times, events, hrf_model=HrfSpec(hrf_model), drift_model=None)
     theirs = make_first_level_design_matrix(times, events, hrf_model=hrf_model, drift_model=None)
     ours_sse, nilearn_sse = _relative_sse(ours, reference), _relative_sse(theirs, reference)
     assert ours_sse <= nilearn_sse + 1e-12

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bids_glm.design.hrf_spec import HrfSpec
 from bids_glm.design.matrix import frame_times, make_design_matrix
 from bids_glm.errors import InputError
 from bids_glm.inputs.events import EventSpec, clean_events, read_events
@@ -362,7 +363,7 @@ def test_design_with_modulators_equals_nilearn_on_hand_built_events(tmp_path, ca
         [1] * 6 + [-1, -9, 13, -3],
     )
     times = frame_times(30, 2.0)
-    ours = make_design_matrix(times, clean, hrf_model="spm")
+    ours = make_design_matrix(times, clean, hrf_model=HrfSpec("spm"))
     theirs = first_level.make_first_level_design_matrix(times, by_hand, hrf_model="spm")
     assert list(ours.columns) == list(theirs.columns)
     assert "gamble_x_gain" in ours.columns

@@ -31,6 +31,7 @@ from bids_glm.glm.group import (
     precision_weighted_mean,
 )
 from bids_glm.glm.stats import t_to_p_z
+from bids_glm.image.mask_rule import MaskRule
 from bids_glm.pipeline.group import GroupOptions, run_group_level
 
 N_SUBJECTS = 6
@@ -234,10 +235,6 @@ def test_demo_input_errors(demo, tmp_path):
     with pytest.raises(InputError, match=r"task-faces.*'sex'.*at least 2 levels.*\['M'\]"):
         run_group_level(GroupOptions(demo["out"], tmp_path / "g", constant, covariates=("sex",)))
     assert not (tmp_path / "g").exists()  # nothing written before the error
-    with pytest.raises(InputError, match=r"mask combination rule.*'fraction:2'"):
-        run_group_level(
-            GroupOptions(demo["out"], tmp_path / "g", demo["bids"], mask_rule="fraction:2")
-        )
     with pytest.raises(InputError, match="no group map could be written"):
         run_group_level(
             GroupOptions(demo["out"], tmp_path / "g", demo["bids"], participant_labels=("01",))
@@ -273,7 +270,9 @@ def test_demo_fraction_mask_and_sessions(demo, tmp_path):
     nib.Nifti1Image(2 * doubled.get_fdata(), doubled.affine).to_filename(effect_b)
 
     group = tmp_path / "group"
-    run_group_level(GroupOptions(outputs, group, demo["bids"], mask_rule="fraction:0.5"))
+    run_group_level(
+        GroupOptions(outputs, group, demo["bids"], mask_rule=MaskRule("fraction", 0.5))
+    )
     mask = nib.load(group / f"task-faces_space-{SPACE}_mask.nii.gz").get_fdata() > 0
     assert mask[:, :, 20:].any()
     effects = []

@@ -12,7 +12,8 @@ from scipy.ndimage import gaussian_filter
 
 from bids_glm.demo.dataset import make_demo_dataset
 from bids_glm.image.epi_mask import compute_epi_mask, largest_component, mean_volume
-from bids_glm.image.mask import combine_masks, parse_mask_rule
+from bids_glm.image.mask import combine_masks
+from bids_glm.image.mask_rule import INTERSECTION, UNION, MaskRule, parse_mask_rule
 from bids_glm.image.resample import resample_mask_nearest
 
 AFFINE = np.array(
@@ -64,7 +65,7 @@ def test_combine_masks_matches_nilearn_intersect_masks(n_masks, rule, threshold)
 
     masks = [_blobby_mask(seed) for seed in range(n_masks)]
     expected = intersect_masks([_nifti(m) for m in masks], threshold=threshold, connected=False)
-    combined = combine_masks(masks, rule)
+    combined = combine_masks(masks, parse_mask_rule(rule))
     assert combined.dtype == bool
     np.testing.assert_array_equal(combined, expected.get_fdata() != 0)
 
@@ -74,24 +75,27 @@ def test_combine_masks_rules_on_counts():
     counts = np.arange(5).reshape(5, 1, 1)
     masks = [counts > i for i in range(4)]
     assert combine_masks(masks).ravel().tolist() == [0, 0, 0, 0, 1]
-    assert combine_masks(masks, "union").ravel().tolist() == [0, 1, 1, 1, 1]
-    assert combine_masks(masks, "fraction:0.5").ravel().tolist() == [0, 0, 0, 1, 1]
-    assert combine_masks(masks, "fraction:0.49").ravel().tolist() == [0, 0, 1, 1, 1]
-    assert combine_masks(masks, "fraction:1").ravel().tolist() == [0, 0, 0, 0, 1]
+    assert combine_masks(masks, UNION).ravel().tolist() == [0, 1, 1, 1, 1]
+    assert combine_masks(masks, MaskRule("fraction", 0.5)).ravel().tolist() == [0, 0, 0, 1, 1]
+    assert combine_masks(masks, MaskRule("fraction", 0.49)).ravel().tolist() == [0, 0, 1, 1, 1]
+    assert combine_masks(masks, MaskRule("fraction", 1.0)).ravel().tolist() == [0, 0, 0, 0, 1]
 
 
 @pytest.mark.parametrize(
-    ("text", "canonical"),
+    ("text", "rule", "canonical"),
     [
-        ("intersection", "intersection"),
-        (" Union ", "union"),
-        ("fraction:0.5", "fraction:0.5"),
-        ("FRACTION:1", "fraction:1.0"),
-        ("fraction:.25", "fraction:0.25"),
+        ("intersection", INTERSECTION, "intersection"),
+        (" Union ", UNION, "union"),
+        ("fraction:0.5", MaskRule("fraction", 0.5), "fraction:0.5"),
+        ("FRACTION:1", MaskRule("fraction", 1.0), "fraction:1.0"),
+        ("fraction:.25", MaskRule("fraction", 0.25), "fraction:0.25"),
     ],
 )
-def test_parse_mask_rule_accepts_the_documented_forms(text, canonical):
-    assert parse_mask_rule(text) == canonical
+def test_parse_mask_rule_accepts_the_documented_forms(text, rule, canonical):
+    """The parsed rule, and its text as outputs record it (``str``)."""
+    assert parse_mask_rule(text) == rule
+    assert str(parse_mask_rule(text)) == canonical
+    assert parse_mask_rule(canonical) == rule
 
 
 @pytest.mark.parametrize(
@@ -107,10 +111,23 @@ def test_parse_mask_rule_rejects_bad_values_and_lists_the_forms(text):
         assert form in message
 
 
+@pytest.mark.parametrize(
+    ("kind", "fraction"),
+    [
+        ("majority", 0.5),
+        ("intersection", 0.5),
+        ("union", 1.0),
+        ("fraction", 0.0),
+        ("fraction", 2.0),
+    ],
+)
+def test_a_mask_rule_is_checked_when_made(kind, fraction):
+    with pytest.raises(ValueError, match="'fraction:F'"):
+        MaskRule(kind, fraction)
+
+
 def test_combine_masks_errors():
     mask = _blobby_mask(0)
-    with pytest.raises(ValueError, match="'fraction:F'"):
-        combine_masks([mask], "majority")
     with pytest.raises(ValueError, match="at least one mask"):
         combine_masks([])
     with pytest.raises(ValueError, match=r"one shape.*\(20, 24, 18\)"):

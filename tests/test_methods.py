@@ -25,7 +25,9 @@ from bids_glm.derivatives.methods import (
     write_methods,
 )
 from bids_glm.design.contrast_options import ContrastSpec, FContrastSpec
+from bids_glm.design.hrf_spec import parse_hrf_model
 from bids_glm.glm.fit import fit_glm
+from bids_glm.image.mask_rule import UNION, MaskRule
 from bids_glm.inputs.confounds import ConfoundStrategy, ScrubRule
 from bids_glm.inputs.events import EventSpec
 from bids_glm.settings import ModelSettings, Settings
@@ -79,37 +81,37 @@ SETTING_CASES = {
         ["assuming temporally independent errors"],
     ),
     "glover": (
-        ModelSettings(hrf_model="glover"),
+        ModelSettings(hrf_model=parse_hrf_model("glover")),
         ["Glover canonical haemodynamic response function (Glover 1999)."],
         ["SPM canonical", "derivative", "Friston"],
     ),
     "spm": (
-        ModelSettings(hrf_model="spm"),
+        ModelSettings(hrf_model=parse_hrf_model("spm")),
         ["SPM canonical haemodynamic response function (Friston et al. 1998)."],
         ["Glover", "derivative"],
     ),
     "glover + derivative": (
-        ModelSettings(hrf_model="glover + derivative"),
+        ModelSettings(hrf_model=parse_hrf_model("glover + derivative")),
         ["(Glover 1999) and with its temporal derivative (Friston et al. 1998)"],
         ["dispersion"],
     ),
     "spm + derivative + dispersion": (
-        ModelSettings(hrf_model="spm + derivative + dispersion"),
+        ModelSettings(hrf_model=parse_hrf_model("spm + derivative + dispersion")),
         ["SPM canonical haemodynamic response function and with its temporal and dispersion"],
         ["Glover"],
     ),
     "fir": (
-        ModelSettings(hrf_model="fir", fir_delays_scans=(0, 1, 2)),
+        ModelSettings(hrf_model=parse_hrf_model("fir"), fir_delays_scans=(0, 1, 2)),
         ["finite impulse response (FIR) basis", "for delays of 0, 1 and 2 scans."],
         ["haemodynamic response function", "Glover", "Friston"],
     ),
     "fir one delay": (
-        ModelSettings(hrf_model="fir", fir_delays_scans=(1,)),
+        ModelSettings(hrf_model=parse_hrf_model("fir"), fir_delays_scans=(1,)),
         ["one regressor per condition and delay, for a delay of 1 scan."],
         [],
     ),
     "no hrf": (
-        ModelSettings(hrf_model="none"),
+        ModelSettings(hrf_model=parse_hrf_model("none")),
         ["not convolved with any haemodynamic response model"],
         ["Glover", "FIR"],
     ),
@@ -242,12 +244,12 @@ def test_facts_beyond_the_model_are_stated():
         space=None,
         n_runs=1,
         n_participants=1,
-        mask_rule="fraction:0.5",
+        mask_rule=MaskRule("fraction", 0.5),
     )
     assert "1 run of 1 participant (tasks `a` and `b`; repetition times 2 and 2.5 s)" in text
     assert "in the space of the derivatives" in text
     assert "more than a fraction 0.5 of the runs' brain masks" in text
-    assert "union of the runs' brain masks" in markdown(mask_rule="union")
+    assert "union of the runs' brain masks" in markdown(mask_rule=UNION)
     assert "user-supplied mask (`roi.nii.gz`)" in markdown(user_mask="roi.nii.gz")
     default = markdown()
     assert "bids-glm 0.1.0" in default
@@ -266,13 +268,17 @@ def test_facts_beyond_the_model_are_stated():
     ("model", "cited", "not_cited"),
     [
         (ModelSettings(), {"glover1999hrf", "worsley2002general"}, {"friston1998event"}),
-        (ModelSettings(hrf_model="spm"), {"friston1998event"}, {"glover1999hrf"}),
+        (ModelSettings(hrf_model=parse_hrf_model("spm")), {"friston1998event"}, {"glover1999hrf"}),
         (
-            ModelSettings(hrf_model="glover + derivative"),
+            ModelSettings(hrf_model=parse_hrf_model("glover + derivative")),
             {"glover1999hrf", "friston1998event"},
             set(),
         ),
-        (ModelSettings(hrf_model="fir"), set(), {"glover1999hrf", "friston1998event"}),
+        (
+            ModelSettings(hrf_model=parse_hrf_model("fir")),
+            set(),
+            {"glover1999hrf", "friston1998event"},
+        ),
         (
             ModelSettings(noise_model="ols", fixed_effects="unweighted"),
             set(),
@@ -319,7 +325,7 @@ def parse_bibtex(text: str) -> dict[str, dict[str, str]]:
 def test_bibliography_parses_with_complete_entries():
     source = parse_bibtex((REPO_ROOT / "boilerplate" / "references.bib").read_text())
     full = ModelSettings(
-        hrf_model="spm + derivative",
+        hrf_model=parse_hrf_model("spm + derivative"),
         confounds=ConfoundStrategy(presets=("motion24", "acompcor"), scrub=ScrubRule(0.5, None)),
     )
     documents = render_methods(make_facts(full))
@@ -382,7 +388,7 @@ def test_key_references_have_their_published_data(key, journal, volume, pages, y
 
 
 def test_formatted_references():
-    text = markdown(ModelSettings(hrf_model="glover"))
+    text = markdown(ModelSettings(hrf_model=parse_hrf_model("glover")))
     assert (
         "Glover GH (1999). Deconvolution of impulse response in event-related BOLD fMRI. "
         "NeuroImage 9(4):416\u2013429. <https://doi.org/10.1006/nimg.1998.0419>"
@@ -471,7 +477,7 @@ def test_methods_facts_from_settings():
         work_dir=Path("/work"),
         model=ModelSettings(smoothing_fwhm_mm=6.0),
         mask=Path("/masks/roi.nii.gz"),
-        mask_combine="union",
+        mask_combine=UNION,
     )
     facts = methods_facts(settings, 3, ["b", "a", "b"], 6, "T1w", [2.5, 2.0, 2.5], "cmd", "yx")
     assert facts.software_version == __version__
@@ -479,7 +485,7 @@ def test_methods_facts_from_settings():
     assert (facts.tasks, facts.tr_s, facts.conditions) == (("a", "b"), (2.0, 2.5), ("x", "y"))
     assert (facts.user_mask, facts.mask_rule, facts.model) == (
         "roi.nii.gz",
-        "union",
+        UNION,
         settings.model,
     )
 
@@ -546,7 +552,7 @@ print(json.dumps({{
     "documents": methods.render_methods(facts),
 }}))
 """
-    plain = {k: v for k, v in dataclasses.asdict(facts).items() if k != "model"}
+    plain = {k: v for k, v in dataclasses.asdict(facts).items() if k not in ("model", "mask_rule")}
     result = subprocess.run(
         [sys.executable, "-c", script, json.dumps(plain)],
         capture_output=True,

@@ -18,12 +18,16 @@ import pytest
 
 from bids_glm.derivatives.stats_model import effective_model
 from bids_glm.design.contrast_options import parse_contrast_option, parse_f_contrast_option
+from bids_glm.design.hrf_spec import HrfSpec
 from bids_glm.design.matrix import frame_times, make_design_matrix
+from bids_glm.image.mask_rule import INTERSECTION, MaskRule
 from bids_glm.inputs.confounds import parse_confound_strategy, read_confounds
 from bids_glm.inputs.smdl.graph import node_graph
-from bids_glm.inputs.smdl.model import ModelError, load_model, parse_model
+from bids_glm.inputs.smdl.load import load_model
+from bids_glm.inputs.smdl.model import ModelError
 from bids_glm.inputs.smdl.options import node_overrides
 from bids_glm.inputs.smdl.run_node import map_run_node
+from bids_glm.inputs.smdl.schema import parse_model
 from bids_glm.inputs.smdl.transformations import apply_instructions
 from bids_glm.settings import ModelSettings, Settings
 
@@ -124,7 +128,7 @@ def test_ds003_design_matches_spm_convolution_of_the_same_events():
     model = load_model(MODELS / "model-ds003-001_smdl.json")
     events, confounds = synthetic_run(1)
     inputs = map_run_node(model.nodes[0], events, confounds, TR_S, N_SCANS)
-    assert inputs.hrf_model == "spm" and inputs.intercept
+    assert inputs.hrf_model == HrfSpec("spm") and inputs.intercept
     assert inputs.conditions == ("trial_type.word", "trial_type.pseudoword")
     assert inputs.confound_columns == tuple(DS003_CONFOUNDS)
     design = design_from(inputs)
@@ -134,7 +138,7 @@ def test_ds003_design_matches_spm_convolution_of_the_same_events():
         words.assign(trial_type="trial_type." + words["trial_type"])[
             ["onset", "duration", "trial_type"]
         ],
-        hrf_model="spm",
+        hrf_model=HrfSpec("spm"),
         confounds=confounds[DS003_CONFOUNDS],
     )
     expected = [
@@ -256,7 +260,7 @@ def test_convolve_is_recorded_not_run_and_feeds_the_design():
     node = parse_model(document, "m.json").nodes[0]
     events, confounds = synthetic_run(3)
     inputs = map_run_node(node, events, confounds, TR_S, N_SCANS)
-    assert inputs.hrf_model == "glover + derivative"
+    assert inputs.hrf_model == HrfSpec("glover", time_derivative=True)
     rt_events = inputs.events[inputs.events["trial_type"] == "rt_c"]
     np.testing.assert_allclose(rt_events["modulation"], events["RT"] - events["RT"].mean())
     design = design_from(inputs)
@@ -432,7 +436,7 @@ def test_edges_default_to_node_order():
 
 def written_model(tmp_path: Path, model: ModelSettings, conditions, confounds) -> Path:
     settings = Settings(tmp_path, tmp_path / "out", "participant", tmp_path / "work",
-                        model=model, mask_combine="fraction:0.5")  # fmt: skip
+                        model=model, mask_combine=MaskRule("fraction", 0.5))  # fmt: skip
     path = tmp_path / "model-bidsglm_smdl.json"
     path.write_text(json.dumps(effective_model(settings, ["faces"], conditions, confounds)))
     return path
@@ -440,7 +444,7 @@ def written_model(tmp_path: Path, model: ModelSettings, conditions, confounds) -
 
 def test_effective_model_round_trip(tmp_path):
     original = ModelSettings(
-        hrf_model="spm + derivative",
+        hrf_model=HrfSpec("spm", time_derivative=True),
         high_pass_hz=1 / 128,
         noise_model="ols",
         signal_scaling="none",
@@ -457,7 +461,7 @@ def test_effective_model_round_trip(tmp_path):
     model = load_model(written_model(tmp_path, original, conditions, confound_names))
     model_overrides, settings_overrides = node_overrides(model.nodes[0])
     assert replace(ModelSettings(), **model_overrides) == original
-    assert settings_overrides == {"mask_combine": "fraction:0.5"}
+    assert settings_overrides == {"mask_combine": MaskRule("fraction", 0.5)}
     rng = np.random.default_rng(4)
     events = pd.DataFrame(
         {
@@ -487,7 +491,7 @@ def test_demo_effective_model_loads_back_to_the_default_settings():
     model = load_model(path)
     overrides, settings = node_overrides(model.nodes[0])
     assert replace(ModelSettings(), **overrides) == ModelSettings()
-    assert settings == {"mask_combine": "intersection"}
+    assert settings == {"mask_combine": INTERSECTION}
     assert [s.design for s in node_graph(model)] == ["run", "fixed_effects", "one_sample"]
 
 
@@ -497,5 +501,6 @@ def test_model_without_hrf_convolves_with_the_default_and_keeps_model_copy_intac
     node = parse_model(document, "m.json").nodes[0]
     assert document == frozen
     events, confounds = synthetic_run()
-    inputs = map_run_node(node, events, confounds, TR_S, N_SCANS, default_hrf_model="spm")
-    assert inputs.hrf_model == "spm" and inputs.conditions == ("trial_type.word",)
+    spm = HrfSpec("spm")
+    inputs = map_run_node(node, events, confounds, TR_S, N_SCANS, default_hrf_model=spm)
+    assert inputs.hrf_model == spm and inputs.conditions == ("trial_type.word",)

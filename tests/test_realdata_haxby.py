@@ -24,6 +24,7 @@ import pytest
 from nilearn.glm.contrasts import compute_fixed_effects
 from nilearn.glm.first_level import FirstLevelModel
 
+from bids_glm.design.hrf_spec import GLOVER
 from bids_glm.design.matrix import frame_times, make_design_matrix
 from bids_glm.glm.contrast import compute_contrast
 from bids_glm.glm.fit import fit_glm
@@ -78,7 +79,7 @@ def _read_runs(dataset: str, n_runs: int | None = None) -> Runs:
             make_design_matrix(
                 frame_times(n_scans, TR_S),
                 events,
-                hrf_model="glover",
+                hrf_model=GLOVER,
                 drift_model="cosine",
                 high_pass_hz=0.01,
             )

@@ -76,7 +76,7 @@ def test_mean_volume_of_integer_data_is_exact(tmp_path, dtype, high):
     data = rng.integers(high // 2, high, (6, 5, 4, 20), endpoint=True).astype(dtype)
     path = _image(tmp_path, data)
     mask = np.ones(data.shape[:3], bool)
-    series = read_masked_series(path, mask, AFFINE, None, n_threads=3)
+    series = read_masked_series(path, mask, AFFINE, 0.0, n_threads=3)
     expected = (data.astype(np.int64).sum(axis=-1) / 20).astype(np.float32)
     np.testing.assert_array_equal(series.mean_volume, expected)
 

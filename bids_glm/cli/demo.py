@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bids_glm.cli.main import main as cli_main
 from bids_glm.demo.dataset import DEMO_SIZES, make_demo_dataset
+from bids_glm.derivatives import naming
 
 
 def _split_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -75,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"bids-glm-demo: running bids-glm {' '.join(cli_argv)}", flush=True)
     exit_code = cli_main(cli_argv)
     print(f"bids-glm-demo: bids-glm exited with {exit_code}; outputs in {output_dir}")
-    report = output_dir / "sub-01.html"
+    report = naming.report_path(output_dir, "01")
     if report.is_file():
         print(f"bids-glm-demo: report {report}")
     return exit_code

@@ -1,4 +1,4 @@
-"""The command line's options (BIDS-Apps contract); validation lives in ``cli.py``."""
+"""The command line's options (BIDS-Apps contract); validation lives in ``cli/validate.py``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from bids_glm import __version__
-from bids_glm.design.names import HRF_MODELS
+from bids_glm.design.hrf_spec import HRF_MODELS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         "contrasts (its Options override the model flags below); its Dataset nodes, the "
         "group level's contrasts",
     )
-    model.add_argument("--smoothing-fwhm", type=float, default=None, metavar="MM")
+    model.add_argument("--smoothing-fwhm", type=float, default=0.0, metavar="MM")
     model.add_argument("--hrf-model", default="glover", choices=HRF_MODELS)
     model.add_argument(
         "--fir-delays", type=int, nargs="+", default=[0], metavar="SCANS", help="FIR delays"

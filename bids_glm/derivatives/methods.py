@@ -26,6 +26,8 @@ from markupsafe import Markup, escape
 from bids_glm import __version__
 from bids_glm.derivatives.bibliography import Reference, read_references
 from bids_glm.derivatives.files import write_bytes_atomic
+from bids_glm.derivatives.naming import logs_dir
+from bids_glm.image.mask_rule import INTERSECTION, MaskRule
 from bids_glm.settings import ModelSettings, Settings
 
 DEPENDENCIES = ("pybids", "nibabel", "numpy", "scipy", "pandas")
@@ -61,7 +63,7 @@ class MethodsFacts:
         The command that produced the outputs.
     conditions : tuple of str
         Condition names found in the events files (empty: not listed in the text).
-    mask_rule : str
+    mask_rule : MaskRule
         How the runs' brain masks were combined (``Settings.mask_combine``).
     user_mask : str or None
         File name of a user-supplied analysis mask (it replaces the brain masks).
@@ -77,7 +79,7 @@ class MethodsFacts:
     model: ModelSettings
     command_line: str
     conditions: tuple[str, ...] = ()
-    mask_rule: str = "intersection"
+    mask_rule: MaskRule = INTERSECTION
     user_mask: str | None = None
 
     def __post_init__(self) -> None:
@@ -304,18 +306,17 @@ def compile_templates() -> None:
 
 
 def _hrf_facts(model: ModelSettings) -> dict:
-    parts = [p.strip() for p in model.hrf_model.split("+")]
+    spec = model.hrf_model
     return {
-        "basis": parts[0] if parts[0] in ("fir", "none") else "canonical",
-        "family": parts[0],
-        "time_derivative": "derivative" in parts,
-        "dispersion_derivative": "dispersion" in parts,
+        "basis": "canonical" if spec.canonical else spec.base,
+        "family": spec.base,
+        "time_derivative": spec.time_derivative,
+        "dispersion_derivative": spec.dispersion_derivative,
     }
 
 
-def _mask_fraction(rule: str) -> float | None:
-    name, _, value = rule.partition(":")
-    return float(value) if name == "fraction" else None
+def _mask_fraction(rule: MaskRule) -> float | None:
+    return rule.fraction if rule.kind == "fraction" else None
 
 
 def _render(fmt: str, facts: MethodsFacts, library: Mapping[str, Reference]) -> tuple[str, list]:
@@ -368,4 +369,4 @@ def write_methods(output_dir: Path, facts: MethodsFacts) -> None:
     facts : MethodsFacts
     """
     for name, text in render_methods(facts).items():
-        write_bytes_atomic(Path(output_dir) / "logs" / name, text.encode("utf-8"))
+        write_bytes_atomic(logs_dir(output_dir) / name, text.encode("utf-8"))

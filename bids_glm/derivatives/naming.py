@@ -139,6 +139,11 @@ def logs_dir(output_dir: Path) -> Path:
     return Path(output_dir) / LOGS_FOLDER
 
 
+def citation_path(output_dir: Path, extension: str) -> Path:
+    """``OUTPUT_DIR/logs/CITATION.<extension>``: the methods text (md, html, tex) or its bib."""
+    return logs_dir(output_dir) / f"CITATION.{extension}"
+
+
 def manifests_dir(output_dir: Path) -> Path:
     """``OUTPUT_DIR/logs/manifests``."""
     return Path(output_dir) / MANIFEST_FOLDER

@@ -21,13 +21,13 @@ HRF_NAMES = {"glover": "Glover", "spm": "SPM", "fir": "FIR", "none": "none"}
 
 
 def _hrf(model: ModelSettings, conditions: Sequence[str]) -> dict:
-    family, *extras = [part.strip() for part in model.hrf_model.split("+")]
-    hrf = {"Variables": list(conditions), "Model": HRF_NAMES[family]}
-    if "derivative" in extras:
+    spec = model.hrf_model
+    hrf = {"Variables": list(conditions), "Model": HRF_NAMES[spec.base]}
+    if spec.time_derivative:
         hrf["TimeDerivative"] = True
-    if "dispersion" in extras:
+    if spec.dispersion_derivative:
         hrf["DispersionDerivative"] = True
-    if family == "fir":
+    if spec.base == "fir":
         hrf["Parameters"] = {"Delays": list(model.fir_delays_scans)}
     return hrf
 
@@ -59,11 +59,11 @@ def model_options(settings: Settings) -> dict:
     options: dict = {
         "NoiseModel": model.noise_model,
         "SignalScaling": model.signal_scaling,
-        "SmoothingFWHMmm": model.smoothing_fwhm_mm or 0.0,
+        "SmoothingFWHMmm": model.smoothing_fwhm_mm,
         "DriftModel": model.drift_model,
         "DummyScans": model.dummy_scans,
         "FixedEffects": model.fixed_effects,
-        "MaskCombine": settings.mask_combine,
+        "MaskCombine": str(settings.mask_combine),
     }
     if model.drift_model == "cosine":
         options["HighPassFilterCutoffHz"] = model.high_pass_hz

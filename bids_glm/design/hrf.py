@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import special
 
-from bids_glm.design.names import HRF_MODELS
+from bids_glm.design.hrf_spec import HRF_MODELS, HrfSpec
 
 __all__ = ["HRF_MODELS", "glover_hrf", "hrf_kernels", "spm_hrf"]
 
@@ -262,28 +262,6 @@ def dispersion_derivative_kernel(
     return (now - wide) / step
 
 
-def normalise_hrf_model(hrf_model: str | None) -> str:
-    """Validate an HRF model name and return its canonical spelling.
-
-    Parameters
-    ----------
-    hrf_model : str or None
-        One of :data:`HRF_MODELS` (case and surrounding space ignored); ``None``
-        means ``"none"``.
-
-    Returns
-    -------
-    str
-        The canonical name.
-    """
-    name = "none" if hrf_model is None else " ".join(str(hrf_model).lower().split())
-    if name not in HRF_MODELS:
-        raise ValueError(
-            f"Unknown hrf_model {hrf_model!r}; expected one of: {', '.join(HRF_MODELS)}"
-        )
-    return name
-
-
 def checked_fir_delays(fir_delays: Sequence[int] | None) -> list[int]:
     """Validate FIR delays (in scans): distinct integers >= 0; ``None`` means ``[0]``.
 
@@ -310,13 +288,13 @@ def checked_fir_delays(fir_delays: Sequence[int] | None) -> list[int]:
     return delays
 
 
-def basis_suffixes(hrf_model: str, fir_delays: Sequence[int] | None = None) -> list[str]:
+def basis_suffixes(hrf_model: HrfSpec, fir_delays: Sequence[int] | None = None) -> list[str]:
     """Return the column-name suffixes of one condition's basis functions.
 
     Parameters
     ----------
-    hrf_model : str
-        One of :data:`HRF_MODELS`.
+    hrf_model : HrfSpec
+        The HRF model.
     fir_delays : sequence of int or None
         Delays in scans, used by ``"fir"`` only.
 
@@ -326,17 +304,16 @@ def basis_suffixes(hrf_model: str, fir_delays: Sequence[int] | None = None) -> l
         ``[""]``, ``["", "_derivative"]``, ``["", "_derivative", "_dispersion"]``
         or ``["_delay_0", ...]``.
     """
-    name = normalise_hrf_model(hrf_model)
-    if name == "fir":
+    if hrf_model.base == "fir":
         return [f"_delay_{d}" for d in checked_fir_delays(fir_delays)]
-    if name == "none":
-        return [""]
-    n_basis = name.count("+") + 1
-    return ["", "_derivative", "_dispersion"][:n_basis]
+    suffixes = [""]
+    suffixes += ["_derivative"] * hrf_model.time_derivative
+    suffixes += ["_dispersion"] * hrf_model.dispersion_derivative
+    return suffixes
 
 
 def hrf_kernels(
-    hrf_model: str,
+    hrf_model: HrfSpec,
     tr_s: float,
     oversampling: int = 50,
     *,
@@ -346,8 +323,8 @@ def hrf_kernels(
 
     Parameters
     ----------
-    hrf_model : str
-        One of :data:`HRF_MODELS`.
+    hrf_model : HrfSpec
+        The HRF model.
     tr_s : float
         Repetition time in seconds.
     oversampling : int, default=50
@@ -362,24 +339,24 @@ def hrf_kernels(
         for ``"fir"`` one unit-sum box of one TR per delay, starting ``delay`` TRs late;
         for ``"none"`` a unit impulse.
     """
-    name = normalise_hrf_model(hrf_model)
     _check_sampling(tr_s, oversampling)
     oversampling = int(oversampling)
-    if name == "none":
+    if hrf_model.base == "none":
         impulse = np.zeros(oversampling)
         impulse[0] = 1.0
         return [impulse]
-    if name == "fir":
+    if hrf_model.base == "fir":
         return [
             np.concatenate(
                 [np.zeros(delay * oversampling), np.full(oversampling, 1.0 / oversampling)]
             )
             for delay in checked_fir_delays(fir_delays)
         ]
-    shape = _SHAPES_BY_FAMILY[name.split(" ")[0]]
-    makers = (sampled_hrf, time_derivative_kernel, dispersion_derivative_kernel)
-    n_basis = len(basis_suffixes(name))
-    return [make(shape, tr_s, oversampling) for make in makers[:n_basis]]
+    shape = _SHAPES_BY_FAMILY[hrf_model.base]
+    makers = [sampled_hrf]
+    makers += [time_derivative_kernel] * hrf_model.time_derivative
+    makers += [dispersion_derivative_kernel] * hrf_model.dispersion_derivative
+    return [make(shape, tr_s, oversampling) for make in makers]
 
 
 def _check_sampling(tr_s: float, oversampling: int) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from bids_glm.design.drift import cosine_drift, polynomial_drift
-from bids_glm.design.hrf import normalise_hrf_model
+from bids_glm.design.hrf_spec import GLOVER, HrfSpec
 from bids_glm.design.regressors import checked_frame_times, condition_regressors
 
 DRIFT_MODELS: tuple[str, ...] = ("cosine", "polynomial", "none")
@@ -70,7 +70,7 @@ def make_design_matrix(
     frame_times_s: np.ndarray,
     events: pd.DataFrame | None = None,
     *,
-    hrf_model: str = "glover",
+    hrf_model: HrfSpec = GLOVER,
     drift_model: str | None = "cosine",
     high_pass_hz: float = 0.01,
     drift_order: int = 1,
@@ -88,8 +88,8 @@ def make_design_matrix(
     events : pandas.DataFrame or None
         Columns ``onset`` and ``duration`` (s), ``trial_type``, optional ``modulation``
         (amplitude, default 1). Duplicate events add up. Conditions are sorted by name.
-    hrf_model : str, default="glover"
-        One of :data:`bids_glm.design.hrf.HRF_MODELS`.
+    hrf_model : HrfSpec, default=GLOVER
+        The HRF model of the conditions (:func:`bids_glm.design.hrf_spec.parse_hrf_model`).
     drift_model : {"cosine", "polynomial", "none", None}, default="cosine"
         Slow-drift model.
     high_pass_hz : float, default=0.01
@@ -120,12 +120,11 @@ def make_design_matrix(
     after the first frame (``min_onset_s > 0``), a cosine cut-off at or above Nyquist.
     """
     times = checked_frame_times(frame_times_s)
-    hrf_name = normalise_hrf_model(hrf_model)
     drift_name = normalise_drift_model(drift_model)
     blocks: list[pd.DataFrame] = []
     if events is not None:
         blocks.append(
-            _condition_block(events, times, hrf_name, fir_delays, oversampling, min_onset_s)
+            _condition_block(events, times, hrf_model, fir_delays, oversampling, min_onset_s)
         )
     if confounds is not None:
         blocks.append(_confound_block(confounds, times))
@@ -140,7 +139,7 @@ def make_design_matrix(
 def _condition_block(
     events: pd.DataFrame,
     times: np.ndarray,
-    hrf_model: str,
+    hrf_model: HrfSpec,
     fir_delays: Sequence[int] | None,
     oversampling: int,
     min_onset_s: float,

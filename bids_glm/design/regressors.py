@@ -19,7 +19,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import fft
 
-from bids_glm.design.hrf import basis_suffixes, hrf_kernels, normalise_hrf_model
+from bids_glm.design.hrf import basis_suffixes, hrf_kernels
+from bids_glm.design.hrf_spec import HrfSpec
 
 
 def checked_frame_times(frame_times_s: np.ndarray) -> np.ndarray:
@@ -158,7 +159,7 @@ def condition_regressors(
     durations_s,
     amplitudes,
     *,
-    hrf_model: str,
+    hrf_model: HrfSpec,
     frame_times_s: np.ndarray,
     oversampling: int = 50,
     fir_delays: Sequence[int] | None = None,
@@ -170,8 +171,8 @@ def condition_regressors(
     ----------
     onsets_s, durations_s, amplitudes : array-like
         Event onsets (s), durations (s, >= 0) and amplitudes, one entry per event.
-    hrf_model : str
-        One of :data:`bids_glm.design.hrf.HRF_MODELS`.
+    hrf_model : HrfSpec
+        The HRF model.
     frame_times_s : numpy.ndarray
         Strictly increasing frame times in seconds.
     oversampling : int, default=50
@@ -190,7 +191,6 @@ def condition_regressors(
     suffixes : list of str
         Column-name suffixes: ``""``, ``"_derivative"``, ``"_dispersion"``, ``"_delay_<d>"``.
     """
-    name = normalise_hrf_model(hrf_model)
     times = checked_frame_times(frame_times_s)
     onsets, durations, amplitude_values = _checked_events(onsets_s, durations_s, amplitudes)
     oversampling = int(oversampling)
@@ -204,14 +204,15 @@ def condition_regressors(
         )
     stimulus = boxcar_on_grid(grid, onsets, durations, amplitude_values)
     tr_s = float(np.min(np.diff(times)))
-    kernels = hrf_kernels(name, tr_s, oversampling, fir_delays=fir_delays)
+    kernels = hrf_kernels(hrf_model, tr_s, oversampling, fir_delays=fir_delays)
     convolved = [causal_convolution(stimulus, kernel) for kernel in kernels]
-    lag = oversampling - 1 if name == "fir" else 0
+    fir = hrf_model.base == "fir"
+    lag = oversampling - 1 if fir else 0
     sample_times = grid[: grid.size - lag]
     regressors = np.column_stack([np.interp(times, sample_times, c[lag:]) for c in convolved])
-    if name != "fir":
+    if not fir:
         regressors = orthogonalise_columns(regressors)
-    return regressors, basis_suffixes(name, fir_delays)
+    return regressors, basis_suffixes(hrf_model, fir_delays)
 
 
 def _checked_events(onsets_s, durations_s, amplitudes) -> tuple[np.ndarray, ...]:

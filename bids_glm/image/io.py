@@ -209,7 +209,7 @@ def read_masked_series(
     path: Path,
     mask: np.ndarray,
     mask_affine: np.ndarray,
-    smoothing_fwhm_mm: float | None = None,
+    smoothing_fwhm_mm: float = 0.0,
     keep_volumes: np.ndarray | None = None,
     n_threads: int | None = None,
 ) -> MaskedSeries:
@@ -223,9 +223,9 @@ def read_masked_series(
         Voxels to keep; must be on the series' grid.
     mask_affine : ndarray, shape (4, 4)
         The mask's affine (checked against the series').
-    smoothing_fwhm_mm : float or None
-        Isotropic Gaussian FWHM; smoothing uses the mask's bounding box grown by the
-        kernel radius, so in-mask values equal smoothing of the whole volume.
+    smoothing_fwhm_mm : float
+        Isotropic Gaussian FWHM, 0 for none; smoothing uses the mask's bounding box grown
+        by the kernel radius, so in-mask values equal smoothing of the whole volume.
     keep_volumes : ndarray of bool, shape (n_volumes,), optional
         Volumes to keep (dummy scans and censored volumes False); the others are
         decompressed in passing but neither smoothed nor stored.
@@ -252,7 +252,7 @@ def read_masked_series(
         raise InputError(
             f"{path}: {n_volumes} volumes, but the model describes {keep_volumes.shape[0]}"
         )
-    sigma = sigma_voxels(smoothing_fwhm_mm, layout.affine) if smoothing_fwhm_mm else np.zeros(3)
+    sigma = sigma_voxels(smoothing_fwhm_mm, layout.affine)
     n_kept = int(keep_volumes.sum())
     data = np.empty((n_kept, int(mask.sum())), dtype=np.float32)
     reducer = VolumeReducer(

@@ -1,9 +1,8 @@
 """Analysis masks: loading, combining across runs, bounding boxes.
 
-Combination rules (the ``--mask-combine`` option) follow the threshold convention of
-nilearn's ``intersect_masks``: ``fraction:F`` keeps a voxel when *more than* ``F`` of the
-masks contain it (``F = 1`` meaning all of them), so ``union`` is the limit ``F -> 0``
-and ``intersection`` is ``F = 1``. No connected-component filtering is applied.
+Masks are combined by a :class:`~bids_glm.image.mask_rule.MaskRule` (the ``--mask-combine``
+option; nilearn's ``intersect_masks`` threshold convention). No connected-component
+filtering is applied.
 """
 
 from __future__ import annotations
@@ -15,9 +14,9 @@ import nibabel as nib
 import numpy as np
 
 from bids_glm.errors import InputError
+from bids_glm.image.mask_rule import INTERSECTION, MaskRule
 
 AFFINE_TOLERANCE_MM = 1e-3
-MASK_RULE_FORMS = "'intersection', 'union' or 'fraction:F' with 0 < F <= 1 (e.g. 'fraction:0.5')"
 
 
 def load_image(path: Path) -> nib.spatialimages.SpatialImage:
@@ -56,60 +55,17 @@ def same_grid(shape_a, affine_a, shape_b, affine_b) -> bool:
     )
 
 
-def _parse_rule(text: str) -> tuple[str, float]:
-    """Split a mask rule into its kind and the fraction of masks a voxel must exceed."""
-    if not isinstance(text, str):
-        raise ValueError(f"mask combination rule: expected {MASK_RULE_FORMS}, got {text!r}")
-    rule = text.strip().lower()
-    if rule == "intersection":
-        return "intersection", 1.0
-    if rule == "union":
-        return "union", 0.0
-    kind, separator, value = rule.partition(":")
-    if kind == "fraction" and separator:
-        try:
-            fraction = float(value)
-        except ValueError:
-            fraction = float("nan")
-        if 0.0 < fraction <= 1.0:
-            return "fraction", fraction
-    raise ValueError(f"mask combination rule: expected {MASK_RULE_FORMS}, got {text!r}")
-
-
-def parse_mask_rule(text: str) -> str:
-    """Validate a ``--mask-combine`` value and return it in canonical form.
-
-    Parameters
-    ----------
-    text : str
-        ``"intersection"``, ``"union"`` or ``"fraction:F"`` with ``0 < F <= 1``
-        (case and surrounding spaces ignored).
-
-    Returns
-    -------
-    str
-        ``"intersection"``, ``"union"`` or ``"fraction:<F as a Python float>"``.
-
-    Raises
-    ------
-    ValueError
-        When the text is none of the accepted forms; the message lists them.
-    """
-    kind, fraction = _parse_rule(text)
-    return f"fraction:{fraction!r}" if kind == "fraction" else kind
-
-
-def combine_masks(masks: Sequence[np.ndarray], rule: str = "intersection") -> np.ndarray:
+def combine_masks(masks: Sequence[np.ndarray], rule: MaskRule = INTERSECTION) -> np.ndarray:
     """Combine masks on one grid voxel by voxel.
 
     Parameters
     ----------
     masks : sequence of ndarray, all of one shape
         Masks (non-zero means inside).
-    rule : str
-        ``"intersection"`` (in every mask), ``"union"`` (in any mask) or ``"fraction:F"``:
-        in more than ``F * len(masks)`` masks, or in all of them when ``F = 1`` (the
-        threshold convention of nilearn's ``intersect_masks``).
+    rule : MaskRule
+        Intersection (in every mask), union (in any mask) or ``fraction:F``: in more than
+        ``F * len(masks)`` masks, or in all of them when ``F = 1`` (the threshold convention
+        of nilearn's ``intersect_masks``).
 
     Returns
     -------
@@ -119,9 +75,8 @@ def combine_masks(masks: Sequence[np.ndarray], rule: str = "intersection") -> np
     Raises
     ------
     ValueError
-        No masks, masks of different shapes, or a rule not of the accepted forms.
+        No masks, or masks of different shapes.
     """
-    _, fraction = _parse_rule(rule)
     if len(masks) == 0:
         raise ValueError("combine_masks: expected at least one mask, got none")
     shapes = {np.shape(mask) for mask in masks}
@@ -132,9 +87,9 @@ def combine_masks(masks: Sequence[np.ndarray], rule: str = "intersection") -> np
     counts = np.zeros(shapes.pop(), dtype=np.int32)
     for mask in masks:
         counts += np.asarray(mask) != 0
-    if fraction >= 1.0:
+    if rule.fraction >= 1.0:
         return counts == len(masks)
-    return counts > fraction * len(masks)
+    return counts > rule.fraction * len(masks)
 
 
 def bounding_box(mask: np.ndarray, margin_vox: Sequence[int]) -> tuple[slice, ...]:

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from bids_glm.design.run_design import RunDesign
 from bids_glm.errors import InputError
 from bids_glm.image.epi_mask import compute_epi_mask, mean_volume
 from bids_glm.image.mask import combine_masks, load_image, load_mask, same_grid
 from bids_glm.image.resample import resample_mask_nearest
-from bids_glm.pipeline.plan import RunDesign
 from bids_glm.settings import Settings
 
 LOGGER = logging.getLogger("bids_glm")

@@ -22,8 +22,8 @@ precision-weighted (fixed-effects) combination; its mask is the intersection of 
 A contrast with too few subjects for its design (``n - columns < 1``, or a covariate left with
 one value among its subjects) is skipped with a warning. An ``InputError`` is raised, before
 anything is written for that task, for unusable input (no participant maps, a covariate absent
-from participants.tsv or constant over all the task's subjects, maps on different grids, an
-invalid mask rule), and at the end when no group map at all could be written.
+from participants.tsv or constant over all the task's subjects, maps on different grids), and
+at the end when no group map at all could be written.
 """
 
 from __future__ import annotations
@@ -55,9 +55,12 @@ from bids_glm.image.mask import (
     combine_masks,
     load_image,
     load_mask,
-    parse_mask_rule,
     same_grid,
 )
+from bids_glm.image.mask_rule import INTERSECTION, MaskRule
+from bids_glm.inputs.participants import categorical_columns, read_covariates, usable_subjects
+from bids_glm.inputs.smdl.graph import dataset_contrasts
+from bids_glm.settings import Settings
 
 LOGGER = logging.getLogger("bids_glm")
 GROUP_MAPS = ("effect", "variance", "t", "z", "p")
@@ -73,7 +76,7 @@ class GroupOptions:
     participant_labels: tuple[str, ...] = ()
     tasks: tuple[str, ...] = ()
     covariates: tuple[str, ...] = ()
-    mask_rule: str = "intersection"
+    mask_rule: MaskRule = INTERSECTION
     contrast_names: frozenset[str] | None = None  # --model's Dataset nodes: these only
 
 
@@ -144,56 +147,6 @@ def find_subject_maps(options: GroupOptions) -> dict[tuple[str, str, str], list[
             + ")"
         )
     return dict(found)
-
-
-def read_covariates(bids_dir: Path, covariates: tuple[str, ...]) -> pd.DataFrame | None:
-    """participants.tsv columns ``covariates`` indexed by label (no ``sub-``); n/a as NaN."""
-    if not covariates:
-        return None
-    path = Path(bids_dir) / "participants.tsv"
-    try:
-        table = pd.read_csv(path, sep="\t", dtype=str, na_values=["n/a"], keep_default_na=False)
-    except (OSError, pd.errors.ParserError) as err:
-        raise InputError(f"{path}: needed for --group-covariates, not readable ({err})") from None
-    absent = [name for name in ("participant_id", *covariates) if name not in table.columns]
-    if absent:
-        raise InputError(
-            f"{path}: no column {absent}; expected participant_id and the covariates"
-            f" {list(covariates)}; columns present: {list(table.columns)}"
-        )
-    table.index = table["participant_id"].str.removeprefix("sub-")
-    return table[list(covariates)]
-
-
-def categorical_columns(bids_dir: Path, covariates: tuple[str, ...]) -> set[str]:
-    """Covariates that participants.json declares categorical (a ``Levels`` entry)."""
-    path = Path(bids_dir) / "participants.json"
-    try:
-        described = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return set()
-    return {
-        name
-        for name in covariates
-        if isinstance(described.get(name), dict) and "Levels" in described[name]
-    }
-
-
-def usable_subjects(subjects: list[str], covariates: pd.DataFrame | None, what: str) -> list[str]:
-    """Subjects with every covariate present; the others are named in a warning."""
-    if covariates is None:
-        return subjects
-    complete = set(covariates.index[covariates.notna().all(axis=1)])
-    lacking = [s for s in subjects if s not in complete]
-    if lacking:
-        LOGGER.warning(
-            "%s: participants %s left out: a covariate (%s) is n/a or they have no row in"
-            " participants.tsv",
-            what,
-            [f"sub-{s}" for s in lacking],
-            ", ".join(covariates.columns),
-        )
-    return [s for s in subjects if s in complete]
 
 
 def _load_values(path: Path, shape, affine, mask: np.ndarray) -> np.ndarray:
@@ -270,7 +223,7 @@ def _sidecar(name: str, column: str, design: GroupDesign, sources: list[str], op
         "Subjects": [f"sub-{s}" for s in design.subjects],
         "Covariates": list(design.covariates),
         "DesignMatrix": design.column_mapping(),
-        "MaskRule": options.mask_rule,
+        "MaskRule": str(options.mask_rule),
         "Sources": sources,
         "SoftwareName": "bids-glm",
         "SoftwareVersion": __version__,
@@ -343,10 +296,6 @@ def run_group_level(options: GroupOptions) -> list[Path]:
         on different grids, a covariate constant over the subjects, an empty group mask, or
         no contrast with enough participants for its design.
     """
-    try:
-        parse_mask_rule(options.mask_rule)
-    except ValueError as err:
-        raise InputError(str(err)) from None
     found = find_subject_maps(options)
     covariates = read_covariates(options.bids_dir, options.covariates)
     categorical = categorical_columns(options.bids_dir, options.covariates)
@@ -389,3 +338,19 @@ def run_group_level(options: GroupOptions) -> list[Path]:
             " columns)"
         )
     return written
+
+
+def group_options(settings: Settings) -> GroupOptions:
+    """What the group level of this invocation reads and writes."""
+    return GroupOptions(
+        participant_outputs=settings.participant_outputs or settings.output_dir,
+        output_dir=naming.group_dir(settings.output_dir),
+        bids_dir=settings.bids_dir,
+        participant_labels=settings.participant_labels,
+        tasks=settings.tasks,
+        covariates=settings.group_covariates,
+        mask_rule=settings.mask_combine,
+        contrast_names=(
+            None if settings.stats_model is None else dataset_contrasts(settings.stats_model)
+        ),
+    )

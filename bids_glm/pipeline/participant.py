@@ -158,7 +158,7 @@ def unit_summary(
         runs_used=tuple(used),
         runs_excluded=tuple(excluded),
         warnings=tuple(dict.fromkeys([*unit.planning_warnings, *run_warnings, *warnings])),
-        settings={"HRFModel": settings.model.hrf_model, **model_options(settings)},
+        settings={"HRFModel": str(settings.model.hrf_model), **model_options(settings)},
         command_line=settings.command_line,
         software=software_versions(),
         mean_image=_relative(mean_image, settings),

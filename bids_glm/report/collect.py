@@ -383,5 +383,5 @@ def read_participant(output_dir: Path, manifests: list[Path]) -> ParticipantReco
         output_dir=output_dir,
         units=units,
         dataset=read_json(output_dir / "dataset_description.json"),
-        methods_markdown=read_text(naming.logs_dir(output_dir) / "CITATION.md"),
+        methods_markdown=read_text(naming.citation_path(output_dir, "md")),
     )

@@ -122,7 +122,7 @@ def render_group(output_dir: Path, options: ReportOptions) -> str:
         .render(
             dataset_name=dataset.get("Name", NOT_RECORDED),
             groups=[group_view(output_dir, path, options) for path in designs],
-            methods=markdown_blocks(collect.read_text(output_dir / "logs" / "CITATION.md")),
+            methods=markdown_blocks(collect.read_text(naming.citation_path(output_dir, "md"))),
             version=__version__,
             options=options,
         )

@@ -20,6 +20,7 @@ from markupsafe import Markup, escape
 
 from bids_glm import __version__
 from bids_glm.derivatives import files as derivatives
+from bids_glm.derivatives import naming
 from bids_glm.report import collect
 from bids_glm.report.brain_figures import mask_outline_svg
 from bids_glm.report.figures import (
@@ -270,4 +271,4 @@ def render_participant_reports(
         return []
     record = collect.read_participant(output_dir, manifests)
     html = render_participant(record, options)
-    return write_report(html, output_dir / f"sub-{record.label}.html", options.write_pdf)
+    return write_report(html, naming.report_path(output_dir, record.label), options.write_pdf)

@@ -13,6 +13,46 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 THREADS_VARIABLE = "BIDS_GLM_THREADS"
+BLAS_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity: cgroups, SLURM, taskset).
+
+    Returns
+    -------
+    int
+        The size of the affinity set; off Linux, ``os.cpu_count()`` (1 when unknown).
+    """
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def limit_threads(n_threads: int) -> None:
+    """Give this process a budget of ``n_threads`` threads; BLAS/OpenMP get one each.
+
+    bids-glm's reading and fitting use up to ``n_threads`` threads of their own, each
+    calling single-threaded BLAS (BLAS's own threads would oversubscribe the cores and
+    spin on the many small products). BLAS variables already set in the environment are
+    kept. Effective for BLAS only before numpy is first imported (the CLI imports it
+    lazily for this).
+
+    Parameters
+    ----------
+    n_threads : int
+        Threads for this process (values below 1 count as 1).
+    """
+    for variable in BLAS_VARIABLES:
+        os.environ.setdefault(variable, "1")
+    os.environ[THREADS_VARIABLE] = str(max(n_threads, 1))
 
 
 def thread_budget() -> int:

@@ -15,32 +15,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 
-from bids_glm.runtime.threads import THREADS_VARIABLE
+from bids_glm.runtime.logs import configure_logging
+from bids_glm.runtime.threads import BLAS_VARIABLES, THREADS_VARIABLE
 from bids_glm.settings import Settings
 
 LOGGER = logging.getLogger("bids_glm")
 THREADS_PER_WORKER = 2
-BLAS_VARIABLES = (
-    "OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-    "NUMEXPR_NUM_THREADS",
-)
-
-
-def limit_threads(n_threads: int) -> None:
-    """Give this process a budget of ``n_threads`` threads; BLAS/OpenMP get one each.
-
-    bids-glm's reading and fitting use up to ``n_threads`` threads of their own, each
-    calling single-threaded BLAS (BLAS's own threads would oversubscribe the cores and
-    spin on the many small products). BLAS variables already set in the environment are
-    kept. Effective for BLAS only before numpy is first imported (the CLI imports it
-    lazily for this).
-    """
-    for variable in BLAS_VARIABLES:
-        os.environ.setdefault(variable, "1")
-    os.environ[THREADS_VARIABLE] = str(max(n_threads, 1))
 
 
 @contextmanager
@@ -58,12 +38,6 @@ def _thread_environment(n_threads: int):
                 os.environ.pop(variable, None)
             else:
                 os.environ[variable] = value
-
-
-def _configure_worker(level: int) -> None:
-    from bids_glm.cli.main import configure_logging
-
-    configure_logging(level)
 
 
 def worker_count(n_cpus: int, n_items: int) -> int:
@@ -89,7 +63,7 @@ def map_runs(function: Callable, items: Sequence, args: tuple, settings: Setting
         ProcessPoolExecutor(
             n_workers,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=_configure_worker,
+            initializer=configure_logging,
             initargs=(settings.verbosity,),
         ) as pool,
     ):

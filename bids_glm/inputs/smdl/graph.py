@@ -10,10 +10,14 @@ contrast ``N`` becomes ``<incoming>_N`` (as pybids names them).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from bids_glm.errors import InputError
 from bids_glm.inputs.smdl.model import INTERCEPT, LEVELS, Edge, JsonChecker, Node, StatsModel
+
+LOGGER = logging.getLogger("bids_glm")
 
 
 @dataclass(frozen=True)
@@ -154,3 +158,55 @@ def _step(node: Node, index: int, edge: Edge, steps: dict, check: JsonChecker) -
         design=design,
         contrasts_out=_group_outputs(node, incoming, design),
     )
+
+
+def dataset_contrasts(model: StatsModel) -> frozenset[str] | None:
+    """The contrasts the model's Dataset nodes test, as bids-glm runs them (one-sample t).
+
+    Dataset nodes of another design are not run, and edge filters on entities other than
+    ``contrast`` are not applied; both are logged as warnings.
+
+    Parameters
+    ----------
+    model : StatsModel
+        A validated ``--model``.
+
+    Returns
+    -------
+    frozenset of str or None
+        Names of the contrasts to test at the group level; None when a Dataset node takes
+        every incoming contrast and their names are known only once runs are read.
+
+    Raises
+    ------
+    InputError
+        No Dataset node bids-glm can run.
+    """
+    names: set[str] = set()
+    for step in node_graph(model):
+        if step.node.level != "Dataset":
+            continue
+        if step.design != "one_sample":
+            LOGGER.warning(
+                "--model: Dataset node %s (%s design) not run: bids-glm fits one-sample t "
+                "tests at the dataset level",
+                step.node.name,
+                step.design.replace("_", " "),
+            )
+            continue
+        if step.entity_filter:
+            LOGGER.warning(
+                "--model: Dataset node %s: edge filter on %s not applied (bids-glm filters "
+                "edges by contrast only)",
+                step.node.name,
+                ", ".join(step.entity_filter),
+            )
+        if step.contrasts_in is None:
+            return None
+        names.update(step.contrasts_in)
+    if not names:
+        raise InputError(
+            f"--model {model.source}: no Dataset node bids-glm can run "
+            "(a one-sample t test, X = [1])"
+        )
+    return frozenset(names)

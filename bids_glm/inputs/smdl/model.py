@@ -1,7 +1,7 @@
-"""BIDS Stats Models (BIDSModelVersion 1.0.0) as frozen dataclasses, read from JSON.
+"""BIDS Stats Models (BIDSModelVersion 1.0.0) as frozen dataclasses, and the JSON checks.
 
-:func:`load_model` reads a file and :func:`parse_model` checks the document (see
-:mod:`bids_glm.inputs.smdl.schema` for the rules and the features refused); every failure is
+:func:`bids_glm.inputs.smdl.load.load_model` reads a file and checks the document against
+:mod:`bids_glm.inputs.smdl.schema` (the rules and the features refused); every failure is
 a :class:`ModelError` whose message names the file, the JSON path of the field and what was
 expected, e.g. ``model.json: Nodes[0].Contrasts[1].Weights: 3 weights for 2 ConditionList
 entries``. :func:`bids_glm.inputs.smdl.graph.node_graph` orders the nodes for execution.
@@ -9,13 +9,12 @@ entries``. :func:`bids_glm.inputs.smdl.graph.node_graph` orders the nodes for ex
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
+from bids_glm.design.hrf_spec import HrfSpec
 from bids_glm.errors import InputError
 
 INTERCEPT = 1
@@ -50,7 +49,7 @@ class HRF:
     """``Model.HRF``: which variables are convolved and with which bids-glm HRF model."""
 
     variables: tuple[str, ...]
-    model: str
+    model: HrfSpec
     fir_delays_scans: tuple[int, ...] | None = None
 
 
@@ -164,50 +163,3 @@ def _kind(value) -> str:
 
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
-
-
-def load_model(path: Path | str) -> StatsModel:
-    """Read, check and return the BIDS Stats Model in ``path``.
-
-    Raises
-    ------
-    ModelError
-        Unreadable file, invalid JSON (with line and column), a malformed field (with its
-        JSON path) or a feature bids-glm does not support (named).
-    """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as err:
-        raise ModelError(f"{path}: cannot read the model ({err})") from None
-    try:
-        document = json.loads(text, object_pairs_hook=_unique_keys(path))
-    except json.JSONDecodeError as err:
-        raise ModelError(
-            f"{path}: not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"
-        ) from None
-    return parse_model(document, str(path))
-
-
-def _unique_keys(path: Path):
-    def build(pairs: list[tuple[str, Any]]) -> dict:
-        keys = [key for key, _ in pairs]
-        repeated = sorted({key for key in keys if keys.count(key) > 1})
-        if repeated:
-            raise ModelError(f"{path}: key(s) {', '.join(repeated)} repeated in one JSON object")
-        return dict(pairs)
-
-    return build
-
-
-def parse_model(document: Any, source: str = "model") -> StatsModel:
-    """Check a loaded JSON document and return the model; ``source`` names it in messages.
-
-    Raises
-    ------
-    ModelError
-        See :func:`load_model`.
-    """
-    from bids_glm.inputs.smdl.schema import parse_document
-
-    return parse_document(document, source)

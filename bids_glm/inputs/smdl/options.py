@@ -1,7 +1,7 @@
 """Settings a Run node states, as bids-glm settings overrides.
 
 ``Model.HRF`` or Convolve give the HRF; ``Options.HighPassFilterCutoffHz`` the cosine
-cut-off; the bids-glm Options that ``bids_glm/stats_model.py`` writes (NoiseModel,
+cut-off; the bids-glm Options that ``bids_glm/derivatives/stats_model.py`` writes (NoiseModel,
 SignalScaling, SmoothingFWHMmm, DriftModel, DriftOrder, DummyScans, FixedEffects, MaskCombine,
 SliceTimeRef, Confounds) the matching ``ModelSettings`` / ``Settings`` fields; the explicit
 contrasts ``contrasts`` and ``f_contrasts``. Loading bids-glm's effective model therefore
@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bids_glm.design.contrast_options import ContrastSpec, FContrastSpec
+from bids_glm.image.mask_rule import MaskRule, parse_mask_rule
 from bids_glm.inputs.smdl.model import INTERCEPT, ModelError, Node
 from bids_glm.inputs.smdl.transformations import convolution
 
@@ -42,11 +43,11 @@ def node_overrides(node: Node) -> tuple[dict[str, Any], dict[str, Any]]:
 
     ``Model.HRF`` or Convolve give ``hrf_model`` (and ``fir_delays_scans``);
     ``HighPassFilterCutoffHz`` gives ``high_pass_hz``; the bids-glm Options give
-    ``noise_model``, ``signal_scaling``, ``smoothing_fwhm_mm`` (0 -> None), ``drift_model``,
+    ``noise_model``, ``signal_scaling``, ``smoothing_fwhm_mm``, ``drift_model``,
     ``drift_order``, ``dummy_scans``, ``fixed_effects``, ``slice_time_ref`` and ``confounds``
-    (a parsed strategy), and ``mask_combine`` for Settings; the explicit contrasts give
-    ``contrasts`` and ``f_contrasts`` (weights over the ConditionList names, ``1`` as
-    ``constant``). Apply with ``dataclasses.replace(settings.model, **model)``.
+    (a parsed strategy), and ``mask_combine`` (a ``MaskRule``) for Settings; the explicit
+    contrasts give ``contrasts`` and ``f_contrasts`` (weights over the ConditionList names,
+    ``1`` as ``constant``). Apply with ``dataclasses.replace(settings.model, **model)``.
 
     Raises
     ------
@@ -79,8 +80,6 @@ def node_overrides(node: Node) -> tuple[dict[str, Any], dict[str, Any]]:
     for key, (field, kind, low, high) in numbers.items():
         if key in options:
             model[field] = _number(options[key], f"{path}.{key}", kind, low, high)
-    if model.get("smoothing_fwhm_mm") == 0:
-        model["smoothing_fwhm_mm"] = None
     if "Confounds" in options:
         model["confounds"] = _strategy(options["Confounds"], f"{path}.Confounds")
     if "MaskCombine" in options:
@@ -123,9 +122,7 @@ def _strategy(items, path: str):
         raise ModelError(f"{path}: {err}") from None
 
 
-def _mask_rule(value, path: str) -> str:
-    from bids_glm.image.mask import parse_mask_rule
-
+def _mask_rule(value, path: str) -> MaskRule:
     try:
         return parse_mask_rule(str(value))
     except ValueError as err:

@@ -31,6 +31,7 @@ import pandas as pd
 
 from bids_glm.design.contrast_options import ContrastSpec, FContrastSpec
 from bids_glm.design.hrf import basis_suffixes
+from bids_glm.design.hrf_spec import HrfSpec
 from bids_glm.inputs.smdl.model import INTERCEPT, Contrast, ModelError, Node
 from bids_glm.inputs.smdl.options import expression, node_overrides
 from bids_glm.inputs.smdl.transformations import TransformedRun, apply_instructions
@@ -66,7 +67,7 @@ class RunModelInputs:
 
     events: pd.DataFrame
     confounds: pd.DataFrame | None
-    hrf_model: str
+    hrf_model: HrfSpec
     fir_delays_scans: tuple[int, ...] | None
     high_pass_hz: float
     intercept: bool
@@ -83,7 +84,7 @@ def map_run_node(
     tr_s: float,
     n_scans: int,
     *,
-    default_hrf_model: str = ModelSettings.hrf_model,
+    default_hrf_model: HrfSpec = ModelSettings.hrf_model,
     default_high_pass_hz: float = ModelSettings.high_pass_hz,
 ) -> RunModelInputs:
     """Resolve a Run node on one run's variables.
@@ -101,7 +102,7 @@ def map_run_node(
         Repetition time in seconds.
     n_scans : int
         Scans of the design.
-    default_hrf_model : str
+    default_hrf_model : HrfSpec
         HRF of event variables when the model names none (``--hrf-model``).
     default_high_pass_hz : float
         Cut-off when Options has no ``HighPassFilterCutoffHz``: bids-glm's ``--high-pass``
@@ -203,7 +204,7 @@ def _convolution(node: Node, run: TransformedRun, default: str):
     if len(models) > 1:
         raise ModelError(
             f"{node.origin}: one HRF model per run is supported; the model names "
-            f"{sorted(models)} (Model.HRF and Convolve)"
+            f"{sorted(map(str, models))} (Model.HRF and Convolve)"
         )
     return (models.pop() if models else default), fir, named
 

@@ -1,18 +1,17 @@
-"""The checks behind :func:`bids_glm.inputs.smdl.model.parse_model`.
+"""Checking a BIDS Stats Model document: :func:`parse_model` (files: ``load.load_model``).
 
-Two passes over the JSON document. The first looks for features bids-glm does not run (a
-Session node, ``Model.Formula``, variance components, a low-pass filter, a Transformer other
-than ``pybids-transforms-v1``, an unknown or unsafe transformation, ...) and names the first
-one found, since fixing anything else would not make such a model run. The second checks the
-structure field by field against BIDS Stats Models 1.0.0.
+Two passes over the JSON document. The first names the first feature bids-glm does not run
+(:mod:`bids_glm.inputs.smdl.unsupported`), since fixing anything else would not make such a
+model run. The second checks the structure field by field against BIDS Stats Models 1.0.0.
 
 Defaults follow the specification: Edges absent connect the nodes in the order listed;
 ``Model.Type`` absent is ``glm`` (as pybids); ``DummyContrasts.Contrasts`` absent means every
 variable of ``Model.X``; Weights may be fractions written as text (``"-1/3"``). bids-glm
 settings without a specification field (noise model, smoothing, confound strategy, ...) are
-accepted in the Run node's ``Model.Options`` under the names ``bids_glm/stats_model.py``
-writes, and ``Model.HRF`` accepts that writer's ``TimeDerivative`` / ``DispersionDerivative``
-flags and ``Parameters.Delays``, so the effective model bids-glm writes loads back.
+accepted in the Run node's ``Model.Options`` under the names
+``bids_glm/derivatives/stats_model.py`` writes, and ``Model.HRF`` accepts that writer's
+``TimeDerivative`` / ``DispersionDerivative`` flags and ``Parameters.Delays``, so the
+effective model bids-glm writes loads back.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from bids_glm.design.names import HRF_MODELS
+from bids_glm.design.hrf_spec import HRF_MODELS, parse_hrf_model
 from bids_glm.inputs.smdl.model import (
     HRF,
     INTERCEPT,
@@ -33,37 +32,8 @@ from bids_glm.inputs.smdl.model import (
     Node,
     StatsModel,
 )
+from bids_glm.inputs.smdl.unsupported import refuse_unsupported
 
-TRANSFORMER = "pybids-transforms-v1"
-
-SUPPORTED_TRANSFORMATIONS = (
-    "And",
-    "Assign",
-    "Convolve",
-    "Copy",
-    "Delete",
-    "Demean",
-    "DropNA",
-    "Factor",
-    "Group",
-    "Lag",
-    "Not",
-    "Or",
-    "Orthogonalize",
-    "Product",
-    "Rename",
-    "Replace",
-    "Scale",
-    "Select",
-    "Split",
-    "Sum",
-    "Threshold",
-)
-_REFUSED_TRANSFORMATIONS = {
-    "Filter": "it evaluates a pandas query string, and bids-glm never evaluates user text",
-    "ToDense": "it samples events on a grid of its own, not the scan grid",
-    "Resample": "it resamples variables on a grid of its own, not the scan grid",
-}
 SPEC_OPTIONS = ("Description", "HighPassFilterCutoffHz")
 BIDS_GLM_OPTIONS = (
     "NoiseModel",
@@ -77,17 +47,6 @@ BIDS_GLM_OPTIONS = (
     "SliceTimeRef",
     "Confounds",
 )
-_UNSUPPORTED_OPTIONS = {
-    "LowPassFilterCutoffHz": "low-pass filtering is not supported",
-    "ReplaceVariables": "replacing design columns by voxel-wise series is not supported",
-    "Mask": "Options.Mask is not supported (use --mask)",
-    "Aggregate": "aggregating voxels within a mask is not supported",
-}
-_UNSUPPORTED_MODEL_FIELDS = {
-    "Formula": "Model.Formula (Wilkinson formulas) is not supported; list the columns in X",
-    "VarianceComponents": "Model.VarianceComponents (mixed-effects models) is not supported",
-    "ErrorDistribution": "Model.ErrorDistribution is not supported",
-}
 _NODE_FIELDS = (
     "Level",
     "Name",
@@ -100,10 +59,27 @@ _NODE_FIELDS = (
 )
 
 
-def parse_document(document: Any, source: str) -> StatsModel:
-    """Check the document in two passes (see the module docstring) and build the model."""
+def parse_model(document: Any, source: str = "model") -> StatsModel:
+    """Check a loaded JSON document in two passes (see the module docstring) and build the model.
+
+    Parameters
+    ----------
+    document : object
+        The parsed JSON.
+    source : str
+        Names the document in messages (its file, as a rule).
+
+    Returns
+    -------
+    StatsModel
+
+    Raises
+    ------
+    ModelError
+        A malformed field (with its JSON path) or a feature bids-glm does not support (named).
+    """
     check = JsonChecker(source)
-    _refuse_unsupported(document, check)
+    refuse_unsupported(document, check)
     check.fields(
         document,
         "",
@@ -131,53 +107,6 @@ def parse_document(document: Any, source: str) -> StatsModel:
         edges=edges,
         source=source,
     )
-
-
-def _refuse_unsupported(document, check: JsonChecker) -> None:
-    """First pass: name the first feature bids-glm does not run."""
-    nodes = document.get("Nodes") if isinstance(document, dict) else None
-    for i, node in enumerate(nodes if isinstance(nodes, list) else []):
-        if not isinstance(node, dict):
-            continue
-        path = f"Nodes[{i}]"
-        if str(node.get("Level", "")).lower() == "session":
-            check.fail(
-                f"{path}.Level",
-                "Level 'Session' is not supported; use a Subject node "
-                'with GroupBy ["subject", "session", "contrast"]',
-            )
-        model = node.get("Model") if isinstance(node.get("Model"), dict) else {}
-        for key, reason in _UNSUPPORTED_MODEL_FIELDS.items():
-            if key in model:
-                check.fail(f"{path}.Model.{key}", reason)
-        options = model.get("Options") if isinstance(model.get("Options"), dict) else {}
-        for key, reason in _UNSUPPORTED_OPTIONS.items():
-            if key in options and not (key == "Aggregate" and options[key] == "none"):
-                check.fail(f"{path}.Model.Options.{key}", reason)
-        transformations = node.get("Transformations")
-        if isinstance(transformations, dict):
-            transformer = transformations.get("Transformer", TRANSFORMER)
-            if transformer != TRANSFORMER:
-                check.fail(
-                    f"{path}.Transformations.Transformer",
-                    f"Transformer {transformer!r} is not supported; expected {TRANSFORMER!r}",
-                )
-            instructions = transformations.get("Instructions")
-            for k, item in enumerate(instructions if isinstance(instructions, list) else []):
-                name = item.get("Name") if isinstance(item, dict) else None
-                where = f"{path}.Transformations.Instructions[{k}].Name"
-                if name in _REFUSED_TRANSFORMATIONS:
-                    check.fail(
-                        where,
-                        f"transformation {name} is not supported: "
-                        f"{_REFUSED_TRANSFORMATIONS[name]}",
-                    )
-                if isinstance(name, str) and name not in SUPPORTED_TRANSFORMATIONS:
-                    check.fail(
-                        where,
-                        f"unknown transformation {name!r}; supported: "
-                        f"{', '.join(SUPPORTED_TRANSFORMATIONS)}",
-                    )
 
 
 def _node(value, path: str, check: JsonChecker) -> Node:
@@ -235,7 +164,9 @@ def _hrf(value, path: str, check: JsonChecker) -> HRF:
     for flag, suffix in (("TimeDerivative", "derivative"), ("DispersionDerivative", "dispersion")):
         if hrf.get(flag) is True:
             name += f" + {suffix}"
-    if name not in HRF_MODELS:
+    try:
+        model = parse_hrf_model(name)
+    except ValueError:
         check.fail(
             f"{path}.Model",
             f"HRF model {hrf['Model']!r} is not supported; "
@@ -249,11 +180,11 @@ def _hrf(value, path: str, check: JsonChecker) -> HRF:
     delays = next(
         (parameters[k] for k in ("Delays", "fir_delays", "FirDelays") if k in parameters), None
     )
-    if name == "fir" and delays is None:
+    if model.base == "fir" and delays is None:
         check.fail(f"{path}.Parameters", "the 'fir' model needs Parameters.Delays (in scans)")
     return HRF(
         variables=check.strings(hrf["Variables"], f"{path}.Variables"),
-        model=name,
+        model=model,
         fir_delays_scans=None
         if delays is None
         else _fir_delays(delays, f"{path}.Parameters", check),

@@ -22,7 +22,7 @@ from fnmatch import fnmatchcase
 import numpy as np
 import pandas as pd
 
-from bids_glm.design.names import HRF_MODELS
+from bids_glm.design.hrf_spec import HRF_MODELS, HrfSpec, parse_hrf_model
 
 EVENT_TIMING_COLUMNS = ("onset", "duration")
 _BASE_ARGUMENTS = ("output", "output_prefix", "output_suffix", "dense", "groupby", "description")
@@ -39,7 +39,7 @@ class TransformedRun:
         text for a categorical variable such as an unfactored ``trial_type``).
     dense : dict of str to ndarray
         Dense variables sampled once per scan, shape (n_scans,).
-    convolved : dict of str to str
+    convolved : dict of str to HrfSpec
         Variables named by Convolve instructions -> bids-glm HRF model.
     fir_delays_scans : tuple of int or None
         FIR delays of a Convolve with the ``fir`` model.
@@ -47,7 +47,7 @@ class TransformedRun:
 
     sparse: dict[str, pd.DataFrame]
     dense: dict[str, np.ndarray]
-    convolved: dict[str, str]
+    convolved: dict[str, HrfSpec]
     fir_delays_scans: tuple[int, ...] | None = None
 
 
@@ -68,7 +68,7 @@ def instruction_arguments(name: str) -> tuple[str, ...]:
     return tuple(_camel(a) for a in (*own, *_BASE_ARGUMENTS))
 
 
-def convolution(instruction: Mapping) -> tuple[str, tuple[int, ...] | None]:
+def convolution(instruction: Mapping) -> tuple[HrfSpec, tuple[int, ...] | None]:
     """A Convolve instruction's bids-glm HRF model and FIR delays (scans).
 
     Raises
@@ -83,12 +83,16 @@ def convolution(instruction: Mapping) -> tuple[str, tuple[int, ...] | None]:
     for flag, suffix in (("Derivative", "derivative"), ("Dispersion", "dispersion")):
         if instruction.get(flag) is True:
             name += f" + {suffix}"
-    if name not in HRF_MODELS:
-        raise ValueError("Model", f"{name!r} is not supported; expected one of {HRF_MODELS}")
+    try:
+        hrf_model = parse_hrf_model(name)
+    except ValueError:
+        raise ValueError(
+            "Model", f"{name!r} is not supported; expected one of {HRF_MODELS}"
+        ) from None
     delays = instruction.get("FirDelays")
-    if name == "fir" and delays is None:
+    if hrf_model.base == "fir" and delays is None:
         raise ValueError("FirDelays", "the 'fir' model needs FirDelays (in scans)")
-    return name, None if delays is None else tuple(delays)
+    return hrf_model, None if delays is None else tuple(delays)
 
 
 def _run_info(tr_s: float, n_scans: int):
@@ -178,7 +182,7 @@ def apply_instructions(
 
     collection = run_collection(events, confounds, tr_s, n_scans)
     manager = TransformerManager(keep_history=False)
-    convolved: dict[str, str] = {}
+    convolved: dict[str, HrfSpec] = {}
     fir = None
     for k, instruction in enumerate(instructions):
         where = f"{origin}.Transformations.Instructions[{k}] ({instruction['Name']})"

@@ -1,0 +1,249 @@
+"""Command-line arguments -> one frozen ``Settings``: every option checked and typed here.
+
+Paths are resolved and kept out of the input dataset, labels checked against the BIDS label
+pattern, numbers checked against their ranges, contrasts and the confound strategy parsed,
+and a ``--model`` file loaded (its Run node's options override the model flags). Any option
+that cannot be used raises an ``InputError`` naming it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bids_glm.design.hrf_spec import parse_hrf_model
+from bids_glm.errors import InputError
+from bids_glm.image.mask_rule import MaskRule, parse_mask_rule
+from bids_glm.inputs.filters import read_bids_filters
+from bids_glm.runtime.threads import available_cores
+from bids_glm.settings import ModelSettings, Settings
+
+if TYPE_CHECKING:
+    from bids_glm.inputs.smdl.model import StatsModel
+
+LABEL_PATTERN = re.compile(r"^[A-Za-z0-9]+$")
+
+
+def _participant_labels(raw: Sequence[str]) -> tuple[str, ...]:
+    labels = []
+    for text in raw:
+        label = text[4:] if text.startswith("sub-") else text
+        if not LABEL_PATTERN.match(label):
+            raise InputError(
+                f"--participant-label {text!r}: a BIDS label has only letters and digits "
+                "(e.g. 01 or sub-01)"
+            )
+        if label not in labels:
+            labels.append(label)
+    return tuple(labels)
+
+
+def _is_within(path: Path, parent: Path) -> bool:
+    return path == parent or parent in path.parents
+
+
+def _contrasts(t_texts: Sequence[str], f_texts: Sequence[str]) -> tuple[tuple, tuple]:
+    """Parse ``--contrast`` and ``--f-contrast`` values; names must be unique."""
+    from bids_glm.design.contrast_options import (
+        ContrastError,
+        parse_contrast_option,
+        parse_f_contrast_option,
+    )
+
+    try:
+        contrasts = tuple(parse_contrast_option(text) for text in t_texts)
+        f_contrasts = tuple(parse_f_contrast_option(text) for text in f_texts)
+    except ContrastError as err:
+        raise InputError(f"contrast: {err}") from None
+    names = [c.name for c in (*contrasts, *f_contrasts)]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise InputError(f"contrast name(s) given more than once: {', '.join(duplicated)}")
+    return contrasts, f_contrasts
+
+
+def _input_paths(args: argparse.Namespace) -> tuple[Path, Path, tuple[Path, ...]]:
+    """BIDS_DIR, OUTPUT_DIR and the derivatives, checked so the input is never written."""
+    bids_dir = args.bids_dir.resolve()
+    if not bids_dir.is_dir():
+        raise InputError(f"BIDS_DIR {args.bids_dir}: not a directory")
+    output_dir = args.output_dir.resolve()
+    if _is_within(output_dir, bids_dir) and not _is_within(output_dir, bids_dir / "derivatives"):
+        raise InputError(
+            f"OUTPUT_DIR {args.output_dir} is inside BIDS_DIR {args.bids_dir}: "
+            "the input dataset is never written; choose a folder outside it "
+            "(or under BIDS_DIR/derivatives/)"
+        )
+    if args.derivatives is None:
+        default = bids_dir / "derivatives" / "fmriprep"
+        derivatives = (default,) if default.is_dir() else ()
+    else:
+        derivatives = tuple(p.resolve() for p in args.derivatives)
+        for path in derivatives:
+            if not path.is_dir():
+                raise InputError(f"--derivatives {path}: not a directory")
+    for path in derivatives:
+        if _is_within(output_dir, path) or _is_within(path, output_dir):
+            raise InputError(f"OUTPUT_DIR {output_dir} overlaps the input derivatives {path}")
+    return bids_dir, output_dir, derivatives
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    if args.smoothing_fwhm < 0:
+        raise InputError(f"--smoothing-fwhm {args.smoothing_fwhm}: expected a value >= 0 mm")
+    if args.high_pass <= 0:
+        raise InputError(f"--high-pass {args.high_pass}: expected a frequency > 0 Hz")
+    if args.slice_time_ref is not None and not 0 <= args.slice_time_ref <= 1:
+        raise InputError(f"--slice-time-ref {args.slice_time_ref}: expected a fraction in [0, 1]")
+    if args.n_cpus is not None and args.n_cpus < 1:
+        raise InputError(f"--n-cpus {args.n_cpus}: expected 1 or more")
+    if args.cluster_extent < 0:
+        raise InputError(f"--cluster-extent {args.cluster_extent}: expected 0 or more voxels")
+    if args.dummy_scans < 0:
+        raise InputError(f"--dummy-scans {args.dummy_scans}: expected 0 or more")
+
+
+def _model_settings(args: argparse.Namespace) -> ModelSettings:
+    """The model options, parsed (contrasts, confound strategy, events columns)."""
+    from bids_glm.inputs.confounds import ConfoundError, parse_confound_strategy
+    from bids_glm.inputs.events import EventSpec
+
+    contrasts, f_contrasts = _contrasts(args.contrast, args.f_contrast)
+    try:
+        confounds = parse_confound_strategy(args.confounds) if args.confounds else None
+    except ConfoundError as err:
+        raise InputError(f"--confounds: {err}") from None
+    return ModelSettings(
+        hrf_model=parse_hrf_model(args.hrf_model),
+        drift_model=args.drift_model,
+        high_pass_hz=args.high_pass,
+        drift_order=args.drift_order,
+        fir_delays_scans=tuple(args.fir_delays),
+        noise_model=args.noise_model,
+        signal_scaling=args.signal_scaling,
+        smoothing_fwhm_mm=args.smoothing_fwhm,
+        slice_time_ref=args.slice_time_ref,
+        confounds=confounds,
+        events=EventSpec(
+            condition_column=args.condition_column,
+            amplitude_column=args.amplitude_column,
+            parametric_modulators=tuple(args.parametric_modulators),
+        ),
+        dummy_scans=args.dummy_scans,
+        contrasts=contrasts,
+        f_contrasts=f_contrasts,
+        fixed_effects=args.fixed_effects,
+    )
+
+
+def _stats_model(
+    path: Path, model: ModelSettings, mask_combine: MaskRule
+) -> tuple[StatsModel, ModelSettings, MaskRule]:
+    """Load ``--model``; its Run node's settings override the model flags."""
+    from bids_glm.inputs.smdl.load import load_model
+    from bids_glm.inputs.smdl.options import node_overrides
+
+    stats_model = load_model(path)
+    run_nodes = [node for node in stats_model.nodes if node.level == "Run"]
+    if not run_nodes:
+        raise InputError(f"--model {path}: no Run node; bids-glm starts from a Run-level node")
+    model_fields, settings_fields = node_overrides(run_nodes[0])
+    model = replace(model, run_node=run_nodes[0], **model_fields)
+    return stats_model, model, settings_fields.get("mask_combine", mask_combine)
+
+
+def _mask_options(args: argparse.Namespace) -> tuple[Path | None, MaskRule]:
+    mask = None
+    if args.mask is not None:
+        mask = args.mask.resolve()
+        if not mask.is_file():
+            raise InputError(f"--mask {args.mask}: no such file")
+    try:
+        return mask, parse_mask_rule(args.mask_combine)
+    except ValueError as err:
+        raise InputError(f"--mask-combine: {err}") from None
+
+
+def _alpha(args: argparse.Namespace) -> float:
+    """The height-control level: given, else nilearn's default for the method."""
+    if args.alpha is None:
+        return {"fpr": 0.001, "none": 3.09}.get(args.height_control, 0.05)
+    if args.height_control != "none" and not 0 < args.alpha <= 1:
+        raise InputError(f"--alpha {args.alpha}: expected a probability in (0, 1]")
+    return args.alpha
+
+
+def settings_from_args(args: argparse.Namespace, command_line: str = "") -> Settings:
+    """Validate parsed arguments and return the frozen ``Settings``, every option typed.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The arguments as :func:`bids_glm.cli.parser.build_parser` parses them.
+    command_line : str
+        The command as typed, for the methods text.
+
+    Returns
+    -------
+    Settings
+        ``work_dir`` is None when ``--work-dir`` is not given (the caller makes one).
+
+    Raises
+    ------
+    InputError
+        When a path, label, number, contrast, strategy, mask rule or ``--model`` cannot
+        be used.
+    """
+    bids_dir, output_dir, derivatives = _input_paths(args)
+    _check_numbers(args)
+    mask, mask_combine = _mask_options(args)
+    filter_file = args.bids_filter_file.resolve() if args.bids_filter_file else None
+    model = _model_settings(args)
+    stats_model, tasks, labels = (
+        None,
+        tuple(args.task),
+        _participant_labels(args.participant_label),
+    )
+    if args.model is not None:
+        stats_model, model, mask_combine = _stats_model(args.model, model, mask_combine)
+        tasks = tasks or tuple(stats_model.input.get("task", ()))
+        labels = labels or _participant_labels(stats_model.input.get("subject", ()))
+    return Settings(
+        bids_dir=bids_dir,
+        output_dir=output_dir,
+        analysis_level=args.analysis_level,
+        work_dir=(args.work_dir.resolve() if args.work_dir else None),
+        participant_labels=labels,
+        tasks=tasks,
+        sessions=tuple(s[4:] if s.startswith("ses-") else s for s in args.session),
+        space=args.space,
+        derivatives=derivatives,
+        bids_filter_file=filter_file,
+        bids_filters=read_bids_filters(filter_file) if filter_file else {},
+        model=model,
+        stats_model=stats_model,
+        n_cpus=args.n_cpus or available_cores(),
+        skip_bids_validator=args.skip_bids_validator,
+        mask=mask,
+        mask_combine=mask_combine,
+        model_maps=args.model_maps,
+        dry_run=args.dry_run,
+        overwrite=args.overwrite,
+        command_line=command_line,
+        height_control=args.height_control,
+        alpha=_alpha(args),
+        cluster_extent=args.cluster_extent,
+        write_reports=not args.no_reports,
+        write_pdf=not args.no_pdf,
+        reports_only=args.reports_only,
+        report_run_maps=args.report_run_maps,
+        participant_outputs=(
+            args.participant_outputs.resolve() if args.participant_outputs else None
+        ),
+        group_covariates=tuple(args.group_covariates),
+        verbosity=-1 if args.quiet else args.verbose,
+    )
