@@ -17,13 +17,13 @@ import pytest
 from bids_glm import __version__
 from bids_glm.derivatives.methods import (
     AR1_BIN_WIDTH,
-    CITATION_FILES,
     DEPENDENCIES,
     MethodsFacts,
     methods_facts,
     render_methods,
     write_methods,
 )
+from bids_glm.derivatives.naming import CITATION_FORMATS
 from bids_glm.design.contrast_options import ContrastSpec, FContrastSpec
 from bids_glm.design.hrf_spec import parse_hrf_model
 from bids_glm.glm.fit import fit_glm
@@ -54,11 +54,11 @@ def make_facts(model: ModelSettings | None = None, **changes) -> MethodsFacts:
 
 
 def markdown(model: ModelSettings | None = None, **changes) -> str:
-    return render_methods(make_facts(model, **changes))["CITATION.md"]
+    return render_methods(make_facts(model, **changes))["md"]
 
 
 def bib_keys(documents: dict[str, str]) -> list[str]:
-    return re.findall(r"^@\w+\{([^,]+),", documents["CITATION.bib"], flags=re.MULTILINE)
+    return re.findall(r"^@\w+\{([^,]+),", documents["bib"], flags=re.MULTILINE)
 
 
 # --- every setting is visible in CITATION.md ---------------------------------------------
@@ -329,7 +329,7 @@ def test_bibliography_parses_with_complete_entries():
         confounds=ConfoundStrategy(presets=("motion24", "acompcor"), scrub=ScrubRule(0.5, None)),
     )
     documents = render_methods(make_facts(full))
-    rendered = parse_bibtex(documents["CITATION.bib"])
+    rendered = parse_bibtex(documents["bib"])
     assert len(rendered) == 13 and set(rendered) <= set(source)
     for entry in source.values():
         assert {"author", "title", "year", "doi"} <= set(entry)
@@ -339,12 +339,12 @@ def test_bibliography_parses_with_complete_entries():
     order = bib_keys(documents)
     tex_keys = [
         k
-        for group in re.findall(r"\\citep\{([^}]+)\}", documents["CITATION.tex"])
+        for group in re.findall(r"\\citep\{([^}]+)\}", documents["tex"])
         for k in group.split(",")
     ]
     assert list(dict.fromkeys(tex_keys)) == order
-    assert re.findall(r'<li id="ref-([^"]+)">', documents["CITATION.html"]) == order
-    assert len(re.findall(r"^\d+\. ", documents["CITATION.md"], re.M)) == len(order)
+    assert re.findall(r'<li id="ref-([^"]+)">', documents["html"]) == order
+    assert len(re.findall(r"^\d+\. ", documents["md"], re.M)) == len(order)
 
 
 @pytest.mark.parametrize(
@@ -408,7 +408,7 @@ HOSTILE = "<script>alert('x')</script>"
 def test_html_escapes_names_from_data_and_settings():
     model = ModelSettings(contrasts=(ContrastSpec(HOSTILE, "a & b", {"a": 1.0}),))
     facts = make_facts(model, conditions=(HOSTILE, "b"), command_line=f"run {HOSTILE}")
-    html = render_methods(facts)["CITATION.html"]
+    html = render_methods(facts)["html"]
     assert "<script>" not in html
     assert html.count("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;") == 3  # condition,
     assert "<code>&lt;script&gt;alert(" in html  # contrast and command, each as code
@@ -424,7 +424,7 @@ def test_latex_escapes_special_characters():
         events=EventSpec("trial_type", amplitude_column="amp#1"),
     )
     facts = make_facts(model, conditions=("a_b", "c~d^e"), command_line="x {y} $HOME \\ `z`")
-    tex = render_methods(facts)["CITATION.tex"]
+    tex = render_methods(facts)["tex"]
     assert r"\texttt{a\_b \& c\%} = \texttt{a\_b - c}" in tex
     assert r"\texttt{amp\#1}" in tex
     assert r"\texttt{c\textasciitilde{}d\textasciicircum{}e}" in tex
@@ -435,7 +435,7 @@ def test_latex_escapes_special_characters():
         "50\\%"
         in render_methods(
             make_facts(ModelSettings(confounds=ConfoundStrategy(presets=("acompcor",))))
-        )["CITATION.tex"]
+        )["tex"]
     )
 
 
@@ -453,7 +453,7 @@ def test_rendering_is_deterministic_and_undated():
     facts = make_facts(ModelSettings(confounds=ConfoundStrategy(presets=("motion6",))))
     first, second = render_methods(facts), render_methods(facts)
     assert first == second
-    assert list(first) == list(CITATION_FILES)
+    assert list(first) == list(CITATION_FORMATS)
     for text in first.values():
         assert not re.search(r"\b\d{4}-\d{2}-\d{2}\b|\d{2}:\d{2}:\d{2}", text)
 
@@ -462,8 +462,8 @@ def test_write_methods_writes_four_files_atomically(tmp_path):
     facts = make_facts()
     write_methods(tmp_path, facts)
     first = {p.name: p.read_bytes() for p in (tmp_path / "logs").iterdir()}
-    assert sorted(first) == sorted(CITATION_FILES)
-    expected = render_methods(facts)
+    assert sorted(first) == sorted(f"CITATION.{fmt}" for fmt in CITATION_FORMATS)
+    expected = {f"CITATION.{fmt}": text for fmt, text in render_methods(facts).items()}
     assert {name: data.decode("utf-8") for name, data in first.items()} == expected
     write_methods(tmp_path, facts)
     assert {p.name: p.read_bytes() for p in (tmp_path / "logs").iterdir()} == first

@@ -154,7 +154,7 @@ def write_cluster_table(
 def write_model_maps(writer: MapWriter, target: MapTarget, fit: RunFit, source: str) -> None:
     """Per-run model maps: every column's beta, r-squared, residual SD and AR(1).
 
-    Betas are named ``desc-<column label>_stat-beta``; their sidecars name the column.
+    Betas carry the column's label as their ``desc`` entity; their sidecars name the column.
     """
     common = {
         "NoiseModel": fit.noise_model,
@@ -228,7 +228,7 @@ def write_mean_image(
     sources: Sequence[str],
     affine: np.ndarray,
 ) -> Path:
-    """``..._desc-mean_boldref.nii.gz`` (+ JSON): the runs' mean BOLD, the reports' underlay.
+    """The runs' mean BOLD image (+ JSON), the reports' underlay.
 
     Returns the image's path.
     """

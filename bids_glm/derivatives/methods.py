@@ -26,12 +26,11 @@ from markupsafe import Markup, escape
 from bids_glm import __version__
 from bids_glm.derivatives.bibliography import Reference, read_references
 from bids_glm.derivatives.files import write_bytes_atomic
-from bids_glm.derivatives.naming import logs_dir
+from bids_glm.derivatives.naming import citation_path
 from bids_glm.image.mask_rule import INTERSECTION, MaskRule
 from bids_glm.settings import ModelSettings, Settings
 
 DEPENDENCIES = ("pybids", "nibabel", "numpy", "scipy", "pandas")
-CITATION_FILES = ("CITATION.md", "CITATION.html", "CITATION.tex", "CITATION.bib")
 AR1_BIN_WIDTH = 0.01  # 1 / n_bins of bids_glm.glm.fit.fit_glm, whose default the pipeline uses
 _TEMPLATES = {"md": "methods.md.j2", "html": "methods.html.j2", "tex": "methods.tex.j2"}
 _SHARED_TEMPLATE = "methods_text.j2"  # the macros every format's template imports
@@ -348,14 +347,14 @@ def render_methods(facts: MethodsFacts) -> dict[str, str]:
     Returns
     -------
     dict of str to str
-        ``{"CITATION.md": ..., "CITATION.html": ..., "CITATION.tex": ..., "CITATION.bib": ...}``;
-        the ``.bib`` holds the ``references.bib`` entries the text cites, in citation order.
+        Text by format: ``{"md": ..., "html": ..., "tex": ..., "bib": ...}``; the ``bib``
+        holds the ``references.bib`` entries the text cites, in citation order.
     """
     library = read_references(_template_source("references.bib"))
-    rendered = {f"CITATION.{fmt}": _render(fmt, facts, library) for fmt in _TEMPLATES}
-    documents = {name: text for name, (text, _) in rendered.items()}
-    cited = rendered["CITATION.md"][1]  # every format cites the same works in the same order
-    documents["CITATION.bib"] = "\n\n".join(ref.bibtex for ref in cited) + "\n"
+    rendered = {fmt: _render(fmt, facts, library) for fmt in _TEMPLATES}
+    documents = {fmt: text for fmt, (text, _) in rendered.items()}
+    cited = rendered["md"][1]  # every format cites the same works in the same order
+    documents["bib"] = "\n\n".join(ref.bibtex for ref in cited) + "\n"
     return documents
 
 
@@ -368,5 +367,5 @@ def write_methods(output_dir: Path, facts: MethodsFacts) -> None:
         The derivatives folder.
     facts : MethodsFacts
     """
-    for name, text in render_methods(facts).items():
-        write_bytes_atomic(logs_dir(output_dir) / name, text.encode("utf-8"))
+    for fmt, text in render_methods(facts).items():
+        write_bytes_atomic(citation_path(output_dir, fmt), text.encode("utf-8"))

@@ -32,6 +32,7 @@ GROUP_FOLDER = "group"
 LOGS_FOLDER = "logs"
 MANIFEST_FOLDER = Path(LOGS_FOLDER) / "manifests"
 EFFECTIVE_MODEL_NAME = "bidsglm"
+CITATION_FORMATS = ("md", "html", "tex", "bib")  # logs/CITATION.<format>, in writing order
 FIGURES_FOLDER = "figures"
 NIFTI = ".nii.gz"
 TSV = ".tsv"
@@ -139,9 +140,9 @@ def logs_dir(output_dir: Path) -> Path:
     return Path(output_dir) / LOGS_FOLDER
 
 
-def citation_path(output_dir: Path, extension: str) -> Path:
-    """``OUTPUT_DIR/logs/CITATION.<extension>``: the methods text (md, html, tex) or its bib."""
-    return logs_dir(output_dir) / f"CITATION.{extension}"
+def citation_path(output_dir: Path, fmt: str) -> Path:
+    """``OUTPUT_DIR/logs/CITATION.<fmt>``: the methods text (md, html, tex) or its bib."""
+    return logs_dir(output_dir) / f"CITATION.{fmt}"
 
 
 def manifests_dir(output_dir: Path) -> Path:

@@ -1,4 +1,4 @@
-"""The effective model as a BIDS Stats Model (``OUTPUT_DIR/model-bidsglm_smdl.json``).
+"""The effective model as a BIDS Stats Model (written beside the participants' outputs).
 
 It states, in BIDS Stats Models 1.0.0 terms, what the participant level fitted: a Run node
 (regressors, HRF, drift cut-off, contrasts, one dummy contrast per condition), a Subject

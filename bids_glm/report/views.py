@@ -174,7 +174,7 @@ def written_cluster_table(tsv_path: Path, threshold: Threshold) -> pd.DataFrame 
     Parameters
     ----------
     tsv_path : Path
-        A ``_clusters.tsv`` written by the participant level, with its JSON sidecar.
+        A cluster table written by the participant level, with its JSON sidecar.
     threshold : Threshold
         What the report applied to the z map.
 
