@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from bids_glm import __version__
+from bids_glm.derivatives import methods as methods_module
 from bids_glm.derivatives.methods import (
     AR1_BIN_WIDTH,
     DEPENDENCIES,
@@ -564,3 +565,13 @@ print(json.dumps({{
     assert answer["package"].startswith(str(site))
     assert answer["templates"] == str(target)
     assert answer["documents"] == render_methods(facts)
+
+
+def test_templates_are_found_in_a_source_checkout_without_the_built_package(monkeypatch):
+    """``python -m bids_glm`` from a checkout has no ``bids_glm.boilerplate`` package."""
+
+    def no_package(name):
+        raise ModuleNotFoundError(name)
+
+    monkeypatch.setattr(methods_module.resources, "files", no_package)
+    assert "{%" in methods_module._template_source("methods.md.j2")

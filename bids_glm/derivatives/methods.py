@@ -155,7 +155,7 @@ def _template_source(name: str) -> str:
     try:
         root = resources.files("bids_glm.boilerplate")
     except ModuleNotFoundError:  # running from a source tree (package not built)
-        root = Path(__file__).resolve().parent.parent / "boilerplate"
+        root = Path(__file__).resolve().parents[2] / "boilerplate"  # bids_glm/derivatives/..
     return root.joinpath(name).read_text(encoding="utf-8")
 
 
