@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from bids_glm import __version__
-from bids_glm.derivatives import methods as methods_module
 from bids_glm.derivatives.methods import (
     AR1_BIN_WIDTH,
     DEPENDENCIES,
@@ -567,11 +566,21 @@ print(json.dumps({{
     assert answer["documents"] == render_methods(facts)
 
 
-def test_templates_are_found_in_a_source_checkout_without_the_built_package(monkeypatch):
-    """``python -m bids_glm`` from a checkout has no ``bids_glm.boilerplate`` package."""
-
-    def no_package(name):
-        raise ModuleNotFoundError(name)
-
-    monkeypatch.setattr(methods_module.resources, "files", no_package)
-    assert "{%" in methods_module._template_source("methods.md.j2")
+def test_templates_are_found_in_a_source_checkout_without_the_built_package():
+    """``python -m bids_glm`` in a checkout imports the source tree, which has no
+    ``bids_glm.boilerplate`` package: the templates are read from ``boilerplate/``."""
+    code = (
+        "import sys\n"
+        "sys.meta_path[:] = [f for f in sys.meta_path\n"
+        "                    if not getattr(f, '__module__', '').startswith('__editable__')]\n"
+        "from bids_glm.derivatives import methods\n"
+        "print(methods.__file__)\n"
+        "print(methods._template_source('methods.md.j2').count('{%'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    module_file, n_tags = done.stdout.split()
+    assert Path(module_file).is_relative_to(REPO_ROOT / "bids_glm")
+    assert int(n_tags) > 0
