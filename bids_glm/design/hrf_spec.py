@@ -66,6 +66,16 @@ class HrfSpec:
 GLOVER = HrfSpec("glover")
 
 
+def hrf_model_text(model: str, time_derivative: bool, dispersion_derivative: bool) -> str:
+    """The option text of a model name plus derivative flags (as BIDS Stats Models give them).
+
+    ``("SPM", True, False)`` -> ``"spm + derivative"``; parse it with :func:`parse_hrf_model`.
+    """
+    words = [" ".join(str(model).lower().split())]
+    words += ["derivative"] * time_derivative + ["dispersion"] * dispersion_derivative
+    return _SEPARATOR.join(words)
+
+
 def parse_hrf_model(text: str) -> HrfSpec:
     """Parse an HRF model name.
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from bids_glm.design.hrf_spec import HRF_MODELS, parse_hrf_model
+from bids_glm.design.hrf_spec import HRF_MODELS, hrf_model_text, parse_hrf_model
 from bids_glm.inputs.smdl.model import (
     HRF,
     INTERCEPT,
@@ -160,10 +160,11 @@ def _hrf(value, path: str, check: JsonChecker) -> HRF:
         required=("Variables", "Model"),
         optional=("Parameters", "Description", "TimeDerivative", "DispersionDerivative"),
     )
-    name = " ".join(check.string(hrf["Model"], f"{path}.Model").lower().split())
-    for flag, suffix in (("TimeDerivative", "derivative"), ("DispersionDerivative", "dispersion")):
-        if hrf.get(flag) is True:
-            name += f" + {suffix}"
+    name = hrf_model_text(
+        check.string(hrf["Model"], f"{path}.Model"),
+        time_derivative=hrf.get("TimeDerivative") is True,
+        dispersion_derivative=hrf.get("DispersionDerivative") is True,
+    )
     try:
         model = parse_hrf_model(name)
     except ValueError:

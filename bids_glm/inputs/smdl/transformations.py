@@ -22,7 +22,7 @@ from fnmatch import fnmatchcase
 import numpy as np
 import pandas as pd
 
-from bids_glm.design.hrf_spec import HRF_MODELS, HrfSpec, parse_hrf_model
+from bids_glm.design.hrf_spec import HRF_MODELS, HrfSpec, hrf_model_text, parse_hrf_model
 
 EVENT_TIMING_COLUMNS = ("onset", "duration")
 _BASE_ARGUMENTS = ("output", "output_prefix", "output_suffix", "dense", "groupby", "description")
@@ -77,12 +77,13 @@ def convolution(instruction: Mapping) -> tuple[HrfSpec, tuple[int, ...] | None]:
         With ``(field, message)`` as arguments: an unknown model or missing FIR delays.
     """
     model = instruction.get("Model", "spm")
-    name = str(model).lower()
-    if name not in ("spm", "glover", "fir"):
+    if str(model).lower() not in ("spm", "glover", "fir"):
         raise ValueError("Model", f"expected 'spm', 'glover' or 'fir', got {model!r}")
-    for flag, suffix in (("Derivative", "derivative"), ("Dispersion", "dispersion")):
-        if instruction.get(flag) is True:
-            name += f" + {suffix}"
+    name = hrf_model_text(
+        str(model),
+        time_derivative=instruction.get("Derivative") is True,
+        dispersion_derivative=instruction.get("Dispersion") is True,
+    )
     try:
         hrf_model = parse_hrf_model(name)
     except ValueError:
