@@ -68,6 +68,12 @@ class Provenance:
     level: str  # "run" or "subject"
 
 
+def label_record(entities: dict[str, str]) -> dict:
+    """``{"OriginalLabels": {entity: full label}}`` when names shorten a label, else ``{}``."""
+    originals = naming.original_labels(entities)
+    return {"OriginalLabels": originals} if originals else {}
+
+
 def source_uri(path: Path, settings: Settings) -> str:
     """The BIDS URI of an input file (``bids:raw:sub-01/...``, ``bids:fmriprep:...``)."""
     return bids_uri(path, dataset_links(settings.bids_dir, settings.derivatives))
@@ -122,6 +128,7 @@ def write_contrast_maps(
     for stat in MAPS_BY_TEST[maps.stat_type]:
         path = naming.stat_map_path(target.folder, target.entities, stat, contrast=plan.label)
         sidecar = contrast_sidecar(plan, maps, stat, provenance)
+        sidecar.update(label_record({**target.entities, "contrast": plan.label}))
         target.write(writer, path, _map_values(maps, stat), sidecar)
 
 
@@ -147,6 +154,7 @@ def write_cluster_table(
             "Connectivity": "faces (6 neighbours)",
             "SubpeakMinimumDistanceMm": 8.0,
             **SOFTWARE,
+            **label_record({**target.entities, "desc": plan.label}),
         },
     )
 
@@ -166,12 +174,14 @@ def write_model_maps(writer: MapWriter, target: MapTarget, fit: RunFit, source: 
     labels = unique_labels(fit.column_names)
     for index, column in enumerate(fit.column_names):
         path = naming.stat_map_path(target.folder, target.entities, "beta", desc=labels[column])
-        maps.append((path, fit.beta[index], {"Statistic": "beta", "Column": column}))
+        labels_written = label_record({**target.entities, "desc": labels[column]})
+        sidecar = {"Statistic": "beta", "Column": column, **labels_written}
+        maps.append((path, fit.beta[index], sidecar))
     values = {"rSquared": fit.r_squared, "residualSd": np.sqrt(fit.sigma2), "ar1": fit.ar1}
     for stat in MODEL_MAPS:
         if values[stat] is not None:
             path = naming.stat_map_path(target.folder, target.entities, stat)
-            maps.append((path, values[stat], {"Statistic": stat}))
+            maps.append((path, values[stat], {"Statistic": stat, **label_record(target.entities)}))
     for path, map_values, sidecar in maps:
         target.write(writer, path, map_values, {**common, **sidecar})
 
@@ -210,6 +220,7 @@ def write_design(
             "NoiseModel": model.noise_model,
             "SignalScaling": model.signal_scaling,
             "Confounds": design.confounds_by_source or {},
+            **label_record(entities),
             "Sources": [
                 source_uri(p, settings)
                 for p in (run.bold_path, run.events_path, run.confounds_path)

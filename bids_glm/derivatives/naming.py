@@ -15,14 +15,24 @@ write or read. Names follow BIDS-Derivatives (statistical-model outputs)::
     sub-<s>.html, group.html  (+ .pdf)
 
 Every map and table has a JSON sidecar of the same stem (:func:`sidecar_path`).
+
+File names must fit the 255-byte limit of file systems, with room for the temporary name
+an atomic write uses (``.<name>.XXXXXXXX.tmp``). Labels longer than
+:data:`MAX_LABEL_BYTES` (real datasets have 74-character task names and trial types that
+are sentences) are shortened in every name the same way: their first bytes and a hash of
+the whole label (:func:`short_label`), so the same inputs give the same names on every run,
+a shortened label is its own short form (names parsed back build the same names), and
+:func:`original_labels` tells the sidecars what each shortened label stood for.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from bids_glm.errors import InputError
 from bids_glm.inputs.entities import split_name
 
 RUN_LEVEL_ENTITIES = ("sub", "ses", "task", "acq", "ce", "rec", "dir", "run", "echo", "space")
@@ -64,6 +74,10 @@ BIDS_IGNORED = (
     f"{LOGS_FOLDER}/",
     f"{FIGURES_FOLDER}/",
 )
+MAX_NAME_BYTES = 255
+MAX_LABEL_BYTES = 64
+_HASH_CHARACTERS = 8
+_TEMPORARY_NAME_BYTES = len("..XXXXXXXX.tmp")  # tempfile.mkstemp(prefix=".<name>.", suffix=".tmp")
 _STATMAP = "statmap"
 _DESIGN = "design"
 _CLUSTERS = "clusters"
@@ -117,16 +131,47 @@ def entities_text(entities: Mapping[str, str]) -> str:
     return _stem(entities, {}, "")
 
 
+def short_label(label: str) -> str:
+    """``label``, or when longer than :data:`MAX_LABEL_BYTES`, its head and a hash of it all.
+
+    Deterministic, and a shortened label is returned unchanged (it is exactly
+    :data:`MAX_LABEL_BYTES` long), so names parsed back from files build the same names.
+    """
+    encoded = label.encode()
+    if len(encoded) <= MAX_LABEL_BYTES:
+        return label
+    digest = hashlib.sha256(encoded).hexdigest()[:_HASH_CHARACTERS]
+    head = encoded[: MAX_LABEL_BYTES - _HASH_CHARACTERS].decode(errors="ignore")
+    return f"{head}{digest}"
+
+
+def original_labels(entities: Mapping[str, str]) -> dict[str, str]:
+    """Entity -> full label, for the labels that names shorten (empty when none is)."""
+    return {key: value for key, value in entities.items() if short_label(value) != value}
+
+
 def _stem(entities: Mapping[str, str], extra: Mapping[str, str], suffix: str) -> str:
-    parts = [f"{k}-{v}" for k, v in (*entities.items(), *extra.items())]
+    parts = [f"{k}-{short_label(v)}" for k, v in (*entities.items(), *extra.items())]
     return "_".join([*parts, suffix] if suffix else parts)
+
+
+def _file(folder: Path, stem: str, extension: str) -> Path:
+    """``folder/<stem><extension>``, checked against the file-name limit."""
+    name = f"{stem}{extension}"
+    if len(name.encode()) + _TEMPORARY_NAME_BYTES > MAX_NAME_BYTES:
+        raise InputError(
+            f"output name {name!r} is {len(name.encode())} bytes even with labels shortened "
+            f"to {MAX_LABEL_BYTES}; file names (and their temporary names) must fit in "
+            f"{MAX_NAME_BYTES} bytes: shorten the dataset's entity labels"
+        )
+    return Path(folder) / name
 
 
 def subject_func_dir(output_dir: Path, entities: Mapping[str, str]) -> Path:
     """``OUTPUT_DIR/sub-<s>[/ses-<x>]/func``."""
-    folder = Path(output_dir) / f"sub-{entities['sub']}"
+    folder = Path(output_dir) / f"sub-{short_label(entities['sub'])}"
     if "ses" in entities:
-        folder = folder / f"ses-{entities['ses']}"
+        folder = folder / f"ses-{short_label(entities['ses'])}"
     return folder / "func"
 
 
@@ -152,7 +197,7 @@ def manifests_dir(output_dir: Path) -> Path:
 
 def manifest_path(output_dir: Path, entities: Mapping[str, str]) -> Path:
     """``OUTPUT_DIR/logs/manifests/sub-<s>[_ses-<x>]_task-<t>[_space-<sp>].json``."""
-    return manifests_dir(output_dir) / f"{unit_name(entities)}{JSON}"
+    return _file(manifests_dir(output_dir), unit_name(entities), JSON)
 
 
 def effective_model_path(output_dir: Path) -> Path:
@@ -162,7 +207,7 @@ def effective_model_path(output_dir: Path) -> Path:
 
 def report_path(output_dir: Path, participant_label: str | None = None) -> Path:
     """``OUTPUT_DIR/sub-<label>.html``, or ``OUTPUT_DIR/group.html`` without a label."""
-    name = GROUP_FOLDER if participant_label is None else f"sub-{participant_label}"
+    name = GROUP_FOLDER if participant_label is None else f"sub-{short_label(participant_label)}"
     return Path(output_dir) / f"{name}.html"
 
 
@@ -177,27 +222,27 @@ def stat_map_path(
     """``<entities>[_contrast-<c>][_desc-<d>]_stat-<stat>_statmap.nii.gz`` in ``folder``."""
     extra = {"contrast": contrast, "desc": desc, "stat": stat}
     extra = {k: v for k, v in extra.items() if v is not None}
-    return Path(folder) / f"{_stem(entities, extra, _STATMAP)}{NIFTI}"
+    return _file(folder, _stem(entities, extra, _STATMAP), NIFTI)
 
 
 def design_path(folder: Path, entities: Mapping[str, str]) -> Path:
     """``<entities>_design.tsv`` in ``folder``."""
-    return Path(folder) / f"{_stem(entities, {}, _DESIGN)}{TSV}"
+    return _file(folder, _stem(entities, {}, _DESIGN), TSV)
 
 
 def clusters_path(folder: Path, entities: Mapping[str, str], contrast_label: str) -> Path:
     """``<entities>_desc-<label>_clusters.tsv`` in ``folder``."""
-    return Path(folder) / f"{_stem(entities, {'desc': contrast_label}, _CLUSTERS)}{TSV}"
+    return _file(folder, _stem(entities, {"desc": contrast_label}, _CLUSTERS), TSV)
 
 
 def mask_path(folder: Path, entities: Mapping[str, str]) -> Path:
     """``<entities>_mask.nii.gz`` in ``folder``."""
-    return Path(folder) / f"{_stem(entities, {}, _MASK)}{NIFTI}"
+    return _file(folder, _stem(entities, {}, _MASK), NIFTI)
 
 
 def mean_image_path(folder: Path, entities: Mapping[str, str]) -> Path:
     """``<entities>_desc-mean_boldref.nii.gz`` in ``folder``."""
-    return Path(folder) / f"{_stem(entities, {'desc': 'mean'}, _BOLDREF)}{NIFTI}"
+    return _file(folder, _stem(entities, {"desc": "mean"}, _BOLDREF), NIFTI)
 
 
 def sidecar_path(path: Path) -> Path:
@@ -274,6 +319,6 @@ def unit_files(
     """
     folder = subject_func_dir(output_dir, entities)
     prefix = _stem(select_entities(entities, ("sub", "ses", "task")), {}, "")
-    space = f"_space-{entities['space']}_" if "space" in entities else ""
+    space = f"_space-{short_label(entities['space'])}_" if "space" in entities else ""
     pattern = f".{prefix}_*.tmp" if hidden else f"{prefix}_*"
     return [p for p in folder.glob(pattern) if space in p.name and p.is_file()]

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +91,7 @@ class SubjectMap:
     mask_path: Path
     name: str
     dof: float
+    original_labels: dict[str, str] = field(default_factory=dict)  # entity -> unshortened
 
 
 def _read_sidecar(path: Path) -> dict:
@@ -110,7 +111,7 @@ def find_subject_maps(options: GroupOptions) -> dict[tuple[str, str, str], list[
     for entities, path in naming.find_subject_stat_maps(root, "effect"):
         if wanted_subjects and entities["sub"] not in wanted_subjects:
             continue
-        if options.tasks and entities["task"] not in options.tasks:
+        if options.tasks and entities["task"] not in map(naming.short_label, options.tasks):
             continue
         sidecar = _read_sidecar(path)
         names = options.contrast_names
@@ -132,6 +133,7 @@ def find_subject_maps(options: GroupOptions) -> dict[tuple[str, str, str], list[
                 mask_path=naming.mask_path(path.parent, base),
                 name=sidecar.get("ContrastName", entities["contrast"]),
                 dof=float(sidecar.get("DegreesOfFreedom", 0.0)),
+                original_labels=dict(sidecar.get("OriginalLabels") or {}),
             )
         )
     if skipped_f:
@@ -264,6 +266,8 @@ def _fit_contrast(entities, label, maps, space_data: _TaskSpace, options, all_su
             LOGGER.warning("%s: %s not estimable at any voxel; not written", what, out_label)
             continue
         sidecar = _sidecar(maps[0].name, column, design, sources, options)
+        originals = {k: v for k, v in maps[0].original_labels.items() if k in entities}
+        sidecar.update({"OriginalLabels": originals} if originals else {})
         sidecar["ContrastLabel"] = out_label
         lowest_dof = float(result.dof[result.valid].min())
         if lowest_dof < sidecar["DegreesOfFreedom"]:
