@@ -95,7 +95,14 @@ class Settings:
     tasks, sessions : tuple of str
         Restrict to these tasks / sessions; empty means all.
     space : str or None
-        Output space of the preprocessed BOLD to use.
+        Output space of the preprocessed BOLD to use (the label only: ``--space
+        MNI152NLin2009cAsym:res-2`` gives ``MNI152NLin2009cAsym`` here).
+    resolution, density : str or None
+        The ``res`` / ``den`` label of the preprocessed BOLD asked for with ``--space
+        SPACE:res-<label>`` / ``:den-<label>`` (``native``: the series without a ``res``
+        entity); None lets discovery choose (see ``inputs/variants.py``).
+    desc : str
+        The ``desc`` label of the preprocessed BOLD (``--desc``; fMRIPrep's ``preproc``).
     derivatives : tuple of Path
         Folders holding fMRIPrep-like derivatives.
     bids_filter_file : Path or None
@@ -151,6 +158,9 @@ class Settings:
     tasks: tuple[str, ...] = ()
     sessions: tuple[str, ...] = ()
     space: str | None = None
+    resolution: str | None = None
+    density: str | None = None
+    desc: str = "preproc"
     derivatives: tuple[Path, ...] = ()
     bids_filter_file: Path | None = None
     bids_filters: Mapping[str, object] = field(default_factory=dict)

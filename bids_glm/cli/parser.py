@@ -37,8 +37,18 @@ def build_parser() -> argparse.ArgumentParser:
     sel.add_argument(
         "--space",
         default=None,
-        help="space of the preprocessed BOLD (default: the only one present, "
-        "else MNI152NLin2009cAsym if present)",
+        metavar="SPACE[:res-N][:den-D]",
+        help="space of the preprocessed BOLD (default: the only one present, else "
+        "MNI152NLin2009cAsym if present), optionally with its grid as fMRIPrep names it, "
+        "e.g. MNI152NLin2009cAsym:res-2 (default grid: the one without a res entity, "
+        "fMRIPrep's res-native, else the lowest res index)",
+    )
+    sel.add_argument(
+        "--desc",
+        default="preproc",
+        metavar="LABEL",
+        help="desc label of the preprocessed BOLD to analyse, e.g. smoothAROMAnonaggr "
+        "(default: preproc); masks and confounds are matched to the run as usual",
     )
     sel.add_argument(
         "--derivatives",

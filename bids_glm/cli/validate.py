@@ -168,6 +168,28 @@ def _mask_options(args: argparse.Namespace) -> tuple[Path | None, MaskRule]:
         raise InputError(f"--mask-combine: {err}") from None
 
 
+def _variant_options(args: argparse.Namespace) -> dict[str, str | None]:
+    """``--space SPACE[:res-N][:den-D]`` and ``--desc``, typed (see ``inputs/variants.py``)."""
+    from bids_glm.inputs.variants import check_desc, parse_space_option
+
+    try:
+        desc = check_desc(args.desc)
+    except ValueError as err:
+        raise InputError(f"--desc {err}") from None
+    if args.space is None:
+        return {"desc": desc}
+    try:
+        option = parse_space_option(args.space)
+    except ValueError as err:
+        raise InputError(f"--space {err}") from None
+    return {
+        "space": option.space,
+        "resolution": option.resolution,
+        "density": option.density,
+        "desc": desc,
+    }
+
+
 def _alpha(args: argparse.Namespace) -> float:
     """The height-control level: given, else nilearn's default for the method."""
     if args.alpha is None:
@@ -220,7 +242,7 @@ def settings_from_args(args: argparse.Namespace, command_line: str = "") -> Sett
         participant_labels=labels,
         tasks=tasks,
         sessions=tuple(s[4:] if s.startswith("ses-") else s for s in args.session),
-        space=args.space,
+        **_variant_options(args),
         derivatives=derivatives,
         bids_filter_file=filter_file,
         bids_filters=read_bids_filters(filter_file) if filter_file else {},

@@ -81,8 +81,9 @@ def read_bids_filters(path: Path) -> dict[str, object]:
 def _check_filter(path: Path, entity: str, value: object) -> None:
     where = f"--bids-filter-file {path}: {APPLIED_QUERY}.{entity}"
     if entity in RESERVED_ENTITIES:
+        hint = "; choose the variant with --desc" if entity == "desc" else ""
         raise InputError(
-            f"{where}: bids-glm sets {entity!r} itself to find preprocessed BOLD; "
+            f"{where}: bids-glm sets {entity!r} itself to find preprocessed BOLD{hint}; "
             "filter on entities such as session, run, acquisition or echo"
         )
     values = value if isinstance(value, list) else [value]

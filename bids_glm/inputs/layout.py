@@ -20,6 +20,7 @@ from bids_glm.image.mask import load_image
 from bids_glm.inputs.entities import applicable_files, applies_to, raw_entities, split_name
 from bids_glm.inputs.filters import pybids_filters, restrict_participants
 from bids_glm.inputs.validation import validate_dataset
+from bids_glm.inputs.variants import select_grid
 from bids_glm.settings import DEFAULT_FMRIPREP_SPACE, Settings
 
 LOGGER = logging.getLogger("bids_glm")
@@ -260,19 +261,14 @@ def find_runs(settings: Settings, participants: Sequence[str]) -> list[RunInput]
     if settings.sessions:
         filters["session"] = list(settings.sessions)
     user_filters = {k: v for k, v in settings.bids_filters.items() if k != "subject"}
-    bolds = _preprocessed_bolds(layout, {**pybids_filters(user_filters), **filters}, settings)
+    filters = {**pybids_filters(user_filters), **filters}
+    bolds = _preprocessed_bolds(layout, filters, settings)
     if not bolds:
-        tasks = sorted(layout.get_tasks(scope="derivatives", subject=participants))
-        what = f"task(s) {', '.join(settings.tasks)}" if settings.tasks else "any task"
-        if user_filters:
-            what += f" with --bids-filter-file {settings.bids_filter_file}"
-        raise InputError(
-            f"no desc-preproc_bold NIfTI for {what} and participant(s) "
-            f"{', '.join(participants)} in {', '.join(map(str, settings.derivatives))}; "
-            f"tasks with preprocessed BOLD: {', '.join(tasks) or 'none'}"
-        )
+        _no_bold(layout, filters, settings, participants)
     space = _choose_space({split_name(b)[0].get("space") for b in bolds}, settings.space)
     bolds = [b for b in bolds if split_name(b)[0].get("space") == space]
+    requested = {"res": settings.resolution, "den": settings.density}
+    bolds = select_grid(bolds, space, requested)
     masks = layout.get(
         scope="derivatives",
         desc="brain",
@@ -300,16 +296,56 @@ def find_runs(settings: Settings, participants: Sequence[str]) -> list[RunInput]
         for bold in sorted(bolds)
     ]
     LOGGER.info(
-        "found %d run(s) for %d participant(s) in space %s", len(runs), len(participants), space
+        "found %d run(s) for %d participant(s) in space %s%s, desc-%s",
+        len(runs),
+        len(participants),
+        space,
+        "".join(f", {k}-{v}" for k, v in _grid(bolds).items()),
+        settings.desc,
     )
+    for run in runs:
+        mask = run.mask_path.name if run.mask_path else "none"
+        LOGGER.debug("%s: BOLD %s, mask %s", run.label, run.bold_path.name, mask)
     return runs
+
+
+def _grid(bolds: Sequence[str]) -> dict[str, str]:
+    """The res/den entities the chosen series share (for the log)."""
+    first = split_name(bolds[0])[0]
+    return {k: first[k] for k in ("res", "den") if k in first}
+
+
+def _no_bold(layout, filters: Mapping[str, object], settings: Settings, participants) -> None:
+    """Raise the ``InputError`` for no preprocessed BOLD: tasks and desc labels present."""
+    tasks = sorted(layout.get_tasks(scope="derivatives", subject=participants))
+    what = f"task(s) {', '.join(settings.tasks)}" if settings.tasks else "any task"
+    if any(key != "subject" for key in settings.bids_filters):
+        what += f" with --bids-filter-file {settings.bids_filter_file}"
+    variants = sorted(
+        {
+            split_name(p)[0].get("desc", "(none)")
+            for p in layout.get(
+                scope="derivatives",
+                suffix="bold",
+                extension=list(NIFTI_EXTENSIONS),
+                return_type="filename",
+                **filters,
+            )
+        }
+    )
+    raise InputError(
+        f"no desc-{settings.desc}_bold NIfTI for {what} and participant(s) "
+        f"{', '.join(participants)} in {', '.join(map(str, settings.derivatives))}; "
+        f"tasks with preprocessed BOLD: {', '.join(tasks) or 'none'}; desc labels of "
+        f"their BOLD (choose with --desc): {', '.join(variants) or 'none'}"
+    )
 
 
 def _preprocessed_bolds(layout, filters: Mapping[str, object], settings: Settings) -> list[str]:
     try:
         return layout.get(
             scope="derivatives",
-            desc="preproc",
+            desc=settings.desc,
             suffix="bold",
             extension=list(NIFTI_EXTENSIONS),
             return_type="filename",

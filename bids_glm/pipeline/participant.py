@@ -181,6 +181,9 @@ def dry_run(units: Sequence[AnalysisUnit], settings: Settings) -> None:
                 f"{design.dummy_scans} dummy, {n_censored} censored; "
                 f"columns: {', '.join(design.matrix.columns)}"
             )
+            mask = design.run.mask_path.name if design.run.mask_path else "none (EPI mask)"
+            mask = f"{settings.mask.name} (--mask)" if settings.mask else mask
+            print(f"    BOLD {design.run.bold_path.name}; mask {mask}")
         for plan in unit.contrasts:
             print(f"  contrast {plan.label} ({plan.stat_type}): {plan.expression}")
     print(f"designs written to {settings.output_dir}; nothing was fitted (--dry-run)")
