@@ -319,13 +319,13 @@ DEFECTS = [
         "unneeded_confounds_sidecar_empty",
         _deriv_file(f"{STEM}_desc-confounds_timeseries.json", b""),
         code=0,
-        words=(f"{STEM}_desc-confounds_timeseries.json", "ignored"),
+        words=(f"{STEM}_desc-confounds_timeseries.json", "skipped while indexing"),
     ),
     Defect(
         "unneeded_anat_sidecar_invalid",
         _file("derivatives/fmriprep/sub-01/anat/sub-01_desc-brain_mask.json", b"{\n  oops\n"),
         code=0,
-        words=("sub-01_desc-brain_mask.json", "ignored"),
+        words=("sub-01_desc-brain_mask.json", "skipped while indexing"),
     ),
     Defect(
         "needed_confounds_sidecar_invalid",
@@ -351,7 +351,7 @@ DEFECTS = [
     Defect(
         "repetition_time_text",
         _edit_json(BOLD_JSON, RepetitionTime="two seconds"),
-        words=(BOLD_JSON, "RepetitionTime", "two seconds"),
+        words=(BOLD, "RepetitionTime", "two seconds", "derivative sidecar"),
     ),
     Defect(
         "start_time_after_tr",
@@ -365,7 +365,7 @@ DEFECTS = [
     Defect("bold_empty_file", _deriv_file(BOLD, b""), words=(BOLD, "NIfTI")),
     Defect("bold_garbage", _deriv_file(BOLD, os.urandom(4096)), words=(BOLD,)),
     Defect("bold_three_d", _bold_3d, words=(BOLD, "4-D")),
-    Defect("bold_all_nan", _bold_all_nan, words=(BOLD,)),
+    Defect("bold_all_nan", _bold_all_nan, words=(BOLD, "no in-mask voxel")),
     # --- masks
     Defect("mask_truncated", _truncate(MASK, 0.5), words=(MASK,)),
     Defect("mask_garbage", _deriv_file(MASK, b"\x00" * 100), words=(MASK,)),
