@@ -252,6 +252,13 @@ DEFECTS = [
         words=(EVENTS, "no condition"),
     ),
     Defect("events_empty_file", _events(""), words=(EVENTS, "no condition")),
+    Defect(
+        "events_all_na_with_report",
+        _events("onset\tduration\ttrial_type\n2\t4\tn/a\n"),
+        args=("{bids}", "{out}", "participant", "--no-pdf"),
+        replace_args=True,
+        words=(EVENTS, "no condition"),
+    ),
     Defect("events_header_only", _events("onset\tduration\ttrial_type\n"), words=(EVENTS,)),
     Defect("events_missing", _remove(f"sub-01/func/{EVENTS}"), words=("no events.tsv",)),
     Defect(
@@ -326,6 +333,14 @@ DEFECTS = [
         _file("derivatives/fmriprep/sub-01/anat/sub-01_desc-brain_mask.json", b"{\n  oops\n"),
         code=0,
         words=("sub-01_desc-brain_mask.json", "skipped while indexing"),
+    ),
+    Defect(
+        "unneeded_sidecar_with_report",
+        _deriv_file(f"{STEM}_desc-confounds_timeseries.json", b"{"),
+        args=("{bids}", "{out}", "participant", "--no-pdf"),
+        replace_args=True,
+        code=0,
+        words=(f"{STEM}_desc-confounds_timeseries.json", "skipped while indexing"),
     ),
     Defect(
         "needed_confounds_sidecar_invalid",
