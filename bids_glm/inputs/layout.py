@@ -308,11 +308,11 @@ def find_runs(settings: Settings, participants: Sequence[str]) -> list[RunInput]
         Path(p)
         for p in layout.get(scope="raw", suffix="bold", extension=".json", return_type="filename")
     ]
+    check_run_sidecars(bolds, unreadable, settings.bids_dir)
     runs = [
         _run_input(Path(bold), layout, settings.bids_dir, masks, confounds, events, raw_sidecars)
         for bold in sorted(bolds)
     ]
-    check_run_sidecars(runs, unreadable, settings.bids_dir)
     LOGGER.info(
         "found %d run(s) for %d participant(s) in space %s", len(runs), len(participants), space
     )

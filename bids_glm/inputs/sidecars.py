@@ -118,14 +118,14 @@ def ignore_patterns(files: Iterable[UnreadableJson]) -> list[re.Pattern]:
 
 
 def check_run_sidecars(
-    runs: Sequence, unreadable: Sequence[UnreadableJson], bids_dir: Path
+    bolds: Sequence[Path], unreadable: Sequence[UnreadableJson], bids_dir: Path
 ) -> None:
     """Refuse runs whose BOLD sidecar is unreadable; warn about the other unreadable files.
 
     Parameters
     ----------
-    runs : sequence of RunInput
-        The discovered runs.
+    bolds : sequence of Path
+        The preprocessed BOLD series of the runs to analyse.
     unreadable : sequence of UnreadableJson
         What `unreadable_json` found.
     bids_dir : Path
@@ -137,12 +137,12 @@ def check_run_sidecars(
         Naming the first run's unreadable BOLD sidecar and why it is needed.
     """
     bold_sidecars = [f for f in unreadable if split_name(f.path)[1] == "bold"]
-    for run in runs:
+    for bold in map(Path, bolds):
         for found in bold_sidecars:
-            if _applies(found, run, bids_dir):
+            if _applies(found, bold, bids_dir):
                 raise InputError(
                     f"{found.path}: {found.reason}. It is a sidecar of "
-                    f"{run.bold_path.name} (RepetitionTime, StartTime): the run cannot be "
+                    f"{bold.name} (RepetitionTime, StartTime): the run cannot be "
                     "analysed without it"
                 )
     for found in unreadable:
@@ -153,14 +153,15 @@ def check_run_sidecars(
         )
 
 
-def _applies(found: UnreadableJson, run, bids_dir: Path) -> bool:
+def _applies(found: UnreadableJson, bold: Path, bids_dir: Path) -> bool:
     """Whether the unreadable file is a sidecar of the run's raw or preprocessed BOLD."""
+    entities = split_name(bold)[0]
     if found.root == bids_dir:
-        raw = raw_entities(run.entities)
+        raw = raw_entities(entities)
         run_dir = bids_dir / f"sub-{raw['sub']}"
         if "ses" in raw:
             run_dir = run_dir / f"ses-{raw['ses']}"
         return bool(applicable_files([found.path], raw, bids_dir, run_dir / "func"))
-    if found.root not in run.bold_path.parents:
+    if found.root not in bold.parents:
         return False
-    return bool(applicable_files([found.path], run.entities, found.root, run.bold_path.parent))
+    return bool(applicable_files([found.path], entities, found.root, bold.parent))

@@ -148,3 +148,14 @@ def test_disk_full_leaves_nothing_partial(tmp_path, monkeypatch, capsys):
     assert not (out / "logs" / "manifests").exists() or not list(
         (out / "logs" / "manifests").glob("*.json")
     )
+
+
+def test_bad_sidecar_holding_the_only_tr_is_named(tmp_path, capsys):
+    """Without a TR elsewhere, the message still names the unreadable sidecar."""
+    bids = make_tiny_dataset(tmp_path / "bids")
+    (bids / "task-tiny_bold.json").write_text('{"RepetitionTime": 2.0,}')
+    func = bids / "derivatives" / "fmriprep" / "sub-01" / "func"
+    (func / f"sub-01_task-tiny_run-1_space-{SPACE}_desc-preproc_bold.json").write_text("{}")
+    assert _run(bids, tmp_path / "out") == 3
+    err = capsys.readouterr().err
+    assert f"{bids / 'task-tiny_bold.json'}: invalid JSON" in err and "line 1" in err
