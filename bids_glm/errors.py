@@ -26,3 +26,13 @@ class AnalysisError(BidsGlmError):
     """The analysis could not be completed for a reason other than bad input."""
 
     exit_code = EXIT_ANALYSIS_FAILURE
+
+
+class OutputError(AnalysisError):
+    """An output could not be written (disk full, no permission, ...).
+
+    The message names the file and the system's reason; nothing partial is left under
+    that name.
+    """
+
+    exit_code = EXIT_ANALYSIS_FAILURE

@@ -9,6 +9,7 @@ that cannot be used raises an ``InputError`` naming it.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import replace
@@ -78,6 +79,7 @@ def _input_paths(args: argparse.Namespace) -> tuple[Path, Path, tuple[Path, ...]
             "the input dataset is never written; choose a folder outside it "
             "(or under BIDS_DIR/derivatives/)"
         )
+    _check_output_dir(output_dir, args.output_dir)
     if args.derivatives is None:
         default = bids_dir / "derivatives" / "fmriprep"
         derivatives = (default,) if default.is_dir() else ()
@@ -90,6 +92,29 @@ def _input_paths(args: argparse.Namespace) -> tuple[Path, Path, tuple[Path, ...]
         if _is_within(output_dir, path) or _is_within(path, output_dir):
             raise InputError(f"OUTPUT_DIR {output_dir} overlaps the input derivatives {path}")
     return bids_dir, output_dir, derivatives
+
+
+def _check_output_dir(output_dir: Path, given: Path) -> None:
+    """OUTPUT_DIR is a folder, or can be made one: checked before any input is read.
+
+    Nothing is created here (a run whose input is refused leaves no empty folder); the
+    nearest existing folder on the way must be a writable folder.
+    """
+    existing = output_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "OUTPUT_DIR" if existing == output_dir else f"its parent {existing}"
+        raise InputError(
+            f"OUTPUT_DIR {given}: cannot be created: {what} is not a directory "
+            "(expected a folder, or a path whose parents are folders)"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "OUTPUT_DIR" if existing == output_dir else f"its parent {existing}"
+        raise InputError(
+            f"OUTPUT_DIR {given}: cannot be {'written' if existing == output_dir else 'created'}"
+            f": {what} is not writable (permission denied)"
+        )
 
 
 def _check_numbers(args: argparse.Namespace) -> None:

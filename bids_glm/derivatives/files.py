@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bids_glm.derivatives.naming import sidecar_path
+from bids_glm.errors import OutputError
 from bids_glm.image.geometry import VolumeGeometry
 
 FILE_MODE = 0o666
@@ -39,16 +40,33 @@ def write_bytes_atomic(path: Path, payload: bytes) -> None:
     The rename is atomic: a process killed at any point leaves either the previous file or
     the complete new one under ``path`` (at most a hidden ``.*.tmp`` file beside it).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp_name = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+        )
+    except OSError as err:
+        raise OutputError(f"{path}: cannot write ({_reason(err)})") from err
     try:
         os.fchmod(handle, FILE_MODE & ~_UMASK)  # mkstemp makes 0600; outputs are shared
         with os.fdopen(handle, "wb") as stream:
-            stream.write(payload)
+            _write_payload(stream, payload)
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp_name).unlink(missing_ok=True)
+        if isinstance(err, OSError):  # disk full, quota, permission: name the file
+            raise OutputError(f"{path}: cannot write ({_reason(err)})") from err
         raise
+
+
+def _write_payload(stream, payload: bytes) -> None:
+    """Write every byte of ``payload`` to ``stream`` (one place to simulate a full disk)."""
+    stream.write(payload)
+
+
+def _reason(err: OSError) -> str:
+    """The system's words for an ``OSError``, e.g. ``No space left on device``."""
+    return err.strerror or str(err)
 
 
 def json_bytes(document: Mapping) -> bytes:

@@ -19,6 +19,7 @@ from bids_glm.errors import InputError
 from bids_glm.image.mask import load_image
 from bids_glm.inputs.entities import applicable_files, applies_to, raw_entities, split_name
 from bids_glm.inputs.filters import pybids_filters, restrict_participants
+from bids_glm.inputs.sidecars import check_run_sidecars, ignore_patterns, unreadable_json
 from bids_glm.inputs.validation import validate_dataset
 from bids_glm.inputs.variants import select_grid
 from bids_glm.settings import DEFAULT_FMRIPREP_SPACE, Settings
@@ -108,8 +109,10 @@ def _indexer_ignore(participants: Sequence[str]) -> list[re.Pattern]:
     ]
 
 
-def open_layout(settings: Settings, participants: Sequence[str]):
+def open_layout(settings: Settings, participants: Sequence[str], unreadable=()):
     """Index the raw dataset and the derivatives for ``participants`` only.
+
+    ``unreadable`` JSON files (`bids_glm.inputs.sidecars.unreadable_json`) are left out.
 
     Returns
     -------
@@ -121,7 +124,8 @@ def open_layout(settings: Settings, participants: Sequence[str]):
     from bids import BIDSLayout, BIDSLayoutIndexer
     from bids.exceptions import BIDSValidationError
 
-    indexer = BIDSLayoutIndexer(validate=False, ignore=_indexer_ignore(participants))
+    ignore = [*_indexer_ignore(participants), *ignore_patterns(unreadable)]
+    indexer = BIDSLayoutIndexer(validate=False, ignore=ignore)
     try:
         return BIDSLayout(
             settings.bids_dir,
@@ -129,8 +133,9 @@ def open_layout(settings: Settings, participants: Sequence[str]):
             derivatives=[str(d) for d in settings.derivatives] or False,
             indexer=indexer,
         )
-    except (BIDSValidationError, ValueError, FileNotFoundError) as err:
-        raise InputError(f"cannot index {settings.bids_dir} with pybids: {err}") from None
+    except (BIDSValidationError, ValueError, OSError) as err:  # OSError: a JSON file changed
+        cause = f" ({err.__cause__})" if err.__cause__ else ""
+        raise InputError(f"cannot index {settings.bids_dir} with pybids: {err}{cause}") from None
 
 
 def _choose_space(spaces: set[str | None], requested: str | None) -> str | None:
@@ -170,7 +175,13 @@ def resolve_tr_s(
         "raw sidecar": raw_meta.get("RepetitionTime"),
         "NIfTI header": header_tr_s,
     }
-    found = {name: float(v) for name, v in sources.items() if v is not None}
+    try:
+        found = {name: float(v) for name, v in sources.items() if v is not None}
+    except (TypeError, ValueError):
+        values = ", ".join(f"{v!r} ({n})" for n, v in sources.items() if v is not None)
+        raise InputError(
+            f"{bold_path}: RepetitionTime {values}: expected a number of seconds"
+        ) from None
     if not found:
         raise InputError(
             f"{bold_path}: no RepetitionTime in its sidecars and no TR in the NIfTI header"
@@ -254,7 +265,9 @@ def find_runs(settings: Settings, participants: Sequence[str]) -> list[RunInput]
             f"no derivatives: {settings.bids_dir / 'derivatives' / 'fmriprep'} does not exist; "
             "point --derivatives at fMRIPrep outputs"
         )
-    layout = open_layout(settings, participants)
+    roots = [settings.bids_dir, *settings.derivatives]
+    unreadable = unreadable_json(roots, _indexer_ignore(participants))
+    layout = open_layout(settings, participants, unreadable)
     filters = {"subject": participants}
     if settings.tasks:
         filters["task"] = list(settings.tasks)
@@ -291,6 +304,7 @@ def find_runs(settings: Settings, participants: Sequence[str]) -> list[RunInput]
         Path(p)
         for p in layout.get(scope="raw", suffix="bold", extension=".json", return_type="filename")
     ]
+    check_run_sidecars(bolds, unreadable, settings.bids_dir)
     runs = [
         _run_input(Path(bold), layout, settings.bids_dir, masks, confounds, events, raw_sidecars)
         for bold in sorted(bolds)

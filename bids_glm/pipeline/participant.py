@@ -70,6 +70,8 @@ def analyse_unit(unit: AnalysisUnit, settings: Settings) -> tuple[list[RunOutcom
     with MapWriter(thread_budget()) as writer:
         outcomes = _fit_runs(unit, geometry, settings, writer)
         usable = np.logical_and.reduce([o.usable for o in outcomes])
+        if not usable.any():
+            raise InputError(_nothing_usable(unit, outcomes))
         n_unusable = int((~usable).sum())
         if n_unusable:
             LOGGER.warning(
@@ -90,6 +92,22 @@ def analyse_unit(unit: AnalysisUnit, settings: Settings) -> tuple[list[RunOutcom
         for plan in unit.contrasts:
             _write_fixed_effects(writer, target, plan, outcomes, settings)
     return outcomes, mean_image
+
+
+def _nothing_usable(unit: AnalysisUnit, outcomes: Sequence[RunOutcome]) -> str:
+    """Why no voxel is left: the runs with no usable voxel, or their disjoint masks."""
+    pairs = zip(unit.designs, outcomes, strict=True)
+    empty = [str(design.run.bold_path) for design, o in pairs if not o.usable.any()]
+    if empty:
+        return (
+            f"{', '.join(empty)}: no in-mask voxel has finite, non-constant values; "
+            "expected a BOLD series with signal (not NaN, infinite or constant)"
+        )
+    return (
+        f"{unit.name}: no in-mask voxel has finite, non-constant values in every run "
+        f"({', '.join(str(d.run.bold_path) for d in unit.designs)}); expected runs that "
+        "share usable voxels"
+    )
 
 
 def _write_fixed_effects(

@@ -228,14 +228,30 @@ def plan_contrasts(designs: Sequence[RunDesign], model: ModelSettings) -> list[C
             weights.update(condition_weights(condition, list(design.matrix.columns)))
         plans.append(ContrastPlan(condition, "", (weights,), condition))
     user = [(spec, "t") for spec in model.contrasts] + [(s, "F") for s in model.f_contrasts]
+    own = {plan.name: plan for plan in plans}
     for spec, stat_type in user:
-        if spec.name in conditions:
+        if spec.name in own:
+            if stat_type == "t" and _same_weights(spec.weights, own[spec.name].rows[0]):
+                continue  # e.g. --contrast face=face: the condition's own contrast, once
             raise InputError(
-                f"contrast {spec.name}: the name is already a condition's own contrast; "
-                "choose another name"
+                f"contrast {spec.name}={spec.expression}: the name is already the condition "
+                f"{spec.name}'s own contrast ({_weights_text(own[spec.name].rows[0])}) with "
+                "other weights; choose another name"
             )
         plans.append(_checked_user_contrast(spec, stat_type, designs))
     return _labelled(plans)
+
+
+def _same_weights(left, right) -> bool:
+    """Whether two column -> weight mappings are one contrast (zero weights ignored)."""
+    nonzero = [{c: w for c, w in dict(m).items() if w != 0} for m in (left, right)]
+    if nonzero[0].keys() != nonzero[1].keys():
+        return False
+    return all(abs(nonzero[0][c] - nonzero[1][c]) <= 1e-12 for c in nonzero[0])
+
+
+def _weights_text(weights) -> str:
+    return " + ".join(f"{w:g}*{c}" for c, w in dict(weights).items())
 
 
 def _node_contrast_plans(designs: Sequence[RunDesign]) -> list[ContrastPlan]:
@@ -253,6 +269,30 @@ def _labelled(plans: list[ContrastPlan]) -> list[ContrastPlan]:
     except ContrastError as err:
         raise InputError(f"contrast names: {err}") from None
     return [replace(plan, label=labels[plan.name]) for plan in plans]
+
+
+def _check_something_to_model(
+    design: RunDesign, contrasts: Sequence[ContrastPlan], model: ModelSettings
+) -> None:
+    """A run must give at least one contrast: a run without conditions is an input error.
+
+    Fitting it would write a design and no map, and the participant would look analysed.
+    """
+    columns = list(design.matrix.columns)
+    if design.conditions or any(not missing_columns(p.columns, columns) for p in contrasts):
+        return  # contrasts this run lacks are skipped with a warning, as designed
+    run = design.run
+    if run.events_path is None:
+        raise InputError(
+            f"{run.bold_path}: no events.tsv applies to this run, so there is no condition "
+            "to model; expected a *_events.tsv beside the raw BOLD (or one that it inherits)"
+        )
+    column = (model.events.condition_column if model.events else None) or "trial_type"
+    raise InputError(
+        f"{run.events_path}: no condition to model: no event is left after cleaning "
+        f"(e.g. every '{column}' is n/a, or the file has no rows); expected at least one "
+        "event with a numeric onset and a condition"
+    )
 
 
 @dataclass(frozen=True)
@@ -294,6 +334,8 @@ def plan_units(
             try:
                 designs = tuple(build_run_design(run, model) for run in members)
                 contrasts = tuple(plan_contrasts(designs, model))
+                for design in designs:
+                    _check_something_to_model(design, contrasts, model)
             except InputError as err:
                 failures.append(PlanningFailure(entities, str(err)))
                 continue

@@ -1,0 +1,167 @@
+"""JSON files pybids cannot read: found before indexing, left out of it, refused if needed.
+
+pybids stops the whole index on the first JSON file it cannot decode (an empty ``.json``
+in the derivatives happens in real datasets). Before indexing, `unreadable_json` reads
+every JSON file the index would see; those that are not a JSON object are left out of the
+index (`ignore_patterns`). After discovery, `check_run_sidecars` refuses a run whose BOLD
+sidecar (raw or derivative, by the inheritance principle) is one of them, naming the file;
+the others only get a warning, since the analysis does not need them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bids_glm.errors import InputError
+from bids_glm.inputs.entities import applicable_files, raw_entities, split_name
+
+LOGGER = logging.getLogger("bids_glm")
+DESCRIPTION = "dataset_description.json"
+
+
+@dataclass(frozen=True)
+class UnreadableJson:
+    """A JSON file that is not a readable JSON object.
+
+    Attributes
+    ----------
+    path : Path
+        The file.
+    root : Path
+        The dataset (raw or derivatives) it belongs to.
+    reason : str
+        What is wrong, e.g. ``empty file`` or the decoder's message with its line.
+    """
+
+    path: Path
+    root: Path
+    reason: str
+
+    @property
+    def relative(self) -> str:
+        """The path from the dataset root, as pybids matches its ignore patterns."""
+        return "/" + self.path.relative_to(self.root).as_posix()
+
+
+def json_problem(path: Path) -> str | None:
+    """Why ``path`` is not a readable JSON object, or None when it is one."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as err:
+        return f"cannot be read ({err.strerror or err})"
+    except UnicodeDecodeError as err:
+        return f"not UTF-8 text ({err.reason} at byte {err.start}); expected a JSON object"
+    if not text.strip():
+        return "empty file; expected a JSON object"
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as err:
+        return (
+            f"invalid JSON ({err.msg} at line {err.lineno} column {err.colno}); "
+            "expected a JSON object"
+        )
+    if not isinstance(document, dict):
+        return f"a JSON {type(document).__name__}; expected a JSON object"
+    return None
+
+
+def _json_files(root: Path, ignore: Sequence[re.Pattern]) -> Iterable[Path]:
+    """JSON files under ``root`` that pybids would index (its ignore patterns applied)."""
+    for folder, subfolders, files in os.walk(root):
+        inside = Path(folder).relative_to(root).as_posix()
+        relative = "" if inside == "." else f"/{inside}"
+        subfolders[:] = sorted(
+            name for name in subfolders if not any(p.search(f"{relative}/{name}") for p in ignore)
+        )
+        for name in sorted(files):
+            if name.endswith(".json") and not any(p.search(f"{relative}/{name}") for p in ignore):
+                yield Path(folder) / name
+
+
+def unreadable_json(roots: Sequence[Path], ignore: Sequence[re.Pattern]) -> list[UnreadableJson]:
+    """Every JSON file under ``roots`` that pybids would index but cannot decode.
+
+    Raises
+    ------
+    InputError
+        A ``dataset_description.json`` at a root is unreadable: the dataset cannot be
+        indexed without it.
+    """
+    found = []
+    for root in roots:
+        for path in _json_files(root, ignore):
+            problem = json_problem(path)
+            if problem is None:
+                continue
+            if path == root / DESCRIPTION:
+                raise InputError(
+                    f"{path}: {problem}. Every BIDS dataset (raw or derivatives) needs a "
+                    "readable dataset_description.json (Name, BIDSVersion)"
+                )
+            found.append(UnreadableJson(path, root, problem))
+    return found
+
+
+def ignore_patterns(files: Iterable[UnreadableJson]) -> list[re.Pattern]:
+    """pybids ignore patterns leaving ``files`` out of the index.
+
+    pybids matches them against paths relative to each dataset root, so a file of the
+    same relative path in another root is left out too (it loses only its metadata).
+    """
+    return [re.compile(rf"^{re.escape(f.relative)}$") for f in files]
+
+
+def check_run_sidecars(
+    bolds: Sequence[Path], unreadable: Sequence[UnreadableJson], bids_dir: Path
+) -> None:
+    """Refuse runs whose BOLD sidecar is unreadable; warn about the other unreadable files.
+
+    Parameters
+    ----------
+    bolds : sequence of Path
+        The preprocessed BOLD series of the runs to analyse.
+    unreadable : sequence of UnreadableJson
+        What `unreadable_json` found.
+    bids_dir : Path
+        The raw dataset.
+
+    Raises
+    ------
+    InputError
+        Naming the first run's unreadable BOLD sidecar and why it is needed.
+    """
+    bold_sidecars = [f for f in unreadable if split_name(f.path)[1] == "bold"]
+    for bold in map(Path, bolds):
+        for found in bold_sidecars:
+            if _applies(found, bold, bids_dir):
+                raise InputError(
+                    f"{found.path}: {found.reason}. It is a sidecar of "
+                    f"{bold.name} (RepetitionTime, StartTime): the run cannot be "
+                    "analysed without it"
+                )
+    for found in unreadable:
+        LOGGER.warning(
+            "%s: %s; skipped while indexing (no BOLD sidecar of the analysed runs)",
+            found.path,
+            found.reason,
+        )
+
+
+def _applies(found: UnreadableJson, bold: Path, bids_dir: Path) -> bool:
+    """Whether the unreadable file is a sidecar of the run's raw or preprocessed BOLD."""
+    entities = split_name(bold)[0]
+    if found.root == bids_dir:
+        raw = raw_entities(entities)
+        run_dir = bids_dir / f"sub-{raw['sub']}"
+        if "ses" in raw:
+            run_dir = run_dir / f"ses-{raw['ses']}"
+        return bool(applicable_files([found.path], raw, bids_dir, run_dir / "func"))
+    if found.root not in bold.parents:
+        return False
+    return bool(applicable_files([found.path], entities, found.root, bold.parent))
