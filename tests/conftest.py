@@ -21,6 +21,8 @@ import numpy as np
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+from bids_glm.settings import Settings
+
 # With $CI set (.ci/run sets it, as CI services do), property tests replay the same examples
 # on every run, so landing never hangs on a new random example; local runs keep exploring
 # fresh ones (a random example found the grid-rounding tie in tests/test_design_matrix.py).
@@ -112,6 +114,18 @@ def make_tiny_dataset(
                 )
                 (dfunc / f"{stem}_desc-confounds_timeseries.tsv").write_text(confounds)
     return root
+
+
+def settings_for(bids: Path, tmp_path: Path, **kwargs) -> Settings:
+    """Participant-level settings for a dataset made by :func:`make_tiny_dataset`."""
+    defaults = {
+        "bids_dir": bids,
+        "output_dir": tmp_path / "out",
+        "analysis_level": "participant",
+        "work_dir": tmp_path / "work",
+        "derivatives": (bids / "derivatives" / "fmriprep",),
+    }
+    return Settings(**{**defaults, **kwargs})
 
 
 def tree_digest(root: Path) -> str:

@@ -4,26 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 
 import pytest
-from conftest import SPACE, make_tiny_dataset, write_json
+from conftest import SPACE, make_tiny_dataset, settings_for, write_json
 
 from bids_glm.errors import InputError
 from bids_glm.inputs.entities import applicable_files, split_name
 from bids_glm.inputs.layout import discover_runs
-from bids_glm.settings import Settings
-
-
-def settings_for(bids: Path, tmp_path: Path, **kwargs) -> Settings:
-    defaults = {
-        "bids_dir": bids,
-        "output_dir": tmp_path / "out",
-        "analysis_level": "participant",
-        "work_dir": tmp_path / "work",
-        "derivatives": (bids / "derivatives" / "fmriprep",),
-    }
-    return Settings(**{**defaults, **kwargs})
 
 
 def test_split_name_keeps_padding_and_suffix():

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import SPACE, make_tiny_dataset
+from conftest import SPACE, make_tiny_dataset, settings_for
 
 from bids_glm.cli.main import main
 from bids_glm.cli.parser import build_parser
@@ -15,21 +15,9 @@ from bids_glm.cli.validate import settings_from_args
 from bids_glm.errors import InputError
 from bids_glm.inputs.layout import discover_runs
 from bids_glm.inputs.variants import SpaceOption, default_label, parse_space_option
-from bids_glm.settings import Settings
 
 AROMA_SPACE = "MNI152NLin6Asym"
 AROMA = "smoothAROMAnonaggr"
-
-
-def settings_for(bids: Path, tmp_path: Path, **kwargs) -> Settings:
-    defaults = {
-        "bids_dir": bids,
-        "output_dir": tmp_path / "out",
-        "analysis_level": "participant",
-        "work_dir": tmp_path / "work",
-        "derivatives": (bids / "derivatives" / "fmriprep",),
-    }
-    return Settings(**{**defaults, **kwargs})
 
 
 def derivative_files(bids: Path, fragment: str) -> list[Path]:
