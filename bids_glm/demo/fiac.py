@@ -77,7 +77,7 @@ CONDITION_MEANINGS = {
     "DSp": "different sentence, different speaker",
 }
 #: Plateau of a weight-1 response, % of baseline.
-UNIT_PERCENT = 1.0
+UNIT_PERCENT = 1.5
 REGION_RADIUS_VOX = 2.5
 SENTENCE_S = 2.5  # duration of one sentence
 BLOCK_SENTENCES = 6
