@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from bids_glm.cli.main import main as cli_main
+from bids_glm.demo import fiac
 from bids_glm.demo.dataset import DEMO_SIZES, make_demo_dataset
 from bids_glm.derivatives import naming
 
@@ -21,6 +23,10 @@ def _split_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     return argv, []
 
 
+DESIGNS = ("faces", "fiac")
+FACES_DEFAULTS = {"size": "small", "subjects": 3, "runs": 2, "sessions": []}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``bids-glm-demo``."""
     parser = argparse.ArgumentParser(
@@ -31,10 +37,17 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     parser.add_argument("outdir", type=Path, help="folder for bids/, output/ and work/")
-    parser.add_argument("--size", choices=sorted(DEMO_SIZES), default="small")
-    parser.add_argument("--subjects", type=int, default=3, metavar="N")
-    parser.add_argument("--runs", type=int, default=2, metavar="N")
-    parser.add_argument("--sessions", nargs="+", default=[], metavar="LABEL")
+    parser.add_argument(
+        "--design",
+        choices=DESIGNS,
+        default="faces",
+        help="faces (default): the faces/houses demo; fiac: one subject, two runs shaped "
+        "like nilearn's FIAC example, with pre-computed designs in OUTDIR/designs",
+    )
+    parser.add_argument("--size", choices=sorted(DEMO_SIZES), default=None, help="faces only")
+    parser.add_argument("--subjects", type=int, default=None, metavar="N", help="faces only")
+    parser.add_argument("--runs", type=int, default=None, metavar="N", help="faces only")
+    parser.add_argument("--sessions", nargs="+", default=None, metavar="LABEL", help="faces only")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-run", action="store_true", help="only generate the dataset")
     return parser
@@ -43,10 +56,29 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``bids-glm-demo`` and return its exit code."""
     own, extra = _split_argv(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(own)
+        args = parser.parse_args(own)
     except SystemExit as exc:
         return int(exc.code or 0)
+    if args.design == "fiac":
+        given = [f"--{name}" for name in FACES_DEFAULTS if getattr(args, name) is not None]
+        if given:
+            print(
+                f"bids-glm-demo: error: {', '.join(given)} apply to --design faces only; "
+                "the FIAC demo is one subject with two runs",
+                file=sys.stderr,
+            )
+            return 2
+        return _fiac(args, extra)
+    for name, default in FACES_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    return _faces(args, extra)
+
+
+def _faces(args: argparse.Namespace, extra: list[str]) -> int:
+    """The default demo: generate, then run the participant level with ``extra``."""
     bids_dir = args.outdir / "bids"
     print(
         f"bids-glm-demo: generating a '{args.size}' dataset ({args.subjects} subject(s) x "
@@ -70,10 +102,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"bids-glm-demo: dataset ready in {time.perf_counter() - start:.1f} s", flush=True)
     if args.no_run:
         return 0
-    output_dir = args.outdir / "output"
+    return _run_bids_glm(args.outdir, bids_dir, extra)
+
+
+def _fiac(args: argparse.Namespace, extra: list[str]) -> int:
+    """The FIAC demo: generate the data and designs, then run the example's analysis."""
+    bids_dir, design_dir = args.outdir / "bids", args.outdir / fiac.DESIGNS_FOLDER
+    print(
+        f"bids-glm-demo: generating the FIAC-shaped dataset (1 subject x 2 runs, seed "
+        f"{args.seed}) in {bids_dir}, its designs in {design_dir}",
+        flush=True,
+    )
+    start = time.perf_counter()
+    try:
+        fiac.make_fiac_dataset(
+            bids_dir, design_dir, seed=args.seed, progress=lambda line: print(line, flush=True)
+        )
+    except (FileExistsError, ValueError) as exc:
+        print(f"bids-glm-demo: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"bids-glm-demo: dataset ready in {time.perf_counter() - start:.1f} s", flush=True)
+    if args.no_run:
+        return 0
+    return _run_bids_glm(args.outdir, bids_dir, [*fiac.analysis_arguments(design_dir), *extra])
+
+
+def _run_bids_glm(outdir: Path, bids_dir: Path, extra: list[str]) -> int:
+    """Run the participant level on ``bids_dir`` into ``outdir/output``; its exit code."""
+    output_dir = outdir / "output"
     cli_argv = [str(bids_dir), str(output_dir), "participant"]
-    cli_argv += ["--work-dir", str(args.outdir / "work"), *extra]
-    print(f"bids-glm-demo: running bids-glm {' '.join(cli_argv)}", flush=True)
+    cli_argv += ["--work-dir", str(outdir / "work"), *extra]
+    print(f"bids-glm-demo: running bids-glm {shlex.join(cli_argv)}", flush=True)
     exit_code = cli_main(cli_argv)
     print(f"bids-glm-demo: bids-glm exited with {exit_code}; outputs in {output_dir}")
     report = naming.report_path(output_dir, "01")

@@ -191,6 +191,11 @@ def write_dataset_files(bids_dir: Path, truth: dict) -> None:
             "sex": {"Description": "Sex", "Levels": {"F": "female", "M": "male"}},
         },
     )
+    write_derivatives_description(bids_dir)
+
+
+def write_derivatives_description(bids_dir: Path) -> None:
+    """Write ``derivatives/fmriprep/dataset_description.json`` (fMRIPrep-like, simulated)."""
     derivatives = bids_dir / "derivatives" / "fmriprep"
     write_json(
         derivatives / "dataset_description.json",

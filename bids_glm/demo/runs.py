@@ -8,6 +8,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 from bids_glm.demo.confounds import confounds_table
@@ -81,13 +82,6 @@ def write_run(
         Task, TR, volumes, grid, space, conditions and planted amplitudes.
     noise : NoiseModel
     """
-    sub, ses, run, task = entities["sub"], entities["ses"], entities["run"], truth["task"]
-    folder = Path(f"sub-{sub}", *([f"ses-{ses}"] if ses else []), "func")
-    prefix = f"sub-{sub}{f'_ses-{ses}' if ses else ''}_task-{task}_run-{run}"
-    raw_dir, deriv_dir = bids_dir / folder, bids_dir / "derivatives" / "fmriprep" / folder
-    raw_dir.mkdir(parents=True, exist_ok=True)
-    deriv_dir.mkdir(parents=True, exist_ok=True)
-
     n_volumes, tr_s = truth["n_volumes"], truth["tr_s"]
     events = simulate_events(rng, truth["conditions"], n_volumes * tr_s)
     responses = {}
@@ -100,7 +94,50 @@ def write_run(
         responses[condition] = (columns, amplitude * regressor)
     bold = simulate_bold(rng, geometry, responses, tr_s, noise)
     excluded = np.concatenate(list(blob_columns.values()))
-    confounds, confounds_sidecar = confounds_table(rng, bold, geometry, excluded, tr_s)
+    write_run_files(bids_dir, entities, rng, geometry, truth, noise, bold, events, excluded)
+
+
+def write_run_files(
+    bids_dir: Path,
+    entities: Mapping[str, str | None],
+    rng: np.random.Generator,
+    geometry: BrainGeometry,
+    truth: dict,
+    noise: NoiseModel,
+    bold: np.ndarray,
+    events: pd.DataFrame,
+    excluded_columns: np.ndarray,
+) -> None:
+    """Write a simulated run: events, BOLD (raw and preprocessed), brain mask, confounds.
+
+    Parameters
+    ----------
+    bids_dir : Path
+        Dataset root; derivatives go to ``derivatives/fmriprep``.
+    entities : mapping
+        ``sub``, ``ses`` (None for no session level) and ``run`` labels.
+    rng : numpy.random.Generator
+        The run's generator, after the BOLD was drawn; consumed for the confounds, then
+        the background.
+    geometry : BrainGeometry
+    truth : dict
+        Task, TR, volumes, grid and space.
+    noise : NoiseModel
+    bold : ndarray of float32, shape (T, V)
+        The simulated in-brain time series.
+    events : DataFrame
+        The run's events, written as is.
+    excluded_columns : ndarray of int
+        In-brain columns kept out of the confounds' tissue masks (planted regions).
+    """
+    sub, ses, run, task = entities["sub"], entities["ses"], entities["run"], truth["task"]
+    folder = Path(f"sub-{sub}", *([f"ses-{ses}"] if ses else []), "func")
+    prefix = f"sub-{sub}{f'_ses-{ses}' if ses else ''}_task-{task}_run-{run}"
+    raw_dir, deriv_dir = bids_dir / folder, bids_dir / "derivatives" / "fmriprep" / folder
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    deriv_dir.mkdir(parents=True, exist_ok=True)
+    n_volumes, tr_s = truth["n_volumes"], truth["tr_s"]
+    confounds, confounds_sidecar = confounds_table(rng, bold, geometry, excluded_columns, tr_s)
 
     raw_bold = f"{folder.as_posix()}/{prefix}_bold.nii.gz"
     sources = {"Sources": [f"bids:raw:{raw_bold}"]}

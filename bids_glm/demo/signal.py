@@ -78,13 +78,18 @@ def grid_centre(shape: Sequence[int]) -> np.ndarray:
     return (np.asarray(shape, dtype=float) - 1.0) / 2.0
 
 
-def brain_semi_axes_vox(voxel_size_mm: float) -> np.ndarray:
+def brain_semi_axes_vox(
+    voxel_size_mm: float, semi_axes_mm: Sequence[float] = BRAIN_SEMI_AXES_MM
+) -> np.ndarray:
     """Return the brain ellipsoid's semi-axes in voxels for a voxel size in mm."""
-    return np.asarray(BRAIN_SEMI_AXES_MM) / voxel_size_mm
+    return np.asarray(semi_axes_mm, dtype=float) / voxel_size_mm
 
 
 def brain_geometry(
-    shape: tuple[int, int, int], voxel_size_mm: float, noise: NoiseModel
+    shape: tuple[int, int, int],
+    voxel_size_mm: float,
+    noise: NoiseModel,
+    semi_axes_mm: Sequence[float] = BRAIN_SEMI_AXES_MM,
 ) -> BrainGeometry:
     """Build the ellipsoidal brain of a grid with its baseline and AR(1) maps.
 
@@ -96,6 +101,8 @@ def brain_geometry(
         Isotropic voxel size in mm.
     noise : NoiseModel
         Gives the baseline range and the AR(1) coefficient range.
+    semi_axes_mm : sequence of float, default=BRAIN_SEMI_AXES_MM
+        Semi-axes (x, y, z) of the ellipsoidal brain in mm.
 
     Returns
     -------
@@ -103,11 +110,11 @@ def brain_geometry(
     """
     axes = [np.arange(n, dtype=np.float32) for n in shape]
     centre = grid_centre(shape)
-    semi = brain_semi_axes_vox(voxel_size_mm)
+    semi = brain_semi_axes_vox(voxel_size_mm, semi_axes_mm)
     if np.any(semi > centre + 0.5):
         raise ValueError(
             f"grid {shape} at {voxel_size_mm} mm is too small for the brain ellipsoid "
-            f"(semi-axes {BRAIN_SEMI_AXES_MM} mm)"
+            f"(semi-axes {tuple(semi_axes_mm)} mm)"
         )
     grids = np.meshgrid(*axes, indexing="ij")
     normalized = [(g - c) / s for g, c, s in zip(grids, centre, semi, strict=True)]

@@ -93,6 +93,7 @@ def stat_slices_svg(
     threshold: float,
     cut_mm: tuple[float, float, float] | None = None,
     title: str = "",
+    vmax: float | None = None,
 ) -> str:
     """Draw a thresholded statistic map on sagittal, coronal and axial slices.
 
@@ -112,6 +113,10 @@ def stat_slices_svg(
         Slice position (x, y, z) in mm; default: the voxel of largest ``|stat|``.
     title : str
         Caption above the slices (escaped).
+    vmax : float, optional
+        Top of the colour scale (e.g. shared by maps shown side by side); default: the
+        largest ``|stat|``. Either way it is raised a little above ``threshold`` when not
+        above it.
 
     Returns
     -------
@@ -129,7 +134,7 @@ def stat_slices_svg(
     magnitude = np.abs(_finite(stat_ras))
     cut = _cut_voxel(magnitude, ras_affine, cut_mm)
     cut_world = (ras_affine @ np.append(cut, 1.0))[:3]
-    vmax = _colour_limit(float(magnitude.max()), threshold)
+    vmax = _colour_limit(float(magnitude.max()) if vmax is None else _check_vmax(vmax), threshold)
     panels = []
     for view in _VIEWS:
         axis = _VIEW_AXIS[view]
@@ -150,6 +155,7 @@ def glass_brain_svg(
     threshold: float,
     brain_mask: np.ndarray | None = None,
     title: str = "",
+    vmax: float | None = None,
 ) -> str:
     """Draw the maximum-intensity projections of a thresholded statistic map.
 
@@ -166,6 +172,10 @@ def glass_brain_svg(
         of ``stat``.
     title : str
         Caption above the projections (escaped).
+    vmax : float, optional
+        Top of the colour scale (e.g. shared by maps shown side by side); default: the
+        largest ``|stat|`` above ``threshold``. Either way it is raised a little above
+        ``threshold`` when not above it.
 
     Returns
     -------
@@ -185,7 +195,7 @@ def glass_brain_svg(
     magnitude = np.abs(finite)
     kept = np.where(magnitude >= threshold, finite, 0)
     magnitude[magnitude < threshold] = 0
-    vmax = _colour_limit(float(magnitude.max()), threshold)
+    vmax = _colour_limit(float(magnitude.max()) if vmax is None else _check_vmax(vmax), threshold)
     panels = []
     for view in _VIEWS:
         axis = _VIEW_AXIS[view]
@@ -360,6 +370,14 @@ def _cut_voxel(magnitude: np.ndarray, affine: np.ndarray, cut_mm) -> np.ndarray:
         raise ValueError(f"cut_mm must be three finite mm coordinates, got {cut_mm!r}")
     voxel = np.rint(np.linalg.solve(affine, np.append(point, 1.0))[:3]).astype(int)
     return np.clip(voxel, 0, np.asarray(magnitude.shape) - 1)
+
+
+def _check_vmax(vmax: float) -> float:
+    """A given top of the colour scale: a finite number >= 0."""
+    value = float(vmax)
+    if not (np.isfinite(value) and value >= 0):
+        raise ValueError(f"vmax must be a finite number >= 0, got {vmax!r}")
+    return value
 
 
 def _colour_limit(peak: float, threshold: float) -> float:

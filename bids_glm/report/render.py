@@ -23,6 +23,7 @@ from bids_glm.derivatives import files as derivatives
 from bids_glm.derivatives import naming
 from bids_glm.report import collect
 from bids_glm.report.brain_figures import mask_outline_svg
+from bids_glm.report.comparison import comparison_views
 from bids_glm.report.figures import (
     contrast_vectors_svg,
     design_correlation_svg,
@@ -223,6 +224,11 @@ def unit_view(unit: collect.UnitRecord, options: ReportOptions) -> dict:
         "runs": [run_view(run, fd_mm) for run in unit.runs],
         "mask_figure": mask_figure,
         "contrasts": [contrast_view(m, mask, underlay, options, h, t) for m, h, t in maps],
+        "comparisons": (
+            comparison_views(unit, mask, options)
+            if options.run_level and len(unit.runs) > 1
+            else []
+        ),
         "command_line": summary.command_line or NOT_RECORDED,
         "software": summary.software,
         "elapsed_s": summary.elapsed_s,
@@ -232,6 +238,7 @@ def unit_view(unit: collect.UnitRecord, options: ReportOptions) -> dict:
 def render_participant(record: collect.ParticipantRecord, options: ReportOptions) -> str:
     """The participant report's HTML text."""
     units = [unit_view(unit, options) for unit in record.units]
+    compare = any(unit["comparisons"] for unit in units)
     return (
         environment()
         .get_template("participant.html.j2")
@@ -242,6 +249,7 @@ def render_participant(record: collect.ParticipantRecord, options: ReportOptions
             methods=markdown_blocks(record.methods_markdown),
             version=__version__,
             options=options,
+            compare=compare,
         )
     )
 
