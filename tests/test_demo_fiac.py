@@ -21,7 +21,7 @@ import pytest
 
 from bids_glm.cli import demo as demo_cli
 from bids_glm.cli.main import main as bids_glm_main
-from bids_glm.demo import fiac
+from bids_glm.demo import fiac, fiac_contrasts
 from bids_glm.report import svg
 from bids_glm.report.brain_figures import glass_brain_svg
 from bids_glm.report.comparison import shared_vmax
@@ -36,7 +36,7 @@ def fiac_demo(tmp_path_factory):
     truth = fiac.make_fiac_dataset(root / "bids", root / "designs", seed=0)
     output = root / "output"
     argv = [str(root / "bids"), str(output), "participant", "--work-dir", str(root / "work")]
-    argv += [*fiac.expression_arguments(), "--report-run-maps", "--no-pdf"]
+    argv += [*fiac_contrasts.expression_arguments(), "--report-run-maps", "--no-pdf"]
     assert bids_glm_main(argv) == 0
     return {"root": root, "truth": truth, "output": output}
 
@@ -90,13 +90,13 @@ def test_shapes_tr_conditions(fiac_demo):
         assert image.shape == (64, 64, 30, 191)
         assert image.header.get_zooms() == pytest.approx((3.0, 3.0, 3.0, 2.5))
         events = pd.read_csv(bids / FUNC / f"sub-01_task-fiac_run-{run}_events.tsv", sep="\t")
-        assert sorted(events["trial_type"].unique()) == sorted(fiac.CONDITIONS)
+        assert sorted(events["trial_type"].unique()) == sorted(fiac_contrasts.CONDITIONS)
         assert events["onset"].min() > 0
         assert (events["onset"] + events["duration"]).max() <= 191 * 2.5 - fiac.END_REST_S
     block = pd.read_csv(bids / FUNC / "sub-01_task-fiac_run-1_events.tsv", sep="\t")
     # run 1 is a block design: runs of six sentences of one condition
     blocks = block["trial_type"].to_numpy().reshape(-1, fiac.BLOCK_SENTENCES)
-    assert len(blocks) == len(fiac.CONDITIONS) * fiac.BLOCKS_PER_CONDITION
+    assert len(blocks) == len(fiac_contrasts.CONDITIONS) * fiac.BLOCKS_PER_CONDITION
     assert all(len(set(sentences)) == 1 for sentences in blocks)
     assert np.diff(block["onset"].to_numpy().reshape(blocks.shape), axis=1).max() < 3.4
     for name in ("sentence", "speaker", "deactivation"):
@@ -141,7 +141,7 @@ def test_planted_effects_found_and_fixed_effects_stronger(fiac_demo):
     assert weights == [-1, -1, 1, 1]
     (sidecar,) = (output / FUNC).glob("sub-01_task-fiac_space-*_contrast-dStMinusSSt_*z*.json")
     recorded = pd.read_json(sidecar, typ="series")["ContrastWeights"]
-    assert recorded == dict(zip(fiac.CONDITIONS, map(float, weights), strict=True))
+    assert recorded == dict(zip(fiac_contrasts.CONDITIONS, map(float, weights), strict=True))
 
 
 def _comparison_rows(html: str) -> list[tuple[str, float, list[str]]]:
@@ -164,7 +164,9 @@ def test_report_compares_runs_and_fixed_effects_on_one_scale(fiac_demo):
     html = (output / "sub-01.html").read_text()
     assert 'href="#runs-vs-fixed"' in html
     rows = _comparison_rows(html)
-    assert len(rows) == len(fiac.T_CONTRASTS) + len(fiac.F_CONTRASTS) + len(fiac.CONDITIONS)
+    assert len(rows) == len(fiac_contrasts.T_CONTRASTS) + len(fiac_contrasts.F_CONTRASTS) + len(
+        fiac_contrasts.CONDITIONS
+    )
     mask_path = next((output / FUNC).glob("*_mask.nii.gz"))
     in_mask = np.asarray(nib.load(mask_path).dataobj) > 0
     for anchor, vmax, svgs in rows:
@@ -232,7 +234,7 @@ def test_cli_runs_the_example_analysis(tmp_path, monkeypatch):
 
 
 def test_expressions_state_the_example_vectors():
-    assert fiac.expression_text([-1, -1, 1, 1]) == "-SSt - SSp + DSt + DSp"
-    assert fiac.expression_text([0, 0, -1, 1]) == "-DSt + DSp"
-    assert fiac.expression_text([1, 0, 0, -1]) == "SSt - DSp"
-    assert fiac.vector_text([[1, 0], [0, 1]]) == "[[1,0],[0,1]]"
+    assert fiac_contrasts.expression_text([-1, -1, 1, 1]) == "-SSt - SSp + DSt + DSp"
+    assert fiac_contrasts.expression_text([0, 0, -1, 1]) == "-DSt + DSp"
+    assert fiac_contrasts.expression_text([1, 0, 0, -1]) == "SSt - DSp"
+    assert fiac_contrasts.vector_text([[1, 0], [0, 1]]) == "[[1,0],[0,1]]"

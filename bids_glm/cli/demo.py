@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bids_glm.cli.main import main as cli_main
-from bids_glm.demo import fiac
+from bids_glm.demo import fiac, fiac_contrasts
 from bids_glm.demo.dataset import DEMO_SIZES, make_demo_dataset
 from bids_glm.derivatives import naming
 
@@ -124,7 +124,9 @@ def _fiac(args: argparse.Namespace, extra: list[str]) -> int:
     print(f"bids-glm-demo: dataset ready in {time.perf_counter() - start:.1f} s", flush=True)
     if args.no_run:
         return 0
-    return _run_bids_glm(args.outdir, bids_dir, [*fiac.analysis_arguments(design_dir), *extra])
+    return _run_bids_glm(
+        args.outdir, bids_dir, [*fiac_contrasts.analysis_arguments(design_dir), *extra]
+    )
 
 
 def _run_bids_glm(outdir: Path, bids_dir: Path, extra: list[str]) -> int:

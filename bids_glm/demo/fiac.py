@@ -42,6 +42,7 @@ import pandas as pd
 
 from bids_glm import __version__
 from bids_glm.demo.dataset import mni_affine
+from bids_glm.demo.fiac_contrasts import CONDITIONS, F_CONTRASTS, T_CONTRASTS
 from bids_glm.demo.files import write_derivatives_description, write_json, write_tsv
 from bids_glm.demo.runs import write_run_files
 from bids_glm.demo.signal import (
@@ -69,7 +70,6 @@ VOXEL_SIZE_MM = 3.0
 SPACE = "MNI152NLin2009cAsym"
 #: Semi-axes of the ellipsoidal brain (mm): it must fit the 90 mm high field of view.
 BRAIN_SEMI_AXES_MM = (70.0, 86.0, 40.0)
-CONDITIONS = ("SSt", "SSp", "DSt", "DSp")
 CONDITION_MEANINGS = {
     "SSt": "same sentence, same speaker",
     "SSp": "same sentence, different speaker",
@@ -105,62 +105,6 @@ REGIONS = {
     "speaker": Region((0.5, 0.1, 0.2), {"SSt": 0.5, "SSp": 1.5, "DSt": 0.5, "DSp": 1.5}),
     "deactivation": Region((0.0, -0.55, 0.3), {c: -1.0 for c in CONDITIONS}),
 }
-
-#: The contrasts of nilearn's FIAC example over (SSt, SSp, DSt, DSp). Its "Deactivation"
-#: and "Effects_of_interest" also weigh a fifth column of the FIAC design (a regressor this
-#: four-condition design does not have): here they weigh the four conditions only.
-T_CONTRASTS = {
-    "SStSSp_minus_DStDSp": [1, 0, 0, -1],
-    "DStDSp_minus_SStSSp": [-1, 0, 0, 1],
-    "DSt_minus_SSt": [-1, -1, 1, 1],
-    "DSp_minus_SSp": [-1, 1, -1, 1],
-    "DSt_minus_SSt_for_DSp": [0, -1, 0, 1],
-    "DSp_minus_SSp_for_DSt": [0, 0, -1, 1],
-    "Deactivation": [-1, -1, -1, -1],
-}
-F_CONTRASTS = {"Effects_of_interest": np.eye(len(CONDITIONS), dtype=int).tolist()}
-
-
-def vector_text(values: list) -> str:
-    """A vector or matrix as compact text: ``[-1,-1,1,1]``, ``[[1,0],[0,1]]``."""
-    return json.dumps(values, separators=(",", ":"))
-
-
-def expression_text(weights: list[int]) -> str:
-    """A weight vector over :data:`CONDITIONS` as a contrast expression (``DSt - SSt``)."""
-    terms = []
-    for condition, weight in zip(CONDITIONS, weights, strict=True):
-        if weight == 0:
-            continue
-        sign = "-" if weight < 0 else "+"
-        size = "" if abs(weight) == 1 else f"{abs(weight)} * "
-        terms.append(f"{sign} {size}{condition}")
-    text = " ".join(terms)
-    return text[2:] if text.startswith("+ ") else "-" + text[2:]
-
-
-def analysis_arguments(design_dir: Path) -> list[str]:
-    """``bids-glm`` options of the example's analysis: the designs given, numeric contrasts.
-
-    Needs ``--design-dir`` and numeric ``--contrast``/``--f-contrast`` (issue 16, items 1-2).
-    """
-    arguments = ["--design-dir", str(design_dir)]
-    for name, weights in T_CONTRASTS.items():
-        arguments += ["--contrast", f"{name}={vector_text(weights)}"]
-    for name, matrix in F_CONTRASTS.items():
-        arguments += ["--f-contrast", f"{name}={vector_text(matrix)}"]
-    return [*arguments, "--report-run-maps"]
-
-
-def expression_arguments() -> list[str]:
-    """The same contrasts as expressions over condition names (no ``--design-dir`` needed)."""
-    arguments = []
-    for name, weights in T_CONTRASTS.items():
-        arguments += ["--contrast", f"{name}={expression_text(weights)}"]
-    for name, matrix in F_CONTRASTS.items():
-        rows = "; ".join(expression_text(row) for row in matrix)
-        arguments += ["--f-contrast", f"{name}={rows}"]
-    return arguments
 
 
 def _rounded(values: np.ndarray) -> np.ndarray:
