@@ -33,7 +33,8 @@ def dataset(tmp_path_factory):
     frame_times = np.arange(truth["n_volumes"]) * truth["tr_s"]
     designs = []
     for run in (1, 2):
-        events = pd.read_csv(bids / "sub-01" / "func" / f"sub-01_task-faces_run-{run}_events.tsv", sep="\t")
+        events_path = bids / "sub-01" / "func" / f"sub-01_task-faces_run-{run}_events.tsv"
+        events = pd.read_csv(events_path, sep="\t")
         design = make_first_level_design_matrix(
             frame_times,
             events[["onset", "duration", "trial_type"]],
@@ -69,6 +70,10 @@ def _run(dataset, out: Path, *extra: str) -> int:
     )
 
 
+def _run_name(run: int, rest: str) -> str:
+    return f"sub-01_task-faces_run-{run}_space-MNI152NLin2009cAsym_{rest}"
+
+
 def _near_bin_edge(ar1: np.ndarray) -> np.ndarray:
     scaled = ar1.astype(np.float64) * 100
     return np.abs(scaled - np.round(scaled)) < 1e-4
@@ -91,17 +96,16 @@ def test_z_maps_equal_nilearn_on_the_user_designs(dataset, noise_model, tmp_path
     assert code == 0
     func = out / "sub-01" / "func"
     for run, given in enumerate(dataset["designs"], start=1):
-        written = pd.read_csv(func / f"sub-01_task-faces_run-{run}_space-MNI152NLin2009cAsym_design.tsv", sep="\t")
+        written = pd.read_csv(func / _run_name(run, "design.tsv"), sep="\t")
         assert list(written.columns) == list(given.columns)
         np.testing.assert_allclose(written.to_numpy(), given.to_numpy(), rtol=0, atol=1e-8)
-        sidecar = json.loads(
-            (func / f"sub-01_task-faces_run-{run}_space-MNI152NLin2009cAsym_design.json").read_text()
-        )
+        sidecar = json.loads((func / _run_name(run, "design.json")).read_text())
         assert sidecar["DesignSource"] == "user"
         assert Path(sidecar["UserDesignFile"]).parent == dataset["designs_dir"]
     mask_img = nib.load(func / f"sub-01_{TASK_SPACE}_mask.nii.gz")
     mask = np.asanyarray(mask_img.dataobj) > 0
-    bolds = sorted((dataset["bids"] / "derivatives" / "fmriprep" / "sub-01" / "func").glob("*preproc_bold.nii.gz"))
+    fmriprep = dataset["bids"] / "derivatives" / "fmriprep" / "sub-01" / "func"
+    bolds = sorted(fmriprep.glob("*preproc_bold.nii.gz"))
     model = FirstLevelModel(
         mask_img=mask_img,
         noise_model=noise_model,
@@ -112,20 +116,21 @@ def test_z_maps_equal_nilearn_on_the_user_designs(dataset, noise_model, tmp_path
     edges = []
     for run, (bold, design) in enumerate(zip(bolds, dataset["designs"], strict=True), start=1):
         if noise_model == "ar1":
-            ar1 = func / f"sub-01_task-faces_run-{run}_space-MNI152NLin2009cAsym_stat-ar1_statmap.nii.gz"
+            ar1 = func / _run_name(run, "stat-ar1_statmap.nii.gz")
             edges.append(_near_bin_edge(np.asanyarray(nib.load(ar1).dataobj)[mask]))
         else:
             edges.append(np.zeros(int(mask.sum()), dtype=bool))
         model.fit(bold, design_matrices=[design])
         for label, expression in CONTRASTS:
             expected = model.compute_contrast(expression, output_type="z_score").get_fdata()
-            name = f"sub-01_task-faces_run-{run}_space-MNI152NLin2009cAsym_contrast-{label}_stat-z_statmap.nii.gz"
+            name = _run_name(run, f"contrast-{label}_stat-z_statmap.nii.gz")
             ours = np.asanyarray(nib.load(func / name).dataobj)
             _agreement(ours[mask], expected[mask], edges[-1])
     model.fit(bolds, design_matrices=dataset["designs"])
     for label, expression in CONTRASTS:
         expected = model.compute_contrast(expression, output_type="z_score").get_fdata()
-        ours = np.asanyarray(nib.load(func / f"sub-01_{TASK_SPACE}_contrast-{label}_stat-z_statmap.nii.gz").dataobj)
+        name = f"sub-01_{TASK_SPACE}_contrast-{label}_stat-z_statmap.nii.gz"
+        ours = np.asanyarray(nib.load(func / name).dataobj)
         _agreement(ours[mask], expected[mask], np.logical_or.reduce(edges))
     methods = (out / "logs" / "CITATION.md").read_text()
     assert "design matrix supplied by the user" in methods
@@ -135,9 +140,7 @@ def test_z_maps_equal_nilearn_on_the_user_designs(dataset, noise_model, tmp_path
 def test_dummy_scans_remove_the_first_rows(dataset, tmp_path):
     out = tmp_path / "out"
     assert _run(dataset, out, "--dummy-scans", "3", "--noise-model", "ols", "--no-reports") == 0
-    written = pd.read_csv(
-        out / "sub-01" / "func" / "sub-01_task-faces_run-1_space-MNI152NLin2009cAsym_design.tsv", sep="\t"
-    )
+    written = pd.read_csv(out / "sub-01" / "func" / _run_name(1, "design.tsv"), sep="\t")
     np.testing.assert_allclose(written.to_numpy(), dataset["designs"][0].to_numpy()[3:], atol=1e-8)
 
 

@@ -20,8 +20,8 @@ from bids_glm.image.mask import load_image
 from bids_glm.inputs.entities import applicable_files, applies_to, raw_entities, split_name
 from bids_glm.inputs.filters import pybids_filters, restrict_participants
 from bids_glm.inputs.sidecars import check_run_sidecars, ignore_patterns, unreadable_json
-from bids_glm.inputs.validation import validate_dataset
 from bids_glm.inputs.user_design import attach_user_designs
+from bids_glm.inputs.validation import validate_dataset
 from bids_glm.inputs.variants import select_grid
 from bids_glm.settings import DEFAULT_FMRIPREP_SPACE, Settings
 

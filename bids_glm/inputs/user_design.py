@@ -202,4 +202,3 @@ def read_user_design(path: Path, n_volumes: int, n_dummy: int = 0) -> pd.DataFra
             f"volumes; expected one row per volume{hint}"
         )
     return _numbers(path, body)
-
