@@ -22,7 +22,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -30,8 +30,8 @@ import pandas as pd
 from bids_glm.errors import InputError
 from bids_glm.inputs.entities import applies_to, split_name
 
-if TYPE_CHECKING:
-    from bids_glm.inputs.layout import RunInput
+# a ``bids_glm.inputs.layout.RunInput`` (not imported: layout imports this module)
+RunInput = TypeVar("RunInput")
 
 LOGGER = logging.getLogger("bids_glm")
 DESIGN_SUFFIX = "design"
