@@ -60,6 +60,9 @@ class ModelSettings:
     run_node : Node or None
         The Run node of a ``--model`` BIDS Stats Model: it then decides each run's
         regressors (X, transformations, HRF) and contrasts.
+    design_dir : Path or None
+        ``--design-dir``: a folder of user design matrices, one per run, used as given
+        (no HRF, drift, confounds or constant added; no per-condition contrasts).
     """
 
     hrf_model: HrfSpec = GLOVER
@@ -78,6 +81,7 @@ class ModelSettings:
     f_contrasts: tuple[FContrastSpec, ...] = ()
     fixed_effects: str = "precision"
     run_node: Node | None = None
+    design_dir: Path | None = None
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
         "contrasts (its Options override the model flags below); its Dataset nodes, the "
         "group level's contrasts",
     )
+    model.add_argument(
+        "--design-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="user design matrices, one per run, named like bids-glm's own "
+        "(sub-<s>[_ses-<x>]_task-<t>[_run-<r>][_space-<sp>]_design.tsv or .csv; nilearn's "
+        "save_glm_to_bids names too): one row per volume, a header naming the columns. "
+        "Used as given (no HRF, drift, confounds or constant added; --dummy-scans and "
+        "censoring still remove rows); no per-condition contrasts: give --contrast or "
+        "--f-contrast",
+    )
     model.add_argument("--smoothing-fwhm", type=float, default=0.0, metavar="MM")
     model.add_argument("--hrf-model", default="glover", choices=HRF_MODELS)
     model.add_argument(

@@ -165,6 +165,33 @@ def _model_settings(args: argparse.Namespace) -> ModelSettings:
     )
 
 
+def _design_dir(args: argparse.Namespace, model: ModelSettings) -> ModelSettings:
+    """``--design-dir``: a folder; no --model, no confound regressors, some contrast."""
+    design_dir = args.design_dir.resolve()
+    if not design_dir.is_dir():
+        raise InputError(f"--design-dir {args.design_dir}: not a directory")
+    if args.model is not None:
+        raise InputError(
+            f"--design-dir with --model {args.model}: the Run node builds the designs; "
+            "use one or the other"
+        )
+    strategy = model.confounds
+    if strategy is not None and (strategy.presets or strategy.patterns):
+        added = ", ".join((*strategy.presets, *strategy.patterns))
+        raise InputError(
+            f"--confounds {added} with --design-dir: a user design is used as given, so no "
+            "confound regressor is added; put them in the design files (only censoring, "
+            "scrub:... and non_steady_state, applies to user designs)"
+        )
+    if not model.contrasts and not model.f_contrasts:
+        raise InputError(
+            f"--design-dir {args.design_dir}: a user design has no conditions, so no contrast "
+            "is computed unless asked for; expected at least one --contrast or --f-contrast "
+            "over the designs' column names"
+        )
+    return replace(model, design_dir=design_dir)
+
+
 def _stats_model(
     path: Path, model: ModelSettings, mask_combine: MaskRule
 ) -> tuple[StatsModel, ModelSettings, MaskRule]:
@@ -255,6 +282,8 @@ def settings_from_args(args: argparse.Namespace, command_line: str = "") -> Sett
         tuple(args.task),
         _participant_labels(args.participant_label),
     )
+    if args.design_dir is not None:
+        model = _design_dir(args, model)
     if args.model is not None:
         stats_model, model, mask_combine = _stats_model(args.model, model, mask_combine)
         tasks = tasks or tuple(stats_model.input.get("task", ()))

@@ -195,6 +195,9 @@ def write_design(
     """
     path = naming.design_path(folder, entities)
     write_tsv(path, design.matrix)
+    if design.user_design is not None:
+        write_json(naming.sidecar_path(path), _user_design_sidecar(design, entities, settings))
+        return path
     model = settings.model
     events = model.events or EventSpec()
     run = design.run
@@ -229,6 +232,33 @@ def write_design(
         },
     )
     return path
+
+
+def _user_design_sidecar(design: RunDesign, entities: dict[str, str], settings: Settings) -> dict:
+    """The sidecar of a ``--design-dir`` design: its source file, the rows fitted."""
+    run = design.run
+    censored = [] if design.censored is None else np.flatnonzero(design.censored).tolist()
+    return {
+        "RepetitionTime": run.tr_s,
+        "SliceTimeRef": design.slice_time_ref,
+        "FrameTimes": [float(t) for t in design.matrix.index],
+        "DummyScans": design.dummy_scans,
+        "CensoredVolumes": [design.dummy_scans + i for i in censored],
+        "Columns": list(design.matrix.columns),
+        "DesignSource": "user",
+        "UserDesignFile": str(design.user_design),
+        "Description": "User-supplied design matrix (--design-dir), used as given: no HRF, "
+        "drift, confound or constant regressor added; rows of dummy scans left out",
+        "NoiseModel": settings.model.noise_model,
+        "SignalScaling": settings.model.signal_scaling,
+        "Confounds": design.confounds_by_source or {},
+        **label_record(entities),
+        "Sources": [
+            source_uri(p, settings)
+            for p in (run.bold_path, design.user_design, run.confounds_path)
+            if p is not None
+        ],
+    }
 
 
 def write_mean_image(

@@ -71,6 +71,8 @@ def model_options(settings: Settings) -> dict:
         options["DriftOrder"] = model.drift_order
     if model.slice_time_ref is not None:
         options["SliceTimeRef"] = model.slice_time_ref
+    if model.design_dir is not None:  # the designs were used as given
+        options["DesignDir"] = str(model.design_dir)
     if model.confounds is not None:
         strategy = model.confounds
         options["Confounds"] = [*strategy.presets, *strategy.patterns]

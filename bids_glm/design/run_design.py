@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -46,6 +47,9 @@ class RunDesign:
     node_contrasts : tuple of (ContrastSpec or FContrastSpec) or None
         With ``--model``: the Run node's contrasts (dummy ones first) resolved on this run's
         columns; they replace the automatic per-condition contrasts.
+    user_design : Path or None
+        The user's design file (``--design-dir``) the matrix was read from, used as given;
+        None when bids-glm built the matrix.
     """
 
     run: RunInput
@@ -57,6 +61,7 @@ class RunDesign:
     confounds_by_source: dict[str, list[str]] | None = None
     confound_columns: tuple[str, ...] = ()
     node_contrasts: tuple | None = None
+    user_design: Path | None = None
 
     @property
     def fitted_rows(self) -> np.ndarray:

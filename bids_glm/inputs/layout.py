@@ -20,6 +20,7 @@ from bids_glm.image.mask import load_image
 from bids_glm.inputs.entities import applicable_files, applies_to, raw_entities, split_name
 from bids_glm.inputs.filters import pybids_filters, restrict_participants
 from bids_glm.inputs.sidecars import check_run_sidecars, ignore_patterns, unreadable_json
+from bids_glm.inputs.user_design import attach_user_designs
 from bids_glm.inputs.validation import validate_dataset
 from bids_glm.inputs.variants import select_grid
 from bids_glm.settings import DEFAULT_FMRIPREP_SPACE, Settings
@@ -47,6 +48,8 @@ class RunInput:
         ``StartTime`` of the derivative sidecar (slice-timing reference), if any.
     n_volumes : int
         Number of volumes of the BOLD series.
+    design_path : Path or None
+        With ``--design-dir``: the user's design matrix for this run, used as given.
     """
 
     entities: Mapping[str, str]
@@ -57,6 +60,7 @@ class RunInput:
     tr_s: float
     start_time_s: float | None
     n_volumes: int
+    design_path: Path | None = None
 
     @property
     def subject(self) -> str:
@@ -305,10 +309,19 @@ def find_runs(settings: Settings, participants: Sequence[str]) -> list[RunInput]
         for p in layout.get(scope="raw", suffix="bold", extension=".json", return_type="filename")
     ]
     check_run_sidecars(bolds, unreadable, settings.bids_dir)
+    design_dir = settings.model.design_dir
     runs = [
-        _run_input(Path(bold), layout, settings.bids_dir, masks, confounds, events, raw_sidecars)
+        _run_input(
+            Path(bold),
+            layout,
+            settings.bids_dir,
+            (masks, confounds, events, raw_sidecars),
+            events_needed=design_dir is None,
+        )
         for bold in sorted(bolds)
     ]
+    if design_dir is not None:  # the designs replace the events
+        runs = attach_user_designs(runs, design_dir)
     LOGGER.info(
         "found %d run(s) for %d participant(s) in space %s%s, desc-%s",
         len(runs),
@@ -373,7 +386,8 @@ def _preprocessed_bolds(layout, filters: Mapping[str, object], settings: Setting
         ) from None
 
 
-def _run_input(bold, layout, bids_dir, masks, confounds, events, raw_sidecars) -> RunInput:
+def _run_input(bold, layout, bids_dir, candidates, events_needed: bool = True) -> RunInput:
+    masks, confounds, events, raw_sidecars = candidates
     entities, _, _ = split_name(bold)
     image = load_image(bold)
     if len(image.shape) != 4:
@@ -384,7 +398,7 @@ def _run_input(bold, layout, bids_dir, masks, confounds, events, raw_sidecars) -
         run_dir = run_dir / f"ses-{raw['ses']}"
     run_dir = run_dir / "func"
     events_files = applicable_files(events, raw, bids_dir, run_dir)
-    if not events_files:
+    if not events_files and events_needed:
         LOGGER.warning("%s: no events.tsv applies to this run", bold.name)
     derivative_meta = layout.get_metadata(str(bold))
     raw_meta = _merged_json(applicable_files(raw_sidecars, raw, bids_dir, run_dir))

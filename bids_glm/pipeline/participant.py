@@ -155,7 +155,11 @@ def unit_summary(
             RunUsed(
                 run=run.label,
                 design=_relative(outcome.design_path, settings),
-                events_path=None if run.events_path is None else str(run.events_path),
+                events_path=(
+                    None
+                    if run.events_path is None or design.user_design is not None
+                    else str(run.events_path)
+                ),
                 confounds_path=None if run.confounds_path is None else str(run.confounds_path),
             )
         )
@@ -202,6 +206,8 @@ def dry_run(units: Sequence[AnalysisUnit], settings: Settings) -> None:
             mask = design.run.mask_path.name if design.run.mask_path else "none (EPI mask)"
             mask = f"{settings.mask.name} (--mask)" if settings.mask else mask
             print(f"    BOLD {design.run.bold_path.name}; mask {mask}")
+            if design.user_design is not None:
+                print(f"    design {design.user_design} (--design-dir, used as given)")
         for plan in unit.contrasts:
             print(f"  contrast {plan.label} ({plan.stat_type}): {plan.expression}")
     print(f"designs written to {settings.output_dir}; nothing was fitted (--dry-run)")

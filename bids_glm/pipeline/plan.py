@@ -35,6 +35,7 @@ from bids_glm.inputs.confounds import (
 )
 from bids_glm.inputs.events import EventSpec, clean_events, read_events
 from bids_glm.inputs.layout import RunInput
+from bids_glm.inputs.user_design import read_user_design
 from bids_glm.pipeline.units import AnalysisUnit
 from bids_glm.runtime.logs import captured_warnings
 from bids_glm.settings import ModelSettings
@@ -123,6 +124,8 @@ def build_run_design(run: RunInput, model: ModelSettings) -> RunDesign:
         raise InputError(
             f"{run.bold_path}: --dummy-scans {n_dummy} leaves none of its {run.n_volumes} volumes"
         )
+    if run.design_path is not None:
+        return _user_run_design(run, model, n_dummy)
     selection = _run_confounds(run, model, n_dummy)
     regressors = None if selection is None else selection.regressors
     node_contrasts, hrf_model, high_pass_hz = None, model.hrf_model, model.high_pass_hz
@@ -163,12 +166,39 @@ def build_run_design(run: RunInput, model: ModelSettings) -> RunDesign:
     return design
 
 
+def _user_run_design(run: RunInput, model: ModelSettings, n_dummy: int) -> RunDesign:
+    """The run's design read from ``--design-dir``, as given, less dummy and censored rows.
+
+    No HRF, drift, confound or constant column is added: the confound strategy may only
+    censor volumes (checked in ``cli/validate.py``).
+    """
+    table = read_user_design(run.design_path, run.n_volumes, n_dummy)
+    selection = _run_confounds(run, model, n_dummy)
+    reference = slice_time_ref(run, model)
+    matrix = table.iloc[n_dummy:].set_index(
+        pd.Index(frame_times(run.n_volumes - n_dummy, run.tr_s, reference))
+    )
+    design = RunDesign(
+        run=run,
+        matrix=matrix,
+        conditions=(),
+        slice_time_ref=reference,
+        dummy_scans=n_dummy,
+        censored=None if selection is None else selection.censored,
+        confounds_by_source=None if selection is None else selection.columns_by_source,
+        user_design=run.design_path,
+    )
+    _check_design(design)
+    return design
+
+
 def _check_design(design: RunDesign) -> None:
     n_rows, n_columns = int(design.fitted_rows.sum()), design.matrix.shape[1]
     if n_rows <= n_columns:
+        source = "" if design.user_design is None else f" ({design.user_design})"
         raise InputError(
             f"{design.run.label}: {n_rows} volumes left to fit after dummy scans and censoring, "
-            f"but the design has {n_columns} columns"
+            f"but the design{source} has {n_columns} columns"
         )
     if design.censored is not None and design.censored.any():
         LOGGER.info("%s: %d volume(s) censored", design.run.label, int(design.censored.sum()))
@@ -282,6 +312,11 @@ def _check_something_to_model(
     if design.conditions or any(not missing_columns(p.columns, columns) for p in contrasts):
         return  # contrasts this run lacks are skipped with a warning, as designed
     run = design.run
+    if design.user_design is not None:
+        raise InputError(
+            f"{design.user_design}: no --contrast or --f-contrast weighs a column of this "
+            f"design ({', '.join(columns)}); expected a contrast over its columns"
+        )
     if run.events_path is None:
         raise InputError(
             f"{run.bold_path}: no events.tsv applies to this run, so there is no condition "

@@ -65,6 +65,7 @@ def unit_fingerprint(unit: AnalysisUnit, settings: Settings) -> str:
             design.run.mask_path,
             design.run.events_path,
             design.run.confounds_path,
+            design.user_design,
         )
         if path is not None
     ]

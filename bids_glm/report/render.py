@@ -159,6 +159,18 @@ def run_view(run: collect.RunRecord, fd_mm: float | None) -> dict:
     return {"label": run.label, "facts": facts, "figures": figures, "notes": run.notes}
 
 
+def _user_design_fact(unit) -> dict[str, str]:
+    """``{"Design": ...}`` when the design sidecars record user-supplied designs, else {}."""
+    files = [r.metadata["UserDesignFile"] for r in unit.runs if r.metadata.get("UserDesignFile")]
+    if not files:
+        return {}
+    names = ", ".join(Path(f).name for f in files)
+    return {
+        "Design": f"user-supplied (--design-dir: {names}), used as given: no HRF, drift, "
+        "confound or constant regressor added"
+    }
+
+
 def _listed(values: Sequence) -> str:
     return ", ".join(str(v) for v in values) if values else NOT_RECORDED
 
@@ -193,6 +205,7 @@ def unit_view(unit: collect.UnitRecord, options: ReportOptions) -> dict:
         ),
         "Conditions": _listed(summary.conditions),
         "Confounds": _listed(summary.confounds) if summary.confounds else "none",
+        **_user_design_fact(unit),
         "Repetition time (s)": _listed(summary.repetition_times_s),
         "Voxel size": voxel,
         "Mask size": mask_size,
