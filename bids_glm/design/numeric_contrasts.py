@@ -244,8 +244,8 @@ def resolve_numeric(
         resolved[label] = named_rows(rows, columns)
         if width < len(columns):
             notes.append(
-                f"{width} weight(s){per_row} for the {len(columns)} columns of {label}: they fall on "
-                f"{', '.join(columns[:width])}; zero-padded over the other "
+                f"{width} weight(s){per_row} for the {len(columns)} columns of {label}: "
+                f"they fall on {', '.join(columns[:width])}; zero-padded over the other "
                 f"{len(columns) - width}: {', '.join(columns[width:])}"
             )
     if len({tuple(tuple(sorted(r.items())) for r in named) for named in resolved.values()}) > 1:
