@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bids_glm.design.contrasts import ContrastError, bids_label, parse_expression
 from bids_glm.design.numeric_contrasts import NumericRows, is_numeric, parse_numeric_weights
@@ -20,7 +20,7 @@ class ContrastSpec:
     name: str
     expression: str
     weights: Mapping[str, float]
-    numeric: NumericRows | None = None
+    numeric: NumericRows | None = field(default=None, repr=False)  # text is in expression
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class FContrastSpec:
     name: str
     expression: str
     rows: tuple[Mapping[str, float], ...]
-    numeric: NumericRows | None = None
+    numeric: NumericRows | None = field(default=None, repr=False)  # text is in expression
 
 
 def _numeric(name: str, text: str, option: str) -> NumericRows:

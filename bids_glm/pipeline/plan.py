@@ -266,8 +266,9 @@ def plan_contrasts(designs: Sequence[RunDesign], model: ModelSettings) -> list[C
     for spec, stat_type in user:
         numeric = None if spec.numeric is None else _numeric_contrast(spec, stat_type, designs)
         if spec.name in own:
-            weights = spec.weights if numeric is None else numeric.rows[0]
-            if stat_type == "t" and _same_weights(weights, own[spec.name].rows[0]):
+            if stat_type == "t" and _same_weights(
+                _t_weights(spec, numeric), own[spec.name].rows[0]
+            ):
                 continue  # e.g. --contrast face=face: the condition's own contrast, once
             raise InputError(
                 f"contrast {spec.name}={spec.expression}: the name is already the condition "
@@ -276,6 +277,11 @@ def plan_contrasts(designs: Sequence[RunDesign], model: ModelSettings) -> list[C
             )
         plans.append(numeric or _checked_user_contrast(spec, stat_type, designs))
     return _labelled(plans)
+
+
+def _t_weights(spec, numeric: ContrastPlan | None):
+    """A user t contrast's named weights: as parsed, or as planning named a vector."""
+    return spec.weights if numeric is None else numeric.rows[0]
 
 
 def _same_weights(left, right) -> bool:
