@@ -145,14 +145,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME=EXPRESSION",
-        help='e.g. --contrast "faceVsHouse=face - house" (repeatable)',
+        help='e.g. --contrast "faceVsHouse=face - house", or weights of the first columns '
+        '"x=[1, -1]" (zero-padded; repeatable)',
     )
     model.add_argument(
         "--f-contrast",
         action="append",
         default=[],
         metavar="NAME=ROW;ROW",
-        help='F contrast, rows separated by ";", e.g. --f-contrast "effects=face; house"',
+        help='F contrast, rows separated by ";", e.g. --f-contrast "effects=face; house", '
+        'or a matrix "effects=[[1, 0], [0, 1]]"',
     )
     model.add_argument("--fixed-effects", default="precision", choices=("precision", "unweighted"))
     model.add_argument("--mask", type=Path, default=None, help="analysis mask (NIfTI)")

@@ -10,13 +10,15 @@ everything needed to repeat the run.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Mapping, Sequence
 
 from bids_glm import __version__
 from bids_glm.derivatives.naming import EFFECTIVE_MODEL_NAME
-from bids_glm.derivatives.summary import UnitSummary
+from bids_glm.derivatives.summary import ResolvedContrast, UnitSummary
 from bids_glm.settings import ModelSettings, Settings
 
+LOGGER = logging.getLogger("bids_glm")
 HRF_NAMES = {"glover": "Glover", "spm": "SPM", "fir": "FIR", "none": "none"}
 
 
@@ -32,25 +34,47 @@ def _hrf(model: ModelSettings, conditions: Sequence[str]) -> dict:
     return hrf
 
 
-def _contrasts(model: ModelSettings) -> list[dict]:
+def _contrast(name: str, rows: Sequence[Mapping[str, float]], test: str) -> dict:
+    """A Run node contrast: the weighted columns in first-seen order, one row for t."""
+    columns = list(dict.fromkeys(c for row in rows for c in row))
+    weights = [[row.get(c, 0.0) for c in columns] for row in rows]
+    return {
+        "Name": name,
+        "ConditionList": columns,
+        "Weights": weights[0] if test == "t" else weights,
+        "Test": test,
+    }
+
+
+def _contrasts(model: ModelSettings, resolved: Mapping[str, ResolvedContrast]) -> list[dict]:
+    """The user's contrasts; numeric ones with the named weights planning gave them."""
     contrasts = []
-    for spec in model.contrasts:
-        columns = list(spec.weights)
-        contrasts.append(
-            {
-                "Name": spec.name,
-                "ConditionList": columns,
-                "Weights": [spec.weights[c] for c in columns],
-                "Test": "t",
-            }
-        )
-    for spec in model.f_contrasts:
-        columns = list(dict.fromkeys(c for row in spec.rows for c in row))
-        weights = [[row.get(c, 0.0) for c in columns] for row in spec.rows]
-        contrasts.append(
-            {"Name": spec.name, "ConditionList": columns, "Weights": weights, "Test": "F"}
-        )
+    for spec, test in [(s, "t") for s in model.contrasts] + [(s, "F") for s in model.f_contrasts]:
+        if spec.numeric is not None:
+            if spec.name in resolved:
+                contrasts.append(_contrast(spec.name, resolved[spec.name].rows, test))
+            continue
+        rows = (spec.weights,) if test == "t" else spec.rows
+        contrasts.append(_contrast(spec.name, rows, test))
     return contrasts
+
+
+def _resolved(summaries: Sequence[UnitSummary]) -> dict[str, ResolvedContrast]:
+    """Each numeric contrast's named weights, as the first unit recorded them."""
+    resolved: dict[str, ResolvedContrast] = {}
+    for summary in summaries:
+        for contrast in summary.resolved_contrasts:
+            first = resolved.setdefault(contrast.name, contrast)
+            if first.rows != contrast.rows:
+                LOGGER.warning(
+                    "contrast %s: its weights fell on other columns in sub-%s (%s) than in an "
+                    "earlier unit (%s); the effective model records the earlier",
+                    contrast.name,
+                    summary.participant,
+                    contrast.rows,
+                    first.rows,
+                )
+    return resolved
 
 
 def model_options(settings: Settings) -> dict:
@@ -84,7 +108,11 @@ def model_options(settings: Settings) -> dict:
 
 
 def effective_model(
-    settings: Settings, tasks: Sequence[str], conditions: Sequence[str], confounds: Sequence[str]
+    settings: Settings,
+    tasks: Sequence[str],
+    conditions: Sequence[str],
+    confounds: Sequence[str],
+    resolved: Mapping[str, ResolvedContrast] | None = None,
 ) -> dict:
     """The BIDS Stats Model of what was run.
 
@@ -94,6 +122,9 @@ def effective_model(
         The run's settings.
     tasks, conditions, confounds : sequence of str
         Tasks analysed, condition regressors and confound regressors of the designs.
+    resolved : mapping of str to ResolvedContrast, optional
+        Numeric contrasts' named weights, by contrast name (numeric contrasts without
+        one are left out: their columns are unknown).
 
     Returns
     -------
@@ -114,7 +145,7 @@ def effective_model(
         },
         "DummyContrasts": {"Contrasts": list(conditions), "Test": "t"},
     }
-    contrasts = _contrasts(model)
+    contrasts = _contrasts(model, resolved or {})
     if contrasts:
         run_node["Contrasts"] = contrasts
     return {
@@ -153,4 +184,5 @@ def model_from_summaries(settings: Settings, summaries: Sequence[UnitSummary]) -
         tasks=[s.task for s in summaries],
         conditions=sorted({c for s in summaries for c in s.conditions}),
         confounds=list(dict.fromkeys(c for s in summaries for c in s.confounds)),
+        resolved=_resolved(summaries),
     )

@@ -8,10 +8,12 @@ field names; fields an older manifest lacks read back as None.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from bids_glm.design.run_design import ContrastPlan
 from bids_glm.inputs.confounds import ConfoundError, parse_confound_strategy
+from bids_glm.settings import ModelSettings
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,47 @@ class RunExcluded:
 
 
 @dataclass(frozen=True)
+class ResolvedContrast:
+    """A numeric user contrast (``[1, -1]``) as planning named it: weights over columns.
+
+    The settings hold such a contrast by position only; the effective model needs the
+    columns the positions fell on, which only the unit's designs tell.
+    """
+
+    name: str
+    test: str  # "t" or "F"
+    rows: tuple[dict[str, float], ...]
+
+    def to_json(self) -> dict:
+        return {"Name": self.name, "Test": self.test, "Weights": [dict(r) for r in self.rows]}
+
+    @classmethod
+    def from_json(cls, document: Mapping) -> ResolvedContrast:
+        rows = document.get("Weights") or []
+        return cls(
+            name=str(document.get("Name") or ""),
+            test="F" if document.get("Test") == "F" else "t",
+            rows=tuple(
+                {str(c): float(w) for c, w in row.items()}
+                for row in rows
+                if isinstance(row, Mapping)
+            ),
+        )
+
+
+def resolved_contrasts(
+    plans: Sequence[ContrastPlan], model: ModelSettings
+) -> tuple[ResolvedContrast, ...]:
+    """The plans of the model's numeric contrasts, with their named weights."""
+    numeric = {s.name for s in (*model.contrasts, *model.f_contrasts) if s.numeric is not None}
+    return tuple(
+        ResolvedContrast(p.name, p.stat_type, tuple(dict(r) for r in p.rows))
+        for p in plans
+        if p.name in numeric
+    )
+
+
+@dataclass(frozen=True)
 class UnitSummary:
     """A completed unit, as the methods text, the effective model and the reports need it.
 
@@ -70,6 +113,8 @@ class UnitSummary:
     mean_image : str or None
         The mean BOLD image, relative to OUTPUT_DIR.
     elapsed_s : float or None
+    resolved_contrasts : tuple of ResolvedContrast
+        The numeric contrasts' named weights (written only when there are any).
     """
 
     participant: str
@@ -88,6 +133,7 @@ class UnitSummary:
     software: dict = field(default_factory=dict)
     mean_image: str | None = None
     elapsed_s: float | None = None
+    resolved_contrasts: tuple[ResolvedContrast, ...] = ()
 
     @property
     def fd_threshold_mm(self) -> float | None:
@@ -100,7 +146,7 @@ class UnitSummary:
 
     def to_json(self) -> dict:
         """The manifest's ``Summary`` object."""
-        return {
+        document = {
             "Participant": self.participant,
             "Session": self.session,
             "Task": self.task,
@@ -118,6 +164,9 @@ class UnitSummary:
             "MeanImage": self.mean_image,
             "ElapsedSeconds": self.elapsed_s,
         }
+        if self.resolved_contrasts:
+            document["ResolvedContrasts"] = [c.to_json() for c in self.resolved_contrasts]
+        return document
 
     @classmethod
     def from_json(cls, document: Mapping) -> UnitSummary:
@@ -158,6 +207,10 @@ class UnitSummary:
             software=dict(document.get("Software") or {}),
             mean_image=document.get("MeanImage"),
             elapsed_s=document.get("ElapsedSeconds"),
+            resolved_contrasts=tuple(
+                ResolvedContrast.from_json(c)
+                for c in _records(document, "ResolvedContrasts") or ()
+            ),
         )
 
 

@@ -19,7 +19,7 @@ from bids_glm.derivatives.dataset import dataset_links, write_dataset_descriptio
 from bids_glm.derivatives.files import MapWriter, write_json, write_mask
 from bids_glm.derivatives.methods import compile_templates, methods_facts, write_methods
 from bids_glm.derivatives.stats_model import model_from_summaries, model_options
-from bids_glm.derivatives.summary import RunExcluded, RunUsed, UnitSummary
+from bids_glm.derivatives.summary import RunExcluded, RunUsed, UnitSummary, resolved_contrasts
 from bids_glm.design.run_design import ContrastPlan
 from bids_glm.errors import BidsGlmError, InputError
 from bids_glm.glm.clusters import cluster_table
@@ -185,6 +185,7 @@ def unit_summary(
         software=software_versions(),
         mean_image=_relative(mean_image, settings),
         elapsed_s=round(elapsed_s, 3),
+        resolved_contrasts=resolved_contrasts(unit.contrasts, settings.model),
     )
 
 

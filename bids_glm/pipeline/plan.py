@@ -24,6 +24,7 @@ from bids_glm.design.contrasts import (
 )
 from bids_glm.design.diagnostics import diagnose_design
 from bids_glm.design.matrix import frame_times, make_design_matrix
+from bids_glm.design.numeric_contrasts import resolve_numeric
 from bids_glm.design.run_design import ContrastPlan, RunDesign
 from bids_glm.errors import InputError
 from bids_glm.inputs.confounds import (
@@ -225,6 +226,8 @@ def condition_weights(condition: str, columns: Sequence[str]) -> dict[str, float
 
 
 def _checked_user_contrast(spec, stat_type: str, designs: Sequence[RunDesign]) -> tuple:
+    if spec.numeric is not None:
+        return _numeric_contrast(spec, stat_type, designs)
     rows = tuple(dict(r) for r in (spec.rows if stat_type == "F" else (spec.weights,)))
     plan = ContrastPlan(spec.name, "", rows, spec.expression, stat_type)
     option = "--f-contrast" if stat_type == "F" else "--contrast"
@@ -239,14 +242,45 @@ def _checked_user_contrast(spec, stat_type: str, designs: Sequence[RunDesign]) -
     return plan
 
 
+def _numeric_contrast(spec, stat_type: str, designs: Sequence[RunDesign]) -> ContrastPlan:
+    """A numeric contrast named by the runs' columns once (zero-padded; runs must agree)."""
+    given = f"{'--f-contrast' if stat_type == 'F' else '--contrast'} {spec.name}={spec.expression}"
+    runs = [(d.run.label, list(d.matrix.columns)) for d in designs]
+    try:
+        rows, notes = resolve_numeric(spec.numeric, runs)
+    except ContrastError as err:
+        raise InputError(f"{given}: {err}") from None
+    for note in notes:
+        LOGGER.warning("%s: %s", given, note)
+    return ContrastPlan(spec.name, "", rows, spec.expression, stat_type)
+
+
+def _check_numeric_across_units(units: Sequence[AnalysisUnit], model: ModelSettings) -> None:
+    """A numeric contrast must weigh the same columns in every unit (the group combines them)."""
+    specs = [(s, "t") for s in model.contrasts] + [(s, "F") for s in model.f_contrasts]
+    for spec, stat_type in specs:
+        if spec.numeric is None or len(units) < 2:
+            continue
+        runs = [(d.run.label, list(d.matrix.columns)) for u in units for d in u.designs]
+        try:
+            resolve_numeric(spec.numeric, runs)
+        except ContrastError as err:
+            option = "--f-contrast" if stat_type == "F" else "--contrast"
+            raise InputError(f"{option} {spec.name}={spec.expression}: {err}") from None
+
+
 def plan_contrasts(designs: Sequence[RunDesign], model: ModelSettings) -> list[ContrastPlan]:
     """One t contrast per condition, then the user's t and F contrasts, with unique labels.
+
+    A numeric user contrast (``[1, -1]``) is named by the runs' columns here, once: it is
+    zero-padded to each run's width (with a warning per run naming the columns).
 
     Raises
     ------
     InputError
         A user contrast names a column that no run has, reuses a condition's name, or two
-        labels collide.
+        labels collide; a numeric contrast is longer than a run's design, or would weigh
+        different columns in different runs.
     """
     if designs and designs[0].node_contrasts is not None:
         return _node_contrast_plans(designs)
@@ -260,16 +294,24 @@ def plan_contrasts(designs: Sequence[RunDesign], model: ModelSettings) -> list[C
     user = [(spec, "t") for spec in model.contrasts] + [(s, "F") for s in model.f_contrasts]
     own = {plan.name: plan for plan in plans}
     for spec, stat_type in user:
+        numeric = None if spec.numeric is None else _numeric_contrast(spec, stat_type, designs)
         if spec.name in own:
-            if stat_type == "t" and _same_weights(spec.weights, own[spec.name].rows[0]):
+            if stat_type == "t" and _same_weights(
+                _t_weights(spec, numeric), own[spec.name].rows[0]
+            ):
                 continue  # e.g. --contrast face=face: the condition's own contrast, once
             raise InputError(
                 f"contrast {spec.name}={spec.expression}: the name is already the condition "
                 f"{spec.name}'s own contrast ({_weights_text(own[spec.name].rows[0])}) with "
                 "other weights; choose another name"
             )
-        plans.append(_checked_user_contrast(spec, stat_type, designs))
+        plans.append(numeric or _checked_user_contrast(spec, stat_type, designs))
     return _labelled(plans)
+
+
+def _t_weights(spec, numeric: ContrastPlan | None):
+    """A user t contrast's named weights: as parsed, or as planning named a vector."""
+    return spec.weights if numeric is None else numeric.rows[0]
 
 
 def _same_weights(left, right) -> bool:
@@ -357,6 +399,11 @@ def plan_units(
         Units whose designs and contrasts could be built.
     failures : list of PlanningFailure
         Units whose inputs cannot be used (the reason names the file and field).
+
+    Raises
+    ------
+    InputError
+        A numeric contrast would weigh different columns in different units.
     """
     units, failures = [], []
     for (subject, session, task, space), members in group_runs(runs).items():
@@ -375,4 +422,5 @@ def plan_units(
                 failures.append(PlanningFailure(entities, str(err)))
                 continue
         units.append(AnalysisUnit(entities, designs, contrasts, messages))
+    _check_numeric_across_units(units, model)
     return units, failures
