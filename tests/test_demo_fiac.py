@@ -22,6 +22,7 @@ import pytest
 from bids_glm.cli import demo as demo_cli
 from bids_glm.cli.main import main as bids_glm_main
 from bids_glm.demo import fiac, fiac_contrasts
+from bids_glm.design.contrasts import bids_label
 from bids_glm.report import svg
 from bids_glm.report.brain_figures import glass_brain_svg
 from bids_glm.report.comparison import shared_vmax
@@ -238,3 +239,20 @@ def test_expressions_state_the_example_vectors():
     assert fiac_contrasts.expression_text([0, 0, -1, 1]) == "-DSt + DSp"
     assert fiac_contrasts.expression_text([1, 0, 0, -1]) == "SSt - DSp"
     assert fiac_contrasts.vector_text([[1, 0], [0, 1]]) == "[[1,0],[0,1]]"
+
+
+def test_the_examples_analysis_with_given_designs_and_vectors_equals_the_expressions(fiac_demo):
+    """What ``bids-glm-demo --design fiac`` runs (``--design-dir`` and numeric contrasts) gives
+    the maps of the same contrasts written as expressions over bids-glm's own designs."""
+    root = fiac_demo["root"]
+    output = root / "given_designs"
+    argv = [str(root / "bids"), str(output), "participant", "--work-dir", str(root / "work")]
+    argv += [*fiac_contrasts.analysis_arguments(root / "designs"), "--no-reports"]
+    assert bids_glm_main(argv) == 0
+    labels = [*fiac_contrasts.T_CONTRASTS, *fiac_contrasts.F_CONTRASTS]
+    for name in labels:
+        label = bids_label(name)
+        for run in (None, "1", "2"):
+            given = _z_map(output, label, run)
+            built = _z_map(fiac_demo["output"], label, run)
+            np.testing.assert_allclose(given, built, atol=1e-3, err_msg=f"{label} run {run}")
