@@ -6,7 +6,7 @@ import argparse
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bids_glm.cli.main import main as cli_main
@@ -80,53 +80,57 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _faces(args: argparse.Namespace, extra: list[str]) -> int:
     """The default demo: generate, then run the participant level with ``extra``."""
     bids_dir = args.outdir / "bids"
-    print(
-        f"bids-glm-demo: generating a '{args.size}' dataset ({args.subjects} subject(s) x "
-        f"{args.runs} run(s), seed {args.seed}) in {bids_dir}",
-        flush=True,
+    what = (
+        f"a '{args.size}' dataset ({args.subjects} subject(s) x {args.runs} run(s), seed "
+        f"{args.seed}) in {bids_dir}"
     )
-    start = time.perf_counter()
-    try:
-        make_demo_dataset(
+    made = _generate(
+        what,
+        lambda progress: make_demo_dataset(
             bids_dir,
             size=args.size,
             n_subjects=args.subjects,
             n_runs=args.runs,
             seed=args.seed,
             sessions=args.sessions,
-            progress=lambda line: print(line, flush=True),
-        )
-    except (FileExistsError, ValueError) as exc:
-        print(f"bids-glm-demo: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"bids-glm-demo: dataset ready in {time.perf_counter() - start:.1f} s", flush=True)
-    if args.no_run:
-        return 0
+            progress=progress,
+        ),
+    )
+    if not made or args.no_run:
+        return 0 if made else 2
     return _run_bids_glm(args.outdir, bids_dir, extra)
 
 
 def _fiac(args: argparse.Namespace, extra: list[str]) -> int:
     """The FIAC demo: generate the data and designs, then run the example's analysis."""
     bids_dir, design_dir = args.outdir / "bids", args.outdir / fiac.DESIGNS_FOLDER
-    print(
-        f"bids-glm-demo: generating the FIAC-shaped dataset (1 subject x 2 runs, seed "
-        f"{args.seed}) in {bids_dir}, its designs in {design_dir}",
-        flush=True,
+    what = (
+        f"the FIAC-shaped dataset (1 subject x 2 runs, seed {args.seed}) in {bids_dir}, "
+        f"its designs in {design_dir}"
     )
+    made = _generate(
+        what,
+        lambda progress: fiac.make_fiac_dataset(
+            bids_dir, design_dir, seed=args.seed, progress=progress
+        ),
+    )
+    if not made or args.no_run:
+        return 0 if made else 2
+    arguments = fiac_contrasts.analysis_arguments(design_dir)
+    return _run_bids_glm(args.outdir, bids_dir, [*arguments, *extra])
+
+
+def _generate(what: str, make: Callable[[Callable[[str], None]], object]) -> bool:
+    """Say what is generated and make it (``make(progress)``); False when it cannot be."""
+    print(f"bids-glm-demo: generating {what}", flush=True)
     start = time.perf_counter()
     try:
-        fiac.make_fiac_dataset(
-            bids_dir, design_dir, seed=args.seed, progress=lambda line: print(line, flush=True)
-        )
+        make(lambda line: print(line, flush=True))
     except (FileExistsError, ValueError) as exc:
         print(f"bids-glm-demo: error: {exc}", file=sys.stderr)
-        return 2
+        return False
     print(f"bids-glm-demo: dataset ready in {time.perf_counter() - start:.1f} s", flush=True)
-    if args.no_run:
-        return 0
-    return _run_bids_glm(
-        args.outdir, bids_dir, [*fiac_contrasts.analysis_arguments(design_dir), *extra]
-    )
+    return True
 
 
 def _run_bids_glm(outdir: Path, bids_dir: Path, extra: list[str]) -> int:

@@ -201,16 +201,10 @@ def write_design(
     model = settings.model
     events = model.events or EventSpec()
     run = design.run
-    censored = [] if design.censored is None else np.flatnonzero(design.censored).tolist()
     write_json(
         naming.sidecar_path(path),
         {
-            "RepetitionTime": run.tr_s,
-            "SliceTimeRef": design.slice_time_ref,
-            "FrameTimes": [float(t) for t in design.matrix.index],
-            "DummyScans": design.dummy_scans,
-            "CensoredVolumes": [design.dummy_scans + i for i in censored],
-            "Columns": list(design.matrix.columns),
+            **_design_rows(design),
             "Conditions": list(design.conditions),
             "ConditionColumn": events.condition_column,
             "AmplitudeColumn": events.amplitude_column or "modulation (when present)",
@@ -234,17 +228,24 @@ def write_design(
     return path
 
 
-def _user_design_sidecar(design: RunDesign, entities: dict[str, str], settings: Settings) -> dict:
-    """The sidecar of a ``--design-dir`` design: its source file, the rows fitted."""
-    run = design.run
+def _design_rows(design: RunDesign) -> dict:
+    """What every design sidecar records of the timeline: TR, frame times, rows left out."""
     censored = [] if design.censored is None else np.flatnonzero(design.censored).tolist()
     return {
-        "RepetitionTime": run.tr_s,
+        "RepetitionTime": design.run.tr_s,
         "SliceTimeRef": design.slice_time_ref,
         "FrameTimes": [float(t) for t in design.matrix.index],
         "DummyScans": design.dummy_scans,
         "CensoredVolumes": [design.dummy_scans + i for i in censored],
         "Columns": list(design.matrix.columns),
+    }
+
+
+def _user_design_sidecar(design: RunDesign, entities: dict[str, str], settings: Settings) -> dict:
+    """The sidecar of a ``--design-dir`` design: its source file, the rows fitted."""
+    run = design.run
+    return {
+        **_design_rows(design),
         "DesignSource": "user",
         "UserDesignFile": str(design.user_design),
         "Description": "User-supplied design matrix (--design-dir), used as given: no HRF, "
