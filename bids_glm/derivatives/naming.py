@@ -37,7 +37,6 @@ from bids_glm.inputs.entities import split_name
 
 RUN_LEVEL_ENTITIES = ("sub", "ses", "task", "acq", "ce", "rec", "dir", "run", "echo", "space")
 SUBJECT_LEVEL_ENTITIES = ("sub", "ses", "task", "space")
-GROUP_LEVEL_ENTITIES = ("task", "space")
 GROUP_FOLDER = "group"
 LOGS_FOLDER = "logs"
 MANIFEST_FOLDER = Path(LOGS_FOLDER) / "manifests"

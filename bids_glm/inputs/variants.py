@@ -27,7 +27,6 @@ LABEL = re.compile(r"^[A-Za-z0-9]+$")
 # entity -> Settings attribute and the word used in messages
 GRID_ENTITIES = {"res": "resolution", "den": "density"}
 NATIVE = "native"  # fMRIPrep's res-native: written without a res entity
-DEFAULT_DESC = "preproc"
 
 
 @dataclass(frozen=True)
