@@ -129,6 +129,11 @@ class Settings:
         How the runs' brain masks are combined: intersection, union or ``fraction:F``.
     model_maps : bool
         Also write per-run r-squared, residual standard deviation and AR(1) maps.
+    single_trial : str or None
+        ``"lsa"`` or ``"lss"``: also write per-run beta series (one estimate per trial);
+        None (default) writes none.
+    single_trial_conditions : tuple of str
+        Conditions whose trials get estimates; empty means every condition of the run.
     dry_run : bool
         Build and write the designs, print the plan, fit nothing.
     overwrite : bool
@@ -175,6 +180,8 @@ class Settings:
     mask: Path | None = None
     mask_combine: MaskRule = INTERSECTION
     model_maps: bool = False
+    single_trial: str | None = None
+    single_trial_conditions: tuple[str, ...] = ()
     dry_run: bool = False
     overwrite: bool = False
     command_line: str = ""

@@ -169,6 +169,20 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also write per-run r-squared, residual SD and AR(1) maps",
     )
+    model.add_argument(
+        "--single-trial",
+        choices=("lsa", "lss"),
+        default=None,
+        help="also write per-run beta series, one estimate per trial: LSA (one model, "
+        "a regressor per trial) or LSS (a model per trial; Mumford et al. 2012)",
+    )
+    model.add_argument(
+        "--single-trial-conditions",
+        nargs="+",
+        default=[],
+        metavar="CONDITION",
+        help="conditions whose trials get estimates (default: all)",
+    )
 
     report = parser.add_argument_group("reports and cluster tables")
     report.add_argument(

@@ -192,6 +192,34 @@ def _design_dir(args: argparse.Namespace, model: ModelSettings) -> ModelSettings
     return replace(model, design_dir=design_dir)
 
 
+def _single_trial(args: argparse.Namespace, model: ModelSettings) -> dict:
+    """``--single-trial`` and its conditions, on designs bids-glm builds with one HRF column."""
+    conditions = tuple(dict.fromkeys(args.single_trial_conditions))
+    if args.single_trial is None:
+        if conditions:
+            raise InputError("--single-trial-conditions needs --single-trial lsa or lss")
+        return {}
+    clash = [
+        flag
+        for flag, used in (
+            ("--design-dir", args.design_dir is not None),
+            ("--model", args.model is not None),
+            ("--parametric-modulators", bool(model.events and model.events.parametric_modulators)),
+        )
+        if used
+    ]
+    hrf = model.hrf_model
+    if hrf.base == "fir" or hrf.time_derivative or hrf.dispersion_derivative:
+        clash.append(f"--hrf-model {hrf}")
+    if clash:
+        raise InputError(
+            f"--single-trial {args.single_trial} with {', '.join(clash)}: single-trial "
+            "estimates need designs bids-glm builds from the events, one HRF column per "
+            "condition (spm or glover, no derivatives) and no parametric modulators"
+        )
+    return {"single_trial": args.single_trial, "single_trial_conditions": conditions}
+
+
 def _stats_model(
     path: Path, model: ModelSettings, mask_combine: MaskRule
 ) -> tuple[StatsModel, ModelSettings, MaskRule]:
@@ -307,6 +335,7 @@ def settings_from_args(args: argparse.Namespace, command_line: str = "") -> Sett
         mask=mask,
         mask_combine=mask_combine,
         model_maps=args.model_maps,
+        **_single_trial(args, model),
         dry_run=args.dry_run,
         overwrite=args.overwrite,
         command_line=command_line,

@@ -68,6 +68,8 @@ BIDS_IGNORED = (
     "*_mask.nii.gz",
     "*_boldref.nii.gz",
     "*_boldref.json",
+    "*_betaseries.nii.gz",
+    "*_betaseries.json",
     "*.html",
     "*.pdf",
     f"{LOGS_FOLDER}/",
@@ -82,6 +84,7 @@ _DESIGN = "design"
 _CLUSTERS = "clusters"
 _MASK = "mask"
 _BOLDREF = "boldref"
+_BETASERIES = "betaseries"
 _SUBJECT_MAP_KEYS = frozenset({*SUBJECT_LEVEL_ENTITIES, "contrast", "stat"})
 
 
@@ -244,6 +247,16 @@ def mean_image_path(folder: Path, entities: Mapping[str, str]) -> Path:
     return _file(folder, _stem(entities, {"desc": "mean"}, _BOLDREF), NIFTI)
 
 
+def beta_series_path(folder: Path, entities: Mapping[str, str], condition_label: str) -> Path:
+    """``<entities>_desc-<condition>_betaseries.nii.gz`` in ``folder``: one volume per trial."""
+    return _file(folder, _stem(entities, {"desc": condition_label}, _BETASERIES), NIFTI)
+
+
+def trial_design_path(folder: Path, entities: Mapping[str, str], estimator: str) -> Path:
+    """``<entities>_desc-<estimator>_design.tsv`` in ``folder``: a run's single-trial design."""
+    return _file(folder, _stem(entities, {"desc": estimator}, _DESIGN), TSV)
+
+
 def sidecar_path(path: Path) -> Path:
     """The JSON sidecar of a ``.nii.gz`` or ``.tsv`` output."""
     stem = path.name.removesuffix(NIFTI).removesuffix(TSV)
@@ -272,6 +285,7 @@ def find_run_designs(folder: Path, unit_entities: Mapping[str, str]) -> list[Pat
         path
         for path in sorted(Path(folder).glob(f"*_{_DESIGN}{TSV}"))
         if subject_level_entities(parse_name(path).entities) == wanted
+        and "desc" not in parse_name(path).entities  # single-trial designs are not run designs
     ]
 
 

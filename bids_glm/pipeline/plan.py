@@ -58,7 +58,7 @@ def slice_time_ref(run: RunInput, model: ModelSettings) -> float:
     return 0.0
 
 
-def _run_events(run: RunInput, model: ModelSettings, n_dummy: int) -> pd.DataFrame:
+def run_events(run: RunInput, model: ModelSettings, n_dummy: int) -> pd.DataFrame:
     """Cleaned events with onsets shifted to the timeline after the dummy scans."""
     if run.events_path is None:
         return pd.DataFrame(columns=["onset", "duration", "trial_type", "modulation"])
@@ -131,7 +131,7 @@ def build_run_design(run: RunInput, model: ModelSettings) -> RunDesign:
     regressors = None if selection is None else selection.regressors
     node_contrasts, hrf_model, high_pass_hz = None, model.hrf_model, model.high_pass_hz
     if model.run_node is None:
-        events = _run_events(run, model, n_dummy)
+        events = run_events(run, model, n_dummy)
         fir_delays = model.fir_delays_scans
     else:  # the Run node decides the regressors; the confound strategy only censors
         inputs = _node_inputs(run, model, n_dummy)

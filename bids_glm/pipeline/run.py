@@ -27,6 +27,7 @@ from bids_glm.glm.results import ContrastMaps, RunFit
 from bids_glm.glm.scaling import scale_signal
 from bids_glm.image.geometry import VolumeGeometry
 from bids_glm.image.io import read_masked_series
+from bids_glm.pipeline.single_trial import write_single_trials
 from bids_glm.runtime.logs import captured_warnings
 from bids_glm.settings import Settings
 
@@ -66,11 +67,12 @@ class RunOutcome:
 
 
 def fit_run(
-    design: RunDesign, geometry: VolumeGeometry, settings: Settings
-) -> tuple[RunFit, np.ndarray, np.ndarray]:
+    design: RunDesign, geometry: VolumeGeometry, settings: Settings, keep_data: bool = False
+) -> tuple[RunFit, np.ndarray, np.ndarray, np.ndarray | None]:
     """Read, scale and fit one run's kept volumes.
 
-    Returns the fit, the usable in-mask voxels and the run's (unsmoothed) mean volume.
+    Returns the fit, the usable in-mask voxels, the run's (unsmoothed) mean volume and,
+    with ``keep_data``, the scaled data that were fitted (else None).
     """
     run = design.run
     started = time.perf_counter()
@@ -97,7 +99,7 @@ def fit_run(
         data.shape[0],
         time.perf_counter() - started,
     )
-    return fit, series.usable, series.mean_volume
+    return fit, series.usable, series.mean_volume, (data if keep_data else None)
 
 
 def process_run(
@@ -128,7 +130,8 @@ def _process_run(
 ) -> RunOutcome:
     entities = naming.run_level_entities(design.run.entities)
     folder = naming.subject_func_dir(settings.output_dir, entities)
-    fit, usable, mean_volume = fit_run(design, geometry, settings)
+    single_trial = settings.single_trial is not None
+    fit, usable, mean_volume, data = fit_run(design, geometry, settings, keep_data=single_trial)
     design_path = outputs.write_design(design, folder, entities, settings)
     source = outputs.source_uri(design.run.bold_path, settings)
     target = outputs.MapTarget(folder, entities, geometry, usable)
@@ -150,6 +153,8 @@ def _process_run(
             maps = compute_contrast(fit, plan.weights_matrix(columns), plan.stat_type, plan.name)
         outputs.write_contrast_maps(writer, target, plan, maps, provenance)
         outcome.maps[plan.label] = _inputs_of_fixed_effects(maps)
+    if single_trial:
+        write_single_trials(design, data, target, source, settings)
     return outcome
 
 

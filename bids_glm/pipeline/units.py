@@ -71,7 +71,12 @@ def unit_fingerprint(unit: AnalysisUnit, settings: Settings) -> str:
     ]
     if settings.mask is not None:
         inputs.append(settings.mask)
-    description = repr((settings.model, settings.mask_combine, settings.model_maps))
+    single_trial = (
+        ()
+        if settings.single_trial is None
+        else (settings.single_trial, settings.single_trial_conditions)
+    )
+    description = repr((settings.model, settings.mask_combine, settings.model_maps, *single_trial))
     return manifest.fingerprint(description, inputs)
 
 

@@ -1,0 +1,94 @@
+"""A run's single-trial estimates (``--single-trial lsa|lss``), beside its ordinary GLM.
+
+The ordinary outputs of the run (its ``_design.tsv``, contrast maps, fixed effects) are
+unchanged; the beta series are added. The trials are those of the cleaned events (n/a rows
+dropped); the same scaled, smoothed, censored data and the same confounds, drifts and noise
+model as the ordinary GLM enter the fits.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from bids_glm.derivatives import beta_series as outputs
+from bids_glm.derivatives.maps import MapTarget
+from bids_glm.design.contrasts import unique_labels
+from bids_glm.design.run_design import RunDesign
+from bids_glm.design.single_trial import trial_design
+from bids_glm.errors import InputError
+from bids_glm.glm.fit import fit_glm
+from bids_glm.glm.single_trial import lsa_layout, lss_fit
+from bids_glm.pipeline.plan import run_events
+from bids_glm.settings import Settings
+
+LOGGER = logging.getLogger("bids_glm")
+
+
+def write_single_trials(
+    design: RunDesign, data: np.ndarray, target: MapTarget, source: str, settings: Settings
+) -> list:
+    """Estimate every trial of the chosen conditions; write the beta series (and LSA design).
+
+    Returns the paths written.
+    """
+    started = time.perf_counter()
+    model = settings.model
+    wanted = settings.single_trial_conditions or design.conditions
+    conditions = [c for c in wanted if c in design.conditions]
+    absent = [c for c in wanted if c not in design.conditions]
+    if absent:
+        LOGGER.warning(
+            "%s: no trials of %s in this run: no beta series for them",
+            design.run.label,
+            ", ".join(absent),
+        )
+    if not conditions:
+        return []
+    events = run_events(design.run, model, design.dummy_scans)
+    try:
+        trials = trial_design(
+            design.matrix, events, conditions, model.hrf_model, model.fir_delays_scans
+        )
+    except ValueError as err:
+        message = f"{design.run.label}: cannot build the single-trial design: {err}"
+        raise InputError(message) from None
+    columns = list(trials.matrix.columns)
+    lsa = trials.matrix.to_numpy(dtype=float)[design.fitted_rows]
+    layout = lsa_layout(columns, list(trials.trials["column"]), list(trials.trials["condition"]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if settings.single_trial == "lsa":
+            fit = fit_glm(lsa, data, columns, noise_model=model.noise_model)
+            betas = fit.beta[list(layout.trial_columns)]
+        else:
+            betas = lss_fit(lsa, data, layout, noise_model=model.noise_model).beta
+    record = outputs.model_record(design, settings, [source])
+    written = []
+    if settings.single_trial == "lsa":
+        written.append(
+            outputs.write_trial_design(trials.matrix, target.folder, target.entities, record)
+        )
+        record = {**record, "Design": written[0].name}
+    labels = unique_labels(conditions)
+    for condition in conditions:
+        selected = (trials.trials["condition"] == condition).to_numpy()
+        written.append(
+            outputs.write_beta_series(
+                target,
+                condition,
+                labels[condition],
+                betas[selected],
+                trials.trials[selected],
+                record,
+            )
+        )
+    LOGGER.info(
+        "%s: %s estimates of %d trial(s) in %.1f s",
+        design.run.label,
+        settings.single_trial.upper(),
+        layout.n_trials,
+        time.perf_counter() - started,
+    )
+    return written

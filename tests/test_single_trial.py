@@ -1,0 +1,233 @@
+"""Single-trial estimates (issue 19): LSA and LSS against per-trial fits of fit_glm."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from bids_glm.cli.main import main
+from bids_glm.demo.dataset import make_demo_dataset
+from bids_glm.design.drift import cosine_drift
+from bids_glm.design.matrix import make_design_matrix
+from bids_glm.glm.fit import fit_glm
+from bids_glm.glm.scaling import scale_signal
+from bids_glm.glm.single_trial import (
+    TrialLayout,
+    lsa_layout,
+    lss_combinations,
+    lss_design,
+    lss_fit,
+)
+from bids_glm.image.io import read_masked_series
+
+
+def _problem(seed=0, n=120, n_voxels=400):
+    rng = np.random.default_rng(seed)
+    trials = rng.random((n, 12)) ** 3
+    design = np.column_stack(
+        [trials, rng.normal(size=(n, 1)) * 5, cosine_drift(0.01, np.arange(n) * 2.0), np.ones(n)]
+    )
+    walk = np.cumsum(rng.normal(size=(n, n_voxels)), axis=0)
+    noise = walk * 0.3 + rng.normal(size=(n, n_voxels))
+    data = (design @ rng.normal(size=(design.shape[1], n_voxels)) + noise).astype(np.float32)
+    layout = TrialLayout(tuple(range(12)), (0,) * 5 + (1,) * 4 + (2,) * 3, design.shape[1])
+    return design, data, layout
+
+
+def _brute_force(design, data, layout, noise_model):
+    fits = []
+    for trial in range(layout.n_trials):
+        model = lss_design(design, layout, trial)
+        names = [f"c{k}" for k in range(model.shape[1])]
+        fits.append(fit_glm(model, data, names, noise_model=noise_model))
+    return fits
+
+
+def test_lss_models_have_trial_other_trials_other_conditions_and_nuisance():
+    design, _, layout = _problem()
+    models = lss_combinations(layout)
+    # trial, other trials of its condition, 2 other conditions, 1 confound + drifts + constant
+    assert models[0].shape == (design.shape[1], 1 + 1 + 2 + design.shape[1] - 12)
+    np.testing.assert_array_equal(models[0][:, 0], np.eye(design.shape[1])[:, 0])
+    np.testing.assert_array_equal(models[0][:5, 1], [0, 1, 1, 1, 1])
+
+
+@pytest.mark.parametrize("noise_model", ["ols", "ar1"])
+def test_lss_equals_brute_force(noise_model):
+    design, data, layout = _problem()
+    estimates = lss_fit(design, data, layout, noise_model, keep_ar1=True)
+    fits = _brute_force(design, data, layout, noise_model)
+    brute = np.stack([fit.beta[0] for fit in fits])
+    if noise_model == "ols":
+        np.testing.assert_allclose(estimates.beta, brute, rtol=0, atol=1e-8 * np.abs(brute).max())
+        return
+    rho = np.stack([fit.ar1 for fit in fits])
+    np.testing.assert_allclose(estimates.ar1, rho, rtol=0, atol=1e-12)
+    scaled = rho * 100
+    on_edge = np.abs(scaled - np.round(scaled)) < 1e-9
+    differs = ~np.isclose(estimates.beta, brute, rtol=0, atol=1e-8 * np.abs(brute).max())
+    assert not np.any(differs & ~on_edge)
+    assert on_edge.mean() < 0.01
+
+
+def test_lsa_is_one_fit_of_the_trial_design():
+    design, data, layout = _problem()
+    fit = fit_glm(design, data, [f"c{k}" for k in range(design.shape[1])], noise_model="ar1")
+    assert fit.beta[list(layout.trial_columns)].shape == (12, data.shape[1])
+
+
+# --- end to end on the demo dataset ------------------------------------------------------
+
+SPACE = "MNI152NLin2009cAsym"
+PREFIX = f"sub-01_task-faces_run-1_space-{SPACE}"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("single_trial")
+    make_demo_dataset(root / "bids", n_subjects=1, n_runs=1)
+    return root
+
+
+def _analyse(demo, estimator, noise_model):
+    out = demo / f"out-{estimator}-{noise_model}"
+    if not out.exists():
+        command = [str(demo / "bids"), str(out), "participant", "--work-dir", str(demo / "work")]
+        command += ["--no-reports", "--confounds", "motion6", "--noise-model", noise_model]
+        command += ["--single-trial", estimator] if estimator else []
+        assert main(command) == 0
+    return out / "sub-01" / "func"
+
+
+def _data(demo, func):
+    """The scaled in-mask data the run's GLM fitted, and the analysis mask."""
+    mask_image = nib.load(func / f"sub-01_task-faces_space-{SPACE}_mask.nii.gz")
+    mask = np.asarray(mask_image.dataobj) > 0
+    bold = next((demo / "bids" / "derivatives").rglob("*_desc-preproc_bold.nii.gz"))
+    series = read_masked_series(bold, mask, mask_image.affine)
+    return scale_signal(series.data, "percent"), mask
+
+
+def _events(demo):
+    events = pd.read_csv(next((demo / "bids").rglob("*_events.tsv")), sep="\t")
+    return events[["onset", "duration", "trial_type"]].sort_values("onset", kind="stable")
+
+
+def _brute_force_lss(demo, func, data, noise_model):
+    """The test's own loop: one design per trial from relabelled events, fitted alone."""
+    design = pd.read_csv(func / f"{PREFIX}_design.tsv", sep="\t")
+    times = np.array(json.loads((func / f"{PREFIX}_design.json").read_text())["FrameTimes"])
+    events = _events(demo)
+    nuisance = design.drop(columns=sorted(events["trial_type"].unique()))
+    betas = {}
+    for condition in sorted(events["trial_type"].unique()):
+        rows = events.index[events["trial_type"] == condition]
+        estimates = []
+        for row in rows:
+            relabelled = events.copy()
+            relabelled.loc[rows, "trial_type"] = "zzOther"
+            relabelled.loc[row, "trial_type"] = "aaTrial"
+            conditions = make_design_matrix(times, relabelled, drift_model="none")
+            model = pd.concat(
+                [conditions.drop(columns="constant").reset_index(drop=True), nuisance], axis=1
+            )
+            fit = fit_glm(model.to_numpy(), data, list(model.columns), noise_model=noise_model)
+            estimates.append(fit.beta[0])
+        betas[condition] = np.stack(estimates)
+    return betas
+
+
+def _series(func, condition, mask):
+    image = nib.load(func / f"{PREFIX}_desc-{condition}_betaseries.nii.gz")
+    return np.asarray(image.dataobj)[mask].T  # (trials, V)
+
+
+def test_default_outputs_are_unchanged_by_single_trial_estimates(demo):
+    plain = _analyse(demo, None, "ols")
+    lss = _analyse(demo, "lss", "ols")
+    names = sorted(p.name for p in plain.iterdir())
+    added = sorted(set(p.name for p in lss.iterdir()) - set(names))
+    assert all("_betaseries." in name for name in added) and len(added) == 6
+    for name in names:
+        if name.endswith(".nii.gz"):
+            np.testing.assert_array_equal(
+                np.asarray(nib.load(plain / name).dataobj),
+                np.asarray(nib.load(lss / name).dataobj),
+            )
+
+
+@pytest.mark.parametrize("noise_model", ["ols", "ar1"])
+def test_lss_outputs_equal_brute_force_fits(demo, noise_model):
+    func = _analyse(demo, "lss", noise_model)
+    data, mask = _data(demo, func)
+    brute = _brute_force_lss(demo, func, data, noise_model)
+    for condition, expected in brute.items():
+        written = _series(func, condition, mask)
+        assert written.shape == expected.shape
+        scale = np.abs(expected).max()
+        close = np.isclose(written, expected, rtol=1e-5, atol=1e-5 * scale)  # float32 files
+        assert close.mean() > (0.99 if noise_model == "ar1" else 1.0 - 1e-12)
+
+
+def test_lss_in_memory_equals_brute_force_to_1e8_for_ols(demo):
+    func = _analyse(demo, "lsa", "ols")
+    data, _ = _data(demo, func)
+    lsa = pd.read_csv(func / f"{PREFIX}_desc-lsa_design.tsv", sep="\t")
+    events = _events(demo)
+    trial_columns = [c for c in lsa.columns if "_trial" in c]
+    groups = [c.split("_trial")[0] for c in trial_columns]
+    layout = lsa_layout(list(lsa.columns), trial_columns, groups)
+    estimates = lss_fit(lsa.to_numpy(), data, layout, "ols").beta
+    brute = np.concatenate(list(_brute_force_lss(demo, func, data, "ols").values()))
+    assert len(trial_columns) == len(events)
+    np.testing.assert_allclose(estimates, brute, rtol=0, atol=1e-8 * np.abs(brute).max())
+
+
+@pytest.mark.parametrize("noise_model", ["ols", "ar1"])
+def test_lsa_outputs_equal_a_fit_of_the_written_lsa_design(demo, noise_model):
+    func = _analyse(demo, "lsa", noise_model)
+    data, mask = _data(demo, func)
+    lsa = pd.read_csv(func / f"{PREFIX}_desc-lsa_design.tsv", sep="\t")
+    design = pd.read_csv(func / f"{PREFIX}_design.tsv", sep="\t")
+    fit = fit_glm(lsa.to_numpy(), data, list(lsa.columns), noise_model=noise_model)
+    events = _events(demo)
+    for condition in sorted(events["trial_type"].unique()):
+        columns = [c for c in lsa.columns if c.startswith(f"{condition}_trial")]
+        # the condition's regressor is the sum of its trials' regressors
+        np.testing.assert_allclose(lsa[columns].sum(axis=1), design[condition], atol=1e-12)
+        expected = fit.beta[[list(lsa.columns).index(c) for c in columns]]
+        written = _series(func, condition, mask)
+        scale = np.abs(expected).max()
+        np.testing.assert_allclose(written, expected, rtol=1e-5, atol=1e-6 * scale)
+    # the rest of the LSA design is the ordinary design's
+    nuisance = [c for c in design.columns if c not in set(events["trial_type"])]
+    np.testing.assert_array_equal(lsa[nuisance].to_numpy(), design[nuisance].to_numpy())
+
+
+def test_sidecar_lists_the_trials_in_onset_order(demo):
+    func = _analyse(demo, "lss", "ar1")
+    events = _events(demo)
+    for condition in sorted(events["trial_type"].unique()):
+        sidecar = json.loads((func / f"{PREFIX}_desc-{condition}_betaseries.json").read_text())
+        expected = events[events["trial_type"] == condition]
+        trials = sidecar["Trials"]
+        assert [t["index"] for t in trials] == list(range(len(expected)))
+        assert [t["onset"] for t in trials] == pytest.approx(expected["onset"].tolist())
+        assert [t["duration"] for t in trials] == pytest.approx(expected["duration"].tolist())
+        assert {t["trial_type"] for t in trials} == {condition}
+        assert sidecar["Estimator"] == "LSS" and sidecar["NoiseModel"] == "ar1"
+        assert sidecar["Confounds"] and sidecar["DriftModel"] == "cosine"
+        image = nib.load(func / f"{PREFIX}_desc-{condition}_betaseries.nii.gz")
+        assert image.shape[3] == len(expected) == sidecar["NumberOfTrials"]
+
+
+def test_single_trial_options_are_checked(demo, capsys):
+    base = [str(demo / "bids"), str(demo / "out-bad"), "participant", "--dry-run"]
+    assert main([*base, "--single-trial-conditions", "face"]) == 3
+    assert "needs --single-trial" in capsys.readouterr().err
+    assert main([*base, "--single-trial", "lss", "--hrf-model", "spm + derivative"]) == 3
+    assert "one HRF column" in capsys.readouterr().err
