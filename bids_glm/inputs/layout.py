@@ -17,12 +17,13 @@ import nibabel as nib
 
 from bids_glm.errors import InputError
 from bids_glm.image.mask import load_image
+from bids_glm.image.surface import GIFTI_EXTENSION, HEMISPHERES, gifti_shape, gifti_time_step_s
 from bids_glm.inputs.entities import applicable_files, applies_to, raw_entities, split_name
 from bids_glm.inputs.filters import pybids_filters, restrict_participants
 from bids_glm.inputs.sidecars import check_run_sidecars, ignore_patterns, unreadable_json
 from bids_glm.inputs.user_design import attach_user_designs
 from bids_glm.inputs.validation import validate_dataset
-from bids_glm.inputs.variants import select_grid
+from bids_glm.inputs.variants import is_surface_space, select_grid
 from bids_glm.settings import DEFAULT_FMRIPREP_SPACE, Settings
 
 LOGGER = logging.getLogger("bids_glm")
@@ -50,6 +51,9 @@ class RunInput:
         Number of volumes of the BOLD series.
     design_path : Path or None
         With ``--design-dir``: the user's design matrix for this run, used as given.
+    surface_paths : tuple of Path
+        Surface data: the left and right hemisphere's ``.func.gii`` (``bold_path`` is the
+        left one); empty for volumes.
     """
 
     entities: Mapping[str, str]
@@ -61,6 +65,12 @@ class RunInput:
     start_time_s: float | None
     n_volumes: int
     design_path: Path | None = None
+    surface_paths: tuple[Path, ...] = ()
+
+    @property
+    def image_paths(self) -> tuple[Path, ...]:
+        """The files holding the run's data: the 4-D NIfTI, or both hemispheres' GIfTIs."""
+        return self.surface_paths or (self.bold_path,)
 
     @property
     def subject(self) -> str:
@@ -168,7 +178,11 @@ def _header_tr_s(image: nib.Nifti1Image) -> float | None:
 
 
 def resolve_tr_s(
-    bold_path: Path, derivative_meta: Mapping, raw_meta: Mapping, header_tr_s: float | None
+    bold_path: Path,
+    derivative_meta: Mapping,
+    raw_meta: Mapping,
+    header_tr_s: float | None,
+    header_name: str = "NIfTI header",
 ) -> float:
     """Repetition time from the derivative sidecar, then the raw sidecar, then the header.
 
@@ -177,7 +191,7 @@ def resolve_tr_s(
     sources = {
         "derivative sidecar": derivative_meta.get("RepetitionTime"),
         "raw sidecar": raw_meta.get("RepetitionTime"),
-        "NIfTI header": header_tr_s,
+        header_name: header_tr_s,
     }
     try:
         found = {name: float(v) for name, v in sources.items() if v is not None}
@@ -188,7 +202,7 @@ def resolve_tr_s(
         ) from None
     if not found:
         raise InputError(
-            f"{bold_path}: no RepetitionTime in its sidecars and no TR in the NIfTI header"
+            f"{bold_path}: no RepetitionTime in its sidecars and no TR in the {header_name}"
         )
     chosen_name, chosen = next(iter(found.items()))
     if chosen <= 0:
@@ -279,13 +293,18 @@ def find_runs(settings: Settings, participants: Sequence[str]) -> list[RunInput]
         filters["session"] = list(settings.sessions)
     user_filters = {k: v for k, v in settings.bids_filters.items() if k != "subject"}
     filters = {**pybids_filters(user_filters), **filters}
-    bolds = _preprocessed_bolds(layout, filters, settings)
-    if not bolds:
-        _no_bold(layout, filters, settings, participants)
-    space = _choose_space({split_name(b)[0].get("space") for b in bolds}, settings.space)
-    bolds = [b for b in bolds if split_name(b)[0].get("space") == space]
-    requested = {"res": settings.resolution, "den": settings.density}
-    bolds = select_grid(bolds, space, requested)
+    surface = is_surface_space(settings.space)
+    if surface:
+        bolds = _surface_bolds(layout, filters, settings)
+        space = settings.space
+    else:
+        bolds = _preprocessed_bolds(layout, filters, settings)
+        if not bolds:
+            _no_bold(layout, filters, settings, participants)
+        space = _choose_space({split_name(b)[0].get("space") for b in bolds}, settings.space)
+        bolds = [b for b in bolds if split_name(b)[0].get("space") == space]
+        requested = {"res": settings.resolution, "den": settings.density}
+        bolds = select_grid(bolds, space, requested)
     masks = layout.get(
         scope="derivatives",
         desc="brain",
@@ -310,16 +329,23 @@ def find_runs(settings: Settings, participants: Sequence[str]) -> list[RunInput]
     ]
     check_run_sidecars(bolds, unreadable, settings.bids_dir)
     design_dir = settings.model.design_dir
-    runs = [
-        _run_input(
-            Path(bold),
-            layout,
-            settings.bids_dir,
-            (masks, confounds, events, raw_sidecars),
-            events_needed=design_dir is None,
-        )
-        for bold in sorted(bolds)
-    ]
+    candidates = (masks, confounds, events, raw_sidecars)
+    if surface:
+        runs = [
+            _surface_run_input(pair, layout, settings.bids_dir, candidates, design_dir is None)
+            for pair in hemisphere_pairs(bolds)
+        ]
+    else:
+        runs = [
+            _run_input(
+                Path(bold),
+                layout,
+                settings.bids_dir,
+                candidates,
+                events_needed=design_dir is None,
+            )
+            for bold in sorted(bolds)
+        ]
     if design_dir is not None:  # the designs replace the events
         runs = attach_user_designs(runs, design_dir)
     LOGGER.info(
@@ -384,6 +410,91 @@ def _preprocessed_bolds(layout, filters: Mapping[str, object], settings: Setting
             f"--bids-filter-file {settings.bids_filter_file}: {reason} (use pybids' entity "
             "names: session, run, acquisition, echo, ...)"
         ) from None
+
+
+def _surface_bolds(layout, filters: Mapping[str, object], settings: Settings) -> list[str]:
+    """Both hemispheres' ``bold.func.gii`` of the requested surface space."""
+    found = layout.get(
+        scope="derivatives",
+        suffix="bold",
+        extension=GIFTI_EXTENSION,
+        space=settings.space,
+        return_type="filename",
+        **filters,
+    )
+    if not found:
+        raise InputError(
+            f"--space {settings.space}: no *_hemi-<L|R>_space-{settings.space}_bold"
+            f"{GIFTI_EXTENSION} (or *_space-{settings.space}_hemi-<L|R>_bold{GIFTI_EXTENSION})"
+            f" in {', '.join(map(str, settings.derivatives))} for the requested participants"
+            " and tasks"
+        )
+    return found
+
+
+def hemisphere_pairs(files: Sequence[str]) -> list[tuple[Path, Path]]:
+    """The (left, right) GIfTI files of each run, in either fMRIPrep naming generation.
+
+    Raises
+    ------
+    InputError
+        A run with one hemisphere only (names the file present and the one expected).
+    """
+    by_run: dict[tuple, dict[str, Path]] = {}
+    for file in sorted(files):
+        entities = split_name(file)[0]
+        hemi = entities.get("hemi")
+        if hemi not in HEMISPHERES:
+            raise InputError(f"{file}: expected a hemi-L or hemi-R entity in a surface series")
+        key = tuple(sorted((k, v) for k, v in entities.items() if k != "hemi"))
+        by_run.setdefault(key, {})[hemi] = Path(file)
+    pairs = []
+    for found in by_run.values():
+        missing = [h for h in HEMISPHERES if h not in found]
+        if missing:
+            present = next(iter(found.values()))
+            expected = present.name.replace(f"hemi-{next(iter(found))}", f"hemi-{missing[0]}")
+            raise InputError(
+                f"{present}: its other hemisphere is missing (expected {expected} beside it)"
+            )
+        pairs.append((found["L"], found["R"]))
+    return sorted(pairs)
+
+
+def _surface_run_input(pair, layout, bids_dir, candidates, events_needed: bool) -> RunInput:
+    """One run of surface data: its hemisphere pair, TR, volumes and companion files."""
+    left, right = pair
+    _, confounds, events, raw_sidecars = candidates
+    entities = {k: v for k, v in split_name(left)[0].items() if k != "hemi"}
+    shapes = {path: gifti_shape(path) for path in pair}
+    if shapes[left][0] != shapes[right][0]:
+        raise InputError(
+            f"{right}: {shapes[right][0]} volumes, but {left.name} has {shapes[left][0]}"
+        )
+    raw = raw_entities(entities)
+    run_dir = bids_dir / f"sub-{raw['sub']}"
+    if "ses" in raw:
+        run_dir = run_dir / f"ses-{raw['ses']}"
+    run_dir = run_dir / "func"
+    events_files = applicable_files(events, raw, bids_dir, run_dir)
+    if not events_files and events_needed:
+        LOGGER.warning("%s: no events.tsv applies to this run", left.name)
+    derivative_meta = layout.get_metadata(str(left))
+    raw_meta = _merged_json(applicable_files(raw_sidecars, raw, bids_dir, run_dir))
+    time_step = gifti_time_step_s(left)  # FreeSurfer's TimeStep is in ms: converted
+    tr_s = resolve_tr_s(left, derivative_meta, raw_meta, time_step, "GIfTI TimeStep")
+    start_time = derivative_meta.get("StartTime")
+    return RunInput(
+        entities=entities,
+        bold_path=left,
+        mask_path=None,  # no brain mask on surfaces: constant vertices are left out
+        events_path=events_files[-1] if events_files else None,
+        confounds_path=_matching_derivative(confounds, entities, CONFOUNDS_IGNORED),
+        tr_s=tr_s,
+        start_time_s=None if start_time is None else float(start_time),
+        n_volumes=int(shapes[left][0]),
+        surface_paths=(left, right),
+    )
 
 
 def _run_input(bold, layout, bids_dir, candidates, events_needed: bool = True) -> RunInput:
