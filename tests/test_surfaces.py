@@ -264,3 +264,54 @@ def test_smoothing_is_refused_for_surfaces(tmp_path, surface_run):
         ]
     )
     assert code == 3
+
+
+def test_surface_fixed_effects_weight_runs_by_precision(surface_run):
+    """Participant maps are the precision-weighted combination of the two runs' maps."""
+    from scipy import stats
+
+    func = surface_run["out"] / "sub-01" / "func"
+    _, wall = _planted_mask()
+    keep = ~wall
+
+    def read(run: str, stat: str) -> np.ndarray:
+        stem = f"sub-01_task-faces_{run}hemi-{{}}_space-fsaverage5_contrast-faceVsHouse"
+        return _hemis(lambda h: func / f"{stem.format(h)}_stat-{stat}_statmap.func.gii")[keep]
+
+    effects = np.array([read(f"run-{r}_", "effect") for r in (1, 2)], dtype=np.float64)
+    variances = np.array([read(f"run-{r}_", "variance") for r in (1, 2)], dtype=np.float64)
+    weights = 1.0 / variances
+    variance = 1.0 / weights.sum(axis=0)
+    effect = variance * (weights * effects).sum(axis=0)
+    np.testing.assert_allclose(read("", "effect"), effect, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(read("", "variance"), variance, rtol=1e-4)
+    dof = json.loads(
+        (
+            func / "sub-01_task-faces_hemi-L_space-fsaverage5_contrast-faceVsHouse_stat-z_statmap"
+            ".json"
+        ).read_text()
+    )["DegreesOfFreedom"]
+    z = stats.norm.isf(stats.t.sf(effect / np.sqrt(variance), dof))
+    np.testing.assert_allclose(read("", "z"), z, atol=1e-3)
+
+
+def test_surface_ar1_z_equals_nilearn_run_glm(surface_run, tmp_path):
+    """AR(1) on surfaces: run-level z as nilearn's run_glm (ar1) on the same (T, V) data."""
+    from nilearn.glm.contrasts import compute_contrast
+    from nilearn.glm.first_level import mean_scaling, run_glm
+
+    out = tmp_path / "out"
+    args = [str(surface_run["bids"]), str(out), "participant", "--space", "fsaverage5"]
+    assert main([*args, "--skip-bids-validator", "--noise-model", "ar1"]) == 0
+    func = out / "sub-01" / "func"
+    _, wall = _planted_mask()
+    keep = ~wall
+    design = pd.read_csv(next(func.glob("*_run-1_*_design.tsv")), sep="\t")
+    data = np.concatenate([surface_run["data"][(1, h)] for h in ("L", "R")], axis=1)
+    y, _ = mean_scaling(data[:, keep].astype(np.float64))
+    labels, results = run_glm(y, design.to_numpy(), noise_model="ar1")
+    weights = np.asarray(design.columns == "face", dtype=float)
+    expected = compute_contrast(labels, results, weights, "t").z_score()
+    stem = "sub-01_task-faces_run-1_hemi-{}_space-fsaverage5_contrast-face_stat-z_statmap"
+    ours = _hemis(lambda h: func / f"{stem.format(h)}.func.gii")[keep]
+    assert np.abs(ours - expected).max() < 1e-3

@@ -423,11 +423,19 @@ def _surface_bolds(layout, filters: Mapping[str, object], settings: Settings) ->
         **filters,
     )
     if not found:
+        present = layout.get(
+            scope="derivatives",
+            suffix="bold",
+            extension=[*NIFTI_EXTENSIONS, GIFTI_EXTENSION],
+            return_type="filename",
+            **filters,
+        )
+        spaces = sorted({str(split_name(p)[0].get("space")) for p in present})
         raise InputError(
             f"--space {settings.space}: no *_hemi-<L|R>_space-{settings.space}_bold"
             f"{GIFTI_EXTENSION} (or *_space-{settings.space}_hemi-<L|R>_bold{GIFTI_EXTENSION})"
             f" in {', '.join(map(str, settings.derivatives))} for the requested participants"
-            " and tasks"
+            f" and tasks; found: {', '.join(spaces) or 'none'}"
         )
     return found
 
