@@ -315,3 +315,11 @@ def test_surface_ar1_z_equals_nilearn_run_glm(surface_run, tmp_path):
     stem = "sub-01_task-faces_run-1_hemi-{}_space-fsaverage5_contrast-face_stat-z_statmap"
     ours = _hemis(lambda h: func / f"{stem.format(h)}.func.gii")[keep]
     assert np.abs(ours - expected).max() < 1e-3
+
+
+def test_dry_run_plans_surface_runs(surface_run, tmp_path, capsys):
+    args = [str(surface_run["bids"]), str(tmp_path / "out"), "participant"]
+    assert main([*args, "--space", "fsaverage5", "--skip-bids-validator", "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "sub-01_task-faces_run-2_space-fsaverage5_hemi-R_bold.func.gii" in printed
+    assert "no mask" in printed

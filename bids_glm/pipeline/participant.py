@@ -211,7 +211,11 @@ def dry_run(units: Sequence[AnalysisUnit], settings: Settings) -> None:
             )
             mask = design.run.mask_path.name if design.run.mask_path else "none (EPI mask)"
             mask = f"{settings.mask.name} (--mask)" if settings.mask else mask
-            print(f"    BOLD {design.run.bold_path.name}; mask {mask}")
+            if design.run.surface_paths:  # surfaces: every vertex, constant ones left out
+                bold = " + ".join(p.name for p in design.run.surface_paths)
+                print(f"    BOLD {bold}; no mask (constant vertices left out)")
+            else:
+                print(f"    BOLD {design.run.bold_path.name}; mask {mask}")
             if design.user_design is not None:
                 print(f"    design {design.user_design} (--design-dir, used as given)")
         for plan in unit.contrasts:
