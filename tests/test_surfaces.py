@@ -323,3 +323,9 @@ def test_dry_run_plans_surface_runs(surface_run, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "sub-01_task-faces_run-2_space-fsaverage5_hemi-R_bold.func.gii" in printed
     assert "no mask" in printed
+
+
+def test_methods_text_describes_surfaces(surface_run):
+    text = (surface_run["out"] / "logs" / "CITATION.md").read_text()
+    assert "vertices of both hemispheres" in " ".join(text.split())
+    assert "brain masks" not in text
