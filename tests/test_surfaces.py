@@ -20,7 +20,7 @@ from bids_glm.image.surface import (
     load_gifti_series,
     read_surface_series,
 )
-from bids_glm.inputs.layout import hemisphere_pairs
+from bids_glm.inputs.surface_runs import hemisphere_pairs
 
 TR_S = 2.0
 N_VOLUMES = 90

@@ -17,10 +17,10 @@ import nibabel as nib
 
 from bids_glm.errors import InputError
 from bids_glm.image.mask import load_image
-from bids_glm.image.surface import GIFTI_EXTENSION, HEMISPHERES, gifti_shape, gifti_time_step_s
 from bids_glm.inputs.entities import applicable_files, applies_to, raw_entities, split_name
 from bids_glm.inputs.filters import pybids_filters, restrict_participants
 from bids_glm.inputs.sidecars import check_run_sidecars, ignore_patterns, unreadable_json
+from bids_glm.inputs.surface_runs import hemisphere_pairs, surface_bolds, surface_run_facts
 from bids_glm.inputs.user_design import attach_user_designs
 from bids_glm.inputs.validation import validate_dataset
 from bids_glm.inputs.variants import is_surface_space, select_grid
@@ -295,7 +295,7 @@ def find_runs(settings: Settings, participants: Sequence[str]) -> list[RunInput]
     filters = {**pybids_filters(user_filters), **filters}
     surface = is_surface_space(settings.space)
     if surface:
-        bolds = _surface_bolds(layout, filters, settings)
+        bolds = surface_bolds(layout, filters, settings)
         space = settings.space
     else:
         bolds = _preprocessed_bolds(layout, filters, settings)
@@ -330,22 +330,14 @@ def find_runs(settings: Settings, participants: Sequence[str]) -> list[RunInput]
     check_run_sidecars(bolds, unreadable, settings.bids_dir)
     design_dir = settings.model.design_dir
     candidates = (masks, confounds, events, raw_sidecars)
-    if surface:
-        runs = [
-            _surface_run_input(pair, layout, settings.bids_dir, candidates, design_dir is None)
-            for pair in hemisphere_pairs(bolds)
-        ]
+    if surface:  # each run's hemisphere pair; the left file names the run
+        sources = [(pair[0], pair) for pair in hemisphere_pairs(bolds)]
     else:
-        runs = [
-            _run_input(
-                Path(bold),
-                layout,
-                settings.bids_dir,
-                candidates,
-                events_needed=design_dir is None,
-            )
-            for bold in sorted(bolds)
-        ]
+        sources = [(Path(bold), ()) for bold in sorted(bolds)]
+    runs = [
+        _run_input(bold, layout, settings.bids_dir, candidates, design_dir is None, pair)
+        for bold, pair in sources
+    ]
     if design_dir is not None:  # the designs replace the events
         runs = attach_user_designs(runs, design_dir)
     LOGGER.info(
@@ -412,105 +404,21 @@ def _preprocessed_bolds(layout, filters: Mapping[str, object], settings: Setting
         ) from None
 
 
-def _surface_bolds(layout, filters: Mapping[str, object], settings: Settings) -> list[str]:
-    """Both hemispheres' ``bold.func.gii`` of the requested surface space."""
-    found = layout.get(
-        scope="derivatives",
-        suffix="bold",
-        extension=GIFTI_EXTENSION,
-        space=settings.space,
-        return_type="filename",
-        **filters,
-    )
-    if not found:
-        present = layout.get(
-            scope="derivatives",
-            suffix="bold",
-            extension=[*NIFTI_EXTENSIONS, GIFTI_EXTENSION],
-            return_type="filename",
-            **filters,
-        )
-        spaces = sorted({str(split_name(p)[0].get("space")) for p in present})
-        raise InputError(
-            f"--space {settings.space}: no *_hemi-<L|R>_space-{settings.space}_bold"
-            f"{GIFTI_EXTENSION} (or *_space-{settings.space}_hemi-<L|R>_bold{GIFTI_EXTENSION})"
-            f" in {', '.join(map(str, settings.derivatives))} for the requested participants"
-            f" and tasks; found: {', '.join(spaces) or 'none'}"
-        )
-    return found
-
-
-def hemisphere_pairs(files: Sequence[str]) -> list[tuple[Path, Path]]:
-    """The (left, right) GIfTI files of each run, in either fMRIPrep naming generation.
-
-    Raises
-    ------
-    InputError
-        A run with one hemisphere only (names the file present and the one expected).
-    """
-    by_run: dict[tuple, dict[str, Path]] = {}
-    for file in sorted(files):
-        entities = split_name(file)[0]
-        hemi = entities.get("hemi")
-        if hemi not in HEMISPHERES:
-            raise InputError(f"{file}: expected a hemi-L or hemi-R entity in a surface series")
-        key = tuple(sorted((k, v) for k, v in entities.items() if k != "hemi"))
-        by_run.setdefault(key, {})[hemi] = Path(file)
-    pairs = []
-    for found in by_run.values():
-        missing = [h for h in HEMISPHERES if h not in found]
-        if missing:
-            present = next(iter(found.values()))
-            expected = present.name.replace(f"hemi-{next(iter(found))}", f"hemi-{missing[0]}")
-            raise InputError(
-                f"{present}: its other hemisphere is missing (expected {expected} beside it)"
-            )
-        pairs.append((found["L"], found["R"]))
-    return sorted(pairs)
-
-
-def _surface_run_input(pair, layout, bids_dir, candidates, events_needed: bool) -> RunInput:
-    """One run of surface data: its hemisphere pair, TR, volumes and companion files."""
-    left, right = pair
-    _, confounds, events, raw_sidecars = candidates
-    entities = {k: v for k, v in split_name(left)[0].items() if k != "hemi"}
-    shapes = {path: gifti_shape(path) for path in pair}
-    if shapes[left][0] != shapes[right][0]:
-        raise InputError(
-            f"{right}: {shapes[right][0]} volumes, but {left.name} has {shapes[left][0]}"
-        )
-    raw = raw_entities(entities)
-    run_dir = bids_dir / f"sub-{raw['sub']}"
-    if "ses" in raw:
-        run_dir = run_dir / f"ses-{raw['ses']}"
-    run_dir = run_dir / "func"
-    events_files = applicable_files(events, raw, bids_dir, run_dir)
-    if not events_files and events_needed:
-        LOGGER.warning("%s: no events.tsv applies to this run", left.name)
-    derivative_meta = layout.get_metadata(str(left))
-    raw_meta = _merged_json(applicable_files(raw_sidecars, raw, bids_dir, run_dir))
-    time_step = gifti_time_step_s(left)  # FreeSurfer's TimeStep is in ms: converted
-    tr_s = resolve_tr_s(left, derivative_meta, raw_meta, time_step, "GIfTI TimeStep")
-    start_time = derivative_meta.get("StartTime")
-    return RunInput(
-        entities=entities,
-        bold_path=left,
-        mask_path=None,  # no brain mask on surfaces: constant vertices are left out
-        events_path=events_files[-1] if events_files else None,
-        confounds_path=_matching_derivative(confounds, entities, CONFOUNDS_IGNORED),
-        tr_s=tr_s,
-        start_time_s=None if start_time is None else float(start_time),
-        n_volumes=int(shapes[left][0]),
-        surface_paths=(left, right),
-    )
-
-
-def _run_input(bold, layout, bids_dir, candidates, events_needed: bool = True) -> RunInput:
+def _run_input(
+    bold, layout, bids_dir, candidates, events_needed: bool = True, surface_pair=()
+) -> RunInput:
+    """One run's inputs: a 4-D NIfTI ``bold``, or a surface ``surface_pair`` (L, R)."""
     masks, confounds, events, raw_sidecars = candidates
-    entities, _, _ = split_name(bold)
-    image = load_image(bold)
-    if len(image.shape) != 4:
-        raise InputError(f"{bold}: expected a 4-D BOLD series, found shape {image.shape}")
+    if surface_pair:
+        entities, n_volumes, header_tr_s = surface_run_facts(surface_pair)
+        header_name = "GIfTI TimeStep"  # FreeSurfer writes milliseconds: converted
+    else:
+        entities, _, _ = split_name(bold)
+        image = load_image(bold)
+        if len(image.shape) != 4:
+            raise InputError(f"{bold}: expected a 4-D BOLD series, found shape {image.shape}")
+        n_volumes, header_tr_s = int(image.shape[3]), _header_tr_s(image)
+        header_name = "NIfTI header"
     raw = raw_entities(entities)
     run_dir = bids_dir / f"sub-{raw['sub']}"
     if "ses" in raw:
@@ -521,15 +429,17 @@ def _run_input(bold, layout, bids_dir, candidates, events_needed: bool = True) -
         LOGGER.warning("%s: no events.tsv applies to this run", bold.name)
     derivative_meta = layout.get_metadata(str(bold))
     raw_meta = _merged_json(applicable_files(raw_sidecars, raw, bids_dir, run_dir))
-    tr_s = resolve_tr_s(bold, derivative_meta, raw_meta, _header_tr_s(image))
+    tr_s = resolve_tr_s(bold, derivative_meta, raw_meta, header_tr_s, header_name)
     start_time = derivative_meta.get("StartTime")
     return RunInput(
         entities=entities,
         bold_path=bold,
-        mask_path=_matching_derivative(masks, entities, MASK_IGNORED),
+        # surfaces have no brain mask: constant vertices are left out after reading
+        mask_path=None if surface_pair else _matching_derivative(masks, entities, MASK_IGNORED),
         events_path=events_files[-1] if events_files else None,
         confounds_path=_matching_derivative(confounds, entities, CONFOUNDS_IGNORED),
         tr_s=tr_s,
         start_time_s=None if start_time is None else float(start_time),
-        n_volumes=int(image.shape[3]),
+        n_volumes=n_volumes,
+        surface_paths=tuple(surface_pair),
     )
