@@ -250,7 +250,7 @@ def _mask_options(args: argparse.Namespace) -> tuple[Path | None, MaskRule]:
 
 def _variant_options(args: argparse.Namespace) -> dict[str, str | None]:
     """``--space SPACE[:res-N][:den-D]`` and ``--desc``, typed (see ``inputs/variants.py``)."""
-    from bids_glm.inputs.variants import check_desc, parse_space_option
+    from bids_glm.inputs.variants import check_desc, is_surface_space, parse_space_option
 
     try:
         desc = check_desc(args.desc)
@@ -262,6 +262,17 @@ def _variant_options(args: argparse.Namespace) -> dict[str, str | None]:
         option = parse_space_option(args.space)
     except ValueError as err:
         raise InputError(f"--space {err}") from None
+    if is_surface_space(option.space) and args.smoothing_fwhm > 0:
+        raise InputError(
+            f"--smoothing-fwhm {args.smoothing_fwhm} with --space {option.space}: smoothing "
+            "surface data along the mesh is not supported yet; use --smoothing-fwhm 0 "
+            "(or data smoothed beforehand)"
+        )
+    if is_surface_space(option.space) and args.single_trial is not None:
+        raise InputError(
+            f"--single-trial {args.single_trial} with --space {option.space}: single-trial "
+            "beta series are written for volumes only so far; choose a volume space"
+        )
     return {
         "space": option.space,
         "resolution": option.resolution,

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bids_glm.derivatives.naming import sidecar_path
+from bids_glm.derivatives.naming import geometry_file_path, sidecar_path
 from bids_glm.errors import OutputError
 from bids_glm.image.geometry import VolumeGeometry
 
@@ -86,12 +86,21 @@ def write_tsv(path: Path, table: pd.DataFrame) -> None:
 
 
 def write_mask(path: Path, geometry: VolumeGeometry) -> None:
-    """Write the geometry's mask of analysed voxels (uint8)."""
-    write_bytes_atomic(path, geometry.encode_mask())
+    """Write the geometry's mask of analysed locations (one file per hemisphere on surfaces)."""
+    for extra, payload in geometry.encode_mask_files():
+        write_bytes_atomic(geometry_file_path(path, extra, geometry.extension), payload)
+
+
+def map_files(path: Path, geometry: VolumeGeometry) -> list[Path]:
+    """The files a map named ``path`` is written to: itself, or one per hemisphere."""
+    return [
+        geometry_file_path(path, extra, geometry.extension) for extra in geometry.file_entities()
+    ]
 
 
 def _write_map_file(path: Path, values: np.ndarray, geometry: VolumeGeometry) -> None:
-    write_bytes_atomic(path, geometry.encode(values))
+    for extra, payload in geometry.encode_files(values):
+        write_bytes_atomic(geometry_file_path(path, extra, geometry.extension), payload)
 
 
 class MapWriter:
@@ -122,7 +131,8 @@ class MapWriter:
             _write_map_file(path, values, geometry)
         else:  # compression releases the GIL: let it overlap the next computations
             self._submit(_write_map_file, path, values, geometry)
-        write_json(sidecar_path(path), sidecar)
+        for file in map_files(path, geometry):
+            write_json(sidecar_path(file), sidecar)
 
     def _submit(self, function, *args) -> None:
         while self._pending and self._pending[0].done():

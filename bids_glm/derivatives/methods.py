@@ -28,6 +28,7 @@ from bids_glm.derivatives.bibliography import Reference, read_references
 from bids_glm.derivatives.files import write_bytes_atomic
 from bids_glm.derivatives.naming import citation_path
 from bids_glm.image.mask_rule import INTERSECTION, MaskRule
+from bids_glm.inputs.variants import is_surface_space
 from bids_glm.settings import ModelSettings, Settings
 
 DEPENDENCIES = ("pybids", "nibabel", "numpy", "scipy", "pandas")
@@ -92,6 +93,11 @@ class MethodsFacts:
             )
         if not self.tr_s or min(self.tr_s) <= 0:
             raise ValueError(f"tr_s: expected positive repetition times; received {self.tr_s}")
+
+    @property
+    def surface(self) -> bool:
+        """Whether the data are surfaces (GIfTI per hemisphere): no brain mask applies."""
+        return is_surface_space(self.space)
 
 
 def methods_facts(

@@ -44,6 +44,7 @@ EFFECTIVE_MODEL_NAME = "bidsglm"
 CITATION_FORMATS = ("md", "html", "tex", "bib")  # logs/CITATION.<format>, in writing order
 FIGURES_FOLDER = "figures"
 NIFTI = ".nii.gz"
+GIFTI = ".func.gii"
 TSV = ".tsv"
 JSON = ".json"
 # The output folder's README.md: what the names mean.
@@ -258,8 +259,8 @@ def trial_design_path(folder: Path, entities: Mapping[str, str], estimator: str)
 
 
 def sidecar_path(path: Path) -> Path:
-    """The JSON sidecar of a ``.nii.gz`` or ``.tsv`` output."""
-    stem = path.name.removesuffix(NIFTI).removesuffix(TSV)
+    """The JSON sidecar of a ``.nii.gz``, ``.func.gii`` or ``.tsv`` output."""
+    stem = path.name.removesuffix(NIFTI).removesuffix(GIFTI).removesuffix(TSV)
     return path.with_name(f"{stem}{JSON}")
 
 
@@ -335,3 +336,26 @@ def unit_files(
     space = f"_space-{short_label(entities['space'])}_" if "space" in entities else ""
     pattern = f".{prefix}_*.tmp" if hidden else f"{prefix}_*"
     return [p for p in folder.glob(pattern) if space in p.name and p.is_file()]
+
+
+# Entities a geometry adds to a map's name (a surface's hemisphere), placed before these.
+_GEOMETRY_ENTITIES_BEFORE = ("space", "den", "res", "contrast", "desc", "stat")
+
+
+def geometry_file_path(path: Path, extra: Mapping[str, str], extension: str) -> Path:
+    """The file of one part of a map: ``path`` with ``extra`` entities and ``extension``.
+
+    A volume's map is one file (no extra entity, ``.nii.gz``): ``path`` itself. A
+    surface's map is one file per hemisphere: ``..._run-1_hemi-L_space-fsaverage5_...
+    _statmap.func.gii``, the ``hemi`` entity before ``space`` as BIDS orders entities.
+    """
+    if not extra and path.name.endswith(extension):
+        return path
+    name = parse_name(path)
+    entities = dict(name.entities)
+    position = next(
+        (i for i, key in enumerate(entities) if key in _GEOMETRY_ENTITIES_BEFORE), len(entities)
+    )
+    items = list(entities.items())
+    items[position:position] = [(k, v) for k, v in extra.items() if k not in entities]
+    return _file(path.parent, _stem(dict(items), {}, name.suffix), extension)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bids_glm.image.io import MaskedSeries, read_masked_series
 from bids_glm.image.nifti_bytes import nifti_gz_bytes
 
 
@@ -71,3 +72,27 @@ class VolumeGeometry:
     def encode_mask(self) -> bytes:
         """The ``.nii.gz`` bytes of the mask itself (uint8)."""
         return nifti_gz_bytes(self.mask.astype(np.uint8), self.affine)
+
+    def file_entities(self) -> list[dict[str, str]]:
+        """Entities each file of a map adds to its name: one file, none added."""
+        return [{}]
+
+    def encode_files(self, values: np.ndarray) -> list[tuple[dict[str, str], bytes]]:
+        """The files of a map: one, with no entity added (``[({}, .nii.gz bytes)]``).
+
+        Surfaces give one file per hemisphere (``{"hemi": "L"}``, ...): writers use this
+        form, so they never ask which kind of geometry they have.
+        """
+        return [({}, self.encode(values))]
+
+    def encode_mask_files(self) -> list[tuple[dict[str, str], bytes]]:
+        """The files of the mask: one, with no entity added."""
+        return [({}, self.encode_mask())]
+
+    def read_series(
+        self, paths, smoothing_fwhm_mm: float = 0.0, keep_volumes=None
+    ) -> MaskedSeries:
+        """The run's (T, V) in-mask series of its one 4-D file (``paths[0]``)."""
+        return read_masked_series(
+            paths[0], self.mask, self.affine, smoothing_fwhm_mm, keep_volumes=keep_volumes
+        )

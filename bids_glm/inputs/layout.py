@@ -20,9 +20,10 @@ from bids_glm.image.mask import load_image
 from bids_glm.inputs.entities import applicable_files, applies_to, raw_entities, split_name
 from bids_glm.inputs.filters import pybids_filters, restrict_participants
 from bids_glm.inputs.sidecars import check_run_sidecars, ignore_patterns, unreadable_json
+from bids_glm.inputs.surface_runs import hemisphere_pairs, surface_bolds, surface_run_facts
 from bids_glm.inputs.user_design import attach_user_designs
 from bids_glm.inputs.validation import validate_dataset
-from bids_glm.inputs.variants import select_grid
+from bids_glm.inputs.variants import is_surface_space, select_grid
 from bids_glm.settings import DEFAULT_FMRIPREP_SPACE, Settings
 
 LOGGER = logging.getLogger("bids_glm")
@@ -50,6 +51,9 @@ class RunInput:
         Number of volumes of the BOLD series.
     design_path : Path or None
         With ``--design-dir``: the user's design matrix for this run, used as given.
+    surface_paths : tuple of Path
+        Surface data: the left and right hemisphere's ``.func.gii`` (``bold_path`` is the
+        left one); empty for volumes.
     """
 
     entities: Mapping[str, str]
@@ -61,6 +65,12 @@ class RunInput:
     start_time_s: float | None
     n_volumes: int
     design_path: Path | None = None
+    surface_paths: tuple[Path, ...] = ()
+
+    @property
+    def image_paths(self) -> tuple[Path, ...]:
+        """The files holding the run's data: the 4-D NIfTI, or both hemispheres' GIfTIs."""
+        return self.surface_paths or (self.bold_path,)
 
     @property
     def subject(self) -> str:
@@ -168,7 +178,11 @@ def _header_tr_s(image: nib.Nifti1Image) -> float | None:
 
 
 def resolve_tr_s(
-    bold_path: Path, derivative_meta: Mapping, raw_meta: Mapping, header_tr_s: float | None
+    bold_path: Path,
+    derivative_meta: Mapping,
+    raw_meta: Mapping,
+    header_tr_s: float | None,
+    header_name: str = "NIfTI header",
 ) -> float:
     """Repetition time from the derivative sidecar, then the raw sidecar, then the header.
 
@@ -177,7 +191,7 @@ def resolve_tr_s(
     sources = {
         "derivative sidecar": derivative_meta.get("RepetitionTime"),
         "raw sidecar": raw_meta.get("RepetitionTime"),
-        "NIfTI header": header_tr_s,
+        header_name: header_tr_s,
     }
     try:
         found = {name: float(v) for name, v in sources.items() if v is not None}
@@ -188,7 +202,7 @@ def resolve_tr_s(
         ) from None
     if not found:
         raise InputError(
-            f"{bold_path}: no RepetitionTime in its sidecars and no TR in the NIfTI header"
+            f"{bold_path}: no RepetitionTime in its sidecars and no TR in the {header_name}"
         )
     chosen_name, chosen = next(iter(found.items()))
     if chosen <= 0:
@@ -279,13 +293,18 @@ def find_runs(settings: Settings, participants: Sequence[str]) -> list[RunInput]
         filters["session"] = list(settings.sessions)
     user_filters = {k: v for k, v in settings.bids_filters.items() if k != "subject"}
     filters = {**pybids_filters(user_filters), **filters}
-    bolds = _preprocessed_bolds(layout, filters, settings)
-    if not bolds:
-        _no_bold(layout, filters, settings, participants)
-    space = _choose_space({split_name(b)[0].get("space") for b in bolds}, settings.space)
-    bolds = [b for b in bolds if split_name(b)[0].get("space") == space]
-    requested = {"res": settings.resolution, "den": settings.density}
-    bolds = select_grid(bolds, space, requested)
+    surface = is_surface_space(settings.space)
+    if surface:
+        bolds = surface_bolds(layout, filters, settings)
+        space = settings.space
+    else:
+        bolds = _preprocessed_bolds(layout, filters, settings)
+        if not bolds:
+            _no_bold(layout, filters, settings, participants)
+        space = _choose_space({split_name(b)[0].get("space") for b in bolds}, settings.space)
+        bolds = [b for b in bolds if split_name(b)[0].get("space") == space]
+        requested = {"res": settings.resolution, "den": settings.density}
+        bolds = select_grid(bolds, space, requested)
     masks = layout.get(
         scope="derivatives",
         desc="brain",
@@ -310,15 +329,14 @@ def find_runs(settings: Settings, participants: Sequence[str]) -> list[RunInput]
     ]
     check_run_sidecars(bolds, unreadable, settings.bids_dir)
     design_dir = settings.model.design_dir
+    candidates = (masks, confounds, events, raw_sidecars)
+    if surface:  # each run's hemisphere pair; the left file names the run
+        sources = [(pair[0], pair) for pair in hemisphere_pairs(bolds)]
+    else:
+        sources = [(Path(bold), ()) for bold in sorted(bolds)]
     runs = [
-        _run_input(
-            Path(bold),
-            layout,
-            settings.bids_dir,
-            (masks, confounds, events, raw_sidecars),
-            events_needed=design_dir is None,
-        )
-        for bold in sorted(bolds)
+        _run_input(bold, layout, settings.bids_dir, candidates, design_dir is None, pair)
+        for bold, pair in sources
     ]
     if design_dir is not None:  # the designs replace the events
         runs = attach_user_designs(runs, design_dir)
@@ -386,12 +404,21 @@ def _preprocessed_bolds(layout, filters: Mapping[str, object], settings: Setting
         ) from None
 
 
-def _run_input(bold, layout, bids_dir, candidates, events_needed: bool = True) -> RunInput:
+def _run_input(
+    bold, layout, bids_dir, candidates, events_needed: bool = True, surface_pair=()
+) -> RunInput:
+    """One run's inputs: a 4-D NIfTI ``bold``, or a surface ``surface_pair`` (L, R)."""
     masks, confounds, events, raw_sidecars = candidates
-    entities, _, _ = split_name(bold)
-    image = load_image(bold)
-    if len(image.shape) != 4:
-        raise InputError(f"{bold}: expected a 4-D BOLD series, found shape {image.shape}")
+    if surface_pair:
+        entities, n_volumes, header_tr_s = surface_run_facts(surface_pair)
+        header_name = "GIfTI TimeStep"  # FreeSurfer writes milliseconds: converted
+    else:
+        entities, _, _ = split_name(bold)
+        image = load_image(bold)
+        if len(image.shape) != 4:
+            raise InputError(f"{bold}: expected a 4-D BOLD series, found shape {image.shape}")
+        n_volumes, header_tr_s = int(image.shape[3]), _header_tr_s(image)
+        header_name = "NIfTI header"
     raw = raw_entities(entities)
     run_dir = bids_dir / f"sub-{raw['sub']}"
     if "ses" in raw:
@@ -402,15 +429,17 @@ def _run_input(bold, layout, bids_dir, candidates, events_needed: bool = True) -
         LOGGER.warning("%s: no events.tsv applies to this run", bold.name)
     derivative_meta = layout.get_metadata(str(bold))
     raw_meta = _merged_json(applicable_files(raw_sidecars, raw, bids_dir, run_dir))
-    tr_s = resolve_tr_s(bold, derivative_meta, raw_meta, _header_tr_s(image))
+    tr_s = resolve_tr_s(bold, derivative_meta, raw_meta, header_tr_s, header_name)
     start_time = derivative_meta.get("StartTime")
     return RunInput(
         entities=entities,
         bold_path=bold,
-        mask_path=_matching_derivative(masks, entities, MASK_IGNORED),
+        # surfaces have no brain mask: constant vertices are left out after reading
+        mask_path=None if surface_pair else _matching_derivative(masks, entities, MASK_IGNORED),
         events_path=events_files[-1] if events_files else None,
         confounds_path=_matching_derivative(confounds, entities, CONFOUNDS_IGNORED),
         tr_s=tr_s,
         start_time_s=None if start_time is None else float(start_time),
-        n_volumes=int(image.shape[3]),
+        n_volumes=n_volumes,
+        surface_paths=tuple(surface_pair),
     )

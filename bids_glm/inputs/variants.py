@@ -47,6 +47,15 @@ class SpaceOption:
     density: str | None = None
 
 
+# Spaces whose preprocessed BOLD is a GIfTI pair (one file per hemisphere), not a NIfTI.
+SURFACE_SPACES = frozenset({"fsaverage", "fsaverage5", "fsaverage6", "fsnative"})
+
+
+def is_surface_space(space: str | None) -> bool:
+    """Whether ``--space`` names surface data (fsaverage*, fsnative)."""
+    return space in SURFACE_SPACES
+
+
 def parse_space_option(text: str) -> SpaceOption:
     """Parse ``SPACE[:res-<label>][:den-<label>]`` (fMRIPrep's ``--output-spaces`` syntax).
 

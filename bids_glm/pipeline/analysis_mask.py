@@ -10,8 +10,10 @@ import numpy as np
 from bids_glm.design.run_design import RunDesign
 from bids_glm.errors import InputError
 from bids_glm.image.epi_mask import compute_epi_mask, mean_volume
+from bids_glm.image.geometry import VolumeGeometry
 from bids_glm.image.mask import combine_masks, load_image, load_mask, same_grid
 from bids_glm.image.resample import resample_mask_nearest
+from bids_glm.image.surface import SurfaceGeometry, gifti_shape
 from bids_glm.settings import Settings
 
 LOGGER = logging.getLogger("bids_glm")
@@ -76,3 +78,29 @@ def build_analysis_mask(
             f"(rule {settings.mask_combine})"
         )
     return mask, affine
+
+
+def build_geometry(
+    designs: Sequence[RunDesign], settings: Settings
+) -> VolumeGeometry | SurfaceGeometry:
+    """The unit's geometry: the analysis mask on the BOLD grid, or both hemispheres' vertices.
+
+    Surfaces have no brain mask: every vertex is analysed, and vertices constant or
+    non-finite in some run (e.g. the medial wall) are left out after reading. Vertex
+    counts must agree between runs.
+    """
+    first = designs[0].run
+    if not first.surface_paths:
+        return VolumeGeometry(*build_analysis_mask(designs, settings))
+    if settings.mask is not None:
+        raise InputError(f"--mask {settings.mask}: a volume mask cannot apply to surface data")
+    counts = tuple(gifti_shape(path)[1] for path in first.surface_paths)
+    for design in designs[1:]:
+        for path, expected in zip(design.run.surface_paths, counts, strict=True):
+            found = gifti_shape(path)[1]
+            if found != expected:
+                raise InputError(
+                    f"{path}: {found} vertices, but the same hemisphere of "
+                    f"{first.label} has {expected}; expected runs on one mesh"
+                )
+    return SurfaceGeometry.whole_surface(counts)

@@ -30,7 +30,7 @@ from bids_glm.inputs.discovery import PendingDiscovery
 from bids_glm.inputs.layout import discover_runs
 from bids_glm.pipeline import batch
 from bids_glm.pipeline import reports as reporting
-from bids_glm.pipeline.analysis_mask import build_analysis_mask
+from bids_glm.pipeline.analysis_mask import build_geometry
 from bids_glm.pipeline.plan import plan_units
 from bids_glm.pipeline.run import RunOutcome, process_run
 from bids_glm.pipeline.units import (
@@ -63,7 +63,7 @@ def analyse_unit(unit: AnalysisUnit, settings: Settings) -> tuple[list[RunOutcom
 
     Returns the runs' outcomes and the path of the unit's mean BOLD image.
     """
-    geometry = VolumeGeometry(*build_analysis_mask(unit.designs, settings))
+    geometry = build_geometry(unit.designs, settings)
     entities = naming.subject_level_entities(unit.entities)
     folder = naming.subject_func_dir(settings.output_dir, entities)
     # one writer for the unit: a run's maps are compressed while the next run is read
@@ -80,14 +80,16 @@ def analyse_unit(unit: AnalysisUnit, settings: Settings) -> tuple[list[RunOutcom
                 usable.size,
             )
         write_mask(naming.mask_path(folder, entities), geometry.restricted(usable))
-        mean_image = outputs.write_mean_image(
-            writer,
-            folder,
-            entities,
-            [o.mean_volume for o in outcomes],
-            [o.source for o in outcomes],
-            geometry.affine,
-        )
+        mean_image = None
+        if isinstance(geometry, VolumeGeometry):  # surfaces: no underlay image (yet)
+            mean_image = outputs.write_mean_image(
+                writer,
+                folder,
+                entities,
+                [o.mean_volume for o in outcomes],
+                [o.source for o in outcomes],
+                geometry.affine,
+            )
         target = outputs.MapTarget(folder, entities, geometry, usable)
         for plan in unit.contrasts:
             _write_fixed_effects(writer, target, plan, outcomes, settings)
@@ -134,6 +136,9 @@ def _write_fixed_effects(
         settings.alpha,
         threshold_none=settings.alpha,
     )
+    if not isinstance(target.geometry, VolumeGeometry):
+        LOGGER.info("contrast %s: no cluster table on surface data (yet)", plan.name)
+        return
     z_volume = target.geometry.to_volume(np.where(target.valid, combined.z, 0.0), np.float64)
     table = cluster_table(z_volume, target.geometry.affine, z_threshold, settings.cluster_extent)
     outputs.write_cluster_table(target, plan, table, z_threshold, settings)
@@ -143,7 +148,7 @@ def unit_summary(
     unit: AnalysisUnit,
     settings: Settings,
     outcomes: Sequence[RunOutcome],
-    mean_image: Path,
+    mean_image: Path | None,
     warnings: Sequence[str],
     elapsed_s: float,
 ) -> UnitSummary:
@@ -183,7 +188,7 @@ def unit_summary(
         settings={"HRFModel": str(settings.model.hrf_model), **model_options(settings)},
         command_line=settings.command_line,
         software=software_versions(),
-        mean_image=_relative(mean_image, settings),
+        mean_image=None if mean_image is None else _relative(mean_image, settings),
         elapsed_s=round(elapsed_s, 3),
         resolved_contrasts=resolved_contrasts(unit.contrasts, settings.model),
     )
@@ -206,7 +211,11 @@ def dry_run(units: Sequence[AnalysisUnit], settings: Settings) -> None:
             )
             mask = design.run.mask_path.name if design.run.mask_path else "none (EPI mask)"
             mask = f"{settings.mask.name} (--mask)" if settings.mask else mask
-            print(f"    BOLD {design.run.bold_path.name}; mask {mask}")
+            if design.run.surface_paths:  # surfaces: every vertex, constant ones left out
+                bold = " + ".join(p.name for p in design.run.surface_paths)
+                print(f"    BOLD {bold}; no mask (constant vertices left out)")
+            else:
+                print(f"    BOLD {design.run.bold_path.name}; mask {mask}")
             if design.user_design is not None:
                 print(f"    design {design.user_design} (--design-dir, used as given)")
         for plan in unit.contrasts:

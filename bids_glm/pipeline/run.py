@@ -26,7 +26,6 @@ from bids_glm.glm.fit import fit_glm
 from bids_glm.glm.results import ContrastMaps, RunFit
 from bids_glm.glm.scaling import scale_signal
 from bids_glm.image.geometry import VolumeGeometry
-from bids_glm.image.io import read_masked_series
 from bids_glm.pipeline.single_trial import write_single_trials
 from bids_glm.runtime.logs import captured_warnings
 from bids_glm.settings import Settings
@@ -76,12 +75,8 @@ def fit_run(
     """
     run = design.run
     started = time.perf_counter()
-    series = read_masked_series(
-        run.bold_path,
-        geometry.mask,
-        geometry.affine,
-        settings.model.smoothing_fwhm_mm,
-        keep_volumes=design.kept_volumes,
+    series = geometry.read_series(  # a volume's or a surface's reader
+        run.image_paths, settings.model.smoothing_fwhm_mm, keep_volumes=design.kept_volumes
     )
     data = scale_signal(series.data, settings.model.signal_scaling)
     with np.errstate(divide="ignore", invalid="ignore"):

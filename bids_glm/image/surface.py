@@ -1,0 +1,229 @@
+"""Surface data: GIfTI time series of both hemispheres as one (T, V) array, and back.
+
+fMRIPrep's surface outputs (``--output-spaces fsaverage5 ... fsnative``) are one GIfTI
+file per hemisphere, one data array per volume (intent ``TIME_SERIES`` or ``NONE``, both
+occur) or, more rarely, one 2-D array of shape (V, T). The analysed vector is the left
+hemisphere's vertices followed by the right's; :class:`SurfaceGeometry` is the surface
+counterpart of :class:`bids_glm.image.geometry.VolumeGeometry` (same methods), and
+:func:`read_surface_series` the counterpart of ``read_masked_series``.
+
+Vertices constant over time or non-finite in some volume (the medial wall of fsaverage
+data is all zeros) are marked unusable, like voxels outside a mask. Smoothing along the
+mesh is not implemented yet: it is refused before any fit.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from nibabel.gifti import GiftiDataArray, GiftiImage, GiftiMetaData
+
+from bids_glm.errors import InputError
+
+LOGGER = logging.getLogger("bids_glm")
+HEMISPHERES = ("L", "R")
+GIFTI_EXTENSION = ".func.gii"
+# AnatomicalStructurePrimary of each hemisphere (GIfTI / Connectome Workbench convention)
+ANATOMICAL_STRUCTURE = {"L": "CortexLeft", "R": "CortexRight"}
+TIME_STEP_KEY = "TimeStep"  # FreeSurfer's per-array meta: milliseconds
+
+
+@dataclass(frozen=True, eq=False)
+class SurfaceGeometry:
+    """Vertices of both hemispheres analysed as one vector (left, then right).
+
+    Attributes
+    ----------
+    n_vertices : tuple of int
+        Vertices of the left and right hemisphere meshes.
+    mask : ndarray of bool, shape (sum(n_vertices),)
+        The analysed vertices; a vector's values fill them in order.
+    """
+
+    n_vertices: tuple[int, int]
+    mask: np.ndarray
+
+    extension = GIFTI_EXTENSION
+
+    @classmethod
+    def whole_surface(cls, n_vertices: tuple[int, int]) -> SurfaceGeometry:
+        """Every vertex of both hemispheres."""
+        return cls(tuple(int(n) for n in n_vertices), np.ones(sum(n_vertices), dtype=bool))
+
+    @property
+    def n_values(self) -> int:
+        """Length of the vectors this geometry holds (analysed vertices)."""
+        return int(np.count_nonzero(self.mask))
+
+    def to_surface(self, values: np.ndarray, dtype=np.float32, fill=0.0) -> np.ndarray:
+        """All vertices (left then right): ``values`` where analysed, ``fill`` elsewhere."""
+        full = np.full(self.mask.shape, fill, dtype=dtype)
+        full[self.mask] = values
+        return full
+
+    def from_surface(self, full: np.ndarray) -> np.ndarray:
+        """The analysed vertices' values of an all-vertex vector."""
+        return np.asarray(full)[..., self.mask]
+
+    def restricted(self, keep: np.ndarray) -> SurfaceGeometry:
+        """The same surfaces with only the analysed vertices where ``keep`` is True."""
+        mask = self.mask.copy()
+        mask[self.mask] = keep
+        return SurfaceGeometry(self.n_vertices, mask)
+
+    def hemisphere_values(self, full: np.ndarray) -> dict[str, np.ndarray]:
+        """An all-vertex vector split into ``{"L": ..., "R": ...}``."""
+        n_left = self.n_vertices[0]
+        return {"L": full[:n_left], "R": full[n_left:]}
+
+    def file_entities(self) -> list[dict[str, str]]:
+        """Entities each file of a map adds to its name: the hemisphere."""
+        return [{"hemi": hemi} for hemi in HEMISPHERES]
+
+    def encode_files(self, values: np.ndarray) -> list[tuple[dict[str, str], bytes]]:
+        """One GIfTI file per hemisphere: ``[({"hemi": "L"}, bytes), ({"hemi": "R"}, ...)]``.
+
+        Vertices not analysed hold 0 (as do unusable ones, which the writers zero).
+        """
+        full = self.to_surface(values)
+        return [
+            ({"hemi": hemi}, gifti_bytes(part, hemi))
+            for hemi, part in self.hemisphere_values(full).items()
+        ]
+
+    def encode_mask_files(self) -> list[tuple[dict[str, str], bytes]]:
+        """The analysed vertices per hemisphere (1 analysed, 0 not), as GIfTI files."""
+        full = self.mask.astype(np.int32)
+        return [
+            ({"hemi": hemi}, gifti_bytes(part, hemi, intent="NIFTI_INTENT_NONE"))
+            for hemi, part in self.hemisphere_values(full).items()
+        ]
+
+    def read_series(self, paths, smoothing_fwhm_mm: float = 0.0, keep_volumes=None):
+        """The run's (T, V) series of the analysed vertices (see :func:`read_surface_series`)."""
+        return read_surface_series(paths, self, smoothing_fwhm_mm, keep_volumes)
+
+
+def gifti_bytes(values: np.ndarray, hemi: str, intent: str = "NIFTI_INTENT_ESTIMATE") -> bytes:
+    """A one-array GIfTI ``.func.gii`` of ``values`` for hemisphere ``hemi``."""
+    meta = GiftiMetaData({"AnatomicalStructurePrimary": ANATOMICAL_STRUCTURE[hemi]})
+    dtype = "NIFTI_TYPE_INT32" if values.dtype.kind in "iu" else "NIFTI_TYPE_FLOAT32"
+    array = GiftiDataArray(
+        np.ascontiguousarray(values, dtype=np.int32 if dtype.endswith("INT32") else np.float32),
+        intent=intent,
+        datatype=dtype,
+        encoding="GIFTI_ENCODING_B64GZ",
+    )
+    return GiftiImage(meta=meta, darrays=[array]).to_bytes()
+
+
+@dataclass(frozen=True)
+class SurfaceSeries:
+    """The analysed vertices' time series of one run (as ``MaskedSeries`` for volumes).
+
+    ``mean_volume`` is None: surfaces have no underlay volume.
+    """
+
+    data: np.ndarray
+    usable: np.ndarray
+    mean_volume: None = None
+
+
+def load_gifti_series(path: Path) -> np.ndarray:
+    """A GIfTI time series as a float32 (T, V) array (one array per volume, or one (V, T))."""
+    try:
+        image = nib.load(str(path))
+    except Exception as err:  # nibabel raises many kinds for a bad file
+        raise InputError(f"{path}: not a readable GIfTI file ({err})") from None
+    if not isinstance(image, GiftiImage) or not image.darrays:
+        raise InputError(f"{path}: expected a GIfTI time series (.func.gii) with data arrays")
+    arrays = [np.asarray(d.data) for d in image.darrays]
+    if len(arrays) == 1 and arrays[0].ndim == 2:
+        return np.ascontiguousarray(arrays[0].T, dtype=np.float32)
+    if any(a.ndim != 1 for a in arrays) or len({a.shape for a in arrays}) != 1:
+        shapes = sorted({a.shape for a in arrays})
+        raise InputError(
+            f"{path}: expected one 1-D data array per volume of equal length, found {shapes}"
+        )
+    return np.stack(arrays).astype(np.float32, copy=False)
+
+
+def gifti_shape(path: Path) -> tuple[int, int]:
+    """(volumes, vertices) of a GIfTI time series."""
+    return load_gifti_series(path).shape
+
+
+def gifti_time_step_s(path: Path) -> float | None:
+    """The time step FreeSurfer records in a GIfTI (``TimeStep``, milliseconds) in seconds."""
+    image = nib.load(str(path))
+    metas = [image.meta, *(d.meta for d in image.darrays[:1])]
+    for meta in metas:
+        value = dict(meta).get(TIME_STEP_KEY)
+        if value is None:
+            continue
+        try:
+            step_ms = float(value)
+        except ValueError:
+            return None
+        return step_ms / 1000.0 if step_ms > 0 else None
+    return None
+
+
+def read_surface_series(
+    paths,
+    geometry: SurfaceGeometry,
+    smoothing_fwhm_mm: float = 0.0,
+    keep_volumes: np.ndarray | None = None,
+) -> SurfaceSeries:
+    """Both hemispheres' series of one run as (T_kept, V) float32, V the analysed vertices.
+
+    Parameters
+    ----------
+    paths : sequence of Path
+        The left and the right hemisphere's ``.func.gii``.
+    geometry : SurfaceGeometry
+        Vertex counts (checked against the files) and analysed vertices.
+    smoothing_fwhm_mm : float
+        Must be 0: smoothing along the mesh is not supported yet.
+    keep_volumes : ndarray of bool, shape (n_volumes,), optional
+        Volumes to keep.
+    """
+    if smoothing_fwhm_mm > 0:
+        raise InputError(
+            f"--smoothing-fwhm {smoothing_fwhm_mm}: smoothing surface data is not supported "
+            "yet (smooth along the mesh before, or use --smoothing-fwhm 0)"
+        )
+    parts = []
+    for path, hemi, expected in zip(paths, HEMISPHERES, geometry.n_vertices, strict=True):
+        series = load_gifti_series(Path(path))
+        if series.shape[1] != expected:
+            raise InputError(
+                f"{path}: {series.shape[1]} vertices in hemisphere {hemi}, expected "
+                f"{expected} (as in the unit's first run)"
+            )
+        parts.append(series)
+    if parts[0].shape[0] != parts[1].shape[0]:
+        raise InputError(
+            f"{paths[1]}: {parts[1].shape[0]} volumes, but {paths[0]} has {parts[0].shape[0]}"
+        )
+    data = np.concatenate(parts, axis=1)
+    n_volumes = data.shape[0]
+    if keep_volumes is not None:
+        if keep_volumes.shape != (n_volumes,):
+            raise InputError(
+                f"{paths[0]}: {n_volumes} volumes, but the model describes {keep_volumes.shape[0]}"
+            )
+        data = data[keep_volumes]
+    data = np.ascontiguousarray(geometry.from_surface(data))
+    finite = np.isfinite(data).all(axis=0)
+    data[:, ~finite] = np.where(np.isfinite(data[:, ~finite]), data[:, ~finite], 0.0)
+    varying = np.ptp(data, axis=0) > 0
+    usable = finite & varying
+    n_bad = int((~usable).sum())
+    if n_bad:
+        LOGGER.info("%s: %d vertices constant or non-finite", Path(paths[0]).name, n_bad)
+    return SurfaceSeries(data=data, usable=usable)

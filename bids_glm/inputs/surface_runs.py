@@ -1,0 +1,89 @@
+"""Surface runs in fMRIPrep derivatives: each run's pair of hemisphere GIfTI files.
+
+fMRIPrep names them in two generations, ``..._run-1_hemi-L_space-fsaverage5_bold.func.gii``
+and the older ``..._run-1_space-fsaverage5_hemi-L_bold.func.gii``; both are paired here by
+their other entities. :func:`surface_run_facts` gives what discovery needs from the files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from bids_glm.errors import InputError
+from bids_glm.image.surface import GIFTI_EXTENSION, HEMISPHERES, gifti_shape, gifti_time_step_s
+from bids_glm.inputs.entities import split_name
+from bids_glm.settings import Settings
+
+
+def surface_bolds(layout, filters: Mapping[str, object], settings: Settings) -> list[str]:
+    """Both hemispheres' ``bold.func.gii`` of the requested surface space."""
+    found = layout.get(
+        scope="derivatives",
+        suffix="bold",
+        extension=GIFTI_EXTENSION,
+        space=settings.space,
+        return_type="filename",
+        **filters,
+    )
+    if not found:
+        present = layout.get(
+            scope="derivatives",
+            suffix="bold",
+            extension=[".nii", ".nii.gz", GIFTI_EXTENSION],
+            return_type="filename",
+            **filters,
+        )
+        spaces = sorted({str(split_name(p)[0].get("space")) for p in present})
+        raise InputError(
+            f"--space {settings.space}: no *_hemi-<L|R>_space-{settings.space}_bold"
+            f"{GIFTI_EXTENSION} (or *_space-{settings.space}_hemi-<L|R>_bold{GIFTI_EXTENSION})"
+            f" in {', '.join(map(str, settings.derivatives))} for the requested participants"
+            f" and tasks; found: {', '.join(spaces) or 'none'}"
+        )
+    return found
+
+
+def hemisphere_pairs(files: Sequence[str]) -> list[tuple[Path, Path]]:
+    """The (left, right) GIfTI files of each run, in either fMRIPrep naming generation.
+
+    Raises
+    ------
+    InputError
+        A run with one hemisphere only (names the file present and the one expected).
+    """
+    by_run: dict[tuple, dict[str, Path]] = {}
+    for file in sorted(files):
+        entities = split_name(file)[0]
+        hemi = entities.get("hemi")
+        if hemi not in HEMISPHERES:
+            raise InputError(f"{file}: expected a hemi-L or hemi-R entity in a surface series")
+        key = tuple(sorted((k, v) for k, v in entities.items() if k != "hemi"))
+        by_run.setdefault(key, {})[hemi] = Path(file)
+    pairs = []
+    for found in by_run.values():
+        missing = [h for h in HEMISPHERES if h not in found]
+        if missing:
+            present = next(iter(found.values()))
+            expected = present.name.replace(f"hemi-{next(iter(found))}", f"hemi-{missing[0]}")
+            raise InputError(
+                f"{present}: its other hemisphere is missing (expected {expected} beside it)"
+            )
+        pairs.append((found["L"], found["R"]))
+    return sorted(pairs)
+
+
+def surface_run_facts(pair: tuple[Path, Path]) -> tuple[dict[str, str], int, float | None]:
+    """A surface run's entities (no ``hemi``), volumes, and GIfTI time step in seconds.
+
+    Raises
+    ------
+    InputError
+        The hemispheres have different numbers of volumes.
+    """
+    left, right = pair
+    entities = {k: v for k, v in split_name(left)[0].items() if k != "hemi"}
+    n_left, n_right = gifti_shape(left)[0], gifti_shape(right)[0]
+    if n_left != n_right:
+        raise InputError(f"{right}: {n_right} volumes, but {left.name} has {n_left}")
+    return entities, int(n_left), gifti_time_step_s(left)  # TimeStep: ms, converted

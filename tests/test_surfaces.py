@@ -1,0 +1,344 @@
+"""Surface (fsaverage-like GIfTI) data end to end: discovery, reading, GLM, names, nilearn."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from nibabel.gifti import GiftiDataArray, GiftiImage, GiftiMetaData
+
+from bids_glm.cli.main import main
+from bids_glm.errors import InputError
+from bids_glm.image.surface import (
+    SurfaceGeometry,
+    gifti_time_step_s,
+    load_gifti_series,
+    read_surface_series,
+)
+from bids_glm.inputs.surface_runs import hemisphere_pairs
+
+TR_S = 2.0
+N_VOLUMES = 90
+N_VERTICES = (320, 300)  # left, right
+MEDIAL_WALL = {"L": slice(0, 40), "R": slice(0, 30)}  # all zeros, as in fsaverage data
+PLANTED = {"L": np.arange(100, 130), "R": np.arange(200, 220)}  # respond to "face" only
+ENTITY = r"[A-Za-z0-9]+"
+SURFACE_MAP = re.compile(
+    rf"sub-01_task-faces(_run-{ENTITY})?_hemi-(L|R)_space-fsaverage5_contrast-{ENTITY}"
+    r"_stat-(effect|variance|t|z|p)_statmap\.(func\.gii|json)$"
+)
+
+
+def _events() -> pd.DataFrame:
+    onsets = np.arange(10.0, N_VOLUMES * TR_S - 20, 15.0)
+    kinds = ["face" if i % 2 == 0 else "house" for i in range(onsets.size)]
+    return pd.DataFrame({"onset": onsets, "duration": 5.0, "trial_type": kinds})
+
+
+def _response(events: pd.DataFrame) -> np.ndarray:
+    """A crude boxcar convolved with a gamma HRF at the frame times (the planted signal)."""
+    from scipy.stats import gamma
+
+    dt = 0.1
+    grid = np.arange(0, N_VOLUMES * TR_S, dt)
+    box = np.zeros_like(grid)
+    for onset, duration in events.loc[events.trial_type == "face", ["onset", "duration"]].values:
+        box[(grid >= onset) & (grid < onset + duration)] = 1.0
+    hrf = gamma.pdf(np.arange(0, 30, dt), 6)
+    signal = np.convolve(box, hrf)[: grid.size] * dt
+    return signal[:: round(TR_S / dt)][:N_VOLUMES] / signal.max()
+
+
+def _write_gifti(path: Path, series: np.ndarray, hemi: str, time_step_ms: float | None) -> None:
+    """One darray per volume (intent TIME_SERIES for L, NONE for R: both occur)."""
+    intent = "NIFTI_INTENT_TIME_SERIES" if hemi == "L" else "NIFTI_INTENT_NONE"
+    meta = {"TimeStep": f"{time_step_ms:.6f}"} if time_step_ms else {}
+    arrays = [
+        GiftiDataArray(row.astype(np.float32), intent=intent, meta=GiftiMetaData(meta))
+        for row in series
+    ]
+    structure = {"L": "CortexLeft", "R": "CortexRight"}[hemi]
+    meta = GiftiMetaData({"AnatomicalStructurePrimary": structure})
+    image = GiftiImage(darrays=arrays, meta=meta)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(image, path)
+
+
+def make_surface_dataset(root: Path, seed: int = 0) -> dict:
+    """Raw events + fMRIPrep-like surface derivatives: 2 runs, both naming generations.
+
+    Run 1: ``..._run-1_hemi-L_space-fsaverage5_bold.func.gii`` with a sidecar TR;
+    run 2: ``..._run-2_space-fsaverage5_hemi-L_bold.func.gii`` with only FreeSurfer's
+    ``TimeStep`` (2000 ms) to give the TR.
+    """
+    rng = np.random.default_rng(seed)
+    (root / "dataset_description.json").parent.mkdir(parents=True, exist_ok=True)
+    (root / "dataset_description.json").write_text(
+        json.dumps({"Name": "surfaces", "BIDSVersion": "1.9.0"})
+    )
+    prep = root / "derivatives" / "fmriprep"
+    prep.mkdir(parents=True)
+    (prep / "dataset_description.json").write_text(
+        json.dumps(
+            {
+                "Name": "fMRIPrep",
+                "BIDSVersion": "1.9.0",
+                "DatasetType": "derivative",
+                "GeneratedBy": [{"Name": "fMRIPrep"}],
+            }
+        )
+    )
+    events = _events()
+    response = _response(events)
+    data = {}
+    for run in (1, 2):
+        raw_func = root / "sub-01" / "func"
+        raw_func.mkdir(parents=True, exist_ok=True)
+        events.to_csv(raw_func / f"sub-01_task-faces_run-{run}_events.tsv", sep="\t", index=False)
+        func = prep / "sub-01" / "func"
+        for hemi, n in zip(("L", "R"), N_VERTICES, strict=True):
+            series = 100.0 + rng.standard_normal((N_VOLUMES, n))
+            series[:, PLANTED[hemi]] += 3.0 * response[:, None]
+            series[:, MEDIAL_WALL[hemi]] = 0.0
+            data[(run, hemi)] = series.astype(np.float32)
+            if run == 1:
+                name = f"sub-01_task-faces_run-1_hemi-{hemi}_space-fsaverage5_bold"
+                _write_gifti(func / f"{name}.func.gii", series, hemi, None)
+                (func / f"{name}.json").write_text(json.dumps({"RepetitionTime": TR_S}))
+            else:
+                name = f"sub-01_task-faces_run-2_space-fsaverage5_hemi-{hemi}_bold"
+                _write_gifti(func / f"{name}.func.gii", series, hemi, TR_S * 1000)
+    return {"data": data, "events": events}
+
+
+@pytest.fixture(scope="module")
+def surface_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("surf")
+    bids = root / "bids"
+    truth = make_surface_dataset(bids)
+    out = root / "out"
+    code = main(
+        [
+            str(bids),
+            str(out),
+            "participant",
+            "--space",
+            "fsaverage5",
+            "--skip-bids-validator",
+            "--noise-model",
+            "ols",
+            "--work-dir",
+            str(root / "work"),
+            "--contrast",
+            "faceVsHouse=face - house",
+        ]
+    )
+    return {"code": code, "out": out, "bids": bids, **truth}
+
+
+def _hemis(path_of) -> np.ndarray:
+    """Both hemispheres' single-array GIfTI maps concatenated (L then R)."""
+    return np.concatenate([load_gifti_series(path_of(h))[0] for h in ("L", "R")])
+
+
+def _planted_mask() -> tuple[np.ndarray, np.ndarray]:
+    planted = np.zeros(sum(N_VERTICES), dtype=bool)
+    wall = np.zeros(sum(N_VERTICES), dtype=bool)
+    planted[PLANTED["L"]] = True
+    planted[N_VERTICES[0] + PLANTED["R"]] = True
+    wall[MEDIAL_WALL["L"]] = True
+    wall[N_VERTICES[0] + np.arange(N_VERTICES[1])[MEDIAL_WALL["R"]]] = True
+    return planted, wall
+
+
+def test_surface_participant_level_finds_planted_vertices(surface_run):
+    assert surface_run["code"] == 0
+    func = surface_run["out"] / "sub-01" / "func"
+    stem = "sub-01_task-faces_hemi-{}_space-fsaverage5_contrast-faceVsHouse_stat-z_statmap"
+    z = _hemis(lambda h: func / f"{stem.format(h)}.func.gii")
+    planted, wall = _planted_mask()
+    assert np.all(z[planted] > 3.1)
+    null = ~planted & ~wall
+    assert np.mean(np.abs(z[null]) > 3.1) < 0.01
+    assert np.all(z[wall] == 0)  # excluded vertices (the medial wall) are written as 0
+    # hemispheres are not swapped: the right file's planted vertices are the right ones
+    right = load_gifti_series(func / f"{stem.format('R')}.func.gii")[0]
+    assert np.all(right[PLANTED["R"]] > 3.1)
+    assert nib.load(func / f"{stem.format('R')}.func.gii").meta["AnatomicalStructurePrimary"] == (
+        "CortexRight"
+    )
+
+
+def test_surface_outputs_are_named_per_hemisphere(surface_run):
+    func = surface_run["out"] / "sub-01" / "func"
+    maps = [p.name for p in func.iterdir() if "_statmap." in p.name]
+    assert maps and all(SURFACE_MAP.match(name) for name in maps), maps
+    for run in ("run-1_", "run-2_", ""):
+        for hemi in ("L", "R"):
+            name = (
+                f"sub-01_task-faces_{run}hemi-{hemi}_space-fsaverage5_contrast-faceVsHouse"
+                "_stat-z_statmap"
+            )
+            assert (func / f"{name}.func.gii").is_file()
+            sidecar = json.loads((func / f"{name}.json").read_text())
+            assert sidecar["ContrastName"] == "faceVsHouse"
+    assert not list(func.glob("*.nii.gz"))  # no volume written for surface data
+    designs = sorted(func.glob("*_design.tsv"))
+    assert len(designs) == 2
+    # TR of run 2 came from the GIfTI TimeStep (ms -> s), not taken as 2000 s
+    meta = json.loads(designs[1].with_suffix(".json").read_text())
+    assert meta["RepetitionTime"] == 2.0
+
+
+def test_surface_z_equals_nilearn_run_glm(surface_run):
+    """Same (T, V) data, same design table: run-level z equal to nilearn's run_glm."""
+    from nilearn.glm.contrasts import compute_contrast
+    from nilearn.glm.first_level import mean_scaling, run_glm
+
+    func = surface_run["out"] / "sub-01" / "func"
+    _, wall = _planted_mask()
+    for run in (1, 2):
+        design = pd.read_csv(next(func.glob(f"*_run-{run}_*_design.tsv")), sep="\t")
+        data = np.concatenate([surface_run["data"][(run, h)] for h in ("L", "R")], axis=1)
+        keep = ~wall
+        y, _ = mean_scaling(data[:, keep].astype(np.float64))
+        labels, results = run_glm(y, design.to_numpy(), noise_model="ols")
+        weights = (design.columns == "face").astype(float) - (design.columns == "house")
+        weights = np.asarray(weights, dtype=float)
+        expected = compute_contrast(labels, results, weights, "t").z_score()
+        stem = f"sub-01_task-faces_run-{run}_hemi-{{}}_space-fsaverage5_contrast-faceVsHouse"
+        ours = _hemis(lambda h, s=stem: func / f"{s.format(h)}_stat-z_statmap.func.gii")
+        np.testing.assert_allclose(ours[keep], expected, atol=1e-3)
+
+
+def test_hemisphere_pairs_need_both_hemispheres(tmp_path):
+    left = tmp_path / "sub-01_task-x_run-1_hemi-L_space-fsaverage5_bold.func.gii"
+    right = tmp_path / "sub-01_task-x_run-1_hemi-R_space-fsaverage5_bold.func.gii"
+    old = tmp_path / "sub-01_task-x_run-2_space-fsaverage5_hemi-L_bold.func.gii"
+    assert hemisphere_pairs([str(right), str(left)]) == [(left, right)]
+    with pytest.raises(InputError, match=r"run-2_space-fsaverage5_hemi-L_bold\.func\.gii.*hemi-R"):
+        hemisphere_pairs([str(left), str(right), str(old)])
+
+
+def test_time_step_is_read_in_milliseconds(tmp_path):
+    path = tmp_path / "sub-01_task-x_hemi-L_space-fsaverage5_bold.func.gii"
+    _write_gifti(path, np.ones((3, 5)), "L", 1500.0)
+    assert gifti_time_step_s(path) == pytest.approx(1.5)
+
+
+def test_constant_and_non_finite_vertices_are_unusable(tmp_path):
+    series = np.random.default_rng(1).standard_normal((6, 8)) + 10
+    series[:, 0] = 0.0
+    series[2, 3] = np.nan
+    paths = []
+    for hemi in ("L", "R"):
+        paths.append(tmp_path / f"sub-01_task-x_hemi-{hemi}_space-fsaverage5_bold.func.gii")
+        _write_gifti(paths[-1], series, hemi, None)
+    geometry = SurfaceGeometry.whole_surface((8, 8))
+    read = read_surface_series(paths, geometry)
+    assert read.data.shape == (6, 16)
+    assert np.flatnonzero(~read.usable).tolist() == [0, 3, 8, 11]
+    assert np.isfinite(read.data).all()
+    with pytest.raises(InputError, match="vertices in hemisphere L"):
+        read_surface_series(paths, SurfaceGeometry.whole_surface((9, 8)))
+    with pytest.raises(InputError, match="not supported"):
+        read_surface_series(paths, geometry, smoothing_fwhm_mm=4.0)
+
+
+def test_smoothing_is_refused_for_surfaces(tmp_path, surface_run):
+    code = main(
+        [
+            str(surface_run["bids"]),
+            str(tmp_path / "out"),
+            "participant",
+            "--space",
+            "fsaverage5",
+            "--skip-bids-validator",
+            "--smoothing-fwhm",
+            "4",
+        ]
+    )
+    assert code == 3
+
+
+def test_surface_fixed_effects_weight_runs_by_precision(surface_run):
+    """Participant maps are the precision-weighted combination of the two runs' maps."""
+    from scipy import stats
+
+    func = surface_run["out"] / "sub-01" / "func"
+    _, wall = _planted_mask()
+    keep = ~wall
+
+    def read(run: str, stat: str) -> np.ndarray:
+        stem = f"sub-01_task-faces_{run}hemi-{{}}_space-fsaverage5_contrast-faceVsHouse"
+        return _hemis(lambda h: func / f"{stem.format(h)}_stat-{stat}_statmap.func.gii")[keep]
+
+    effects = np.array([read(f"run-{r}_", "effect") for r in (1, 2)], dtype=np.float64)
+    variances = np.array([read(f"run-{r}_", "variance") for r in (1, 2)], dtype=np.float64)
+    weights = 1.0 / variances
+    variance = 1.0 / weights.sum(axis=0)
+    effect = variance * (weights * effects).sum(axis=0)
+    np.testing.assert_allclose(read("", "effect"), effect, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(read("", "variance"), variance, rtol=1e-4)
+    dof = json.loads(
+        (
+            func / "sub-01_task-faces_hemi-L_space-fsaverage5_contrast-faceVsHouse_stat-z_statmap"
+            ".json"
+        ).read_text()
+    )["DegreesOfFreedom"]
+    z = stats.norm.isf(stats.t.sf(effect / np.sqrt(variance), dof))
+    np.testing.assert_allclose(read("", "z"), z, atol=1e-3)
+
+
+def test_surface_ar1_z_equals_nilearn_run_glm(surface_run, tmp_path):
+    """AR(1) on surfaces: run-level z as nilearn's run_glm (ar1) on the same (T, V) data."""
+    from nilearn.glm.contrasts import compute_contrast
+    from nilearn.glm.first_level import mean_scaling, run_glm
+
+    out = tmp_path / "out"
+    args = [str(surface_run["bids"]), str(out), "participant", "--space", "fsaverage5"]
+    assert main([*args, "--skip-bids-validator", "--noise-model", "ar1"]) == 0
+    func = out / "sub-01" / "func"
+    _, wall = _planted_mask()
+    keep = ~wall
+    design = pd.read_csv(next(func.glob("*_run-1_*_design.tsv")), sep="\t")
+    data = np.concatenate([surface_run["data"][(1, h)] for h in ("L", "R")], axis=1)
+    y, _ = mean_scaling(data[:, keep].astype(np.float64))
+    labels, results = run_glm(y, design.to_numpy(), noise_model="ar1")
+    weights = np.asarray(design.columns == "face", dtype=float)
+    expected = compute_contrast(labels, results, weights, "t").z_score()
+    stem = "sub-01_task-faces_run-1_hemi-{}_space-fsaverage5_contrast-face_stat-z_statmap"
+    ours = _hemis(lambda h: func / f"{stem.format(h)}.func.gii")[keep]
+    assert np.abs(ours - expected).max() < 1e-3
+
+
+def test_dry_run_plans_surface_runs(surface_run, tmp_path, capsys):
+    args = [str(surface_run["bids"]), str(tmp_path / "out"), "participant"]
+    assert main([*args, "--space", "fsaverage5", "--skip-bids-validator", "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "sub-01_task-faces_run-2_space-fsaverage5_hemi-R_bold.func.gii" in printed
+    assert "no mask" in printed
+
+
+def test_methods_text_describes_surfaces(surface_run):
+    text = (surface_run["out"] / "logs" / "CITATION.md").read_text()
+    assert "vertices of both hemispheres" in " ".join(text.split())
+    assert "brain masks" not in text
+
+
+def test_single_trial_models_on_surfaces_are_refused_clearly(tmp_path, capsys):
+    """Beta series are volume-only so far: a surface space says so before anything is read."""
+    from bids_glm.cli.main import main
+
+    bids = tmp_path / "bids"
+    bids.mkdir()
+    (bids / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.9.0"}')
+    command = [str(bids), str(tmp_path / "out"), "participant", "--space", "fsaverage5"]
+    assert main([*command, "--single-trial", "lss"]) == 3
+    assert "volumes only" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
