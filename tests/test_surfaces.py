@@ -16,7 +16,7 @@ from bids_glm.cli.main import main
 from bids_glm.errors import InputError
 from bids_glm.image.surface import (
     SurfaceGeometry,
-    gifti_time_step_s,
+    gifti_header,
     load_gifti_series,
     read_surface_series,
 )
@@ -228,7 +228,22 @@ def test_hemisphere_pairs_need_both_hemispheres(tmp_path):
 def test_time_step_is_read_in_milliseconds(tmp_path):
     path = tmp_path / "sub-01_task-x_hemi-L_space-fsaverage5_bold.func.gii"
     _write_gifti(path, np.ones((3, 5)), "L", 1500.0)
-    assert gifti_time_step_s(path) == pytest.approx(1.5)
+    assert gifti_header(path).time_step_s == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize("one_array", [False, True])
+def test_header_gives_the_shape_the_data_have(tmp_path, one_array):
+    """Discovery reads shapes from the XML; they are those of the decoded series."""
+    path = tmp_path / "sub-01_task-x_hemi-L_space-fsaverage5_bold.func.gii"
+    series = np.arange(21, dtype=np.float32).reshape(3, 7)  # 3 volumes x 7 vertices
+    if one_array:
+        image = GiftiImage(darrays=[GiftiDataArray(series.T, intent="NIFTI_INTENT_NONE")])
+        image.to_filename(path)
+    else:
+        _write_gifti(path, series, "L", None)
+    header = gifti_header(path)
+    assert (header.n_volumes, header.n_vertices) == load_gifti_series(path).shape == (3, 7)
+    assert header.time_step_s is None
 
 
 def test_constant_and_non_finite_vertices_are_unusable(tmp_path):

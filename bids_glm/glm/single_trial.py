@@ -161,7 +161,8 @@ def lss_fit(
         design_operators(basis), data, chunk_voxels, lag_cross=is_ar1, n_threads=thread_budget()
     )
     projected = summary.beta  # Q^T Y
-    reduced = [triangle @ m for m in lss_combinations(layout)]
+    models = lss_combinations(layout)
+    reduced = [triangle @ m for m in models]
     inverses = [scipy.linalg.pinv(b) for b in reduced]
     ols_beta = np.stack([inv[0] for inv in inverses]) @ projected
     if not is_ar1:
@@ -169,7 +170,6 @@ def lss_fit(
     refit = _Ar1Refit(basis, triangle, summary, int(n_bins))
     beta = np.empty_like(ols_beta)
     ar1 = np.empty_like(ols_beta) if keep_ar1 else None
-    models = lss_combinations(layout)
     for i, (model, b, inv) in enumerate(zip(models, reduced, inverses, strict=True)):
         delta, rho = refit.trial_delta(model, b, inv)
         beta[i] = ols_beta[i] + delta

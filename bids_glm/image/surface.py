@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from xml.etree import ElementTree
 
 import nibabel as nib
 import numpy as np
@@ -152,25 +153,55 @@ def load_gifti_series(path: Path) -> np.ndarray:
     return np.stack(arrays).astype(np.float32, copy=False)
 
 
-def gifti_shape(path: Path) -> tuple[int, int]:
-    """(volumes, vertices) of a GIfTI time series."""
-    return load_gifti_series(path).shape
+@dataclass(frozen=True)
+class GiftiHeader:
+    """What discovery needs of a GIfTI time series, read without decoding its data."""
+
+    n_volumes: int
+    n_vertices: int
+    time_step_s: float | None
 
 
-def gifti_time_step_s(path: Path) -> float | None:
-    """The time step FreeSurfer records in a GIfTI (``TimeStep``, milliseconds) in seconds."""
-    image = nib.load(str(path))
-    metas = [image.meta, *(d.meta for d in image.darrays[:1])]
-    for meta in metas:
-        value = dict(meta).get(TIME_STEP_KEY)
-        if value is None:
-            continue
-        try:
-            step_ms = float(value)
-        except ValueError:
-            return None
-        return step_ms / 1000.0 if step_ms > 0 else None
-    return None
+def gifti_header(path: Path) -> GiftiHeader:
+    """Volumes, vertices and the FreeSurfer time step of a ``.func.gii``, from its XML only.
+
+    The data arrays' dimensions are attributes of their ``DataArray`` elements, so the
+    (often compressed) data are not decoded: discovery reads every run's files this way,
+    and each file's data once, when the run is fitted (:func:`load_gifti_series`).
+    """
+    shapes, time_step_ms = [], None
+    name = None
+    try:
+        for _, element in ElementTree.iterparse(str(path), events=("end",)):
+            if element.tag == "DataArray":
+                rank = int(element.get("Dimensionality", "1"))
+                shapes.append(tuple(int(element.get(f"Dim{k}", "0")) for k in range(rank)))
+                element.clear()  # drop the encoded data as we go
+            elif element.tag == "Name":
+                name = (element.text or "").strip()
+            elif element.tag == "Value" and name == TIME_STEP_KEY and time_step_ms is None:
+                time_step_ms = (element.text or "").strip()
+    except (OSError, ElementTree.ParseError, ValueError) as err:
+        raise InputError(f"{path}: not a readable GIfTI file ({err})") from None
+    if len(shapes) == 1 and len(shapes[0]) == 2:
+        n_vertices, n_volumes = shapes[0]
+    elif shapes and all(len(s) == 1 for s in shapes) and len(set(shapes)) == 1:
+        n_volumes, n_vertices = len(shapes), shapes[0][0]
+    else:
+        raise InputError(
+            f"{path}: expected a GIfTI time series (one 1-D data array per volume of equal "
+            f"length, or one vertices x volumes array), found {sorted(set(shapes))}"
+        )
+    return GiftiHeader(n_volumes, n_vertices, _seconds(time_step_ms))
+
+
+def _seconds(time_step_ms: str | None) -> float | None:
+    """FreeSurfer's ``TimeStep`` (milliseconds) in seconds; None when absent or unusable."""
+    try:
+        step_ms = float(time_step_ms) if time_step_ms is not None else 0.0
+    except ValueError:
+        return None
+    return step_ms / 1000.0 if step_ms > 0 else None
 
 
 def read_surface_series(

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from bids_glm.errors import InputError
-from bids_glm.image.surface import GIFTI_EXTENSION, HEMISPHERES, gifti_shape, gifti_time_step_s
+from bids_glm.image.surface import GIFTI_EXTENSION, HEMISPHERES, gifti_header
 from bids_glm.inputs.entities import split_name
 from bids_glm.settings import Settings
 
@@ -83,7 +83,7 @@ def surface_run_facts(pair: tuple[Path, Path]) -> tuple[dict[str, str], int, flo
     """
     left, right = pair
     entities = {k: v for k, v in split_name(left)[0].items() if k != "hemi"}
-    n_left, n_right = gifti_shape(left)[0], gifti_shape(right)[0]
-    if n_left != n_right:
-        raise InputError(f"{right}: {n_right} volumes, but {left.name} has {n_left}")
-    return entities, int(n_left), gifti_time_step_s(left)  # TimeStep: ms, converted
+    header, n_right = gifti_header(left), gifti_header(right).n_volumes
+    if header.n_volumes != n_right:
+        raise InputError(f"{right}: {n_right} volumes, but {left.name} has {header.n_volumes}")
+    return entities, header.n_volumes, header.time_step_s  # TimeStep: ms, converted

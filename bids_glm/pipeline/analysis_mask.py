@@ -13,7 +13,7 @@ from bids_glm.image.epi_mask import compute_epi_mask, mean_volume
 from bids_glm.image.geometry import VolumeGeometry
 from bids_glm.image.mask import combine_masks, load_image, load_mask, same_grid
 from bids_glm.image.resample import resample_mask_nearest
-from bids_glm.image.surface import SurfaceGeometry, gifti_shape
+from bids_glm.image.surface import SurfaceGeometry, gifti_header
 from bids_glm.settings import Settings
 
 LOGGER = logging.getLogger("bids_glm")
@@ -94,10 +94,10 @@ def build_geometry(
         return VolumeGeometry(*build_analysis_mask(designs, settings))
     if settings.mask is not None:
         raise InputError(f"--mask {settings.mask}: a volume mask cannot apply to surface data")
-    counts = tuple(gifti_shape(path)[1] for path in first.surface_paths)
+    counts = tuple(gifti_header(path).n_vertices for path in first.surface_paths)
     for design in designs[1:]:
         for path, expected in zip(design.run.surface_paths, counts, strict=True):
-            found = gifti_shape(path)[1]
+            found = gifti_header(path).n_vertices
             if found != expected:
                 raise InputError(
                     f"{path}: {found} vertices, but the same hemisphere of "
