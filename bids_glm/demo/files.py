@@ -119,6 +119,37 @@ def write_tsv(path: Path, table: pd.DataFrame, float_format: str = "%.10g") -> N
     )
 
 
+def write_raw_description(
+    bids_dir: Path, name: str, task: str, task_description: str, tr_s: float, n_slices: int
+) -> None:
+    """The raw dataset's ``dataset_description.json`` and the task's BOLD sidecar.
+
+    Slices are acquired in ascending order over the TR (``SliceTiming``).
+    """
+    write_json(
+        bids_dir / "dataset_description.json",
+        {
+            "Name": name,
+            "BIDSVersion": "1.9.0",
+            "DatasetType": "raw",
+            "License": "CC0",
+            "Authors": ["bids-glm developers"],
+            "GeneratedBy": [{"Name": "bids-glm-demo", "Version": __version__}],
+        },
+    )
+    write_json(
+        bids_dir / f"task-{task}_bold.json",
+        {
+            "TaskName": task,
+            "TaskDescription": task_description,
+            "RepetitionTime": tr_s,
+            "EchoTime": 0.03,
+            "SliceEncodingDirection": "k",
+            "SliceTiming": [round(k * tr_s / n_slices, 6) for k in range(n_slices)],
+        },
+    )
+
+
 def write_dataset_files(bids_dir: Path, truth: dict) -> None:
     """Write the dataset-level files: descriptions, participants, inherited sidecars.
 
@@ -134,29 +165,14 @@ def write_dataset_files(bids_dir: Path, truth: dict) -> None:
         path = bids_dir / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content)
-    write_json(
-        bids_dir / "dataset_description.json",
-        {
-            "Name": "bids-glm demo: faces task with planted activations",
-            "BIDSVersion": "1.9.0",
-            "DatasetType": "raw",
-            "License": "CC0",
-            "Authors": ["bids-glm developers"],
-            "GeneratedBy": [{"Name": "bids-glm-demo", "Version": __version__}],
-        },
-    )
-    n_slices = truth["shape"][2]
-    write_json(
-        bids_dir / f"task-{task}_bold.json",
-        {
-            "TaskName": task,
-            "TaskDescription": "Viewing of faces, houses and scrambled images, with a "
-            "button press for faces and houses (simulated data).",
-            "RepetitionTime": tr_s,
-            "EchoTime": 0.03,
-            "SliceEncodingDirection": "k",
-            "SliceTiming": [round(k * tr_s / n_slices, 6) for k in range(n_slices)],
-        },
+    write_raw_description(
+        bids_dir,
+        "bids-glm demo: faces task with planted activations",
+        task,
+        "Viewing of faces, houses and scrambled images, with a button press for faces and "
+        "houses (simulated data).",
+        tr_s,
+        truth["shape"][2],
     )
     write_json(
         bids_dir / f"task-{task}_events.json",
