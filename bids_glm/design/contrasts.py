@@ -63,7 +63,7 @@ class _Linear:
         return _Linear(self.constant + other.constant, weights)
 
 
-def _error(message: str, expression: str, position: int | None = None) -> ContrastError:
+def contrast_error(message: str, expression: str, position: int | None = None) -> ContrastError:
     """Build a ContrastError quoting the expression, with a caret under ``position``."""
     where = "" if position is None else f" at position {position}"
     text = f"{message}{where} in {expression!r}"
@@ -80,13 +80,13 @@ def _tokenize(expression: str) -> list[_Token]:
         if match is None:
             char = expression[position]
             problem = "empty or unclosed backtick name" if char == "`" else f"character {char!r}"
-            raise _error(f"unexpected {problem}", expression, position)
+            raise contrast_error(f"unexpected {problem}", expression, position)
         if match["malformed"]:
             word = match["malformed"]
             hint = f"(a column name starting with a digit needs backticks: `{word}`)"
-            raise _error(f"malformed number {word!r} {hint}", expression, position)
+            raise contrast_error(f"malformed number {word!r} {hint}", expression, position)
         if match["number"] and not math.isfinite(float(match["number"])):
-            raise _error(f"number {match['number']!r} out of range", expression, position)
+            raise contrast_error(f"number {match['number']!r} out of range", expression, position)
         kind = match.lastgroup
         text = match[kind]
         kind = {"quoted": "name", "operator": text}.get(kind, kind)
@@ -112,7 +112,7 @@ class _Parser:
         return self.tokens[self.index - 1]
 
     def _fail(self, message: str, token: _Token) -> ContrastError:
-        return _error(message, self.expression, token.position)
+        return contrast_error(message, self.expression, token.position)
 
     def _unexpected(self, token: _Token) -> ContrastError:
         if token.kind == "end":
@@ -203,16 +203,16 @@ def parse_expression(expression: str) -> dict[str, float]:
         raise ContrastError("empty contrast expression: expected e.g. 'face - house'")
     value = _Parser(expression).parse()
     if not value.weights:
-        raise _error("contrast expression names no design column", expression)
+        raise contrast_error("contrast expression names no design column", expression)
     if not all(map(math.isfinite, [value.constant, *value.weights.values()])):
-        raise _error("contrast weights overflow (not finite)", expression)
+        raise contrast_error("contrast weights overflow (not finite)", expression)
     if value.constant != 0.0:
-        raise _error(
+        raise contrast_error(
             f"constant term {value.constant:g} not allowed (weigh columns only)", expression
         )
     weights = {name: weight for name, weight in value.weights.items() if weight != 0.0}
     if not weights:
-        raise _error("all contrast weights cancel to zero", expression)
+        raise contrast_error("all contrast weights cancel to zero", expression)
     return weights
 
 

@@ -17,7 +17,7 @@ import math
 import re
 from collections.abc import Sequence
 
-from bids_glm.design.contrasts import ContrastError
+from bids_glm.design.contrasts import ContrastError, contrast_error
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<number>[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)"
@@ -31,14 +31,6 @@ def is_numeric(text: str) -> bool:
     return text.strip().startswith("[")
 
 
-def _error(message: str, text: str, position: int | None = None) -> ContrastError:
-    where = "" if position is None else f" at position {position}"
-    detail = f"{message}{where} in {text!r}"
-    if position is not None and text.isprintable():
-        detail += f"\n    {text}\n    {' ' * position}^"
-    return ContrastError(detail)
-
-
 def _tokens(text: str) -> list[tuple[str, int]]:
     """(token text, position) pairs, then ("", len(text)) at the end."""
     tokens, position = [], 0
@@ -46,7 +38,7 @@ def _tokens(text: str) -> list[tuple[str, int]]:
         match = _TOKEN.match(text, position)
         if match is None:
             start = len(text) - len(text[position:].lstrip())
-            raise _error(
+            raise contrast_error(
                 f"unexpected {text[start]!r} (expected numbers, ',', '[' or ']')", text, start
             )
         kind = "number" if match["number"] else "punct"
@@ -67,7 +59,7 @@ class _Reader:
         return self.tokens[self.index][0]
 
     def _fail(self, message: str) -> ContrastError:
-        return _error(message, self.text, self.tokens[self.index][1])
+        return contrast_error(message, self.text, self.tokens[self.index][1])
 
     def _take(self, token: str, message: str) -> None:
         if self._peek() != token:
@@ -85,7 +77,7 @@ class _Reader:
             raise self._fail("unexpected end: expected a number and a closing ']'")
         value = float(token)
         if not math.isfinite(value):
-            raise _error(f"weight {token!r} is not a finite number", self.text, position)
+            raise contrast_error(f"weight {token!r} is not a finite number", self.text, position)
         self.index += 1
         return value
 
