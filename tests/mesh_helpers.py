@@ -1,0 +1,80 @@
+"""Test meshes: a jittered triangulated plane and icospheres, and writing them as GIfTI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from nibabel.gifti import GiftiDataArray, GiftiImage
+
+from bids_glm.image.mesh import Mesh
+
+
+def plane_mesh(size_mm: float, spacing_mm: float, jitter: float = 0.15, seed: int = 0) -> Mesh:
+    """A square of side ``size_mm`` centred on 0 (z = 0), triangulated on a jittered grid.
+
+    Each grid square is cut along alternating diagonals; interior vertices move by up to
+    ``jitter`` times the spacing, so triangles are irregular (some obtuse).
+    """
+    n = round(size_mm / spacing_mm) + 1
+    axis = (np.arange(n) - (n - 1) / 2) * spacing_mm
+    x, y = np.meshgrid(axis, axis, indexing="ij")
+    points = np.stack([x.ravel(), y.ravel(), np.zeros(n * n)], axis=1)
+    interior = (np.abs(points[:, :2]).max(axis=1) < axis[-1] - 1e-9) & (
+        np.linalg.norm(points[:, :2], axis=1) > 1e-9  # the centre stays exactly at 0
+    )
+    shift = np.random.default_rng(seed).uniform(-jitter, jitter, (n * n, 2)) * spacing_mm
+    points[interior, :2] += shift[interior]
+    index = np.arange(n * n).reshape(n, n)
+    a, b = index[:-1, :-1].ravel(), index[1:, :-1].ravel()
+    c, d = index[1:, 1:].ravel(), index[:-1, 1:].ravel()
+    flip = ((np.arange(n - 1)[:, None] + np.arange(n - 1)[None, :]) % 2).ravel() == 1
+    first = np.where(flip[:, None], np.stack([a, b, d], 1), np.stack([a, b, c], 1))
+    second = np.where(flip[:, None], np.stack([b, c, d], 1), np.stack([a, c, d], 1))
+    return Mesh(points, np.concatenate([first, second]).astype(np.int64))
+
+
+def icosphere(order: int, radius_mm: float = 70.0) -> Mesh:
+    """An icosahedron subdivided ``order`` times, projected onto a sphere of ``radius_mm``."""
+    t = (1 + 5**0.5) / 2
+    points = [
+        (-1, t, 0), (1, t, 0), (-1, -t, 0), (1, -t, 0), (0, -1, t), (0, 1, t),
+        (0, -1, -t), (0, 1, -t), (t, 0, -1), (t, 0, 1), (-t, 0, -1), (-t, 0, 1),
+    ]  # fmt: skip
+    faces = [
+        (0, 11, 5), (0, 5, 1), (0, 1, 7), (0, 7, 10), (0, 10, 11), (1, 5, 9), (5, 11, 4),
+        (11, 10, 2), (10, 7, 6), (7, 1, 8), (3, 9, 4), (3, 4, 2), (3, 2, 6), (3, 6, 8),
+        (3, 8, 9), (4, 9, 5), (2, 4, 11), (6, 2, 10), (8, 6, 7), (9, 8, 1),
+    ]  # fmt: skip
+    vertices = [np.array(p, float) / np.linalg.norm(p) for p in points]
+    triangles = np.array(faces)
+    for _ in range(order):
+        middle: dict[tuple[int, int], int] = {}
+        refined = []
+        for i, j, k in triangles:
+            a, b, c = (_midpoint(vertices, middle, *e) for e in ((i, j), (j, k), (k, i)))
+            refined += [(i, a, c), (j, b, a), (k, c, b), (a, b, c)]
+        triangles = np.array(refined)
+    return Mesh(np.array(vertices) * radius_mm, triangles.astype(np.int64))
+
+
+def _midpoint(vertices: list, middle: dict, i: int, j: int) -> int:
+    """Index of the (new, on-sphere) midpoint of edge (i, j)."""
+    key = (min(i, j), max(i, j))
+    if key not in middle:
+        point = vertices[i] + vertices[j]
+        vertices.append(point / np.linalg.norm(point))
+        middle[key] = len(vertices) - 1
+    return middle[key]
+
+
+def write_surface(path: Path, mesh: Mesh) -> Path:
+    """Write ``mesh`` as a GIfTI ``.surf.gii`` (pointset + triangle arrays)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = [
+        GiftiDataArray(mesh.vertices_mm.astype(np.float32), intent="NIFTI_INTENT_POINTSET"),
+        GiftiDataArray(mesh.triangles.astype(np.int32), intent="NIFTI_INTENT_TRIANGLE"),
+    ]
+    nib.save(GiftiImage(darrays=arrays), path)
+    return path
