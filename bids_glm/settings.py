@@ -157,6 +157,11 @@ class Settings:
         Group level: participants.tsv columns added to the group design.
     verbosity : int
         -1 quiet, 0 normal, 1 verbose (tracebacks), 2 debug.
+    surface_mesh_dir : Path or None
+        ``--surface-mesh-dir``: a folder of mid-thickness meshes for surface data.
+    templateflow_home : Path or None
+        The TemplateFlow cache searched for template meshes (``$TEMPLATEFLOW_HOME``, else
+        ``~/.cache/templateflow``); read only, nothing is downloaded.
     """
 
     bids_dir: Path
@@ -195,3 +200,5 @@ class Settings:
     participant_outputs: Path | None = None
     group_covariates: tuple[str, ...] = ()
     verbosity: int = 0
+    surface_mesh_dir: Path | None = None
+    templateflow_home: Path | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nibabel as nib
@@ -78,3 +79,76 @@ def write_surface(path: Path, mesh: Mesh) -> Path:
     ]
     nib.save(GiftiImage(darrays=arrays), path)
     return path
+
+
+def geodesic_patch(mesh: Mesh, centre: int, radius_mm: float) -> np.ndarray:
+    """Vertices of a sphere mesh (centred on 0) within ``radius_mm`` along the surface."""
+    unit = mesh.vertices_mm / np.linalg.norm(mesh.vertices_mm, axis=1, keepdims=True)
+    radius = np.linalg.norm(mesh.vertices_mm[centre])
+    angle = np.arccos(np.clip(unit @ unit[centre], -1.0, 1.0))
+    return np.flatnonzero(angle * radius <= radius_mm)
+
+
+def write_gifti_series(path: Path, series: np.ndarray, hemi: str) -> Path:
+    """A (T, V) series as a GIfTI ``.func.gii``: one data array per volume."""
+    arrays = [
+        GiftiDataArray(row.astype(np.float32), intent="NIFTI_INTENT_TIME_SERIES") for row in series
+    ]
+    structure = {"L": "CortexLeft", "R": "CortexRight"}[hemi]
+    image = GiftiImage(darrays=arrays)
+    image.meta["AnatomicalStructurePrimary"] = structure
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(image, path)
+    return path
+
+
+def boxcar_response(onsets_s, duration_s: float, n_volumes: int, tr_s: float) -> np.ndarray:
+    """Boxcars convolved with a gamma HRF at the frame times, peak 1."""
+    from scipy.stats import gamma
+
+    dt = 0.1
+    grid = np.arange(0, n_volumes * tr_s, dt)
+    box = np.zeros_like(grid)
+    for onset in onsets_s:
+        box[(grid >= onset) & (grid < onset + duration_s)] = 1.0
+    signal = np.convolve(box, gamma.pdf(np.arange(0, 30, dt), 6))[: grid.size]
+    return signal[:: round(tr_s / dt)][:n_volumes] / signal.max()
+
+
+def make_mesh_dataset(root: Path, mesh: Mesh, patches: dict, space: str, seed: int = 0) -> dict:
+    """Raw events and fMRIPrep-like GIfTI runs on ``mesh`` (both hemispheres), with patches.
+
+    ``patches`` maps a hemisphere to the vertices responding to ``face`` (3% of the mean;
+    noise 1%). Vertices with x > 45 mm are a medial wall of zeros. Two runs, TR 2 s.
+    """
+    import pandas as pd
+
+    n_volumes, tr_s = 80, 2.0
+    rng = np.random.default_rng(seed)
+    for folder, document in (
+        (root, {"Name": "mesh", "BIDSVersion": "1.9.0"}),
+        (
+            root / "derivatives" / "fmriprep",
+            {"Name": "fMRIPrep", "BIDSVersion": "1.9.0", "DatasetType": "derivative"},
+        ),
+    ):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "dataset_description.json").write_text(json.dumps(document))
+    onsets = np.arange(10.0, n_volumes * tr_s - 20, 15.0)
+    kinds = np.where(np.arange(onsets.size) % 2 == 0, "face", "house")
+    events = pd.DataFrame({"onset": onsets, "duration": 5.0, "trial_type": kinds})
+    response = boxcar_response(onsets[kinds == "face"], 5.0, n_volumes, tr_s)
+    wall = mesh.vertices_mm[:, 0] > 45.0
+    func = root / "derivatives" / "fmriprep" / "sub-01" / "func"
+    raw_func = root / "sub-01" / "func"
+    raw_func.mkdir(parents=True, exist_ok=True)
+    for run in ("1", "2"):
+        events.to_csv(raw_func / f"sub-01_task-faces_run-{run}_events.tsv", sep="\t", index=False)
+        for hemi in ("L", "R"):
+            series = 100.0 + rng.standard_normal((n_volumes, mesh.n_vertices))
+            series[:, patches.get(hemi, [])] += 3.0 * response[:, None]
+            series[:, wall] = 0.0
+            name = f"sub-01_task-faces_run-{run}_hemi-{hemi}_space-{space}_bold"
+            write_gifti_series(func / f"{name}.func.gii", series, hemi)
+            (func / f"{name}.json").write_text(json.dumps({"RepetitionTime": tr_s}))
+    return {"wall": wall, "events": events}

@@ -261,11 +261,12 @@ def test_constant_and_non_finite_vertices_are_unusable(tmp_path):
     assert np.isfinite(read.data).all()
     with pytest.raises(InputError, match="vertices in hemisphere L"):
         read_surface_series(paths, SurfaceGeometry.whole_surface((9, 8)))
-    with pytest.raises(InputError, match="not supported"):
+    with pytest.raises(InputError, match="needs the hemispheres' meshes"):
         read_surface_series(paths, geometry, smoothing_fwhm_mm=4.0)
 
 
-def test_smoothing_is_refused_for_surfaces(tmp_path, surface_run):
+def test_smoothing_without_a_mesh_is_refused_for_surfaces(tmp_path, surface_run, monkeypatch):
+    monkeypatch.setenv("TEMPLATEFLOW_HOME", str(tmp_path / "templateflow"))  # no mesh there
     code = main(
         [
             str(surface_run["bids"]),

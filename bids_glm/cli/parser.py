@@ -91,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--f-contrast",
     )
     model.add_argument("--smoothing-fwhm", type=float, default=0.0, metavar="MM")
+    model.add_argument(
+        "--surface-mesh-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="mid-thickness meshes (*_hemi-<L|R>_midthickness.surf.gii) for surface data",
+    )
     model.add_argument("--hrf-model", default="glover", choices=HRF_MODELS)
     model.add_argument(
         "--fir-delays", type=int, nargs="+", default=[0], metavar="SCANS", help="FIR delays"

@@ -262,12 +262,6 @@ def _variant_options(args: argparse.Namespace) -> dict[str, str | None]:
         option = parse_space_option(args.space)
     except ValueError as err:
         raise InputError(f"--space {err}") from None
-    if is_surface_space(option.space) and args.smoothing_fwhm > 0:
-        raise InputError(
-            f"--smoothing-fwhm {args.smoothing_fwhm} with --space {option.space}: smoothing "
-            "surface data along the mesh is not supported yet; use --smoothing-fwhm 0 "
-            "(or data smoothed beforehand)"
-        )
     if is_surface_space(option.space) and args.single_trial is not None:
         raise InputError(
             f"--single-trial {args.single_trial} with --space {option.space}: single-trial "
@@ -279,6 +273,18 @@ def _variant_options(args: argparse.Namespace) -> dict[str, str | None]:
         "density": option.density,
         "desc": desc,
     }
+
+
+def _mesh_places(args: argparse.Namespace) -> dict[str, Path | None]:
+    """``--surface-mesh-dir`` (an existing folder) and the TemplateFlow cache to search."""
+    mesh_dir = None
+    if args.surface_mesh_dir is not None:
+        mesh_dir = args.surface_mesh_dir.resolve()
+        if not mesh_dir.is_dir():
+            raise InputError(f"--surface-mesh-dir {args.surface_mesh_dir}: not a directory")
+    home = os.environ.get("TEMPLATEFLOW_HOME")
+    templateflow = Path(home) if home else Path.home() / ".cache" / "templateflow"
+    return {"surface_mesh_dir": mesh_dir, "templateflow_home": templateflow}
 
 
 def _alpha(args: argparse.Namespace) -> float:
@@ -361,5 +367,6 @@ def settings_from_args(args: argparse.Namespace, command_line: str = "") -> Sett
             args.participant_outputs.resolve() if args.participant_outputs else None
         ),
         group_covariates=tuple(args.group_covariates),
+        **_mesh_places(args),
         verbosity=-1 if args.quiet else args.verbose,
     )

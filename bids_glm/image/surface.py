@@ -8,8 +8,9 @@ counterpart of :class:`bids_glm.image.geometry.VolumeGeometry` (same methods), a
 :func:`read_surface_series` the counterpart of ``read_masked_series``.
 
 Vertices constant over time or non-finite in some volume (the medial wall of fsaverage
-data is all zeros) are marked unusable, like voxels outside a mask. Smoothing along the
-mesh is not implemented yet: it is refused before any fit.
+data is all zeros) are marked unusable, like voxels outside a mask. ``--smoothing-fwhm``
+smooths each hemisphere along its mesh (the geometry's :class:`MeshFiles`, found before
+any fit), among the analysed and usable vertices only (:mod:`bids_glm.image.mesh_smooth`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import numpy as np
 from nibabel.gifti import GiftiDataArray, GiftiImage, GiftiMetaData
 
 from bids_glm.errors import InputError
+from bids_glm.image.mesh import MeshFiles, read_mesh
+from bids_glm.image.mesh_smooth import smooth_on_mesh
 
 LOGGER = logging.getLogger("bids_glm")
 HEMISPHERES = ("L", "R")
@@ -43,17 +46,23 @@ class SurfaceGeometry:
         Vertices of the left and right hemisphere meshes.
     mask : ndarray of bool, shape (sum(n_vertices),)
         The analysed vertices; a vector's values fill them in order.
+    meshes : MeshFiles or None
+        Both hemispheres' meshes, when the data are smoothed along them.
     """
 
     n_vertices: tuple[int, int]
     mask: np.ndarray
+    meshes: MeshFiles | None = None
 
     extension = GIFTI_EXTENSION
 
     @classmethod
-    def whole_surface(cls, n_vertices: tuple[int, int]) -> SurfaceGeometry:
-        """Every vertex of both hemispheres."""
-        return cls(tuple(int(n) for n in n_vertices), np.ones(sum(n_vertices), dtype=bool))
+    def whole_surface(
+        cls, n_vertices: tuple[int, int], meshes: MeshFiles | None = None
+    ) -> SurfaceGeometry:
+        """Every vertex of both hemispheres (``meshes``: to smooth along, if any)."""
+        counts = tuple(int(n) for n in n_vertices)
+        return cls(counts, np.ones(sum(n_vertices), dtype=bool), meshes)
 
     @property
     def n_values(self) -> int:
@@ -74,7 +83,7 @@ class SurfaceGeometry:
         """The same surfaces with only the analysed vertices where ``keep`` is True."""
         mask = self.mask.copy()
         mask[self.mask] = keep
-        return SurfaceGeometry(self.n_vertices, mask)
+        return SurfaceGeometry(self.n_vertices, mask, self.meshes)
 
     def hemisphere_values(self, full: np.ndarray) -> dict[str, np.ndarray]:
         """An all-vertex vector split into ``{"L": ..., "R": ...}``."""
@@ -105,7 +114,10 @@ class SurfaceGeometry:
         ]
 
     def read_series(self, paths, smoothing_fwhm_mm: float = 0.0, keep_volumes=None):
-        """The run's (T, V) series of the analysed vertices (see :func:`read_surface_series`)."""
+        """The run's (T, V) series of the analysed vertices (see :func:`read_surface_series`).
+
+        With ``smoothing_fwhm_mm > 0``, each hemisphere is smoothed along its mesh.
+        """
         return read_surface_series(paths, self, smoothing_fwhm_mm, keep_volumes)
 
 
@@ -219,14 +231,15 @@ def read_surface_series(
     geometry : SurfaceGeometry
         Vertex counts (checked against the files) and analysed vertices.
     smoothing_fwhm_mm : float
-        Must be 0: smoothing along the mesh is not supported yet.
+        FWHM of the smoothing along each hemisphere's mesh (``geometry.meshes``), among
+        its analysed vertices that are finite and not constant; 0 for none.
     keep_volumes : ndarray of bool, shape (n_volumes,), optional
         Volumes to keep.
     """
-    if smoothing_fwhm_mm > 0:
+    if smoothing_fwhm_mm > 0 and geometry.meshes is None:
         raise InputError(
-            f"--smoothing-fwhm {smoothing_fwhm_mm}: smoothing surface data is not supported "
-            "yet (smooth along the mesh before, or use --smoothing-fwhm 0)"
+            f"{paths[0]}: --smoothing-fwhm {smoothing_fwhm_mm} needs the hemispheres' meshes "
+            "(see --surface-mesh-dir)"
         )
     parts = []
     for path, hemi, expected in zip(paths, HEMISPHERES, geometry.n_vertices, strict=True):
@@ -249,6 +262,8 @@ def read_surface_series(
                 f"{paths[0]}: {n_volumes} volumes, but the model describes {keep_volumes.shape[0]}"
             )
         data = data[keep_volumes]
+    if smoothing_fwhm_mm > 0:
+        data = _smoothed(data, geometry, smoothing_fwhm_mm)
     data = np.ascontiguousarray(geometry.from_surface(data))
     finite = np.isfinite(data).all(axis=0)
     data[:, ~finite] = np.where(np.isfinite(data[:, ~finite]), data[:, ~finite], 0.0)
@@ -258,3 +273,24 @@ def read_surface_series(
     if n_bad:
         LOGGER.info("%s: %d vertices constant or non-finite", Path(paths[0]).name, n_bad)
     return SurfaceSeries(data=data, usable=usable)
+
+
+def _smoothed(data: np.ndarray, geometry: SurfaceGeometry, fwhm_mm: float) -> np.ndarray:
+    """Both hemispheres' (T, V) data smoothed along their meshes, among included vertices.
+
+    Included: analysed (``geometry.mask``), finite and not constant over the kept volumes;
+    the others keep their values and stay unusable.
+    """
+    included = geometry.mask & np.isfinite(data).all(axis=0) & (np.ptp(data, axis=0) > 0)
+    parts = []
+    start = 0
+    for mesh_path, n_vertices in zip(geometry.meshes.paths, geometry.n_vertices, strict=True):
+        stop = start + n_vertices
+        mesh = read_mesh(mesh_path)
+        if mesh.n_vertices != n_vertices:
+            raise InputError(
+                f"{mesh_path}: {mesh.n_vertices} vertices, but the data have {n_vertices}"
+            )
+        parts.append(smooth_on_mesh(data[:, start:stop], mesh, fwhm_mm, included[start:stop]))
+        start = stop
+    return np.concatenate(parts, axis=1)

@@ -12,6 +12,7 @@ from bids_glm.errors import InputError
 from bids_glm.image.epi_mask import compute_epi_mask, mean_volume
 from bids_glm.image.geometry import VolumeGeometry
 from bids_glm.image.mask import combine_masks, load_image, load_mask, same_grid
+from bids_glm.image.mesh import MeshFiles
 from bids_glm.image.resample import resample_mask_nearest
 from bids_glm.image.surface import SurfaceGeometry, gifti_header
 from bids_glm.settings import Settings
@@ -81,13 +82,13 @@ def build_analysis_mask(
 
 
 def build_geometry(
-    designs: Sequence[RunDesign], settings: Settings
+    designs: Sequence[RunDesign], settings: Settings, meshes: MeshFiles | None = None
 ) -> VolumeGeometry | SurfaceGeometry:
     """The unit's geometry: the analysis mask on the BOLD grid, or both hemispheres' vertices.
 
     Surfaces have no brain mask: every vertex is analysed, and vertices constant or
     non-finite in some run (e.g. the medial wall) are left out after reading. Vertex
-    counts must agree between runs.
+    counts must agree between runs. ``meshes``: the surfaces smoothed along, if any.
     """
     first = designs[0].run
     if not first.surface_paths:
@@ -103,4 +104,4 @@ def build_geometry(
                     f"{path}: {found} vertices, but the same hemisphere of "
                     f"{first.label} has {expected}; expected runs on one mesh"
                 )
-    return SurfaceGeometry.whole_surface(counts)
+    return SurfaceGeometry.whole_surface(counts, meshes)

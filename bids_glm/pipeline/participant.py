@@ -33,6 +33,7 @@ from bids_glm.pipeline import reports as reporting
 from bids_glm.pipeline.analysis_mask import build_geometry
 from bids_glm.pipeline.plan import plan_units
 from bids_glm.pipeline.run import RunOutcome, process_run
+from bids_glm.pipeline.surface_meshes import with_meshes
 from bids_glm.pipeline.units import (
     AnalysisUnit,
     remove_interrupted_writes,
@@ -63,7 +64,7 @@ def analyse_unit(unit: AnalysisUnit, settings: Settings) -> tuple[list[RunOutcom
 
     Returns the runs' outcomes and the path of the unit's mean BOLD image.
     """
-    geometry = build_geometry(unit.designs, settings)
+    geometry = build_geometry(unit.designs, settings, unit.meshes)
     entities = naming.subject_level_entities(unit.entities)
     folder = naming.subject_func_dir(settings.output_dir, entities)
     # one writer for the unit: a run's maps are compressed while the next run is read
@@ -218,6 +219,9 @@ def dry_run(units: Sequence[AnalysisUnit], settings: Settings) -> None:
                 print(f"    BOLD {design.run.bold_path.name}; mask {mask}")
             if design.user_design is not None:
                 print(f"    design {design.user_design} (--design-dir, used as given)")
+        if unit.meshes is not None:
+            meshes = " + ".join(str(p) for p in unit.meshes.paths)
+            print(f"  smoothed along the meshes {meshes}")
         for plan in unit.contrasts:
             print(f"  contrast {plan.label} ({plan.stat_type}): {plan.expression}")
     print(f"designs written to {settings.output_dir}; nothing was fitted (--dry-run)")
@@ -263,6 +267,8 @@ def run_participant_level(settings: Settings, discovery: PendingDiscovery | None
         compile_templates()  # for the methods text, while the discovery child works
         runs = discovery.runs()
     units, planning_failures = plan_units(runs, settings.model)
+    units, mesh_failures = with_meshes(units, settings)  # smoothing meshes, before any fit
+    planning_failures += mesh_failures
     if settings.dry_run:
         for failure in planning_failures:
             raise InputError(failure.reason)

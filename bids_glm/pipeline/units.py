@@ -14,6 +14,7 @@ from pathlib import Path
 from bids_glm import __version__
 from bids_glm.derivatives import manifest, naming
 from bids_glm.design.run_design import ContrastPlan, RunDesign
+from bids_glm.image.mesh import MeshFiles
 from bids_glm.settings import Settings
 
 
@@ -31,12 +32,15 @@ class AnalysisUnit:
         Contrasts estimated in every run that has their columns.
     planning_warnings : list of str
         Warnings logged while the designs were built (shown in the report).
+    meshes : MeshFiles or None
+        Surface data smoothed along meshes: both hemispheres' mesh files.
     """
 
     entities: dict[str, str]
     designs: tuple[RunDesign, ...]
     contrasts: tuple[ContrastPlan, ...]
     planning_warnings: list[str] = field(default_factory=list)
+    meshes: MeshFiles | None = None
 
     @property
     def name(self) -> str:
@@ -71,6 +75,7 @@ def unit_fingerprint(unit: AnalysisUnit, settings: Settings) -> str:
     ]
     if settings.mask is not None:
         inputs.append(settings.mask)
+    inputs += unit.meshes.paths if unit.meshes is not None else ()
     single_trial = (
         ()
         if settings.single_trial is None
