@@ -115,6 +115,8 @@ class UnitSummary:
     elapsed_s : float or None
     resolved_contrasts : tuple of ResolvedContrast
         The numeric contrasts' named weights (written only when there are any).
+    meshes : tuple of str
+        Surface data: the left and right meshes found (absolute paths; written only then).
     """
 
     participant: str
@@ -134,6 +136,7 @@ class UnitSummary:
     mean_image: str | None = None
     elapsed_s: float | None = None
     resolved_contrasts: tuple[ResolvedContrast, ...] = ()
+    meshes: tuple[str, ...] = ()
 
     @property
     def fd_threshold_mm(self) -> float | None:
@@ -166,6 +169,8 @@ class UnitSummary:
         }
         if self.resolved_contrasts:
             document["ResolvedContrasts"] = [c.to_json() for c in self.resolved_contrasts]
+        if self.meshes:
+            document["Meshes"] = list(self.meshes)
         return document
 
     @classmethod
@@ -211,6 +216,7 @@ class UnitSummary:
                 ResolvedContrast.from_json(c)
                 for c in _records(document, "ResolvedContrasts") or ()
             ),
+            meshes=tuple(str(m) for m in document.get("Meshes") or ()),
         )
 
 

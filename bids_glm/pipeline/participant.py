@@ -192,6 +192,7 @@ def unit_summary(
         mean_image=None if mean_image is None else _relative(mean_image, settings),
         elapsed_s=round(elapsed_s, 3),
         resolved_contrasts=resolved_contrasts(unit.contrasts, settings.model),
+        meshes=tuple(str(p) for p in unit.meshes.paths) if unit.meshes else (),
     )
 
 

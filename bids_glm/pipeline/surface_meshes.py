@@ -1,36 +1,52 @@
-"""The meshes each surface unit is smoothed along, found while planning (before any fit)."""
+"""Each surface unit's meshes, found while planning (before any fit).
+
+Smoothing needs them (no mesh is then an error); otherwise they are looked for all the
+same, for the report's pictures, and a missing or unusable mesh is only logged.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import replace
 
 from bids_glm.errors import InputError
 from bids_glm.image.mesh import MeshFiles
 from bids_glm.image.surface import gifti_header
-from bids_glm.inputs.meshes import check_mesh_vertices, mesh_query, require_meshes
+from bids_glm.inputs.meshes import check_mesh_vertices, find_meshes, mesh_query, require_meshes
 from bids_glm.pipeline.plan import PlanningFailure
 from bids_glm.pipeline.units import AnalysisUnit
 from bids_glm.settings import Settings
 
+LOGGER = logging.getLogger("bids_glm")
+
 
 def unit_meshes(unit: AnalysisUnit, settings: Settings) -> MeshFiles | None:
-    """The unit's mesh pair when its surface data are smoothed; None otherwise.
+    """The unit's mesh pair (surface data only); required when the data are smoothed.
 
     Raises
     ------
     InputError
-        No mesh pair was found (lists every place searched), or a mesh's vertex count
-        differs from the data's (names both files).
+        Smoothing, and no mesh pair was found (lists every place searched) or a mesh's
+        vertex count differs from the data's (names both files).
     """
     first = unit.designs[0].run
-    fwhm_mm = settings.model.smoothing_fwhm_mm
-    if not first.surface_paths or fwhm_mm <= 0:
+    if not first.surface_paths:
         return None
-    why = f"--smoothing-fwhm {fwhm_mm:g} on {unit.name}"
-    meshes = require_meshes(mesh_query(settings, unit.entities), why)
+    fwhm_mm = settings.model.smoothing_fwhm_mm
+    query = mesh_query(settings, unit.entities)
     counts = [gifti_header(path).n_vertices for path in first.surface_paths]
-    check_mesh_vertices(meshes, counts, first.surface_paths)
+    if fwhm_mm > 0:
+        meshes = require_meshes(query, f"--smoothing-fwhm {fwhm_mm:g} on {unit.name}")
+        check_mesh_vertices(meshes, counts, first.surface_paths)
+        return meshes
+    try:
+        meshes = find_meshes(query).files
+        if meshes is not None:
+            check_mesh_vertices(meshes, counts, first.surface_paths)
+    except InputError as err:
+        LOGGER.warning("%s: no mesh for the report's surface figures: %s", unit.name, err)
+        return None
     return meshes
 
 

@@ -33,7 +33,7 @@ class AnalysisUnit:
     planning_warnings : list of str
         Warnings logged while the designs were built (shown in the report).
     meshes : MeshFiles or None
-        Surface data smoothed along meshes: both hemispheres' mesh files.
+        Surface data: both hemispheres' meshes (to smooth along, and for the report).
     """
 
     entities: dict[str, str]
@@ -75,7 +75,8 @@ def unit_fingerprint(unit: AnalysisUnit, settings: Settings) -> str:
     ]
     if settings.mask is not None:
         inputs.append(settings.mask)
-    inputs += unit.meshes.paths if unit.meshes is not None else ()
+    if unit.meshes is not None and settings.model.smoothing_fwhm_mm > 0:
+        inputs += unit.meshes.paths  # the meshes decide the maps only when smoothing
     single_trial = (
         ()
         if settings.single_trial is None
