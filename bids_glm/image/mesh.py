@@ -11,6 +11,7 @@ mesh (:mod:`bids_glm.image.mesh_smooth`) and the surface cluster tables use them
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -60,8 +61,13 @@ class Mesh:
 
     def edges(self) -> np.ndarray:
         """Unique undirected edges as (E, 2) vertex indices, smaller index first."""
-        pairs = self.triangles[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
-        return np.unique(np.sort(pairs, axis=1), axis=0)
+        return self._edges
+
+    @cached_property
+    def _edges(self) -> np.ndarray:  # computed once per mesh (a pure function of it)
+        pairs = np.sort(self.triangles[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
+        keys = np.unique(pairs[:, 0] * np.int64(self.n_vertices) + pairs[:, 1])
+        return np.stack([keys // self.n_vertices, keys % self.n_vertices], axis=1)
 
     def edge_lengths_mm(self) -> np.ndarray:
         """Length of each edge of :meth:`edges`, in mm."""
