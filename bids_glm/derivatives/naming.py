@@ -45,6 +45,7 @@ CITATION_FORMATS = ("md", "html", "tex", "bib")  # logs/CITATION.<format>, in wr
 FIGURES_FOLDER = "figures"
 NIFTI = ".nii.gz"
 GIFTI = ".func.gii"
+CIFTI_SCALAR = ".dscalar.nii"
 TSV = ".tsv"
 JSON = ".json"
 # The output folder's README.md: what the names mean.
@@ -259,8 +260,9 @@ def trial_design_path(folder: Path, entities: Mapping[str, str], estimator: str)
 
 
 def sidecar_path(path: Path) -> Path:
-    """The JSON sidecar of a ``.nii.gz``, ``.func.gii`` or ``.tsv`` output."""
+    """The JSON sidecar of a ``.nii.gz``, ``.func.gii``, ``.dscalar.nii`` or ``.tsv`` output."""
     stem = path.name.removesuffix(NIFTI).removesuffix(GIFTI).removesuffix(TSV)
+    stem = stem.removesuffix(CIFTI_SCALAR)
     return path.with_name(f"{stem}{JSON}")
 
 
@@ -359,3 +361,49 @@ def geometry_file_path(path: Path, extra: Mapping[str, str], extension: str) -> 
     items = list(entities.items())
     items[position:position] = [(k, v) for k, v in extra.items() if k not in entities]
     return _file(path.parent, _stem(dict(items), {}, name.suffix), extension)
+
+
+def _maps_with_entity(
+    folder: Path, entities: Mapping[str, str], stat: str, extension: str, key: str
+) -> list[tuple[str, str, Path]]:
+    """``(contrast label, value of key, path)`` of ``stat`` maps that differ from the
+    unit's or run's names (``entities``) only by the geometry entity ``key``."""
+    found = []
+    for path in sorted(Path(folder).glob(f"*_stat-{stat}_{_STATMAP}{extension}")):
+        name = parse_name(path)
+        label, value = name.entities.get("contrast"), name.entities.get(key)
+        if label is None or value is None or name.extension != extension:
+            continue
+        expected = parse_name(stat_map_path(folder, entities, stat, contrast=label)).entities
+        if [(k, v) for k, v in name.entities.items() if k != key] == list(expected.items()):
+            found.append((label, value, path))
+    return found
+
+
+def find_surface_stat_maps(
+    folder: Path, entities: Mapping[str, str], stat: str
+) -> list[tuple[str, tuple[Path, Path]]]:
+    """``(contrast label, (left, right))`` of the GIfTI ``stat`` maps of ``entities``.
+
+    A surface map is one ``..._hemi-<L|R>_..._statmap.func.gii`` per hemisphere; maps
+    with one hemisphere only are left out. Sorted by label.
+    """
+    pairs: dict[str, dict[str, Path]] = {}
+    for label, hemi, path in _maps_with_entity(folder, entities, stat, GIFTI, "hemi"):
+        pairs.setdefault(label, {})[hemi] = path
+    return [
+        (label, (p["L"], p["R"])) for label, p in sorted(pairs.items()) if {"L", "R"} <= set(p)
+    ]
+
+
+def find_cifti_stat_maps(
+    folder: Path, entities: Mapping[str, str], stat: str
+) -> list[tuple[str, Path]]:
+    """``(contrast label, path)`` of the CIFTI ``..._den-<d>_..._statmap.dscalar.nii`` maps."""
+    found = _maps_with_entity(folder, entities, stat, CIFTI_SCALAR, "den")
+    return [(label, path) for label, _, path in found]
+
+
+def is_cifti_map(path: Path) -> bool:
+    """Whether ``path`` is a CIFTI-2 dense scalar map (``.dscalar.nii``)."""
+    return parse_name(path).extension == CIFTI_SCALAR

@@ -74,8 +74,12 @@ def threshold_surface(
     alpha: float = 0.001,
     cluster_extent: int = 0,
     threshold_none: float = 3.09,
+    other_z: np.ndarray | None = None,
 ) -> tuple[list[np.ndarray], Threshold]:
     """Threshold both hemispheres' z maps by height (over all analysed vertices) and extent.
+
+    ``other_z``: z values of other analysed elements tested with them (a CIFTI map's
+    voxels), which count for FDR and Bonferroni.
 
     Returns
     -------
@@ -86,14 +90,15 @@ def threshold_surface(
         What was applied.
     """
     check_cluster_extent(cluster_extent)
-    analysed = np.concatenate([h.z_values[h.analysed] for h in hemispheres])
+    extra = [] if other_z is None else [np.ravel(other_z)]
+    analysed = np.concatenate([h.z_values[h.analysed] for h in hemispheres] + extra)
     z_threshold = height_threshold(analysed, height_control, alpha, threshold_none)
     thresholded = []
     for hemi in hemispheres:
         values = np.where(hemi.analysed & (hemi.z_values >= z_threshold), hemi.z_values, 0.0)
         if hemi.mesh is not None and cluster_extent > 0:
             labels = _cluster_labels(hemi.mesh, values > 0)
-            sizes = np.bincount(labels[labels >= 0])
+            sizes = np.bincount(labels[labels >= 0], minlength=1)
             values[(labels >= 0) & (sizes[np.maximum(labels, 0)] < cluster_extent)] = 0.0
         thresholded.append(values)
     applied = Threshold(height_control, float(alpha), int(cluster_extent), float(z_threshold))

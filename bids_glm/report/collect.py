@@ -18,6 +18,7 @@ import pandas as pd
 
 from bids_glm.derivatives import naming
 from bids_glm.derivatives.summary import RunUsed, UnitSummary
+from bids_glm.image.mesh import MeshFiles
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,9 @@ class StatMap:
         The run label for run-level maps, None for fixed effects.
     clusters_path : Path or None
         Where the participant level writes the map's cluster table (fixed effects only).
+    surface_paths : tuple of Path
+        A GIfTI surface map's left and right files (``z_path`` is the left one); empty
+        for a volume or a CIFTI map.
     """
 
     label: str
@@ -43,6 +47,12 @@ class StatMap:
     sidecar: dict
     run: str | None = None
     clusters_path: Path | None = None
+    surface_paths: tuple[Path, ...] = ()
+
+    @property
+    def on_surface(self) -> bool:
+        """Whether the map is a GIfTI hemisphere pair or a CIFTI grayordinate map."""
+        return bool(self.surface_paths) or naming.is_cifti_map(self.z_path)
 
     @property
     def anchor(self) -> str:
@@ -140,6 +150,8 @@ class UnitRecord:
         Run-level z maps.
     mask_path, mean_path : Path or None
         The analysis mask and the time-mean BOLD image (the underlay), if present.
+    meshes : MeshFiles or None
+        Surface data: the left and right meshes the manifest records, if both exist.
     """
 
     entities: dict
@@ -149,6 +161,7 @@ class UnitRecord:
     run_maps: list[StatMap]
     mask_path: Path | None
     mean_path: Path | None
+    meshes: MeshFiles | None = None
 
     @property
     def title(self) -> str:
@@ -329,11 +342,23 @@ def read_run(design_path: Path, used: RunUsed | None, links: Mapping[str, str]) 
 def find_z_maps(
     folder: Path, entities: Mapping[str, str], run: str | None = None
 ) -> list[StatMap]:
-    """The z maps of the contrasts whose other entities are ``entities``, by label."""
-    return [
+    """The z maps of the contrasts whose other entities are ``entities``, by label.
+
+    Volumes first, then GIfTI hemisphere pairs, then CIFTI maps.
+    """
+    maps = [
         StatMap(label, path, sidecar_of(path), run)
         for label, path in naming.find_stat_maps(folder, entities, "z")
     ]
+    maps += [
+        StatMap(label, pair[0], sidecar_of(pair[0]), run, surface_paths=pair)
+        for label, pair in naming.find_surface_stat_maps(folder, entities, "z")
+    ]
+    maps += [
+        StatMap(label, path, sidecar_of(path), run)
+        for label, path in naming.find_cifti_stat_maps(folder, entities, "z")
+    ]
+    return maps
 
 
 def _design_paths(
@@ -370,7 +395,16 @@ def read_unit(output_dir: Path, manifest_path: Path) -> UnitRecord:
         run_maps=[m for run in runs for m in run.z_maps],
         mask_path=mask_path if mask_path.is_file() else None,
         mean_path=mean_path if mean_path.is_file() else None,
+        meshes=_recorded_meshes(summary),
     )
+
+
+def _recorded_meshes(summary: UnitSummary) -> MeshFiles | None:
+    """The manifest's left and right meshes, when both files are still there."""
+    paths = [Path(p) for p in summary.meshes]
+    if len(paths) != 2 or not all(p.is_file() for p in paths):
+        return None
+    return MeshFiles(*paths)
 
 
 def read_participant(output_dir: Path, manifests: list[Path]) -> ParticipantRecord:

@@ -31,6 +31,7 @@ from bids_glm.report.figures import (
     event_timeline_svg,
     motion_trace_svg,
 )
+from bids_glm.report.surface_views import surface_contrast_view
 from bids_glm.report.views import (
     NOT_RECORDED,
     Figure,
@@ -236,7 +237,12 @@ def unit_view(unit: collect.UnitRecord, options: ReportOptions) -> dict:
         "notes": notes,
         "runs": [run_view(run, fd_mm) for run in unit.runs],
         "mask_figure": mask_figure,
-        "contrasts": [contrast_view(m, mask, underlay, options, h, t) for m, h, t in maps],
+        "contrasts": [
+            surface_contrast_view(m, unit.meshes, options, h)
+            if m.on_surface
+            else contrast_view(m, mask, underlay, options, h, t)
+            for m, h, t in maps
+        ],
         "comparisons": (
             comparison_views(unit, mask, options)
             if options.run_level and len(unit.runs) > 1

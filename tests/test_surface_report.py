@@ -1,0 +1,213 @@
+"""The participant report of surface data: maps on the mesh, peak-vertex tables, no-mesh path."""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+import subprocess
+
+import matplotlib.image
+import nibabel as nib
+import numpy as np
+import pytest
+
+from bids_glm.cli.main import main
+from bids_glm.derivatives import naming
+from bids_glm.glm.surface_clusters import (
+    HemisphereMap,
+    structure_peak_table,
+    surface_cluster_table,
+    threshold_surface,
+)
+from bids_glm.image.mesh import MeshFiles
+from bids_glm.report import collect
+from bids_glm.report.surface_views import NO_MESH, read_cifti_scalar, surface_contrast_view
+from bids_glm.report.views import ReportOptions
+from tests.mesh_helpers import geodesic_patch, icosphere, make_mesh_dataset, write_surface
+from tests.test_report import CHROMIUM_FLAGS
+
+MESH = icosphere(4, radius_mm=60.0)
+PATCHES = {"L": geodesic_patch(MESH, 100, 12.0), "R": geodesic_patch(MESH, 700, 12.0)}
+MESH_NAME = "tpl-fsaverage_hemi-{}_den-10k_midthickness.surf.gii"
+
+
+def test_peak_table_of_a_planted_patch():
+    patch = PATCHES["L"]
+    z_left = np.where(np.isin(np.arange(MESH.n_vertices), patch), 4.0, 0.5)
+    z_left[patch[3]] = 6.0  # the peak
+    z_right = np.full(MESH.n_vertices, 0.5)
+    z_right[:40] = 0.0  # not analysed
+    hemis = [HemisphereMap("L", z_left, MESH), HemisphereMap("R", z_right, MESH)]
+    thresholded, threshold = threshold_surface(hemis, "fpr", 0.001)
+    assert threshold.z_threshold == pytest.approx(3.090, abs=1e-3)
+    table = surface_cluster_table(thresholded, hemis)
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert (row["Cluster ID"], row["Hemisphere"], row["Vertex"]) == ("1", "L", patch[3])
+    np.testing.assert_allclose(row[["X", "Y", "Z"]].astype(float), MESH.vertices_mm[patch[3]])
+    assert row["Peak Stat"] == 6.0
+    assert row["Cluster Size (vertices)"] == patch.size
+    assert row["Cluster Size (mm2)"] == pytest.approx(MESH.vertex_areas_mm2()[patch].sum())
+    # a cluster extent larger than the patch removes it; without a mesh, no sizes
+    gone, _ = threshold_surface(hemis, "fpr", 0.001, cluster_extent=patch.size + 1)
+    assert not np.any(gone[0])
+    bare = [HemisphereMap(h.hemisphere, h.z_values) for h in hemis]
+    peaks = surface_cluster_table(threshold_surface(bare, "fpr", 0.001)[0], bare)
+    assert peaks.iloc[0]["Vertex"] == patch[3] and peaks["Cluster Size (mm2)"].isna().all()
+    assert len(peaks) == 20  # the highest suprathreshold vertices
+
+
+def test_structure_peak_table():
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = (-10, -20, -30)
+    ijk = np.array([[1, 1, 1], [1, 1, 2], [1, 2, 2], [3, 3, 3]])
+    table = structure_peak_table(
+        [("thalamus_left", np.array([1.0, 4.0, 3.5, 0.2]), ijk, affine)], 3.1
+    )
+    row = table.iloc[0]
+    assert (row["X"], row["Y"], row["Z"]) == (-8.0, -18.0, -26.0)
+    assert (row["Peak Stat"], row["Voxels Above"]) == (4.0, 2)
+    assert row["Volume Above (mm3)"] == pytest.approx(16.0)
+
+
+def _participant(bids, out, *extra) -> int:
+    argv = [str(bids), str(out), "participant", "--space", "fsaverage5", "--skip-bids-validator"]
+    argv += ["--noise-model", "ols", "--no-pdf", "--work-dir", str(out.parent / "work")]
+    return main([*argv, "-q", *extra])
+
+
+@pytest.fixture(scope="module")
+def surface_reports(tmp_path_factory):
+    root = tmp_path_factory.mktemp("surfreport")
+    make_mesh_dataset(root / "bids", MESH, PATCHES, "fsaverage5")
+    for hemi in ("L", "R"):
+        write_surface(root / "meshes" / MESH_NAME.format(hemi), MESH)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TEMPLATEFLOW_HOME", str(root / "no-templateflow"))
+        with_mesh = _participant(
+            root / "bids", root / "out", "--surface-mesh-dir", str(root / "meshes")
+        )
+        without = _participant(root / "bids", root / "bare")
+    assert with_mesh == 0 and without == 0
+    return root
+
+
+def test_report_draws_maps_on_the_mesh_and_tabulates_peaks(surface_reports):
+    html = (surface_reports / "out" / "sub-01.html").read_text()
+    assert "thresholded z on the cortex, lateral and medial views" in html
+    assert 'class="clusters surface"' in html
+    assert NO_MESH not in html
+    record = collect.read_participant(
+        surface_reports / "out", collect.participant_manifests(surface_reports / "out", "01")
+    )
+    (unit,) = record.units
+    assert unit.meshes is not None and unit.meshes.left.name == MESH_NAME.format("L")
+    face = next(m for m in unit.subject_maps if m.label == "face")
+    assert face.on_surface and len(face.surface_paths) == 2
+    view = surface_contrast_view(face, unit.meshes, ReportOptions(), "face")
+    first_two = {(r["hemi"], int(r["vertex"])) for r in view["surface_rows"][:2]}
+    assert {h for h, _ in first_two} == {"L", "R"}  # one planted patch per hemisphere
+    for hemi, vertex in first_two:
+        assert vertex in PATCHES[hemi]
+        row = next(r for r in view["surface_rows"] if r["hemi"] == hemi)
+        assert int(row["vertices"]) >= 0.8 * PATCHES[hemi].size
+        assert float(row["mm2"]) >= 0.8 * MESH.vertex_areas_mm2()[PATCHES[hemi]].sum()
+
+
+def test_report_without_a_mesh_shows_the_table_and_a_histogram(surface_reports):
+    html = (surface_reports / "bare" / "sub-01.html").read_text()
+    assert NO_MESH in html
+    assert "histogram of z over the analysed vertices" in html
+    assert 'class="clusters surface"' in html
+    assert "lateral and medial views" not in html
+
+
+def _screenshot(chromium, page, tmp_path, size):
+    screenshot = tmp_path / f"{page.stem}.png"
+    subprocess.run(
+        [
+            chromium,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={screenshot}",
+            f"--window-size={size}",
+            page.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return (matplotlib.image.imread(screenshot)[..., :3] * 255).astype(int)
+
+
+def test_surface_report_in_headless_chromium(surface_reports, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("headless Chromium (Debian package chromium) is not installed")
+    html = surface_reports / "out" / "sub-01.html"
+    pixels = _screenshot(chromium, html, tmp_path, "1200,2400")
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 100
+    # the surface figure itself, as the report embeds it
+    alt = 'alt="face: thresholded z on the cortex'
+    uri = re.search(
+        r'<img src="data:image/svg\+xml;base64,([^"]+)" ' + re.escape(alt), html.read_text()
+    )
+    figure = tmp_path / "figure.svg"
+    figure.write_bytes(base64.b64decode(uri.group(1)))
+    pixels = _screenshot(chromium, figure, tmp_path, "800,700")
+    hot = (pixels[..., 0] > 180) & (pixels[..., 2] < 80)  # the red-yellow overlay
+    grey = (np.ptp(pixels, axis=-1) < 8) & (pixels[..., 0] > 80) & (pixels[..., 0] < 235)
+    assert hot.sum() > 300  # the planted patches are drawn
+    assert grey.sum() > 50000  # on the shaded meshes of four views
+
+
+def _dscalar(path, cortex_z, mask, voxels_z, ijk, affine):
+    """A one-map CIFTI dscalar: both cortices (vertices in ``mask``) and one voxel structure."""
+    cortex = [
+        nib.cifti2.BrainModelAxis.from_mask(mask, name=name)
+        for name in ("CortexLeft", "CortexRight")
+    ]
+    volume = np.zeros((10, 10, 10), dtype=bool)
+    volume[tuple(ijk.T)] = True
+    thalamus = nib.cifti2.BrainModelAxis.from_mask(volume, name="ThalamusLeft", affine=affine)
+    models = cortex[0] + cortex[1] + thalamus
+    data = np.concatenate([cortex_z["L"][mask], cortex_z["R"][mask], voxels_z])[None]
+    scalars = nib.cifti2.ScalarAxis(["z"])
+    header = nib.cifti2.Cifti2Header.from_axes((scalars, models))
+    image = nib.cifti2.Cifti2Image(data.astype(np.float32), header)
+    image.nifti_header.set_intent("ConnDenseScalar")
+    image.to_filename(path)
+
+
+def test_cifti_map_cortex_on_the_mesh_and_a_structure_table(tmp_path):
+    folder = tmp_path / "sub-01" / "func"
+    folder.mkdir(parents=True)
+    mask = MESH.vertices_mm[:, 0] < 45.0  # a medial wall absent from the grayordinates
+    z = {
+        "L": np.where(np.isin(np.arange(MESH.n_vertices), PATCHES["L"]), 5.0, 0.3),
+        "R": np.full(MESH.n_vertices, 0.3),
+    }
+    ijk = np.array([[2, 2, 2], [2, 3, 2], [5, 5, 5]])
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    name = "sub-01_task-faces_space-fsLR_den-91k_contrast-face_stat-z_statmap.dscalar.nii"
+    _dscalar(folder / name, z, mask, np.array([4.5, 1.0, 0.2]), ijk, affine)
+    entities = {"sub": "01", "task": "faces", "space": "fsLR"}
+    (stat_map,) = collect.find_z_maps(folder, entities)
+    assert stat_map.on_surface and naming.is_cifti_map(stat_map.z_path)
+    grayordinates = read_cifti_scalar(stat_map.z_path)
+    assert grayordinates.cortex["L"].size == MESH.n_vertices
+    assert np.all(grayordinates.cortex["L"][~mask] == 0)
+    meshes = MeshFiles(
+        write_surface(tmp_path / "L.surf.gii", MESH), write_surface(tmp_path / "R.surf.gii", MESH)
+    )
+    view = surface_contrast_view(stat_map, meshes, ReportOptions(), "face")
+    assert view["figures"][0].uri and not view["note"]
+    patch_in_cifti = np.intersect1d(PATCHES["L"], np.flatnonzero(mask))
+    assert view["surface_rows"][0]["hemi"] == "L"
+    assert int(view["surface_rows"][0]["vertices"]) == patch_in_cifti.size
+    (structure,) = view["structure_rows"]
+    assert structure["structure"] == "thalamus_left"
+    assert (structure["x"], structure["y"], structure["z"]) == ("4", "4", "4")
+    assert (structure["peak"], structure["above"], structure["voxels"]) == ("4.50", "1", "3")
+    assert structure["mm3"] == "8"
