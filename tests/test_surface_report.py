@@ -98,6 +98,8 @@ def test_report_draws_maps_on_the_mesh_and_tabulates_peaks(surface_reports):
     assert "thresholded z on the cortex, lateral and medial views" in html
     assert 'class="clusters surface"' in html
     assert NO_MESH not in html
+    assert re.search(r"<td>\d+ of 5124 vertices analysed</td>", html)  # 2 x 2562, wall out
+    assert MESH_NAME.format("L") in html and "mean BOLD image not recorded" not in html
     record = collect.read_participant(
         surface_reports / "out", collect.participant_manifests(surface_reports / "out", "01")
     )

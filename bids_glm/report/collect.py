@@ -152,6 +152,8 @@ class UnitRecord:
         The analysis mask and the time-mean BOLD image (the underlay), if present.
     meshes : MeshFiles or None
         Surface data: the left and right meshes the manifest records, if both exist.
+    surface_mask_paths : tuple of Path
+        Surface data: the analysed vertices' left and right GIfTI masks, if both exist.
     """
 
     entities: dict
@@ -162,6 +164,7 @@ class UnitRecord:
     mask_path: Path | None
     mean_path: Path | None
     meshes: MeshFiles | None = None
+    surface_mask_paths: tuple[Path, ...] = ()
 
     @property
     def title(self) -> str:
@@ -382,6 +385,9 @@ def read_unit(output_dir: Path, manifest_path: Path) -> UnitRecord:
     ]
     folder = naming.subject_func_dir(output_dir, entities)
     mask_path = naming.mask_path(folder, entities)
+    hemisphere_masks = [
+        naming.geometry_file_path(mask_path, {"hemi": hemi}, naming.GIFTI) for hemi in "LR"
+    ]
     mean = summary.mean_image
     mean_path = output_dir / mean if mean else naming.mean_image_path(folder, entities)
     return UnitRecord(
@@ -396,6 +402,9 @@ def read_unit(output_dir: Path, manifest_path: Path) -> UnitRecord:
         mask_path=mask_path if mask_path.is_file() else None,
         mean_path=mean_path if mean_path.is_file() else None,
         meshes=_recorded_meshes(summary),
+        surface_mask_paths=tuple(
+            p for p in hemisphere_masks if all(h.is_file() for h in hemisphere_masks)
+        ),
     )
 
 

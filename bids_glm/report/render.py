@@ -31,7 +31,11 @@ from bids_glm.report.figures import (
     event_timeline_svg,
     motion_trace_svg,
 )
-from bids_glm.report.surface_views import surface_contrast_view
+from bids_glm.report.surface_views import (
+    SURFACE_MASK,
+    surface_contrast_view,
+    surface_unit_facts,
+)
 from bids_glm.report.views import (
     NOT_RECORDED,
     Figure,
@@ -212,6 +216,10 @@ def unit_view(unit: collect.UnitRecord, options: ReportOptions) -> dict:
         "Mask size": mask_size,
         "Warnings": NOT_RECORDED if summary.warnings is None else str(len(summary.warnings)),
     }
+    surface = any(m.on_surface for m in (*unit.subject_maps, *unit.run_maps))
+    if surface:  # vertices, not voxels: no volume mask or underlay
+        notes = [n for n in notes if not n.startswith("mean BOLD image")]
+        facts.update(surface_unit_facts(unit))
     mask_figure = (
         figure(
             mask_outline_svg,
@@ -222,7 +230,10 @@ def unit_view(unit: collect.UnitRecord, options: ReportOptions) -> dict:
             kind="wide",
         )
         if mask is not None and same_grid(underlay, mask)
-        else Figure(note="mask or underlay missing: no mask figure", kind="wide")
+        else Figure(
+            note=SURFACE_MASK if surface else "mask or underlay missing: no mask figure",
+            kind="wide",
+        )
     )
     maps = [(m, f"{m.name} (fixed effects)", m.clusters_path) for m in unit.subject_maps]
     if options.run_level:  # the participant level writes no cluster table for a run

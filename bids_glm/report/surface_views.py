@@ -41,6 +41,8 @@ NO_MESH = (
     "TEMPLATEFLOW_HOME, to the participant level); the histogram shows the z values instead."
 )
 
+SURFACE_MASK = "surface data: the analysed vertices are written as one GIfTI mask per hemisphere"
+
 
 @dataclass(frozen=True)
 class GrayordinateMap:
@@ -226,3 +228,21 @@ def structure_rows(table: pd.DataFrame) -> list[dict]:
         }
         for row in table.to_dict("records")
     ]
+
+
+def surface_unit_facts(unit: collect.UnitRecord) -> dict[str, str]:
+    """A surface unit's facts in place of the volume ones: analysed vertices and meshes."""
+    mask_size = NOT_RECORDED
+    try:
+        masks = [load_gifti_series(path)[0] for path in unit.surface_mask_paths]
+    except InputError:
+        masks = []
+    if masks:
+        analysed = sum(int((m > 0).sum()) for m in masks)
+        mask_size = f"{analysed} of {sum(m.size for m in masks)} vertices analysed"
+    meshes = unit.meshes
+    return {
+        "Voxel size": "none (surface data)",
+        "Mask size": mask_size,
+        "Meshes": ", ".join(p.name for p in meshes.paths) if meshes else "none recorded",
+    }
