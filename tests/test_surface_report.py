@@ -86,7 +86,11 @@ def surface_reports(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TEMPLATEFLOW_HOME", str(root / "no-templateflow"))
         with_mesh = _participant(
-            root / "bids", root / "out", "--surface-mesh-dir", str(root / "meshes")
+            root / "bids",
+            root / "out",
+            "--surface-mesh-dir",
+            str(root / "meshes"),
+            "--report-run-maps",
         )
         without = _participant(root / "bids", root / "bare")
     assert with_mesh == 0 and without == 0
@@ -98,6 +102,7 @@ def test_report_draws_maps_on_the_mesh_and_tabulates_peaks(surface_reports):
     assert "thresholded z on the cortex, lateral and medial views" in html
     assert 'class="clusters surface"' in html
     assert NO_MESH not in html
+    assert "face (run-2)" in html  # run-level maps drawn too (--report-run-maps)
     assert re.search(r"<td>\d+ of 5124 vertices analysed</td>", html)  # 2 x 2562, wall out
     assert MESH_NAME.format("L") in html and "mean BOLD image not recorded" not in html
     record = collect.read_participant(

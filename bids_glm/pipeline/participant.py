@@ -222,7 +222,8 @@ def dry_run(units: Sequence[AnalysisUnit], settings: Settings) -> None:
                 print(f"    design {design.user_design} (--design-dir, used as given)")
         if unit.meshes is not None:
             meshes = " + ".join(str(p) for p in unit.meshes.paths)
-            print(f"  smoothed along the meshes {meshes}")
+            use = "smoothed along" if settings.model.smoothing_fwhm_mm > 0 else "drawn on"
+            print(f"  {use} the meshes {meshes}")
         for plan in unit.contrasts:
             print(f"  contrast {plan.label} ({plan.stat_type}): {plan.expression}")
     print(f"designs written to {settings.output_dir}; nothing was fitted (--dry-run)")

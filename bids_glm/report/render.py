@@ -256,7 +256,7 @@ def unit_view(unit: collect.UnitRecord, options: ReportOptions) -> dict:
         ],
         "comparisons": (
             comparison_views(unit, mask, options)
-            if options.run_level and len(unit.runs) > 1
+            if options.run_level and len(unit.runs) > 1 and not surface  # volumes only
             else []
         ),
         "command_line": summary.command_line or NOT_RECORDED,
