@@ -25,12 +25,12 @@ from pathlib import Path
 
 from bids_glm.errors import InputError
 from bids_glm.image.mesh import MeshFiles, mesh_vertex_count
+from bids_glm.image.surface import HEMISPHERES
 from bids_glm.inputs.entities import split_name
 from bids_glm.settings import Settings
 
 MESH_SUFFIX = "midthickness"
 MESH_EXTENSION = ".surf.gii"
-HEMISPHERES = ("L", "R")
 # --space -> (TemplateFlow template, mesh density)
 TEMPLATE_MESHES = {
     "fsaverage5": ("fsaverage", "10k"),

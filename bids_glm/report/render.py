@@ -220,24 +220,6 @@ def unit_view(unit: collect.UnitRecord, options: ReportOptions) -> dict:
     if surface:  # vertices, not voxels: no volume mask or underlay
         notes = [n for n in notes if not n.startswith("mean BOLD image")]
         facts.update(surface_unit_facts(unit))
-    mask_figure = (
-        figure(
-            mask_outline_svg,
-            underlay.data,
-            mask.data > 0,
-            mask.affine,
-            alt=f"{unit.title}: mask outline",
-            kind="wide",
-        )
-        if mask is not None and same_grid(underlay, mask)
-        else Figure(
-            note=SURFACE_MASK if surface else "mask or underlay missing: no mask figure",
-            kind="wide",
-        )
-    )
-    maps = [(m, f"{m.name} (fixed effects)", m.clusters_path) for m in unit.subject_maps]
-    if options.run_level:  # the participant level writes no cluster table for a run
-        maps += [(m, f"{m.name} ({m.run})", None) for m in unit.run_maps]
     fd_mm = summary.fd_threshold_mm
     return {
         "title": unit.title,
@@ -247,13 +229,8 @@ def unit_view(unit: collect.UnitRecord, options: ReportOptions) -> dict:
         "settings": summary.settings,
         "notes": notes,
         "runs": [run_view(run, fd_mm) for run in unit.runs],
-        "mask_figure": mask_figure,
-        "contrasts": [
-            surface_contrast_view(m, unit.meshes, options, h)
-            if m.on_surface
-            else contrast_view(m, mask, underlay, options, h, t)
-            for m, h, t in maps
-        ],
+        "mask_figure": _mask_figure(unit, mask, underlay, surface),
+        "contrasts": _contrast_views(unit, mask, underlay, options),
         "comparisons": (
             comparison_views(unit, mask, options)
             if options.run_level and len(unit.runs) > 1 and not surface  # volumes only
@@ -263,6 +240,34 @@ def unit_view(unit: collect.UnitRecord, options: ReportOptions) -> dict:
         "software": summary.software,
         "elapsed_s": summary.elapsed_s,
     }
+
+
+def _mask_figure(unit, mask, underlay, surface: bool) -> Figure:
+    """The mask outline over the underlay, or the note saying why there is none."""
+    if mask is not None and same_grid(underlay, mask):
+        return figure(
+            mask_outline_svg,
+            underlay.data,
+            mask.data > 0,
+            mask.affine,
+            alt=f"{unit.title}: mask outline",
+            kind="wide",
+        )
+    note = SURFACE_MASK if surface else "mask or underlay missing: no mask figure"
+    return Figure(note=note, kind="wide")
+
+
+def _contrast_views(unit, mask, underlay, options: ReportOptions) -> list[dict]:
+    """Each fixed-effects (and, with ``run_level``, run) contrast's section."""
+    maps = [(m, f"{m.name} (fixed effects)", m.clusters_path) for m in unit.subject_maps]
+    if options.run_level:  # the participant level writes no cluster table for a run
+        maps += [(m, f"{m.name} ({m.run})", None) for m in unit.run_maps]
+    return [
+        surface_contrast_view(m, unit.meshes, options, heading)
+        if m.on_surface
+        else contrast_view(m, mask, underlay, options, heading, table)
+        for m, heading, table in maps
+    ]
 
 
 def render_participant(record: collect.ParticipantRecord, options: ReportOptions) -> str:
