@@ -89,6 +89,10 @@ def test_constant_stays_constant_and_time_series_are_smoothed_per_volume():
     both = smoother.apply(series)
     np.testing.assert_allclose(both[2], smoother.apply(series[2]), rtol=1e-5, atol=1e-6)
     assert both.std() < 0.7 * series.std()  # noise is reduced
+    both_hemispheres = np.concatenate([series, series], axis=1)  # smoothed in place, per part
+    smoother.apply_in_place(both_hemispheres[:, sphere.n_vertices :])
+    np.testing.assert_array_equal(both_hemispheres[:, : sphere.n_vertices], series)
+    np.testing.assert_allclose(both_hemispheres[:, sphere.n_vertices :], both, rtol=1e-6)
 
 
 def test_excluded_vertices_do_not_leak():

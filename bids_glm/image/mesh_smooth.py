@@ -75,13 +75,21 @@ class MeshSmoother:
 
     def apply(self, data: np.ndarray) -> np.ndarray:
         """Smooth (T, V) data (or one (V,) vector) along the mesh; a new float32 array."""
-        data = np.asarray(data, dtype=np.float32)
-        smoothed = data.copy()
-        flat = smoothed.reshape(-1, data.shape[-1])
-        for start in range(0, flat.shape[0], BLOCK_VOLUMES):
-            block = np.ascontiguousarray(flat[start : start + BLOCK_VOLUMES, self.included].T)
-            flat[start : start + BLOCK_VOLUMES, self.included] = self._heat(block).T
+        smoothed = np.array(data, dtype=np.float32)
+        self.apply_in_place(smoothed)
         return smoothed
+
+    def apply_in_place(self, data: np.ndarray) -> None:
+        """Smooth a float32 (T, V) array (or a view of one) along the mesh, in place.
+
+        Volumes are smoothed :data:`BLOCK_VOLUMES` at a time, so the extra memory is a few
+        (V, block) arrays whatever T.
+        """
+        rows = data.reshape(1, -1) if data.ndim == 1 else data
+        for start in range(0, rows.shape[0], BLOCK_VOLUMES):
+            block = rows[start : start + BLOCK_VOLUMES]
+            values = np.ascontiguousarray(block[:, self.included].T)
+            block[:, self.included] = self._heat(values).T
 
     def _heat(self, values: np.ndarray) -> np.ndarray:
         """``exp(-t A)`` times (n_included, b) values, by the Chebyshev recurrence.

@@ -26,7 +26,7 @@ from nibabel.gifti import GiftiDataArray, GiftiImage, GiftiMetaData
 
 from bids_glm.errors import InputError
 from bids_glm.image.mesh import MeshFiles, read_mesh
-from bids_glm.image.mesh_smooth import smooth_on_mesh
+from bids_glm.image.mesh_smooth import mesh_smoother
 
 LOGGER = logging.getLogger("bids_glm")
 HEMISPHERES = ("L", "R")
@@ -276,13 +276,12 @@ def read_surface_series(
 
 
 def _smoothed(data: np.ndarray, geometry: SurfaceGeometry, fwhm_mm: float) -> np.ndarray:
-    """Both hemispheres' (T, V) data smoothed along their meshes, among included vertices.
+    """Both hemispheres' (T, V) float32 data smoothed in place along their meshes.
 
-    Included: analysed (``geometry.mask``), finite and not constant over the kept volumes;
-    the others keep their values and stay unusable.
+    Only included vertices take part: analysed (``geometry.mask``), finite and not
+    constant over the kept volumes; the others keep their values and stay unusable.
     """
     included = geometry.mask & np.isfinite(data).all(axis=0) & (np.ptp(data, axis=0) > 0)
-    parts = []
     start = 0
     for mesh_path, n_vertices in zip(geometry.meshes.paths, geometry.n_vertices, strict=True):
         stop = start + n_vertices
@@ -291,6 +290,6 @@ def _smoothed(data: np.ndarray, geometry: SurfaceGeometry, fwhm_mm: float) -> np
             raise InputError(
                 f"{mesh_path}: {mesh.n_vertices} vertices, but the data have {n_vertices}"
             )
-        parts.append(smooth_on_mesh(data[:, start:stop], mesh, fwhm_mm, included[start:stop]))
+        mesh_smoother(mesh, fwhm_mm, included[start:stop]).apply_in_place(data[:, start:stop])
         start = stop
-    return np.concatenate(parts, axis=1)
+    return data
