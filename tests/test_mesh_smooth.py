@@ -133,3 +133,52 @@ def test_voxel_structure_smoothing_stays_within_the_structure():
     gaussian = np.exp(-0.5 * (r_mm / sigma_mm) ** 2) * (r_mm <= 3 * sigma_mm)
     np.testing.assert_allclose(smoothed[0, inner], (gaussian / gaussian.sum())[inner], rtol=1e-4)
     np.testing.assert_array_equal(smooth_voxel_structure(impulse, ijk, affine, 0.0), impulse)
+
+
+def _grayordinates(mesh, cortex_mask, voxels_ijk):
+    """A BrainModelAxis: both cortices (vertices in ``cortex_mask``) and one voxel structure."""
+    from nibabel.cifti2 import BrainModelAxis
+
+    left = BrainModelAxis.from_mask(cortex_mask, name="CortexLeft")
+    right = BrainModelAxis.from_mask(cortex_mask, name="CortexRight")
+    volume = np.zeros((12, 12, 12), dtype=bool)
+    volume[tuple(voxels_ijk.T)] = True
+    thalamus = BrainModelAxis.from_mask(volume, name="ThalamusLeft", affine=np.diag([2, 2, 2, 1]))
+    return left + right + thalamus
+
+
+def test_grayordinates_are_smoothed_within_each_structure():
+    from bids_glm.image.cifti_smooth import smooth_grayordinates
+
+    sphere = icosphere(4, radius_mm=60.0)
+    cortex_mask = sphere.vertices_mm[:, 0] < 40.0  # the medial wall is not a grayordinate
+    grid = np.stack(np.meshgrid(*[np.arange(12)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    ijk = grid[np.linalg.norm(grid - 5.5, axis=1) <= 5]
+    axis = _grayordinates(sphere, cortex_mask, ijk)
+    n_cortex = int(cortex_mask.sum())
+    rng = np.random.default_rng(0)
+    data = (100 + rng.standard_normal((3, len(axis)))).astype(np.float32)
+    data[:, 5] = np.nan  # an unusable vertex
+    meshes = {"L": sphere, "R": sphere}
+    smoothed = smooth_grayordinates(data, axis, meshes, 6.0)
+    assert np.isnan(smoothed[:, 5]).all() and np.isfinite(np.delete(smoothed, 5, axis=1)).all()
+    left = np.zeros((3, sphere.n_vertices), np.float32)
+    left[:, cortex_mask] = data[:, :n_cortex]
+    included = cortex_mask.copy()
+    included[np.flatnonzero(cortex_mask)[5]] = False
+    expected = smooth_on_mesh(left, sphere, 6.0, included)[:, cortex_mask]
+    np.testing.assert_allclose(np.delete(smoothed[:, :n_cortex], 5, 1), np.delete(expected, 5, 1))
+    voxels = slice(2 * n_cortex, None)
+    np.testing.assert_allclose(
+        smoothed[:, voxels],
+        smooth_voxel_structure(data[:, voxels], ijk, np.diag([2, 2, 2, 1]), 6.0),
+        rtol=1e-6,
+    )
+    # an impulse in the left cortex reaches neither the right one nor the voxels
+    impulse = np.repeat(np.array([[1.0], [2.0]], np.float32), len(axis), axis=1)
+    impulse[0, 10] = 50.0  # every grayordinate varies over time: all take part
+    spread = smooth_grayordinates(impulse, axis, meshes, 6.0)
+    np.testing.assert_allclose(spread[:, n_cortex:], impulse[:, n_cortex:], rtol=1e-5)
+    assert spread[0, 10] < 50.0 and spread[0, :n_cortex].max() > 1.0  # spread on the left
+    with pytest.raises(ValueError, match="hemi-R mesh"):
+        smooth_grayordinates(data, axis, {"L": sphere}, 6.0)

@@ -1,0 +1,70 @@
+"""Smoothing CIFTI grayordinate data: cortices along their meshes, voxels within structures.
+
+A dense CIFTI series (``..._space-fsLR_den-91k_bold.dtseries.nii``) holds both cortices'
+vertices (a subset of the fsLR 32k meshes: the medial wall is left out) and subcortical
+voxel structures. :func:`smooth_grayordinates` smooths each cortex along its mesh among
+its grayordinate vertices that are finite and not constant (the mesh's other vertices
+take no part), and each voxel structure within its own finite, non-constant voxels
+(:func:`bids_glm.image.mesh_smooth.smooth_voxel_structure`), so nothing crosses from one
+structure, or hemisphere, to another, and unusable values never spread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from nibabel.cifti2 import BrainModelAxis
+
+from bids_glm.image.mesh import Mesh
+from bids_glm.image.mesh_smooth import mesh_smoother, smooth_voxel_structure
+
+CORTEX_STRUCTURES = {"CIFTI_STRUCTURE_CORTEX_LEFT": "L", "CIFTI_STRUCTURE_CORTEX_RIGHT": "R"}
+
+
+def smooth_grayordinates(
+    data: np.ndarray, axis: BrainModelAxis, meshes: Mapping[str, Mesh], fwhm_mm: float
+) -> np.ndarray:
+    """(T, N) grayordinate data smoothed structure by structure; a new float32 array.
+
+    Parameters
+    ----------
+    data : ndarray, shape (T, N)
+        One value per grayordinate of ``axis`` per volume.
+    axis : nibabel.cifti2.BrainModelAxis
+        The grayordinates (the series' second axis).
+    meshes : mapping of str to Mesh
+        ``{"L": mesh, "R": mesh}``: each cortex's mesh, with the axis' vertex count.
+    fwhm_mm : float
+        Kernel FWHM in mm (> 0).
+
+    Raises
+    ------
+    ValueError
+        A cortex has no mesh, or a mesh's vertex count differs from the axis'.
+    """
+    smoothed = np.array(data, dtype=np.float32)
+    for name, where, model in axis.iter_structures():
+        part = smoothed[:, where]
+        usable = np.isfinite(part).all(axis=0) & (np.ptp(part, axis=0) > 0)
+        if name in CORTEX_STRUCTURES:
+            hemi = CORTEX_STRUCTURES[name]
+            mesh = meshes.get(hemi)
+            n_vertices = int(model.nvertices[name])
+            if mesh is None or mesh.n_vertices != n_vertices:
+                found = "none" if mesh is None else f"{mesh.n_vertices} vertices"
+                raise ValueError(
+                    f"{name}: expected a hemi-{hemi} mesh of {n_vertices} vertices; found {found}"
+                )
+            full = np.zeros((part.shape[0], n_vertices), dtype=np.float32)
+            full[:, model.vertex] = part
+            included = np.zeros(n_vertices, dtype=bool)
+            included[model.vertex[usable]] = True
+            mesh_smoother(mesh, fwhm_mm, included).apply_in_place(full)
+            smoothed[:, where] = full[:, model.vertex]
+        else:  # only the structure's usable voxels, among themselves
+            part[:, usable] = smooth_voxel_structure(
+                part[:, usable], model.voxel[usable], model.affine, fwhm_mm
+            )
+            smoothed[:, where] = part
+    return smoothed
