@@ -160,3 +160,18 @@ def test_mesh_with_other_vertex_count_names_both_files(mesh_dataset, tmp_path, c
     error = capsys.readouterr().err
     assert "tpl-fsaverage_hemi-L_den-10k_midthickness.surf.gii: 162 vertices" in error
     assert "sub-01_task-faces_run-1_hemi-L_space-fsaverage5_bold.func.gii have 2562" in error
+
+
+def test_fsnative_run_smoothed_along_the_participants_fmriprep_meshes(tmp_path, capsys):
+    bids = tmp_path / "bids"
+    make_mesh_dataset(bids, MESH, PATCHES, "fsnative")
+    anat = bids / "derivatives" / "fmriprep" / "sub-01" / "anat"
+    _write_pair(anat, "sub-01_hemi-{}_midthickness.surf.gii")
+    _write_pair(anat, "sub-01_hemi-{}_space-fsLR_den-32k_midthickness.surf.gii")  # not these
+    out = tmp_path / "out"
+    assert _run(bids, out, "--smoothing-fwhm", "6", "--dry-run", space="fsnative") == 0
+    printed = capsys.readouterr().out
+    assert f"smoothed along the meshes {anat / 'sub-01_hemi-L_midthickness.surf.gii'}" in printed
+    assert _run(bids, out, "--smoothing-fwhm", "6", space="fsnative") == 0
+    z = load_gifti_series(out / "sub-01" / "func" / STEM.format("R", "fsnative"))[0]
+    assert np.mean(z[PATCHES["R"]] > 3.1) >= 0.8
