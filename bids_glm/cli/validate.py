@@ -282,8 +282,8 @@ def _mesh_places(args: argparse.Namespace) -> dict[str, Path | None]:
         mesh_dir = args.surface_mesh_dir.resolve()
         if not mesh_dir.is_dir():
             raise InputError(f"--surface-mesh-dir {args.surface_mesh_dir}: not a directory")
-    home = os.environ.get("TEMPLATEFLOW_HOME")
-    templateflow = Path(home) if home else Path.home() / ".cache" / "templateflow"
+    home = os.environ.get("TEMPLATEFLOW_HOME") or os.path.expanduser("~/.cache/templateflow")
+    templateflow = None if home.startswith("~") else Path(home)  # no home directory: none
     return {"surface_mesh_dir": mesh_dir, "templateflow_home": templateflow}
 
 
