@@ -35,7 +35,7 @@ from bids_glm.inputs.confounds import (
     select_confounds,
 )
 from bids_glm.inputs.events import EventSpec, clean_events, read_events
-from bids_glm.inputs.layout import RunInput
+from bids_glm.inputs.run_input import RunInput
 from bids_glm.inputs.user_design import read_user_design
 from bids_glm.pipeline.units import AnalysisUnit
 from bids_glm.runtime.logs import captured_warnings
