@@ -35,8 +35,11 @@ from pathlib import Path
 from bids_glm.errors import InputError
 from bids_glm.inputs.entities import split_name
 
-RUN_LEVEL_ENTITIES = ("sub", "ses", "task", "acq", "ce", "rec", "dir", "run", "echo", "space")
-SUBJECT_LEVEL_ENTITIES = ("sub", "ses", "task", "space")
+RUN_LEVEL_ENTITIES = (
+    *("sub", "ses", "task", "acq", "ce", "rec", "dir", "run", "echo", "space"),
+    "den",  # CIFTI grayordinates: den-91k, den-170k
+)
+SUBJECT_LEVEL_ENTITIES = ("sub", "ses", "task", "space", "den")
 GROUP_FOLDER = "group"
 LOGS_FOLDER = "logs"
 MANIFEST_FOLDER = Path(LOGS_FOLDER) / "manifests"
@@ -45,6 +48,7 @@ CITATION_FORMATS = ("md", "html", "tex", "bib")  # logs/CITATION.<format>, in wr
 FIGURES_FOLDER = "figures"
 NIFTI = ".nii.gz"
 GIFTI = ".func.gii"
+CIFTI_SCALAR = ".dscalar.nii"
 TSV = ".tsv"
 JSON = ".json"
 # The output folder's README.md: what the names mean.
@@ -259,9 +263,16 @@ def trial_design_path(folder: Path, entities: Mapping[str, str], estimator: str)
 
 
 def sidecar_path(path: Path) -> Path:
-    """The JSON sidecar of a ``.nii.gz``, ``.func.gii`` or ``.tsv`` output."""
+    """The JSON sidecar of a ``.nii.gz``, ``.func.gii``, ``.dscalar.nii`` or ``.tsv`` output."""
     stem = path.name.removesuffix(NIFTI).removesuffix(GIFTI).removesuffix(TSV)
+    stem = stem.removesuffix(CIFTI_SCALAR)
     return path.with_name(f"{stem}{JSON}")
+
+
+def map_label(path: Path) -> str:
+    """What a map holds, from its name: its ``stat`` (``z``), else ``desc``, else suffix."""
+    name = parse_name(path)
+    return name.entities.get("stat") or name.entities.get("desc") or name.suffix
 
 
 def find_stat_maps(folder: Path, entities: Mapping[str, str], stat: str) -> list[tuple[str, Path]]:

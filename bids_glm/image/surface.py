@@ -49,6 +49,7 @@ class SurfaceGeometry:
     mask: np.ndarray
 
     extension = GIFTI_EXTENSION
+    locations = "vertices"  # what the analysed values are, for messages
 
     @classmethod
     def whole_surface(cls, n_vertices: tuple[int, int]) -> SurfaceGeometry:
@@ -85,8 +86,12 @@ class SurfaceGeometry:
         """Entities each file of a map adds to its name: the hemisphere."""
         return [{"hemi": hemi} for hemi in HEMISPHERES]
 
-    def encode_files(self, values: np.ndarray) -> list[tuple[dict[str, str], bytes]]:
+    def encode_files(
+        self, values: np.ndarray, label: str = ""
+    ) -> list[tuple[dict[str, str], bytes]]:
         """One GIfTI file per hemisphere: ``[({"hemi": "L"}, bytes), ({"hemi": "R"}, ...)]``.
+
+        ``label`` (e.g. ``z``) is not written: a GIfTI data array has no name field.
 
         Vertices not analysed hold 0 (as do unusable ones, which the writers zero).
         """

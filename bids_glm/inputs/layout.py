@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from bids_glm.errors import InputError
+from bids_glm.inputs.cifti_runs import cifti_bolds
 from bids_glm.inputs.dataset_index import indexer_ignore, open_layout, select_participants
 from bids_glm.inputs.entities import split_name
 from bids_glm.inputs.filters import pybids_filters, restrict_participants
@@ -23,7 +24,7 @@ from bids_glm.inputs.sidecars import check_run_sidecars, unreadable_json
 from bids_glm.inputs.surface_runs import hemisphere_pairs, surface_bolds
 from bids_glm.inputs.user_design import attach_user_designs
 from bids_glm.inputs.validation import validate_dataset
-from bids_glm.inputs.variants import is_surface_space, select_grid
+from bids_glm.inputs.variants import is_cifti_space, is_surface_space, select_grid
 from bids_glm.settings import DEFAULT_FMRIPREP_SPACE, Settings
 
 LOGGER = logging.getLogger("bids_glm")
@@ -97,18 +98,51 @@ def find_runs(settings: Settings, participants: Sequence[str]) -> list[RunInput]
         filters["session"] = list(settings.sessions)
     user_filters = {k: v for k, v in settings.bids_filters.items() if k != "subject"}
     filters = {**pybids_filters(user_filters), **filters}
-    surface = is_surface_space(settings.space)
-    if surface:
-        bolds = surface_bolds(layout, filters, settings)
-        space = settings.space
-    else:
-        bolds = _preprocessed_bolds(layout, filters, settings)
-        if not bolds:
-            _no_bold(layout, filters, settings, participants)
-        space = _choose_space({split_name(b)[0].get("space") for b in bolds}, settings.space)
-        bolds = [b for b in bolds if split_name(b)[0].get("space") == space]
-        requested = {"res": settings.resolution, "den": settings.density}
-        bolds = select_grid(bolds, space, requested)
+    bolds, space = _chosen_bolds(layout, filters, settings, participants)
+    check_run_sidecars(bolds, unreadable, settings.bids_dir)
+    design_dir = settings.model.design_dir
+    candidates = _candidates(layout)
+    if is_surface_space(settings.space):  # each run's hemisphere pair; the left names the run
+        sources = [(pair[0], pair) for pair in hemisphere_pairs(bolds)]
+    else:  # a NIfTI or CIFTI series per run
+        sources = [(Path(bold), ()) for bold in sorted(bolds)]
+    runs = [
+        build_run_input(bold, layout, settings.bids_dir, candidates, design_dir is None, pair)
+        for bold, pair in sources
+    ]
+    if design_dir is not None:  # the designs replace the events
+        runs = attach_user_designs(runs, design_dir)
+    LOGGER.info(
+        "found %d run(s) for %d participant(s) in space %s%s%s",
+        len(runs),
+        len(participants),
+        space,
+        "".join(f", {k}-{v}" for k, v in _grid(bolds).items()),
+        "".join(f", desc-{v}" for v in {split_name(b)[0].get("desc") for b in bolds} if v),
+    )
+    for run in runs:
+        mask = run.mask_path.name if run.mask_path else "none"
+        LOGGER.debug("%s: BOLD %s, mask %s", run.label, run.bold_path.name, mask)
+    return runs
+
+
+def _chosen_bolds(layout, filters, settings: Settings, participants) -> tuple[list[str], str]:
+    """The preprocessed series to analyse (one space, one grid) and that space."""
+    if is_surface_space(settings.space):
+        return surface_bolds(layout, filters, settings), settings.space
+    if is_cifti_space(settings.space):
+        return cifti_bolds(layout, filters, settings), settings.space
+    bolds = _preprocessed_bolds(layout, filters, settings)
+    if not bolds:
+        _no_bold(layout, filters, settings, participants)
+    space = _choose_space({split_name(b)[0].get("space") for b in bolds}, settings.space)
+    bolds = [b for b in bolds if split_name(b)[0].get("space") == space]
+    requested = {"res": settings.resolution, "den": settings.density}
+    return select_grid(bolds, space, requested), space
+
+
+def _candidates(layout) -> tuple[list[str], list[str], list[Path], list[Path]]:
+    """Files a run's inputs are chosen from: brain masks, confounds, events, raw sidecars."""
     masks = layout.get(
         scope="derivatives",
         desc="brain",
@@ -123,39 +157,9 @@ def find_runs(settings: Settings, participants: Sequence[str]) -> list[RunInput]
         extension=".tsv",
         return_type="filename",
     )
-    events = [
-        Path(p)
-        for p in layout.get(scope="raw", suffix="events", extension=".tsv", return_type="filename")
-    ]
-    raw_sidecars = [
-        Path(p)
-        for p in layout.get(scope="raw", suffix="bold", extension=".json", return_type="filename")
-    ]
-    check_run_sidecars(bolds, unreadable, settings.bids_dir)
-    design_dir = settings.model.design_dir
-    candidates = (masks, confounds, events, raw_sidecars)
-    if surface:  # each run's hemisphere pair; the left file names the run
-        sources = [(pair[0], pair) for pair in hemisphere_pairs(bolds)]
-    else:
-        sources = [(Path(bold), ()) for bold in sorted(bolds)]
-    runs = [
-        build_run_input(bold, layout, settings.bids_dir, candidates, design_dir is None, pair)
-        for bold, pair in sources
-    ]
-    if design_dir is not None:  # the designs replace the events
-        runs = attach_user_designs(runs, design_dir)
-    LOGGER.info(
-        "found %d run(s) for %d participant(s) in space %s%s, desc-%s",
-        len(runs),
-        len(participants),
-        space,
-        "".join(f", {k}-{v}" for k, v in _grid(bolds).items()),
-        settings.desc,
-    )
-    for run in runs:
-        mask = run.mask_path.name if run.mask_path else "none"
-        LOGGER.debug("%s: BOLD %s, mask %s", run.label, run.bold_path.name, mask)
-    return runs
+    events = layout.get(scope="raw", suffix="events", extension=".tsv", return_type="filename")
+    sidecars = layout.get(scope="raw", suffix="bold", extension=".json", return_type="filename")
+    return masks, confounds, [Path(p) for p in events], [Path(p) for p in sidecars]
 
 
 def _grid(bolds: Sequence[str]) -> dict[str, str]:

@@ -8,7 +8,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from bids_glm.errors import InputError
+from bids_glm.image.cifti import is_cifti_series
 from bids_glm.image.mask import load_image
+from bids_glm.inputs.cifti_runs import cifti_run_facts
 from bids_glm.inputs.entities import applicable_files, applies_to, raw_entities, split_name
 from bids_glm.inputs.repetition_time import header_tr_s, resolve_tr_s
 from bids_glm.inputs.run_input import RunInput
@@ -45,11 +47,14 @@ def matching_derivative(
 def build_run_input(
     bold, layout, bids_dir, candidates, events_needed: bool = True, surface_pair=()
 ) -> RunInput:
-    """One run's inputs: a 4-D NIfTI ``bold``, or a surface ``surface_pair`` (L, R)."""
+    """One run's inputs: a 4-D NIfTI or CIFTI ``bold``, or a surface ``surface_pair`` (L, R)."""
     masks, confounds, events, raw_sidecars = candidates
     if surface_pair:
         entities, n_volumes, header_step_s = surface_run_facts(surface_pair)
         header_name = "GIfTI TimeStep"  # FreeSurfer writes milliseconds: converted
+    elif is_cifti_series(bold):
+        entities, n_volumes, header_step_s = cifti_run_facts(bold)
+        header_name = "CIFTI SeriesAxis step"
     else:
         entities, _, _ = split_name(bold)
         image = load_image(bold)
@@ -72,8 +77,12 @@ def build_run_input(
     return RunInput(
         entities=entities,
         bold_path=bold,
-        # surfaces have no brain mask: constant vertices are left out after reading
-        mask_path=None if surface_pair else matching_derivative(masks, entities, MASK_IGNORED),
+        # surfaces and grayordinates have no brain mask: constant ones are left out later
+        mask_path=(
+            None
+            if surface_pair or is_cifti_series(bold)
+            else matching_derivative(masks, entities, MASK_IGNORED)
+        ),
         events_path=events_files[-1] if events_files else None,
         confounds_path=matching_derivative(confounds, entities, CONFOUNDS_IGNORED),
         tr_s=tr_s,

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from bids_glm.image.cifti import is_cifti_series
+
 
 @dataclass(frozen=True)
 class RunInput:
@@ -45,6 +47,11 @@ class RunInput:
     def image_paths(self) -> tuple[Path, ...]:
         """The files holding the run's data: the 4-D NIfTI, or both hemispheres' GIfTIs."""
         return self.surface_paths or (self.bold_path,)
+
+    @property
+    def on_surface(self) -> bool:
+        """Surface data (a GIfTI pair or CIFTI grayordinates): no brain mask applies."""
+        return bool(self.surface_paths) or is_cifti_series(self.bold_path)
 
     @property
     def subject(self) -> str:

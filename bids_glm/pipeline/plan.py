@@ -412,6 +412,8 @@ def plan_units(
             entities["ses"] = session
         if space is not None:
             entities["space"] = space
+        if "den" in members[0].entities:  # CIFTI: the density the runs share (den-91k)
+            entities["den"] = members[0].entities["den"]
         with captured_warnings() as messages:
             try:
                 designs = tuple(build_run_design(run, model) for run in members)
