@@ -138,7 +138,9 @@ def test_cifti_outputs_have_the_input_axes_and_intent(cifti_run):
     assert image.nifti_header.get_intent()[0] == "ConnDenseScalar"
     assert image.header.get_axis(1) == brain_models()
     assert list(image.header.get_axis(0).name) == ["z"]
-    assert json.loads((func / f"{stem}.json").read_text())["ContrastName"] == "faceVsHouse"
+    sidecar = json.loads((func / f"{stem}.json").read_text())
+    assert sidecar["ContrastName"] == "faceVsHouse"
+    assert (sidecar["ExcludedGrayordinates"], sidecar["ExcludedValue"]) == (3, 0)
     for run in (1, 2):
         name = f"{ENTITY.format(run=run)}_contrast-faceVsHouse_stat-t_statmap.dscalar.nii"
         assert (func / name).is_file()
@@ -239,3 +241,9 @@ def test_series_step_gives_the_time_step_in_seconds(tmp_path):
     write_dtseries(path, np.ones((3, len(axis))), axis, step_s=0.8)
     assert cifti_header(path).time_step_s == pytest.approx(0.8)
     assert cifti_header(path).n_volumes == 3
+
+
+def test_methods_text_speaks_of_grayordinates(cifti_run):
+    text = " ".join((cifti_run["out"] / "logs" / "CITATION.md").read_text().split())
+    assert "estimated at every grayordinate" in text
+    assert "voxel's time series" not in text and "brain masks" not in text

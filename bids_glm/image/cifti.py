@@ -142,6 +142,18 @@ class CiftiGeometry:
         """One ``.dscalar.nii`` of ``values``, its scalar axis named ``label`` (e.g. ``z``)."""
         return [({}, dscalar_bytes(self.to_grayordinates(values), self.brain_models, label))]
 
+    def exclusion_record(self, valid: np.ndarray) -> dict[str, object]:
+        """Sidecar fields on the grayordinates left out of a map (written as 0): how many, of how many.
+
+        ``valid`` covers the analysed grayordinates; the others (e.g. the medial wall) count too.
+        """
+        n_excluded = int(self.mask.size - np.count_nonzero(valid))
+        return {
+            "ExcludedGrayordinates": n_excluded,
+            "TotalGrayordinates": int(self.mask.size),
+            "ExcludedValue": 0,
+        }
+
     def encode_mask_files(self) -> list[tuple[dict, bytes]]:
         """The analysed grayordinates (1 analysed, 0 not) as one ``.dscalar.nii``."""
         full = self.mask.astype(np.float32)

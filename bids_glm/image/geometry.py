@@ -91,6 +91,10 @@ class VolumeGeometry:
         """
         return [({}, self.encode(values))]
 
+    def exclusion_record(self, valid: np.ndarray) -> dict[str, object]:
+        """Sidecar fields on locations left out of a map: none (the mask file shows them)."""
+        return {}
+
     def encode_mask_files(self) -> list[tuple[dict[str, str], bytes]]:
         """The files of the mask: one, with no entity added."""
         return [({}, self.encode_mask())]

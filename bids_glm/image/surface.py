@@ -101,6 +101,18 @@ class SurfaceGeometry:
             for hemi, part in self.hemisphere_values(full).items()
         ]
 
+    def exclusion_record(self, valid: np.ndarray) -> dict[str, object]:
+        """Sidecar fields on the vertices left out of a map (written as 0): how many, of how many.
+
+        ``valid`` covers the analysed vertices; the others (e.g. the medial wall) count too.
+        """
+        n_excluded = int(self.mask.size - np.count_nonzero(valid))
+        return {
+            "ExcludedVertices": n_excluded,
+            "TotalVertices": int(self.mask.size),
+            "ExcludedValue": 0,
+        }
+
     def encode_mask_files(self) -> list[tuple[dict[str, str], bytes]]:
         """The analysed vertices per hemisphere (1 analysed, 0 not), as GIfTI files."""
         full = self.mask.astype(np.int32)
