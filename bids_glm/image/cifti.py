@@ -143,9 +143,9 @@ class CiftiGeometry:
         return [({}, dscalar_bytes(self.to_grayordinates(values), self.brain_models, label))]
 
     def exclusion_record(self, valid: np.ndarray) -> dict[str, object]:
-        """Sidecar fields on the grayordinates left out of a map (written as 0): how many, of how many.
+        """Sidecar fields on the grayordinates a map leaves out (written as 0): how many, of all.
 
-        ``valid`` covers the analysed grayordinates; the others (e.g. the medial wall) count too.
+        ``valid`` covers the analysed grayordinates; those not analysed count as left out too.
         """
         n_excluded = int(self.mask.size - np.count_nonzero(valid))
         return {

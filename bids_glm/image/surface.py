@@ -102,9 +102,9 @@ class SurfaceGeometry:
         ]
 
     def exclusion_record(self, valid: np.ndarray) -> dict[str, object]:
-        """Sidecar fields on the vertices left out of a map (written as 0): how many, of how many.
+        """Sidecar fields on the vertices a map leaves out (written as 0): how many, of all.
 
-        ``valid`` covers the analysed vertices; the others (e.g. the medial wall) count too.
+        ``valid`` covers the analysed vertices; those not analysed count as left out too.
         """
         n_excluded = int(self.mask.size - np.count_nonzero(valid))
         return {
