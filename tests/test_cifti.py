@@ -247,3 +247,9 @@ def test_methods_text_speaks_of_grayordinates(cifti_run):
     text = " ".join((cifti_run["out"] / "logs" / "CITATION.md").read_text().split())
     assert "estimated at every grayordinate" in text
     assert "voxel's time series" not in text and "brain masks" not in text
+
+
+def test_bidsignore_hides_the_surface_and_cifti_outputs(cifti_run):
+    patterns = (cifti_run["out"] / ".bidsignore").read_text().split()
+    for pattern in ("*_statmap.dscalar.nii", "*_mask.dscalar.nii", "*_statmap.func.gii"):
+        assert pattern in patterns

@@ -64,6 +64,8 @@ of freedom and the input files (as BIDS URIs, see `DatasetLinks` in
 # Outputs the BIDS specification does not (yet) define, hidden from the validator.
 BIDS_IGNORED = (
     "*_statmap.nii.gz",
+    "*_statmap.func.gii",
+    "*_statmap.dscalar.nii",
     "*_statmap.json",
     "*_design.tsv",
     "*_design.json",
@@ -71,6 +73,8 @@ BIDS_IGNORED = (
     "*_clusters.json",
     "*_smdl.json",
     "*_mask.nii.gz",
+    "*_mask.func.gii",
+    "*_mask.dscalar.nii",
     "*_boldref.nii.gz",
     "*_boldref.json",
     "*_betaseries.nii.gz",
