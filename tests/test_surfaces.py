@@ -440,3 +440,18 @@ def test_ds000001_fmriprep_layout_is_discovered(tmp_path, space):
         assert run.events_path.name.endswith("_events.tsv")
         if space == "fsnative":
             assert gifti_header(right).n_vertices == FSNATIVE_VERTICES[run.subject][1]
+
+
+def test_vertex_counts_differing_between_runs_name_the_file(surface_run, tmp_path, capsys):
+    """A run on another mesh than the unit's first run: exit 3 naming its file."""
+    import shutil
+
+    bids = tmp_path / "bids"
+    shutil.copytree(surface_run["bids"], bids)
+    func = bids / "derivatives" / "fmriprep" / "sub-01" / "func"
+    other = func / "sub-01_task-faces_run-2_space-fsaverage5_hemi-R_bold.func.gii"
+    _write_gifti(other, np.ones((N_VOLUMES, N_VERTICES[1] + 5)), "R", TR_S * 1000)
+    args = [str(bids), str(tmp_path / "out"), "participant", "--space", "fsaverage5"]
+    assert main([*args, "--skip-bids-validator"]) == 3
+    err = capsys.readouterr().err
+    assert other.name in err and "vertices" in err
