@@ -17,9 +17,11 @@ Which grayordinates were analysed is the unit's ``_mask.dscalar.nii`` (1 analyse
 
 from __future__ import annotations
 
+import io
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import nibabel as nib
 import numpy as np
@@ -33,6 +35,8 @@ DENSE_SERIES_EXTENSION = ".dtseries.nii"
 DENSE_SCALAR_EXTENSION = ".dscalar.nii"
 DENSE_SCALAR_INTENT = "ConnDenseScalar"
 SECONDS_PER_UNIT = {"SECOND": 1.0}  # SeriesAxis units that give a time step
+MAP_NAME_SLOT = "BIDSGLMMAPNAMESLOT"  # the map name in the cached XML, replaced per map
+_SLOT = MAP_NAME_SLOT.encode()
 
 
 def is_cifti_series(path: Path | str) -> bool:
@@ -104,6 +108,7 @@ class CiftiGeometry:
 
     brain_models: cifti2_axes.BrainModelAxis
     mask: np.ndarray
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     extension = DENSE_SCALAR_EXTENSION
     locations = "grayordinates"
@@ -132,15 +137,21 @@ class CiftiGeometry:
         """The same grayordinates with only the analysed ones where ``keep`` is True."""
         mask = self.mask.copy()
         mask[self.mask] = keep
-        return CiftiGeometry(self.brain_models, mask)
+        return CiftiGeometry(self.brain_models, mask, self._cache)
 
     def file_entities(self) -> list[dict[str, str]]:
         """Entities each file of a map adds to its name: one file, none added."""
         return [{}]
 
+    def _xml_template(self) -> bytes:
+        if "xml" not in self._cache:  # built once per geometry (a race builds it twice)
+            self._cache["xml"] = dscalar_xml_template(self.brain_models)
+        return self._cache["xml"]
+
     def encode_files(self, values: np.ndarray, label: str = "") -> list[tuple[dict, bytes]]:
         """One ``.dscalar.nii`` of ``values``, its scalar axis named ``label`` (e.g. ``z``)."""
-        return [({}, dscalar_bytes(self.to_grayordinates(values), self.brain_models, label))]
+        full = self.to_grayordinates(values)
+        return [({}, dscalar_bytes(full, self._xml_template(), label))]
 
     def exclusion_record(self, valid: np.ndarray) -> dict[str, object]:
         """Sidecar fields on the grayordinates a map leaves out (written as 0): how many, of all.
@@ -157,21 +168,44 @@ class CiftiGeometry:
     def encode_mask_files(self) -> list[tuple[dict, bytes]]:
         """The analysed grayordinates (1 analysed, 0 not) as one ``.dscalar.nii``."""
         full = self.mask.astype(np.float32)
-        return [({}, dscalar_bytes(full, self.brain_models, "mask"))]
+        return [({}, dscalar_bytes(full, self._xml_template(), "mask"))]
 
     def read_series(self, paths, smoothing_fwhm_mm: float = 0.0, keep_volumes=None):
         """The run's (T, V) series of the analysed grayordinates (:func:`read_cifti_series`)."""
         return read_cifti_series(paths[0], self, smoothing_fwhm_mm, keep_volumes)
 
 
-def dscalar_bytes(
-    values: np.ndarray, brain_models: cifti2_axes.BrainModelAxis, label: str
-) -> bytes:
-    """A one-map CIFTI-2 dense scalar file (``ConnDenseScalar``) of ``values``."""
-    axes = (cifti2_axes.ScalarAxis([label or "map"]), brain_models)
-    image = nib.Cifti2Image(np.asarray(values, dtype=np.float32)[None, :], header=axes)
-    image.nifti_header.set_intent(DENSE_SCALAR_INTENT)
-    return image.to_bytes()
+def dscalar_xml_template(brain_models: cifti2_axes.BrainModelAxis) -> bytes:
+    """The CIFTI-2 XML of a one-map dense scalar file, its map named :data:`MAP_NAME_SLOT`.
+
+    Building it (the BrainModelAxis as XML) takes ~0.3 s for 91k grayordinates: the
+    geometry builds it once and fills in each map's name (:func:`dscalar_bytes`).
+    """
+    axes = (cifti2_axes.ScalarAxis([MAP_NAME_SLOT]), brain_models)
+    return cifti2_axes.to_header(axes).to_xml()
+
+
+def dscalar_bytes(values: np.ndarray, xml_template: bytes, label: str) -> bytes:
+    """A one-map CIFTI-2 dense scalar file (``ConnDenseScalar``) of float32 ``values``.
+
+    The NIfTI-2 header, the CIFTI extension (``xml_template`` with the map named
+    ``label``) and the data, laid out as nibabel writes them (and reads them back).
+    """
+    from nibabel.cifti2.parse_cifti2 import Cifti2Extension
+
+    name = escape(label or "map").encode()
+    header = nib.Nifti2Header()
+    header.set_data_shape((1, 1, 1, 1, 1, values.size))
+    header.set_data_dtype(np.float32)
+    header.set_intent(DENSE_SCALAR_INTENT)
+    header.extensions.append(Cifti2Extension.from_bytes(xml_template.replace(_SLOT, name)))
+    offset = header.single_vox_offset + header.extensions.get_sizeondisk()
+    header.set_data_offset(offset)
+    stream = io.BytesIO()
+    header.write_to(stream)
+    stream.write(b"\0" * (offset - stream.tell()))
+    stream.write(np.asarray(values, dtype=header.get_data_dtype()).tobytes())
+    return stream.getvalue()
 
 
 @dataclass(frozen=True)
