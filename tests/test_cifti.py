@@ -253,3 +253,25 @@ def test_bidsignore_hides_the_surface_and_cifti_outputs(cifti_run):
     patterns = (cifti_run["out"] / ".bidsignore").read_text().split()
     for pattern in ("*_statmap.dscalar.nii", "*_mask.dscalar.nii", "*_statmap.func.gii"):
         assert pattern in patterns
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (("--smoothing-fwhm", "4"), "without smoothing"),
+        (("--single-trial", "lss"), "single-trial"),
+    ],
+)
+def test_unsupported_options_on_cifti_are_refused_before_reading(tmp_path, capsys, extra, words):
+    bids = tmp_path / "bids"
+    bids.mkdir()
+    (bids / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.9.0"}')
+    assert _run(bids, tmp_path / "out", *extra) == 3
+    assert words in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_fslr_without_cifti_series_says_what_was_looked_for(cifti_run, tmp_path, capsys):
+    args = [str(cifti_run["bids"]), str(tmp_path / "out"), "participant", "--space"]
+    assert main([*args, "fsLR:den-170k", "--skip-bids-validator"]) == 3
+    assert "den-91k" in capsys.readouterr().err  # the density available
