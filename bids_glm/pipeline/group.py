@@ -19,6 +19,9 @@ Subjects are left out, with a warning that names them, when they lack a contrast
 subjects have, when their fixed-effects dof is below 1, or when a covariate used is missing
 (``n/a``, or no row in participants.tsv). A subject with several sessions contributes their
 precision-weighted (fixed-effects) combination; its mask is the intersection of the sessions'.
+Maps may be volumes, GIfTI hemisphere pairs or CIFTI grayordinates: each is read as a
+vector over its geometry's locations (:mod:`bids_glm.image.map_files`), and the group maps
+are written through that geometry, so they have the participants' kind and extension.
 A contrast with too few subjects for its design (``n - columns < 1``, or a covariate left with
 one value among its subjects) is skipped with a warning. An ``InputError`` is raised, before
 anything is written for that task, for unusable input (no participant maps, a covariate absent
@@ -299,8 +302,9 @@ def run_group_level(options: GroupOptions) -> list[Path]:
     Returns
     -------
     list of Path
-        The group maps written (NIfTI files; their JSON sidecars, the masks and design
-        tables beside them are not listed).
+        The group maps written, by the name the pipeline gives them (a NIfTI name; surface
+        maps are written per hemisphere and CIFTI maps as ``.dscalar.nii`` beside it, see
+        ``naming.geometry_file_path``); their sidecars, masks and designs are not listed.
 
     Raises
     ------
