@@ -358,3 +358,101 @@ def test_single_trial_models_on_surfaces_are_refused_clearly(tmp_path, capsys):
     assert main([*command, "--single-trial", "lss"]) == 3
     assert "volumes only" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+# Files of one run of bids-examples' ds000001-fmriprep (an fMRIPrep 20.2 derivative dataset),
+# sub-<s> and run-<r> filled in; its data files there are empty, generated here.
+DS000001_RUN_FILES = (
+    "AROMAnoiseICs.csv",
+    "desc-MELODIC_mixing.tsv",
+    "desc-confounds_timeseries.json",
+    "desc-confounds_timeseries.tsv",
+    "from-T1w_to-scanner_mode-image_xfm.txt",
+    "from-scanner_to-T1w_mode-image_xfm.txt",
+    "space-MNI152NLin2009cAsym_res-2_boldref.nii.gz",
+    "space-MNI152NLin2009cAsym_res-2_desc-aparcaseg_dseg.nii.gz",
+    "space-MNI152NLin2009cAsym_res-2_desc-aseg_dseg.nii.gz",
+    "space-MNI152NLin2009cAsym_res-2_desc-brain_mask.json",
+    "space-MNI152NLin2009cAsym_res-2_desc-brain_mask.nii.gz",
+    "space-MNI152NLin2009cAsym_res-2_desc-preproc_bold.json",
+    "space-MNI152NLin2009cAsym_res-2_desc-preproc_bold.nii.gz",
+    "space-MNI152NLin6Asym_desc-smoothAROMAnonaggr_bold.nii.gz",
+    "space-fsaverage5_hemi-L_bold.func.gii",
+    "space-fsaverage5_hemi-R_bold.func.gii",
+    "space-fsnative_hemi-L_bold.func.gii",
+    "space-fsnative_hemi-R_bold.func.gii",
+)
+DS000001_ANAT_FILES = ("hemi-L_midthickness.surf.gii", "hemi-R_midthickness.surf.gii")
+DS000001_TASK = "balloonanalogrisktask"
+FSNATIVE_VERTICES = {"10": (1500, 1480), "11": (1610, 1590)}  # per subject, as in fsnative
+
+
+def make_ds000001_layout(root: Path, n_volumes: int = 6) -> Path:
+    """The raw dataset (events, TR in the task sidecar) + ds000001-fmriprep's file names."""
+    root.mkdir(parents=True)
+    (root / "dataset_description.json").write_text('{"Name": "ds000001", "BIDSVersion": "1.4.0"}')
+    (root / f"task-{DS000001_TASK}_bold.json").write_text('{"RepetitionTime": 2.0}')
+    prep = root / "derivatives" / "fmriprep"
+    prep.mkdir(parents=True)
+    (prep / "dataset_description.json").write_text(
+        json.dumps({"Name": "fMRIPrep", "BIDSVersion": "1.4.0", "DatasetType": "derivative"})
+    )
+    rng = np.random.default_rng(0)
+    events = _events()
+    for subject, native in FSNATIVE_VERTICES.items():
+        for name in DS000001_ANAT_FILES:
+            (prep / f"sub-{subject}" / "anat").mkdir(parents=True, exist_ok=True)
+            (prep / f"sub-{subject}" / "anat" / f"sub-{subject}_{name}").write_bytes(b"")
+        for run in (1, 2, 3):
+            stem = f"sub-{subject}_task-{DS000001_TASK}_run-{run}"
+            raw = root / f"sub-{subject}" / "func"
+            raw.mkdir(parents=True, exist_ok=True)
+            events.to_csv(raw / f"{stem}_events.tsv", sep="\t", index=False)
+            func = prep / f"sub-{subject}" / "func"
+            func.mkdir(parents=True, exist_ok=True)
+            for name in DS000001_RUN_FILES:
+                path = func / f"{stem}_{name}"
+                if name.endswith(".func.gii"):
+                    hemi = name.split("hemi-")[1][0]
+                    n = 10242 if "fsaverage5" in name else native["LR".index(hemi)]
+                    _write_gifti(path, rng.standard_normal((n_volumes, n)) + 100, hemi, None)
+                else:
+                    path.write_text("{}" if name.endswith(".json") else "")
+    return root
+
+
+@pytest.mark.parametrize("space", ["fsaverage5", "fsnative"])
+def test_ds000001_fmriprep_layout_is_discovered(tmp_path, space):
+    from conftest import settings_for
+
+    from bids_glm.inputs.layout import discover_runs
+
+    bids = make_ds000001_layout(tmp_path / "bids")
+    settings = settings_for(bids, tmp_path, space=space, skip_bids_validator=True)
+    runs = discover_runs(settings)
+    assert [(r.subject, r.entities["run"]) for r in runs] == [
+        (s, r) for s in ("10", "11") for r in ("1", "2", "3")
+    ]
+    for run in runs:
+        left, right = run.surface_paths
+        assert f"_space-{space}_hemi-L_bold" in left.name and "_hemi-R_" in right.name
+        assert (run.tr_s, run.n_volumes, run.mask_path) == (2.0, 6, None)
+        assert run.confounds_path.name.endswith("desc-confounds_timeseries.tsv")
+        assert run.events_path.name.endswith("_events.tsv")
+        if space == "fsnative":
+            assert gifti_header(right).n_vertices == FSNATIVE_VERTICES[run.subject][1]
+
+
+def test_vertex_counts_differing_between_runs_name_the_file(surface_run, tmp_path, capsys):
+    """A run on another mesh than the unit's first run: exit 3 naming its file."""
+    import shutil
+
+    bids = tmp_path / "bids"
+    shutil.copytree(surface_run["bids"], bids)
+    func = bids / "derivatives" / "fmriprep" / "sub-01" / "func"
+    other = func / "sub-01_task-faces_run-2_space-fsaverage5_hemi-R_bold.func.gii"
+    _write_gifti(other, np.ones((N_VOLUMES, N_VERTICES[1] + 5)), "R", TR_S * 1000)
+    args = [str(bids), str(tmp_path / "out"), "participant", "--space", "fsaverage5"]
+    assert main([*args, "--skip-bids-validator"]) == 3
+    err = capsys.readouterr().err
+    assert other.name in err and "vertices" in err

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bids_glm.cli.main import main as cli_main
-from bids_glm.demo import fiac, fiac_contrasts
+from bids_glm.demo import fiac, fiac_contrasts, surface_dataset
 from bids_glm.demo.dataset import DEMO_SIZES, make_demo_dataset
 from bids_glm.derivatives import naming
 
@@ -48,6 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--subjects", type=int, default=None, metavar="N", help="faces only")
     parser.add_argument("--runs", type=int, default=None, metavar="N", help="faces only")
     parser.add_argument("--sessions", nargs="+", default=None, metavar="LABEL", help="faces only")
+    parser.add_argument(
+        "--space",
+        choices=sorted(surface_dataset.SPACES),
+        default=None,
+        help="faces only: surface data instead of volumes, fsaverage5 (GIfTI pairs, "
+        "10242 vertices per hemisphere) or fsLR (CIFTI den-91k-like grayordinates); the "
+        "meshes go to OUTDIR/templateflow",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-run", action="store_true", help="only generate the dataset")
     return parser
@@ -74,7 +82,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, default in FACES_DEFAULTS.items():
         if getattr(args, name) is None:
             setattr(args, name, default)
+    if args.space is not None:
+        return _surface(args, extra)
     return _faces(args, extra)
+
+
+def _surface(args: argparse.Namespace, extra: list[str]) -> int:
+    """The surface demo: GIfTI or CIFTI data and meshes, then the participant level."""
+    if args.sessions:
+        print("bids-glm-demo: error: --sessions apply to volumes only", file=sys.stderr)
+        return 2
+    bids_dir, mesh_dir = args.outdir / "bids", args.outdir / "templateflow"
+    what = (
+        f"a {args.space} surface dataset ({args.subjects} subject(s) x {args.runs} run(s), "
+        f"seed {args.seed}) in {bids_dir}, its meshes in {mesh_dir}"
+    )
+    made = _generate(
+        what,
+        lambda progress: surface_dataset.make_surface_demo(
+            bids_dir,
+            args.space,
+            templateflow_dir=mesh_dir,
+            n_subjects=args.subjects,
+            n_runs=args.runs,
+            seed=args.seed,
+            progress=progress,
+        ),
+    )
+    if not made or args.no_run:
+        return 0 if made else 2
+    return _run_bids_glm(args.outdir, bids_dir, ["--space", args.space, *extra])
 
 
 def _faces(args: argparse.Namespace, extra: list[str]) -> int:

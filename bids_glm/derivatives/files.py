@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bids_glm.derivatives.naming import geometry_file_path, sidecar_path
+from bids_glm.derivatives.naming import geometry_file_path, map_label, sidecar_path
 from bids_glm.errors import OutputError
 from bids_glm.image.geometry import VolumeGeometry
 
@@ -99,7 +99,7 @@ def map_files(path: Path, geometry: VolumeGeometry) -> list[Path]:
 
 
 def _write_map_file(path: Path, values: np.ndarray, geometry: VolumeGeometry) -> None:
-    for extra, payload in geometry.encode_files(values):
+    for extra, payload in geometry.encode_files(values, map_label(path)):
         write_bytes_atomic(geometry_file_path(path, extra, geometry.extension), payload)
 
 

@@ -55,7 +55,11 @@ class MapTarget:
     valid: np.ndarray
 
     def write(self, writer: MapWriter, path: Path, values: np.ndarray, sidecar: dict) -> None:
-        """Write ``values`` (zero where not valid) to ``path`` with its sidecar."""
+        """Write ``values`` (zero where not valid) to ``path`` with its sidecar.
+
+        Surfaces and grayordinates record in the sidecar how many were left out.
+        """
+        sidecar = {**sidecar, **self.geometry.exclusion_record(self.valid)}
         writer.write_map(path, np.where(self.valid, values, 0.0), self.geometry, sidecar)
 
 

@@ -28,7 +28,7 @@ from bids_glm.derivatives.bibliography import Reference, read_references
 from bids_glm.derivatives.files import write_bytes_atomic
 from bids_glm.derivatives.naming import citation_path
 from bids_glm.image.mask_rule import INTERSECTION, MaskRule
-from bids_glm.inputs.variants import is_surface_space
+from bids_glm.inputs.variants import is_cifti_space, is_surface_space
 from bids_glm.settings import ModelSettings, Settings
 
 DEPENDENCIES = ("pybids", "nibabel", "numpy", "scipy", "pandas")
@@ -98,6 +98,16 @@ class MethodsFacts:
     def surface(self) -> bool:
         """Whether the data are surfaces (GIfTI per hemisphere): no brain mask applies."""
         return is_surface_space(self.space)
+
+    @property
+    def cifti(self) -> bool:
+        """Whether the data are CIFTI-2 grayordinates (fsLR): no brain mask applies."""
+        return is_cifti_space(self.space)
+
+    @property
+    def location(self) -> str:
+        """What a fitted time series belongs to: ``voxel``, ``vertex`` or ``grayordinate``."""
+        return "grayordinate" if self.cifti else "vertex" if self.surface else "voxel"
 
 
 def methods_facts(

@@ -35,8 +35,11 @@ from pathlib import Path
 from bids_glm.errors import InputError
 from bids_glm.inputs.entities import split_name
 
-RUN_LEVEL_ENTITIES = ("sub", "ses", "task", "acq", "ce", "rec", "dir", "run", "echo", "space")
-SUBJECT_LEVEL_ENTITIES = ("sub", "ses", "task", "space")
+RUN_LEVEL_ENTITIES = (
+    *("sub", "ses", "task", "acq", "ce", "rec", "dir", "run", "echo", "space"),
+    "den",  # CIFTI grayordinates: den-91k, den-170k
+)
+SUBJECT_LEVEL_ENTITIES = ("sub", "ses", "task", "space", "den")
 GROUP_FOLDER = "group"
 LOGS_FOLDER = "logs"
 MANIFEST_FOLDER = Path(LOGS_FOLDER) / "manifests"
@@ -61,6 +64,8 @@ of freedom and the input files (as BIDS URIs, see `DatasetLinks` in
 # Outputs the BIDS specification does not (yet) define, hidden from the validator.
 BIDS_IGNORED = (
     "*_statmap.nii.gz",
+    "*_statmap.func.gii",
+    "*_statmap.dscalar.nii",
     "*_statmap.json",
     "*_design.tsv",
     "*_design.json",
@@ -68,6 +73,8 @@ BIDS_IGNORED = (
     "*_clusters.json",
     "*_smdl.json",
     "*_mask.nii.gz",
+    "*_mask.func.gii",
+    "*_mask.dscalar.nii",
     "*_boldref.nii.gz",
     "*_boldref.json",
     "*_betaseries.nii.gz",
@@ -120,9 +127,15 @@ def subject_level_entities(entities: Mapping[str, str]) -> dict[str, str]:
     return select_entities(entities, SUBJECT_LEVEL_ENTITIES)
 
 
-def group_level_entities(task: str, space: str | None) -> dict[str, str]:
-    """Entities of the group level's output names: task and space."""
-    return {"task": task, **({"space": space} if space else {})}
+def group_level_entities(
+    task: str, space: str | None, density: str | None = None
+) -> dict[str, str]:
+    """Entities of the group level's output names: task, space (and a CIFTI density)."""
+    return {
+        "task": task,
+        **({"space": space} if space else {}),
+        **({"den": density} if density else {}),
+    }
 
 
 def unit_name(entities: Mapping[str, str]) -> str:
@@ -266,6 +279,12 @@ def sidecar_path(path: Path) -> Path:
     return path.with_name(f"{stem}{JSON}")
 
 
+def map_label(path: Path) -> str:
+    """What a map holds, from its name: its ``stat`` (``z``), else ``desc``, else suffix."""
+    name = parse_name(path)
+    return name.entities.get("stat") or name.entities.get("desc") or name.suffix
+
+
 def find_stat_maps(folder: Path, entities: Mapping[str, str], stat: str) -> list[tuple[str, Path]]:
     """``(contrast label, path)`` of the ``stat`` maps whose other entities are ``entities``.
 
@@ -300,19 +319,37 @@ def find_group_designs(output_dir: Path) -> list[Path]:
 def find_subject_stat_maps(output_dir: Path, stat: str) -> list[tuple[dict[str, str], Path]]:
     """``(entities, path)`` of every participant-level (fixed-effects) ``stat`` map.
 
-    Searches ``sub-*/func`` and ``sub-*/ses-*/func``; run-level maps and files with other
-    entities are left out.
+    Searches ``sub-*/func`` and ``sub-*/ses-*/func`` for NIfTI, GIfTI and CIFTI maps;
+    run-level maps and files with other entities are left out. A surface map is found
+    once, by its left hemisphere's file, as the name without ``hemi`` that the pipeline
+    writes it under (:func:`map_part_files` gives its files back).
     """
-    pattern = f"*_stat-{stat}_{_STATMAP}{NIFTI}"
     root = Path(output_dir)
-    paths = [*root.glob(f"sub-*/func/{pattern}"), *root.glob(f"sub-*/ses-*/func/{pattern}")]
     found = []
-    for path in sorted(paths):
-        name = parse_name(path)
-        keys = set(name.entities)
-        if keys <= _SUBJECT_MAP_KEYS and {"sub", "task", "contrast"} <= keys:
-            found.append((name.entities, path))
-    return found
+    for extension in (NIFTI, GIFTI, CIFTI_SCALAR):
+        pattern = f"*_stat-{stat}_{_STATMAP}{extension}"
+        paths = [*root.glob(f"sub-*/func/{pattern}"), *root.glob(f"sub-*/ses-*/func/{pattern}")]
+        for path in sorted(paths):
+            name = parse_name(path)
+            if extension == GIFTI and name.entities.pop("hemi", None) != "L":
+                continue
+            keys = set(name.entities)
+            if keys <= _SUBJECT_MAP_KEYS and {"sub", "task", "contrast"} <= keys:
+                logical = _file(path.parent, _stem(name.entities, {}, name.suffix), extension)
+                found.append((name.entities, logical))
+    return sorted(found, key=lambda item: item[1])
+
+
+def map_part_files(path: Path) -> list[Path]:
+    """The files of a map named ``path`` (as written): one per hemisphere for ``.func.gii``."""
+    if path.name.endswith(GIFTI):
+        return [geometry_file_path(path, {"hemi": hemi}, GIFTI) for hemi in ("L", "R")]
+    return [path]
+
+
+def with_extension(path: Path, extension: str) -> Path:
+    """``path`` with another extension (a mask or map beside a surface or CIFTI map)."""
+    return geometry_file_path(path, {}, extension)
 
 
 def run_label(design: Path) -> str | None:

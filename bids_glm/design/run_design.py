@@ -17,7 +17,7 @@ import pandas as pd
 from bids_glm.design.contrasts import weights_vector
 
 if TYPE_CHECKING:  # the run is carried along, never inspected here
-    from bids_glm.inputs.layout import RunInput
+    from bids_glm.inputs.run_input import RunInput
 
 
 @dataclass(frozen=True)

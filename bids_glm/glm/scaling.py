@@ -26,7 +26,12 @@ import numpy as np
 SCALING_MODES = ("percent", "global", "none")
 
 
-def scale_signal(Y: np.ndarray, mode: str = "percent") -> np.ndarray:
+def scale_signal(
+    Y: np.ndarray,
+    mode: str = "percent",
+    usable: np.ndarray | None = None,
+    locations: str = "voxel(s)",
+) -> np.ndarray:
     """Scale time series to percent signal change around their mean.
 
     Parameters
@@ -37,6 +42,11 @@ def scale_signal(Y: np.ndarray, mode: str = "percent") -> np.ndarray:
     mode : {"percent", "global", "none"}
         "percent": ``Y <- 100 * (Y / max(mean_t(Y), 1) - 1)`` per voxel. "global": the same
         with one grand mean over all voxels and scans. "none": ``Y`` is returned unchanged.
+    usable : ndarray of bool, shape (V,), optional
+        The columns that will be fitted: only their floored means are warned about (the
+        excluded ones, e.g. a surface's all-zero medial wall, are counted elsewhere).
+    locations : str
+        What the columns are, for the warning (``voxel(s)``, ``vertices``, ...).
 
     Returns
     -------
@@ -58,10 +68,13 @@ def scale_signal(Y: np.ndarray, mode: str = "percent") -> np.ndarray:
     if not np.issubdtype(Y.dtype, np.floating):
         Y = Y.astype(np.float32)
     mean = Y.mean(axis=0) if mode == "percent" else Y.mean(axis=(0, 1))
-    n_floored = int(np.count_nonzero(mean < 1))
+    floored = mean < 1
+    if usable is not None and mode == "percent":
+        floored = floored & usable
+    n_floored = int(np.count_nonzero(floored))
     if n_floored:
         what = (
-            f"{n_floored} voxel(s) have a temporal mean below 1"
+            f"{n_floored} {locations} have a temporal mean below 1"
             if mode == "percent"
             else f"the grand mean of the data is {float(mean):.6g}, below 1"
         )

@@ -33,6 +33,7 @@ class VolumeGeometry:
     affine: np.ndarray
 
     extension = ".nii.gz"
+    locations = "voxels"  # what the analysed values are, for messages
 
     @classmethod
     def whole_grid(cls, shape: tuple[int, ...], affine: np.ndarray) -> VolumeGeometry:
@@ -77,13 +78,22 @@ class VolumeGeometry:
         """Entities each file of a map adds to its name: one file, none added."""
         return [{}]
 
-    def encode_files(self, values: np.ndarray) -> list[tuple[dict[str, str], bytes]]:
+    def encode_files(
+        self, values: np.ndarray, label: str = ""
+    ) -> list[tuple[dict[str, str], bytes]]:
         """The files of a map: one, with no entity added (``[({}, .nii.gz bytes)]``).
+
+        ``label`` names the map inside formats that hold names (a CIFTI scalar axis);
+        NIfTI has none.
 
         Surfaces give one file per hemisphere (``{"hemi": "L"}``, ...): writers use this
         form, so they never ask which kind of geometry they have.
         """
         return [({}, self.encode(values))]
+
+    def exclusion_record(self, valid: np.ndarray) -> dict[str, object]:
+        """Sidecar fields on locations left out of a map: none (the mask file shows them)."""
+        return {}
 
     def encode_mask_files(self) -> list[tuple[dict[str, str], bytes]]:
         """The files of the mask: one, with no entity added."""

@@ -55,6 +55,7 @@ class SurfaceGeometry:
     meshes: MeshFiles | None = None
 
     extension = GIFTI_EXTENSION
+    locations = "vertices"  # what the analysed values are, for messages
 
     @classmethod
     def whole_surface(
@@ -94,8 +95,12 @@ class SurfaceGeometry:
         """Entities each file of a map adds to its name: the hemisphere."""
         return [{"hemi": hemi} for hemi in HEMISPHERES]
 
-    def encode_files(self, values: np.ndarray) -> list[tuple[dict[str, str], bytes]]:
+    def encode_files(
+        self, values: np.ndarray, label: str = ""
+    ) -> list[tuple[dict[str, str], bytes]]:
         """One GIfTI file per hemisphere: ``[({"hemi": "L"}, bytes), ({"hemi": "R"}, ...)]``.
+
+        ``label`` (e.g. ``z``) is not written: a GIfTI data array has no name field.
 
         Vertices not analysed hold 0 (as do unusable ones, which the writers zero).
         """
@@ -104,6 +109,18 @@ class SurfaceGeometry:
             ({"hemi": hemi}, gifti_bytes(part, hemi))
             for hemi, part in self.hemisphere_values(full).items()
         ]
+
+    def exclusion_record(self, valid: np.ndarray) -> dict[str, object]:
+        """Sidecar fields on the vertices a map leaves out (written as 0): how many, of all.
+
+        ``valid`` covers the analysed vertices; those not analysed count as left out too.
+        """
+        n_excluded = int(self.mask.size - np.count_nonzero(valid))
+        return {
+            "ExcludedVertices": n_excluded,
+            "TotalVertices": int(self.mask.size),
+            "ExcludedValue": 0,
+        }
 
     def encode_mask_files(self) -> list[tuple[dict[str, str], bytes]]:
         """The analysed vertices per hemisphere (1 analysed, 0 not), as GIfTI files."""

@@ -20,7 +20,8 @@ import sys
 import threading
 from dataclasses import dataclass
 
-from bids_glm.inputs.layout import RunInput, find_runs, requested_participants
+from bids_glm.inputs.layout import find_runs, requested_participants
+from bids_glm.inputs.run_input import RunInput
 from bids_glm.inputs.validation import validate_dataset
 from bids_glm.runtime.logs import CAPTURED_LOGGERS
 from bids_glm.settings import Settings

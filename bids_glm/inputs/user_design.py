@@ -30,7 +30,7 @@ import pandas as pd
 from bids_glm.errors import InputError
 from bids_glm.inputs.entities import applies_to, split_name
 
-# a ``bids_glm.inputs.layout.RunInput`` (not imported: layout imports this module)
+# a ``bids_glm.inputs.run_input.RunInput`` (a type variable: the user design needs none of it)
 RunInput = TypeVar("RunInput")
 
 LOGGER = logging.getLogger("bids_glm")

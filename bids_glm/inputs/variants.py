@@ -51,6 +51,15 @@ class SpaceOption:
 SURFACE_SPACES = frozenset({"fsaverage", "fsaverage5", "fsaverage6", "fsnative"})
 
 
+# Spaces whose preprocessed BOLD is a CIFTI-2 dense time series (grayordinates).
+CIFTI_SPACES = frozenset({"fsLR"})
+
+
+def is_cifti_space(space: str | None) -> bool:
+    """Whether ``--space`` names CIFTI-2 grayordinates (fsLR, ``den-91k`` or ``den-170k``)."""
+    return space in CIFTI_SPACES
+
+
 def is_surface_space(space: str | None) -> bool:
     """Whether ``--space`` names surface data (fsaverage*, fsnative)."""
     return space in SURFACE_SPACES

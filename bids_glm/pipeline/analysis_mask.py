@@ -9,6 +9,7 @@ import numpy as np
 
 from bids_glm.design.run_design import RunDesign
 from bids_glm.errors import InputError
+from bids_glm.image.cifti import CiftiGeometry, cifti_geometry, is_cifti_series
 from bids_glm.image.epi_mask import compute_epi_mask, mean_volume
 from bids_glm.image.geometry import VolumeGeometry
 from bids_glm.image.mask import combine_masks, load_image, load_mask, same_grid
@@ -83,18 +84,21 @@ def build_analysis_mask(
 
 def build_geometry(
     designs: Sequence[RunDesign], settings: Settings, meshes: MeshFiles | None = None
-) -> VolumeGeometry | SurfaceGeometry:
-    """The unit's geometry: the analysis mask on the BOLD grid, or both hemispheres' vertices.
+) -> VolumeGeometry | SurfaceGeometry | CiftiGeometry:
+    """The unit's geometry: the analysis mask on the BOLD grid, both hemispheres' vertices,
+    or the grayordinates of CIFTI runs (their ``BrainModelAxis``, equal in every run).
 
     Surfaces have no brain mask: every vertex is analysed, and vertices constant or
     non-finite in some run (e.g. the medial wall) are left out after reading. Vertex
     counts must agree between runs. ``meshes``: the surfaces smoothed along, if any.
     """
     first = designs[0].run
+    if settings.mask is not None and first.on_surface:
+        raise InputError(f"--mask {settings.mask}: a volume mask cannot apply to surface data")
+    if is_cifti_series(first.bold_path):  # grayordinates: the runs' BrainModelAxis
+        return cifti_geometry([design.run.bold_path for design in designs])
     if not first.surface_paths:
         return VolumeGeometry(*build_analysis_mask(designs, settings))
-    if settings.mask is not None:
-        raise InputError(f"--mask {settings.mask}: a volume mask cannot apply to surface data")
     counts = tuple(gifti_header(path).n_vertices for path in first.surface_paths)
     for design in designs[1:]:
         for path, expected in zip(design.run.surface_paths, counts, strict=True):

@@ -19,6 +19,9 @@ Subjects are left out, with a warning that names them, when they lack a contrast
 subjects have, when their fixed-effects dof is below 1, or when a covariate used is missing
 (``n/a``, or no row in participants.tsv). A subject with several sessions contributes their
 precision-weighted (fixed-effects) combination; its mask is the intersection of the sessions'.
+Maps may be volumes, GIfTI hemisphere pairs or CIFTI grayordinates: each is read as a
+vector over its geometry's locations (:mod:`bids_glm.image.map_files`), and the group maps
+are written through that geometry, so they have the participants' kind and extension.
 A contrast with too few subjects for its design (``n - columns < 1``, or a covariate left with
 one value among its subjects) is skipped with a warning. An ``InputError`` is raised, before
 anything is written for that task, for unusable input (no participant maps, a covariate absent
@@ -50,13 +53,8 @@ from bids_glm.glm.group import (
     fit_group,
     precision_weighted_mean,
 )
-from bids_glm.image.geometry import VolumeGeometry
-from bids_glm.image.mask import (
-    combine_masks,
-    load_image,
-    load_mask,
-    same_grid,
-)
+from bids_glm.image.map_files import Geometry, read_map, same_locations
+from bids_glm.image.mask import combine_masks
 from bids_glm.image.mask_rule import INTERSECTION, MaskRule
 from bids_glm.inputs.participants import categorical_columns, read_covariates, usable_subjects
 from bids_glm.inputs.smdl.graph import dataset_contrasts
@@ -95,18 +93,24 @@ class SubjectMap:
 
 
 def _read_sidecar(path: Path) -> dict:
-    sidecar = path.with_name(path.name.replace(".nii.gz", ".json"))
+    sidecar = naming.sidecar_path(naming.map_part_files(path)[0])
     try:
         return json.loads(sidecar.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise InputError(f"{sidecar}: expected the map's JSON sidecar ({err})") from None
 
 
-def find_subject_maps(options: GroupOptions) -> dict[tuple[str, str, str], list[SubjectMap]]:
-    """Subject-level t-contrast maps keyed by (task, space, contrast label)."""
+def find_subject_maps(
+    options: GroupOptions,
+) -> dict[tuple[str, str, str, str], list[SubjectMap]]:
+    """Subject-level t-contrast maps keyed by (task, space, density, contrast label).
+
+    Volumes, surfaces (GIfTI pairs) and grayordinates (CIFTI) alike; the density is empty
+    but for CIFTI maps (``den-91k``).
+    """
     root = Path(options.participant_outputs)
     wanted_subjects = {label.removeprefix("sub-") for label in options.participant_labels}
-    found: dict[tuple[str, str, str], list[SubjectMap]] = defaultdict(list)
+    found: dict[tuple[str, str, str, str], list[SubjectMap]] = defaultdict(list)
     skipped_f: set[str] = set()
     for entities, path in naming.find_subject_stat_maps(root, "effect"):
         if wanted_subjects and entities["sub"] not in wanted_subjects:
@@ -121,16 +125,21 @@ def find_subject_maps(options: GroupOptions) -> dict[tuple[str, str, str], list[
             skipped_f.add(entities["contrast"])
             continue
         base = {k: v for k, v in entities.items() if k not in ("contrast", "stat")}
-        key = (entities["task"], entities.get("space", ""), entities["contrast"])
+        key = (*(entities["task"], entities.get("space", "")), entities.get("den", ""))
+        key = (*key, entities["contrast"])
+        extension = naming.parse_name(path).extension
         found[key].append(
             SubjectMap(
                 subject=entities["sub"],
                 session=entities.get("ses"),
                 effect_path=path,
-                variance_path=naming.stat_map_path(
-                    path.parent, base, "variance", contrast=entities["contrast"]
+                variance_path=naming.with_extension(
+                    naming.stat_map_path(
+                        path.parent, base, "variance", contrast=entities["contrast"]
+                    ),
+                    extension,
                 ),
-                mask_path=naming.mask_path(path.parent, base),
+                mask_path=naming.with_extension(naming.mask_path(path.parent, base), extension),
                 name=sidecar.get("ContrastName", entities["contrast"]),
                 dof=float(sidecar.get("DegreesOfFreedom", 0.0)),
                 original_labels=dict(sidecar.get("OriginalLabels") or {}),
@@ -151,53 +160,56 @@ def find_subject_maps(options: GroupOptions) -> dict[tuple[str, str, str], list[
     return dict(found)
 
 
-def _load_values(path: Path, shape, affine, mask: np.ndarray) -> np.ndarray:
-    image = load_image(path)
-    if not same_grid(image.shape, image.affine, shape, affine):
-        raise InputError(f"{path}: expected the voxel grid {shape} of the other subjects' maps")
-    data = np.asanyarray(image.dataobj, dtype=np.float64).reshape(shape)
-    return data[mask]
+def _read_on(path: Path, whole: Geometry | None) -> tuple[np.ndarray, Geometry]:
+    """A map's values over all its locations; an error if they are not ``whole``'s."""
+    values, found = read_map(naming.map_part_files(path))
+    if whole is not None and not same_locations(found, whole):
+        raise InputError(
+            f"{path}: expected the locations of the other subjects' maps (the same voxel "
+            "grid, vertex counts or CIFTI grayordinates)"
+        )
+    return values, found
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _TaskSpace:
-    """The group mask and grid of one task and space, and what designs are built from."""
+    """The group mask over every location of one task and space, and what designs need.
+
+    ``whole`` is the maps' geometry with every location; masks are flat over it.
+    """
 
     mask: np.ndarray
-    affine: np.ndarray
+    whole: Geometry
     subject_masks: dict[str, np.ndarray]
     covariates: pd.DataFrame | None
     categorical: set[str]
 
 
-def _subject_mask(maps: list[SubjectMap], grid: tuple | None) -> tuple[np.ndarray, np.ndarray]:
+def _subject_mask(maps: list[SubjectMap], whole: Geometry | None) -> tuple[np.ndarray, Geometry]:
     masks = []
     for item in maps:
-        mask, affine = load_mask(item.mask_path)
-        if not same_grid(mask.shape, affine, *(grid or (mask.shape, affine))):
-            raise InputError(f"{item.mask_path}: expected the voxel grid of the other subjects")
-        masks.append(mask)
-    return np.logical_and.reduce(masks), affine
+        values, whole = _read_on(item.mask_path, whole)
+        masks.append(np.isfinite(values) & (values != 0))
+    return np.logical_and.reduce(masks), whole
 
 
 def _prepare_task_space(by_subject, options, covariates, categorical, what) -> _TaskSpace:
     subject_masks: dict[str, np.ndarray] = {}
-    grid = None
+    whole = None
     for subject, maps in sorted(by_subject.items()):
-        subject_masks[subject], affine = _subject_mask(maps, grid)
-        grid = grid or (subject_masks[subject].shape, affine)
+        subject_masks[subject], whole = _subject_mask(maps, whole)
     group_mask = combine_masks(list(subject_masks.values()), options.mask_rule)
     if not group_mask.any():
         raise InputError(f"{what}: the group mask ({options.mask_rule}) is empty")
-    return _TaskSpace(group_mask, grid[1], subject_masks, covariates, categorical)
+    return _TaskSpace(group_mask, whole, subject_masks, covariates, categorical)
 
 
-def _subject_effect(items: list[SubjectMap], mask: np.ndarray, affine) -> np.ndarray:
+def _subject_effect(items: list[SubjectMap], mask: np.ndarray, whole: Geometry) -> np.ndarray:
     """A subject's effect in the mask: its one session's, or the sessions' fixed effects."""
-    effects = [_load_values(i.effect_path, mask.shape, affine, mask) for i in items]
+    effects = [_read_on(i.effect_path, whole)[0][mask] for i in items]
     if len(effects) == 1:
         return effects[0]
-    variances = [_load_values(i.variance_path, mask.shape, affine, mask) for i in items]
+    variances = [_read_on(i.variance_path, whole)[0][mask] for i in items]
     return precision_weighted_mean(np.array(effects), np.array(variances))[0]
 
 
@@ -249,9 +261,9 @@ def _fit_contrast(entities, label, maps, space_data: _TaskSpace, options, all_su
             *(what, len(by_subject), len(design.columns)),
         )
         return []
-    mask, affine = space_data.mask, space_data.affine
-    geometry, writer = VolumeGeometry(mask, affine), MapWriter()
-    effects = np.array([_subject_effect(items, mask, affine) for items in by_subject.values()])
+    mask, whole = space_data.mask, space_data.whole
+    geometry, writer = whole.restricted(mask), MapWriter()
+    effects = np.array([_subject_effect(items, mask, whole) for items in by_subject.values()])
     present = np.array([space_data.subject_masks[s][mask] for s in by_subject])
     weights = contrast_weights(design.columns)
     results = fit_group(design.matrix, effects, np.array(list(weights.values())), present)
@@ -290,8 +302,9 @@ def run_group_level(options: GroupOptions) -> list[Path]:
     Returns
     -------
     list of Path
-        The group maps written (NIfTI files; their JSON sidecars, the masks and design
-        tables beside them are not listed).
+        The group maps written, by the name the pipeline gives them (a NIfTI name; surface
+        maps are written per hemisphere and CIFTI maps as ``.dscalar.nii`` beside it, see
+        ``naming.geometry_file_path``); their sidecars, masks and designs are not listed.
 
     Raises
     ------
@@ -303,12 +316,13 @@ def run_group_level(options: GroupOptions) -> list[Path]:
     found = find_subject_maps(options)
     covariates = read_covariates(options.bids_dir, options.covariates)
     categorical = categorical_columns(options.bids_dir, options.covariates)
-    by_task_space: dict[tuple[str, str], dict[str, list[SubjectMap]]] = defaultdict(dict)
-    for (task, space, label), maps in sorted(found.items()):
-        by_task_space[(task, space)][label] = maps
+    by_task_space: dict[tuple[str, str, str], dict[str, list[SubjectMap]]] = defaultdict(dict)
+    for (task, space, density, label), maps in sorted(found.items()):
+        by_task_space[(task, space, density)][label] = maps
     written: list[Path] = []
-    for (task, space), contrasts in by_task_space.items():
+    for (task, space, density), contrasts in by_task_space.items():
         what = f"task-{task}" + (f" space-{space}" if space else "")
+        what += f" den-{density}" if density else ""
         subjects = sorted({m.subject for maps in contrasts.values() for m in maps})
         usable = usable_subjects(subjects, covariates, what)
         by_subject: dict[str, list[SubjectMap]] = {}
@@ -326,10 +340,10 @@ def run_group_level(options: GroupOptions) -> list[Path]:
         except ValueError as err:
             raise InputError(f"{what}: {err}") from None
         space_data = _prepare_task_space(by_subject, options, covariates, categorical, what)
-        entities = naming.group_level_entities(task, space)
+        entities = naming.group_level_entities(task, space, density)
         write_mask(
             naming.mask_path(options.output_dir, entities),
-            VolumeGeometry(space_data.mask, space_data.affine),
+            space_data.whole.restricted(space_data.mask),
         )
         write_tsv(naming.design_path(options.output_dir, entities), design.table())
         for label, maps in contrasts.items():

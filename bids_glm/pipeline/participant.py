@@ -76,9 +76,10 @@ def analyse_unit(unit: AnalysisUnit, settings: Settings) -> tuple[list[RunOutcom
         n_unusable = int((~usable).sum())
         if n_unusable:
             LOGGER.warning(
-                "%d of %d in-mask voxel(s) excluded: non-finite or constant in some run",
+                "%d of %d %s excluded: non-finite or constant in some run",
                 n_unusable,
                 usable.size,
+                geometry.locations,
             )
         write_mask(naming.mask_path(folder, entities), geometry.restricted(usable))
         mean_image = None
@@ -213,8 +214,8 @@ def dry_run(units: Sequence[AnalysisUnit], settings: Settings) -> None:
             )
             mask = design.run.mask_path.name if design.run.mask_path else "none (EPI mask)"
             mask = f"{settings.mask.name} (--mask)" if settings.mask else mask
-            if design.run.surface_paths:  # surfaces: every vertex, constant ones left out
-                bold = " + ".join(p.name for p in design.run.surface_paths)
+            if design.run.on_surface:  # vertices or grayordinates: constant ones left out
+                bold = " + ".join(p.name for p in design.run.image_paths)
                 print(f"    BOLD {bold}; no mask (constant vertices left out)")
             else:
                 print(f"    BOLD {design.run.bold_path.name}; mask {mask}")

@@ -35,7 +35,7 @@ from bids_glm.inputs.confounds import (
     select_confounds,
 )
 from bids_glm.inputs.events import EventSpec, clean_events, read_events
-from bids_glm.inputs.layout import RunInput
+from bids_glm.inputs.run_input import RunInput
 from bids_glm.inputs.user_design import read_user_design
 from bids_glm.pipeline.units import AnalysisUnit
 from bids_glm.runtime.logs import captured_warnings
@@ -412,6 +412,8 @@ def plan_units(
             entities["ses"] = session
         if space is not None:
             entities["space"] = space
+        if "den" in members[0].entities:  # CIFTI: the density the runs share (den-91k)
+            entities["den"] = members[0].entities["den"]
         with captured_warnings() as messages:
             try:
                 designs = tuple(build_run_design(run, model) for run in members)

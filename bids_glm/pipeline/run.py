@@ -78,7 +78,9 @@ def fit_run(
     series = geometry.read_series(  # a volume's or a surface's reader
         run.image_paths, settings.model.smoothing_fwhm_mm, keep_volumes=design.kept_volumes
     )
-    data = scale_signal(series.data, settings.model.signal_scaling)
+    data = scale_signal(
+        series.data, settings.model.signal_scaling, series.usable, geometry.locations
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
         fit = fit_glm(
             design.fitted_matrix(),
@@ -87,10 +89,11 @@ def fit_run(
             noise_model=settings.model.noise_model,
         )
     LOGGER.info(
-        "%s: fitted %s on %d voxels x %d volumes in %.1f s",
+        "%s: fitted %s on %d %s x %d volumes in %.1f s",
         run.label,
         settings.model.noise_model,
         data.shape[1],
+        geometry.locations,
         data.shape[0],
         time.perf_counter() - started,
     )

@@ -1,0 +1,92 @@
+"""One run's inputs: its BOLD series, mask, events, confounds and repetition time."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from bids_glm.errors import InputError
+from bids_glm.image.cifti import is_cifti_series
+from bids_glm.image.mask import load_image
+from bids_glm.inputs.cifti_runs import cifti_run_facts
+from bids_glm.inputs.entities import applicable_files, applies_to, raw_entities, split_name
+from bids_glm.inputs.repetition_time import header_tr_s, resolve_tr_s
+from bids_glm.inputs.run_input import RunInput
+from bids_glm.inputs.surface_runs import surface_run_facts
+
+LOGGER = logging.getLogger("bids_glm")
+MASK_IGNORED = frozenset({"desc"})
+CONFOUNDS_IGNORED = frozenset({"desc", "space", "res", "den"})
+
+
+def merged_json(paths: Sequence[Path]) -> dict:
+    """The JSON documents of ``paths`` merged in order (later keys win)."""
+    merged: dict = {}
+    for path in paths:
+        try:
+            merged.update(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError) as err:
+            raise InputError(f"{path}: not readable JSON ({err})") from None
+    return merged
+
+
+def matching_derivative(
+    candidates: Sequence[str], entities: Mapping[str, str], ignore: frozenset[str]
+) -> Path | None:
+    """The candidate whose entities, apart from ``ignore``, are exactly the run's."""
+    wanted = {k: v for k, v in entities.items() if k not in ignore}
+    for candidate in sorted(candidates):
+        found = {k: v for k, v in split_name(candidate)[0].items() if k not in ignore}
+        if found.keys() == wanted.keys() and applies_to(found, wanted):
+            return Path(candidate)
+    return None
+
+
+def build_run_input(
+    bold, layout, bids_dir, candidates, events_needed: bool = True, surface_pair=()
+) -> RunInput:
+    """One run's inputs: a 4-D NIfTI or CIFTI ``bold``, or a surface ``surface_pair`` (L, R)."""
+    masks, confounds, events, raw_sidecars = candidates
+    if surface_pair:
+        entities, n_volumes, header_step_s = surface_run_facts(surface_pair)
+        header_name = "GIfTI TimeStep"  # FreeSurfer writes milliseconds: converted
+    elif is_cifti_series(bold):
+        entities, n_volumes, header_step_s = cifti_run_facts(bold)
+        header_name = "CIFTI SeriesAxis step"
+    else:
+        entities, _, _ = split_name(bold)
+        image = load_image(bold)
+        if len(image.shape) != 4:
+            raise InputError(f"{bold}: expected a 4-D BOLD series, found shape {image.shape}")
+        n_volumes, header_step_s = int(image.shape[3]), header_tr_s(image)
+        header_name = "NIfTI header"
+    raw = raw_entities(entities)
+    run_dir = bids_dir / f"sub-{raw['sub']}"
+    if "ses" in raw:
+        run_dir = run_dir / f"ses-{raw['ses']}"
+    run_dir = run_dir / "func"
+    events_files = applicable_files(events, raw, bids_dir, run_dir)
+    if not events_files and events_needed:
+        LOGGER.warning("%s: no events.tsv applies to this run", bold.name)
+    derivative_meta = layout.get_metadata(str(bold))
+    raw_meta = merged_json(applicable_files(raw_sidecars, raw, bids_dir, run_dir))
+    tr_s = resolve_tr_s(bold, derivative_meta, raw_meta, header_step_s, header_name)
+    start_time = derivative_meta.get("StartTime")
+    return RunInput(
+        entities=entities,
+        bold_path=bold,
+        # surfaces and grayordinates have no brain mask: constant ones are left out later
+        mask_path=(
+            None
+            if surface_pair or is_cifti_series(bold)
+            else matching_derivative(masks, entities, MASK_IGNORED)
+        ),
+        events_path=events_files[-1] if events_files else None,
+        confounds_path=matching_derivative(confounds, entities, CONFOUNDS_IGNORED),
+        tr_s=tr_s,
+        start_time_s=None if start_time is None else float(start_time),
+        n_volumes=n_volumes,
+        surface_paths=tuple(surface_pair),
+    )
