@@ -16,9 +16,11 @@ import pandas as pd
 
 from bids_glm import __version__
 from bids_glm.derivatives import naming
+from bids_glm.image.mesh import MeshFiles
 from bids_glm.report import collect
 from bids_glm.report.figures import contrast_vectors_svg, design_matrix_svg
 from bids_glm.report.render import environment, markdown_blocks, write_report
+from bids_glm.report.surface_views import surface_contrast_view
 from bids_glm.report.views import (
     NOT_RECORDED,
     Figure,
@@ -55,6 +57,24 @@ def mean_underlay(output_dir: Path, entities: dict, grid: Volume | None) -> Volu
         if volume is not None and volume.data.shape == grid.data.shape:
             images.append(volume.data)
     return Volume(np.mean(images, axis=0), grid.affine) if images else None
+
+
+def template_meshes(output_dir: Path, entities: dict) -> MeshFiles | None:
+    """The meshes a participant of this task and template space recorded (fsnative: none).
+
+    Participants in a template space share its meshes; native surfaces differ per
+    participant, so a group map in ``fsnative`` has no mesh to be drawn on.
+    """
+    if entities.get("space") == "fsnative":
+        return None
+    for manifest in sorted(naming.manifests_dir(output_dir).glob("sub-*.json")):
+        found = naming.manifest_entities(manifest)
+        if all(found.get(k) == entities.get(k) for k in ("task", "space")):
+            summary = collect.read_summary(manifest)
+            paths = [Path(p) for p in summary.meshes]
+            if len(paths) == 2 and all(p.is_file() for p in paths):
+                return MeshFiles(*paths)
+    return None
 
 
 def subject_rows(design: pd.DataFrame | None, maps: list[collect.StatMap]) -> list[dict]:
@@ -101,10 +121,15 @@ def group_view(output_dir: Path, design_path: Path, options: ReportOptions) -> d
         "subjects": subject_rows(design, maps),
         "design_figures": figures,
         "design_note": "" if design is not None else "group design not readable",
-        "contrasts": [contrast_view(m, mask, underlay, options, m.name) for m in maps],
+        "contrasts": [
+            surface_contrast_view(m, template_meshes(output_dir, entities), options, m.name)
+            if m.on_surface
+            else contrast_view(m, mask, underlay, options, m.name)
+            for m in maps
+        ],
         "underlay_note": (
             ""
-            if underlay is not mask
+            if underlay is not mask or any(m.on_surface for m in maps)
             else "participants' mean BOLD images not recorded: "
             "the group mask is shown as the underlay"
         ),
