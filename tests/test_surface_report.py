@@ -199,7 +199,7 @@ def test_cifti_map_cortex_on_the_mesh_and_a_structure_table(tmp_path):
     affine = np.diag([2.0, 2.0, 2.0, 1.0])
     name = "sub-01_task-faces_space-fsLR_den-91k_contrast-face_stat-z_statmap.dscalar.nii"
     _dscalar(folder / name, z, mask, np.array([4.5, 1.0, 0.2]), ijk, affine)
-    entities = {"sub": "01", "task": "faces", "space": "fsLR"}
+    entities = {"sub": "01", "task": "faces", "space": "fsLR", "den": "91k"}
     (stat_map,) = collect.find_z_maps(folder, entities)
     assert stat_map.on_surface and naming.is_cifti_map(stat_map.z_path)
     grayordinates = read_cifti_scalar(stat_map.z_path)
@@ -218,3 +218,29 @@ def test_cifti_map_cortex_on_the_mesh_and_a_structure_table(tmp_path):
     assert (structure["x"], structure["y"], structure["z"]) == ("4", "4", "4")
     assert (structure["peak"], structure["above"], structure["voxels"]) == ("4.50", "1", "3")
     assert structure["mm3"] == "8"
+
+
+def test_cifti_report_draws_the_cortex_on_the_fslr_meshes(tmp_path, monkeypatch):
+    """A CIFTI participant level records the fsLR meshes (TemplateFlow) for its report."""
+    from bids_glm.demo.surface_dataset import make_surface_demo
+
+    templateflow = tmp_path / "templateflow"
+    make_surface_demo(
+        tmp_path / "bids",
+        "fsLR",
+        templateflow_dir=templateflow,
+        n_subjects=1,
+        n_runs=1,
+        n_volumes=80,
+        mesh_size=1500,
+    )
+    monkeypatch.setenv("TEMPLATEFLOW_HOME", str(templateflow))
+    out = tmp_path / "out"
+    argv = [str(tmp_path / "bids"), str(out), "participant", "--space", "fsLR"]
+    argv += ["--skip-bids-validator", "--noise-model", "ols", "--no-pdf", "-q"]
+    assert main(argv) == 0
+    (unit,) = collect.read_participant(out, collect.participant_manifests(out, "01")).units
+    assert unit.meshes.left.parent == templateflow / "tpl-fsLR"
+    html = (out / "sub-01.html").read_text()
+    assert "face: thresholded z on the cortex, lateral and medial views" in html
+    assert 'class="clusters structures"' in html and "thalamus_left" in html

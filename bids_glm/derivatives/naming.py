@@ -400,45 +400,30 @@ def geometry_file_path(path: Path, extra: Mapping[str, str], extension: str) -> 
     return _file(path.parent, _stem(dict(items), {}, name.suffix), extension)
 
 
-def _maps_with_entity(
-    folder: Path, entities: Mapping[str, str], stat: str, extension: str, key: str
-) -> list[tuple[str, str, Path]]:
-    """``(contrast label, value of key, path)`` of ``stat`` maps that differ from the
-    unit's or run's names (``entities``) only by the geometry entity ``key``."""
+def _found_maps(folder: Path, entities: Mapping[str, str], stat: str, extension: str, key=None):
+    """``(label, value of key, path)`` of ``entities``' ``stat`` maps in ``extension`` files."""
     found = []
     for path in sorted(Path(folder).glob(f"*_stat-{stat}_{_STATMAP}{extension}")):
         name = parse_name(path)
         label, value = name.entities.get("contrast"), name.entities.get(key)
-        if label is None or value is None or name.extension != extension:
-            continue
-        expected = parse_name(stat_map_path(folder, entities, stat, contrast=label)).entities
-        if [(k, v) for k, v in name.entities.items() if k != key] == list(expected.items()):
+        logical = stat_map_path(folder, entities, stat, contrast=label or "")
+        extra = {key: value} if key else {}
+        if label and (value or not key) and path == geometry_file_path(logical, extra, extension):
             found.append((label, value, path))
     return found
 
 
-def find_surface_stat_maps(
-    folder: Path, entities: Mapping[str, str], stat: str
-) -> list[tuple[str, tuple[Path, Path]]]:
-    """``(contrast label, (left, right))`` of the GIfTI ``stat`` maps of ``entities``.
-
-    A surface map is one ``..._hemi-<L|R>_..._statmap.func.gii`` per hemisphere; maps
-    with one hemisphere only are left out. Sorted by label.
-    """
+def find_surface_stat_maps(folder: Path, entities: Mapping[str, str], stat: str) -> list:
+    """``(contrast label, (left, right))`` of the GIfTI ``stat`` maps of ``entities``."""
     pairs: dict[str, dict[str, Path]] = {}
-    for label, hemi, path in _maps_with_entity(folder, entities, stat, GIFTI, "hemi"):
+    for label, hemi, path in _found_maps(folder, entities, stat, GIFTI, "hemi"):
         pairs.setdefault(label, {})[hemi] = path
-    return [
-        (label, (p["L"], p["R"])) for label, p in sorted(pairs.items()) if {"L", "R"} <= set(p)
-    ]
+    return [(label, (p["L"], p["R"])) for label, p in sorted(pairs.items()) if len(p) == 2]
 
 
-def find_cifti_stat_maps(
-    folder: Path, entities: Mapping[str, str], stat: str
-) -> list[tuple[str, Path]]:
-    """``(contrast label, path)`` of the CIFTI ``..._den-<d>_..._statmap.dscalar.nii`` maps."""
-    found = _maps_with_entity(folder, entities, stat, CIFTI_SCALAR, "den")
-    return [(label, path) for label, _, path in found]
+def find_cifti_stat_maps(folder: Path, entities: Mapping[str, str], stat: str) -> list:
+    """``(contrast label, path)`` of the CIFTI ``stat`` maps (``.dscalar.nii``) of ``entities``."""
+    return [(label, path) for label, _, path in _found_maps(folder, entities, stat, CIFTI_SCALAR)]
 
 
 def is_cifti_map(path: Path) -> bool:

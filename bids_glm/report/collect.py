@@ -153,7 +153,8 @@ class UnitRecord:
     meshes : MeshFiles or None
         Surface data: the left and right meshes the manifest records, if both exist.
     surface_mask_paths : tuple of Path
-        Surface data: the analysed vertices' left and right GIfTI masks, if both exist.
+        Surface data: the analysed vertices' left and right GIfTI masks (both), or the
+        CIFTI mask of the analysed grayordinates; empty when absent.
     """
 
     entities: dict
@@ -385,9 +386,6 @@ def read_unit(output_dir: Path, manifest_path: Path) -> UnitRecord:
     ]
     folder = naming.subject_func_dir(output_dir, entities)
     mask_path = naming.mask_path(folder, entities)
-    hemisphere_masks = [
-        naming.geometry_file_path(mask_path, {"hemi": hemi}, naming.GIFTI) for hemi in "LR"
-    ]
     mean = summary.mean_image
     mean_path = output_dir / mean if mean else naming.mean_image_path(folder, entities)
     return UnitRecord(
@@ -402,10 +400,17 @@ def read_unit(output_dir: Path, manifest_path: Path) -> UnitRecord:
         mask_path=mask_path if mask_path.is_file() else None,
         mean_path=mean_path if mean_path.is_file() else None,
         meshes=_recorded_meshes(summary),
-        surface_mask_paths=tuple(
-            p for p in hemisphere_masks if all(h.is_file() for h in hemisphere_masks)
-        ),
+        surface_mask_paths=_surface_masks(mask_path),
     )
+
+
+def _surface_masks(volume_mask: Path) -> tuple[Path, ...]:
+    """The mask files of a surface unit: the GIfTI pair, else the CIFTI map; else ()."""
+    pair = [naming.geometry_file_path(volume_mask, {"hemi": h}, naming.GIFTI) for h in "LR"]
+    if all(p.is_file() for p in pair):
+        return tuple(pair)
+    cifti = naming.with_extension(volume_mask, naming.CIFTI_SCALAR)
+    return (cifti,) if cifti.is_file() else ()
 
 
 def _recorded_meshes(summary: UnitSummary) -> MeshFiles | None:

@@ -19,6 +19,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from bids_glm.derivatives import naming
 from bids_glm.errors import InputError
 from bids_glm.glm.surface_clusters import (
     HemisphereMap,
@@ -26,6 +27,7 @@ from bids_glm.glm.surface_clusters import (
     surface_cluster_table,
     threshold_surface,
 )
+from bids_glm.image.map_files import read_map
 from bids_glm.image.mesh import Mesh, MeshFiles, read_mesh
 from bids_glm.image.surface import load_gifti_series
 from bids_glm.report import collect
@@ -41,7 +43,7 @@ NO_MESH = (
     "TEMPLATEFLOW_HOME, to the participant level); the histogram shows the z values instead."
 )
 
-SURFACE_MASK = "surface data: the analysed vertices are written as one GIfTI mask per hemisphere"
+SURFACE_MASK = "surface data: the analysed vertices are in the mask files beside the maps"
 
 
 @dataclass(frozen=True)
@@ -233,13 +235,16 @@ def structure_rows(table: pd.DataFrame) -> list[dict]:
 def surface_unit_facts(unit: collect.UnitRecord) -> dict[str, str]:
     """A surface unit's facts in place of the volume ones: analysed vertices and meshes."""
     mask_size = NOT_RECORDED
-    try:
-        masks = [load_gifti_series(path)[0] for path in unit.surface_mask_paths]
-    except InputError:
-        masks = []
-    if masks:
-        analysed = sum(int((m > 0).sum()) for m in masks)
-        mask_size = f"{analysed} of {sum(m.size for m in masks)} vertices analysed"
+    if unit.surface_mask_paths:
+        try:
+            values, _ = read_map(unit.surface_mask_paths)
+        except InputError:
+            values = None
+        if values is not None:
+            where = (
+                "grayordinates" if naming.is_cifti_map(unit.surface_mask_paths[0]) else "vertices"
+            )
+            mask_size = f"{int((values > 0).sum())} of {values.size} {where} analysed"
     meshes = unit.meshes
     return {
         "Voxel size": "none (surface data)",
