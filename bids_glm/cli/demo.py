@@ -13,6 +13,7 @@ from bids_glm.cli.main import main as cli_main
 from bids_glm.demo import fiac, fiac_contrasts, surface_dataset
 from bids_glm.demo.dataset import DEMO_SIZES, make_demo_dataset
 from bids_glm.derivatives import naming
+from bids_glm.inputs.meshes import TEMPLATE_MESHES
 
 
 def _split_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -111,7 +112,9 @@ def _surface(args: argparse.Namespace, extra: list[str]) -> int:
     )
     if not made or args.no_run:
         return 0 if made else 2
-    return _run_bids_glm(args.outdir, bids_dir, ["--space", args.space, *extra])
+    meshes = mesh_dir / f"tpl-{TEMPLATE_MESHES[args.space][0]}"  # the report draws on them
+    options = ["--space", args.space, "--surface-mesh-dir", str(meshes)]
+    return _run_bids_glm(args.outdir, bids_dir, [*options, *extra])
 
 
 def _faces(args: argparse.Namespace, extra: list[str]) -> int:
