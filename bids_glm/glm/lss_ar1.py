@@ -1,0 +1,170 @@
+"""The AR(1) refit of every LSS model, each with its own AR(1) coefficients, from `LssPass`.
+
+Each trial model ``[C, r_i]`` (see `bids_glm.glm.lss_terms`) gets, per voxel, the coefficient
+nilearn would estimate from that model's own OLS residuals (centred on their own global mean)
+and binned as nilearn bins it; the voxel is then refitted as `bids_glm.glm.ar_refit` refits:
+``beta_b = beta_ols + G_b^-1 z`` with ``G_b = X^T W_b^T W_b X`` and
+``z = X^T W^T W e = -rho N(X)^T e - rho^2 x_{n-1} e_{n-1}``. Only trial ``i``'s estimate,
+``w^T beta`` with ``w = e_g + alpha_i e_r``, is needed, so only ``k = G_b^-1 w`` enters:
+
+* ``G_b``'s ``C`` block is shared by all trials of bin ``b`` (``W_b C = Q_b R_b``, one QR per
+  bin), the trial's column adds one row and column, and a Schur complement gives ``k``
+  for all trials of the bin at once (``(p, K)`` products);
+* ``k^T z`` per voxel is ``-rho [k_C^T N(C)^T E - gamma k_C^T N(C)^T r_i
+  + k_r ((N r_i)^T E - gamma (N r_i)^T r_i)] - rho^2 (k_C^T c_{n-1} + k_r r_{i,n-1}) e_{i,n-1}``:
+  one ``(K, p) @ (p, voxels)`` product per bin for ``k_C^T N(C)^T E``, with voxels grouped
+  by the lowest bin among their trials (a voxel's trial models differ by one column, so
+  their bins differ by little), and per-(bin, trial) numbers for the rest.
+
+No model is refitted to the data; the result equals per-trial refits (`bids_glm.glm.fit.fit_glm`
+on each LSS design) to rounding, except voxels whose coefficient is within rounding of a bin
+edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+
+from bids_glm.glm.ar import LAST, whiten_ar1
+from bids_glm.glm.lss_terms import LssPass, LssTerms, ols_estimates, trial_ar1, trial_means
+from bids_glm.glm.ols import voxel_chunks
+from bids_glm.runtime.threads import for_each_in_threads
+
+
+@dataclass(frozen=True)
+class BinTables:
+    """Per AR(1) bin ``b`` (rows: consecutive bins from ``first_step``) and trial.
+
+    Attributes
+    ----------
+    first_step : int
+        Bin of row 0, as ``trunc(rho * n_bins)``.
+    rho : ndarray, shape (S,)
+    gain : ndarray, shape (S, K, p)
+        ``k_C^T`` of every trial.
+    lag : ndarray, shape (S, K)
+        ``k_C^T N(C)^T r_i``.
+    trial : ndarray, shape (S, K)
+        ``k_r``.
+    rho_by_trial : ndarray, shape (S, K)
+        ``rho`` repeated for every trial (read with the same indices as the others).
+    last : ndarray, shape (S, K)
+        ``k_C^T c_{n-1} + k_r r_{i,n-1}``.
+    """
+
+    first_step: int
+    rho: np.ndarray
+    gain: np.ndarray
+    lag: np.ndarray
+    trial: np.ndarray
+    last: np.ndarray
+
+    @property
+    def rho_by_trial(self) -> np.ndarray:
+        """``rho`` of every row, repeated for every trial, shape (S, K)."""
+        return np.repeat(self.rho[:, np.newaxis], self.trial.shape[1], axis=1)
+
+
+def _bin_row(terms: LssTerms, rho: float) -> tuple[np.ndarray, ...]:
+    """``k_C^T`` (K, p), ``k_C^T N(C)^T r_i``, ``k_r``, ``k^T x_{n-1}`` of one bin."""
+    basis, triangle = scipy.linalg.qr(whiten_ar1(terms.conditions.copy(), rho), mode="economic")
+    whitened = whiten_ar1(terms.residual.copy(), rho)
+    projected = basis.T @ whitened  # (p, K)
+    schur = np.einsum("tk,tk->k", whitened, whitened) - np.einsum("pk,pk->k", projected, projected)
+    inverse_schur = np.divide(1.0, schur, out=np.zeros_like(schur), where=~terms.alone)
+    update = scipy.linalg.solve_triangular(triangle, projected)  # G_C^-1 C^T W^T W r_i
+    inverse = scipy.linalg.solve_triangular(triangle, np.eye(triangle.shape[0]))
+    covariance = inverse @ inverse.T  # G_C^-1
+    trials = np.arange(terms.n_trials)
+    update_g = update[terms.group_column, trials]
+    gain = covariance[:, terms.group_column] + update * ((update_g - terms.alpha) * inverse_schur)
+    trial = (terms.alpha - update_g) * inverse_schur
+    lag = np.einsum("pk,pk->k", gain, terms.neighbour_cross)
+    last = terms.conditions[-1] @ gain + trial * terms.last
+    return gain.T, lag, trial, last
+
+
+def bin_tables(terms: LssTerms, first_step: int, last_step: int, n_bins: int) -> BinTables:
+    """`BinTables` for the bins ``first_step .. last_step`` (``rho = step / n_bins``)."""
+    rho = np.arange(first_step, last_step + 1) / n_bins
+    rows = [_bin_row(terms, float(value)) for value in rho]
+    gain, lag, trial, last = (np.stack(column) for column in zip(*rows, strict=True))
+    return BinTables(int(first_step), rho, gain, lag, trial, last)
+
+
+def binned_products(gain: np.ndarray, rows: np.ndarray, lag_cross: np.ndarray) -> np.ndarray:
+    """``gain[rows[i, v], i] @ lag_cross[:, v]`` for every trial i and voxel v, shape (K, v).
+
+    Voxels are sorted by their lowest row; each run of voxels sharing it takes one product
+    ``gain[low : high + 1]`` (stacked, ``((high - low + 1) K, p)``) ``@ lag_cross[:, run]``,
+    from which every trial picks its row.
+    """
+    n_trials, n_columns = gain.shape[1], gain.shape[2]
+    base = rows.min(axis=0)
+    order = np.argsort(base, kind="stable")
+    sorted_base = base[order]
+    offsets = rows[:, order] - sorted_base
+    offsets *= n_trials
+    offsets += np.arange(n_trials)[:, np.newaxis]  # row of the stacked product
+    cross = lag_cross[:, order]
+    products = np.empty(rows.shape)
+    starts = np.flatnonzero(np.diff(sorted_base, prepend=sorted_base[0] - 1))
+    for start, stop in zip(starts, np.append(starts[1:], order.size), strict=True):
+        index = offsets[:, start:stop]
+        low = int(sorted_base[start])
+        high = low + int(index.max()) // n_trials
+        stacked = gain[low : high + 1].reshape(-1, n_columns) @ cross[:, start:stop]
+        products[:, start:stop] = np.take_along_axis(stacked, index, axis=0)
+    out = np.empty_like(products)
+    out[:, order] = products
+    return out
+
+
+def ar1_estimates(
+    terms: LssTerms, summary: LssPass, n_bins: int, chunk_voxels: int, n_threads: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every trial's AR(1) LSS estimate and its model's AR(1) coefficient, shapes (K, V).
+
+    The bins' tables cover every coefficient an AR(1) estimate can take
+    (``|rho| <= n / (n - 1)``); the voxels are processed in chunks of ``chunk_voxels``.
+    """
+    n_scans = terms.conditions.shape[0]
+    bound = int(np.trunc(n_bins * n_scans / (n_scans - 1.0)))
+    tables = bin_tables(terms, -bound, bound, n_bins)
+    means = trial_means(terms, summary)
+    estimates = np.empty(summary.gamma.shape)
+    coefficients = np.empty(summary.gamma.shape)
+    n_trials = terms.n_trials
+    trials = np.arange(n_trials)[:, np.newaxis]
+    neighbour_squares = 2.0 * terms.lag[:, np.newaxis]  # (N r_i)^T r_i
+    last_row = terms.last[:, np.newaxis]
+
+    def refit(chunk: slice) -> None:
+        rho = trial_ar1(terms, summary, means, chunk)
+        coefficients[:, chunk] = rho
+        rows = np.trunc(rho * n_bins)
+        rows += bound
+        rows = np.clip(rows, 0, 2 * bound, out=rows).astype(np.intp)
+        whitened = binned_products(tables.gain, rows, summary.lag_cross[:, chunk])
+        rows *= n_trials
+        rows += trials
+        gamma = summary.gamma[:, chunk]
+        whitened -= gamma * np.take(tables.lag, rows)
+        whitened += np.take(tables.trial, rows) * (
+            summary.trial_lag_cross[:, chunk] - gamma * neighbour_squares
+        )
+        bin_rho = np.take(tables.rho_by_trial, rows)
+        whitened *= bin_rho
+        bin_rho *= bin_rho
+        bin_rho *= np.take(tables.last, rows)
+        bin_rho *= summary.moments[LAST, chunk] - gamma * last_row
+        whitened += bin_rho
+        estimates[:, chunk] = ols_estimates(terms, summary, chunk) - whitened
+
+    for_each_in_threads(
+        refit, list(voxel_chunks(estimates.shape[1], chunk_voxels)), n_threads, "lss"
+    )
+    return estimates, coefficients
