@@ -36,7 +36,8 @@ from bids_glm.runtime.threads import for_each_in_threads
 
 @dataclass(frozen=True)
 class BinTables:
-    """Per AR(1) bin ``b`` (rows: consecutive bins from ``first_step``) and trial.
+    """Per AR(1) bin ``b`` (rows: consecutive bins from ``first_step``) and trial, the
+    refit's coefficients with the bin's ``rho`` (or ``rho^2``) folded in.
 
     Attributes
     ----------
@@ -44,15 +45,13 @@ class BinTables:
         Bin of row 0, as ``trunc(rho * n_bins)``.
     rho : ndarray, shape (S,)
     gain : ndarray, shape (S, K, p)
-        ``k_C^T`` of every trial.
+        ``rho k_C^T`` of every trial.
     lag : ndarray, shape (S, K)
-        ``k_C^T N(C)^T r_i``.
+        ``rho k_C^T N(C)^T r_i``.
     trial : ndarray, shape (S, K)
-        ``k_r``.
-    rho_by_trial : ndarray, shape (S, K)
-        ``rho`` repeated for every trial (read with the same indices as the others).
+        ``rho k_r``.
     last : ndarray, shape (S, K)
-        ``k_C^T c_{n-1} + k_r r_{i,n-1}``.
+        ``rho^2 (k_C^T c_{n-1} + k_r r_{i,n-1})``.
     """
 
     first_step: int
@@ -61,11 +60,6 @@ class BinTables:
     lag: np.ndarray
     trial: np.ndarray
     last: np.ndarray
-
-    @property
-    def rho_by_trial(self) -> np.ndarray:
-        """``rho`` of every row, repeated for every trial, shape (S, K)."""
-        return np.repeat(self.rho[:, np.newaxis], self.trial.shape[1], axis=1)
 
 
 def _bin_row(terms: LssTerms, rho: float) -> tuple[np.ndarray, ...]:
@@ -92,7 +86,15 @@ def bin_tables(terms: LssTerms, first_step: int, last_step: int, n_bins: int) ->
     rho = np.arange(first_step, last_step + 1) / n_bins
     rows = [_bin_row(terms, float(value)) for value in rho]
     gain, lag, trial, last = (np.stack(column) for column in zip(*rows, strict=True))
-    return BinTables(int(first_step), rho, gain, lag, trial, last)
+    factor = rho[:, np.newaxis]
+    return BinTables(
+        int(first_step),
+        rho,
+        gain * factor[:, :, np.newaxis],
+        lag * factor,
+        trial * factor,
+        last * factor**2,
+    )
 
 
 def binned_products(gain: np.ndarray, rows: np.ndarray, lag_cross: np.ndarray) -> np.ndarray:
@@ -117,10 +119,12 @@ def binned_products(gain: np.ndarray, rows: np.ndarray, lag_cross: np.ndarray) -
         low = int(sorted_base[start])
         high = low + int(index.max()) // n_trials
         stacked = gain[low : high + 1].reshape(-1, n_columns) @ cross[:, start:stop]
-        products[:, start:stop] = np.take_along_axis(stacked, index, axis=0)
-    out = np.empty_like(products)
-    out[:, order] = products
-    return out
+        index *= stop - start
+        index += np.arange(stop - start)
+        products[:, start:stop] = np.take(stacked, index)
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(order.size)
+    return np.take(products, inverse, axis=1)
 
 
 def ar1_estimates(
@@ -156,12 +160,7 @@ def ar1_estimates(
         whitened += np.take(tables.trial, rows) * (
             summary.trial_lag_cross[:, chunk] - gamma * neighbour_squares
         )
-        bin_rho = np.take(tables.rho_by_trial, rows)
-        whitened *= bin_rho
-        bin_rho *= bin_rho
-        bin_rho *= np.take(tables.last, rows)
-        bin_rho *= summary.moments[LAST, chunk] - gamma * last_row
-        whitened += bin_rho
+        whitened += np.take(tables.last, rows) * (summary.moments[LAST, chunk] - gamma * last_row)
         estimates[:, chunk] = ols_estimates(terms, summary, chunk) - whitened
 
     for_each_in_threads(

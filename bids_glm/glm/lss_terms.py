@@ -34,6 +34,10 @@ from bids_glm.runtime.threads import for_each_in_threads
 # |r_i|^2 below this fraction of |a_i|^2: trial i's column is (nearly) in the other columns'
 # span, and the one-column update would lose precision (the caller falls back to refits)
 COLLINEAR_FRACTION = 1e-10
+# trials per band of scans in the pass over the data (see trial_bands)
+BAND_TRIALS = 8
+# a trial regressor's values below this fraction of its peak count as zero in trial_bands
+NEGLIGIBLE_FRACTION = 1e-13
 
 
 @dataclass(frozen=True)
@@ -51,8 +55,12 @@ class LssTerms:
         Column of ``C`` holding each trial's condition.
     alone : ndarray, shape (K,), bool
         Trials alone in their condition (their LSS model is ``C`` itself).
+    trials : ndarray, shape (n, K)
+        The trials' LSA columns ``a_i``.
+    projection : ndarray, shape (p, K)
+        ``pinv(C) a_i``.
     residual : ndarray, shape (n, K)
-        ``r_i`` (zero for trials alone in their condition).
+        ``r_i = a_i - C pinv(C) a_i`` (zero for trials alone in their condition).
     alpha : ndarray, shape (K,)
         ``1 - pinv(C) a_i [g]``: weight of ``gamma_i`` in the trial's estimate.
     squares, lag, total, first, last : ndarray, shape (K,)
@@ -68,6 +76,8 @@ class LssTerms:
     cov: np.ndarray
     group_column: np.ndarray
     alone: np.ndarray
+    trials: np.ndarray
+    projection: np.ndarray
     residual: np.ndarray
     alpha: np.ndarray
     squares: np.ndarray
@@ -123,6 +133,8 @@ def lss_terms(
         cov=pinv @ pinv.T,
         group_column=group_column,
         alone=alone,
+        trials=trials,
+        projection=projection,
         residual=residual,
         alpha=1.0 - projection[group_column, np.arange(trials.shape[1])],
         squares=squares,
@@ -160,25 +172,56 @@ class LssPass:
     trial_lag_cross: np.ndarray | None
 
 
+def trial_bands(
+    trials: np.ndarray, ar1: bool, size: int = BAND_TRIALS
+) -> list[tuple[slice, np.ndarray, np.ndarray]]:
+    """Trials' columns (and their neighbour sums, for AR(1)) in bands of consecutive trials.
+
+    A trial's regressor is zero outside a few scans after its onset (up to convolution's
+    rounding: values under `NEGLIGIBLE_FRACTION` of the column's largest are left out);
+    ``size`` trials close in time share one band of rows, so ``trials^T E`` costs a product
+    per band instead of one over all scans. Returns ``(rows, trial indices, operator)`` per
+    band, the operator ``(size or 2 size, rows)``: the trials' columns, then their
+    neighbour sums.
+    """
+    n_scans = trials.shape[0]
+    neighbours = neighbour_sum(trials)
+    peaks = np.abs(trials).max(axis=0)
+    used = np.abs(trials) + np.abs(neighbours) > NEGLIGIBLE_FRACTION * peaks
+    first = np.argmax(used, axis=0)
+    stop = n_scans - np.argmax(used[::-1], axis=0)
+    order = np.argsort(first, kind="stable")
+    bands = []
+    for start in range(0, order.size, size):
+        members = order[start : start + size]
+        rows = slice(int(first[members].min()), int(stop[members].max()))
+        columns = [trials[rows, members]] + ([neighbours[rows, members]] if ar1 else [])
+        bands.append((rows, members, np.column_stack(columns).T.copy()))
+    return bands
+
+
 def lss_pass(
     terms: LssTerms, data: np.ndarray, chunk_voxels: int, ar1: bool, n_threads: int
 ) -> LssPass:
     """Read ``data`` (n, V) once and return the `LssPass` summaries.
 
-    Extra memory per thread: a few ``(n, chunk_voxels)`` float64 arrays; the result holds
-    ``(p + 5 + K)`` (OLS) or ``(2 p + 5 + 2 K)`` (AR(1)) float64 numbers per voxel.
+    ``r_i^T E`` is computed as ``a_i^T E`` and ``(N r_i)^T E`` as
+    ``(N a_i)^T E - (pinv(C) a_i)^T N(C)^T E`` (``C^T E = 0``), on the trials' bands of
+    scans (`trial_bands`). Extra memory per thread: a few ``(n, chunk_voxels)`` float64
+    arrays; the result holds ``(p + 5 + K)`` (OLS) or ``(2 p + 5 + 2 K)`` (AR(1)) float64
+    numbers per voxel.
     """
     p, n_trials, n_voxels = terms.conditions.shape[1], terms.n_trials, data.shape[1]
-    blocks = [terms.residual]
-    if ar1:
-        blocks += [neighbour_sum(terms.conditions), neighbour_sum(terms.residual)]
-    operator = np.column_stack(blocks).T.copy()  # (K [+ p + K], n)
+    bands = trial_bands(terms.trials, ar1)
+    neighbours = neighbour_sum(terms.conditions).T.copy() if ar1 else None
     inverse_squares = np.divide(
         1.0, terms.squares, out=np.zeros_like(terms.squares), where=~terms.alone
     )[:, np.newaxis]
     beta = np.empty((p, n_voxels))
     moments = np.empty((5, n_voxels))
-    cross = np.empty((operator.shape[0], n_voxels))
+    gamma = np.empty((n_trials, n_voxels))
+    lag_cross = np.empty((p, n_voxels)) if ar1 else None
+    trial_lag_cross = np.empty((n_trials, n_voxels)) if ar1 else None
 
     def fit_chunk(chunk: slice) -> None:
         residuals = data[:, chunk].astype(np.float64)
@@ -186,17 +229,18 @@ def lss_pass(
         residuals -= terms.conditions @ chunk_beta
         beta[:, chunk] = chunk_beta
         moments[:, chunk] = residual_moments(residuals)
-        cross[:, chunk] = operator @ residuals
-        cross[:n_trials, chunk] *= inverse_squares
+        for rows, members, operator in bands:
+            product = operator @ residuals[rows]
+            gamma[members, chunk] = product[: members.size]
+            if ar1:
+                trial_lag_cross[members, chunk] = product[members.size :]
+        gamma[:, chunk] *= inverse_squares
+        if ar1:
+            lag_cross[:, chunk] = neighbours @ residuals
+            trial_lag_cross[:, chunk] -= terms.projection.T @ lag_cross[:, chunk]
 
     for_each_in_threads(fit_chunk, list(voxel_chunks(n_voxels, chunk_voxels)), n_threads, "lss")
-    return LssPass(
-        beta=beta,
-        moments=moments,
-        gamma=cross[:n_trials],
-        lag_cross=cross[n_trials : n_trials + p] if ar1 else None,
-        trial_lag_cross=cross[n_trials + p :] if ar1 else None,
-    )
+    return LssPass(beta, moments, gamma, lag_cross, trial_lag_cross)
 
 
 def ols_estimates(terms: LssTerms, summary: LssPass, voxels: slice) -> np.ndarray:
