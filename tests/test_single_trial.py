@@ -98,7 +98,7 @@ def _analyse(demo, estimator, noise_model):
     if not out.exists():
         command = [str(demo / "bids"), str(out), "participant", "--work-dir", str(demo / "work")]
         command += ["--no-reports", "--confounds", "motion6", "--noise-model", noise_model]
-        command += ["--single-trial", estimator] if estimator else []
+        command += ["--single-trial", estimator, "--single-trial-maps", "t"] if estimator else []
         assert main(command) == 0
     return out / "sub-01" / "func"
 
@@ -151,7 +151,8 @@ def test_default_outputs_are_unchanged_by_single_trial_estimates(demo):
     lss = _analyse(demo, "lss", "ols")
     names = sorted(p.name for p in plain.iterdir())
     added = sorted(set(p.name for p in lss.iterdir()) - set(names))
-    assert all("_betaseries." in name for name in added) and len(added) == 6
+    # per condition: the series, its sidecar and table; the t series and its sidecar
+    assert all("_betaseries." in name for name in added) and len(added) == 15
     for name in names:
         if name.endswith(".nii.gz"):
             np.testing.assert_array_equal(
@@ -268,3 +269,58 @@ def test_trials_are_the_events_without_their_na_rows_in_onset_order(demo, tmp_pa
         assert sidecar["NumberOfTrials"] == len(expected)
         image = nib.load(func / f"{PREFIX}_desc-{condition}_betaseries.nii.gz")
         assert image.shape[3] == len(expected)
+
+
+def _t_series(func, condition, mask):
+    image = nib.load(func / f"{PREFIX}_stat-t_desc-{condition}_betaseries.nii.gz")
+    return np.asarray(image.dataobj)[mask].T
+
+
+@pytest.mark.parametrize("noise_model", ["ols", "ar1"])
+def test_t_series_equal_the_t_of_brute_force_fits(demo, noise_model):
+    """LSS: each trial's model fitted alone, t of its first column; LSA: the LSA fit's t."""
+    lss, lsa_out = _analyse(demo, "lss", noise_model), _analyse(demo, "lsa", noise_model)
+    data, mask = _data(demo, lss)
+    lsa = pd.read_csv(lsa_out / f"{PREFIX}_desc-lsa_design.tsv", sep="\t")
+    fit = fit_glm(lsa.to_numpy(), data, list(lsa.columns), noise_model=noise_model)
+    t_lsa = fit.beta / np.sqrt(np.einsum("vjj->jv", fit.bin_cov[fit.voxel_bin]) * fit.sigma2)
+    trial_columns = [c for c in lsa.columns if "_trial" in c]
+    layout = lsa_layout(
+        list(lsa.columns), trial_columns, [c.split("_trial")[0] for c in trial_columns]
+    )
+    t_lss = []
+    for trial in range(layout.n_trials):
+        model = lss_design(lsa.to_numpy(), layout, trial)
+        one = fit_glm(model, data, [str(k) for k in range(model.shape[1])], noise_model)
+        t_lss.append(one.beta[0] / np.sqrt(one.bin_cov[one.voxel_bin, 0, 0] * one.sigma2))
+    t_lss = np.stack(t_lss)
+    start = 0
+    for condition in sorted(_events(demo)["trial_type"].unique()):
+        columns = [c for c in trial_columns if c.startswith(f"{condition}_trial")]
+        expected_lss = t_lss[start : start + len(columns)]
+        start += len(columns)
+        expected_lsa = t_lsa[[list(lsa.columns).index(c) for c in columns]]
+        for func, expected in ((lss, expected_lss), (lsa_out, expected_lsa)):
+            written = _t_series(func, condition, mask)
+            close = np.isclose(written, expected, rtol=1e-5, atol=1e-5)  # float32 files
+            assert close.mean() > (0.99 if noise_model == "ar1" else 1.0 - 1e-12)
+        sidecar = json.loads(
+            (lss / f"{PREFIX}_stat-t_desc-{condition}_betaseries.json").read_text()
+        )
+        assert sidecar["Statistic"] == "t" and len(sidecar["DegreesOfFreedom"]) == len(columns)
+
+
+def test_trials_table_round_trip(demo):
+    """The _betaseries.tsv labels every volume: a pattern analysis needs nothing else."""
+    func = _analyse(demo, "lss", "ols")
+    events = _events(demo)
+    for condition in sorted(events["trial_type"].unique()):
+        table = pd.read_csv(func / f"{PREFIX}_desc-{condition}_betaseries.tsv", sep="\t")
+        image = nib.load(func / f"{PREFIX}_desc-{condition}_betaseries.nii.gz")
+        expected = events[events["trial_type"] == condition]
+        assert list(table.columns) == ["index", "onset", "duration", "trial_type"]
+        assert len(table) == image.shape[3] == len(expected)
+        assert list(table["index"]) == list(range(len(expected)))
+        np.testing.assert_allclose(table["onset"], expected["onset"])
+        np.testing.assert_allclose(table["duration"], expected["duration"])
+        assert set(table["trial_type"]) == {condition}

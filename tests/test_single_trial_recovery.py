@@ -162,3 +162,29 @@ def test_a_trial_alone_in_its_condition_gets_the_condition_estimate():
 def test_layout_checks_its_columns():
     with pytest.raises(ValueError, match="distinct"):
         TrialLayout((0, 0), (0, 0), 3)
+
+
+@pytest.mark.parametrize("noise_model", ["ols", "ar1"])
+def test_lss_variances_equal_the_per_trial_fits(noise_model):
+    """The t series' variances: sigma^2 w^T G^-1 w of each trial's model fitted alone."""
+    events, _, data = _planted_run(seed=5)
+    design = _lsa(events)
+    trials = design.trials
+    layout = lsa_layout(
+        list(design.matrix.columns), list(trials["column"]), list(trials["condition"])
+    )
+    lsa = design.matrix.to_numpy()
+    estimates = lss_fit(lsa, data, layout, noise_model, keep_ar1=True, variance=True)
+    off_edge = np.ones(estimates.beta.shape, dtype=bool)
+    if noise_model == "ar1":
+        scaled = estimates.ar1 * 100
+        off_edge = np.abs(scaled - np.round(scaled)) >= 1e-9
+    for trial in (0, 21, 59):
+        model = lss_design(lsa, layout, trial)
+        fit = fit_glm(model, data, [str(k) for k in range(model.shape[1])], noise_model)
+        expected = fit.bin_cov[fit.voxel_bin, 0, 0] * fit.sigma2
+        keep = off_edge[trial]
+        np.testing.assert_allclose(
+            estimates.variance[trial][keep], expected[keep], rtol=0, atol=1e-8 * expected.max()
+        )
+        assert estimates.dof[trial] == fit.dof

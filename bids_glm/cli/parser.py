@@ -183,6 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CONDITION",
         help="conditions whose trials get estimates (default: all)",
     )
+    model.add_argument(
+        "--single-trial-maps",
+        nargs="+",
+        choices=("t",),
+        default=[],
+        metavar="MAP",
+        help="also write, beside each beta series, the matching series of: t",
+    )
 
     report = parser.add_argument_group("reports and cluster tables")
     report.add_argument(

@@ -71,6 +71,7 @@ BIDS_IGNORED = (
     "*_boldref.json",
     "*_betaseries.nii.gz",
     "*_betaseries.json",
+    "*_betaseries.tsv",
     "*.html",
     "*.pdf",
     f"{LOGS_FOLDER}/",
@@ -248,9 +249,20 @@ def mean_image_path(folder: Path, entities: Mapping[str, str]) -> Path:
     return _file(folder, _stem(entities, {"desc": "mean"}, _BOLDREF), NIFTI)
 
 
-def beta_series_path(folder: Path, entities: Mapping[str, str], condition_label: str) -> Path:
-    """``<entities>_desc-<condition>_betaseries.nii.gz`` in ``folder``: one volume per trial."""
-    return _file(folder, _stem(entities, {"desc": condition_label}, _BETASERIES), NIFTI)
+def beta_series_path(
+    folder: Path,
+    entities: Mapping[str, str],
+    condition_label: str,
+    stat: str | None = None,
+    extension: str = NIFTI,
+) -> Path:
+    """``<entities>[_stat-<stat>]_desc-<condition>_betaseries<extension>`` in ``folder``.
+
+    One volume per trial (the estimates; ``stat="t"``: their t statistics); with ``TSV``,
+    the trials' table (one row per volume).
+    """
+    extra = ({"stat": stat} if stat else {}) | {"desc": condition_label}
+    return _file(folder, _stem(entities, extra, _BETASERIES), extension)
 
 
 def trial_design_path(folder: Path, entities: Mapping[str, str], estimator: str) -> Path:

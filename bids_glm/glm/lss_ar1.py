@@ -23,6 +23,7 @@ edge.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,20 +63,55 @@ class BinTables:
     last: np.ndarray
 
 
-def _bin_row(terms: LssTerms, rho: float) -> tuple[np.ndarray, ...]:
-    """``k_C^T`` (K, p), ``k_C^T N(C)^T r_i``, ``k_r``, ``k^T x_{n-1}`` of one bin."""
+@dataclass(frozen=True)
+class BinSolve:
+    """The condition block of one bin's whitened Gram matrix and every trial's Schur update.
+
+    Attributes
+    ----------
+    triangle_inverse : ndarray, shape (p, p)
+        ``R_b^-1`` with ``W_b C = Q_b R_b``.
+    covariance : ndarray, shape (p, p)
+        ``G_C^-1 = R_b^-1 R_b^-T``.
+    update : ndarray, shape (p, K)
+        ``u_i = G_C^-1 C^T W^T W r_i``.
+    inverse_schur : ndarray, shape (K,)
+        ``1 / (r_i^T W^T W r_i - u_i^T C^T W^T W r_i)`` (0 for trials alone in their condition).
+    """
+
+    triangle_inverse: np.ndarray
+    covariance: np.ndarray
+    update: np.ndarray
+    inverse_schur: np.ndarray
+
+
+def bin_solve(terms: LssTerms, rho: float) -> BinSolve:
+    """`BinSolve` of the bin with coefficient ``rho``."""
     basis, triangle = scipy.linalg.qr(whiten_ar1(terms.conditions.copy(), rho), mode="economic")
     whitened = whiten_ar1(terms.residual.copy(), rho)
     projected = basis.T @ whitened  # (p, K)
     schur = np.einsum("tk,tk->k", whitened, whitened) - np.einsum("pk,pk->k", projected, projected)
-    inverse_schur = np.divide(1.0, schur, out=np.zeros_like(schur), where=~terms.alone)
-    update = scipy.linalg.solve_triangular(triangle, projected)  # G_C^-1 C^T W^T W r_i
     inverse = scipy.linalg.solve_triangular(triangle, np.eye(triangle.shape[0]))
-    covariance = inverse @ inverse.T  # G_C^-1
+    return BinSolve(
+        triangle_inverse=inverse,
+        covariance=inverse @ inverse.T,
+        update=inverse @ projected,
+        inverse_schur=np.divide(1.0, schur, out=np.zeros_like(schur), where=~terms.alone),
+    )
+
+
+def gains(terms: LssTerms, solve: BinSolve) -> tuple[np.ndarray, np.ndarray]:
+    """``k = G^-1 w`` of every trial: ``k_C`` (p, K) and ``k_r`` (K,)."""
     trials = np.arange(terms.n_trials)
-    update_g = update[terms.group_column, trials]
-    gain = covariance[:, terms.group_column] + update * ((update_g - terms.alpha) * inverse_schur)
-    trial = (terms.alpha - update_g) * inverse_schur
+    update_g = solve.update[terms.group_column, trials]
+    scale = (update_g - terms.alpha) * solve.inverse_schur
+    gain = solve.covariance[:, terms.group_column] + solve.update * scale
+    return gain, (terms.alpha - update_g) * solve.inverse_schur
+
+
+def _bin_row(terms: LssTerms, rho: float) -> tuple[np.ndarray, ...]:
+    """``k_C^T`` (K, p), ``k_C^T N(C)^T r_i``, ``k_r``, ``k^T x_{n-1}`` of one bin."""
+    gain, trial = gains(terms, bin_solve(terms, rho))
     lag = np.einsum("pk,pk->k", gain, terms.neighbour_cross)
     last = terms.conditions[-1] @ gain + trial * terms.last
     return gain.T, lag, trial, last
@@ -97,6 +133,29 @@ def bin_tables(terms: LssTerms, first_step: int, last_step: int, n_bins: int) ->
     )
 
 
+def sorted_runs(rows: np.ndarray):
+    """Voxels sorted by their lowest row, and the runs of voxels sharing it.
+
+    Returns ``order`` (sorted voxel positions), ``offsets`` ((K, v): each trial's row minus
+    its voxel's lowest, in sorted order), ``base`` (lowest row per sorted voxel) and the
+    ``(start, stop)`` of each run.
+    """
+    base = rows.min(axis=0)
+    order = np.argsort(base, kind="stable")
+    sorted_base = base[order]
+    offsets = rows[:, order] - sorted_base
+    starts = np.flatnonzero(np.diff(sorted_base, prepend=sorted_base[0] - 1))
+    runs = list(zip(starts, np.append(starts[1:], order.size), strict=True))
+    return order, offsets, sorted_base, runs
+
+
+def unsort(values: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """``values`` (..., v) in sorted voxel order back in the original order."""
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(order.size)
+    return np.take(values, inverse, axis=-1)
+
+
 def binned_products(gain: np.ndarray, rows: np.ndarray, lag_cross: np.ndarray) -> np.ndarray:
     """``gain[rows[i, v], i] @ lag_cross[:, v]`` for every trial i and voxel v, shape (K, v).
 
@@ -105,42 +164,46 @@ def binned_products(gain: np.ndarray, rows: np.ndarray, lag_cross: np.ndarray) -
     from which every trial picks its row.
     """
     n_trials, n_columns = gain.shape[1], gain.shape[2]
-    base = rows.min(axis=0)
-    order = np.argsort(base, kind="stable")
-    sorted_base = base[order]
-    offsets = rows[:, order] - sorted_base
+    order, offsets, base, runs = sorted_runs(rows)
     offsets *= n_trials
     offsets += np.arange(n_trials)[:, np.newaxis]  # row of the stacked product
     cross = lag_cross[:, order]
     products = np.empty(rows.shape)
-    starts = np.flatnonzero(np.diff(sorted_base, prepend=sorted_base[0] - 1))
-    for start, stop in zip(starts, np.append(starts[1:], order.size), strict=True):
+    for start, stop in runs:
         index = offsets[:, start:stop]
-        low = int(sorted_base[start])
+        low = int(base[start])
         high = low + int(index.max()) // n_trials
         stacked = gain[low : high + 1].reshape(-1, n_columns) @ cross[:, start:stop]
         index *= stop - start
         index += np.arange(stop - start)
         products[:, start:stop] = np.take(stacked, index)
-    inverse = np.empty_like(order)
-    inverse[order] = np.arange(order.size)
-    return np.take(products, inverse, axis=1)
+    return unsort(products, order)
 
 
 def ar1_estimates(
-    terms: LssTerms, summary: LssPass, n_bins: int, chunk_voxels: int, n_threads: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Every trial's AR(1) LSS estimate and its model's AR(1) coefficient, shapes (K, V).
+    terms: LssTerms,
+    summary: LssPass,
+    n_bins: int,
+    chunk_voxels: int,
+    n_threads: int,
+    variance: Callable | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Every trial's AR(1) LSS estimate, its model's AR(1) coefficient and, if asked, the
+    estimate's variance; shapes (K, V).
 
     The bins' tables cover every coefficient an AR(1) estimate can take
     (``|rho| <= n / (n - 1)``); the voxels are processed in chunks of ``chunk_voxels``.
+    ``variance(rho_values)`` returns a function ``(rows, voxels) -> (K, v)`` variances
+    (`bids_glm.glm.lss_variance`).
     """
     n_scans = terms.conditions.shape[0]
     bound = int(np.trunc(n_bins * n_scans / (n_scans - 1.0)))
     tables = bin_tables(terms, -bound, bound, n_bins)
+    chunk_variance = None if variance is None else variance(tables.rho)
     means = trial_means(terms, summary)
     estimates = np.empty(summary.gamma.shape)
     coefficients = np.empty(summary.gamma.shape)
+    variances = None if variance is None else np.empty(summary.gamma.shape)
     n_trials = terms.n_trials
     trials = np.arange(n_trials)[:, np.newaxis]
     neighbour_squares = 2.0 * terms.lag[:, np.newaxis]  # (N r_i)^T r_i
@@ -152,6 +215,8 @@ def ar1_estimates(
         rows = np.trunc(rho * n_bins)
         rows += bound
         rows = np.clip(rows, 0, 2 * bound, out=rows).astype(np.intp)
+        if chunk_variance is not None:
+            variances[:, chunk] = chunk_variance(rows, chunk)
         whitened = binned_products(tables.gain, rows, summary.lag_cross[:, chunk])
         rows *= n_trials
         rows += trials
@@ -166,4 +231,4 @@ def ar1_estimates(
     for_each_in_threads(
         refit, list(voxel_chunks(estimates.shape[1], chunk_voxels)), n_threads, "lss"
     )
-    return estimates, coefficients
+    return estimates, coefficients, variances

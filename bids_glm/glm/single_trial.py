@@ -23,6 +23,7 @@ import numpy as np
 from bids_glm.glm.fit import fit_glm
 from bids_glm.glm.lss_ar1 import ar1_estimates
 from bids_glm.glm.lss_terms import lss_pass, lss_terms, ols_estimates
+from bids_glm.glm.lss_variance import ar1_variance, ols_variance, variance_tables
 from bids_glm.runtime.threads import thread_budget
 
 LOGGER = logging.getLogger("bids_glm")
@@ -100,10 +101,22 @@ class TrialEstimates:
     beta : ndarray, shape (n_trials, V)
     ar1 : ndarray, shape (n_trials, V), or None
         LSS with AR(1): each trial model's (unbinned) AR(1) coefficient, for checks.
+    variance : ndarray, shape (n_trials, V), or None
+        Variance of each estimate (as `bids_glm.glm.contrast` computes a t contrast's).
+    dof : ndarray, shape (n_trials,), or None
+        Degrees of freedom of each trial's model (scans minus the rank of its design).
     """
 
     beta: np.ndarray
     ar1: np.ndarray | None = None
+    variance: np.ndarray | None = None
+    dof: np.ndarray | None = None
+
+    @property
+    def t(self) -> np.ndarray:
+        """``beta / sqrt(variance)`` (0 where the variance is 0)."""
+        scale = np.sqrt(self.variance)
+        return np.divide(self.beta, scale, out=np.zeros_like(self.beta), where=scale > 0)
 
 
 def lss_fit(
@@ -114,6 +127,7 @@ def lss_fit(
     n_bins: int = 100,
     chunk_voxels: int = 4096,
     keep_ar1: bool = False,
+    variance: bool = False,
 ) -> TrialEstimates:
     """Least-squares-separate estimates of every trial, from one pass over the data.
 
@@ -131,6 +145,8 @@ def lss_fit(
         Voxels per chunk of the pass over the data.
     keep_ar1 : bool
         Return each trial model's AR(1) coefficients too.
+    variance : bool
+        Return each estimate's variance too (for t statistics).
 
     Returns
     -------
@@ -146,34 +162,51 @@ def lss_fit(
         LOGGER.warning(
             "an LSS model is rank-deficient: fitting the %d trials one by one", layout.n_trials
         )
-        return _refit_each_trial(design, data, layout, noise_model, n_bins, keep_ar1)
+        return _refit_each_trial(design, data, layout, noise_model, n_bins)
     n_threads = thread_budget()
     is_ar1 = noise_model == "ar1"
+    dof = (design.shape[0] - terms.n_columns).astype(float)
     summary = lss_pass(terms, data, chunk_voxels, is_ar1, n_threads)
     if not is_ar1:
-        return TrialEstimates(beta=ols_estimates(terms, summary, slice(None)))
-    beta, rho = ar1_estimates(terms, summary, int(n_bins), REFIT_CHUNK_VOXELS, n_threads)
-    return TrialEstimates(beta=beta, ar1=rho if keep_ar1 else None)
+        everything = slice(None)
+        return TrialEstimates(
+            beta=ols_estimates(terms, summary, everything),
+            variance=ols_variance(terms, summary, everything) if variance else None,
+            dof=dof,
+        )
+
+    def binned_variance(rho_values: np.ndarray):
+        tables = variance_tables(terms, rho_values)
+        return lambda rows, voxels: ar1_variance(terms, summary, tables, rows, voxels)
+
+    beta, rho, variances = ar1_estimates(
+        terms,
+        summary,
+        int(n_bins),
+        REFIT_CHUNK_VOXELS,
+        n_threads,
+        binned_variance if variance else None,
+    )
+    return TrialEstimates(beta=beta, ar1=rho if keep_ar1 else None, variance=variances, dof=dof)
 
 
 def _refit_each_trial(
-    design: np.ndarray,
-    data: np.ndarray,
-    layout: TrialLayout,
-    noise_model: str,
-    n_bins: int,
-    keep_ar1: bool,
+    design: np.ndarray, data: np.ndarray, layout: TrialLayout, noise_model: str, n_bins: int
 ) -> TrialEstimates:
     """LSS by fitting every trial's model to the data (`fit_glm`)."""
-    beta, ar1 = [], []
+    beta, ar1, variance, dof = [], [], [], []
     for model in lss_combinations(layout):
         columns = design @ model
         names = [f"column{k}" for k in range(columns.shape[1])]
         fit = fit_glm(columns, data, names, noise_model=noise_model, n_bins=n_bins)
         beta.append(fit.beta[0])
         ar1.append(fit.ar1)
-    rho = np.stack(ar1) if keep_ar1 and noise_model == "ar1" else None
-    return TrialEstimates(beta=np.stack(beta), ar1=rho)
+        variance.append(fit.bin_cov[fit.voxel_bin, 0, 0] * fit.sigma2)
+        dof.append(fit.dof)
+    rho = np.stack(ar1) if noise_model == "ar1" else None
+    return TrialEstimates(
+        beta=np.stack(beta), ar1=rho, variance=np.stack(variance), dof=np.array(dof)
+    )
 
 
 def lsa_layout(

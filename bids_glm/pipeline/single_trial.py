@@ -20,7 +20,7 @@ from bids_glm.design.run_design import RunDesign
 from bids_glm.design.single_trial import trial_design
 from bids_glm.errors import InputError
 from bids_glm.glm.fit import fit_glm
-from bids_glm.glm.single_trial import lsa_layout, lss_fit
+from bids_glm.glm.single_trial import TrialEstimates, lsa_layout, lss_fit
 from bids_glm.pipeline.plan import run_events
 from bids_glm.settings import Settings
 
@@ -58,12 +58,7 @@ def write_single_trials(
     columns = list(trials.matrix.columns)
     lsa = trials.matrix.to_numpy(dtype=float)[design.fitted_rows]
     layout = lsa_layout(columns, list(trials.trials["column"]), list(trials.trials["condition"]))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if settings.single_trial == "lsa":
-            fit = fit_glm(lsa, data, columns, noise_model=model.noise_model)
-            betas = fit.beta[list(layout.trial_columns)]
-        else:
-            betas = lss_fit(lsa, data, layout, noise_model=model.noise_model).beta
+    estimates = _estimate(lsa, data, columns, layout, settings)
     record = outputs.model_record(design, settings, [source])
     written = []
     if settings.single_trial == "lsa":
@@ -72,18 +67,18 @@ def write_single_trials(
         )
         record = {**record, "Design": written[0].name}
     labels = unique_labels(conditions)
+    with_t = "t" in settings.single_trial_maps
     for condition in conditions:
         selected = (trials.trials["condition"] == condition).to_numpy()
-        written.append(
-            outputs.write_beta_series(
-                target,
-                condition,
-                labels[condition],
-                betas[selected],
-                trials.trials[selected],
-                record,
-            )
+        series = outputs.TrialSeries(
+            condition=condition,
+            label=labels[condition],
+            trials=trials.trials[selected],
+            beta=estimates.beta[selected],
+            t=estimates.t[selected] if with_t else None,
+            dof=estimates.dof[selected] if with_t else None,
         )
+        written.extend(outputs.write_beta_series(target, series, record))
     LOGGER.info(
         "%s: %s estimates of %d trial(s) in %.1f s",
         design.run.label,
@@ -92,3 +87,25 @@ def write_single_trials(
         time.perf_counter() - started,
     )
     return written
+
+
+def _estimate(
+    lsa: np.ndarray, data: np.ndarray, columns: list, layout, settings: Settings
+) -> TrialEstimates:
+    """LSA (one fit of the LSA design) or LSS estimates, with variances for t series."""
+    noise_model = settings.model.noise_model
+    with_t = "t" in settings.single_trial_maps
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if settings.single_trial == "lss":
+            return lss_fit(lsa, data, layout, noise_model=noise_model, variance=with_t)
+        fit = fit_glm(lsa, data, columns, noise_model=noise_model)
+    trial_columns = list(layout.trial_columns)
+    variance = None
+    if with_t:
+        diagonal = fit.bin_cov[:, trial_columns, trial_columns]  # (bins, trials)
+        variance = diagonal[fit.voxel_bin].T * fit.sigma2
+    return TrialEstimates(
+        beta=fit.beta[trial_columns],
+        variance=variance,
+        dof=np.full(layout.n_trials, fit.dof),
+    )
