@@ -185,11 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model.add_argument(
         "--single-trial-maps",
-        nargs="+",
         choices=("t",),
-        default=[],
-        metavar="MAP",
-        help="also write, beside each beta series, the matching series of: t",
+        default=None,
+        help="also write, beside each beta series, the matching t series",
     )
 
     report = parser.add_argument_group("reports and cluster tables")

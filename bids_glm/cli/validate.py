@@ -195,7 +195,7 @@ def _design_dir(args: argparse.Namespace, model: ModelSettings) -> ModelSettings
 def _single_trial(args: argparse.Namespace, model: ModelSettings) -> dict:
     """``--single-trial`` and its conditions, on designs bids-glm builds with one HRF column."""
     conditions = tuple(dict.fromkeys(args.single_trial_conditions))
-    maps = tuple(dict.fromkeys(args.single_trial_maps))
+    maps = (args.single_trial_maps,) if args.single_trial_maps else ()
     if args.single_trial is None:
         for flag, used in (("conditions", conditions), ("maps", maps)):
             if used:
