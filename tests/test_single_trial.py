@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import nibabel as nib
 import numpy as np
@@ -241,6 +242,34 @@ def test_single_trial_options_are_checked(demo, capsys):
     assert "needs --single-trial" in capsys.readouterr().err
     assert main([*base, "--single-trial", "lss", "--hrf-model", "spm + derivative"]) == 3
     assert "one HRF column" in capsys.readouterr().err
+    assert main([*base, "--single-trial-maps", "t"]) == 3
+    assert "--single-trial-maps needs --single-trial" in capsys.readouterr().err
+    assert main([*base, "--single-trial", "lss", "--parametric-modulators", "response_time"]) == 3
+    assert "no parametric modulators" in capsys.readouterr().err
+
+
+def test_conditions_are_checked_before_any_fit(demo, tmp_path, capsys):
+    """An unknown condition, or one a run lacks, stops the analysis at planning (exit 3)."""
+    import shutil
+
+    base = [str(demo / "bids"), str(tmp_path / "out"), "participant"]
+    base += ["--work-dir", str(tmp_path / "work"), "--single-trial", "lss"]
+    assert main([*base, "--single-trial-conditions", "face", "Face"]) == 3
+    err = capsys.readouterr().err
+    assert "no run has trials of Face" in err and "face, house, scrambled" in err
+    assert not (tmp_path / "out" / "sub-01").exists()
+    bids = tmp_path / "bids"
+    shutil.copytree(demo / "bids", bids, symlinks=True)
+    path = next(bids.rglob("*_events.tsv"))
+    path.chmod(0o644)
+    events = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    events.loc[events["trial_type"] == "house", "onset"] = "n/a"  # no house trials left
+    path.write_text(events.to_csv(sep="\t", index=False))
+    base[0] = str(bids)
+    assert main([*base, "--single-trial-conditions", "face", "house"]) == 3
+    assert "no run has trials of house" in capsys.readouterr().err
+    assert main([*base, "--dry-run"]) == 0  # all conditions: the run's own
+    assert not list((tmp_path / "out").rglob("*_betaseries.*"))
 
 
 def test_trials_are_the_events_without_their_na_rows_in_onset_order(demo, tmp_path):
@@ -324,3 +353,26 @@ def test_trials_table_round_trip(demo):
         np.testing.assert_allclose(table["onset"], expected["onset"])
         np.testing.assert_allclose(table["duration"], expected["duration"])
         assert set(table["trial_type"]) == {condition}
+
+
+def test_a_run_lacking_a_requested_condition_is_named():
+    from types import SimpleNamespace
+
+    from bids_glm.errors import InputError
+    from bids_glm.pipeline.single_trial import check_single_trial_plan
+    from bids_glm.settings import Settings
+
+    def design(label, conditions):
+        return SimpleNamespace(run=SimpleNamespace(label=label), conditions=conditions)
+
+    units = [SimpleNamespace(designs=(design("run-1", ("a", "b")), design("run-2", ("a",))))]
+    settings = Settings(
+        bids_dir=".",
+        output_dir="out",
+        analysis_level="participant",
+        work_dir="w",
+        single_trial="lss",
+    )
+    check_single_trial_plan(units, settings)  # default: each run's own conditions
+    with pytest.raises(InputError, match="run-2 has no trials of b"):
+        check_single_trial_plan(units, replace(settings, single_trial_conditions=("a", "b")))

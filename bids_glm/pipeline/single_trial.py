@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -22,9 +23,42 @@ from bids_glm.errors import InputError
 from bids_glm.glm.fit import fit_glm
 from bids_glm.glm.single_trial import TrialEstimates, lsa_layout, lss_fit
 from bids_glm.pipeline.plan import run_events
+from bids_glm.pipeline.units import AnalysisUnit
 from bids_glm.settings import Settings
 
 LOGGER = logging.getLogger("bids_glm")
+
+
+def check_single_trial_plan(units: Sequence[AnalysisUnit], settings: Settings) -> None:
+    """Before any fit: every condition of ``--single-trial-conditions`` has trials in every run.
+
+    Raises
+    ------
+    InputError
+        A condition no run has (the runs' conditions are listed), or runs lacking one.
+    """
+    wanted = settings.single_trial_conditions
+    if settings.single_trial is None or not wanted:
+        return
+    designs = [design for unit in units for design in unit.designs]
+    found = sorted({condition for design in designs for condition in design.conditions})
+    unknown = [condition for condition in wanted if condition not in found]
+    if unknown:
+        raise InputError(
+            f"--single-trial-conditions {' '.join(unknown)}: no run has trials of "
+            f"{', '.join(unknown)}; the runs' conditions (trial_type values after dropping "
+            f"n/a rows): {', '.join(found) or 'none'}"
+        )
+    lacking = [
+        f"{design.run.label} has no trials of {', '.join(absent)}"
+        for design in designs
+        if (absent := [c for c in wanted if c not in design.conditions])
+    ]
+    if lacking:
+        raise InputError(
+            f"--single-trial-conditions: {'; '.join(lacking)}: leave the condition out, or "
+            "select the runs that have it (--task, --session, --bids-filter-file)"
+        )
 
 
 def write_single_trials(
@@ -36,17 +70,7 @@ def write_single_trials(
     """
     started = time.perf_counter()
     model = settings.model
-    wanted = settings.single_trial_conditions or design.conditions
-    conditions = [c for c in wanted if c in design.conditions]
-    absent = [c for c in wanted if c not in design.conditions]
-    if absent:
-        LOGGER.warning(
-            "%s: no trials of %s in this run: no beta series for them",
-            design.run.label,
-            ", ".join(absent),
-        )
-    if not conditions:
-        return []
+    conditions = list(settings.single_trial_conditions or design.conditions)
     events = run_events(design.run, model, design.dummy_scans)
     try:
         trials = trial_design(
