@@ -376,3 +376,26 @@ def test_a_run_lacking_a_requested_condition_is_named():
     check_single_trial_plan(units, settings)  # default: each run's own conditions
     with pytest.raises(InputError, match="run-2 has no trials of b"):
         check_single_trial_plan(units, replace(settings, single_trial_conditions=("a", "b")))
+
+
+@pytest.mark.parametrize(("estimator", "noise_model"), [("lss", "ar1"), ("lsa", "ols")])
+def test_methods_text_names_the_estimator_and_cites_mumford(estimator, noise_model):
+    from bids_glm.derivatives.methods import methods_facts, render_methods
+    from bids_glm.settings import ModelSettings, Settings
+
+    settings = Settings(
+        bids_dir=".",
+        output_dir="out",
+        analysis_level="participant",
+        work_dir="w",
+        model=ModelSettings(noise_model=noise_model),
+        single_trial=estimator,
+        single_trial_conditions=("face",),
+    )
+    facts = methods_facts(settings, 1, ["faces"], 1, SPACE, [2.0], "bids-glm", ["face"])
+    texts = render_methods(facts)
+    name = {"lss": "least-squares-separate (LSS)", "lsa": "least-squares-all (LSA)"}[estimator]
+    noise = {"ar1": "(AR(1)", "ols": "(OLS)"}[noise_model]
+    assert name in texts["md"] and noise in texts["md"]
+    assert "Mumford" in texts["md"] and "10.1016/j.neuroimage.2011.08.076" in texts["bib"]
+    assert ("its own AR(1) coefficients" in texts["md"]) == (estimator == "lss")
