@@ -153,7 +153,11 @@ def test_default_outputs_are_unchanged_by_single_trial_estimates(demo):
     names = sorted(p.name for p in plain.iterdir())
     added = sorted(set(p.name for p in lss.iterdir()) - set(names))
     # per condition: the series, its sidecar and table; the t series and its sidecar
-    assert all("_betaseries." in name for name in added) and len(added) == 15
+    series = [name for name in added if "_betaseries." in name]
+    assert len(series) == 15
+    assert sorted(set(added) - set(series)) == [
+        f"{PREFIX}_desc-lsa_design.{e}" for e in ("json", "tsv")
+    ]
     for name in names:
         if name.endswith(".nii.gz"):
             np.testing.assert_array_equal(
@@ -399,3 +403,25 @@ def test_methods_text_names_the_estimator_and_cites_mumford(estimator, noise_mod
     assert name in texts["md"] and noise in texts["md"]
     assert "Mumford" in texts["md"] and "10.1016/j.neuroimage.2011.08.076" in texts["bib"]
     assert ("its own AR(1) coefficients" in texts["md"]) == (estimator == "lss")
+
+
+def test_report_shows_the_trial_design_and_the_peak_voxel_estimates(demo, tmp_path):
+    from bids_glm.report.single_trial_figures import trial_estimates_svg
+
+    out = tmp_path / "out"
+    command = [str(demo / "bids"), str(out), "participant", "--work-dir", str(tmp_path / "w")]
+    command += ["--no-pdf", "--single-trial", "lss", "--noise-model", "ols"]
+    assert main(command) == 0
+    html = (out / "sub-01.html").read_text()
+    assert "run-1 single-trial (LSA) design" in html
+    for condition in ("face", "house", "scrambled"):
+        assert f"run-1 {condition} trial estimates" in html
+    assert "figure unavailable" not in html
+    # the figure's numbers: the series at the voxel of the largest run-level z
+    func = out / "sub-01" / "func"
+    z = np.asarray(nib.load(func / f"{PREFIX}_contrast-face_stat-z_statmap.nii.gz").dataobj)
+    peak = np.unravel_index(np.nanargmax(z), z.shape)
+    series = np.asarray(nib.load(func / f"{PREFIX}_desc-face_betaseries.nii.gz").dataobj[peak])
+    drawn = trial_estimates_svg(np.arange(series.size) * 10.0, series, "face")
+    assert drawn.count("<circle") == series.size
+    assert "Mumford" in (out / "logs" / "CITATION.md").read_text()

@@ -291,6 +291,16 @@ def find_stat_maps(folder: Path, entities: Mapping[str, str], stat: str) -> list
     return found
 
 
+def find_beta_series(folder: Path, entities: Mapping[str, str]) -> list[tuple[str, Path]]:
+    """``(condition label, path)`` of a run's beta series (not its t series), sorted by name."""
+    found = []
+    for path in sorted(Path(folder).glob(f"*_{_BETASERIES}{NIFTI}")):
+        label = parse_name(path).entities.get("desc")
+        if label is not None and path == beta_series_path(folder, entities, label):
+            found.append((label, path))
+    return found
+
+
 def find_run_designs(folder: Path, unit_entities: Mapping[str, str]) -> list[Path]:
     """The run designs written in ``folder`` for a unit (same sub, ses, task and space)."""
     wanted = subject_level_entities(unit_entities)

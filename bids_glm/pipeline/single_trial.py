@@ -84,12 +84,9 @@ def write_single_trials(
     layout = lsa_layout(columns, list(trials.trials["column"]), list(trials.trials["condition"]))
     estimates = _estimate(lsa, data, columns, layout, settings)
     record = outputs.model_record(design, settings, [source])
-    written = []
-    if settings.single_trial == "lsa":
-        written.append(
-            outputs.write_trial_design(trials.matrix, target.folder, target.entities, record)
-        )
-        record = {**record, "Design": written[0].name}
+    # the trial-wise (LSA) design: LSA's model, and the columns LSS combines per trial
+    written = [outputs.write_trial_design(trials.matrix, target.folder, target.entities, record)]
+    record = {**record, "Design": written[0].name}
     labels = unique_labels(conditions)
     with_t = "t" in settings.single_trial_maps
     for condition in conditions:
