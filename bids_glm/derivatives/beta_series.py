@@ -21,7 +21,6 @@ from bids_glm.derivatives import naming
 from bids_glm.derivatives.files import write_bytes_atomic, write_json, write_tsv
 from bids_glm.derivatives.maps import MapTarget, label_record
 from bids_glm.design.run_design import RunDesign
-from bids_glm.image.nifti_bytes import nifti_gz_bytes
 from bids_glm.settings import Settings
 
 ESTIMATORS = {
@@ -109,10 +108,11 @@ def trials_table(trials: pd.DataFrame, onset_shift_s: float) -> pd.DataFrame:
 
 
 def _write_series(path: Path, target: MapTarget, values: np.ndarray) -> None:
-    volumes = [target.geometry.to_volume(np.where(target.valid, v, 0.0)) for v in values]
-    series = np.stack(volumes, axis=-1).astype(np.float32)
+    """The series' files through the data's geometry (one 4D NIfTI for volumes)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(path, nifti_gz_bytes(series, target.geometry.affine))
+    geometry = target.geometry
+    for extra, payload in geometry.encode_series_files(np.where(target.valid, values, 0.0)):
+        write_bytes_atomic(naming.geometry_file_path(path, extra, geometry.extension), payload)
 
 
 def write_beta_series(target: MapTarget, series: TrialSeries, record: dict) -> list[Path]:
