@@ -79,6 +79,7 @@ BIDS_IGNORED = (
     "*_boldref.json",
     "*_betaseries.nii.gz",
     "*_betaseries.json",
+    "*_betaseries.tsv",
     "*.html",
     "*.pdf",
     f"{LOGS_FOLDER}/",
@@ -262,9 +263,20 @@ def mean_image_path(folder: Path, entities: Mapping[str, str]) -> Path:
     return _file(folder, _stem(entities, {"desc": "mean"}, _BOLDREF), NIFTI)
 
 
-def beta_series_path(folder: Path, entities: Mapping[str, str], condition_label: str) -> Path:
-    """``<entities>_desc-<condition>_betaseries.nii.gz`` in ``folder``: one volume per trial."""
-    return _file(folder, _stem(entities, {"desc": condition_label}, _BETASERIES), NIFTI)
+def beta_series_path(
+    folder: Path,
+    entities: Mapping[str, str],
+    condition_label: str,
+    stat: str | None = None,
+    extension: str = NIFTI,
+) -> Path:
+    """``<entities>[_stat-<stat>]_desc-<condition>_betaseries<extension>`` in ``folder``.
+
+    One volume per trial (the estimates; ``stat="t"``: their t statistics); with ``TSV``,
+    the trials' table (one row per volume).
+    """
+    extra = ({"stat": stat} if stat else {}) | {"desc": condition_label}
+    return _file(folder, _stem(entities, extra, _BETASERIES), extension)
 
 
 def trial_design_path(folder: Path, entities: Mapping[str, str], estimator: str) -> Path:
@@ -296,6 +308,16 @@ def find_stat_maps(folder: Path, entities: Mapping[str, str], stat: str) -> list
         name = parse_name(path)
         label = name.entities.get("contrast")
         if label is not None and path == stat_map_path(folder, entities, stat, contrast=label):
+            found.append((label, path))
+    return found
+
+
+def find_beta_series(folder: Path, entities: Mapping[str, str]) -> list[tuple[str, Path]]:
+    """``(condition label, path)`` of a run's beta series (not its t series), sorted by name."""
+    found = []
+    for path in sorted(Path(folder).glob(f"*_{_BETASERIES}{NIFTI}")):
+        label = parse_name(path).entities.get("desc")
+        if label is not None and path == beta_series_path(folder, entities, label):
             found.append((label, path))
     return found
 

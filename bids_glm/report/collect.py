@@ -78,6 +78,10 @@ class RunRecord:
         The run-level z maps.
     notes : list of str
         What could not be read, in words.
+    trial_design_path : Path or None
+        The run's single-trial (LSA) design, when ``--single-trial`` wrote one.
+    beta_series : list of (str, Path)
+        Condition label and beta series of each condition with trial-wise estimates.
     """
 
     label: str
@@ -88,6 +92,8 @@ class RunRecord:
     framewise_displacement_mm: np.ndarray | None
     z_maps: list[StatMap]
     notes: list[str] = field(default_factory=list)
+    trial_design_path: Path | None = None
+    beta_series: list[tuple[str, Path]] = field(default_factory=list)
 
     @property
     def contrast_weights(self) -> dict:
@@ -323,7 +329,15 @@ def read_run(design_path: Path, used: RunUsed | None, links: Mapping[str, str]) 
         framewise_displacement_mm=motion,
         z_maps=find_z_maps(design_path.parent, run_entities, label),
         notes=notes,
+        trial_design_path=_existing(
+            naming.trial_design_path(design_path.parent, run_entities, "lsa")
+        ),
+        beta_series=naming.find_beta_series(design_path.parent, run_entities),
     )
+
+
+def _existing(path: Path) -> Path | None:
+    return path if path.is_file() else None
 
 
 def find_z_maps(
