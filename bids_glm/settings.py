@@ -134,6 +134,8 @@ class Settings:
         None (default) writes none.
     single_trial_conditions : tuple of str
         Conditions whose trials get estimates; empty means every condition of the run.
+    single_trial_maps : tuple of str
+        Series written beside each beta series: ``("t",)`` or none.
     dry_run : bool
         Build and write the designs, print the plan, fit nothing.
     overwrite : bool
@@ -187,6 +189,7 @@ class Settings:
     model_maps: bool = False
     single_trial: str | None = None
     single_trial_conditions: tuple[str, ...] = ()
+    single_trial_maps: tuple[str, ...] = ()
     dry_run: bool = False
     overwrite: bool = False
     command_line: str = ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import nibabel as nib
 import numpy as np
@@ -98,7 +99,7 @@ def _analyse(demo, estimator, noise_model):
     if not out.exists():
         command = [str(demo / "bids"), str(out), "participant", "--work-dir", str(demo / "work")]
         command += ["--no-reports", "--confounds", "motion6", "--noise-model", noise_model]
-        command += ["--single-trial", estimator] if estimator else []
+        command += ["--single-trial", estimator, "--single-trial-maps", "t"] if estimator else []
         assert main(command) == 0
     return out / "sub-01" / "func"
 
@@ -151,7 +152,12 @@ def test_default_outputs_are_unchanged_by_single_trial_estimates(demo):
     lss = _analyse(demo, "lss", "ols")
     names = sorted(p.name for p in plain.iterdir())
     added = sorted(set(p.name for p in lss.iterdir()) - set(names))
-    assert all("_betaseries." in name for name in added) and len(added) == 6
+    # per condition: the series, its sidecar and table; the t series and its sidecar
+    series = [name for name in added if "_betaseries." in name]
+    assert len(series) == 15
+    assert sorted(set(added) - set(series)) == [
+        f"{PREFIX}_desc-lsa_design.{e}" for e in ("json", "tsv")
+    ]
     for name in names:
         if name.endswith(".nii.gz"):
             np.testing.assert_array_equal(
@@ -173,7 +179,9 @@ def test_lss_outputs_equal_brute_force_fits(demo, noise_model):
         assert close.mean() > (0.99 if noise_model == "ar1" else 1.0 - 1e-12)
 
 
-def test_lss_in_memory_equals_brute_force_to_1e8_for_ols(demo):
+@pytest.mark.parametrize("noise_model", ["ols", "ar1"])
+def test_lss_in_memory_equals_brute_force(demo, noise_model):
+    """1e-8 of the largest estimate; for AR(1), bar voxels on a bin edge (fewer than 1%)."""
     func = _analyse(demo, "lsa", "ols")
     data, _ = _data(demo, func)
     lsa = pd.read_csv(func / f"{PREFIX}_desc-lsa_design.tsv", sep="\t")
@@ -181,10 +189,17 @@ def test_lss_in_memory_equals_brute_force_to_1e8_for_ols(demo):
     trial_columns = [c for c in lsa.columns if "_trial" in c]
     groups = [c.split("_trial")[0] for c in trial_columns]
     layout = lsa_layout(list(lsa.columns), trial_columns, groups)
-    estimates = lss_fit(lsa.to_numpy(), data, layout, "ols").beta
-    brute = np.concatenate(list(_brute_force_lss(demo, func, data, "ols").values()))
+    estimates = lss_fit(lsa.to_numpy(), data, layout, noise_model, keep_ar1=True)
+    brute = np.concatenate(list(_brute_force_lss(demo, func, data, noise_model).values()))
     assert len(trial_columns) == len(events)
-    np.testing.assert_allclose(estimates, brute, rtol=0, atol=1e-8 * np.abs(brute).max())
+    close = np.abs(estimates.beta - brute) <= 1e-8 * np.abs(brute).max()
+    if noise_model == "ols":
+        assert close.all()
+        return
+    scaled = estimates.ar1 * 100
+    on_edge = np.abs(scaled - np.round(scaled)) < 1e-9
+    assert not np.any(~close & ~on_edge)
+    assert on_edge.mean() < 0.01
 
 
 @pytest.mark.parametrize("noise_model", ["ols", "ar1"])
@@ -231,3 +246,182 @@ def test_single_trial_options_are_checked(demo, capsys):
     assert "needs --single-trial" in capsys.readouterr().err
     assert main([*base, "--single-trial", "lss", "--hrf-model", "spm + derivative"]) == 3
     assert "one HRF column" in capsys.readouterr().err
+    assert main([*base, "--single-trial-maps", "t"]) == 3
+    assert "--single-trial-maps needs --single-trial" in capsys.readouterr().err
+    assert main([*base, "--single-trial", "lss", "--parametric-modulators", "response_time"]) == 3
+    assert "no parametric modulators" in capsys.readouterr().err
+
+
+def test_conditions_are_checked_before_any_fit(demo, tmp_path, capsys):
+    """An unknown condition, or one a run lacks, stops the analysis at planning (exit 3)."""
+    import shutil
+
+    base = [str(demo / "bids"), str(tmp_path / "out"), "participant"]
+    base += ["--work-dir", str(tmp_path / "work"), "--single-trial", "lss"]
+    assert main([*base, "--single-trial-conditions", "face", "Face"]) == 3
+    err = capsys.readouterr().err
+    assert "no run has trials of Face" in err and "face, house, scrambled" in err
+    assert not (tmp_path / "out" / "sub-01").exists()
+    bids = tmp_path / "bids"
+    shutil.copytree(demo / "bids", bids, symlinks=True)
+    path = next(bids.rglob("*_events.tsv"))
+    path.chmod(0o644)
+    events = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    events.loc[events["trial_type"] == "house", "onset"] = "n/a"  # no house trials left
+    path.write_text(events.to_csv(sep="\t", index=False))
+    base[0] = str(bids)
+    assert main([*base, "--single-trial-conditions", "face", "house"]) == 3
+    assert "no run has trials of house" in capsys.readouterr().err
+    assert main([*base, "--dry-run"]) == 0  # all conditions: the run's own
+    assert not list((tmp_path / "out").rglob("*_betaseries.*"))
+
+
+def test_trials_are_the_events_without_their_na_rows_in_onset_order(demo, tmp_path):
+    import shutil
+
+    bids = tmp_path / "bids"
+    shutil.copytree(demo / "bids", bids, symlinks=True)
+    path = next(bids.rglob("*_events.tsv"))
+    path.chmod(0o644)
+    events = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    extra = events.iloc[:3].copy()
+    extra.loc[extra.index[0], "onset"] = "n/a"
+    extra.loc[extra.index[1], "trial_type"] = "n/a"
+    extra.loc[extra.index[2], "onset"] = "n/a"
+    shuffled = pd.concat([events.iloc[::-1], extra], ignore_index=True)  # not in onset order
+    path.write_text(shuffled.to_csv(sep="\t", index=False))
+    out = tmp_path / "out"
+    command = [str(bids), str(out), "participant", "--work-dir", str(tmp_path / "work")]
+    assert main([*command, "--no-reports", "--single-trial", "lss", "--noise-model", "ols"]) == 0
+    func = out / "sub-01" / "func"
+    kept = events.astype({"onset": float, "duration": float})
+    for condition in sorted(kept["trial_type"].unique()):
+        expected = kept[kept["trial_type"] == condition].sort_values("onset", kind="stable")
+        sidecar = json.loads((func / f"{PREFIX}_desc-{condition}_betaseries.json").read_text())
+        assert [t["onset"] for t in sidecar["Trials"]] == pytest.approx(list(expected["onset"]))
+        assert sidecar["NumberOfTrials"] == len(expected)
+        image = nib.load(func / f"{PREFIX}_desc-{condition}_betaseries.nii.gz")
+        assert image.shape[3] == len(expected)
+
+
+def _t_series(func, condition, mask):
+    image = nib.load(func / f"{PREFIX}_stat-t_desc-{condition}_betaseries.nii.gz")
+    return np.asarray(image.dataobj)[mask].T
+
+
+@pytest.mark.parametrize("noise_model", ["ols", "ar1"])
+def test_t_series_equal_the_t_of_brute_force_fits(demo, noise_model):
+    """LSS: each trial's model fitted alone, t of its first column; LSA: the LSA fit's t."""
+    lss, lsa_out = _analyse(demo, "lss", noise_model), _analyse(demo, "lsa", noise_model)
+    data, mask = _data(demo, lss)
+    lsa = pd.read_csv(lsa_out / f"{PREFIX}_desc-lsa_design.tsv", sep="\t")
+    fit = fit_glm(lsa.to_numpy(), data, list(lsa.columns), noise_model=noise_model)
+    t_lsa = fit.beta / np.sqrt(np.einsum("vjj->jv", fit.bin_cov[fit.voxel_bin]) * fit.sigma2)
+    trial_columns = [c for c in lsa.columns if "_trial" in c]
+    layout = lsa_layout(
+        list(lsa.columns), trial_columns, [c.split("_trial")[0] for c in trial_columns]
+    )
+    t_lss = []
+    for trial in range(layout.n_trials):
+        model = lss_design(lsa.to_numpy(), layout, trial)
+        one = fit_glm(model, data, [str(k) for k in range(model.shape[1])], noise_model)
+        t_lss.append(one.beta[0] / np.sqrt(one.bin_cov[one.voxel_bin, 0, 0] * one.sigma2))
+    t_lss = np.stack(t_lss)
+    start = 0
+    for condition in sorted(_events(demo)["trial_type"].unique()):
+        columns = [c for c in trial_columns if c.startswith(f"{condition}_trial")]
+        expected_lss = t_lss[start : start + len(columns)]
+        start += len(columns)
+        expected_lsa = t_lsa[[list(lsa.columns).index(c) for c in columns]]
+        for func, expected in ((lss, expected_lss), (lsa_out, expected_lsa)):
+            written = _t_series(func, condition, mask)
+            close = np.isclose(written, expected, rtol=1e-5, atol=1e-5)  # float32 files
+            assert close.mean() > (0.99 if noise_model == "ar1" else 1.0 - 1e-12)
+        sidecar = json.loads(
+            (lss / f"{PREFIX}_stat-t_desc-{condition}_betaseries.json").read_text()
+        )
+        assert sidecar["Statistic"] == "t" and len(sidecar["DegreesOfFreedom"]) == len(columns)
+
+
+def test_trials_table_round_trip(demo):
+    """The _betaseries.tsv labels every volume: a pattern analysis needs nothing else."""
+    func = _analyse(demo, "lss", "ols")
+    events = _events(demo)
+    for condition in sorted(events["trial_type"].unique()):
+        table = pd.read_csv(func / f"{PREFIX}_desc-{condition}_betaseries.tsv", sep="\t")
+        image = nib.load(func / f"{PREFIX}_desc-{condition}_betaseries.nii.gz")
+        expected = events[events["trial_type"] == condition]
+        assert list(table.columns) == ["index", "onset", "duration", "trial_type"]
+        assert len(table) == image.shape[3] == len(expected)
+        assert list(table["index"]) == list(range(len(expected)))
+        np.testing.assert_allclose(table["onset"], expected["onset"])
+        np.testing.assert_allclose(table["duration"], expected["duration"])
+        assert set(table["trial_type"]) == {condition}
+
+
+def test_a_run_lacking_a_requested_condition_is_named():
+    from types import SimpleNamespace
+
+    from bids_glm.errors import InputError
+    from bids_glm.pipeline.single_trial import check_single_trial_plan
+    from bids_glm.settings import Settings
+
+    def design(label, conditions):
+        return SimpleNamespace(run=SimpleNamespace(label=label), conditions=conditions)
+
+    units = [SimpleNamespace(designs=(design("run-1", ("a", "b")), design("run-2", ("a",))))]
+    settings = Settings(
+        bids_dir=".",
+        output_dir="out",
+        analysis_level="participant",
+        work_dir="w",
+        single_trial="lss",
+    )
+    check_single_trial_plan(units, settings)  # default: each run's own conditions
+    with pytest.raises(InputError, match="run-2 has no trials of b"):
+        check_single_trial_plan(units, replace(settings, single_trial_conditions=("a", "b")))
+
+
+@pytest.mark.parametrize(("estimator", "noise_model"), [("lss", "ar1"), ("lsa", "ols")])
+def test_methods_text_names_the_estimator_and_cites_mumford(estimator, noise_model):
+    from bids_glm.derivatives.methods import methods_facts, render_methods
+    from bids_glm.settings import ModelSettings, Settings
+
+    settings = Settings(
+        bids_dir=".",
+        output_dir="out",
+        analysis_level="participant",
+        work_dir="w",
+        model=ModelSettings(noise_model=noise_model),
+        single_trial=estimator,
+        single_trial_conditions=("face",),
+    )
+    facts = methods_facts(settings, 1, ["faces"], 1, SPACE, [2.0], "bids-glm", ["face"])
+    texts = render_methods(facts)
+    name = {"lss": "least-squares-separate (LSS)", "lsa": "least-squares-all (LSA)"}[estimator]
+    noise = {"ar1": "(AR(1)", "ols": "(OLS)"}[noise_model]
+    assert name in texts["md"] and noise in texts["md"]
+    assert "Mumford" in texts["md"] and "10.1016/j.neuroimage.2011.08.076" in texts["bib"]
+    assert ("its own AR(1) coefficients" in texts["md"]) == (estimator == "lss")
+
+
+def test_report_shows_the_trial_design_and_the_peak_voxel_estimates(demo, tmp_path):
+    from bids_glm.report.single_trial_figures import trial_estimates_svg
+
+    out = tmp_path / "out"
+    command = [str(demo / "bids"), str(out), "participant", "--work-dir", str(tmp_path / "w")]
+    command += ["--no-pdf", "--single-trial", "lss", "--noise-model", "ols"]
+    assert main(command) == 0
+    html = (out / "sub-01.html").read_text()
+    assert "run-1 single-trial (LSA) design" in html
+    for condition in ("face", "house", "scrambled"):
+        assert f"run-1 {condition} trial estimates" in html
+    assert "figure unavailable" not in html
+    # the figure's numbers: the series at the voxel of the largest run-level z
+    func = out / "sub-01" / "func"
+    z = np.asarray(nib.load(func / f"{PREFIX}_contrast-face_stat-z_statmap.nii.gz").dataobj)
+    peak = np.unravel_index(np.nanargmax(z), z.shape)
+    series = np.asarray(nib.load(func / f"{PREFIX}_desc-face_betaseries.nii.gz").dataobj[peak])
+    drawn = trial_estimates_svg(np.arange(series.size) * 10.0, series, "face")
+    assert drawn.count("<circle") == series.size
+    assert "Mumford" in (out / "logs" / "CITATION.md").read_text()

@@ -190,6 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CONDITION",
         help="conditions whose trials get estimates (default: all)",
     )
+    model.add_argument(
+        "--single-trial-maps",
+        choices=("t",),
+        default=None,
+        help="also write, beside each beta series, the matching t series",
+    )
 
     report = parser.add_argument_group("reports and cluster tables")
     report.add_argument(

@@ -195,9 +195,11 @@ def _design_dir(args: argparse.Namespace, model: ModelSettings) -> ModelSettings
 def _single_trial(args: argparse.Namespace, model: ModelSettings) -> dict:
     """``--single-trial`` and its conditions, on designs bids-glm builds with one HRF column."""
     conditions = tuple(dict.fromkeys(args.single_trial_conditions))
+    maps = (args.single_trial_maps,) if args.single_trial_maps else ()
     if args.single_trial is None:
-        if conditions:
-            raise InputError("--single-trial-conditions needs --single-trial lsa or lss")
+        for flag, used in (("conditions", conditions), ("maps", maps)):
+            if used:
+                raise InputError(f"--single-trial-{flag} needs --single-trial lsa or lss")
         return {}
     clash = [
         flag
@@ -217,7 +219,11 @@ def _single_trial(args: argparse.Namespace, model: ModelSettings) -> dict:
             "estimates need designs bids-glm builds from the events, one HRF column per "
             "condition (spm or glover, no derivatives) and no parametric modulators"
         )
-    return {"single_trial": args.single_trial, "single_trial_conditions": conditions}
+    return {
+        "single_trial": args.single_trial,
+        "single_trial_conditions": conditions,
+        "single_trial_maps": maps,
+    }
 
 
 def _stats_model(

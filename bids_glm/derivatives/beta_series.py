@@ -2,11 +2,16 @@
 
 A beta series holds one volume per trial of its condition, in onset order; its sidecar lists
 the trials (the volume index, the onset and duration as in the events file, the condition,
-the amplitude when the events scale trials) and how the estimates were made.
+the amplitude when the events scale trials) and how the estimates were made; a TSV of the
+same name has one row per volume (``index``, ``onset``, ``duration``, ``trial_type``,
+``amplitude`` when the events scale trials). With ``--single-trial-maps t`` the t series
+(``_stat-t_desc-<condition>_betaseries.nii.gz``) has the same volumes and a sidecar that adds
+each trial's degrees of freedom.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +21,6 @@ from bids_glm.derivatives import naming
 from bids_glm.derivatives.files import write_bytes_atomic, write_json, write_tsv
 from bids_glm.derivatives.maps import MapTarget, label_record
 from bids_glm.design.run_design import RunDesign
-from bids_glm.image.nifti_bytes import nifti_gz_bytes
 from bids_glm.settings import Settings
 
 ESTIMATORS = {
@@ -71,31 +75,76 @@ def trial_records(trials: pd.DataFrame, onset_shift_s: float) -> list[dict]:
     return records
 
 
-def write_beta_series(
-    target: MapTarget,
-    condition: str,
-    label: str,
-    betas: np.ndarray,
-    trials: pd.DataFrame,
-    record: dict,
-) -> Path:
-    """Write one condition's beta series (``betas``: (n_trials, V), in onset order)."""
-    path = naming.beta_series_path(target.folder, target.entities, label)
-    volumes = [target.geometry.to_volume(np.where(target.valid, b, 0.0)) for b in betas]
-    series = np.stack(volumes, axis=-1).astype(np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(path, nifti_gz_bytes(series, target.geometry.affine))
-    write_json(
-        naming.sidecar_path(path),
-        {
-            **record,
-            "Condition": condition,
-            "NumberOfTrials": len(betas),
-            "Trials": trial_records(trials, record["DummyScans"] * record["RepetitionTime"]),
-            **label_record(target.entities),
-        },
+@dataclass(frozen=True)
+class TrialSeries:
+    """One condition's trial-wise estimates.
+
+    Attributes
+    ----------
+    condition, label : str
+        The condition and its BIDS-safe label.
+    trials : DataFrame
+        The condition's rows of `bids_glm.design.single_trial.TrialDesign.trials`.
+    beta : ndarray, shape (n_trials, V)
+    t : ndarray, shape (n_trials, V), or None
+        With ``--single-trial-maps t``.
+    dof : ndarray, shape (n_trials,), or None
+        Degrees of freedom of each trial's t statistic.
+    """
+
+    condition: str
+    label: str
+    trials: pd.DataFrame
+    beta: np.ndarray
+    t: np.ndarray | None = None
+    dof: np.ndarray | None = None
+
+
+def trials_table(trials: pd.DataFrame, onset_shift_s: float) -> pd.DataFrame:
+    """The ``_betaseries.tsv`` table: one row per volume of the series, in volume order."""
+    return pd.DataFrame(trial_records(trials, onset_shift_s)).drop(
+        columns=["event_row", "design_column"]
     )
-    return path
+
+
+def _write_series(path: Path, target: MapTarget, values: np.ndarray) -> None:
+    """The series' files through the data's geometry (one 4D NIfTI for volumes)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    geometry = target.geometry
+    for extra, payload in geometry.encode_series_files(np.where(target.valid, values, 0.0)):
+        write_bytes_atomic(naming.geometry_file_path(path, extra, geometry.extension), payload)
+
+
+def write_beta_series(target: MapTarget, series: TrialSeries, record: dict) -> list[Path]:
+    """Write one condition's beta series (and t series), its sidecar and its trials' table.
+
+    Returns the paths of the images and the table.
+    """
+    shift_s = record["DummyScans"] * record["RepetitionTime"]
+    path = naming.beta_series_path(target.folder, target.entities, series.label)
+    _write_series(path, target, series.beta)
+    content = {
+        **record,
+        "Condition": series.condition,
+        "NumberOfTrials": len(series.beta),
+        "Trials": trial_records(series.trials, shift_s),
+        **label_record(target.entities),
+    }
+    write_json(naming.sidecar_path(path), content)
+    table = naming.beta_series_path(
+        target.folder, target.entities, series.label, extension=naming.TSV
+    )
+    write_tsv(table, trials_table(series.trials, shift_s))
+    written = [path, table]
+    if series.t is not None:
+        t_path = naming.beta_series_path(target.folder, target.entities, series.label, "t")
+        _write_series(t_path, target, series.t)
+        dof = [float(d) for d in series.dof]
+        write_json(
+            naming.sidecar_path(t_path), {**content, "Statistic": "t", "DegreesOfFreedom": dof}
+        )
+        written.append(t_path)
+    return written
 
 
 def write_trial_design(

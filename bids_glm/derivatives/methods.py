@@ -67,6 +67,12 @@ class MethodsFacts:
         How the runs' brain masks were combined (``Settings.mask_combine``).
     user_mask : str or None
         File name of a user-supplied analysis mask (it replaces the brain masks).
+    single_trial : str or None
+        ``"lsa"`` or ``"lss"`` when trial-wise estimates were written.
+    single_trial_conditions : tuple of str
+        Conditions whose trials were estimated (empty: all).
+    single_trial_t : bool
+        Whether their t statistics were written too.
     """
 
     software_version: str
@@ -81,6 +87,9 @@ class MethodsFacts:
     conditions: tuple[str, ...] = ()
     mask_rule: MaskRule = INTERSECTION
     user_mask: str | None = None
+    single_trial: str | None = None
+    single_trial_conditions: tuple[str, ...] = ()
+    single_trial_t: bool = False
 
     def __post_init__(self) -> None:
         missing = [name for name in DEPENDENCIES if name not in self.dependency_versions]
@@ -156,6 +165,9 @@ def methods_facts(
         conditions=tuple(sorted(set(conditions))),
         mask_rule=settings.mask_combine,
         user_mask=settings.mask.name if settings.mask is not None else None,
+        single_trial=settings.single_trial,
+        single_trial_conditions=settings.single_trial_conditions,
+        single_trial_t="t" in settings.single_trial_maps,
     )
 
 

@@ -79,6 +79,7 @@ BIDS_IGNORED = (
     "*_boldref.json",
     "*_betaseries.nii.gz",
     "*_betaseries.json",
+    "*_betaseries.tsv",
     "*.html",
     "*.pdf",
     f"{LOGS_FOLDER}/",
@@ -262,9 +263,20 @@ def mean_image_path(folder: Path, entities: Mapping[str, str]) -> Path:
     return _file(folder, _stem(entities, {"desc": "mean"}, _BOLDREF), NIFTI)
 
 
-def beta_series_path(folder: Path, entities: Mapping[str, str], condition_label: str) -> Path:
-    """``<entities>_desc-<condition>_betaseries.nii.gz`` in ``folder``: one volume per trial."""
-    return _file(folder, _stem(entities, {"desc": condition_label}, _BETASERIES), NIFTI)
+def beta_series_path(
+    folder: Path,
+    entities: Mapping[str, str],
+    condition_label: str,
+    stat: str | None = None,
+    extension: str = NIFTI,
+) -> Path:
+    """``<entities>[_stat-<stat>]_desc-<condition>_betaseries<extension>`` in ``folder``.
+
+    One volume per trial (the estimates; ``stat="t"``: their t statistics); with ``TSV``,
+    the trials' table (one row per volume).
+    """
+    extra = ({"stat": stat} if stat else {}) | {"desc": condition_label}
+    return _file(folder, _stem(entities, extra, _BETASERIES), extension)
 
 
 def trial_design_path(folder: Path, entities: Mapping[str, str], estimator: str) -> Path:
@@ -288,14 +300,30 @@ def map_label(path: Path) -> str:
 def find_stat_maps(folder: Path, entities: Mapping[str, str], stat: str) -> list[tuple[str, Path]]:
     """``(contrast label, path)`` of the ``stat`` maps whose other entities are ``entities``.
 
-    Sorted by file name. A run's maps are not a participant's: the entities must match
-    exactly, in order.
+    NIfTI, then GIfTI, then CIFTI maps, each sorted by file name. A GIfTI map is found
+    once, by the name without ``hemi`` it is written under (:func:`map_part_files` gives
+    its files). A run's maps are not a participant's: the entities must match exactly.
     """
     found = []
-    for path in sorted(Path(folder).glob(f"*_stat-{stat}_{_STATMAP}{NIFTI}")):
-        name = parse_name(path)
-        label = name.entities.get("contrast")
-        if label is not None and path == stat_map_path(folder, entities, stat, contrast=label):
+    for extension in (NIFTI, GIFTI, CIFTI_SCALAR):
+        part = {"hemi": "L"} if extension == GIFTI else {}
+        for path in sorted(Path(folder).glob(f"*_stat-{stat}_{_STATMAP}{extension}")):
+            label = parse_name(path).entities.get("contrast")
+            if label is None:
+                continue
+            nifti = stat_map_path(folder, entities, stat, contrast=label)
+            logical = with_extension(nifti, extension)
+            if path == geometry_file_path(logical, part, extension):
+                found.append((label, logical))
+    return found
+
+
+def find_beta_series(folder: Path, entities: Mapping[str, str]) -> list[tuple[str, Path]]:
+    """``(condition label, path)`` of a run's beta series (not its t series), sorted by name."""
+    found = []
+    for path in sorted(Path(folder).glob(f"*_{_BETASERIES}{NIFTI}")):
+        label = parse_name(path).entities.get("desc")
+        if label is not None and path == beta_series_path(folder, entities, label):
             found.append((label, path))
     return found
 
@@ -398,32 +426,6 @@ def geometry_file_path(path: Path, extra: Mapping[str, str], extension: str) -> 
     items = list(entities.items())
     items[position:position] = [(k, v) for k, v in extra.items() if k not in entities]
     return _file(path.parent, _stem(dict(items), {}, name.suffix), extension)
-
-
-def _found_maps(folder: Path, entities: Mapping[str, str], stat: str, extension: str, key=None):
-    """``(label, value of key, path)`` of ``entities``' ``stat`` maps in ``extension`` files."""
-    found = []
-    for path in sorted(Path(folder).glob(f"*_stat-{stat}_{_STATMAP}{extension}")):
-        name = parse_name(path)
-        label, value = name.entities.get("contrast"), name.entities.get(key)
-        logical = stat_map_path(folder, entities, stat, contrast=label or "")
-        extra = {key: value} if key else {}
-        if label and (value or not key) and path == geometry_file_path(logical, extra, extension):
-            found.append((label, value, path))
-    return found
-
-
-def find_surface_stat_maps(folder: Path, entities: Mapping[str, str], stat: str) -> list:
-    """``(contrast label, (left, right))`` of the GIfTI ``stat`` maps of ``entities``."""
-    pairs: dict[str, dict[str, Path]] = {}
-    for label, hemi, path in _found_maps(folder, entities, stat, GIFTI, "hemi"):
-        pairs.setdefault(label, {})[hemi] = path
-    return [(label, (p["L"], p["R"])) for label, p in sorted(pairs.items()) if len(p) == 2]
-
-
-def find_cifti_stat_maps(folder: Path, entities: Mapping[str, str], stat: str) -> list:
-    """``(contrast label, path)`` of the CIFTI ``stat`` maps (``.dscalar.nii``) of ``entities``."""
-    return [(label, path) for label, _, path in _found_maps(folder, entities, stat, CIFTI_SCALAR)]
 
 
 def is_cifti_map(path: Path) -> bool:

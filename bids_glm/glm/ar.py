@@ -45,15 +45,20 @@ def residual_moments(residuals: np.ndarray) -> np.ndarray:
     return moments
 
 
-def yule_walker_ar1(moments: np.ndarray, n_scans: int) -> np.ndarray:
+def yule_walker_ar1(
+    moments: np.ndarray, n_scans: int, mean: float | np.ndarray | None = None
+) -> np.ndarray:
     """AR(1) coefficient of every voxel from its residual moments.
 
     Parameters
     ----------
-    moments : ndarray, shape (5, V)
+    moments : ndarray, shape (5, V) or (5, ...)
         Output of `residual_moments` for all V voxels (chunks concatenated along axis 1).
     n_scans : int
         Number of time points n.
+    mean : float or ndarray, optional
+        The residuals' global mean (over all voxels and time points), broadcast against
+        ``moments[0]``; default: computed from ``moments`` (which must then hold all voxels).
 
     Returns
     -------
@@ -62,7 +67,8 @@ def yule_walker_ar1(moments: np.ndarray, n_scans: int) -> np.ndarray:
     """
     n = float(n_scans)
     total = moments[SUM]
-    mean = total.sum() / (n * moments.shape[1])
+    if mean is None:
+        mean = total.sum() / (n * moments.shape[1])
     centred_squares = moments[SUM_SQUARES] - 2.0 * mean * total + n * mean**2
     centred_lag1 = (
         moments[SUM_LAG1]

@@ -3,45 +3,32 @@
 LSS (Mumford et al. 2012) fits, for each trial ``i``, the model ``X_i = A M_i``: the LSA design
 ``A`` (n, q) combined by ``M_i`` (q, p_i) into trial ``i``'s column, the sum of the other
 trials of its condition, the sum of each other condition's trials and the nuisance columns
-as they are. No model is refitted to the data. With ``A = Q R`` (thin QR), every column space
-lies in ``range(Q)``, so
-
-* OLS: ``pinv(X_i) Y = pinv(R M_i) Z`` with ``Z = Q^T Y`` (q, V), read once from the data;
-* the OLS residuals are ``e_i = Y_perp + Q u_i`` with ``Y_perp = Y - Q Z`` (the LSA residuals)
-  and ``u_i = (I - P_i) Z`` (``P_i`` the projector on ``range(R M_i)``), so the residual
-  moments nilearn's AR(1) estimate needs (sum of squares, lag-1 sum, sum, first, last) follow
-  from the LSA residual moments, ``N^T Y_perp`` (``N`` the neighbour sum of ``Q``) and small
-  (q, q) products; every trial model gets its own AR(1) coefficients, with its own global
-  residual mean, binned as nilearn bins them;
-* the AR(1) refit of a voxel in bin ``rho`` is ``beta_ols + cov_b X_i^T W^T W e_i`` (see
-  `bids_glm.glm.ar_refit`), with ``cov_b`` from ``pinv(R_b R M_i)`` where ``W Q = Q_b R_b``
-  (one QR per bin value, shared by all trials) and
-  ``Q^T W^T W e_i = (1 + rho^2) u_i - rho (N^T Y_perp + N^T Q u_i) - rho^2 q_{n-1} e_{i,n-1}``.
-
-The result equals fitting each trial's model to the data (`bids_glm.glm.fit.fit_glm`) to
-rounding, except, for AR(1), voxels whose coefficient falls within rounding of a bin edge.
+as they are. No model is refitted to the data: every ``X_i`` spans the ordinary design plus
+one column, so one pass over the data gives every model's OLS fit and residual moments
+(`bids_glm.glm.lss_terms`), and each model's own AR(1) coefficients and refit follow from
+small per-bin products (`bids_glm.glm.lss_ar1`). The result equals fitting each trial's model
+to the data (`bids_glm.glm.fit.fit_glm`) to rounding, except, for AR(1), voxels whose
+coefficient falls within rounding of a bin edge. Designs where a model is rank-deficient are
+fitted trial by trial instead (slow, but the same estimator).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
 
-from bids_glm.glm.ar import (
-    FIRST,
-    LAST,
-    SUM,
-    SUM_LAG1,
-    SUM_SQUARES,
-    bin_ar1,
-    whiten_ar1,
-    yule_walker_ar1,
-)
-from bids_glm.glm.ols import design_operators, neighbour_sum, ols_pass
+from bids_glm.glm.fit import fit_glm
+from bids_glm.glm.lss_ar1 import ar1_estimates
+from bids_glm.glm.lss_terms import lss_pass, lss_terms, ols_estimates
+from bids_glm.glm.lss_variance import ar1_variance, ols_variance, variance_tables
 from bids_glm.runtime.threads import thread_budget
+
+LOGGER = logging.getLogger("bids_glm")
+# voxels per chunk of the AR(1) step: a few (K, chunk) arrays, near the cache's size
+REFIT_CHUNK_VOXELS = 4096
 
 
 @dataclass(frozen=True)
@@ -114,10 +101,22 @@ class TrialEstimates:
     beta : ndarray, shape (n_trials, V)
     ar1 : ndarray, shape (n_trials, V), or None
         LSS with AR(1): each trial model's (unbinned) AR(1) coefficient, for checks.
+    variance : ndarray, shape (n_trials, V), or None
+        Variance of each estimate (as `bids_glm.glm.contrast` computes a t contrast's).
+    dof : ndarray, shape (n_trials,), or None
+        Degrees of freedom of each trial's model (scans minus the rank of its design).
     """
 
     beta: np.ndarray
     ar1: np.ndarray | None = None
+    variance: np.ndarray | None = None
+    dof: np.ndarray | None = None
+
+    @property
+    def t(self) -> np.ndarray:
+        """``beta / sqrt(variance)`` (0 where the variance is 0)."""
+        scale = np.sqrt(self.variance)
+        return np.divide(self.beta, scale, out=np.zeros_like(self.beta), where=scale > 0)
 
 
 def lss_fit(
@@ -128,6 +127,7 @@ def lss_fit(
     n_bins: int = 100,
     chunk_voxels: int = 4096,
     keep_ar1: bool = False,
+    variance: bool = False,
 ) -> TrialEstimates:
     """Least-squares-separate estimates of every trial, from one pass over the data.
 
@@ -145,6 +145,8 @@ def lss_fit(
         Voxels per chunk of the pass over the data.
     keep_ar1 : bool
         Return each trial model's AR(1) coefficients too.
+    variance : bool
+        Return each estimate's variance too (for t statistics).
 
     Returns
     -------
@@ -155,88 +157,56 @@ def lss_fit(
         raise ValueError(f"noise_model must be 'ar1' or 'ols'; received {noise_model!r}")
     if design.shape[0] != data.shape[0] or design.shape[1] != layout.n_columns:
         raise ValueError(f"design {design.shape} does not match data {data.shape} and layout")
-    basis, triangle = scipy.linalg.qr(design, mode="economic")
+    terms = lss_terms(design, np.asarray(layout.trial_columns), np.asarray(layout.trial_groups))
+    if terms is None:
+        LOGGER.warning(
+            "an LSS model is rank-deficient: fitting the %d trials one by one", layout.n_trials
+        )
+        return _refit_each_trial(design, data, layout, noise_model, n_bins)
+    n_threads = thread_budget()
     is_ar1 = noise_model == "ar1"
-    summary = ols_pass(
-        design_operators(basis), data, chunk_voxels, lag_cross=is_ar1, n_threads=thread_budget()
-    )
-    projected = summary.beta  # Q^T Y
-    models = lss_combinations(layout)
-    reduced = [triangle @ m for m in models]
-    inverses = [scipy.linalg.pinv(b) for b in reduced]
-    ols_beta = np.stack([inv[0] for inv in inverses]) @ projected
+    dof = (design.shape[0] - terms.n_columns).astype(float)
+    summary = lss_pass(terms, data, chunk_voxels, is_ar1, n_threads)
     if not is_ar1:
-        return TrialEstimates(beta=ols_beta)
-    refit = _Ar1Refit(basis, triangle, summary, int(n_bins))
-    beta = np.empty_like(ols_beta)
-    ar1 = np.empty_like(ols_beta) if keep_ar1 else None
-    for i, (model, b, inv) in enumerate(zip(models, reduced, inverses, strict=True)):
-        delta, rho = refit.trial_delta(model, b, inv)
-        beta[i] = ols_beta[i] + delta
-        if ar1 is not None:
-            ar1[i] = rho
-    return TrialEstimates(beta=beta, ar1=ar1)
-
-
-class _Ar1Refit:
-    """The AR(1) step of every LSS model from the LSA-level summaries."""
-
-    def __init__(self, basis: np.ndarray, triangle: np.ndarray, summary, n_bins: int) -> None:
-        self.basis, self.triangle, self.n_bins = basis, triangle, n_bins
-        self.projected, self.moments, self.lag_cross = (
-            summary.beta,
-            summary.moments,
-            summary.lag_cross,
+        everything = slice(None)
+        return TrialEstimates(
+            beta=ols_estimates(terms, summary, everything),
+            variance=ols_variance(terms, summary, everything) if variance else None,
+            dof=dof,
         )
-        self.n_scans = basis.shape[0]
-        self.neighbour_gram = neighbour_sum(basis).T @ basis  # N^T Q
-        self.lag_gram = basis[:-1].T @ basis[1:]  # sum_t q_t q_{t+1}^T
-        self._whitened: dict[float, np.ndarray] = {}
 
-    def _whitened_triangle(self, rho: float) -> np.ndarray:
-        """``R_b`` of ``W Q = Q_b R_b`` (cached per bin value, shared by the trials)."""
-        if rho not in self._whitened:
-            whitened = whiten_ar1(self.basis.copy(), rho)
-            self._whitened[rho] = scipy.linalg.qr(whitened, mode="economic")[1]
-        return self._whitened[rho]
+    def binned_variance(rho_values: np.ndarray):
+        tables = variance_tables(terms, rho_values)
+        return lambda rows, voxels: ar1_variance(terms, summary, tables, rows, voxels)
 
-    def _residual_moments(self, u: np.ndarray) -> np.ndarray:
-        base, q = self.moments, self.basis
-        moments = np.empty_like(base)
-        moments[SUM_SQUARES] = base[SUM_SQUARES] + np.einsum("iv,iv->v", u, u)
-        moments[SUM_LAG1] = (
-            base[SUM_LAG1]
-            + np.einsum("iv,iv->v", u, self.lag_cross)
-            + np.einsum("iv,iv->v", u, self.lag_gram @ u)
-        )
-        moments[SUM] = base[SUM] + q.sum(axis=0) @ u
-        moments[FIRST] = base[FIRST] + q[0] @ u
-        moments[LAST] = base[LAST] + q[-1] @ u
-        return moments
+    beta, rho, variances = ar1_estimates(
+        terms,
+        summary,
+        int(n_bins),
+        REFIT_CHUNK_VOXELS,
+        n_threads,
+        binned_variance if variance else None,
+    )
+    return TrialEstimates(beta=beta, ar1=rho if keep_ar1 else None, variance=variances, dof=dof)
 
-    def trial_delta(
-        self, model: np.ndarray, reduced: np.ndarray, inverse: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The AR(1) correction of the trial's OLS estimate, and its AR(1) coefficients."""
-        u = self.projected - reduced @ (inverse @ self.projected)  # (I - P_i) Q^T Y
-        moments = self._residual_moments(u)
-        rho = yule_walker_ar1(moments, self.n_scans)
-        bin_rho, voxel_bin = bin_ar1(rho, self.n_bins)
-        lifted = (self.triangle @ model).T  # M_i^T R^T, (p_i, q)
-        gains = np.empty((bin_rho.size, u.shape[0]))
-        for b, value in enumerate(bin_rho):
-            whitened_inverse = scipy.linalg.pinv(self._whitened_triangle(float(value)) @ reduced)
-            cov = whitened_inverse @ whitened_inverse.T
-            gains[b] = cov[0] @ lifted
-        voxel_rho = bin_rho[voxel_bin]
-        last = moments[LAST]
-        whitened_cross = (
-            (1.0 + voxel_rho**2) * u
-            - voxel_rho * (self.lag_cross + self.neighbour_gram @ u)
-            - np.outer(self.basis[-1], voxel_rho**2 * last)
-        )
-        delta = np.einsum("vi,iv->v", gains[voxel_bin], whitened_cross)
-        return delta, rho
+
+def _refit_each_trial(
+    design: np.ndarray, data: np.ndarray, layout: TrialLayout, noise_model: str, n_bins: int
+) -> TrialEstimates:
+    """LSS by fitting every trial's model to the data (`fit_glm`)."""
+    beta, ar1, variance, dof = [], [], [], []
+    for model in lss_combinations(layout):
+        columns = design @ model
+        names = [f"column{k}" for k in range(columns.shape[1])]
+        fit = fit_glm(columns, data, names, noise_model=noise_model, n_bins=n_bins)
+        beta.append(fit.beta[0])
+        ar1.append(fit.ar1)
+        variance.append(fit.bin_cov[fit.voxel_bin, 0, 0] * fit.sigma2)
+        dof.append(fit.dof)
+    rho = np.stack(ar1) if noise_model == "ar1" else None
+    return TrialEstimates(
+        beta=np.stack(beta), ar1=rho, variance=np.stack(variance), dof=np.array(dof)
+    )
 
 
 def lsa_layout(

@@ -95,6 +95,14 @@ class VolumeGeometry:
         """Sidecar fields on locations left out of a map: none (the mask file shows them)."""
         return {}
 
+    def encode_series_files(self, values: np.ndarray) -> list[tuple[dict[str, str], bytes]]:
+        """The files of a series of maps (``values``: (n_maps, V)): one 4D image, no entity.
+
+        (A surface geometry gives one multi-array GIfTI file per hemisphere.)
+        """
+        volumes = np.stack([self.to_volume(v) for v in values], axis=-1)
+        return [({}, nifti_gz_bytes(volumes, self.affine))]
+
     def encode_mask_files(self) -> list[tuple[dict[str, str], bytes]]:
         """The files of the mask: one, with no entity added."""
         return [({}, self.encode_mask())]

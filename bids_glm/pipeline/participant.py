@@ -33,6 +33,7 @@ from bids_glm.pipeline import reports as reporting
 from bids_glm.pipeline.analysis_mask import build_geometry
 from bids_glm.pipeline.plan import plan_units
 from bids_glm.pipeline.run import RunOutcome, process_run
+from bids_glm.pipeline.single_trial import check_single_trial_plan
 from bids_glm.pipeline.surface_meshes import with_meshes
 from bids_glm.pipeline.units import (
     AnalysisUnit,
@@ -270,6 +271,7 @@ def run_participant_level(settings: Settings, discovery: PendingDiscovery | None
         compile_templates()  # for the methods text, while the discovery child works
         runs = discovery.runs()
     units, planning_failures = plan_units(runs, settings.model)
+    check_single_trial_plan(units, settings)
     units, mesh_failures = with_meshes(units, settings)  # smoothing meshes, before any fit
     planning_failures += mesh_failures
     if settings.dry_run:

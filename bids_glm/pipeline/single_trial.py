@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -20,11 +21,44 @@ from bids_glm.design.run_design import RunDesign
 from bids_glm.design.single_trial import trial_design
 from bids_glm.errors import InputError
 from bids_glm.glm.fit import fit_glm
-from bids_glm.glm.single_trial import lsa_layout, lss_fit
+from bids_glm.glm.single_trial import TrialEstimates, lsa_layout, lss_fit
 from bids_glm.pipeline.plan import run_events
+from bids_glm.pipeline.units import AnalysisUnit
 from bids_glm.settings import Settings
 
 LOGGER = logging.getLogger("bids_glm")
+
+
+def check_single_trial_plan(units: Sequence[AnalysisUnit], settings: Settings) -> None:
+    """Before any fit: every condition of ``--single-trial-conditions`` has trials in every run.
+
+    Raises
+    ------
+    InputError
+        A condition no run has (the runs' conditions are listed), or runs lacking one.
+    """
+    wanted = settings.single_trial_conditions
+    if settings.single_trial is None or not wanted:
+        return
+    designs = [design for unit in units for design in unit.designs]
+    found = sorted({condition for design in designs for condition in design.conditions})
+    unknown = [condition for condition in wanted if condition not in found]
+    if unknown:
+        raise InputError(
+            f"--single-trial-conditions {' '.join(unknown)}: no run has trials of "
+            f"{', '.join(unknown)}; the runs' conditions (trial_type values after dropping "
+            f"n/a rows): {', '.join(found) or 'none'}"
+        )
+    lacking = [
+        f"{design.run.label} has no trials of {', '.join(absent)}"
+        for design in designs
+        if (absent := [c for c in wanted if c not in design.conditions])
+    ]
+    if lacking:
+        raise InputError(
+            f"--single-trial-conditions: {'; '.join(lacking)}: leave the condition out, or "
+            "select the runs that have it (--task, --session, --bids-filter-file)"
+        )
 
 
 def write_single_trials(
@@ -36,17 +70,7 @@ def write_single_trials(
     """
     started = time.perf_counter()
     model = settings.model
-    wanted = settings.single_trial_conditions or design.conditions
-    conditions = [c for c in wanted if c in design.conditions]
-    absent = [c for c in wanted if c not in design.conditions]
-    if absent:
-        LOGGER.warning(
-            "%s: no trials of %s in this run: no beta series for them",
-            design.run.label,
-            ", ".join(absent),
-        )
-    if not conditions:
-        return []
+    conditions = list(settings.single_trial_conditions or design.conditions)
     events = run_events(design.run, model, design.dummy_scans)
     try:
         trials = trial_design(
@@ -58,32 +82,24 @@ def write_single_trials(
     columns = list(trials.matrix.columns)
     lsa = trials.matrix.to_numpy(dtype=float)[design.fitted_rows]
     layout = lsa_layout(columns, list(trials.trials["column"]), list(trials.trials["condition"]))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if settings.single_trial == "lsa":
-            fit = fit_glm(lsa, data, columns, noise_model=model.noise_model)
-            betas = fit.beta[list(layout.trial_columns)]
-        else:
-            betas = lss_fit(lsa, data, layout, noise_model=model.noise_model).beta
+    estimates = _estimate(lsa, data, columns, layout, settings)
     record = outputs.model_record(design, settings, [source])
-    written = []
-    if settings.single_trial == "lsa":
-        written.append(
-            outputs.write_trial_design(trials.matrix, target.folder, target.entities, record)
-        )
-        record = {**record, "Design": written[0].name}
+    # the trial-wise (LSA) design: LSA's model, and the columns LSS combines per trial
+    written = [outputs.write_trial_design(trials.matrix, target.folder, target.entities, record)]
+    record = {**record, "Design": written[0].name}
     labels = unique_labels(conditions)
+    with_t = "t" in settings.single_trial_maps
     for condition in conditions:
         selected = (trials.trials["condition"] == condition).to_numpy()
-        written.append(
-            outputs.write_beta_series(
-                target,
-                condition,
-                labels[condition],
-                betas[selected],
-                trials.trials[selected],
-                record,
-            )
+        series = outputs.TrialSeries(
+            condition=condition,
+            label=labels[condition],
+            trials=trials.trials[selected],
+            beta=estimates.beta[selected],
+            t=estimates.t[selected] if with_t else None,
+            dof=estimates.dof[selected] if with_t else None,
         )
+        written.extend(outputs.write_beta_series(target, series, record))
     LOGGER.info(
         "%s: %s estimates of %d trial(s) in %.1f s",
         design.run.label,
@@ -92,3 +108,25 @@ def write_single_trials(
         time.perf_counter() - started,
     )
     return written
+
+
+def _estimate(
+    lsa: np.ndarray, data: np.ndarray, columns: list, layout, settings: Settings
+) -> TrialEstimates:
+    """LSA (one fit of the LSA design) or LSS estimates, with variances for t series."""
+    noise_model = settings.model.noise_model
+    with_t = "t" in settings.single_trial_maps
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if settings.single_trial == "lss":
+            return lss_fit(lsa, data, layout, noise_model=noise_model, variance=with_t)
+        fit = fit_glm(lsa, data, columns, noise_model=noise_model)
+    trial_columns = list(layout.trial_columns)
+    variance = None
+    if with_t:
+        diagonal = fit.bin_cov[:, trial_columns, trial_columns]  # (bins, trials)
+        variance = diagonal[fit.voxel_bin].T * fit.sigma2
+    return TrialEstimates(
+        beta=fit.beta[trial_columns],
+        variance=variance,
+        dof=np.full(layout.n_trials, fit.dof),
+    )

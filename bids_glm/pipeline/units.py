@@ -80,7 +80,11 @@ def unit_fingerprint(unit: AnalysisUnit, settings: Settings) -> str:
     single_trial = (
         ()
         if settings.single_trial is None
-        else (settings.single_trial, settings.single_trial_conditions)
+        else (
+            settings.single_trial,
+            settings.single_trial_conditions,
+            *((settings.single_trial_maps,) if settings.single_trial_maps else ()),
+        )
     )
     description = repr((settings.model, settings.mask_combine, settings.model_maps, *single_trial))
     return manifest.fingerprint(description, inputs)

@@ -88,6 +88,10 @@ class RunRecord:
         The run-level z maps.
     notes : list of str
         What could not be read, in words.
+    trial_design_path : Path or None
+        The run's single-trial (LSA) design, when ``--single-trial`` wrote one.
+    beta_series : list of (str, Path)
+        Condition label and beta series of each condition with trial-wise estimates.
     """
 
     label: str
@@ -98,6 +102,8 @@ class RunRecord:
     framewise_displacement_mm: np.ndarray | None
     z_maps: list[StatMap]
     notes: list[str] = field(default_factory=list)
+    trial_design_path: Path | None = None
+    beta_series: list[tuple[str, Path]] = field(default_factory=list)
 
     @property
     def contrast_weights(self) -> dict:
@@ -340,7 +346,15 @@ def read_run(design_path: Path, used: RunUsed | None, links: Mapping[str, str]) 
         framewise_displacement_mm=motion,
         z_maps=find_z_maps(design_path.parent, run_entities, label),
         notes=notes,
+        trial_design_path=_existing(
+            naming.trial_design_path(design_path.parent, run_entities, "lsa")
+        ),
+        beta_series=naming.find_beta_series(design_path.parent, run_entities),
     )
+
+
+def _existing(path: Path) -> Path | None:
+    return path if path.is_file() else None
 
 
 def find_z_maps(
@@ -350,18 +364,11 @@ def find_z_maps(
 
     Volumes first, then GIfTI hemisphere pairs, then CIFTI maps.
     """
-    maps = [
-        StatMap(label, path, sidecar_of(path), run)
-        for label, path in naming.find_stat_maps(folder, entities, "z")
-    ]
-    maps += [
-        StatMap(label, pair[0], sidecar_of(pair[0]), run, surface_paths=pair)
-        for label, pair in naming.find_surface_stat_maps(folder, entities, "z")
-    ]
-    maps += [
-        StatMap(label, path, sidecar_of(path), run)
-        for label, path in naming.find_cifti_stat_maps(folder, entities, "z")
-    ]
+    maps = []
+    for label, path in naming.find_stat_maps(folder, entities, "z"):
+        parts = naming.map_part_files(path)  # a GIfTI map: its left and right files
+        surface = tuple(parts) if len(parts) == 2 else ()
+        maps.append(StatMap(label, parts[0], sidecar_of(parts[0]), run, surface_paths=surface))
     return maps
 
 

@@ -31,6 +31,7 @@ from bids_glm.report.figures import (
     event_timeline_svg,
     motion_trace_svg,
 )
+from bids_glm.report.single_trial_figures import single_trial_figures
 from bids_glm.report.surface_views import (
     SURFACE_MASK,
     surface_contrast_view,
@@ -161,7 +162,14 @@ def run_view(run: collect.RunRecord, fd_mm: float | None) -> dict:
                 alt=f"{run.label} contrasts",
             )
         )
-    return {"label": run.label, "facts": facts, "figures": figures, "notes": run.notes}
+    trial_figures, trial_notes = single_trial_figures(run)
+    figures += trial_figures
+    return {
+        "label": run.label,
+        "facts": facts,
+        "figures": figures,
+        "notes": run.notes + trial_notes,
+    }
 
 
 def _user_design_fact(unit) -> dict[str, str]:

@@ -1,0 +1,163 @@
+"""Time of single-trial estimates (LSS, LSA, brute-force LSS) beside the ordinary GLM of a run.
+
+``python benchmarks/single_trial.py [--trials 60] [--voxels 227000] [--scans 200]
+[--repeats 3] [--brute-force-repeats 3] [--threads 2] [--noise-models ols ar1]``
+
+One fMRIPrep-sized run held in memory (the in-mask voxels of the demo's ``fmriprep`` preset,
+97 x 115 x 97 at 2 mm: ~227k voxels, 200 volumes, TR 2 s), so that only the fits are timed
+(reading and smoothing are the same for every estimator): AR(1) noise, slow drifts, six
+random-walk motion confounds, and ``--trials`` events (three conditions, 1 s, ISI 4-8 s: the
+responses overlap) whose amplitudes differ from trial to trial in a tenth of the voxels. The
+designs are built as the pipeline builds them (``make_design_matrix``, ``trial_design``).
+
+Timed, per noise model (medians of ``--repeats``; wall and CPU seconds):
+
+* ``GLM``: ``fit_glm`` of the ordinary design (one column per condition);
+* ``LSS``: ``lss_fit`` (one pass over the data, every trial's model from it);
+* ``LSA``: ``fit_glm`` of the LSA design (one column per trial);
+* ``brute-force LSS``: ``fit_glm`` of every trial's LSS design, one after another.
+
+Target (issue 19): LSS at most 2x the GLM. BLAS runs one thread; bids-glm's own threads
+(``--threads``) share the voxels, as in a run of the pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+from bids_glm.runtime.threads import limit_threads
+
+CONDITIONS = ("face", "house", "scrambled")
+TR_S = 2.0
+TARGET_RATIO = 2.0
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", type=int, default=60)
+    parser.add_argument("--voxels", type=int, default=227_000)
+    parser.add_argument("--scans", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--brute-force-repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--noise-models", nargs="+", default=["ols", "ar1"])
+    return parser.parse_args()
+
+
+def _run(args: argparse.Namespace):
+    """Events, the ordinary and LSA designs, and the (scans, voxels) float32 data."""
+    import numpy as np
+    import pandas as pd
+
+    from bids_glm.design.hrf_spec import parse_hrf_model
+    from bids_glm.design.matrix import frame_times, make_design_matrix
+    from bids_glm.design.single_trial import trial_design
+
+    rng = np.random.default_rng(0)
+    onsets = 4.0 + np.concatenate([[0.0], np.cumsum(rng.uniform(4.0, 8.0, args.trials - 1))])
+    if onsets[-1] > args.scans * TR_S - 20.0:
+        raise SystemExit(f"{args.trials} trials (ISI 4-8 s) do not fit in {args.scans} scans")
+    events = pd.DataFrame(
+        {
+            "onset": np.round(onsets, 2),
+            "duration": 1.0,
+            "trial_type": [CONDITIONS[k % 3] for k in rng.permutation(args.trials)],
+            "modulation": 1.0,
+        }
+    )
+    motion = pd.DataFrame(
+        np.cumsum(rng.normal(0.0, 0.05, (args.scans, 6)), axis=0),
+        columns=[f"motion{k}" for k in range(6)],
+    )
+    hrf = parse_hrf_model("glover")
+    times = frame_times(args.scans, TR_S)
+    ordinary = make_design_matrix(times, events, hrf_model=hrf, confounds=motion)
+    trials = trial_design(ordinary, events, list(CONDITIONS), hrf)
+    noise = rng.standard_normal((args.scans, args.voxels), dtype=np.float32)
+    for t in range(1, args.scans):
+        noise[t] += np.float32(0.3) * noise[t - 1]
+    active = args.voxels // 10
+    amplitudes = rng.normal(1.0, 0.5, (args.trials, active)).astype(np.float32)
+    trial_columns = trials.matrix[list(trials.trials["column"])].to_numpy(np.float32)
+    noise[:, :active] += trial_columns @ amplitudes
+    return ordinary, trials, noise
+
+
+def _timed(function, repeats: int) -> tuple[list[float], list[float], object]:
+    walls, cpus, result = [], [], None
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = function()
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return walls, cpus, result
+
+
+def main() -> None:
+    """Build the run, time the four fits per noise model, print the table and ratios."""
+    args = _arguments()
+    limit_threads(args.threads)
+    import numpy as np
+
+    from bids_glm.glm.fit import fit_glm
+    from bids_glm.glm.single_trial import lsa_layout, lss_design, lss_fit
+
+    ordinary, trials, data = _run(args)
+    lsa = trials.matrix.to_numpy()
+    columns = list(trials.matrix.columns)
+    layout = lsa_layout(columns, list(trials.trials["column"]), list(trials.trials["condition"]))
+    print(
+        f"run: {args.scans} scans x {args.voxels} voxels, {args.trials} trials, ordinary design "
+        f"{ordinary.shape[1]} columns, LSA {lsa.shape[1]}; threads {args.threads}, "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, load {os.getloadavg()[0]:.1f}"
+    )
+
+    def brute_force(noise_model: str) -> np.ndarray:
+        fits = []
+        for trial in range(layout.n_trials):
+            model = lss_design(lsa, layout, trial)
+            names = [str(k) for k in range(model.shape[1])]
+            fits.append(fit_glm(model, data, names, noise_model=noise_model).beta[0])
+        return np.stack(fits)
+
+    print(f"{'noise':6} {'fit':16} {'median s':>9} {'min s':>7} {'max s':>7} {'CPU s':>7}")
+    for noise_model in args.noise_models:
+        jobs = {
+            "GLM": (
+                lambda nm=noise_model: fit_glm(
+                    ordinary.to_numpy(), data, list(ordinary.columns), noise_model=nm
+                ),
+                args.repeats,
+            ),
+            "LSS": (lambda nm=noise_model: lss_fit(lsa, data, layout, nm).beta, args.repeats),
+            "LSA": (lambda nm=noise_model: fit_glm(lsa, data, columns, nm), args.repeats),
+            "brute-force LSS": (lambda nm=noise_model: brute_force(nm), args.brute_force_repeats),
+        }
+        medians, cpu_medians, results = {}, {}, {}
+        for name, (function, repeats) in jobs.items():
+            walls, cpus, results[name] = _timed(function, repeats)
+            medians[name] = statistics.median(walls)
+            cpu_medians[name] = statistics.median(cpus)
+            print(
+                f"{noise_model:6} {name:16} {medians[name]:9.2f} {min(walls):7.2f} "
+                f"{max(walls):7.2f} {statistics.median(cpus):7.2f}",
+                flush=True,
+            )
+        ratio = medians["LSS"] / medians["GLM"]
+        verdict = "met" if ratio <= TARGET_RATIO else "NOT met"
+        scale = np.abs(results["brute-force LSS"]).max()
+        difference = np.abs(results["LSS"] - results["brute-force LSS"]) / scale
+        print(
+            f"{noise_model:6} LSS / GLM {ratio:.2f}x (target <= {TARGET_RATIO:g}x: {verdict}; "
+            f"CPU time {cpu_medians['LSS'] / cpu_medians['GLM']:.2f}x); "
+            f"LSA / GLM {medians['LSA'] / medians['GLM']:.2f}x; brute force / LSS "
+            f"{medians['brute-force LSS'] / medians['LSS']:.1f}x; |LSS - brute force| / max: "
+            f"max {difference.max():.1e}, voxels*trials > 1e-6: {(difference > 1e-6).mean():.2%}"
+        )
+
+
+if __name__ == "__main__":
+    main()
