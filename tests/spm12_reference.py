@@ -116,3 +116,41 @@ def events_session(run: int, n_scans: int) -> SpmSession:
                 )
             )
     return SpmSession(n_scans, tuple(conditions))
+
+
+@dataclass(frozen=True)
+class FittedModel:
+    """Our fit of one reference model, with what went into it."""
+
+    reference: ReferenceModel
+    data: object
+    design: object
+    scale: np.ndarray
+    fit: object
+    noise: object
+
+
+def fit_reference_model(name: str) -> FittedModel:
+    """Fit one reference model with the SPM12 modules, from the BIDS inputs."""
+    import nibabel as nib
+
+    from bids_glm.design.spm_basis import spm_basis_set
+    from bids_glm.design.spm_session_design import spm_design
+    from bids_glm.glm.spm_filter import dct_high_pass_basis
+    from bids_glm.glm.spm_globals import session_scale_factors
+    from bids_glm.glm.spm_model import SpmLayout, fit_spm_model
+    from bids_glm.pipeline.spm_data import read_spm_data
+
+    model = load_model(name)
+    explicit = np.asarray(nib.load(mask_path(1)).dataobj) > 0 if model.explicit_mask else None
+    data = read_spm_data(tuple(bold_path(run) for run in model.runs), explicit)
+    sessions = tuple(
+        events_session(run, n) for run, n in zip(model.runs, data.n_scans, strict=True)
+    )
+    basis = spm_basis_set(model.tr_s / 16, *model.derivatives)
+    design = spm_design(sessions, model.tr_s, basis, 16, model.fmri_t0)
+    scale = session_scale_factors(data.globals_, design.session_rows)
+    drifts = tuple(dct_high_pass_basis(n, model.tr_s, model.cutoff_s) for n in data.n_scans)
+    layout = SpmLayout(design.matrix, design.session_rows, drifts, design.constant_columns)
+    fit, noise = fit_spm_model(data.data, scale, layout, model.ar1)
+    return FittedModel(model, data, design, scale, fit, noise)

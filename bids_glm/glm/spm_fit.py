@@ -1,0 +1,148 @@
+"""SPM12's estimation with a whitening matrix (``spm_spm.m``).
+
+With ``W`` the whitening matrix (identity for ``cvi none``) and ``K`` the per-session
+residual-forming high-pass filter: betas are ``pinv(KWX) KWY``, ``ResMS = ResSS / trRV``,
+and the effective degrees of freedom ``erdf = trRV^2 / trRVRV`` over ``R xV`` with
+``xV = K W V W' K'``; ``Bcov = pinv(KWX) xV pinv(KWX)'``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from bids_glm.glm.spm_filter import apply_high_pass
+from bids_glm.glm.spm_pool import voxel_chunks
+from bids_glm.glm.spm_space import DesignSpace, design_space, residual_traces
+
+__all__ = ["SpmFit", "SpmWhitenedModel", "fit_whitened", "whitened_model"]
+
+
+@dataclass(frozen=True)
+class SpmWhitenedModel:
+    """The data-independent part of an SPM fit.
+
+    Attributes
+    ----------
+    whitening : numpy.ndarray
+        ``(n, n)`` ``xX.W``.
+    space : DesignSpace
+        Space of the filtered, whitened design ``KWX`` (``xX.xKXs``).
+    covariance : numpy.ndarray
+        ``(n, n)`` ``xX.V = K W V W' K'``.
+    beta_covariance : numpy.ndarray
+        ``(p, p)`` ``xX.Bcov``.
+    trace_rv, trace_rvrv : float
+        ``xX.trRV`` and ``xX.trRVRV``.
+    """
+
+    whitening: np.ndarray
+    space: DesignSpace
+    covariance: np.ndarray
+    beta_covariance: np.ndarray
+    trace_rv: float
+    trace_rvrv: float
+
+    @property
+    def erdf(self) -> float:
+        """Effective residual degrees of freedom (Satterthwaite)."""
+        return self.trace_rv**2 / self.trace_rvrv
+
+
+@dataclass(frozen=True)
+class SpmFit:
+    """Betas and residual mean squares of every in-mask voxel.
+
+    Attributes
+    ----------
+    betas : numpy.ndarray
+        ``(p, n_voxels)``.
+    res_ms : numpy.ndarray
+        ``(n_voxels,)`` ``ResSS / trRV``.
+    model : SpmWhitenedModel
+        What the fit used.
+    """
+
+    betas: np.ndarray
+    res_ms: np.ndarray
+    model: SpmWhitenedModel
+
+
+def whitened_model(
+    design: np.ndarray,
+    whitening: np.ndarray,
+    serial_covariance: np.ndarray,
+    session_rows: tuple[np.ndarray, ...],
+    drift_bases: tuple[np.ndarray, ...],
+) -> SpmWhitenedModel:
+    """Filter and whiten the design; compute ``xX.V``, ``Bcov`` and the traces.
+
+    Parameters
+    ----------
+    design : numpy.ndarray
+        ``(n, p)`` ``xX.X``.
+    whitening : numpy.ndarray
+        ``(n, n)`` ``W``.
+    serial_covariance : numpy.ndarray
+        ``(n, n)`` ``xVi.V``.
+    session_rows, drift_bases
+        Each session's rows and DCT basis.
+
+    Returns
+    -------
+    SpmWhitenedModel
+    """
+
+    def filtered(values: np.ndarray) -> np.ndarray:
+        return apply_high_pass(values, session_rows, drift_bases)
+
+    space = design_space(filtered(whitening @ design))
+    covariance = filtered(filtered(whitening @ serial_covariance @ whitening.T).T)
+    trace_rv, trace_rvrv = residual_traces(space, covariance)
+    beta_covariance = space.pseudo_inverse @ covariance @ space.pseudo_inverse.T
+    return SpmWhitenedModel(
+        whitening=whitening,
+        space=space,
+        covariance=covariance,
+        beta_covariance=beta_covariance,
+        trace_rv=trace_rv,
+        trace_rvrv=trace_rvrv,
+    )
+
+
+def fit_whitened(
+    data: np.ndarray,
+    scale: np.ndarray,
+    model: SpmWhitenedModel,
+    session_rows: tuple[np.ndarray, ...],
+    drift_bases: tuple[np.ndarray, ...],
+) -> SpmFit:
+    """Estimate betas and ResMS voxel chunk by voxel chunk.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        ``(n, n_voxels)`` raw in-mask data.
+    scale : numpy.ndarray
+        ``(n,)`` per-scan scale factors ``gSF``.
+    model : SpmWhitenedModel
+        From ``whitened_model``.
+    session_rows, drift_bases
+        Each session's rows and DCT basis.
+
+    Returns
+    -------
+    SpmFit
+    """
+    n_columns = model.space.matrix.shape[1]
+    betas = np.empty((n_columns, data.shape[1]))
+    res_ms = np.empty(data.shape[1])
+    identity = np.array_equal(model.whitening, np.eye(model.whitening.shape[0]))
+    for block in voxel_chunks(data.shape[1]):
+        scaled = data[:, block].astype(np.float64) * scale[:, None]
+        whitened = scaled if identity else model.whitening @ scaled
+        kept = apply_high_pass(whitened, session_rows, drift_bases)
+        betas[:, block] = model.space.pseudo_inverse @ kept
+        res_ms[block] = np.sum(model.space.residuals(kept) ** 2, axis=0) / model.trace_rv
+    return SpmFit(betas=betas, res_ms=res_ms, model=model)
