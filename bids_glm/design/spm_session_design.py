@@ -11,12 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import scipy.linalg
 
 from bids_glm.design.spm_basis import spm_orth
 from bids_glm.design.spm_microtime import MicrotimeGrid, convolve_and_sample, stimulus_function
 
-__all__ = ["SpmCondition", "SpmDesign", "SpmSession", "spm_design"]
+__all__ = ["SpmCondition", "SpmDesign", "SpmSession", "spm_design", "spm_session"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,36 @@ class SpmDesign:
     session_columns: tuple[np.ndarray, ...]
     constant_columns: np.ndarray
     condition_columns: tuple[dict[str, int], ...]
+
+
+def spm_session(events: pd.DataFrame, n_scans: int) -> SpmSession:
+    """One session from cleaned events (``onset``, ``duration``, ``trial_type``).
+
+    Conditions are sorted by name (bids-glm's order); each keeps its events in file order.
+    Amplitudes are not used: SPM12 models every event at height 1.
+
+    Parameters
+    ----------
+    events : pandas.DataFrame
+        The run's cleaned events.
+    n_scans : int
+        Scans of the session.
+
+    Returns
+    -------
+    SpmSession
+    """
+    conditions = []
+    for name in sorted(events["trial_type"].unique()):
+        rows = events[events["trial_type"] == name]
+        conditions.append(
+            SpmCondition(
+                str(name),
+                tuple(rows["onset"].astype(float)),
+                tuple(rows["duration"].astype(float)),
+            )
+        )
+    return SpmSession(n_scans, tuple(conditions))
 
 
 def _session_block(

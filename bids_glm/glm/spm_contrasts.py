@@ -32,8 +32,13 @@ class SpmTMaps:
 
 @dataclass(frozen=True)
 class SpmFMaps:
-    """``ess``, ``spmF`` and the F test's effective numerator degrees of freedom."""
+    """``ess``, ``spmF`` and the F test's effective numerator degrees of freedom.
 
+    ``projection`` holds the fitted data's coordinates in an orthonormal basis of the
+    tested subspace ``X1o``: ``ess`` is the sum of their squares.
+    """
+
+    projection: np.ndarray
     extra_ss: np.ndarray
     f: np.ndarray
     interest_trace: float
@@ -45,6 +50,7 @@ def replicate_over_sessions(
     condition_columns: Sequence[Mapping[str, int]],
     n_columns: int,
     scale: bool = True,
+    sessions: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, tuple[int, ...]]:
     """Copy condition weights into every session that has all the weighted conditions.
 
@@ -58,6 +64,9 @@ def replicate_over_sessions(
         Columns of the design.
     scale : bool
         Divide by the number of sessions used (SPM's ``replsc``).
+    sessions : sequence of int, optional
+        Use these sessions (0-based) instead of those having every weighted condition
+        (the rows of an F contrast share one set).
 
     Returns
     -------
@@ -66,12 +75,14 @@ def replicate_over_sessions(
         no session has every weighted condition).
     """
     vector = np.zeros(n_columns)
-    needed = [name for name, values in weights.items() if np.any(np.asarray(values) != 0)]
-    sessions = tuple(
-        index
-        for index, columns in enumerate(condition_columns)
-        if all(name in columns for name in needed)
-    )
+    if sessions is None:
+        needed = [name for name, values in weights.items() if np.any(np.asarray(values) != 0)]
+        sessions = tuple(
+            index
+            for index, columns in enumerate(condition_columns)
+            if all(name in columns for name in needed)
+        )
+    sessions = tuple(sessions)
     for index in sessions:
         for name, values in weights.items():
             if name in condition_columns[index]:
@@ -119,9 +130,12 @@ def f_contrast(matrix: np.ndarray, fit: SpmFit) -> SpmFMaps:
     design = space.matrix
     tested = design @ np.linalg.pinv(design.T @ design) @ np.atleast_2d(matrix).T
     basis = design_space(tested).basis
-    extra_ss = np.sum(((basis.T @ design) @ fit.betas) ** 2, axis=0)
+    projection = (basis.T @ design) @ fit.betas
+    extra_ss = np.sum(projection**2, axis=0)
     projected = basis.T @ fit.model.covariance @ basis
     interest_trace = float(np.trace(projected))
     eidf = interest_trace**2 / float(np.sum(projected**2))
     f = extra_ss / interest_trace / fit.res_ms
-    return SpmFMaps(extra_ss=extra_ss, f=f, interest_trace=interest_trace, eidf=eidf)
+    return SpmFMaps(
+        projection=projection, extra_ss=extra_ss, f=f, interest_trace=interest_trace, eidf=eidf
+    )

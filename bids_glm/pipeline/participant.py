@@ -33,6 +33,7 @@ from bids_glm.pipeline import reports as reporting
 from bids_glm.pipeline.analysis_mask import build_geometry
 from bids_glm.pipeline.plan import plan_units
 from bids_glm.pipeline.run import RunOutcome, process_run
+from bids_glm.pipeline.spm_subject import analyse_spm_unit
 from bids_glm.pipeline.units import (
     AnalysisUnit,
     remove_interrupted_writes,
@@ -326,7 +327,8 @@ def _run_unit(unit: AnalysisUnit, settings: Settings) -> batch.UnitResult:
     started = time.perf_counter()
     try:
         with captured_warnings() as messages:
-            outcomes, mean_image = analyse_unit(unit, settings)
+            analyse = analyse_unit if settings.spm12 is None else analyse_spm_unit
+            outcomes, mean_image = analyse(unit, settings)
     except KeyboardInterrupt:
         _remove_outputs(unit, settings)
         raise

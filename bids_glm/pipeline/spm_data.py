@@ -36,6 +36,8 @@ class SpmData:
         ``(n_scans,)`` raw globals (``spm_global``).
     n_scans : tuple of int
         Scans per session.
+    mean_volumes : tuple of numpy.ndarray
+        Each session's time-mean volume (the reports' underlay).
     """
 
     data: np.ndarray
@@ -43,6 +45,7 @@ class SpmData:
     affine: np.ndarray
     globals_: np.ndarray
     n_scans: tuple[int, ...]
+    mean_volumes: tuple[np.ndarray, ...]
 
 
 def _check_grid(path: Path, shape: tuple[int, ...], affine: np.ndarray, reference) -> None:
@@ -88,18 +91,21 @@ def read_spm_data(
         np.ones(shape, bool).ravel() if explicit_mask is None else explicit_mask.ravel()
     )
     kept: list[tuple[np.ndarray, np.ndarray]] = []
-    globals_, n_scans = [], []
+    globals_, n_scans, means = [], [], []
     for path in bold_paths:
         layout = series_layout(path)
         _check_grid(path, layout.shape, layout.affine, (first.shape, first.affine, bold_paths[0]))
         n_scans.append(int(layout.shape[3]))
+        total = np.zeros(shape)
         for volume in iter_volumes(path):
+            total += volume
             flat = volume.ravel()
             global_value = spm_global(flat)
             values = flat[eligible]
             kept.append((eligible, values))
             globals_.append(global_value)
             eligible = eligible[values > fraction * global_value]
+        means.append((total / n_scans[-1]).astype(np.float32))
     data = np.empty((len(kept), eligible.size), dtype=np.float32)
     for row, (indices, values) in enumerate(kept):
         data[row] = values[np.searchsorted(indices, eligible)]
@@ -112,4 +118,5 @@ def read_spm_data(
         affine=first.affine,
         globals_=np.asarray(globals_),
         n_scans=tuple(n_scans),
+        mean_volumes=tuple(means),
     )

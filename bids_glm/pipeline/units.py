@@ -76,7 +76,10 @@ def unit_fingerprint(unit: AnalysisUnit, settings: Settings) -> str:
         if settings.single_trial is None
         else (settings.single_trial, settings.single_trial_conditions)
     )
-    description = repr((settings.model, settings.mask_combine, settings.model_maps, *single_trial))
+    spm12 = () if settings.spm12 is None else (settings.spm12,)
+    description = repr(
+        (settings.model, settings.mask_combine, settings.model_maps, *single_trial, *spm12)
+    )
     return manifest.fingerprint(description, inputs)
 
 
