@@ -107,6 +107,9 @@ def test_preset_outputs_record_the_spm_model(outputs):
     assert design.shape == (453, 14)
     effective = json.loads((folder.parents[1] / "model-bidsglm_smdl.json").read_text())
     assert "spm12" in json.dumps(effective)
+    methods = (folder.parents[1] / "logs" / "CITATION.md").read_text()
+    assert "single general linear model" in methods and "ReML" in methods
+    assert "fixed-effects model" not in methods
 
 
 def test_preset_rejects_options_without_spm_meaning(tmp_path, capsys):

@@ -29,7 +29,7 @@ from bids_glm.derivatives.files import write_bytes_atomic
 from bids_glm.derivatives.naming import citation_path
 from bids_glm.image.mask_rule import INTERSECTION, MaskRule
 from bids_glm.inputs.variants import is_surface_space
-from bids_glm.settings import ModelSettings, Settings
+from bids_glm.settings import ModelSettings, Settings, Spm12Settings
 
 DEPENDENCIES = ("pybids", "nibabel", "numpy", "scipy", "pandas")
 AR1_BIN_WIDTH = 0.01  # 1 / n_bins of bids_glm.glm.fit.fit_glm, whose default the pipeline uses
@@ -67,6 +67,8 @@ class MethodsFacts:
         How the runs' brain masks were combined (``Settings.mask_combine``).
     user_mask : str or None
         File name of a user-supplied analysis mask (it replaces the brain masks).
+    spm12 : Spm12Settings or None
+        ``--preset spm12``: the text describes SPM12's multi-session model instead.
     """
 
     software_version: str
@@ -81,6 +83,7 @@ class MethodsFacts:
     conditions: tuple[str, ...] = ()
     mask_rule: MaskRule = INTERSECTION
     user_mask: str | None = None
+    spm12: Spm12Settings | None = None
 
     def __post_init__(self) -> None:
         missing = [name for name in DEPENDENCIES if name not in self.dependency_versions]
@@ -146,6 +149,7 @@ def methods_facts(
         conditions=tuple(sorted(set(conditions))),
         mask_rule=settings.mask_combine,
         user_mask=settings.mask.name if settings.mask is not None else None,
+        spm12=settings.spm12,
     )
 
 
