@@ -38,7 +38,10 @@ def dct_high_pass_basis(n_scans: int, tr_s: float, cutoff_s: float) -> np.ndarra
 
 
 def apply_high_pass(
-    values: np.ndarray, session_rows: tuple[np.ndarray, ...], bases: tuple[np.ndarray, ...]
+    values: np.ndarray,
+    session_rows: tuple[np.ndarray, ...],
+    bases: tuple[np.ndarray, ...],
+    in_place: bool = False,
 ) -> np.ndarray:
     """Residual-form each session's rows against its drift basis, ``y - X0 (X0' y)``.
 
@@ -50,13 +53,15 @@ def apply_high_pass(
         Row indices of each session.
     bases : tuple of numpy.ndarray
         Each session's ``X0`` (``dct_high_pass_basis``).
+    in_place : bool
+        Filter ``values`` (a float64 array) itself rather than a copy.
 
     Returns
     -------
     numpy.ndarray
-        A filtered copy (float64).
+        The filtered values (float64).
     """
-    filtered = np.array(values, dtype=float, copy=True)
+    filtered = values if in_place else np.array(values, dtype=float, copy=True)
     for rows, basis in zip(session_rows, bases, strict=True):
         block = filtered[rows]
         filtered[rows] = block - basis @ (basis.T @ block)

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from bids_glm.glm.spm_filter import apply_high_pass
-from bids_glm.glm.spm_pool import voxel_chunks
+from bids_glm.glm.spm_pool import scaled_chunk, voxel_chunks
 from bids_glm.glm.spm_space import DesignSpace, design_space, residual_traces
+from bids_glm.runtime.threads import for_each_in_threads, thread_budget
 
 __all__ = ["SpmFit", "SpmWhitenedModel", "fit_whitened", "whitened_model"]
 
@@ -27,6 +28,9 @@ class SpmWhitenedModel:
     ----------
     whitening : numpy.ndarray
         ``(n, n)`` ``xX.W``.
+    session_filters : tuple of numpy.ndarray or None
+        Per session, the filter and whitening as one matrix ``K_s W_s`` when ``W`` is block
+        diagonal over sessions (the same numbers to rounding, less work); None otherwise.
     space : DesignSpace
         Space of the filtered, whitened design ``KWX`` (``xX.xKXs``).
     covariance : numpy.ndarray
@@ -38,6 +42,7 @@ class SpmWhitenedModel:
     """
 
     whitening: np.ndarray
+    session_filters: tuple[np.ndarray, ...] | None
     space: DesignSpace
     covariance: np.ndarray
     beta_covariance: np.ndarray
@@ -103,12 +108,45 @@ def whitened_model(
     beta_covariance = space.pseudo_inverse @ covariance @ space.pseudo_inverse.T
     return SpmWhitenedModel(
         whitening=whitening,
+        session_filters=_session_filters(whitening, session_rows, drift_bases),
         space=space,
         covariance=covariance,
         beta_covariance=beta_covariance,
         trace_rv=trace_rv,
         trace_rvrv=trace_rvrv,
     )
+
+
+def _session_filters(
+    whitening: np.ndarray, session_rows: tuple[np.ndarray, ...], drift_bases
+) -> tuple[np.ndarray, ...] | None:
+    """Per session, ``K W`` as one matrix (``W`` is block diagonal over sessions).
+
+    None when ``W`` is the identity (then the DCT residual forming is cheaper) or has
+    entries across sessions (then ``W`` and ``K`` are applied one after the other).
+    """
+    if np.array_equal(whitening, np.eye(whitening.shape[0])):
+        return None
+    blocks = tuple(whitening[np.ix_(rows, rows)] for rows in session_rows)
+    if sum(np.count_nonzero(block) for block in blocks) != np.count_nonzero(whitening):
+        return None
+    return tuple(
+        block - basis @ (basis.T @ block) for block, basis in zip(blocks, drift_bases, strict=True)
+    )
+
+
+def filter_and_whiten(
+    model: SpmWhitenedModel, values: np.ndarray, session_rows, drift_bases
+) -> np.ndarray:
+    """``K W values`` (``values`` may be overwritten)."""
+    if model.session_filters is not None:
+        filtered = np.empty_like(values)
+        for rows, operator in zip(session_rows, model.session_filters, strict=True):
+            filtered[rows] = operator @ values[rows]
+        return filtered
+    if not np.array_equal(model.whitening, np.eye(model.whitening.shape[0])):
+        values = model.whitening @ values
+    return apply_high_pass(values, session_rows, drift_bases, in_place=True)
 
 
 def fit_whitened(
@@ -138,11 +176,12 @@ def fit_whitened(
     n_columns = model.space.matrix.shape[1]
     betas = np.empty((n_columns, data.shape[1]))
     res_ms = np.empty(data.shape[1])
-    identity = np.array_equal(model.whitening, np.eye(model.whitening.shape[0]))
-    for block in voxel_chunks(data.shape[1]):
-        scaled = data[:, block].astype(np.float64) * scale[:, None]
-        whitened = scaled if identity else model.whitening @ scaled
-        kept = apply_high_pass(whitened, session_rows, drift_bases)
+
+    def fit_chunk(block: slice) -> None:
+        scaled = scaled_chunk(data, scale, block)
+        kept = filter_and_whiten(model, scaled, session_rows, drift_bases)
         betas[:, block] = model.space.pseudo_inverse @ kept
         res_ms[block] = np.sum(model.space.residuals(kept) ** 2, axis=0) / model.trace_rv
+
+    for_each_in_threads(fit_chunk, voxel_chunks(data.shape[1]), thread_budget(), "spm-fit")
     return SpmFit(betas=betas, res_ms=res_ms, model=model)

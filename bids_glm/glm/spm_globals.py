@@ -18,23 +18,32 @@ GRAND_MEAN = 100.0
 MASK_THRESHOLD_FRACTION = 0.8
 
 
-def spm_global(volume: np.ndarray) -> float:
+def spm_global(volume: np.ndarray, scratch: np.ndarray | None = None) -> float:
     """Global value of one scan, as ``spm_global`` computes it.
 
     Parameters
     ----------
     volume : numpy.ndarray
         The scan's voxel values (any shape; non-finite values are ignored).
+    scratch : numpy.ndarray, optional
+        A buffer of ``volume``'s size and dtype, reused to spare an allocation per scan.
 
     Returns
     -------
     float
         Mean of the finite voxels above an eighth of the mean of all finite voxels.
     """
-    values = np.asarray(volume, dtype=np.float64).ravel()
-    values = values[np.isfinite(values)]
-    threshold = values.sum() / (8.0 * values.size)
-    return float(values[values > threshold].mean())
+    values = np.asarray(volume).ravel()
+    total = values.sum(dtype=np.float64)
+    if not np.isfinite(total):  # a non-finite value: leave those out
+        values = values[np.isfinite(values)]
+        total = values.sum(dtype=np.float64)
+    # sums in float64 (as spm_global.c), comparisons against a float64 threshold
+    above = values > np.float64(total) / (8.0 * values.size)
+    if scratch is None or scratch.size != values.size or scratch.dtype != values.dtype:
+        scratch = np.empty_like(values)
+    selected_sum = np.multiply(values, above, out=scratch.ravel()).sum(dtype=np.float64)
+    return float(selected_sum / np.count_nonzero(above))
 
 
 def session_scale_factors(

@@ -17,11 +17,12 @@ from scipy import special
 from bids_glm.errors import AnalysisError
 from bids_glm.glm.spm_filter import apply_high_pass
 from bids_glm.glm.spm_space import design_space
+from bids_glm.runtime.threads import for_each_in_threads, thread_budget
 
-__all__ = ["SPM_UFP", "PooledCovariance", "pooled_covariance", "voxel_chunks"]
+__all__ = ["SPM_UFP", "PooledCovariance", "pooled_covariance", "scaled_chunk", "voxel_chunks"]
 
 SPM_UFP = 0.001
-VOXEL_CHUNK = 8192
+VOXEL_CHUNK = 2048
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,13 @@ class PooledCovariance:
 def voxel_chunks(n_voxels: int, chunk: int = VOXEL_CHUNK) -> list[slice]:
     """Consecutive slices of at most ``chunk`` voxels."""
     return [slice(start, min(start + chunk, n_voxels)) for start in range(0, n_voxels, chunk)]
+
+
+def scaled_chunk(data: np.ndarray, scale: np.ndarray, block: slice) -> np.ndarray:
+    """A chunk of voxels in float64, each scan multiplied by its scale factor."""
+    scaled = data[:, block].astype(np.float64)
+    scaled *= scale[:, None]
+    return scaled
 
 
 def _interest_basis(filtered_design: np.ndarray, nuisance_columns: np.ndarray) -> np.ndarray:
@@ -108,17 +116,23 @@ def pooled_covariance(
     residual_dof = design.shape[0] - space.rank
     threshold = float(special.fdtri(interest_dof, residual_dof, 1.0 - ufp))
     n = design.shape[0]
-    covariance = np.zeros((n, n))
     selected = np.zeros(data.shape[1], dtype=bool)
-    for block in voxel_chunks(data.shape[1]):
-        scaled = data[:, block].astype(np.float64) * scale[:, None]
+    chunks = voxel_chunks(data.shape[1])
+    partial = [np.zeros((n, n)) for _ in chunks]
+
+    def pool_chunk(index: int) -> None:
+        block = chunks[index]
+        scaled = scaled_chunk(data, scale, block)
         kept = apply_high_pass(scaled, session_rows, drift_bases)
         residual_ss = np.sum(space.residuals(kept) ** 2, axis=0)
         extra_ss = np.sum((interest.T @ kept) ** 2, axis=0)
         passes = extra_ss / interest_dof > threshold * residual_ss / residual_dof
         selected[block] = passes
         weighted = scaled[:, passes] * np.sqrt(residual_dof / residual_ss[passes])
-        covariance += weighted @ weighted.T
+        partial[index] += weighted @ weighted.T
+
+    for_each_in_threads(pool_chunk, range(len(chunks)), thread_budget(), "spm-pool")
+    covariance = sum(partial, np.zeros((n, n)))
     if not selected.any():
         raise AnalysisError(
             "SPM12 serial correlations: no voxel passes the F test of effects of interest "
