@@ -126,3 +126,17 @@ def test_preset_rejects_options_without_spm_meaning(tmp_path, capsys):
     code = main([str(ROOT / "bids"), str(out), "participant", "--microtime", "16,8"])
     assert code == 3
     assert not out.exists()
+
+
+def test_preset_explicit_mask_must_be_on_the_bold_grid(tmp_path, capsys):
+    image = nib.load(mask_path(1))
+    affine = image.affine.copy()
+    affine[0, 3] += 2.0
+    moved = tmp_path / "moved_mask.nii.gz"
+    nib.Nifti1Image(np.asarray(image.dataobj), affine).to_filename(moved)
+    out = tmp_path / "out"
+    argv = [str(ROOT / "bids"), str(out), "participant", "--preset", "spm12"]
+    argv += ["--mask", str(moved), "--skip-bids-validator", "--no-reports"]
+    assert main([*argv, "--work-dir", str(tmp_path / "work")]) != 0
+    assert "must be on the BOLD grid" in capsys.readouterr().err
+    assert not list(out.rglob("*_statmap.nii.gz"))

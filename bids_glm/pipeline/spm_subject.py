@@ -65,11 +65,18 @@ def _check_runs(designs: tuple[RunDesign, ...]) -> float:
     return repetition_times.pop()
 
 
-def _explicit_mask(settings: Settings) -> np.ndarray | None:
-    """``--mask`` as SPM's explicit mask (voxels > 0), or None."""
+def _explicit_mask(settings: Settings, bold_path: Path) -> np.ndarray | None:
+    """``--mask`` as SPM's explicit mask (voxels > 0), on the BOLD grid; or None."""
     if settings.mask is None:
         return None
-    return np.asarray(nib.load(settings.mask).dataobj) > 0
+    image = nib.load(settings.mask)
+    bold = nib.load(bold_path)
+    if image.shape[:3] != bold.shape[:3] or not np.allclose(image.affine, bold.affine, atol=1e-4):
+        raise InputError(
+            f"{settings.mask}: --mask with --preset spm12 must be on the BOLD grid "
+            f"({bold_path.name}: shape {bold.shape[:3]}, affine as the BOLD's)"
+        )
+    return np.asarray(image.dataobj).reshape(image.shape[:3]) > 0
 
 
 def _session_events(design: RunDesign, n_scans: int, settings: Settings):
@@ -134,9 +141,8 @@ def _fit(unit: AnalysisUnit, settings: Settings):
     """Read the runs and fit the SPM12 model: (data, design, fit, noise, TR)."""
     spm12 = settings.spm12
     tr_s = _check_runs(unit.designs)
-    data = read_spm_data(
-        tuple(d.run.bold_path for d in unit.designs), _explicit_mask(settings), settings.mask
-    )
+    bold_paths = tuple(d.run.bold_path for d in unit.designs)
+    data = read_spm_data(bold_paths, _explicit_mask(settings, bold_paths[0]), settings.mask)
     sessions = tuple(
         _session_events(d, n, settings) for d, n in zip(unit.designs, data.n_scans, strict=True)
     )
