@@ -11,6 +11,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 from spm12_reference import ROOT, load_model, mask_path, needs_reference
 
@@ -140,3 +141,21 @@ def test_preset_explicit_mask_must_be_on_the_bold_grid(tmp_path, capsys):
     assert main([*argv, "--work-dir", str(tmp_path / "work")]) != 0
     assert "must be on the BOLD grid" in capsys.readouterr().err
     assert not list(out.rglob("*_statmap.nii.gz"))
+
+
+def test_preset_adds_confounds_as_mean_centred_session_regressors(tmp_path):
+    out = tmp_path / "out"
+    argv = [str(ROOT / "bids"), str(out), "participant", "--preset", "spm12"]
+    argv += ["--confounds", "motion6", "--skip-bids-validator", "--no-reports"]
+    assert main([*argv, "--work-dir", str(tmp_path / "work")]) == 0
+    folder = out / "sub-pilot01" / "func"
+    design = pd.read_csv(folder / f"{PREFIX}_design.tsv", sep="\t")
+    motion = [
+        c for c in design.columns if c.startswith("Sn(2) trans_") or c.startswith("Sn(2) rot_")
+    ]
+    assert len(motion) == 6
+    rows = design["Sn(2) constant"] == 1
+    assert np.allclose(design.loc[rows, motion].mean(), 0.0, atol=1e-10)
+    assert np.all(design.loc[~rows, motion] == 0)
+    methods = (out / "logs" / "CITATION.md").read_text()
+    assert "multiple regressors" in methods

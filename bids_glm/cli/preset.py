@@ -24,7 +24,6 @@ _UNSUPPORTED = (
     ("model", "--model", lambda v: v is None),
     ("design_dir", "--design-dir", lambda v: v is None),
     ("smoothing_fwhm", "--smoothing-fwhm", lambda v: not v),
-    ("confounds", "--confounds", lambda v: not v),
     ("dummy_scans", "--dummy-scans", lambda v: not v),
     ("parametric_modulators", "--parametric-modulators", lambda v: not v),
     ("single_trial", "--single-trial", lambda v: v is None),
@@ -104,8 +103,8 @@ def spm12_settings(
     for dest, flag, unset in _UNSUPPORTED:
         if not unset(getattr(args, dest, None)):
             raise InputError(
-                f"{flag}: not supported with --preset spm12 (SPM12's model is built from the "
-                "events alone); leave it out, or drop --preset"
+                f"{flag}: not supported with --preset spm12 (smooth and trim the data before, "
+                "as for SPM); leave it out, or drop --preset"
             )
     fmri_t, fmri_t0 = _microtime(getattr(args, "microtime", None))
     hrf = _hrf(args, given)

@@ -3,7 +3,9 @@
 Each session contributes a block of its conditions' regressors (each condition's basis
 columns side by side, orthogonalised with ``spm_orth``); the blocks sit on the diagonal,
 followed by one constant column per session. A condition absent from a session is absent
-from its block. Column names follow SPM: ``Sn(s) <condition>*bf(k)``, ``Sn(s) constant``.
+from its block; a session's extra regressors (SPM's "multiple regressors", e.g. motion)
+follow its conditions, mean-centred (``spm_detrend``). Column names follow SPM:
+``Sn(s) <condition>*bf(k)``, ``Sn(s) <regressor>``, ``Sn(s) constant``.
 """
 
 from __future__ import annotations
@@ -31,10 +33,15 @@ class SpmCondition:
 
 @dataclass(frozen=True)
 class SpmSession:
-    """One session (run): its scans and conditions, in model order."""
+    """One session (run): its scans and conditions, in model order.
+
+    ``regressors`` (``(n_scans, r)``, or None) are extra columns named ``regressor_names``.
+    """
 
     n_scans: int
     conditions: tuple[SpmCondition, ...]
+    regressors: np.ndarray | None = None
+    regressor_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,7 @@ class SpmDesign:
     session_rows : tuple of numpy.ndarray
         Row indices of each session.
     session_columns : tuple of numpy.ndarray
-        Column indices of each session's conditions (without its constant).
+        Column indices of each session's conditions and regressors (without its constant).
     constant_columns : numpy.ndarray
         Column index of each session's constant (SPM's ``iB``).
     condition_columns : tuple of dict
@@ -65,7 +72,9 @@ class SpmDesign:
     condition_columns: tuple[dict[str, int], ...]
 
 
-def spm_session(events: pd.DataFrame, n_scans: int) -> SpmSession:
+def spm_session(
+    events: pd.DataFrame, n_scans: int, regressors: pd.DataFrame | None = None
+) -> SpmSession:
     """One session from cleaned events (``onset``, ``duration``, ``trial_type``).
 
     Conditions are sorted by name (bids-glm's order); each keeps its events in file order.
@@ -77,6 +86,8 @@ def spm_session(events: pd.DataFrame, n_scans: int) -> SpmSession:
         The run's cleaned events.
     n_scans : int
         Scans of the session.
+    regressors : pandas.DataFrame, optional
+        Extra regressors, one row per scan (e.g. the chosen confounds).
 
     Returns
     -------
@@ -92,7 +103,10 @@ def spm_session(events: pd.DataFrame, n_scans: int) -> SpmSession:
                 tuple(rows["duration"].astype(float)),
             )
         )
-    return SpmSession(n_scans, tuple(conditions))
+    if regressors is None or regressors.shape[1] == 0:
+        return SpmSession(n_scans, tuple(conditions))
+    names = tuple(str(name) for name in regressors.columns)
+    return SpmSession(n_scans, tuple(conditions), regressors.to_numpy(dtype=float), names)
 
 
 def _session_block(
@@ -104,6 +118,9 @@ def _session_block(
     for condition in session.conditions:
         stimulus = stimulus_function(grid, condition.onsets_s, condition.durations_s)
         blocks.append(spm_orth(convolve_and_sample(grid, stimulus, basis)))
+    if session.regressors is not None and session.regressors.shape[1]:
+        regressors = np.asarray(session.regressors, dtype=float)
+        blocks.append(regressors - regressors.mean(axis=0))
     if not blocks:
         return np.zeros((session.n_scans, 0))
     return np.column_stack(blocks)
@@ -150,6 +167,7 @@ def spm_design(
             for c in session.conditions
             for k in range(n_basis)
         ]
+        names += [f"Sn({number}) {name}" for name in session.regressor_names]
         first_row += session.n_scans
         first_column += block.shape[1]
     constants = scipy.linalg.block_diag(*[np.ones((s.n_scans, 1)) for s in sessions])

@@ -89,7 +89,8 @@ def _session_events(design: RunDesign, n_scans: int, settings: Settings):
             "%s: event amplitudes ignored: SPM12 models every event at height 1",
             run.events_path,
         )
-    return spm_session(events, n_scans)
+    confounds = design.matrix[list(design.confound_columns)] if design.confound_columns else None
+    return spm_session(events, n_scans, confounds)
 
 
 def _weights_by_condition(
