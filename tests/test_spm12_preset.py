@@ -159,3 +159,15 @@ def test_preset_adds_confounds_as_mean_centred_session_regressors(tmp_path):
     assert np.all(design.loc[~rows, motion] == 0)
     methods = (out / "logs" / "CITATION.md").read_text()
     assert "multiple regressors" in methods
+
+
+def test_preset_dry_run_writes_spm_design_from_the_events(tmp_path):
+    out = tmp_path / "out"
+    argv = [str(ROOT / "bids"), str(out), "participant", "--preset", "spm12", "--dry-run"]
+    assert main([*argv, "--skip-bids-validator", "--work-dir", str(tmp_path / "work")]) == 0
+    design = pd.read_csv(out / "sub-pilot01" / "func" / f"{PREFIX}_design.tsv", sep="\t")
+    reference = pd.read_csv(load_model("multisession_ar1").folder / "design_matrix.csv")
+    assert sorted(design.columns) == sorted(reference.columns)
+    difference = (design[reference.columns] - reference).abs().max()
+    assert np.all(difference <= 1e-6 * reference.abs().max())
+    assert not list(out.rglob("*_statmap.nii.gz"))

@@ -103,8 +103,7 @@ def spm12_settings(
     for dest, flag, unset in _UNSUPPORTED:
         if not unset(getattr(args, dest, None)):
             raise InputError(
-                f"{flag}: not supported with --preset spm12 (smooth and trim the data before, "
-                "as for SPM); leave it out, or drop --preset"
+                f"{flag}: not supported with --preset spm12; leave it out, or drop --preset"
             )
     fmri_t, fmri_t0 = _microtime(getattr(args, "microtime", None))
     hrf = _hrf(args, given)

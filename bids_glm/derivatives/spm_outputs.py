@@ -37,8 +37,8 @@ class SpmRecord:
 
     Attributes
     ----------
-    erdf : float
-        Effective residual degrees of freedom.
+    erdf : float or None
+        Effective residual degrees of freedom (None before the fit: ``--dry-run``).
     hyperparameters : tuple of float
         ReML hyperparameters ``xVi.h`` (two per session); empty for ``cvi none``.
     pool_voxels : int or None
@@ -49,7 +49,7 @@ class SpmRecord:
         Sessions (runs) in the model.
     """
 
-    erdf: float
+    erdf: float | None
     hyperparameters: tuple[float, ...]
     pool_voxels: int | None
     column_names: tuple[str, ...]

@@ -33,7 +33,7 @@ from bids_glm.pipeline import reports as reporting
 from bids_glm.pipeline.analysis_mask import build_geometry
 from bids_glm.pipeline.plan import plan_units
 from bids_glm.pipeline.run import RunOutcome, process_run
-from bids_glm.pipeline.spm_subject import analyse_spm_unit
+from bids_glm.pipeline.spm_subject import analyse_spm_unit, spm_dry_run
 from bids_glm.pipeline.units import (
     AnalysisUnit,
     remove_interrupted_writes,
@@ -200,6 +200,9 @@ def dry_run(units: Sequence[AnalysisUnit], settings: Settings) -> None:
     for unit in units:
         what = " ".join(f"{k}-{v}" for k, v in unit.entities.items())
         print(f"{what}: {len(unit.designs)} run(s)")
+        if settings.spm12 is not None:  # one SPM12 model over the runs
+            spm_dry_run(unit, settings)
+            continue
         for design in unit.designs:
             entities = naming.run_level_entities(design.run.entities)
             folder = naming.subject_func_dir(settings.output_dir, entities)

@@ -40,7 +40,7 @@ from bids_glm.pipeline.units import AnalysisUnit
 from bids_glm.runtime.threads import thread_budget
 from bids_glm.settings import Settings
 
-__all__ = ["analyse_spm_unit"]
+__all__ = ["analyse_spm_unit", "spm_dry_run"]
 
 LOGGER = logging.getLogger("bids_glm")
 
@@ -138,22 +138,46 @@ def _contrast(
     return maps, matrix
 
 
+def _design(
+    unit: AnalysisUnit, settings: Settings, n_scans: tuple[int, ...], tr_s: float
+) -> SpmDesign:
+    """SPM's design of the unit's runs."""
+    spm12 = settings.spm12
+    sessions = tuple(
+        _session_events(d, n, settings) for d, n in zip(unit.designs, n_scans, strict=True)
+    )
+    basis = spm_basis_set(tr_s / spm12.fmri_t, spm12.time_derivative, spm12.dispersion_derivative)
+    return spm_design(sessions, tr_s, basis, spm12.fmri_t, spm12.fmri_t0)
+
+
 def _fit(unit: AnalysisUnit, settings: Settings):
     """Read the runs and fit the SPM12 model: (data, design, fit, noise, TR)."""
     spm12 = settings.spm12
     tr_s = _check_runs(unit.designs)
     bold_paths = tuple(d.run.bold_path for d in unit.designs)
     data = read_spm_data(bold_paths, _explicit_mask(settings, bold_paths[0]), settings.mask)
-    sessions = tuple(
-        _session_events(d, n, settings) for d, n in zip(unit.designs, data.n_scans, strict=True)
-    )
-    basis = spm_basis_set(tr_s / spm12.fmri_t, spm12.time_derivative, spm12.dispersion_derivative)
-    design = spm_design(sessions, tr_s, basis, spm12.fmri_t, spm12.fmri_t0)
+    design = _design(unit, settings, data.n_scans, tr_s)
     drifts = tuple(dct_high_pass_basis(n, tr_s, spm12.high_pass_cutoff_s) for n in data.n_scans)
     layout = SpmLayout(design.matrix, design.session_rows, drifts, design.constant_columns)
     scale = session_scale_factors(data.globals_, design.session_rows)
     fit, noise = fit_spm_model(data.data, scale, layout, spm12.serial_correlations)
     return data, design, fit, noise, tr_s
+
+
+def spm_dry_run(unit: AnalysisUnit, settings: Settings) -> None:
+    """``--dry-run`` with the preset: write and print the SPM design; fit nothing."""
+    tr_s = _check_runs(unit.designs)
+    n_scans = tuple(d.run.n_volumes for d in unit.designs)
+    design = _design(unit, settings, n_scans, tr_s)
+    entities = naming.subject_level_entities(unit.entities)
+    folder = naming.subject_func_dir(settings.output_dir, entities)
+    sources = tuple(outputs.source_uri(d.run.bold_path, settings) for d in unit.designs)
+    record = SpmRecord(None, (), None, design.column_names, len(unit.designs))
+    write_spm_design(folder, entities, design.matrix, record, settings.spm12, tr_s, sources)
+    print(
+        f"  SPM12 model (--preset spm12): {len(n_scans)} session(s), {sum(n_scans)} scans, "
+        f"TR {tr_s} s; columns: {', '.join(design.column_names)}"
+    )
 
 
 def _write_clusters(target, plan, maps: ContrastMaps, settings: Settings) -> None:
