@@ -85,6 +85,30 @@ class ModelSettings:
 
 
 @dataclass(frozen=True)
+class Spm12Settings:
+    """``--preset spm12``: SPM12's own first-level model (one multi-session GLM).
+
+    Attributes
+    ----------
+    fmri_t, fmri_t0 : int
+        Microtime bins per scan and the bin each scan is sampled at (``--microtime``).
+    high_pass_cutoff_s : float
+        DCT high-pass cut-off period in seconds (``1 / --high-pass``; SPM: 128).
+    serial_correlations : bool
+        SPM's ``AR(1)`` (ReML on pooled voxels); False is ``cvi none`` (``--noise-model ols``).
+    time_derivative, dispersion_derivative : bool
+        SPM's informed basis set (``--hrf-model "spm + derivative [+ dispersion]"``).
+    """
+
+    fmri_t: int = 16
+    fmri_t0: int = 8
+    high_pass_cutoff_s: float = 128.0
+    serial_correlations: bool = True
+    time_derivative: bool = False
+    dispersion_derivative: bool = False
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the pipeline needs, validated by ``cli/validate.py``.
 
@@ -159,6 +183,8 @@ class Settings:
         Group level: participants.tsv columns added to the group design.
     verbosity : int
         -1 quiet, 0 normal, 1 verbose (tracebacks), 2 debug.
+    spm12 : Spm12Settings or None
+        ``--preset spm12``: fit SPM12's multi-session model instead of runs + fixed effects.
     surface_mesh_dir : Path or None
         ``--surface-mesh-dir``: a folder of mid-thickness meshes for surface data.
     templateflow_home : Path or None
@@ -203,5 +229,6 @@ class Settings:
     participant_outputs: Path | None = None
     group_covariates: tuple[str, ...] = ()
     verbosity: int = 0
+    spm12: Spm12Settings | None = None
     surface_mesh_dir: Path | None = None
     templateflow_home: Path | None = None

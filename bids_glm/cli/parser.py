@@ -105,6 +105,19 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--drift-model", default="cosine", choices=("cosine", "polynomial", "none"))
     model.add_argument("--high-pass", type=float, default=0.01, metavar="HZ")
     model.add_argument("--drift-order", type=int, default=1)
+    model.add_argument(
+        "--preset",
+        default=None,
+        choices=("spm12",),
+        help="spm12: SPM12's own first-level model (one multi-session GLM, microtime design, "
+        "DCT high-pass, session scaling, ReML AR(1)); other model flags keep SPM's meaning",
+    )
+    model.add_argument(
+        "--microtime",
+        default=None,
+        metavar="T,T0",
+        help="with --preset spm12: SPM's fmri_t and fmri_t0 (default 16,8)",
+    )
     model.add_argument("--noise-model", default="ar1", choices=("ols", "ar1"))
     model.add_argument(
         "--signal-scaling", default="percent", choices=("percent", "global", "none")

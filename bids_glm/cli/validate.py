@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bids_glm.cli.preset import spm12_settings
 from bids_glm.design.hrf_spec import parse_hrf_model
 from bids_glm.errors import InputError
 from bids_glm.image.mask_rule import MaskRule, parse_mask_rule
@@ -338,7 +339,7 @@ def settings_from_args(args: argparse.Namespace, command_line: str = "") -> Sett
     _check_numbers(args)
     mask, mask_combine = _mask_options(args)
     filter_file = args.bids_filter_file.resolve() if args.bids_filter_file else None
-    model = _model_settings(args)
+    model, spm12 = spm12_settings(args, _model_settings(args))
     stats_model, tasks, labels = (
         None,
         tuple(args.task),
@@ -386,4 +387,5 @@ def settings_from_args(args: argparse.Namespace, command_line: str = "") -> Sett
         group_covariates=tuple(args.group_covariates),
         **_mesh_places(args),
         verbosity=-1 if args.quiet else args.verbose,
+        spm12=spm12,
     )

@@ -29,7 +29,7 @@ from bids_glm.derivatives.files import write_bytes_atomic
 from bids_glm.derivatives.naming import citation_path
 from bids_glm.image.mask_rule import INTERSECTION, MaskRule
 from bids_glm.inputs.variants import is_cifti_space, is_surface_space
-from bids_glm.settings import ModelSettings, Settings
+from bids_glm.settings import ModelSettings, Settings, Spm12Settings
 
 DEPENDENCIES = ("pybids", "nibabel", "numpy", "scipy", "pandas")
 AR1_BIN_WIDTH = 0.01  # 1 / n_bins of bids_glm.glm.fit.fit_glm, whose default the pipeline uses
@@ -73,6 +73,8 @@ class MethodsFacts:
         Conditions whose trials were estimated (empty: all).
     single_trial_t : bool
         Whether their t statistics were written too.
+    spm12 : Spm12Settings or None
+        ``--preset spm12``: the text describes SPM12's multi-session model instead.
     """
 
     software_version: str
@@ -90,6 +92,7 @@ class MethodsFacts:
     single_trial: str | None = None
     single_trial_conditions: tuple[str, ...] = ()
     single_trial_t: bool = False
+    spm12: Spm12Settings | None = None
 
     def __post_init__(self) -> None:
         missing = [name for name in DEPENDENCIES if name not in self.dependency_versions]
@@ -168,6 +171,7 @@ def methods_facts(
         single_trial=settings.single_trial,
         single_trial_conditions=settings.single_trial_conditions,
         single_trial_t="t" in settings.single_trial_maps,
+        spm12=settings.spm12,
     )
 
 

@@ -97,6 +97,15 @@ def model_options(settings: Settings) -> dict:
         options["SliceTimeRef"] = model.slice_time_ref
     if model.design_dir is not None:  # the designs were used as given
         options["DesignDir"] = str(model.design_dir)
+    if settings.spm12 is not None:  # --preset spm12: one SPM12 multi-session model
+        options["Preset"] = "spm12"
+        options["SPM12"] = {
+            "Model": "one multi-session GLM (sessions = runs), no fixed effects",
+            "SerialCorrelations": "AR(1)" if settings.spm12.serial_correlations else "none",
+            "MicrotimeResolution": settings.spm12.fmri_t,
+            "MicrotimeOnset": settings.spm12.fmri_t0,
+            "HighPassCutoffSeconds": settings.spm12.high_pass_cutoff_s,
+        }
     if model.confounds is not None:
         strategy = model.confounds
         options["Confounds"] = [*strategy.presets, *strategy.patterns]

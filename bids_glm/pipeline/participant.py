@@ -34,6 +34,7 @@ from bids_glm.pipeline.analysis_mask import build_geometry
 from bids_glm.pipeline.plan import plan_units
 from bids_glm.pipeline.run import RunOutcome, process_run
 from bids_glm.pipeline.single_trial import check_single_trial_plan
+from bids_glm.pipeline.spm_subject import analyse_spm_unit, spm_dry_run
 from bids_glm.pipeline.surface_meshes import with_meshes
 from bids_glm.pipeline.units import (
     AnalysisUnit,
@@ -203,6 +204,9 @@ def dry_run(units: Sequence[AnalysisUnit], settings: Settings) -> None:
     for unit in units:
         what = " ".join(f"{k}-{v}" for k, v in unit.entities.items())
         print(f"{what}: {len(unit.designs)} run(s)")
+        if settings.spm12 is not None:  # one SPM12 model over the runs
+            spm_dry_run(unit, settings)
+            continue
         for design in unit.designs:
             entities = naming.run_level_entities(design.run.entities)
             folder = naming.subject_func_dir(settings.output_dir, entities)
@@ -337,7 +341,8 @@ def _run_unit(unit: AnalysisUnit, settings: Settings) -> batch.UnitResult:
     started = time.perf_counter()
     try:
         with captured_warnings() as messages:
-            outcomes, mean_image = analyse_unit(unit, settings)
+            analyse = analyse_unit if settings.spm12 is None else analyse_spm_unit
+            outcomes, mean_image = analyse(unit, settings)
     except KeyboardInterrupt:
         _remove_outputs(unit, settings)
         raise

@@ -86,7 +86,10 @@ def unit_fingerprint(unit: AnalysisUnit, settings: Settings) -> str:
             *((settings.single_trial_maps,) if settings.single_trial_maps else ()),
         )
     )
-    description = repr((settings.model, settings.mask_combine, settings.model_maps, *single_trial))
+    spm12 = () if settings.spm12 is None else (settings.spm12,)
+    description = repr(
+        (settings.model, settings.mask_combine, settings.model_maps, *single_trial, *spm12)
+    )
     return manifest.fingerprint(description, inputs)
 
 

@@ -1,0 +1,201 @@
+"""Read the runs of an SPM12 model: globals, the analysis mask and the in-mask data.
+
+SPM12 keeps a voxel if it lies in the explicit mask (when one is given), exceeds 0.8 of
+its scan's global in every scan of every session, and is not constant over time. The runs
+are read once, volume by volume; each volume's values are kept only at the voxels still
+eligible, so memory follows the brain rather than the whole grid.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bids_glm.errors import InputError
+from bids_glm.glm.spm_globals import MASK_THRESHOLD_FRACTION, spm_global
+from bids_glm.image.io import SeriesLayout, for_each_volume, iter_volumes, series_layout
+from bids_glm.runtime.threads import thread_budget
+
+__all__ = ["SpmData", "read_spm_data"]
+
+
+@dataclass(frozen=True)
+class SpmData:
+    """The unscaled in-mask data of every session, with SPM's globals.
+
+    Attributes
+    ----------
+    data : numpy.ndarray
+        ``(n_scans, n_voxels)`` float32 raw values (sessions stacked in time).
+    mask : numpy.ndarray
+        ``(x, y, z)`` bool analysis mask.
+    affine : numpy.ndarray
+        The grid's affine.
+    globals_ : numpy.ndarray
+        ``(n_scans,)`` raw globals (``spm_global``).
+    n_scans : tuple of int
+        Scans per session.
+    mean_volumes : tuple of numpy.ndarray
+        Each session's time-mean volume (the reports' underlay).
+    """
+
+    data: np.ndarray
+    mask: np.ndarray
+    affine: np.ndarray
+    globals_: np.ndarray
+    n_scans: tuple[int, ...]
+    mean_volumes: tuple[np.ndarray, ...]
+
+
+def _check_grid(path: Path, shape: tuple[int, ...], affine: np.ndarray, reference) -> None:
+    """Raise if a run's grid differs from the first run's (or the explicit mask's)."""
+    if reference is None:
+        return
+    ref_shape, ref_affine, ref_path = reference
+    if tuple(shape[:3]) != tuple(ref_shape[:3]) or not np.allclose(affine, ref_affine, atol=1e-4):
+        raise InputError(
+            f"{path}: its grid {tuple(shape[:3])} differs from {ref_path}'s; an SPM12 model "
+            "needs every run (and the explicit mask) on one grid"
+        )
+
+
+def _drop_columns(data: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Keep the ``keep`` columns of every row, in place; returns the (strided) view."""
+    n_kept = int(keep.sum())
+    if n_kept == keep.size:
+        return data
+    for row in data:
+        row[:n_kept] = row[keep]
+    return data[:, :n_kept]
+
+
+def _varying(data: np.ndarray) -> np.ndarray:
+    """Columns whose value changes over time (SPM: ``any(diff(Y))``)."""
+    varying = np.zeros(data.shape[1], dtype=bool)
+    for row in data[1:]:
+        varying |= row != data[0]
+    return varying
+
+
+class _ScanReducer:
+    """One run's scans, each to its global, in-mask values and threshold flags.
+
+    May be called from several threads at once (``for_each_volume``): each call writes its
+    own row of ``data`` and entry of ``globals_``; the threshold flags and scratch buffers
+    are per thread, combined at the end; the running sum behind the mean volume is added
+    in time order by the reading thread.
+    """
+
+    def __init__(self, layout: SeriesLayout, voxels_f: np.ndarray, rows, fraction: float):
+        self.layout, self.voxels_f, self.fraction = layout, voxels_f, fraction
+        self.data, self.globals_, self.first_row = rows
+        self.total = np.zeros(layout.volume_shape, dtype=np.float32, order="F")
+        self._local = threading.local()
+        self._flags: list[np.ndarray] = []
+        self._lock = threading.Lock()
+
+    def add_to_mean(self, stored: np.ndarray) -> None:
+        np.add(self.total, stored, out=self.total, casting="unsafe")
+
+    def __call__(self, row: int, stored: np.ndarray) -> None:
+        local = self._local
+        if not hasattr(local, "volume"):
+            local.volume = np.empty(self.layout.volume_shape, dtype=np.float32, order="F")
+            local.scratch = np.empty(local.volume.size, dtype=np.float32)
+            local.above = np.ones(self.voxels_f.size, dtype=bool)
+            with self._lock:
+                self._flags.append(local.above)
+        flat = self.layout.to_float32(stored, local.volume).ravel(order="F")  # a view
+        global_value = spm_global(flat, local.scratch)
+        self.globals_[self.first_row + row] = global_value
+        values = self.data[self.first_row + row]
+        np.take(flat, self.voxels_f, out=values)
+        local.above &= values > np.float64(self.fraction * global_value)
+
+    def above(self) -> np.ndarray:
+        """Voxels above threshold in every scan of the run."""
+        return np.logical_and.reduce(self._flags)
+
+    def mean_volume(self) -> np.ndarray:
+        """The run's time-mean volume (float32)."""
+        n_scans = self.layout.shape[3]
+        mean = self.total / n_scans * self.layout.slope + self.layout.intercept
+        return mean.astype(np.float32)
+
+
+def _first_scan_voxels(path: Path, candidates: np.ndarray, fraction: float):
+    """Candidate voxels above threshold in the first scan: (C-order, Fortran-order) indices.
+
+    Listed in C order, so that gathering a Fortran-ordered volume through the Fortran-order
+    indices gives the columns in the geometry's (C) order.
+    """
+    shape = candidates.shape
+    voxels_c = np.flatnonzero(candidates)
+    voxels_f = np.ravel_multi_index(np.unravel_index(voxels_c, shape), shape, order="F")
+    volumes = iter_volumes(path)
+    flat = next(volumes).ravel(order="F")
+    keep = flat[voxels_f] > np.float64(fraction * spm_global(flat))
+    volumes.close()
+    return voxels_c[keep], voxels_f[keep]
+
+
+def read_spm_data(
+    bold_paths: tuple[Path, ...],
+    explicit_mask: np.ndarray | None = None,
+    mask_path: Path | None = None,
+    fraction: float = MASK_THRESHOLD_FRACTION,
+) -> SpmData:
+    """Stream the runs once: globals, SPM's analysis mask and the in-mask raw values.
+
+    The values are kept at the voxels above threshold in the first scan (within the
+    explicit mask), one row per scan; voxels that fall below threshold in a later scan, or
+    are constant, are dropped at the end, in place.
+
+    Parameters
+    ----------
+    bold_paths : tuple of Path
+        One 4-D series per session, in model order.
+    explicit_mask : numpy.ndarray, optional
+        ``(x, y, z)`` bool explicit mask on the runs' grid; None: the threshold alone.
+    mask_path : Path, optional
+        The explicit mask's file, for messages.
+    fraction : float
+        Threshold as a fraction of each scan's global (SPM: 0.8).
+
+    Returns
+    -------
+    SpmData
+    """
+    layouts = [series_layout(path) for path in bold_paths]
+    first, shape = layouts[0], layouts[0].volume_shape
+    if explicit_mask is not None and explicit_mask.shape != tuple(shape):
+        raise InputError(f"{mask_path}: mask grid {explicit_mask.shape} differs from {shape}")
+    for path, layout in zip(bold_paths, layouts, strict=True):
+        _check_grid(path, layout.shape, layout.affine, (first.shape, first.affine, bold_paths[0]))
+    n_scans = tuple(int(layout.shape[3]) for layout in layouts)
+    candidates = np.ones(shape, bool) if explicit_mask is None else explicit_mask
+    voxels_c, voxels_f = _first_scan_voxels(bold_paths[0], candidates, fraction)
+    data = np.empty((sum(n_scans), voxels_c.size), dtype=np.float32)
+    globals_ = np.empty(sum(n_scans))
+    above, means, first_row = np.ones(voxels_c.size, dtype=bool), [], 0
+    for path, layout, n in zip(bold_paths, layouts, n_scans, strict=True):
+        reducer = _ScanReducer(layout, voxels_f, (data, globals_, first_row), fraction)
+        every = np.ones(n, dtype=bool)
+        for_each_volume(path, layout, every, reducer, thread_budget(), reducer.add_to_mean)
+        above &= reducer.above()
+        means.append(reducer.mean_volume())
+        first_row += n
+    keep = above & _varying(data)
+    mask = np.zeros(int(np.prod(shape)), dtype=bool)
+    mask[voxels_c[keep]] = True
+    return SpmData(
+        data=_drop_columns(data, keep),
+        mask=mask.reshape(shape),
+        affine=first.affine,
+        globals_=globals_,
+        n_scans=n_scans,
+        mean_volumes=tuple(means),
+    )
