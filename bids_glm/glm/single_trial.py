@@ -186,8 +186,9 @@ def lss_fit(
         REFIT_CHUNK_VOXELS,
         n_threads,
         binned_variance if variance else None,
+        keep_ar1,
     )
-    return TrialEstimates(beta=beta, ar1=rho if keep_ar1 else None, variance=variances, dof=dof)
+    return TrialEstimates(beta=beta, ar1=rho, variance=variances, dof=dof)
 
 
 def _refit_each_trial(
