@@ -1,15 +1,14 @@
 """Single-trial outputs: per condition a beta series and its sidecar; the LSA design.
 
-A beta series holds one map per trial of its condition, in onset order (a 4D NIfTI; for
+A beta series holds one map per trial of its condition, in onset order: a 4D NIfTI; for
 surfaces one ``.func.gii`` per hemisphere with one data array per trial; for CIFTI one
-``.dscalar.nii`` with one scalar map per trial, each array or map named
-``trial-<index>_onset-<s>``); its sidecar lists
-the trials (the volume index, the onset and duration as in the events file, the condition,
-the amplitude when the events scale trials) and how the estimates were made; a TSV of the
-same name has one row per volume (``index``, ``onset``, ``duration``, ``trial_type``,
-``amplitude`` when the events scale trials). With ``--single-trial-maps t`` the t series
-(``_stat-t_desc-<condition>_betaseries.nii.gz``) has the same volumes and a sidecar that adds
-each trial's degrees of freedom.
+``.dscalar.nii`` with one scalar map per trial (arrays and maps named
+``trial-<index>_onset-<s>``). Its sidecar lists the trials (the volume index, the onset and
+duration as in the events file, the condition, the amplitude when the events scale trials)
+and how the estimates were made; a TSV of the same name has one row per map (``index``,
+``onset``, ``duration``, ``trial_type``, ``amplitude`` when the events scale trials). With
+``--single-trial-maps t`` the t series (``_stat-t_desc-<condition>_betaseries``) has the same
+maps and a sidecar that adds each trial's degrees of freedom.
 """
 
 from __future__ import annotations

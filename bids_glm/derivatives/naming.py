@@ -274,7 +274,7 @@ def beta_series_path(
 ) -> Path:
     """``<entities>[_stat-<stat>]_desc-<condition>_betaseries<extension>`` in ``folder``.
 
-    One volume per trial (the estimates; ``stat="t"``: their t statistics); with ``TSV``,
+    One map per trial (the estimates; ``stat="t"``: their t statistics); with ``TSV``,
     the trials' table (one row per volume).
     """
     extra = ({"stat": stat} if stat else {}) | {"desc": condition_label}
