@@ -255,13 +255,7 @@ def test_bidsignore_hides_the_surface_and_cifti_outputs(cifti_run):
         assert pattern in patterns
 
 
-@pytest.mark.parametrize(
-    ("extra", "words"),
-    [
-        (("--smoothing-fwhm", "4"), "without smoothing"),
-        (("--single-trial", "lss"), "single-trial"),
-    ],
-)
+@pytest.mark.parametrize(("extra", "words"), [(("--smoothing-fwhm", "4"), "without smoothing")])
 def test_unsupported_options_on_cifti_are_refused_before_reading(tmp_path, capsys, extra, words):
     bids = tmp_path / "bids"
     bids.mkdir()

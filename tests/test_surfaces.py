@@ -347,19 +347,6 @@ def test_methods_text_describes_surfaces(surface_run):
     assert "brain masks" not in text
 
 
-def test_single_trial_models_on_surfaces_are_refused_clearly(tmp_path, capsys):
-    """Beta series are volume-only so far: a surface space says so before anything is read."""
-    from bids_glm.cli.main import main
-
-    bids = tmp_path / "bids"
-    bids.mkdir()
-    (bids / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.9.0"}')
-    command = [str(bids), str(tmp_path / "out"), "participant", "--space", "fsaverage5"]
-    assert main([*command, "--single-trial", "lss"]) == 3
-    assert "volumes only" in capsys.readouterr().err
-    assert not (tmp_path / "out").exists()
-
-
 # Files of one run of bids-examples' ds000001-fmriprep (an fMRIPrep 20.2 derivative dataset),
 # sub-<s> and run-<r> filled in; its data files there are empty, generated here.
 DS000001_RUN_FILES = (

@@ -259,8 +259,6 @@ def _variant_options(args: argparse.Namespace) -> dict[str, str | None]:
     """``--space SPACE[:res-N][:den-D]`` and ``--desc``, typed (see ``inputs/variants.py``)."""
     from bids_glm.inputs.variants import (
         check_desc,
-        is_cifti_space,
-        is_surface_space,
         parse_space_option,
     )
 
@@ -274,17 +272,6 @@ def _variant_options(args: argparse.Namespace) -> dict[str, str | None]:
         option = parse_space_option(args.space)
     except ValueError as err:
         raise InputError(f"--space {err}") from None
-    if is_surface_space(option.space) and args.single_trial is not None:
-        raise InputError(
-            f"--single-trial {args.single_trial} with --space {option.space}: single-trial "
-            "beta series are written for volumes only so far; choose a volume space"
-        )
-    if is_cifti_space(option.space) and (args.smoothing_fwhm > 0 or args.single_trial):
-        raise InputError(
-            f"--space {option.space}: CIFTI grayordinates are analysed without smoothing and "
-            "without single-trial models so far; use --smoothing-fwhm 0 (or data smoothed "
-            "beforehand) and no --single-trial"
-        )
     return {
         "space": option.space,
         "resolution": option.resolution,

@@ -1,12 +1,14 @@
-"""Single-trial outputs: per condition a 4D beta series and its sidecar; the LSA design.
+"""Single-trial outputs: per condition a beta series and its sidecar; the LSA design.
 
-A beta series holds one volume per trial of its condition, in onset order; its sidecar lists
-the trials (the volume index, the onset and duration as in the events file, the condition,
-the amplitude when the events scale trials) and how the estimates were made; a TSV of the
-same name has one row per volume (``index``, ``onset``, ``duration``, ``trial_type``,
-``amplitude`` when the events scale trials). With ``--single-trial-maps t`` the t series
-(``_stat-t_desc-<condition>_betaseries.nii.gz``) has the same volumes and a sidecar that adds
-each trial's degrees of freedom.
+A beta series holds one map per trial of its condition, in onset order: a 4D NIfTI; for
+surfaces one ``.func.gii`` per hemisphere with one data array per trial; for CIFTI one
+``.dscalar.nii`` with one scalar map per trial (arrays and maps named
+``trial-<index>_onset-<s>``). Its sidecar lists the trials (the volume index, the onset and
+duration as in the events file, the condition, the amplitude when the events scale trials)
+and how the estimates were made; a TSV of the same name has one row per map (``index``,
+``onset``, ``duration``, ``trial_type``, ``amplitude`` when the events scale trials). With
+``--single-trial-maps t`` the t series (``_stat-t_desc-<condition>_betaseries``) has the same
+maps and a sidecar that adds each trial's degrees of freedom.
 """
 
 from __future__ import annotations
@@ -107,22 +109,40 @@ def trials_table(trials: pd.DataFrame, onset_shift_s: float) -> pd.DataFrame:
     )
 
 
-def _write_series(path: Path, target: MapTarget, values: np.ndarray) -> None:
-    """The series' files through the data's geometry (one 4D NIfTI for volumes)."""
+def map_names(trials: pd.DataFrame, onset_shift_s: float) -> list[str]:
+    """Each volume's name in formats that hold one: ``trial-003_onset-12.5`` (events' onset)."""
+    return [
+        f"trial-{record['index']:03d}_onset-{record['onset']:g}"
+        for record in trial_records(trials, onset_shift_s)
+    ]
+
+
+def _write_series(path: Path, target: MapTarget, values: np.ndarray, names: list[str]) -> list:
+    """The series' files through the data's geometry; returns them.
+
+    One 4D NIfTI for volumes, one multi-array ``.func.gii`` per hemisphere for surfaces,
+    one ``.dscalar.nii`` (one scalar per map, named ``names``) for CIFTI.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     geometry = target.geometry
-    for extra, payload in geometry.encode_series_files(np.where(target.valid, values, 0.0)):
-        write_bytes_atomic(naming.geometry_file_path(path, extra, geometry.extension), payload)
+    written = []
+    masked = np.where(target.valid, values, 0.0)
+    for extra, payload in geometry.encode_series_files(masked, names):
+        written.append(naming.geometry_file_path(path, extra, geometry.extension))
+        write_bytes_atomic(written[-1], payload)
+    return written
 
 
 def write_beta_series(target: MapTarget, series: TrialSeries, record: dict) -> list[Path]:
     """Write one condition's beta series (and t series), its sidecar and its trials' table.
 
-    Returns the paths of the images and the table.
+    Returns the paths of the image files and the table.
     """
     shift_s = record["DummyScans"] * record["RepetitionTime"]
-    path = naming.beta_series_path(target.folder, target.entities, series.label)
-    _write_series(path, target, series.beta)
+    extension = target.geometry.extension
+    path = naming.beta_series_path(target.folder, target.entities, series.label, None, extension)
+    names = map_names(series.trials, shift_s)
+    written = _write_series(path, target, series.beta, names)
     content = {
         **record,
         "Condition": series.condition,
@@ -135,15 +155,16 @@ def write_beta_series(target: MapTarget, series: TrialSeries, record: dict) -> l
         target.folder, target.entities, series.label, extension=naming.TSV
     )
     write_tsv(table, trials_table(series.trials, shift_s))
-    written = [path, table]
+    written.append(table)
     if series.t is not None:
-        t_path = naming.beta_series_path(target.folder, target.entities, series.label, "t")
-        _write_series(t_path, target, series.t)
+        t_path = naming.beta_series_path(
+            target.folder, target.entities, series.label, "t", extension
+        )
+        written.extend(_write_series(t_path, target, series.t, names))
         dof = [float(d) for d in series.dof]
         write_json(
             naming.sidecar_path(t_path), {**content, "Statistic": "t", "DegreesOfFreedom": dof}
         )
-        written.append(t_path)
     return written
 
 

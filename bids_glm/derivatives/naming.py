@@ -78,6 +78,8 @@ BIDS_IGNORED = (
     "*_boldref.nii.gz",
     "*_boldref.json",
     "*_betaseries.nii.gz",
+    "*_betaseries.func.gii",
+    "*_betaseries.dscalar.nii",
     "*_betaseries.json",
     "*_betaseries.tsv",
     "*.html",
@@ -272,7 +274,7 @@ def beta_series_path(
 ) -> Path:
     """``<entities>[_stat-<stat>]_desc-<condition>_betaseries<extension>`` in ``folder``.
 
-    One volume per trial (the estimates; ``stat="t"``: their t statistics); with ``TSV``,
+    One map per trial (the estimates; ``stat="t"``: their t statistics); with ``TSV``,
     the trials' table (one row per volume).
     """
     extra = ({"stat": stat} if stat else {}) | {"desc": condition_label}
@@ -319,13 +321,31 @@ def find_stat_maps(folder: Path, entities: Mapping[str, str], stat: str) -> list
 
 
 def find_beta_series(folder: Path, entities: Mapping[str, str]) -> list[tuple[str, Path]]:
-    """``(condition label, path)`` of a run's beta series (not its t series), sorted by name."""
+    """``(condition label, path)`` of a run's beta series (not t series), sorted by name.
+
+    A GIfTI pair is found once, named without ``hemi`` (:func:`map_part_files` gives its files).
+    """
     found = []
-    for path in sorted(Path(folder).glob(f"*_{_BETASERIES}{NIFTI}")):
-        label = parse_name(path).entities.get("desc")
-        if label is not None and path == beta_series_path(folder, entities, label):
-            found.append((label, path))
-    return found
+    for extension in (NIFTI, GIFTI, CIFTI_SCALAR):
+        for path in sorted(Path(folder).glob(f"*_{_BETASERIES}{extension}")):
+            name = parse_name(path)
+            if extension == GIFTI and name.entities.pop("hemi", None) != "L":
+                continue
+            label = name.entities.get("desc")
+            if label is None:
+                continue
+            logical = beta_series_path(folder, entities, label, extension=extension)
+            if logical == _file(path.parent, _stem(name.entities, {}, name.suffix), extension):
+                found.append((label, logical))
+    return sorted(found, key=lambda item: item[1].name)
+
+
+def condition_z_map_path(series_path: Path) -> Path:
+    """The run-level z map of the contrast named as a series' condition, of the same kind."""
+    name = parse_name(series_path)
+    entities = {k: v for k, v in name.entities.items() if k != "desc"}
+    path = stat_map_path(series_path.parent, entities, "z", contrast=name.entities["desc"])
+    return with_extension(path, name.extension)
 
 
 def find_run_designs(folder: Path, unit_entities: Mapping[str, str]) -> list[Path]:

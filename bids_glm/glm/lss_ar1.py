@@ -30,7 +30,7 @@ import numpy as np
 import scipy.linalg
 
 from bids_glm.glm.ar import LAST, whiten_ar1
-from bids_glm.glm.lss_terms import LssPass, LssTerms, ols_estimates, trial_ar1, trial_means
+from bids_glm.glm.lss_terms import LssPass, LssTerms, trial_ar1, trial_means
 from bids_glm.glm.ols import voxel_chunks
 from bids_glm.runtime.threads import for_each_in_threads
 
@@ -40,6 +40,9 @@ class BinTables:
     """Per AR(1) bin ``b`` (rows: consecutive bins from ``first_step``) and trial, the
     refit's coefficients with the bin's ``rho`` (or ``rho^2``) folded in.
 
+    Trial ``i``'s AR(1) estimate at a voxel of bin ``b`` is
+    ``beta_C[g] - gain_b^T N(C)^T E + gamma_i weight - trial (N r_i)^T E - last e_{n-1}``.
+
     Attributes
     ----------
     first_step : int
@@ -47,8 +50,9 @@ class BinTables:
     rho : ndarray, shape (S,)
     gain : ndarray, shape (S, K, p)
         ``rho k_C^T`` of every trial.
-    lag : ndarray, shape (S, K)
-        ``rho k_C^T N(C)^T r_i``.
+    weight : ndarray, shape (S, K)
+        What ``gamma_i`` multiplies: ``alpha_i + rho k_C^T N(C)^T r_i + trial (N r_i)^T r_i
+        + last r_{i,n-1}``.
     trial : ndarray, shape (S, K)
         ``rho k_r``.
     last : ndarray, shape (S, K)
@@ -58,7 +62,7 @@ class BinTables:
     first_step: int
     rho: np.ndarray
     gain: np.ndarray
-    lag: np.ndarray
+    weight: np.ndarray
     trial: np.ndarray
     last: np.ndarray
 
@@ -123,14 +127,10 @@ def bin_tables(terms: LssTerms, first_step: int, last_step: int, n_bins: int) ->
     rows = [_bin_row(terms, float(value)) for value in rho]
     gain, lag, trial, last = (np.stack(column) for column in zip(*rows, strict=True))
     factor = rho[:, np.newaxis]
-    return BinTables(
-        int(first_step),
-        rho,
-        gain * factor[:, :, np.newaxis],
-        lag * factor,
-        trial * factor,
-        last * factor**2,
-    )
+    trial *= factor
+    last *= factor**2
+    weight = terms.alpha + lag * factor + trial * (2.0 * terms.lag) + last * terms.last
+    return BinTables(int(first_step), rho, gain * factor[:, :, np.newaxis], weight, trial, last)
 
 
 def sorted_runs(rows: np.ndarray):
@@ -141,9 +141,12 @@ def sorted_runs(rows: np.ndarray):
     ``(start, stop)`` of each run.
     """
     base = rows.min(axis=0)
-    order = np.argsort(base, kind="stable")
+    # rows of 100 bins per unit fit in 16 bits, which numpy sorts stably by radix (linear time)
+    keys = base.astype(np.int16) if base.size and base.max() < 2**15 else base
+    order = np.argsort(keys, kind="stable")
     sorted_base = base[order]
-    offsets = rows[:, order] - sorted_base
+    offsets = np.take(rows, order, axis=1)
+    offsets -= sorted_base
     starts = np.flatnonzero(np.diff(sorted_base, prepend=sorted_base[0] - 1))
     runs = list(zip(starts, np.append(starts[1:], order.size), strict=True))
     return order, offsets, sorted_base, runs
@@ -167,7 +170,7 @@ def binned_products(gain: np.ndarray, rows: np.ndarray, lag_cross: np.ndarray) -
     order, offsets, base, runs = sorted_runs(rows)
     offsets *= n_trials
     offsets += np.arange(n_trials)[:, np.newaxis]  # row of the stacked product
-    cross = lag_cross[:, order]
+    cross = np.take(lag_cross, order, axis=1)
     products = np.empty(rows.shape)
     for start, stop in runs:
         index = offsets[:, start:stop]
@@ -187,9 +190,10 @@ def ar1_estimates(
     chunk_voxels: int,
     n_threads: int,
     variance: Callable | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Every trial's AR(1) LSS estimate, its model's AR(1) coefficient and, if asked, the
-    estimate's variance; shapes (K, V).
+    keep_ar1: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Every trial's AR(1) LSS estimate and, if asked, its model's AR(1) coefficient
+    (``keep_ar1``) and the estimate's variance; shapes (K, V).
 
     The bins' tables cover every coefficient an AR(1) estimate can take
     (``|rho| <= n / (n - 1)``); the voxels are processed in chunks of ``chunk_voxels``.
@@ -202,31 +206,35 @@ def ar1_estimates(
     chunk_variance = None if variance is None else variance(tables.rho)
     means = trial_means(terms, summary)
     estimates = np.empty(summary.gamma.shape)
-    coefficients = np.empty(summary.gamma.shape)
+    coefficients = np.empty(summary.gamma.shape) if keep_ar1 else None
     variances = None if variance is None else np.empty(summary.gamma.shape)
     n_trials = terms.n_trials
     trials = np.arange(n_trials)[:, np.newaxis]
-    neighbour_squares = 2.0 * terms.lag[:, np.newaxis]  # (N r_i)^T r_i
-    last_row = terms.last[:, np.newaxis]
 
     def refit(chunk: slice) -> None:
         rho = trial_ar1(terms, summary, means, chunk)
-        coefficients[:, chunk] = rho
-        rows = np.trunc(rho * n_bins)
+        if keep_ar1:
+            coefficients[:, chunk] = rho
+        rows = np.multiply(rho, n_bins, out=rho).astype(np.intp)  # truncated, as trunc()
         rows += bound
-        rows = np.clip(rows, 0, 2 * bound, out=rows).astype(np.intp)
+        rows = np.clip(rows, 0, 2 * bound, out=rows)
         if chunk_variance is not None:
             variances[:, chunk] = chunk_variance(rows, chunk)
-        whitened = binned_products(tables.gain, rows, summary.lag_cross[:, chunk])
+        estimate = binned_products(tables.gain, rows, summary.lag_cross[:, chunk])
+        np.negative(estimate, out=estimate)
         rows *= n_trials
-        rows += trials
-        gamma = summary.gamma[:, chunk]
-        whitened -= gamma * np.take(tables.lag, rows)
-        whitened += np.take(tables.trial, rows) * (
-            summary.trial_lag_cross[:, chunk] - gamma * neighbour_squares
-        )
-        whitened += np.take(tables.last, rows) * (summary.moments[LAST, chunk] - gamma * last_row)
-        estimates[:, chunk] = ols_estimates(terms, summary, chunk) - whitened
+        rows += trials  # rows of the flattened (S * K) tables
+        term = np.take(tables.weight, rows)
+        term *= summary.gamma[:, chunk]
+        estimate += term
+        np.take(tables.trial, rows, out=term)
+        term *= summary.trial_lag_cross[:, chunk]
+        estimate -= term
+        np.take(tables.last, rows, out=term)
+        term *= summary.moments[LAST, chunk]
+        estimate -= term
+        np.take(summary.beta[:, chunk], terms.group_column, axis=0, out=term)
+        np.add(estimate, term, out=estimates[:, chunk])
 
     for_each_in_threads(
         refit, list(voxel_chunks(estimates.shape[1], chunk_voxels)), n_threads, "lss"

@@ -269,15 +269,23 @@ def trial_ar1(terms: LssTerms, summary: LssPass, means: np.ndarray, voxels: slic
     m = means[:, np.newaxis]
     squares, lag, total, first, last = summary.moments[:, voxels]
     gamma = summary.gamma[:, voxels]
-    centred_squares = gamma * (2.0 * m * terms.total[:, np.newaxis])
-    centred_squares -= gamma * gamma * terms.squares[:, np.newaxis]
-    centred_squares += squares - 2.0 * m * total + n * m * m
-    edges = (2.0 * terms.total - terms.first - terms.last)[:, np.newaxis]
-    centred_lag = m * edges + gamma * terms.lag[:, np.newaxis]
+    # in place, one (K, v) array at a time: squares + m (n m - 2 S) + gamma (2 m sum(r) - ...)
+    centred_squares = np.multiply(gamma, terms.squares[:, np.newaxis])
+    np.subtract(2.0 * m * terms.total[:, np.newaxis], centred_squares, out=centred_squares)
+    centred_squares *= gamma
+    shift = np.subtract(n * m, 2.0 * total)
+    shift *= m
+    shift += squares
+    centred_squares += shift
+    centred_lag = np.multiply(gamma, terms.lag[:, np.newaxis])
+    centred_lag += m * (2.0 * terms.total - terms.first - terms.last)[:, np.newaxis]
     centred_lag -= summary.trial_lag_cross[:, voxels]
     centred_lag *= gamma
-    centred_lag += lag - m * (2.0 * total - first - last) + (n - 1.0) * m * m
-    centred_lag *= n / (n - 1.0)
-    return np.divide(
-        centred_lag, centred_squares, out=np.zeros_like(centred_lag), where=centred_squares > 0
-    )
+    np.multiply(m, 2.0 * total - first - last, out=shift)
+    np.subtract((n - 1.0) * m * m, shift, out=shift)
+    shift += lag
+    centred_lag += shift
+    positive = centred_squares > 0
+    np.divide(centred_lag, centred_squares, out=centred_lag, where=positive)
+    centred_lag *= positive * (n / (n - 1.0))  # 0 where the sum of squares is not positive
+    return centred_lag

@@ -96,7 +96,7 @@ def binned_terms(stack: np.ndarray, rows: np.ndarray, lag_cross: np.ndarray) -> 
     n_trials = rows.shape[0]
     linear_rows = 2 * n_trials + 1
     order, offsets, base, runs = sorted_runs(rows)
-    cross = lag_cross[:, order]
+    cross = np.take(lag_cross, order, axis=1)
     out = np.empty((4, *rows.shape))
     trials = np.arange(n_trials)[:, np.newaxis]
     for start, stop in runs:

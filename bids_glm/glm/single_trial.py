@@ -29,6 +29,9 @@ from bids_glm.runtime.threads import thread_budget
 LOGGER = logging.getLogger("bids_glm")
 # voxels per chunk of the AR(1) step: a few (K, chunk) arrays, near the cache's size
 REFIT_CHUNK_VOXELS = 4096
+# voxels per chunk of the pass over the data: its (scans, chunk) float64 residuals, read by
+# several products and sums, stay in a 2-4 MB cache (1024 x 200 scans: 1.6 MB)
+PASS_CHUNK_VOXELS = 1024
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,7 @@ def lss_fit(
     layout: TrialLayout,
     noise_model: str = "ar1",
     n_bins: int = 100,
-    chunk_voxels: int = 4096,
+    chunk_voxels: int = PASS_CHUNK_VOXELS,
     keep_ar1: bool = False,
     variance: bool = False,
 ) -> TrialEstimates:
@@ -186,8 +189,9 @@ def lss_fit(
         REFIT_CHUNK_VOXELS,
         n_threads,
         binned_variance if variance else None,
+        keep_ar1,
     )
-    return TrialEstimates(beta=beta, ar1=rho if keep_ar1 else None, variance=variances, dof=dof)
+    return TrialEstimates(beta=beta, ar1=rho, variance=variances, dof=dof)
 
 
 def _refit_each_trial(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -152,6 +153,30 @@ class CiftiGeometry:
         """One ``.dscalar.nii`` of ``values``, its scalar axis named ``label`` (e.g. ``z``)."""
         full = self.to_grayordinates(values)
         return [({}, dscalar_bytes(full, self._xml_template(), label))]
+
+    def encode_series_files(
+        self, values: np.ndarray, labels: Sequence[str] = ()
+    ) -> list[tuple[dict, bytes]]:
+        """A series of maps (``values``: (n_maps, V)) as one ``.dscalar.nii``.
+
+        One ``ScalarAxis`` entry per map, named by ``labels`` (e.g. ``trial-003_onset-12.5``),
+        the input's ``BrainModelAxis`` unchanged, intent ``ConnDenseScalar``.
+        """
+        full = np.stack([self.to_grayordinates(row) for row in values])
+        names = list(labels) or [f"map-{i + 1:03d}" for i in range(len(values))]
+        image = nib.Cifti2Image(full, header=(cifti2_axes.ScalarAxis(names), self.brain_models))
+        image.nifti_header.set_intent(DENSE_SCALAR_INTENT)
+        return [({}, image.to_bytes())]
+
+    def location_name(self, index: int) -> str:
+        """Where value ``index`` of an all-grayordinate vector lies (for figure titles)."""
+        models = self.brain_models
+        structure = str(models.name[index]).removeprefix("CIFTI_STRUCTURE_")
+        if models.volume_mask[index]:
+            where = f"voxel {tuple(int(i) for i in models.voxel[index])}"
+        else:
+            where = f"vertex {int(models.vertex[index])}"
+        return f"grayordinate {index} ({structure} {where})"
 
     def exclusion_record(self, valid: np.ndarray) -> dict[str, object]:
         """Sidecar fields on the grayordinates a map leaves out (written as 0): how many, of all.

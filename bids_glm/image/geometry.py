@@ -9,6 +9,7 @@ and the naming never ask which kind they have.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,13 +96,21 @@ class VolumeGeometry:
         """Sidecar fields on locations left out of a map: none (the mask file shows them)."""
         return {}
 
-    def encode_series_files(self, values: np.ndarray) -> list[tuple[dict[str, str], bytes]]:
+    def encode_series_files(
+        self, values: np.ndarray, labels: Sequence[str] = ()
+    ) -> list[tuple[dict[str, str], bytes]]:
         """The files of a series of maps (``values``: (n_maps, V)): one 4D image, no entity.
 
-        (A surface geometry gives one multi-array GIfTI file per hemisphere.)
+        ``labels`` name the maps in formats that hold names (GIfTI array meta, a CIFTI
+        scalar axis); NIfTI has none. (A surface geometry gives one multi-array GIfTI file
+        per hemisphere, CIFTI one ``.dscalar.nii``.)
         """
         volumes = np.stack([self.to_volume(v) for v in values], axis=-1)
         return [({}, nifti_gz_bytes(volumes, self.affine))]
+
+    def location_name(self, index: int) -> str:
+        """Where value ``index`` of an all-voxel vector (C order) lies (for figure titles)."""
+        return f"voxel {tuple(int(i) for i in np.unravel_index(index, self.shape))}"
 
     def encode_mask_files(self) -> list[tuple[dict[str, str], bytes]]:
         """The files of the mask: one, with no entity added."""

@@ -64,6 +64,25 @@ def read_map(files: Sequence[Path]) -> tuple[np.ndarray, Geometry]:
     return data.reshape(-1), VolumeGeometry.whole_grid(data.shape, image.affine)
 
 
+def read_map_series(files: Sequence[Path]) -> np.ndarray:
+    """A written series of maps (a beta series) as (n_maps, n_locations) float64.
+
+    The locations are those of :func:`read_map` for the same kind of file: a 4D NIfTI's
+    voxels in C order, both hemispheres' vertices (one data array per map in each
+    ``.func.gii``), every grayordinate of a ``.dscalar.nii`` (one scalar per map).
+    """
+    first = Path(files[0])
+    if first.name.endswith(DENSE_SCALAR_EXTENSION):
+        return np.asarray(nib.load(str(first)).dataobj, dtype=np.float64)
+    if first.name.endswith(GIFTI_EXTENSION):
+        return np.concatenate([load_gifti_series(Path(f)) for f in files], axis=1).astype(
+            np.float64
+        )
+    data = np.asanyarray(load_image(first).dataobj, dtype=np.float64)
+    data = data.reshape((*data.shape[:3], -1))  # a one-trial series may be 3D
+    return np.moveaxis(data, -1, 0).reshape(data.shape[3], -1)
+
+
 def same_locations(a: Geometry, b: Geometry) -> bool:
     """Whether two geometries hold the same locations (grid, vertex counts, grayordinates)."""
     if type(a) is not type(b):

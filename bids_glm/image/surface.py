@@ -16,6 +16,7 @@ any fit), among the analysed and usable vertices only (:mod:`bids_glm.image.mesh
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
@@ -110,6 +111,29 @@ class SurfaceGeometry:
             for hemi, part in self.hemisphere_values(full).items()
         ]
 
+    def encode_series_files(
+        self, values: np.ndarray, labels: Sequence[str] = ()
+    ) -> list[tuple[dict[str, str], bytes]]:
+        """A series of maps (``values``: (n_maps, V)): one multi-array GIfTI per hemisphere.
+
+        Each hemisphere's file holds one data array per map, in order (intent ``ESTIMATE``),
+        each array's meta ``Name`` the map's label (e.g. ``trial-003_onset-12.5``).
+        """
+        full = np.stack([self.to_surface(row) for row in values])
+        n_left = self.n_vertices[0]
+        names = list(labels) or [f"map-{i + 1:03d}" for i in range(len(values))]
+        return [
+            ({"hemi": hemi}, gifti_series_bytes(part, hemi, names))
+            for hemi, part in (("L", full[:, :n_left]), ("R", full[:, n_left:]))
+        ]
+
+    def location_name(self, index: int) -> str:
+        """Where value ``index`` of an all-vertex vector lies (for figure titles)."""
+        n_left = self.n_vertices[0]
+        if index < n_left:
+            return f"vertex {index} of the left hemisphere"
+        return f"vertex {index - n_left} of the right hemisphere"
+
     def exclusion_record(self, valid: np.ndarray) -> dict[str, object]:
         """Sidecar fields on the vertices a map leaves out (written as 0): how many, of all.
 
@@ -149,6 +173,25 @@ def gifti_bytes(values: np.ndarray, hemi: str, intent: str = "NIFTI_INTENT_ESTIM
         encoding="GIFTI_ENCODING_B64GZ",
     )
     return GiftiImage(meta=meta, darrays=[array]).to_bytes()
+
+
+def gifti_series_bytes(rows: np.ndarray, hemi: str, names: Sequence[str]) -> bytes:
+    """A ``.func.gii`` of hemisphere ``hemi`` with one float32 data array per row of ``rows``.
+
+    Each array's meta ``Name`` is its entry of ``names`` (one per row).
+    """
+    meta = GiftiMetaData({"AnatomicalStructurePrimary": ANATOMICAL_STRUCTURE[hemi]})
+    arrays = [
+        GiftiDataArray(
+            np.ascontiguousarray(row, dtype=np.float32),
+            intent="NIFTI_INTENT_ESTIMATE",
+            datatype="NIFTI_TYPE_FLOAT32",
+            encoding="GIFTI_ENCODING_B64GZ",
+            meta=GiftiMetaData({"Name": str(name)}),
+        )
+        for row, name in zip(rows, names, strict=True)
+    ]
+    return GiftiImage(meta=meta, darrays=arrays).to_bytes()
 
 
 @dataclass(frozen=True)

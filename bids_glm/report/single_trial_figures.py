@@ -1,18 +1,21 @@
 """Report figures of single-trial estimates (``--single-trial``): the run's trial-wise (LSA)
-design, and each condition's trial estimates at the peak voxel of its run-level contrast.
+design, and each condition's trial estimates at the peak of its run-level contrast.
 
 Everything is read from the written outputs (`bids_glm.report.collect.RunRecord`): the LSA
-design table, the condition's run-level z map (its peak voxel) and its beta series.
+design table, the condition's run-level z map (its peak voxel, vertex or grayordinate) and
+its beta series, NIfTI, GIfTI or CIFTI alike (`bids_glm.image.map_files`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from bids_glm.derivatives import naming
+from bids_glm.errors import InputError
+from bids_glm.image.map_files import read_map, read_map_series
 from bids_glm.report import svg
 from bids_glm.report.collect import RunRecord, sidecar_of
 from bids_glm.report.figures import design_matrix_svg
@@ -88,16 +91,18 @@ def trial_estimates_svg(onsets_s: Sequence[float], estimates: Sequence[float], t
     return svg.document(left + _PLOT_WIDTH_PX + 12, bottom + 36, parts, "trial estimates")
 
 
-def _peak_series(z_path, series_path) -> tuple[tuple[int, ...], np.ndarray]:
-    """The voxel of the largest z and the beta series there."""
-    z = np.asarray(nib.load(z_path).dataobj, dtype=float)
-    peak = np.unravel_index(int(np.nanargmax(np.where(np.isfinite(z), z, -np.inf))), z.shape)
-    values = np.asarray(nib.load(series_path).dataobj[peak], dtype=float).ravel()
-    return tuple(int(i) for i in peak), values
+def _peak_series(z_files, series_files) -> tuple[str, np.ndarray]:
+    """Where the z map is largest (voxel, vertex or grayordinate) and the series there."""
+    z, whole = read_map(z_files)
+    peak = int(np.argmax(np.where(np.isfinite(z), z, -np.inf)))
+    series = read_map_series(series_files)
+    if series.shape[1] != z.size:
+        raise ValueError(f"{series.shape[1]} locations in the series, {z.size} in the z map")
+    return whole.location_name(peak), series[:, peak]
 
 
 def single_trial_figures(run: RunRecord) -> tuple[list[Figure], list[str]]:
-    """The run's LSA design and, per condition, its estimates at its contrast's peak voxel.
+    """The run's LSA design and, per condition, its estimates at its contrast's peak.
 
     Returns the figures and notes on what could not be drawn.
     """
@@ -109,19 +114,19 @@ def single_trial_figures(run: RunRecord) -> tuple[list[Figure], list[str]]:
                 design_matrix_svg, table, alt=f"{run.label} single-trial (LSA) design", kind="wide"
             )
         )
-    z_maps = {z_map.label: z_map for z_map in run.z_maps}
     for label, path in run.beta_series:
-        if label not in z_maps:
+        z_files = naming.map_part_files(naming.condition_z_map_path(path))
+        if not all(f.is_file() for f in z_files):
             notes.append(f"beta series of {label}: no run-level z map of {label} to find a peak")
             continue
         trials = sidecar_of(path).get("Trials") or []
         onsets = [trial.get("onset", np.nan) for trial in trials]
         try:
-            peak, values = _peak_series(z_maps[label].z_path, path)
-        except (OSError, ValueError) as error:
+            peak, values = _peak_series(z_files, naming.map_part_files(path))
+        except (OSError, ValueError, InputError) as error:
             notes.append(f"beta series of {label} unreadable ({error})")
             continue
-        title = f"{label}: trial estimates at the peak of its z map (voxel {peak})"
+        title = f"{label}: trial estimates at the peak of its z map ({peak})"
         figures.append(
             figure(
                 trial_estimates_svg,
