@@ -24,8 +24,6 @@ SPM_HIGH_PASS_CUTOFF_S = 128.0
 _UNSUPPORTED = (
     ("model", "--model", lambda v: v is None),
     ("design_dir", "--design-dir", lambda v: v is None),
-    ("smoothing_fwhm", "--smoothing-fwhm", lambda v: not v),
-    ("dummy_scans", "--dummy-scans", lambda v: not v),
     ("parametric_modulators", "--parametric-modulators", lambda v: not v),
     ("single_trial", "--single-trial", lambda v: v is None),
 )
