@@ -32,6 +32,7 @@ from bids_glm.report.figures import (
     motion_trace_svg,
 )
 from bids_glm.report.single_trial_figures import single_trial_figures
+from bids_glm.report.spm12_view import spm12_view
 from bids_glm.report.views import (
     NOT_RECORDED,
     Figure,
@@ -231,7 +232,9 @@ def unit_view(unit: collect.UnitRecord, options: ReportOptions) -> dict:
         if mask is not None and same_grid(underlay, mask)
         else Figure(note="mask or underlay missing: no mask figure", kind="wide")
     )
-    maps = [(m, f"{m.name} (fixed effects)", m.clusters_path) for m in unit.subject_maps]
+    spm12 = spm12_view(unit)  # --preset spm12: one multi-session model, runs as sessions
+    level = "SPM12 multi-session model" if spm12 else "fixed effects"
+    maps = [(m, f"{m.name} ({level})", m.clusters_path) for m in unit.subject_maps]
     if options.run_level:  # the participant level writes no cluster table for a run
         maps += [(m, f"{m.name} ({m.run})", None) for m in unit.run_maps]
     fd_mm = summary.fd_threshold_mm
@@ -242,7 +245,8 @@ def unit_view(unit: collect.UnitRecord, options: ReportOptions) -> dict:
         "warnings": list(summary.warnings or ()),
         "settings": summary.settings,
         "notes": notes,
-        "runs": [run_view(run, fd_mm) for run in unit.runs],
+        "runs": [run_view(run, fd_mm) for run in (spm12.runs if spm12 else unit.runs)],
+        "spm12": spm12,
         "mask_figure": mask_figure,
         "contrasts": [contrast_view(m, mask, underlay, options, h, t) for m, h, t in maps],
         "comparisons": (
