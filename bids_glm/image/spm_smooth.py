@@ -69,7 +69,8 @@ def spm_smooth_volume(volume: np.ndarray, kernels: tuple[np.ndarray, ...]) -> np
         ``(x, y, z)`` smoothed volume, float64.
     """
     kx, ky, kz = kernels
-    values = np.nan_to_num(np.asarray(volume, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    values = np.array(volume, dtype=np.float64)
+    values[~np.isfinite(values)] = 0.0
     values = convolve1d(values, kx, axis=0, mode="constant", cval=0.0)
     values = convolve1d(values, ky, axis=1, mode="constant", cval=0.0)
     values = convolve1d(values, kz, axis=2, mode="constant", cval=0.0)
@@ -87,7 +88,7 @@ def as_stored(
     """
     dtype = np.dtype(dtype)
     if not np.issubdtype(dtype, np.integer):
-        return values.astype(dtype).astype(np.float32)
+        return values.astype(dtype).astype(np.float32, copy=False)
     info = np.iinfo(dtype)
     stored = np.clip(np.rint((values - intercept) / slope), info.min, info.max)
     return (stored * slope + intercept).astype(np.float32)
