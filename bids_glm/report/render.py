@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import jinja2
@@ -186,6 +187,9 @@ def _listed(values: Sequence) -> str:
 
 def unit_view(unit: collect.UnitRecord, options: ReportOptions) -> dict:
     """Everything shown for one unit (participant, session, task, space)."""
+    spm12 = spm12_view(unit)  # --preset spm12: one multi-session model, no run-level maps
+    if spm12 is not None:
+        unit = replace(unit, runs=spm12.runs, run_maps=[])
     summary = unit.summary
     mask = load_volume(unit.mask_path)
     underlay = load_volume(unit.mean_path)
@@ -232,7 +236,6 @@ def unit_view(unit: collect.UnitRecord, options: ReportOptions) -> dict:
         if mask is not None and same_grid(underlay, mask)
         else Figure(note="mask or underlay missing: no mask figure", kind="wide")
     )
-    spm12 = spm12_view(unit)  # --preset spm12: one multi-session model, runs as sessions
     level = "SPM12 multi-session model" if spm12 else "fixed effects"
     maps = [(m, f"{m.name} ({level})", m.clusters_path) for m in unit.subject_maps]
     if options.run_level:  # the participant level writes no cluster table for a run
@@ -245,7 +248,7 @@ def unit_view(unit: collect.UnitRecord, options: ReportOptions) -> dict:
         "warnings": list(summary.warnings or ()),
         "settings": summary.settings,
         "notes": notes,
-        "runs": [run_view(run, fd_mm) for run in (spm12.runs if spm12 else unit.runs)],
+        "runs": [run_view(run, fd_mm) for run in unit.runs],
         "spm12": spm12,
         "mask_figure": mask_figure,
         "contrasts": [contrast_view(m, mask, underlay, options, h, t) for m, h, t in maps],
