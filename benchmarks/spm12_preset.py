@@ -1,9 +1,11 @@
 """``--preset spm12`` against the default mode on one fMRIPrep-sized subject.
 
     python benchmarks/spm12_preset.py [--workdir DIR] [--runs 2] [--repeats 3] [--n-cpus 2]
+        [--smoothing-fwhm MM]
 
 Both modes run in their own child process on the demo generator's ``fmriprep`` subject
-(97 x 115 x 97 voxels x 200 volumes per run), unsmoothed, AR(1), 8 contrasts, no reports:
+(97 x 115 x 97 voxels x 200 volumes per run), unsmoothed unless ``--smoothing-fwhm`` (each
+mode's own smoothing: scipy's Gaussian, SPM's kernel), AR(1), 8 contrasts, no reports:
 the default mode fits each run then fixed effects; the preset fits SPM12's one multi-session
 model (implicit 0.8 threshold mask intersected with the first run's brain mask as ``--mask``).
 Prints median / min / max wall time, CPU time and peak RSS of each, and their ratios.
@@ -23,10 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_nilearn import EXTRA_CONTRASTS, Measurement, demo_dataset, measure
 
 
-def command(bids_dir: Path, folder: Path, preset: bool, n_cpus: int) -> list[str]:
+def command(bids_dir: Path, folder: Path, preset: bool, options: argparse.Namespace) -> list[str]:
     """The bids-glm command line of one mode."""
     argv = [sys.executable, "-m", "bids_glm", str(bids_dir), str(folder / "output")]
-    argv += ["participant", "--work-dir", str(folder / "work"), "--n-cpus", str(n_cpus)]
+    argv += ["participant", "--work-dir", str(folder / "work"), "--n-cpus", str(options.n_cpus)]
+    argv += ["--smoothing-fwhm", str(options.smoothing_fwhm)]
     argv += ["--noise-model", "ar1", "--no-reports"]
     for name, expression in EXTRA_CONTRASTS.items():
         argv += ["--contrast", f"{name}={expression}"]
@@ -36,12 +39,12 @@ def command(bids_dir: Path, folder: Path, preset: bool, n_cpus: int) -> list[str
     return argv
 
 
-def run_mode(bids_dir: Path, workdir: Path, preset: bool, n_cpus: int) -> Measurement:
+def run_mode(bids_dir: Path, preset: bool, options: argparse.Namespace) -> Measurement:
     """One measured run of a mode, in a fresh folder."""
-    folder = workdir / ("spm12" if preset else "default")
+    folder = options.workdir / ("spm12" if preset else "default")
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    return measure(command(bids_dir, folder, preset, n_cpus), folder / "log.txt")
+    return measure(command(bids_dir, folder, preset, options), folder / "log.txt")
 
 
 def summary(label: str, runs: list[Measurement]) -> str:
@@ -62,13 +65,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--n-cpus", type=int, default=2)
+    parser.add_argument("--smoothing-fwhm", type=float, default=0.0, metavar="MM")
     args = parser.parse_args()
     bids_dir = demo_dataset(args.workdir, args.runs)
-    run_mode(bids_dir, args.workdir, False, args.n_cpus)  # warm the page cache
+    run_mode(bids_dir, False, args)  # warm the page cache
     results: dict[bool, list[Measurement]] = {False: [], True: []}
     for _ in range(args.repeats):
         for preset in (False, True):
-            results[preset].append(run_mode(bids_dir, args.workdir, preset, args.n_cpus))
+            results[preset].append(run_mode(bids_dir, preset, args))
     print(f"{'mode':<16}{'median s':>9}{'min s':>9}{'max s':>9}{'CPU s':>9}{'peak MiB':>10}")
     print(summary("default", results[False]))
     print(summary("--preset spm12", results[True]))

@@ -267,3 +267,23 @@ def test_simulate_refuses_what_the_parser_refuses(tmp_path):
     with pytest.raises((InvocationValidationError, TypeError)):
         both = {**base, "analysis_level": "participant", "verbose": "-v", "quiet": True}
         simulate(both, tmp_path)
+
+
+def test_simulate_leaves_preset_options_out_unless_given(tmp_path, tiny_dataset):
+    """Options whose absence means "the preset's default" have no default-value: a minimal
+    invocation keeps SPM's 128 s cut-off, and one giving bids-glm's 0.01 Hz gets 100 s."""
+    base = {
+        "bids_dir": str(tiny_dataset),
+        "output_dir": str(tmp_path / "out"),
+        "analysis_level": "participant",
+        "preset": "spm12",
+    }
+    argv = simulate(base, tmp_path)
+    assert "--high-pass" not in argv and "--hrf-model" not in argv
+    assert settings_from_args(build_parser().parse_args(argv)).spm12.high_pass_cutoff_s == 128
+    argv = simulate({**base, "high_pass": 0.01}, tmp_path)
+    spm12 = settings_from_args(build_parser().parse_args(argv)).spm12
+    assert spm12.high_pass_cutoff_s == pytest.approx(100.0)
+    without = {key: value for key, value in base.items() if key != "preset"}
+    default_mode = settings_from_args(build_parser().parse_args(simulate(without, tmp_path)))
+    assert default_mode.model.high_pass_hz == 0.01 and default_mode.spm12 is None

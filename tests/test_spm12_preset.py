@@ -116,10 +116,10 @@ def test_preset_outputs_record_the_spm_model(outputs):
 def test_preset_rejects_options_without_spm_meaning(tmp_path, capsys):
     out = tmp_path / "out"
     code = main(
-        [str(ROOT / "bids"), str(out), "participant", "--preset", "spm12", "--smoothing-fwhm", "6"]
+        [str(ROOT / "bids"), str(out), "participant", "--preset", "spm12", "--single-trial", "lss"]
     )
     assert code == 3
-    assert "--smoothing-fwhm: not supported with --preset spm12" in capsys.readouterr().err
+    assert "--single-trial: not supported with --preset spm12" in capsys.readouterr().err
     code = main(
         [str(ROOT / "bids"), str(out), "participant", "--preset", "spm12", "--hrf-model", "fir"]
     )

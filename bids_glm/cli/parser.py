@@ -8,6 +8,16 @@ from pathlib import Path
 from bids_glm import __version__
 from bids_glm.design.hrf_spec import HRF_MODELS
 
+# defaults of the model options that --preset spm12 sets otherwise: the parser keeps None
+# when the option is not typed (and the Boutiques descriptor gives no default-value), so a
+# typed value counts even when it equals the default; cli/validate.py resolves the None
+MODEL_DEFAULTS = {
+    "hrf_model": "glover",
+    "drift_model": "cosine",
+    "high_pass": 0.01,
+    "signal_scaling": "percent",
+}
+
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``bids-glm`` (BIDS-Apps contract)."""
@@ -98,12 +108,28 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="mid-thickness meshes (*_hemi-<L|R>_midthickness.surf.gii) for surface data",
     )
-    model.add_argument("--hrf-model", default="glover", choices=HRF_MODELS)
+    model.add_argument(
+        "--hrf-model",
+        default=None,
+        choices=HRF_MODELS,
+        help=f"default: {MODEL_DEFAULTS['hrf_model']} (spm with --preset spm12)",
+    )
     model.add_argument(
         "--fir-delays", type=int, nargs="+", default=[0], metavar="SCANS", help="FIR delays"
     )
-    model.add_argument("--drift-model", default="cosine", choices=("cosine", "polynomial", "none"))
-    model.add_argument("--high-pass", type=float, default=0.01, metavar="HZ")
+    model.add_argument(
+        "--drift-model",
+        default=None,
+        choices=("cosine", "polynomial", "none"),
+        help=f"default: {MODEL_DEFAULTS['drift_model']}",
+    )
+    model.add_argument(
+        "--high-pass",
+        type=float,
+        default=None,
+        metavar="HZ",
+        help=f"default: {MODEL_DEFAULTS['high_pass']} (1/128 with --preset spm12)",
+    )
     model.add_argument("--drift-order", type=int, default=1)
     model.add_argument(
         "--preset",
@@ -120,7 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model.add_argument("--noise-model", default="ar1", choices=("ols", "ar1"))
     model.add_argument(
-        "--signal-scaling", default="percent", choices=("percent", "global", "none")
+        "--signal-scaling",
+        default=None,
+        choices=("percent", "global", "none"),
+        help=f"default: {MODEL_DEFAULTS['signal_scaling']} (global with --preset spm12)",
     )
     model.add_argument(
         "--slice-time-ref",

@@ -3,8 +3,10 @@
 The preset sets SPM12's defaults (canonical HRF, 128 s DCT high-pass, AR(1) by ReML,
 ``fmri_t`` 16 and ``fmri_t0`` 8); the model flags given on top keep SPM's meaning:
 ``--noise-model ols`` is ``cvi none``, ``--high-pass HZ`` the DCT cut-off (``1 / HZ`` s),
-``--hrf-model "spm + derivative [+ dispersion]"`` the informed basis set. A flag left at
-bids-glm's default value (as Boutiques writes every default out) leaves SPM's default.
+``--hrf-model "spm + derivative [+ dispersion]"`` the informed basis set. A flag counts when
+it is typed, even at bids-glm's default value (``--high-pass 0.01`` is a 100 s cut-off); a
+flag left out leaves SPM's default. ``--drift-model cosine`` and ``--signal-scaling global``
+are what SPM does; their other values have no SPM12 counterpart and are refused.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from bids_glm.cli.parser import build_parser
 from bids_glm.design.hrf_spec import HrfSpec, parse_hrf_model
 from bids_glm.errors import InputError
 from bids_glm.settings import ModelSettings, Spm12Settings
@@ -23,8 +24,6 @@ SPM_HIGH_PASS_CUTOFF_S = 128.0
 _UNSUPPORTED = (
     ("model", "--model", lambda v: v is None),
     ("design_dir", "--design-dir", lambda v: v is None),
-    ("smoothing_fwhm", "--smoothing-fwhm", lambda v: not v),
-    ("dummy_scans", "--dummy-scans", lambda v: not v),
     ("parametric_modulators", "--parametric-modulators", lambda v: not v),
     ("single_trial", "--single-trial", lambda v: v is None),
 )
@@ -47,19 +46,22 @@ def _microtime(text: str | None) -> tuple[int, int]:
     return fmri_t, fmri_t0
 
 
-def _given(args: argparse.Namespace) -> frozenset[str]:
-    """The model flags whose value differs from bids-glm's default."""
-    parser = build_parser()
-    return frozenset(
-        dest
-        for dest in ("hrf_model", "high_pass")
-        if getattr(args, dest) != parser.get_default(dest)
-    )
+def _check_spm_values(args: argparse.Namespace, typed: frozenset[str]) -> None:
+    """Typed ``--drift-model`` and ``--signal-scaling`` must name what SPM12 does."""
+    for dest, flag, spm_value, what in (
+        ("drift_model", "--drift-model", "cosine", "SPM's DCT high-pass (set by --high-pass)"),
+        ("signal_scaling", "--signal-scaling", "global", "session grand-mean scaling to 100"),
+    ):
+        if dest in typed and getattr(args, dest) != spm_value:
+            raise InputError(
+                f"{flag} {getattr(args, dest)}: --preset spm12 always uses {what}; "
+                f"leave {flag} out or give {flag} {spm_value}"
+            )
 
 
-def _hrf(args: argparse.Namespace, given: frozenset) -> HrfSpec:
+def _hrf(args: argparse.Namespace, typed: frozenset[str]) -> HrfSpec:
     """The SPM basis set: the canonical HRF unless ``--hrf-model`` names an SPM one."""
-    if "hrf_model" not in given:
+    if "hrf_model" not in typed:
         return HrfSpec("spm")
     spec = parse_hrf_model(args.hrf_model)
     if spec.base != "spm":
@@ -71,7 +73,7 @@ def _hrf(args: argparse.Namespace, given: frozenset) -> HrfSpec:
 
 
 def spm12_settings(
-    args: argparse.Namespace, model: ModelSettings
+    args: argparse.Namespace, model: ModelSettings, typed: frozenset[str] = frozenset()
 ) -> tuple[ModelSettings, Spm12Settings | None]:
     """Apply ``--preset spm12`` (and ``--microtime``) to the model options.
 
@@ -81,6 +83,9 @@ def spm12_settings(
         The parsed arguments.
     model : ModelSettings
         The model options as the flags give them.
+    typed : frozenset of str
+        The model options typed on the command line (``dest`` names); the others take
+        SPM's defaults.
 
     Returns
     -------
@@ -99,15 +104,15 @@ def spm12_settings(
         if getattr(args, "microtime", None) is not None:
             raise InputError("--microtime: only used with --preset spm12")
         return model, None
-    given = _given(args)
+    _check_spm_values(args, typed)
     for dest, flag, unset in _UNSUPPORTED:
         if not unset(getattr(args, dest, None)):
             raise InputError(
                 f"{flag}: not supported with --preset spm12; leave it out, or drop --preset"
             )
     fmri_t, fmri_t0 = _microtime(getattr(args, "microtime", None))
-    hrf = _hrf(args, given)
-    cutoff_s = 1.0 / args.high_pass if "high_pass" in given else SPM_HIGH_PASS_CUTOFF_S
+    hrf = _hrf(args, typed)
+    cutoff_s = 1.0 / args.high_pass if "high_pass" in typed else SPM_HIGH_PASS_CUTOFF_S
     spm12 = Spm12Settings(
         fmri_t=fmri_t,
         fmri_t0=fmri_t0,

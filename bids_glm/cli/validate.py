@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bids_glm.cli.parser import MODEL_DEFAULTS
 from bids_glm.cli.preset import spm12_settings
 from bids_glm.design.hrf_spec import parse_hrf_model
 from bids_glm.errors import InputError
@@ -301,6 +302,13 @@ def _alpha(args: argparse.Namespace) -> float:
     return args.alpha
 
 
+def _with_defaults(args: argparse.Namespace) -> tuple[argparse.Namespace, frozenset[str]]:
+    """The model options not typed (None) set to their defaults; and the typed ones."""
+    typed = frozenset(dest for dest in MODEL_DEFAULTS if getattr(args, dest, None) is not None)
+    defaults = {dest: value for dest, value in MODEL_DEFAULTS.items() if dest not in typed}
+    return argparse.Namespace(**{**vars(args), **defaults}), typed
+
+
 def settings_from_args(args: argparse.Namespace, command_line: str = "") -> Settings:
     """Validate parsed arguments and return the frozen ``Settings``, every option typed.
 
@@ -322,11 +330,12 @@ def settings_from_args(args: argparse.Namespace, command_line: str = "") -> Sett
         When a path, label, number, contrast, strategy, mask rule or ``--model`` cannot
         be used.
     """
+    args, typed = _with_defaults(args)
     bids_dir, output_dir, derivatives = _input_paths(args)
     _check_numbers(args)
     mask, mask_combine = _mask_options(args)
     filter_file = args.bids_filter_file.resolve() if args.bids_filter_file else None
-    model, spm12 = spm12_settings(args, _model_settings(args))
+    model, spm12 = spm12_settings(args, _model_settings(args), typed)
     stats_model, tasks, labels = (
         None,
         tuple(args.task),

@@ -36,12 +36,16 @@ class SpmSession:
     """One session (run): its scans and conditions, in model order.
 
     ``regressors`` (``(n_scans, r)``, or None) are extra columns named ``regressor_names``.
+    ``dummy_scans`` volumes precede the session's first scan (``--dummy-scans``): onsets
+    count from the run's start, the regressors are built over the whole run and their
+    first ``dummy_scans`` rows dropped before ``spm_orth``.
     """
 
     n_scans: int
     conditions: tuple[SpmCondition, ...]
     regressors: np.ndarray | None = None
     regressor_names: tuple[str, ...] = ()
+    dummy_scans: int = 0
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,10 @@ class SpmDesign:
 
 
 def spm_session(
-    events: pd.DataFrame, n_scans: int, regressors: pd.DataFrame | None = None
+    events: pd.DataFrame,
+    n_scans: int,
+    regressors: pd.DataFrame | None = None,
+    dummy_scans: int = 0,
 ) -> SpmSession:
     """One session from cleaned events (``onset``, ``duration``, ``trial_type``).
 
@@ -88,6 +95,8 @@ def spm_session(
         Scans of the session.
     regressors : pandas.DataFrame, optional
         Extra regressors, one row per scan (e.g. the chosen confounds).
+    dummy_scans : int
+        Volumes before the session's first scan (onsets count from the run's start).
 
     Returns
     -------
@@ -104,20 +113,22 @@ def spm_session(
             )
         )
     if regressors is None or regressors.shape[1] == 0:
-        return SpmSession(n_scans, tuple(conditions))
+        return SpmSession(n_scans, tuple(conditions), dummy_scans=dummy_scans)
     names = tuple(str(name) for name in regressors.columns)
-    return SpmSession(n_scans, tuple(conditions), regressors.to_numpy(dtype=float), names)
+    values = regressors.to_numpy(dtype=float)
+    return SpmSession(n_scans, tuple(conditions), values, names, dummy_scans)
 
 
 def _session_block(
     session: SpmSession, tr_s: float, fmri_t: int, fmri_t0: int, basis: np.ndarray
 ) -> np.ndarray:
     """Regressors of one session's conditions, ``(n_scans, n_conditions * n_basis)``."""
-    grid = MicrotimeGrid(tr_s, fmri_t, fmri_t0, session.n_scans)
+    grid = MicrotimeGrid(tr_s, fmri_t, fmri_t0, session.dummy_scans + session.n_scans)
     blocks = []
     for condition in session.conditions:
         stimulus = stimulus_function(grid, condition.onsets_s, condition.durations_s)
-        blocks.append(spm_orth(convolve_and_sample(grid, stimulus, basis)))
+        sampled = convolve_and_sample(grid, stimulus, basis)[session.dummy_scans :]
+        blocks.append(spm_orth(sampled))
     if session.regressors is not None and session.regressors.shape[1]:
         regressors = np.asarray(session.regressors, dtype=float)
         blocks.append(regressors - regressors.mean(axis=0))

@@ -6,7 +6,9 @@ exponential step with log-time ``t``, starting at 4), with a weak hyperprior (me
 precision ``e^-8``), starting from ``h_i = 1`` for the first component covering each
 diagonal element and 0 otherwise. It stops as soon as the predicted change of the free
 energy falls below 0.1 (after two iterations on typical fMRI data), not at convergence:
-a faithful port must keep that rule to give SPM's numbers.
+a faithful port must keep that rule to give SPM's numbers. When the estimate is not positive
+definite or its precision is ill-conditioned, redundant components are dropped and the others
+re-estimated, as ``spm_reml.m`` does (``glm/spm_reml_reduce.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
+
+from bids_glm.errors import AnalysisError
+from bids_glm.glm.spm_reml_reduce import kept_components, needs_reduction
 
 __all__ = ["RemlResult", "spm_dx", "spm_reml"]
 
@@ -171,4 +176,46 @@ def spm_reml(
         if previous_change < _STOP_FREE_ENERGY_CHANGE:
             break
     covariance = sum(h * q for h, q in zip(hyperparameters, components, strict=True))
+    if needs_reduction(covariance, -curvature, log_time):
+        return _reduced(
+            sample_covariance,
+            design,
+            components,
+            (hyperparameters, -curvature),
+            (hyper_precision, log_time, n_iterations),
+        )
     return RemlResult(covariance, hyperparameters, n_iterations)
+
+
+def _reduced(
+    sample_covariance: np.ndarray,
+    design: np.ndarray,
+    components: tuple[np.ndarray, ...],
+    estimate: tuple[np.ndarray, np.ndarray],
+    schedule: tuple[float, float, int],
+) -> RemlResult:
+    """ReML again on the components that are not redundant; the others get ``h = 0``.
+
+    Parameters
+    ----------
+    sample_covariance, design, components
+        As for :func:`spm_reml`.
+    estimate : tuple
+        The hyperparameters and their posterior precision ``-dF/dhh`` at the end of ReML.
+    schedule : tuple
+        The hyperprior precision, ``spm_dx``'s log-time and the iterations so far; the new
+        estimate starts from that log-time with twice the precision, as ``spm_reml.m`` does.
+    """
+    hyperparameters, posterior_precision = estimate
+    hyper_precision, log_time, n_iterations = schedule
+    kept = kept_components(hyperparameters, posterior_precision, hyper_precision)
+    if not kept:
+        raise AnalysisError(
+            "SPM12 ReML: every covariance component is redundant; the pooled covariance "
+            "cannot be modelled (too few voxels in the ReML pool?)"
+        )
+    subset = tuple(components[i] for i in kept)
+    result = spm_reml(sample_covariance, design, subset, 2 * hyper_precision, log_time)
+    full = np.zeros(len(components))
+    full[kept] = result.hyperparameters
+    return RemlResult(result.covariance, full, n_iterations + result.n_iterations)

@@ -3,7 +3,10 @@
 SPM12 keeps a voxel if it lies in the explicit mask (when one is given), exceeds 0.8 of
 its scan's global in every scan of every session, and is not constant over time. The runs
 are read once, volume by volume; each volume's values are kept only at the voxels still
-eligible, so memory follows the brain rather than the whole grid.
+eligible, so memory follows the brain rather than the whole grid. With ``--smoothing-fwhm``
+each volume is first smoothed as ``spm_smooth`` does (``image/spm_smooth.py``), so the model
+sees what SPM's would after its smoothing step; with ``--dummy-scans N`` the first N volumes
+of each run are skipped.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import numpy as np
 from bids_glm.errors import InputError
 from bids_glm.glm.spm_globals import MASK_THRESHOLD_FRACTION, spm_global
 from bids_glm.image.io import SeriesLayout, for_each_volume, iter_volumes, series_layout
+from bids_glm.image.spm_smooth import as_stored, spm_smooth_volume
 from bids_glm.runtime.threads import thread_budget
 
 __all__ = ["SpmData", "read_spm_data"]
@@ -80,6 +84,14 @@ def _varying(data: np.ndarray) -> np.ndarray:
     return varying
 
 
+def _scan_values(layout: SeriesLayout, volume: np.ndarray, kernels) -> np.ndarray:
+    """A float32 volume as SPM reads it (smoothed first if ``kernels``), flat in F order."""
+    if kernels is not None:
+        smoothed = spm_smooth_volume(volume, kernels)
+        volume = as_stored(smoothed, layout.dtype, layout.slope, layout.intercept)
+    return volume.ravel(order="F")
+
+
 class _ScanReducer:
     """One run's scans, each to its global, in-mask values and threshold flags.
 
@@ -89,8 +101,9 @@ class _ScanReducer:
     in time order by the reading thread.
     """
 
-    def __init__(self, layout: SeriesLayout, voxels_f: np.ndarray, rows, fraction: float):
-        self.layout, self.voxels_f, self.fraction = layout, voxels_f, fraction
+    def __init__(self, layout: SeriesLayout, voxels_f: np.ndarray, rows, options):
+        self.layout, self.voxels_f = layout, voxels_f
+        self.fraction, self.kernels, self.n_kept = options
         self.data, self.globals_, self.first_row = rows
         self.total = np.zeros(layout.volume_shape, dtype=np.float32, order="F")
         self._local = threading.local()
@@ -108,7 +121,8 @@ class _ScanReducer:
             local.above = np.ones(self.voxels_f.size, dtype=bool)
             with self._lock:
                 self._flags.append(local.above)
-        flat = self.layout.to_float32(stored, local.volume).ravel(order="F")  # a view
+        volume = self.layout.to_float32(stored, local.volume)
+        flat = _scan_values(self.layout, volume, self.kernels)
         global_value = spm_global(flat, local.scratch)
         self.globals_[self.first_row + row] = global_value
         values = self.data[self.first_row + row]
@@ -121,13 +135,15 @@ class _ScanReducer:
 
     def mean_volume(self) -> np.ndarray:
         """The run's time-mean volume (float32)."""
-        n_scans = self.layout.shape[3]
-        mean = self.total / n_scans * self.layout.slope + self.layout.intercept
+        mean = self.total / self.n_kept * self.layout.slope + self.layout.intercept
         return mean.astype(np.float32)
 
 
-def _first_scan_voxels(path: Path, candidates: np.ndarray, fraction: float):
+def _first_scan_voxels(path: Path, candidates: np.ndarray, options):
     """Candidate voxels above threshold in the first scan: (C-order, Fortran-order) indices.
+
+    ``options`` are the threshold fraction, the smoothing kernels (or None) and the index
+    of the first scan kept.
 
     Listed in C order, so that gathering a Fortran-ordered volume through the Fortran-order
     indices gives the columns in the geometry's (C) order.
@@ -135,10 +151,13 @@ def _first_scan_voxels(path: Path, candidates: np.ndarray, fraction: float):
     shape = candidates.shape
     voxels_c = np.flatnonzero(candidates)
     voxels_f = np.ravel_multi_index(np.unravel_index(voxels_c, shape), shape, order="F")
+    fraction, kernels, first_scan = options
     volumes = iter_volumes(path)
-    flat = next(volumes).ravel(order="F")
-    keep = flat[voxels_f] > np.float64(fraction * spm_global(flat))
+    for _ in range(first_scan):
+        next(volumes)
+    flat = _scan_values(series_layout(path), next(volumes), kernels)
     volumes.close()
+    keep = flat[voxels_f] > np.float64(fraction * spm_global(flat))
     return voxels_c[keep], voxels_f[keep]
 
 
@@ -146,7 +165,8 @@ def read_spm_data(
     bold_paths: tuple[Path, ...],
     explicit_mask: np.ndarray | None = None,
     mask_path: Path | None = None,
-    fraction: float = MASK_THRESHOLD_FRACTION,
+    kernels: tuple[np.ndarray, ...] | None = None,
+    dummy_scans: int = 0,
 ) -> SpmData:
     """Stream the runs once: globals, SPM's analysis mask and the in-mask raw values.
 
@@ -162,8 +182,10 @@ def read_spm_data(
         ``(x, y, z)`` bool explicit mask on the runs' grid; None: the threshold alone.
     mask_path : Path, optional
         The explicit mask's file, for messages.
-    fraction : float
-        Threshold as a fraction of each scan's global (SPM: 0.8).
+    kernels : tuple of numpy.ndarray, optional
+        SPM's x, y, z smoothing kernels (``spm_kernels``); None: no smoothing.
+    dummy_scans : int
+        Volumes skipped at the start of each run.
 
     Returns
     -------
@@ -175,16 +197,20 @@ def read_spm_data(
         raise InputError(f"{mask_path}: mask grid {explicit_mask.shape} differs from {shape}")
     for path, layout in zip(bold_paths, layouts, strict=True):
         _check_grid(path, layout.shape, layout.affine, (first.shape, first.affine, bold_paths[0]))
-    n_scans = tuple(int(layout.shape[3]) for layout in layouts)
+    n_scans = tuple(int(layout.shape[3]) - dummy_scans for layout in layouts)
+    if min(n_scans) < 1:
+        shortest = bold_paths[n_scans.index(min(n_scans))]
+        raise InputError(f"--dummy-scans {dummy_scans}: leaves no volume of {shortest}")
+    options = (MASK_THRESHOLD_FRACTION, kernels)
     candidates = np.ones(shape, bool) if explicit_mask is None else explicit_mask
-    voxels_c, voxels_f = _first_scan_voxels(bold_paths[0], candidates, fraction)
+    voxels_c, voxels_f = _first_scan_voxels(bold_paths[0], candidates, (*options, dummy_scans))
     data = np.empty((sum(n_scans), voxels_c.size), dtype=np.float32)
     globals_ = np.empty(sum(n_scans))
     above, means, first_row = np.ones(voxels_c.size, dtype=bool), [], 0
     for path, layout, n in zip(bold_paths, layouts, n_scans, strict=True):
-        reducer = _ScanReducer(layout, voxels_f, (data, globals_, first_row), fraction)
-        every = np.ones(n, dtype=bool)
-        for_each_volume(path, layout, every, reducer, thread_budget(), reducer.add_to_mean)
+        reducer = _ScanReducer(layout, voxels_f, (data, globals_, first_row), (*options, n))
+        kept = np.arange(layout.shape[3]) >= dummy_scans
+        for_each_volume(path, layout, kept, reducer, thread_budget(), reducer.add_to_mean)
         above &= reducer.above()
         means.append(reducer.mean_volume())
         first_row += n

@@ -33,6 +33,7 @@ from bids_glm.glm.spm_globals import session_scale_factors
 from bids_glm.glm.spm_model import SpmLayout, fit_spm_model
 from bids_glm.glm.thresholding import height_threshold
 from bids_glm.image.geometry import VolumeGeometry
+from bids_glm.image.spm_smooth import spm_kernels
 from bids_glm.inputs.events import EventSpec, clean_events, read_events
 from bids_glm.pipeline.run import RunOutcome
 from bids_glm.pipeline.spm_data import read_spm_data
@@ -46,15 +47,15 @@ LOGGER = logging.getLogger("bids_glm")
 
 
 def _check_runs(designs: tuple[RunDesign, ...]) -> float:
-    """The runs' shared TR; volumes only, every volume kept."""
+    """The runs' shared TR; volumes only, every volume after the dummy scans kept."""
     for design in designs:
         run = design.run
         if run.surface_paths:
             raise InputError(f"{run.bold_path}: --preset spm12 fits volumes (NIfTI) only")
-        if not design.kept_volumes.all():
+        if not design.kept_volumes[design.dummy_scans :].all():
             raise InputError(
-                f"{run.bold_path}: --preset spm12 fits every volume; expected no dummy scans "
-                "or censored volumes"
+                f"{run.bold_path}: --preset spm12 fits every volume after --dummy-scans; "
+                "expected no censored volumes (scrub:..., non_steady_state)"
             )
     repetition_times = {design.run.tr_s for design in designs}
     if len(repetition_times) > 1:
@@ -80,17 +81,18 @@ def _explicit_mask(settings: Settings, bold_path: Path) -> np.ndarray | None:
 
 
 def _session_events(design: RunDesign, n_scans: int, settings: Settings):
-    """The run's cleaned events as an SPM session."""
-    run = design.run
+    """The run's cleaned events as an SPM session (``n_scans`` after the dummy scans)."""
+    run, dummy_scans = design.run, design.dummy_scans
     spec = settings.model.events or EventSpec()
-    events = clean_events(read_events(run.events_path), run.events_path, n_scans * run.tr_s, spec)
+    duration_s = (dummy_scans + n_scans) * run.tr_s
+    events = clean_events(read_events(run.events_path), run.events_path, duration_s, spec)
     if len(events) and not np.allclose(events["modulation"], 1.0):
         LOGGER.warning(
             "%s: event amplitudes ignored: SPM12 models every event at height 1",
             run.events_path,
         )
     confounds = design.matrix[list(design.confound_columns)] if design.confound_columns else None
-    return spm_session(events, n_scans, confounds)
+    return spm_session(events, n_scans, confounds, dummy_scans)
 
 
 def _weights_by_condition(
@@ -155,7 +157,11 @@ def _fit(unit: AnalysisUnit, settings: Settings):
     spm12 = settings.spm12
     tr_s = _check_runs(unit.designs)
     bold_paths = tuple(d.run.bold_path for d in unit.designs)
-    data = read_spm_data(bold_paths, _explicit_mask(settings, bold_paths[0]), settings.mask)
+    fwhm_mm = settings.model.smoothing_fwhm_mm
+    kernels = spm_kernels(fwhm_mm, nib.load(bold_paths[0]).affine) if fwhm_mm else None
+    explicit = _explicit_mask(settings, bold_paths[0])
+    dummy_scans = settings.model.dummy_scans
+    data = read_spm_data(bold_paths, explicit, settings.mask, kernels, dummy_scans)
     design = _design(unit, settings, data.n_scans, tr_s)
     drifts = tuple(dct_high_pass_basis(n, tr_s, spm12.high_pass_cutoff_s) for n in data.n_scans)
     layout = SpmLayout(design.matrix, design.session_rows, drifts, design.constant_columns)
@@ -167,7 +173,7 @@ def _fit(unit: AnalysisUnit, settings: Settings):
 def spm_dry_run(unit: AnalysisUnit, settings: Settings) -> None:
     """``--dry-run`` with the preset: write and print the SPM design; fit nothing."""
     tr_s = _check_runs(unit.designs)
-    n_scans = tuple(d.run.n_volumes for d in unit.designs)
+    n_scans = tuple(d.run.n_volumes - d.dummy_scans for d in unit.designs)
     design = _design(unit, settings, n_scans, tr_s)
     entities = naming.subject_level_entities(unit.entities)
     folder = naming.subject_func_dir(settings.output_dir, entities)

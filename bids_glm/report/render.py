@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import jinja2
@@ -37,6 +38,7 @@ from bids_glm.report.surface_views import (
     surface_contrast_view,
     surface_unit_facts,
 )
+from bids_glm.report.spm12_view import spm12_view
 from bids_glm.report.views import (
     NOT_RECORDED,
     Figure,
@@ -190,6 +192,9 @@ def _listed(values: Sequence) -> str:
 
 def unit_view(unit: collect.UnitRecord, options: ReportOptions) -> dict:
     """Everything shown for one unit (participant, session, task, space)."""
+    spm12 = spm12_view(unit)  # --preset spm12: one multi-session model, no run-level maps
+    if spm12 is not None:
+        unit = replace(unit, runs=spm12.runs, run_maps=[])
     summary = unit.summary
     mask = load_volume(unit.mask_path)
     underlay = load_volume(unit.mean_path)
@@ -237,8 +242,9 @@ def unit_view(unit: collect.UnitRecord, options: ReportOptions) -> dict:
         "settings": summary.settings,
         "notes": notes,
         "runs": [run_view(run, fd_mm) for run in unit.runs],
+        "spm12": spm12,
         "mask_figure": _mask_figure(unit, mask, underlay, surface),
-        "contrasts": _contrast_views(unit, mask, underlay, options),
+        "contrasts": _contrast_views(unit, mask, underlay, options, spm12 is not None),
         "comparisons": (
             comparison_views(unit, mask, options)
             if options.run_level and len(unit.runs) > 1 and not surface  # volumes only
@@ -265,9 +271,10 @@ def _mask_figure(unit, mask, underlay, surface: bool) -> Figure:
     return Figure(note=note, kind="wide")
 
 
-def _contrast_views(unit, mask, underlay, options: ReportOptions) -> list[dict]:
-    """Each fixed-effects (and, with ``run_level``, run) contrast's section."""
-    maps = [(m, f"{m.name} (fixed effects)", m.clusters_path) for m in unit.subject_maps]
+def _contrast_views(unit, mask, underlay, options: ReportOptions, spm12: bool) -> list[dict]:
+    """Each subject-level (and, with ``run_level``, run) contrast's section."""
+    level = "SPM12 multi-session model" if spm12 else "fixed effects"
+    maps = [(m, f"{m.name} ({level})", m.clusters_path) for m in unit.subject_maps]
     if options.run_level:  # the participant level writes no cluster table for a run
         maps += [(m, f"{m.name} ({m.run})", None) for m in unit.run_maps]
     return [
