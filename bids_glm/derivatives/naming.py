@@ -27,13 +27,19 @@ a shortened label is its own short form (names parsed back build the same names)
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bids_glm.errors import InputError
+from bids_glm.derivatives.name_limits import (
+    MAX_LABEL_BYTES,
+    checked_file,
+    original_labels,
+    short_label,
+)
 from bids_glm.inputs.entities import split_name
+
+__all__ = ["MAX_LABEL_BYTES", "original_labels", "short_label"]  # re-exported: names use them
 
 RUN_LEVEL_ENTITIES = (
     *("sub", "ses", "task", "acq", "ce", "rec", "dir", "run", "echo", "space"),
@@ -87,10 +93,6 @@ BIDS_IGNORED = (
     f"{LOGS_FOLDER}/",
     f"{FIGURES_FOLDER}/",
 )
-MAX_NAME_BYTES = 255
-MAX_LABEL_BYTES = 64
-_HASH_CHARACTERS = 8
-_TEMPORARY_NAME_BYTES = len("..XXXXXXXX.tmp")  # tempfile.mkstemp(prefix=".<name>.", suffix=".tmp")
 _STATMAP = "statmap"
 _DESIGN = "design"
 _CLUSTERS = "clusters"
@@ -151,40 +153,9 @@ def entities_text(entities: Mapping[str, str]) -> str:
     return _stem(entities, {}, "")
 
 
-def short_label(label: str) -> str:
-    """``label``, or when longer than :data:`MAX_LABEL_BYTES`, its head and a hash of it all.
-
-    Deterministic, and a shortened label is returned unchanged (it is exactly
-    :data:`MAX_LABEL_BYTES` long), so names parsed back from files build the same names.
-    """
-    encoded = label.encode()
-    if len(encoded) <= MAX_LABEL_BYTES:
-        return label
-    digest = hashlib.sha256(encoded).hexdigest()[:_HASH_CHARACTERS]
-    head = encoded[: MAX_LABEL_BYTES - _HASH_CHARACTERS].decode(errors="ignore")
-    return f"{head}{digest}"
-
-
-def original_labels(entities: Mapping[str, str]) -> dict[str, str]:
-    """Entity -> full label, for the labels that names shorten (empty when none is)."""
-    return {key: value for key, value in entities.items() if short_label(value) != value}
-
-
 def _stem(entities: Mapping[str, str], extra: Mapping[str, str], suffix: str) -> str:
     parts = [f"{k}-{short_label(v)}" for k, v in (*entities.items(), *extra.items())]
     return "_".join([*parts, suffix] if suffix else parts)
-
-
-def _file(folder: Path, stem: str, extension: str) -> Path:
-    """``folder/<stem><extension>``, checked against the file-name limit."""
-    name = f"{stem}{extension}"
-    if len(name.encode()) + _TEMPORARY_NAME_BYTES > MAX_NAME_BYTES:
-        raise InputError(
-            f"output name {name!r} is {len(name.encode())} bytes even with labels shortened "
-            f"to {MAX_LABEL_BYTES}; file names (and their temporary names) must fit in "
-            f"{MAX_NAME_BYTES} bytes: shorten the dataset's entity labels"
-        )
-    return Path(folder) / name
 
 
 def subject_func_dir(output_dir: Path, entities: Mapping[str, str]) -> Path:
@@ -217,7 +188,7 @@ def manifests_dir(output_dir: Path) -> Path:
 
 def manifest_path(output_dir: Path, entities: Mapping[str, str]) -> Path:
     """``OUTPUT_DIR/logs/manifests/sub-<s>[_ses-<x>]_task-<t>[_space-<sp>].json``."""
-    return _file(manifests_dir(output_dir), unit_name(entities), JSON)
+    return checked_file(manifests_dir(output_dir), unit_name(entities), JSON)
 
 
 def effective_model_path(output_dir: Path) -> Path:
@@ -242,27 +213,27 @@ def stat_map_path(
     """``<entities>[_contrast-<c>][_desc-<d>]_stat-<stat>_statmap.nii.gz`` in ``folder``."""
     extra = {"contrast": contrast, "desc": desc, "stat": stat}
     extra = {k: v for k, v in extra.items() if v is not None}
-    return _file(folder, _stem(entities, extra, _STATMAP), NIFTI)
+    return checked_file(folder, _stem(entities, extra, _STATMAP), NIFTI)
 
 
 def design_path(folder: Path, entities: Mapping[str, str]) -> Path:
     """``<entities>_design.tsv`` in ``folder``."""
-    return _file(folder, _stem(entities, {}, _DESIGN), TSV)
+    return checked_file(folder, _stem(entities, {}, _DESIGN), TSV)
 
 
 def clusters_path(folder: Path, entities: Mapping[str, str], contrast_label: str) -> Path:
     """``<entities>_desc-<label>_clusters.tsv`` in ``folder``."""
-    return _file(folder, _stem(entities, {"desc": contrast_label}, _CLUSTERS), TSV)
+    return checked_file(folder, _stem(entities, {"desc": contrast_label}, _CLUSTERS), TSV)
 
 
 def mask_path(folder: Path, entities: Mapping[str, str]) -> Path:
     """``<entities>_mask.nii.gz`` in ``folder``."""
-    return _file(folder, _stem(entities, {}, _MASK), NIFTI)
+    return checked_file(folder, _stem(entities, {}, _MASK), NIFTI)
 
 
 def mean_image_path(folder: Path, entities: Mapping[str, str]) -> Path:
     """``<entities>_desc-mean_boldref.nii.gz`` in ``folder``."""
-    return _file(folder, _stem(entities, {"desc": "mean"}, _BOLDREF), NIFTI)
+    return checked_file(folder, _stem(entities, {"desc": "mean"}, _BOLDREF), NIFTI)
 
 
 def beta_series_path(
@@ -278,12 +249,12 @@ def beta_series_path(
     the trials' table (one row per volume).
     """
     extra = ({"stat": stat} if stat else {}) | {"desc": condition_label}
-    return _file(folder, _stem(entities, extra, _BETASERIES), extension)
+    return checked_file(folder, _stem(entities, extra, _BETASERIES), extension)
 
 
 def trial_design_path(folder: Path, entities: Mapping[str, str], estimator: str) -> Path:
     """``<entities>_desc-<estimator>_design.tsv`` in ``folder``: a run's single-trial design."""
-    return _file(folder, _stem(entities, {"desc": estimator}, _DESIGN), TSV)
+    return checked_file(folder, _stem(entities, {"desc": estimator}, _DESIGN), TSV)
 
 
 def sidecar_path(path: Path) -> Path:
@@ -335,7 +306,9 @@ def find_beta_series(folder: Path, entities: Mapping[str, str]) -> list[tuple[st
             if label is None:
                 continue
             logical = beta_series_path(folder, entities, label, extension=extension)
-            if logical == _file(path.parent, _stem(name.entities, {}, name.suffix), extension):
+            if logical == checked_file(
+                path.parent, _stem(name.entities, {}, name.suffix), extension
+            ):
                 found.append((label, logical))
     return sorted(found, key=lambda item: item[1].name)
 
@@ -383,7 +356,9 @@ def find_subject_stat_maps(output_dir: Path, stat: str) -> list[tuple[dict[str, 
                 continue
             keys = set(name.entities)
             if keys <= _SUBJECT_MAP_KEYS and {"sub", "task", "contrast"} <= keys:
-                logical = _file(path.parent, _stem(name.entities, {}, name.suffix), extension)
+                logical = checked_file(
+                    path.parent, _stem(name.entities, {}, name.suffix), extension
+                )
                 found.append((name.entities, logical))
     return sorted(found, key=lambda item: item[1])
 
@@ -422,7 +397,7 @@ def unit_files(
     prefix = _stem(select_entities(entities, ("sub", "ses", "task")), {}, "")
     space = f"_space-{short_label(entities['space'])}_" if "space" in entities else ""
     pattern = f".{prefix}_*.tmp" if hidden else f"{prefix}_*"
-    return [p for p in folder.glob(pattern) if space in p.name and p.is_file()]
+    return [p for p in folder.glob(pattern) if space in p.name and p.ischecked_file()]
 
 
 # Entities a geometry adds to a map's name (a surface's hemisphere), placed before these.
@@ -445,7 +420,7 @@ def geometry_file_path(path: Path, extra: Mapping[str, str], extension: str) -> 
     )
     items = list(entities.items())
     items[position:position] = [(k, v) for k, v in extra.items() if k not in entities]
-    return _file(path.parent, _stem(dict(items), {}, name.suffix), extension)
+    return checked_file(path.parent, _stem(dict(items), {}, name.suffix), extension)
 
 
 def is_cifti_map(path: Path) -> bool:

@@ -33,12 +33,12 @@ from bids_glm.report.figures import (
     motion_trace_svg,
 )
 from bids_glm.report.single_trial_figures import single_trial_figures
+from bids_glm.report.spm12_view import spm12_view
 from bids_glm.report.surface_views import (
     SURFACE_MASK,
     surface_contrast_view,
     surface_unit_facts,
 )
-from bids_glm.report.spm12_view import spm12_view
 from bids_glm.report.views import (
     NOT_RECORDED,
     Figure,
