@@ -397,7 +397,7 @@ def unit_files(
     prefix = _stem(select_entities(entities, ("sub", "ses", "task")), {}, "")
     space = f"_space-{short_label(entities['space'])}_" if "space" in entities else ""
     pattern = f".{prefix}_*.tmp" if hidden else f"{prefix}_*"
-    return [p for p in folder.glob(pattern) if space in p.name and p.ischecked_file()]
+    return [p for p in folder.glob(pattern) if space in p.name and p.is_file()]
 
 
 # Entities a geometry adds to a map's name (a surface's hemisphere), placed before these.
