@@ -279,11 +279,10 @@ def _variant_options(args: argparse.Namespace) -> dict[str, str | None]:
             f"--single-trial {args.single_trial} with --space {option.space}: single-trial "
             "beta series are written for volumes only so far; choose a volume space"
         )
-    if is_cifti_space(option.space) and (args.smoothing_fwhm > 0 or args.single_trial):
+    if is_cifti_space(option.space) and args.single_trial:
         raise InputError(
-            f"--space {option.space}: CIFTI grayordinates are analysed without smoothing and "
-            "without single-trial models so far; use --smoothing-fwhm 0 (or data smoothed "
-            "beforehand) and no --single-trial"
+            f"--space {option.space}: CIFTI grayordinates are analysed without single-trial "
+            "models so far; remove --single-trial"
         )
     return {
         "space": option.space,

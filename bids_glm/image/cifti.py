@@ -28,6 +28,8 @@ import numpy as np
 from nibabel.cifti2 import cifti2_axes
 
 from bids_glm.errors import InputError
+from bids_glm.image.cifti_smooth import smooth_grayordinates
+from bids_glm.image.mesh import MeshFiles, read_mesh
 from bids_glm.image.usable import usable_columns
 
 LOGGER = logging.getLogger("bids_glm")
@@ -104,19 +106,24 @@ class CiftiGeometry:
         The input's grayordinates, copied unchanged into every written map.
     mask : ndarray of bool, shape (len(brain_models),)
         The analysed grayordinates; a vector's values fill them in order.
+    meshes : MeshFiles or None
+        Both cortices' meshes (fsLR 32k), when the data are smoothed along them.
     """
 
     brain_models: cifti2_axes.BrainModelAxis
     mask: np.ndarray
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
+    meshes: MeshFiles | None = None
 
     extension = DENSE_SCALAR_EXTENSION
     locations = "grayordinates"
 
     @classmethod
-    def whole(cls, brain_models: cifti2_axes.BrainModelAxis) -> CiftiGeometry:
-        """Every grayordinate of ``brain_models``."""
-        return cls(brain_models, np.ones(len(brain_models), dtype=bool))
+    def whole(
+        cls, brain_models: cifti2_axes.BrainModelAxis, meshes: MeshFiles | None = None
+    ) -> CiftiGeometry:
+        """Every grayordinate of ``brain_models`` (``meshes``: to smooth along, if any)."""
+        return cls(brain_models, np.ones(len(brain_models), dtype=bool), meshes=meshes)
 
     @property
     def n_values(self) -> int:
@@ -137,7 +144,7 @@ class CiftiGeometry:
         """The same grayordinates with only the analysed ones where ``keep`` is True."""
         mask = self.mask.copy()
         mask[self.mask] = keep
-        return CiftiGeometry(self.brain_models, mask, self._cache)
+        return CiftiGeometry(self.brain_models, mask, self._cache, meshes=self.meshes)
 
     def file_entities(self) -> list[dict[str, str]]:
         """Entities each file of a map adds to its name: one file, none added."""
@@ -235,14 +242,17 @@ def read_cifti_series(
     geometry : CiftiGeometry
         The unit's grayordinates: the file's ``BrainModelAxis`` must equal them.
     smoothing_fwhm_mm : float
-        Must be 0: smoothing grayordinates is not supported yet.
+        FWHM of the smoothing (0 for none): each cortex along its mesh
+        (``geometry.meshes``), each voxel structure within its own voxels, among the
+        analysed grayordinates that are finite and not constant
+        (:func:`bids_glm.image.cifti_smooth.smooth_grayordinates`).
     keep_volumes : ndarray of bool, shape (n_volumes,), optional
         Volumes to keep.
     """
-    if smoothing_fwhm_mm > 0:
+    if smoothing_fwhm_mm > 0 and geometry.meshes is None:
         raise InputError(
-            f"--smoothing-fwhm {smoothing_fwhm_mm}: smoothing CIFTI data is not supported "
-            "yet (smooth beforehand, or use --smoothing-fwhm 0)"
+            f"{path}: --smoothing-fwhm {smoothing_fwhm_mm} needs both cortices' meshes "
+            "(see --surface-mesh-dir)"
         )
     image = _load(Path(path))
     if image.header.get_axis(1) != geometry.brain_models:
@@ -257,7 +267,11 @@ def read_cifti_series(
                 f"{path}: {data.shape[0]} volumes, but the model describes {keep_volumes.shape[0]}"
             )
         data = data[keep_volumes]
-    data = np.ascontiguousarray(geometry.from_grayordinates(data))
+    if smoothing_fwhm_mm > 0:
+        data = _smoothed(data, geometry, smoothing_fwhm_mm, Path(path))
+    if not geometry.mask.all():
+        data = geometry.from_grayordinates(data)
+    data = np.ascontiguousarray(data, dtype=np.float32)
     usable = usable_columns(data)
     n_bad = int((~usable).sum())
     if n_bad:
@@ -265,8 +279,25 @@ def read_cifti_series(
     return CiftiSeries(data=data, usable=usable)
 
 
-def cifti_geometry(paths: list[Path]) -> CiftiGeometry:
+def _smoothed(data: np.ndarray, geometry: CiftiGeometry, fwhm_mm: float, path: Path) -> np.ndarray:
+    """All grayordinates' (T, N) data smoothed structure by structure; a new C-order array.
+
+    Grayordinates not analysed are set constant first, so they take no part.
+    """
+    if not geometry.mask.all():
+        data = np.array(data, dtype=np.float32)
+        data[:, ~geometry.mask] = 0.0
+    meshes = {"L": read_mesh(geometry.meshes.left), "R": read_mesh(geometry.meshes.right)}
+    try:
+        return smooth_grayordinates(data, geometry.brain_models, meshes, fwhm_mm)
+    except ValueError as err:  # planning checked the meshes' vertex counts: a changed file
+        raise InputError(f"{path}: {err}") from None
+
+
+def cifti_geometry(paths: list[Path], meshes: MeshFiles | None = None) -> CiftiGeometry:
     """The grayordinates of a unit's runs (every run's ``.dtseries.nii``).
+
+    ``meshes``: both cortices' meshes, to smooth along (if any).
 
     Raises
     ------
@@ -281,4 +312,4 @@ def cifti_geometry(paths: list[Path]) -> CiftiGeometry:
                 f"{path}: {len(found)} grayordinates in its BrainModelAxis, which differs from "
                 f"{Path(paths[0]).name} ({len(first)}); expected runs on the same grayordinates"
             )
-    return CiftiGeometry.whole(first)
+    return CiftiGeometry.whole(first, meshes)

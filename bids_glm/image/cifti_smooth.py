@@ -25,7 +25,7 @@ CORTEX_STRUCTURES = {"CIFTI_STRUCTURE_CORTEX_LEFT": "L", "CIFTI_STRUCTURE_CORTEX
 def smooth_grayordinates(
     data: np.ndarray, axis: BrainModelAxis, meshes: Mapping[str, Mesh], fwhm_mm: float
 ) -> np.ndarray:
-    """(T, N) grayordinate data smoothed structure by structure; a new float32 array.
+    """(T, N) grayordinate data smoothed structure by structure; a new C-order float32 array.
 
     Parameters
     ----------
@@ -43,7 +43,7 @@ def smooth_grayordinates(
     ValueError
         A cortex has no mesh, or a mesh's vertex count differs from the axis'.
     """
-    smoothed = np.array(data, dtype=np.float32)
+    smoothed = np.array(data, dtype=np.float32, order="C")
     for name, where, model in axis.iter_structures():
         part = smoothed[:, where]
         usable = np.isfinite(part).all(axis=0) & (np.ptp(part, axis=0) > 0)
