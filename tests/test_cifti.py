@@ -230,7 +230,7 @@ def test_brain_models_differing_between_runs_name_the_file(tmp_path):
     other = axis[: len(axis) - 5]
     write_dtseries(second, np.ones((4, len(other))), other)
     with pytest.raises(InputError, match=r"b_bold\.dtseries\.nii.*BrainModelAxis"):
-        cifti_geometry([first, second])
+        cifti_geometry([(path, cifti_header(path).brain_models) for path in (first, second)])
     with pytest.raises(InputError, match=r"b_bold\.dtseries\.nii.*BrainModelAxis"):
         read_cifti_series(second, CiftiGeometry.whole(axis))
 
@@ -316,3 +316,21 @@ def test_structures_are_smoothed_apart_when_read(tmp_path):
     np.testing.assert_array_equal(read[0][:, others], read[1][:, others])  # nothing leaks out
     assert not np.allclose(read[0][:, thalamus], read[1][:, thalamus])
     assert read[0].std(axis=0).mean() < data.std(axis=0).mean()  # it was smoothed
+
+
+def test_each_series_header_is_parsed_once(tmp_path, monkeypatch):
+    from nibabel.cifti2.parse_cifti2 import Cifti2Extension
+
+    make_cifti_dataset(tmp_path / "bids")
+    record = tmp_path / "parsed.txt"  # a file: discovery runs in a forked process
+    unmangle = Cifti2Extension._unmangle
+
+    def counted(self, value: bytes):
+        if b"CIFTI_INDEX_TYPE_SERIES" in value:  # a dense series, not a written map
+            with record.open("a") as stream:
+                stream.write("parsed\n")
+        return unmangle(self, value)
+
+    monkeypatch.setattr(Cifti2Extension, "_unmangle", counted)
+    assert _run(tmp_path / "bids", tmp_path / "out", "--no-pdf", "--n-cpus", "1") == 0
+    assert record.read_text().split() == ["parsed", "parsed"]  # the two runs, once each

@@ -19,16 +19,19 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 import nibabel as nib
 import numpy as np
+from nibabel.arrayproxy import ArrayProxy
 from nibabel.cifti2 import cifti2_axes
+from nibabel.cifti2.parse_cifti2 import Cifti2Extension
 
 from bids_glm.errors import InputError
-from bids_glm.image.cifti_smooth import smooth_grayordinates
+from bids_glm.image.cifti_smooth import CORTEX_STRUCTURES, smooth_grayordinates
 from bids_glm.image.mesh import MeshFiles, read_mesh
 from bids_glm.image.usable import usable_columns
 
@@ -64,26 +67,44 @@ class CiftiHeader:
     time_step_s: float | None
 
 
-def _load(path: Path) -> nib.Cifti2Image:
+def _nifti_header(path: Path) -> nib.Nifti2Header:
+    """The NIfTI-2 header of a CIFTI-2 file; its CIFTI XML is parsed only when asked for.
+
+    Raises
+    ------
+    InputError
+        Not a NIfTI-2 file with a CIFTI extension and a 2-D matrix.
+    """
     try:
-        image = nib.load(str(path))
+        with open(path, "rb") as stream:
+            header = nib.Nifti2Header.from_fileobj(stream)
     except Exception as err:  # nibabel raises many kinds for a bad file
         raise InputError(f"{path}: not a readable CIFTI-2 file ({err})") from None
-    if not isinstance(image, nib.Cifti2Image) or len(image.shape) != 2:
+    shape = header.get_data_shape()
+    cifti = [e for e in header.extensions if isinstance(e, Cifti2Extension)]
+    if len(shape) != 6 or shape[:4] != (1, 1, 1, 1) or len(cifti) != 1:
         raise InputError(f"{path}: expected a CIFTI-2 dense time series (.dtseries.nii)")
-    return image
+    return header
 
 
 def cifti_header(path: Path) -> CiftiHeader:
     """Volumes, grayordinates and time step of a ``.dtseries.nii`` (data not decoded).
+
+    The one place a run's CIFTI XML is parsed (~0.25 s at 91k grayordinates): discovery
+    keeps the result in the run's :class:`bids_glm.inputs.run_input.RunInput`, the
+    geometry and the reader use it from there.
 
     Raises
     ------
     InputError
         Not a CIFTI-2 file, or its axes are not (series, brain models).
     """
-    image = _load(path)
-    series, brain_models = (image.header.get_axis(i) for i in (0, 1))
+    extension = next(e for e in _nifti_header(path).extensions if isinstance(e, Cifti2Extension))
+    try:
+        matrix = extension.get_content()
+        series, brain_models = (matrix.get_axis(i) for i in (0, 1))
+    except Exception as err:  # a malformed XML or index map
+        raise InputError(f"{path}: not a readable CIFTI-2 file ({err})") from None
     if not isinstance(series, cifti2_axes.SeriesAxis) or not isinstance(
         brain_models, cifti2_axes.BrainModelAxis
     ):
@@ -146,6 +167,12 @@ class CiftiGeometry:
         mask[self.mask] = keep
         return CiftiGeometry(self.brain_models, mask, self._cache, meshes=self.meshes)
 
+    def cortex_values(self, values: np.ndarray) -> dict[str, np.ndarray]:
+        """Each cortex's ``values`` over its whole mesh, float64 (0 where not analysed and
+        on the medial wall): ``{"L": ..., "R": ...}`` (the cortices present)."""
+        full = self.to_grayordinates(values, np.float64)
+        return grayordinate_parts(full, self.brain_models)[0]
+
     def file_entities(self) -> list[dict[str, str]]:
         """Entities each file of a map adds to its name: one file, none added."""
         return [{}]
@@ -182,6 +209,32 @@ class CiftiGeometry:
         return read_cifti_series(paths[0], self, smoothing_fwhm_mm, keep_volumes)
 
 
+def grayordinate_parts(
+    full: np.ndarray, brain_models: cifti2_axes.BrainModelAxis
+) -> tuple[dict[str, np.ndarray], list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]]:
+    """A vector over all grayordinates split into cortices and voxel structures.
+
+    Returns
+    -------
+    cortex : dict of str to ndarray
+        ``"L"``/``"R"`` -> values over the cortex's whole mesh (0 on the medial wall).
+    structures : list of (str, ndarray, ndarray, ndarray)
+        Each voxel structure's name (``thalamus_left``), values, voxel indices (n, 3) and
+        voxel-to-mm affine.
+    """
+    cortex, structures = {}, []
+    for name, where, model in brain_models.iter_structures():
+        part = full[where]
+        if name in CORTEX_STRUCTURES:
+            whole = np.zeros(model.nvertices[name], dtype=full.dtype)
+            whole[model.vertex] = part
+            cortex[CORTEX_STRUCTURES[name]] = whole
+        elif model.volume_mask.any():
+            label = name.removeprefix("CIFTI_STRUCTURE_").lower()
+            structures.append((label, part, model.voxel, model.affine))
+    return cortex, structures
+
+
 def dscalar_xml_template(brain_models: cifti2_axes.BrainModelAxis) -> bytes:
     """The CIFTI-2 XML of a one-map dense scalar file, its map named :data:`MAP_NAME_SLOT`.
 
@@ -198,8 +251,6 @@ def dscalar_bytes(values: np.ndarray, xml_template: bytes, label: str) -> bytes:
     The NIfTI-2 header, the CIFTI extension (``xml_template`` with the map named
     ``label``) and the data, laid out as nibabel writes them (and reads them back).
     """
-    from nibabel.cifti2.parse_cifti2 import Cifti2Extension
-
     name = escape(label or "map").encode()
     header = nib.Nifti2Header()
     header.set_data_shape((1, 1, 1, 1, 1, values.size))
@@ -240,7 +291,9 @@ def read_cifti_series(
     path : Path
         The run's ``.dtseries.nii``.
     geometry : CiftiGeometry
-        The unit's grayordinates: the file's ``BrainModelAxis`` must equal them.
+        The unit's grayordinates (:func:`cifti_geometry`, which checked that every run's
+        ``BrainModelAxis`` equals them): the file's XML is not parsed again, only its
+        number of grayordinates checked.
     smoothing_fwhm_mm : float
         FWHM of the smoothing (0 for none): each cortex along its mesh
         (``geometry.meshes``), each voxel structure within its own voxels, among the
@@ -254,13 +307,7 @@ def read_cifti_series(
             f"{path}: --smoothing-fwhm {smoothing_fwhm_mm} needs both cortices' meshes "
             "(see --surface-mesh-dir)"
         )
-    image = _load(Path(path))
-    if image.header.get_axis(1) != geometry.brain_models:
-        raise InputError(
-            f"{path}: its BrainModelAxis differs from the unit's first run; expected runs on "
-            "the same grayordinates"
-        )
-    data = np.asarray(image.dataobj, dtype=np.float32)
+    data = _matrix(Path(path), len(geometry.brain_models))
     if keep_volumes is not None:
         if keep_volumes.shape != (data.shape[0],):
             raise InputError(
@@ -279,6 +326,24 @@ def read_cifti_series(
     return CiftiSeries(data=data, usable=usable)
 
 
+def _matrix(path: Path, n_grayordinates: int) -> np.ndarray:
+    """The (T, N) matrix of a dense series (memory-mapped), from its NIfTI-2 header alone.
+
+    Raises
+    ------
+    InputError
+        The file's grayordinate count is not ``n_grayordinates``.
+    """
+    header = _nifti_header(path)
+    n_found = header.get_data_shape()[5]
+    if n_found != n_grayordinates:
+        raise InputError(
+            f"{path}: {n_found} grayordinates, but the unit's BrainModelAxis has "
+            f"{n_grayordinates}; expected runs on the same grayordinates"
+        )
+    return np.asarray(ArrayProxy(str(path), header))[0, 0, 0, 0]
+
+
 def _smoothed(data: np.ndarray, geometry: CiftiGeometry, fwhm_mm: float, path: Path) -> np.ndarray:
     """All grayordinates' (T, N) data smoothed structure by structure; a new C-order array.
 
@@ -294,22 +359,24 @@ def _smoothed(data: np.ndarray, geometry: CiftiGeometry, fwhm_mm: float, path: P
         raise InputError(f"{path}: {err}") from None
 
 
-def cifti_geometry(paths: list[Path], meshes: MeshFiles | None = None) -> CiftiGeometry:
-    """The grayordinates of a unit's runs (every run's ``.dtseries.nii``).
+def cifti_geometry(
+    runs: Sequence[tuple[Path, cifti2_axes.BrainModelAxis]], meshes: MeshFiles | None = None
+) -> CiftiGeometry:
+    """The grayordinates of a unit's runs: each run's path and ``BrainModelAxis``.
 
-    ``meshes``: both cortices' meshes, to smooth along (if any).
+    The axes are those discovery parsed (:class:`CiftiHeader`); ``meshes``: both
+    cortices' meshes, to smooth along (if any).
 
     Raises
     ------
     InputError
         A run whose ``BrainModelAxis`` differs from the first run's (names both files).
     """
-    first = cifti_header(paths[0]).brain_models
-    for path in paths[1:]:
-        found = cifti_header(path).brain_models
-        if found != first:
+    first_path, first = runs[0]
+    for path, found in runs[1:]:
+        if found is not first and found != first:
             raise InputError(
                 f"{path}: {len(found)} grayordinates in its BrainModelAxis, which differs from "
-                f"{Path(paths[0]).name} ({len(first)}); expected runs on the same grayordinates"
+                f"{Path(first_path).name} ({len(first)}); expected runs on the same grayordinates"
             )
     return CiftiGeometry.whole(first, meshes)

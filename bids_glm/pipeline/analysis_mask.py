@@ -97,7 +97,8 @@ def build_geometry(
     if settings.mask is not None and first.on_surface:
         raise InputError(f"--mask {settings.mask}: a volume mask cannot apply to surface data")
     if is_cifti_series(first.bold_path):  # grayordinates: the runs' BrainModelAxis
-        return cifti_geometry([design.run.bold_path for design in designs], meshes)
+        runs = [(d.run.bold_path, d.run.grayordinates.brain_models) for d in designs]
+        return cifti_geometry(runs, meshes)
     if not first.surface_paths:
         return VolumeGeometry(*build_analysis_mask(designs, settings))
     counts = tuple(gifti_header(path).n_vertices for path in first.surface_paths)
