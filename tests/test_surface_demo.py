@@ -15,7 +15,7 @@ import pytest
 
 from bids_glm.cli.demo import main as demo_main
 from bids_glm.cli.main import main
-from bids_glm.demo.surface_dataset import make_surface_demo
+from bids_glm.demo.surface_dataset import PATCHES, make_surface_demo
 from bids_glm.demo.surface_mesh import fibonacci_sphere, icosphere, template_mesh_path
 from bids_glm.derivatives import naming
 from bids_glm.image.map_files import read_map
@@ -177,3 +177,18 @@ def test_smoothed_cifti_finds_each_patch_in_cortex_and_its_structure_only(smooth
     methods = " ".join((smoothed_cifti["out"] / "logs" / "CITATION.md").read_text().split())
     assert "Each cortex's grayordinates were smoothed along its mid-thickness mesh" in methods
     assert "no signal crossed between structures" in methods
+
+
+def test_smoothed_cifti_writes_cortex_cluster_tables(smoothed_cifti):
+    import pandas as pd
+
+    from bids_glm.glm.surface_clusters import SURFACE_TABLE_DTYPES
+
+    folder = smoothed_cifti["out"] / "sub-01" / "func"
+    entities = {"sub": "01", "task": "faces", "space": "fsLR", "den": "91k"}
+    for condition, (hemi, _) in PATCHES.items():
+        path = naming.clusters_path(folder, entities, condition)
+        table = pd.read_csv(path, sep="\t", na_values="n/a", dtype=SURFACE_TABLE_DTYPES)
+        top = table.iloc[0]  # the planted patch: the highest cluster, in its hemisphere
+        assert top["Hemisphere"] == hemi, condition
+        assert top["Cluster Size (mm2)"] > 100.0, condition

@@ -244,3 +244,42 @@ def test_cifti_report_draws_the_cortex_on_the_fslr_meshes(tmp_path, monkeypatch)
     html = (out / "sub-01.html").read_text()
     assert "face: thresholded z on the cortex, lateral and medial views" in html
     assert 'class="clusters structures"' in html and "thalamus_left" in html
+
+
+def test_surface_cluster_tables_are_written_and_read_by_the_report(surface_reports):
+    import json
+
+    import pandas as pd
+
+    from bids_glm.glm.surface_clusters import SURFACE_TABLE_DTYPES
+
+    folder = surface_reports / "out" / "sub-01" / "func"
+    entities = {"sub": "01", "task": "faces", "space": "fsaverage5"}
+    path = naming.clusters_path(folder, entities, "face")
+    table = pd.read_csv(path, sep="\t", na_values="n/a", dtype=SURFACE_TABLE_DTYPES)
+    assert tuple(table.columns) == tuple(SURFACE_TABLE_DTYPES)
+    for hemi in ("L", "R"):  # one planted patch per hemisphere, found as its cluster
+        row = table[table["Hemisphere"] == hemi].iloc[0]
+        assert row["Vertex"] in PATCHES[hemi]
+        assert row["Cluster Size (vertices)"] >= 0.8 * PATCHES[hemi].size
+    sidecar = json.loads(naming.sidecar_path(path).read_text())
+    assert sidecar["Connectivity"] == "mesh edges" and sidecar["ClusterExtentVertices"] == 0
+    assert not naming.clusters_path(
+        surface_reports / "bare" / "sub-01" / "func", entities, "face"
+    ).exists()  # no mesh, no adjacency: no table written
+    # the report shows the written table when made with its threshold, else its own
+    (unit,) = collect.read_participant(
+        surface_reports / "out", collect.participant_manifests(surface_reports / "out", "01")
+    ).units
+    face = next(m for m in unit.subject_maps if m.label == "face")
+    assert face.clusters_path == path
+    marked = table.copy()
+    marked.loc[0, "Peak Stat"] = 99.0
+    marked.to_csv(path, sep="\t", index=False, na_rep="n/a")
+    view = surface_contrast_view(face, unit.meshes, ReportOptions(), "face", face.clusters_path)
+    assert view["surface_rows"][0]["peak"] == "99.00"
+    other = surface_contrast_view(
+        face, unit.meshes, ReportOptions(alpha=0.0001), "face", face.clusters_path
+    )
+    assert other["surface_rows"][0]["peak"] != "99.00"
+    table.to_csv(path, sep="\t", index=False, na_rep="n/a")

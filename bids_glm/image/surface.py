@@ -91,6 +91,10 @@ class SurfaceGeometry:
         n_left = self.n_vertices[0]
         return {"L": full[:n_left], "R": full[n_left:]}
 
+    def cortex_values(self, values: np.ndarray) -> dict[str, np.ndarray]:
+        """Each hemisphere's ``values`` over its whole mesh, float64 (0 where not analysed)."""
+        return self.hemisphere_values(self.to_surface(values, np.float64))
+
     def file_entities(self) -> list[dict[str, str]]:
         """Entities each file of a map adds to its name: the hemisphere."""
         return [{"hemi": hemi} for hemi in HEMISPHERES]
