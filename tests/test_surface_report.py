@@ -283,3 +283,34 @@ def test_surface_cluster_tables_are_written_and_read_by_the_report(surface_repor
     )
     assert other["surface_rows"][0]["peak"] != "99.00"
     table.to_csv(path, sep="\t", index=False, na_rep="n/a")
+
+
+def test_fsnative_group_report_says_why_there_is_no_picture(tmp_path, monkeypatch):
+    import html as html_text
+
+    from bids_glm.report.surface_views import NO_COMMON_MESH
+
+    bids = tmp_path / "bids"
+    make_mesh_dataset(bids, MESH, PATCHES, "fsnative", seed=0)
+    other = make_mesh_dataset(tmp_path / "other", MESH, PATCHES, "fsnative", seed=1)
+    assert other  # its sub-01 becomes sub-02
+    for source in sorted((tmp_path / "other").rglob("sub-01*")):
+        if source.is_file():
+            relative = str(source.relative_to(tmp_path / "other")).replace("sub-01", "sub-02")
+            target = bids / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, target)
+    for hemi in ("L", "R"):  # each participant's own meshes (fMRIPrep's anat folder)
+        for subject in ("01", "02"):
+            anat = bids / "derivatives" / "fmriprep" / f"sub-{subject}" / "anat"
+            write_surface(anat / f"sub-{subject}_hemi-{hemi}_midthickness.surf.gii", MESH)
+    monkeypatch.setenv("TEMPLATEFLOW_HOME", str(tmp_path / "no-templateflow"))
+    out = tmp_path / "out"
+    common = ["--space", "fsnative", "--skip-bids-validator", "--no-pdf", "-q"]
+    assert main([str(bids), str(out), "participant", *common, "--noise-model", "ols"]) == 0
+    assert (out / "sub-02.html").is_file()
+    assert main([str(bids), str(out), "group", *common]) == 0
+    html = html_text.unescape((out / "group.html").read_text())
+    assert NO_COMMON_MESH in html and NO_MESH not in html
+    assert "histogram of z over the analysed vertices" in html
+    assert "lateral and medial views" not in html

@@ -48,6 +48,11 @@ NO_MESH = (
     "recorded for these data (give --surface-mesh-dir, or a TemplateFlow copy through "
     "TEMPLATEFLOW_HOME, to the participant level); the histogram shows the z values instead."
 )
+NO_COMMON_MESH = (
+    "No picture on the cortex: fsnative surfaces are each participant's own, so a group map "
+    "has no common mesh to be drawn on (a template space such as fsaverage5 or fsLR has "
+    "one); the histogram shows the z values instead."
+)
 
 SURFACE_MASK = "surface data: the analysed vertices are in the mask files beside the maps"
 
@@ -113,11 +118,13 @@ def surface_contrast_view(
     options,
     heading: str,
     clusters_path: Path | None = None,
+    no_mesh: str = NO_MESH,
 ) -> dict:
     """Threshold one surface z map, tabulate its clusters and draw it (or its histogram).
 
     The cluster table is the one written at ``clusters_path`` (by the participant level,
     along the meshes) when it was made with the report's threshold, else computed here.
+    ``no_mesh``: the sentence saying why there is no picture, when there is none.
     """
     sidecar = stat_map.sidecar
     view = {
@@ -166,7 +173,7 @@ def surface_contrast_view(
         structure_peak_table(grayordinates.structures, threshold.z_threshold)
     )
     view["figures"], view["note"] = _figures(
-        stat_map.name, hemispheres, thresholded, threshold.z_threshold
+        stat_map.name, hemispheres, thresholded, threshold.z_threshold, no_mesh
     )
     if table.empty and not view["note"]:
         view["note"] = "No vertex survives the threshold."
@@ -184,8 +191,8 @@ def _written_table(clusters_path: Path | None, threshold, hemispheres) -> pd.Dat
     )
 
 
-def _figures(name, hemispheres, thresholded, z_threshold) -> tuple[list, str]:
-    """The views on the meshes, or the z histogram and why there is no picture."""
+def _figures(name, hemispheres, thresholded, z_threshold, no_mesh: str) -> tuple[list, str]:
+    """The views on the meshes, or the z histogram and why there is no picture (``no_mesh``)."""
     if hemispheres and all(h.mesh is not None for h in hemispheres):
         pairs = [(h.hemisphere, h.mesh) for h in hemispheres]
         drawn = embed(
@@ -207,7 +214,7 @@ def _figures(name, hemispheres, thresholded, z_threshold) -> tuple[list, str]:
         alt=f"{name}: histogram of z over the analysed vertices",
         kind="half",
     )
-    return [histogram], NO_MESH
+    return [histogram], no_mesh
 
 
 def _cell(value: object, spec: str) -> str:
