@@ -26,7 +26,6 @@ from xml.sax.saxutils import escape
 
 import nibabel as nib
 import numpy as np
-from nibabel.arrayproxy import ArrayProxy
 from nibabel.cifti2 import cifti2_axes
 from nibabel.cifti2.parse_cifti2 import Cifti2Extension
 
@@ -40,6 +39,7 @@ DENSE_SERIES_EXTENSION = ".dtseries.nii"
 DENSE_SCALAR_EXTENSION = ".dscalar.nii"
 DENSE_SCALAR_INTENT = "ConnDenseScalar"
 SECONDS_PER_UNIT = {"SECOND": 1.0}  # SeriesAxis units that give a time step
+READ_GRAYORDINATES = 8192  # columns read and transposed at a time (~10 MB at 300 volumes)
 MAP_NAME_SLOT = "BIDSGLMMAPNAMESLOT"  # the map name in the cached XML, replaced per map
 _SLOT = MAP_NAME_SLOT.encode()
 
@@ -307,13 +307,7 @@ def read_cifti_series(
             f"{path}: --smoothing-fwhm {smoothing_fwhm_mm} needs both cortices' meshes "
             "(see --surface-mesh-dir)"
         )
-    data = _matrix(Path(path), len(geometry.brain_models))
-    if keep_volumes is not None:
-        if keep_volumes.shape != (data.shape[0],):
-            raise InputError(
-                f"{path}: {data.shape[0]} volumes, but the model describes {keep_volumes.shape[0]}"
-            )
-        data = data[keep_volumes]
+    data = _matrix(Path(path), len(geometry.brain_models), keep_volumes)
     if smoothing_fwhm_mm > 0:
         data = _smoothed(data, geometry, smoothing_fwhm_mm, Path(path))
     if not geometry.mask.all():
@@ -326,35 +320,60 @@ def read_cifti_series(
     return CiftiSeries(data=data, usable=usable)
 
 
-def _matrix(path: Path, n_grayordinates: int) -> np.ndarray:
-    """The (T, N) matrix of a dense series (memory-mapped), from its NIfTI-2 header alone.
+def _matrix(
+    path: Path, n_grayordinates: int, keep_volumes: np.ndarray | None = None
+) -> np.ndarray:
+    """The (T_kept, N) float32 matrix of a dense series, from its NIfTI-2 header alone.
+
+    On disk the matrix is stored volume index fastest (NIfTI order of dims 5 and 6), i.e.
+    each grayordinate's series in turn: it is read :data:`READ_GRAYORDINATES` columns at a
+    time and transposed into one C-order array, so no second copy of the run is held.
 
     Raises
     ------
     InputError
-        The file's grayordinate count is not ``n_grayordinates``.
+        The file's grayordinate count is not ``n_grayordinates``, ``keep_volumes`` does
+        not match its volumes, or the file is shorter than its header says.
     """
     header = _nifti_header(path)
-    n_found = header.get_data_shape()[5]
+    n_volumes, n_found = header.get_data_shape()[4:]
     if n_found != n_grayordinates:
         raise InputError(
             f"{path}: {n_found} grayordinates, but the unit's BrainModelAxis has "
             f"{n_grayordinates}; expected runs on the same grayordinates"
         )
-    return np.asarray(ArrayProxy(str(path), header))[0, 0, 0, 0]
+    if keep_volumes is not None and keep_volumes.shape != (n_volumes,):
+        raise InputError(
+            f"{path}: {n_volumes} volumes, but the model describes {keep_volumes.shape[0]}"
+        )
+    rows = slice(None) if keep_volumes is None else keep_volumes
+    dtype = header.get_data_dtype()
+    n_kept = n_volumes if keep_volumes is None else int(np.count_nonzero(keep_volumes))
+    data = np.empty((n_kept, n_found), dtype=np.float32)
+    with open(path, "rb") as stream:
+        stream.seek(header.get_data_offset())
+        for start in range(0, n_found, READ_GRAYORDINATES):
+            stop = min(start + READ_GRAYORDINATES, n_found)
+            block = np.fromfile(stream, dtype=dtype, count=(stop - start) * n_volumes)
+            if block.size != (stop - start) * n_volumes:
+                raise InputError(f"{path}: shorter than its header says (truncated file?)")
+            data[:, start:stop] = block.reshape(stop - start, n_volumes).T[rows]
+    slope, inter = header.get_slope_inter()
+    if slope is not None and (slope, inter or 0.0) != (1.0, 0.0):
+        data *= np.float32(slope)
+        data += np.float32(inter or 0.0)
+    return data
 
 
 def _smoothed(data: np.ndarray, geometry: CiftiGeometry, fwhm_mm: float, path: Path) -> np.ndarray:
-    """All grayordinates' (T, N) data smoothed structure by structure; a new C-order array.
+    """All grayordinates' (T, N) float32 C-order data smoothed structure by structure, in place.
 
     Grayordinates not analysed are set constant first, so they take no part.
     """
-    if not geometry.mask.all():
-        data = np.array(data, dtype=np.float32)
-        data[:, ~geometry.mask] = 0.0
+    data[:, ~geometry.mask] = 0.0
     meshes = {"L": read_mesh(geometry.meshes.left), "R": read_mesh(geometry.meshes.right)}
     try:
-        return smooth_grayordinates(data, geometry.brain_models, meshes, fwhm_mm)
+        return smooth_grayordinates(data, geometry.brain_models, meshes, fwhm_mm, in_place=True)
     except ValueError as err:  # planning checked the meshes' vertex counts: a changed file
         raise InputError(f"{path}: {err}") from None
 
