@@ -13,6 +13,11 @@ Grayordinates left out of the analysis (constant or non-finite in some run) hold
 written maps, as the medial wall does in HCP and Connectome Workbench files: NaN would
 propagate through Workbench's smoothing and resampling and its palettes skip 0 anyway.
 Which grayordinates were analysed is the unit's ``_mask.dscalar.nii`` (1 analysed, 0 not).
+
+A run's CIFTI XML is parsed once, by discovery (:func:`cifti_header`); the reader takes
+the data from the NIfTI-2 header alone and, with ``--smoothing-fwhm``, smooths each cortex
+along its mesh and each voxel structure within itself
+(:func:`bids_glm.image.cifti_smooth.smooth_grayordinates`) before the fit.
 """
 
 from __future__ import annotations
@@ -128,7 +133,8 @@ class CiftiGeometry:
     mask : ndarray of bool, shape (len(brain_models),)
         The analysed grayordinates; a vector's values fill them in order.
     meshes : MeshFiles or None
-        Both cortices' meshes (fsLR 32k), when the data are smoothed along them.
+        Both cortices' meshes (fsLR 32k), when found: ``--smoothing-fwhm`` smooths along
+        them, and the cluster tables follow their edges.
     """
 
     brain_models: cifti2_axes.BrainModelAxis

@@ -47,7 +47,8 @@ class SurfaceGeometry:
     mask : ndarray of bool, shape (sum(n_vertices),)
         The analysed vertices; a vector's values fill them in order.
     meshes : MeshFiles or None
-        Both hemispheres' meshes, when the data are smoothed along them.
+        Both hemispheres' meshes, when found: ``--smoothing-fwhm`` smooths along them,
+        and the cluster tables follow their edges.
     """
 
     n_vertices: tuple[int, int]
