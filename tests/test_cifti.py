@@ -230,7 +230,7 @@ def test_brain_models_differing_between_runs_name_the_file(tmp_path):
     other = axis[: len(axis) - 5]
     write_dtseries(second, np.ones((4, len(other))), other)
     with pytest.raises(InputError, match=r"b_bold\.dtseries\.nii.*BrainModelAxis"):
-        cifti_geometry([first, second])
+        cifti_geometry([(path, cifti_header(path).brain_models) for path in (first, second)])
     with pytest.raises(InputError, match=r"b_bold\.dtseries\.nii.*BrainModelAxis"):
         read_cifti_series(second, CiftiGeometry.whole(axis))
 
@@ -255,17 +255,72 @@ def test_bidsignore_hides_the_surface_and_cifti_outputs(cifti_run):
         assert pattern in patterns
 
 
-@pytest.mark.parametrize(("extra", "words"), [(("--smoothing-fwhm", "4"), "without smoothing")])
-def test_unsupported_options_on_cifti_are_refused_before_reading(tmp_path, capsys, extra, words):
-    bids = tmp_path / "bids"
-    bids.mkdir()
-    (bids / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.9.0"}')
-    assert _run(bids, tmp_path / "out", *extra) == 3
-    assert words in capsys.readouterr().err
-    assert not (tmp_path / "out").exists()
-
-
 def test_fslr_without_cifti_series_says_what_was_looked_for(cifti_run, tmp_path, capsys):
     args = [str(cifti_run["bids"]), str(tmp_path / "out"), "participant", "--space"]
     assert main([*args, "fsLR:den-170k", "--skip-bids-validator"]) == 3
     assert "den-91k" in capsys.readouterr().err  # the density available
+
+
+def test_cifti_smoothing_without_a_mesh_says_where_it_looked(cifti_run, tmp_path, capsys):
+    empty = tmp_path / "meshes"
+    empty.mkdir()
+    code = _run(
+        cifti_run["bids"],
+        tmp_path / "out",
+        "--smoothing-fwhm",
+        "4",
+        "--surface-mesh-dir",
+        str(empty),
+    )
+    assert code == 3
+    err = capsys.readouterr().err
+    assert (
+        "--smoothing-fwhm 4" in err and "no mid-thickness mesh pair found for --space fsLR" in err
+    )
+    assert str(empty) in err and "Traceback" not in err
+    assert not list((tmp_path / "out").rglob("*_statmap.dscalar.nii"))
+
+
+def test_structures_are_smoothed_apart_when_read(tmp_path):
+    from bids_glm.demo.surface_mesh import fibonacci_sphere, placed, write_mesh
+    from bids_glm.image.mesh import MeshFiles
+
+    axis = brain_models()
+    meshes = []
+    for hemi, n in zip("LR", N_CORTEX.values(), strict=True):
+        meshes.append(tmp_path / f"hemi-{hemi}_midthickness.surf.gii")
+        write_mesh(meshes[-1], placed(fibonacci_sphere(n), hemi), hemi)
+    geometry = CiftiGeometry.whole(axis, MeshFiles(*meshes))
+    rng = np.random.default_rng(1)
+    data = (100 + rng.standard_normal((6, len(axis)))).astype(np.float32)
+    thalamus = np.arange(len(axis))[
+        next(s for n, s, _ in axis.iter_structures() if "THALAMUS" in n)
+    ]
+    bumped = data.copy()
+    bumped[:, thalamus] += 50.0 * rng.standard_normal((6, thalamus.size)).astype(np.float32)
+    read = []
+    for i, values in enumerate((data, bumped)):
+        write_dtseries(tmp_path / f"{i}_bold.dtseries.nii", values, axis)
+        read.append(read_cifti_series(tmp_path / f"{i}_bold.dtseries.nii", geometry, 6.0).data)
+    others = np.setdiff1d(np.arange(len(axis)), thalamus)
+    np.testing.assert_array_equal(read[0][:, others], read[1][:, others])  # nothing leaks out
+    assert not np.allclose(read[0][:, thalamus], read[1][:, thalamus])
+    assert read[0].std(axis=0).mean() < data.std(axis=0).mean()  # it was smoothed
+
+
+def test_each_series_header_is_parsed_once(tmp_path, monkeypatch):
+    from nibabel.cifti2.parse_cifti2 import Cifti2Extension
+
+    make_cifti_dataset(tmp_path / "bids")
+    record = tmp_path / "parsed.txt"  # a file: discovery runs in a forked process
+    unmangle = Cifti2Extension._unmangle
+
+    def counted(self, value: bytes):
+        if b"CIFTI_INDEX_TYPE_SERIES" in value:  # a dense series, not a written map
+            with record.open("a") as stream:
+                stream.write("parsed\n")
+        return unmangle(self, value)
+
+    monkeypatch.setattr(Cifti2Extension, "_unmangle", counted)
+    assert _run(tmp_path / "bids", tmp_path / "out", "--no-pdf", "--n-cpus", "1") == 0
+    assert record.read_text().split() == ["parsed", "parsed"]  # the two runs, once each

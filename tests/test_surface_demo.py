@@ -15,7 +15,7 @@ import pytest
 
 from bids_glm.cli.demo import main as demo_main
 from bids_glm.cli.main import main
-from bids_glm.demo.surface_dataset import make_surface_demo
+from bids_glm.demo.surface_dataset import PATCHES, make_surface_demo
 from bids_glm.demo.surface_mesh import fibonacci_sphere, icosphere, template_mesh_path
 from bids_glm.derivatives import naming
 from bids_glm.image.map_files import read_map
@@ -116,3 +116,79 @@ def test_demo_command_generates_a_surface_dataset(tmp_path, capsys):
     assert (func / "sub-01_task-faces_run-1_hemi-L_space-fsaverage5_bold.func.gii").is_file()
     mesh = tmp_path / "templateflow" / "tpl-fsaverage"
     assert (mesh / "tpl-fsaverage_hemi-R_den-10k_midthickness.surf.gii").is_file()
+
+
+MARGIN_RAD = 0.25  # beyond a patch's edge: where 6 mm smoothing may still lift z
+
+
+@pytest.fixture(scope="module")
+def smoothed_cifti(tmp_path_factory):
+    """The CIFTI demo (one subject) fitted with 6 mm smoothing along the demo's meshes."""
+    root = tmp_path_factory.mktemp("fsLR_smoothed")
+    truth = make_surface_demo(
+        root / "bids",
+        "fsLR",
+        templateflow_dir=root / "tf",
+        n_subjects=1,
+        n_volumes=100,
+        mesh_size=MESH_SIZES["fsLR"],
+    )
+    args = [str(root / "bids"), str(root / "out"), "participant", "--space", "fsLR"]
+    args += ["--skip-bids-validator", "--no-pdf", "--noise-model", "ols"]
+    args += ["--smoothing-fwhm", "6", "--surface-mesh-dir", str(root / "tf" / "tpl-fsLR")]
+    return {"code": main(args), "out": root / "out", "truth": truth, "space": "fsLR"}
+
+
+def _near_patch(condition: str) -> np.ndarray:
+    """Grayordinates of the demo's cortex within the patch of ``condition`` plus a margin."""
+    from bids_glm.demo import surface_dataset as demo_data
+
+    sphere = fibonacci_sphere(MESH_SIZES["fsLR"])
+    axis = demo_data.brain_models(sphere)
+    hemi, centre = demo_data.PATCHES[condition]
+    direction = np.asarray(centre) / np.linalg.norm(centre)
+    near = np.zeros(len(axis), dtype=bool)
+    cortex = f"CIFTI_STRUCTURE_CORTEX_{'LEFT' if hemi == 'L' else 'RIGHT'}"
+    for name, where, model in axis.iter_structures():
+        if name == cortex:
+            angle = np.arccos(np.clip(sphere.vertices[model.vertex] @ direction, -1, 1))
+            near[np.arange(len(axis))[where]] = angle < demo_data.PATCH_RADIUS_RAD + MARGIN_RAD
+    return near
+
+
+def test_smoothed_cifti_finds_each_patch_in_cortex_and_its_structure_only(smoothed_cifti):
+    from bids_glm.demo.surface_dataset import SUBCORTICAL_PLANTED
+
+    assert smoothed_cifti["code"] == 0
+    folder = smoothed_cifti["out"] / "sub-01" / "func"
+    for condition, columns in smoothed_cifti["truth"]["planted"].items():
+        z = _z(smoothed_cifti, folder, {"sub": "01", "task": "faces"}, condition)
+        planted = np.zeros(z.size, dtype=bool)
+        planted[columns] = True
+        assert np.mean(z[planted] > 3.1) >= 0.8, condition
+        outside = ~planted & ~_near_patch(condition) & (z != 0)
+        assert np.mean(z[outside] > 3.1) < 0.01, condition
+        if condition in SUBCORTICAL_PLANTED:  # the neighbouring block stays silent
+            n_block = 64  # 4^3 voxels each, the last block of the axis
+            assert np.mean(z[-n_block:] > 3.1) == 0.0, condition
+            assert np.all(z[-2 * n_block : -n_block] > 3.1), condition
+    sidecar = next(folder.glob("*contrast-face_stat-z_statmap.json"))
+    assert json.loads(sidecar.read_text())["SmoothingFWHMmm"] == 6.0
+    methods = " ".join((smoothed_cifti["out"] / "logs" / "CITATION.md").read_text().split())
+    assert "Each cortex's grayordinates were smoothed along its mid-thickness mesh" in methods
+    assert "no signal crossed between structures" in methods
+
+
+def test_smoothed_cifti_writes_cortex_cluster_tables(smoothed_cifti):
+    import pandas as pd
+
+    from bids_glm.glm.surface_clusters import SURFACE_TABLE_DTYPES
+
+    folder = smoothed_cifti["out"] / "sub-01" / "func"
+    entities = {"sub": "01", "task": "faces", "space": "fsLR", "den": "91k"}
+    for condition, (hemi, _) in PATCHES.items():
+        path = naming.clusters_path(folder, entities, condition)
+        table = pd.read_csv(path, sep="\t", na_values="n/a", dtype=SURFACE_TABLE_DTYPES)
+        top = table.iloc[0]  # the planted patch: the highest cluster, in its hemisphere
+        assert top["Hemisphere"] == hemi, condition
+        assert top["Cluster Size (mm2)"] > 100.0, condition

@@ -244,3 +244,73 @@ def test_cifti_report_draws_the_cortex_on_the_fslr_meshes(tmp_path, monkeypatch)
     html = (out / "sub-01.html").read_text()
     assert "face: thresholded z on the cortex, lateral and medial views" in html
     assert 'class="clusters structures"' in html and "thalamus_left" in html
+
+
+def test_surface_cluster_tables_are_written_and_read_by_the_report(surface_reports):
+    import json
+
+    import pandas as pd
+
+    from bids_glm.glm.surface_clusters import SURFACE_TABLE_DTYPES
+
+    folder = surface_reports / "out" / "sub-01" / "func"
+    entities = {"sub": "01", "task": "faces", "space": "fsaverage5"}
+    path = naming.clusters_path(folder, entities, "face")
+    table = pd.read_csv(path, sep="\t", na_values="n/a", dtype=SURFACE_TABLE_DTYPES)
+    assert tuple(table.columns) == tuple(SURFACE_TABLE_DTYPES)
+    for hemi in ("L", "R"):  # one planted patch per hemisphere, found as its cluster
+        row = table[table["Hemisphere"] == hemi].iloc[0]
+        assert row["Vertex"] in PATCHES[hemi]
+        assert row["Cluster Size (vertices)"] >= 0.8 * PATCHES[hemi].size
+    sidecar = json.loads(naming.sidecar_path(path).read_text())
+    assert sidecar["Connectivity"] == "mesh edges" and sidecar["ClusterExtentVertices"] == 0
+    assert not naming.clusters_path(
+        surface_reports / "bare" / "sub-01" / "func", entities, "face"
+    ).exists()  # no mesh, no adjacency: no table written
+    # the report shows the written table when made with its threshold, else its own
+    (unit,) = collect.read_participant(
+        surface_reports / "out", collect.participant_manifests(surface_reports / "out", "01")
+    ).units
+    face = next(m for m in unit.subject_maps if m.label == "face")
+    assert face.clusters_path == path
+    marked = table.copy()
+    marked.loc[0, "Peak Stat"] = 99.0
+    marked.to_csv(path, sep="\t", index=False, na_rep="n/a")
+    view = surface_contrast_view(face, unit.meshes, ReportOptions(), "face", face.clusters_path)
+    assert view["surface_rows"][0]["peak"] == "99.00"
+    other = surface_contrast_view(
+        face, unit.meshes, ReportOptions(alpha=0.0001), "face", face.clusters_path
+    )
+    assert other["surface_rows"][0]["peak"] != "99.00"
+    table.to_csv(path, sep="\t", index=False, na_rep="n/a")
+
+
+def test_fsnative_group_report_says_why_there_is_no_picture(tmp_path, monkeypatch):
+    import html as html_text
+
+    from bids_glm.report.surface_views import NO_COMMON_MESH
+
+    bids = tmp_path / "bids"
+    make_mesh_dataset(bids, MESH, PATCHES, "fsnative", seed=0)
+    other = make_mesh_dataset(tmp_path / "other", MESH, PATCHES, "fsnative", seed=1)
+    assert other  # its sub-01 becomes sub-02
+    for source in sorted((tmp_path / "other").rglob("sub-01*")):
+        if source.is_file():
+            relative = str(source.relative_to(tmp_path / "other")).replace("sub-01", "sub-02")
+            target = bids / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, target)
+    for hemi in ("L", "R"):  # each participant's own meshes (fMRIPrep's anat folder)
+        for subject in ("01", "02"):
+            anat = bids / "derivatives" / "fmriprep" / f"sub-{subject}" / "anat"
+            write_surface(anat / f"sub-{subject}_hemi-{hemi}_midthickness.surf.gii", MESH)
+    monkeypatch.setenv("TEMPLATEFLOW_HOME", str(tmp_path / "no-templateflow"))
+    out = tmp_path / "out"
+    common = ["--space", "fsnative", "--skip-bids-validator", "--no-pdf", "-q"]
+    assert main([str(bids), str(out), "participant", *common, "--noise-model", "ols"]) == 0
+    assert (out / "sub-02.html").is_file()
+    assert main([str(bids), str(out), "group", *common]) == 0
+    html = html_text.unescape((out / "group.html").read_text())
+    assert NO_COMMON_MESH in html and NO_MESH not in html
+    assert "histogram of z over the analysed vertices" in html
+    assert "lateral and medial views" not in html

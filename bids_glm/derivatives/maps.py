@@ -142,10 +142,23 @@ def write_cluster_table(
     table: pd.DataFrame,
     z_threshold: float,
     settings: Settings,
+    on_mesh: bool = False,
 ) -> None:
-    """A contrast's cluster table (TSV) and how it was thresholded (JSON)."""
+    """A contrast's cluster table (TSV) and how it was thresholded (JSON).
+
+    ``on_mesh``: clusters of vertices along the meshes' edges (surface and CIFTI maps).
+    """
     path = naming.clusters_path(target.folder, target.entities, plan.label)
     write_tsv(path, table)
+    clustering = (
+        {"ClusterExtentVertices": int(settings.cluster_extent), "Connectivity": "mesh edges"}
+        if on_mesh
+        else {
+            "ClusterExtentVoxels": int(settings.cluster_extent),
+            "Connectivity": "faces (6 neighbours)",
+            "SubpeakMinimumDistanceMm": 8.0,
+        }
+    )
     write_json(
         naming.sidecar_path(path),
         {
@@ -154,9 +167,7 @@ def write_cluster_table(
             "Alpha": float(settings.alpha),
             # FDR with no discovery gives an infinite threshold: no number to record
             "ZThreshold": z_threshold if math.isfinite(z_threshold) else None,
-            "ClusterExtentVoxels": int(settings.cluster_extent),
-            "Connectivity": "faces (6 neighbours)",
-            "SubpeakMinimumDistanceMm": 8.0,
+            **clustering,
             **SOFTWARE,
             **label_record({**target.entities, "desc": plan.label}),
         },

@@ -10,7 +10,7 @@ highest suprathreshold vertices, without cluster sizes or coordinates.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +31,17 @@ SURFACE_TABLE_COLUMNS = (
     "Cluster Size (vertices)",
     "Cluster Size (mm2)",
 )
+SURFACE_TABLE_DTYPES = {  # the columns' types, also when a written table is read back
+    "Cluster ID": str,
+    "Hemisphere": str,
+    "Vertex": "Int64",
+    "X": np.float64,
+    "Y": np.float64,
+    "Z": np.float64,
+    "Peak Stat": np.float64,
+    "Cluster Size (vertices)": "Int64",
+    "Cluster Size (mm2)": np.float64,
+}
 STRUCTURE_TABLE_COLUMNS = (
     "Structure",
     "X",
@@ -93,6 +104,18 @@ def threshold_surface(
     extra = [] if other_z is None else [np.ravel(other_z)]
     analysed = np.concatenate([h.z_values[h.analysed] for h in hemispheres] + extra)
     z_threshold = height_threshold(analysed, height_control, alpha, threshold_none)
+    thresholded = apply_surface_threshold(hemispheres, z_threshold, cluster_extent)
+    applied = Threshold(height_control, float(alpha), int(cluster_extent), float(z_threshold))
+    return thresholded, applied
+
+
+def apply_surface_threshold(
+    hemispheres: Sequence[HemisphereMap], z_threshold: float, cluster_extent: int = 0
+) -> list[np.ndarray]:
+    """Per hemisphere, z where it reaches ``z_threshold`` in a large enough cluster, else 0.
+
+    The cluster extent (vertices) applies to hemispheres with a mesh only.
+    """
     thresholded = []
     for hemi in hemispheres:
         values = np.where(hemi.analysed & (hemi.z_values >= z_threshold), hemi.z_values, 0.0)
@@ -101,8 +124,7 @@ def threshold_surface(
             sizes = np.bincount(labels[labels >= 0], minlength=1)
             values[(labels >= 0) & (sizes[np.maximum(labels, 0)] < cluster_extent)] = 0.0
         thresholded.append(values)
-    applied = Threshold(height_control, float(alpha), int(cluster_extent), float(z_threshold))
-    return thresholded, applied
+    return thresholded
 
 
 def _cluster_labels(mesh: Mesh, above: np.ndarray) -> np.ndarray:
@@ -187,6 +209,35 @@ def _row(hemisphere, vertex, peak, xyz_mm, n_vertices, area_mm2) -> dict:
         "Cluster Size (vertices)": n_vertices,
         "Cluster Size (mm2)": np.nan if area_mm2 is None else area_mm2,
     }
+
+
+def mesh_cluster_table(
+    cortex: Mapping[str, np.ndarray],
+    meshes: Mapping[str, Mesh],
+    z_threshold: float,
+    cluster_extent: int = 0,
+) -> pd.DataFrame:
+    """The cluster table of a map on the cortex, thresholded at ``z_threshold``.
+
+    Parameters
+    ----------
+    cortex : mapping of str to ndarray
+        Hemisphere (``"L"``, ``"R"``) -> z over its whole mesh (0 where not analysed).
+    meshes : mapping of str to Mesh
+        Each hemisphere's mesh (same vertex count).
+    z_threshold : float
+        The height threshold.
+    cluster_extent : int
+        Smallest cluster kept, in vertices.
+
+    Returns
+    -------
+    pandas.DataFrame
+        As :func:`surface_cluster_table`.
+    """
+    hemispheres = [HemisphereMap(hemi, z, meshes[hemi]) for hemi, z in cortex.items()]
+    thresholded = apply_surface_threshold(hemispheres, z_threshold, cluster_extent)
+    return surface_cluster_table(thresholded, hemispheres)
 
 
 def structure_peak_table(structures, z_threshold: float) -> pd.DataFrame:

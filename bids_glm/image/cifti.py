@@ -13,6 +13,11 @@ Grayordinates left out of the analysis (constant or non-finite in some run) hold
 written maps, as the medial wall does in HCP and Connectome Workbench files: NaN would
 propagate through Workbench's smoothing and resampling and its palettes skip 0 anyway.
 Which grayordinates were analysed is the unit's ``_mask.dscalar.nii`` (1 analysed, 0 not).
+
+A run's CIFTI XML is parsed once, by discovery (:func:`cifti_header`); the reader takes
+the data from the NIfTI-2 header alone and, with ``--smoothing-fwhm``, smooths each cortex
+along its mesh and each voxel structure within itself
+(:func:`bids_glm.image.cifti_smooth.smooth_grayordinates`) before the fit.
 """
 
 from __future__ import annotations
@@ -27,8 +32,11 @@ from xml.sax.saxutils import escape
 import nibabel as nib
 import numpy as np
 from nibabel.cifti2 import cifti2_axes
+from nibabel.cifti2.parse_cifti2 import Cifti2Extension
 
 from bids_glm.errors import InputError
+from bids_glm.image.cifti_smooth import CORTEX_STRUCTURES, smooth_grayordinates
+from bids_glm.image.mesh import MeshFiles, read_mesh
 from bids_glm.image.usable import usable_columns
 
 LOGGER = logging.getLogger("bids_glm")
@@ -36,6 +44,7 @@ DENSE_SERIES_EXTENSION = ".dtseries.nii"
 DENSE_SCALAR_EXTENSION = ".dscalar.nii"
 DENSE_SCALAR_INTENT = "ConnDenseScalar"
 SECONDS_PER_UNIT = {"SECOND": 1.0}  # SeriesAxis units that give a time step
+READ_GRAYORDINATES = 8192  # columns read and transposed at a time (~10 MB at 300 volumes)
 MAP_NAME_SLOT = "BIDSGLMMAPNAMESLOT"  # the map name in the cached XML, replaced per map
 _SLOT = MAP_NAME_SLOT.encode()
 
@@ -63,26 +72,44 @@ class CiftiHeader:
     time_step_s: float | None
 
 
-def _load(path: Path) -> nib.Cifti2Image:
+def _nifti_header(path: Path) -> nib.Nifti2Header:
+    """The NIfTI-2 header of a CIFTI-2 file; its CIFTI XML is parsed only when asked for.
+
+    Raises
+    ------
+    InputError
+        Not a NIfTI-2 file with a CIFTI extension and a 2-D matrix.
+    """
     try:
-        image = nib.load(str(path))
+        with open(path, "rb") as stream:
+            header = nib.Nifti2Header.from_fileobj(stream)
     except Exception as err:  # nibabel raises many kinds for a bad file
         raise InputError(f"{path}: not a readable CIFTI-2 file ({err})") from None
-    if not isinstance(image, nib.Cifti2Image) or len(image.shape) != 2:
+    shape = header.get_data_shape()
+    cifti = [e for e in header.extensions if isinstance(e, Cifti2Extension)]
+    if len(shape) != 6 or shape[:4] != (1, 1, 1, 1) or len(cifti) != 1:
         raise InputError(f"{path}: expected a CIFTI-2 dense time series (.dtseries.nii)")
-    return image
+    return header
 
 
 def cifti_header(path: Path) -> CiftiHeader:
     """Volumes, grayordinates and time step of a ``.dtseries.nii`` (data not decoded).
+
+    The one place a run's CIFTI XML is parsed (~0.25 s at 91k grayordinates): discovery
+    keeps the result in the run's :class:`bids_glm.inputs.run_input.RunInput`, the
+    geometry and the reader use it from there.
 
     Raises
     ------
     InputError
         Not a CIFTI-2 file, or its axes are not (series, brain models).
     """
-    image = _load(path)
-    series, brain_models = (image.header.get_axis(i) for i in (0, 1))
+    extension = next(e for e in _nifti_header(path).extensions if isinstance(e, Cifti2Extension))
+    try:
+        matrix = extension.get_content()
+        series, brain_models = (matrix.get_axis(i) for i in (0, 1))
+    except Exception as err:  # a malformed XML or index map
+        raise InputError(f"{path}: not a readable CIFTI-2 file ({err})") from None
     if not isinstance(series, cifti2_axes.SeriesAxis) or not isinstance(
         brain_models, cifti2_axes.BrainModelAxis
     ):
@@ -105,19 +132,25 @@ class CiftiGeometry:
         The input's grayordinates, copied unchanged into every written map.
     mask : ndarray of bool, shape (len(brain_models),)
         The analysed grayordinates; a vector's values fill them in order.
+    meshes : MeshFiles or None
+        Both cortices' meshes (fsLR 32k), when found: ``--smoothing-fwhm`` smooths along
+        them, and the cluster tables follow their edges.
     """
 
     brain_models: cifti2_axes.BrainModelAxis
     mask: np.ndarray
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
+    meshes: MeshFiles | None = None
 
     extension = DENSE_SCALAR_EXTENSION
     locations = "grayordinates"
 
     @classmethod
-    def whole(cls, brain_models: cifti2_axes.BrainModelAxis) -> CiftiGeometry:
-        """Every grayordinate of ``brain_models``."""
-        return cls(brain_models, np.ones(len(brain_models), dtype=bool))
+    def whole(
+        cls, brain_models: cifti2_axes.BrainModelAxis, meshes: MeshFiles | None = None
+    ) -> CiftiGeometry:
+        """Every grayordinate of ``brain_models`` (``meshes``: to smooth along, if any)."""
+        return cls(brain_models, np.ones(len(brain_models), dtype=bool), meshes=meshes)
 
     @property
     def n_values(self) -> int:
@@ -138,7 +171,13 @@ class CiftiGeometry:
         """The same grayordinates with only the analysed ones where ``keep`` is True."""
         mask = self.mask.copy()
         mask[self.mask] = keep
-        return CiftiGeometry(self.brain_models, mask, self._cache)
+        return CiftiGeometry(self.brain_models, mask, self._cache, meshes=self.meshes)
+
+    def cortex_values(self, values: np.ndarray) -> dict[str, np.ndarray]:
+        """Each cortex's ``values`` over its whole mesh, float64 (0 where not analysed and
+        on the medial wall): ``{"L": ..., "R": ...}`` (the cortices present)."""
+        full = self.to_grayordinates(values, np.float64)
+        return grayordinate_parts(full, self.brain_models)[0]
 
     def file_entities(self) -> list[dict[str, str]]:
         """Entities each file of a map adds to its name: one file, none added."""
@@ -200,6 +239,32 @@ class CiftiGeometry:
         return read_cifti_series(paths[0], self, smoothing_fwhm_mm, keep_volumes)
 
 
+def grayordinate_parts(
+    full: np.ndarray, brain_models: cifti2_axes.BrainModelAxis
+) -> tuple[dict[str, np.ndarray], list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]]:
+    """A vector over all grayordinates split into cortices and voxel structures.
+
+    Returns
+    -------
+    cortex : dict of str to ndarray
+        ``"L"``/``"R"`` -> values over the cortex's whole mesh (0 on the medial wall).
+    structures : list of (str, ndarray, ndarray, ndarray)
+        Each voxel structure's name (``thalamus_left``), values, voxel indices (n, 3) and
+        voxel-to-mm affine.
+    """
+    cortex, structures = {}, []
+    for name, where, model in brain_models.iter_structures():
+        part = full[where]
+        if name in CORTEX_STRUCTURES:
+            whole = np.zeros(model.nvertices[name], dtype=full.dtype)
+            whole[model.vertex] = part
+            cortex[CORTEX_STRUCTURES[name]] = whole
+        elif model.volume_mask.any():
+            label = name.removeprefix("CIFTI_STRUCTURE_").lower()
+            structures.append((label, part, model.voxel, model.affine))
+    return cortex, structures
+
+
 def dscalar_xml_template(brain_models: cifti2_axes.BrainModelAxis) -> bytes:
     """The CIFTI-2 XML of a one-map dense scalar file, its map named :data:`MAP_NAME_SLOT`.
 
@@ -216,8 +281,6 @@ def dscalar_bytes(values: np.ndarray, xml_template: bytes, label: str) -> bytes:
     The NIfTI-2 header, the CIFTI extension (``xml_template`` with the map named
     ``label``) and the data, laid out as nibabel writes them (and reads them back).
     """
-    from nibabel.cifti2.parse_cifti2 import Cifti2Extension
-
     name = escape(label or "map").encode()
     header = nib.Nifti2Header()
     header.set_data_shape((1, 1, 1, 1, 1, values.size))
@@ -258,31 +321,28 @@ def read_cifti_series(
     path : Path
         The run's ``.dtseries.nii``.
     geometry : CiftiGeometry
-        The unit's grayordinates: the file's ``BrainModelAxis`` must equal them.
+        The unit's grayordinates (:func:`cifti_geometry`, which checked that every run's
+        ``BrainModelAxis`` equals them): the file's XML is not parsed again, only its
+        number of grayordinates checked.
     smoothing_fwhm_mm : float
-        Must be 0: smoothing grayordinates is not supported yet.
+        FWHM of the smoothing (0 for none): each cortex along its mesh
+        (``geometry.meshes``), each voxel structure within its own voxels, among the
+        analysed grayordinates that are finite and not constant
+        (:func:`bids_glm.image.cifti_smooth.smooth_grayordinates`).
     keep_volumes : ndarray of bool, shape (n_volumes,), optional
         Volumes to keep.
     """
+    if smoothing_fwhm_mm > 0 and geometry.meshes is None:
+        raise InputError(
+            f"{path}: --smoothing-fwhm {smoothing_fwhm_mm} needs both cortices' meshes "
+            "(see --surface-mesh-dir)"
+        )
+    data = _matrix(Path(path), len(geometry.brain_models), keep_volumes)
     if smoothing_fwhm_mm > 0:
-        raise InputError(
-            f"--smoothing-fwhm {smoothing_fwhm_mm}: smoothing CIFTI data is not supported "
-            "yet (smooth beforehand, or use --smoothing-fwhm 0)"
-        )
-    image = _load(Path(path))
-    if image.header.get_axis(1) != geometry.brain_models:
-        raise InputError(
-            f"{path}: its BrainModelAxis differs from the unit's first run; expected runs on "
-            "the same grayordinates"
-        )
-    data = np.asarray(image.dataobj, dtype=np.float32)
-    if keep_volumes is not None:
-        if keep_volumes.shape != (data.shape[0],):
-            raise InputError(
-                f"{path}: {data.shape[0]} volumes, but the model describes {keep_volumes.shape[0]}"
-            )
-        data = data[keep_volumes]
-    data = np.ascontiguousarray(geometry.from_grayordinates(data))
+        data = _smoothed(data, geometry, smoothing_fwhm_mm, Path(path))
+    if not geometry.mask.all():
+        data = geometry.from_grayordinates(data)
+    data = np.ascontiguousarray(data, dtype=np.float32)
     usable = usable_columns(data)
     n_bad = int((~usable).sum())
     if n_bad:
@@ -290,20 +350,82 @@ def read_cifti_series(
     return CiftiSeries(data=data, usable=usable)
 
 
-def cifti_geometry(paths: list[Path]) -> CiftiGeometry:
-    """The grayordinates of a unit's runs (every run's ``.dtseries.nii``).
+def _matrix(
+    path: Path, n_grayordinates: int, keep_volumes: np.ndarray | None = None
+) -> np.ndarray:
+    """The (T_kept, N) float32 matrix of a dense series, from its NIfTI-2 header alone.
+
+    On disk the matrix is stored volume index fastest (NIfTI order of dims 5 and 6), i.e.
+    each grayordinate's series in turn: it is read :data:`READ_GRAYORDINATES` columns at a
+    time and transposed into one C-order array, so no second copy of the run is held.
+
+    Raises
+    ------
+    InputError
+        The file's grayordinate count is not ``n_grayordinates``, ``keep_volumes`` does
+        not match its volumes, or the file is shorter than its header says.
+    """
+    header = _nifti_header(path)
+    n_volumes, n_found = header.get_data_shape()[4:]
+    if n_found != n_grayordinates:
+        raise InputError(
+            f"{path}: {n_found} grayordinates, but the unit's BrainModelAxis has "
+            f"{n_grayordinates}; expected runs on the same grayordinates"
+        )
+    if keep_volumes is not None and keep_volumes.shape != (n_volumes,):
+        raise InputError(
+            f"{path}: {n_volumes} volumes, but the model describes {keep_volumes.shape[0]}"
+        )
+    rows = slice(None) if keep_volumes is None else keep_volumes
+    dtype = header.get_data_dtype()
+    n_kept = n_volumes if keep_volumes is None else int(np.count_nonzero(keep_volumes))
+    data = np.empty((n_kept, n_found), dtype=np.float32)
+    with open(path, "rb") as stream:
+        stream.seek(header.get_data_offset())
+        for start in range(0, n_found, READ_GRAYORDINATES):
+            stop = min(start + READ_GRAYORDINATES, n_found)
+            block = np.fromfile(stream, dtype=dtype, count=(stop - start) * n_volumes)
+            if block.size != (stop - start) * n_volumes:
+                raise InputError(f"{path}: shorter than its header says (truncated file?)")
+            data[:, start:stop] = block.reshape(stop - start, n_volumes).T[rows]
+    slope, inter = header.get_slope_inter()
+    if slope is not None and (slope, inter or 0.0) != (1.0, 0.0):
+        data *= np.float32(slope)
+        data += np.float32(inter or 0.0)
+    return data
+
+
+def _smoothed(data: np.ndarray, geometry: CiftiGeometry, fwhm_mm: float, path: Path) -> np.ndarray:
+    """All grayordinates' (T, N) float32 C-order data smoothed structure by structure, in place.
+
+    Grayordinates not analysed are set constant first, so they take no part.
+    """
+    data[:, ~geometry.mask] = 0.0
+    meshes = {"L": read_mesh(geometry.meshes.left), "R": read_mesh(geometry.meshes.right)}
+    try:
+        return smooth_grayordinates(data, geometry.brain_models, meshes, fwhm_mm, in_place=True)
+    except ValueError as err:  # planning checked the meshes' vertex counts: a changed file
+        raise InputError(f"{path}: {err}") from None
+
+
+def cifti_geometry(
+    runs: Sequence[tuple[Path, cifti2_axes.BrainModelAxis]], meshes: MeshFiles | None = None
+) -> CiftiGeometry:
+    """The grayordinates of a unit's runs: each run's path and ``BrainModelAxis``.
+
+    The axes are those discovery parsed (:class:`CiftiHeader`); ``meshes``: both
+    cortices' meshes, to smooth along (if any).
 
     Raises
     ------
     InputError
         A run whose ``BrainModelAxis`` differs from the first run's (names both files).
     """
-    first = cifti_header(paths[0]).brain_models
-    for path in paths[1:]:
-        found = cifti_header(path).brain_models
-        if found != first:
+    first_path, first = runs[0]
+    for path, found in runs[1:]:
+        if found is not first and found != first:
             raise InputError(
                 f"{path}: {len(found)} grayordinates in its BrainModelAxis, which differs from "
-                f"{Path(paths[0]).name} ({len(first)}); expected runs on the same grayordinates"
+                f"{Path(first_path).name} ({len(first)}); expected runs on the same grayordinates"
             )
-    return CiftiGeometry.whole(first)
+    return CiftiGeometry.whole(first, meshes)

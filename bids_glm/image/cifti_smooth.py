@@ -23,9 +23,13 @@ CORTEX_STRUCTURES = {"CIFTI_STRUCTURE_CORTEX_LEFT": "L", "CIFTI_STRUCTURE_CORTEX
 
 
 def smooth_grayordinates(
-    data: np.ndarray, axis: BrainModelAxis, meshes: Mapping[str, Mesh], fwhm_mm: float
+    data: np.ndarray,
+    axis: BrainModelAxis,
+    meshes: Mapping[str, Mesh],
+    fwhm_mm: float,
+    in_place: bool = False,
 ) -> np.ndarray:
-    """(T, N) grayordinate data smoothed structure by structure; a new float32 array.
+    """(T, N) grayordinate data smoothed structure by structure, as a C-order float32 array.
 
     Parameters
     ----------
@@ -37,13 +41,17 @@ def smooth_grayordinates(
         ``{"L": mesh, "R": mesh}``: each cortex's mesh, with the axis' vertex count.
     fwhm_mm : float
         Kernel FWHM in mm (> 0).
+    in_place : bool
+        Smooth ``data`` itself (it must then be float32 and C-ordered) rather than a copy.
 
     Raises
     ------
     ValueError
         A cortex has no mesh, or a mesh's vertex count differs from the axis'.
     """
-    smoothed = np.array(data, dtype=np.float32)
+    smoothed = data if in_place else np.array(data, dtype=np.float32, order="C")
+    if smoothed.dtype != np.float32 or not smoothed.flags.c_contiguous:
+        raise ValueError("in_place: expected C-ordered float32 data")
     for name, where, model in axis.iter_structures():
         part = smoothed[:, where]
         usable = np.isfinite(part).all(axis=0) & (np.ptp(part, axis=0) > 0)

@@ -185,15 +185,29 @@ def smooth_voxel_structure(
     data = np.asarray(data, dtype=np.float32)
     if fwhm_mm <= 0 or data.shape[-1] == 0:
         return data.copy()
+    kernel = _voxel_kernel(np.asarray(voxels_ijk, float), np.asarray(affine), fwhm_mm)
+    return np.asarray(data @ kernel.T, dtype=np.float32)
+
+
+def _voxel_kernel(voxels_ijk: np.ndarray, affine: np.ndarray, fwhm_mm: float) -> sparse.csr_matrix:
+    """Row-normalised truncated Gaussian weights between voxels (float32, int32 indices).
+
+    Built in single precision and normalised in place: at fMRIPrep's 31,870 subcortical
+    voxels and 6 mm, ~7 M weights, so float64 and a sparse row-scaling product would cost
+    ~0.4 GB and seconds more.
+    """
     sigma_mm = fwhm_mm / FWHM_PER_SIGMA
-    centres_mm = np.asarray(voxels_ijk, float) @ np.asarray(affine)[:3, :3].T
+    centres_mm = voxels_ijk @ affine[:3, :3].T
     pairs = cKDTree(centres_mm).query_pairs(TRUNCATE_SIGMAS * sigma_mm, output_type="ndarray")
+    pairs = pairs.astype(np.int32).reshape(-1, 2)
     n = centres_mm.shape[0]
     distance_mm = np.linalg.norm(centres_mm[pairs[:, 0]] - centres_mm[pairs[:, 1]], axis=1)
-    near = np.exp(-0.5 * (distance_mm / sigma_mm) ** 2)
-    rows = np.concatenate([pairs[:, 0], pairs[:, 1], np.arange(n)])  # both ways, and self
-    cols = np.concatenate([pairs[:, 1], pairs[:, 0], np.arange(n)])
-    values = np.concatenate([near, near, np.ones(n)])
+    near = np.exp(-0.5 * (distance_mm / sigma_mm) ** 2).astype(np.float32)
+    own = np.arange(n, dtype=np.int32)
+    rows = np.concatenate([pairs[:, 0], pairs[:, 1], own])  # both ways, and self
+    cols = np.concatenate([pairs[:, 1], pairs[:, 0], own])
+    values = np.concatenate([near, near, np.ones(n, dtype=np.float32)])
     kernel = sparse.csr_matrix((values, (rows, cols)), shape=(n, n))
-    kernel = sparse.diags(1.0 / np.asarray(kernel.sum(axis=1)).ravel()) @ kernel
-    return np.asarray((kernel.astype(np.float32) @ data.T).T, dtype=np.float32)
+    row_sums = np.add.reduceat(kernel.data.astype(np.float64), kernel.indptr[:-1])
+    kernel.data /= np.repeat(row_sums, np.diff(kernel.indptr)).astype(np.float32)
+    return kernel

@@ -48,7 +48,8 @@ class SurfaceGeometry:
     mask : ndarray of bool, shape (sum(n_vertices),)
         The analysed vertices; a vector's values fill them in order.
     meshes : MeshFiles or None
-        Both hemispheres' meshes, when the data are smoothed along them.
+        Both hemispheres' meshes, when found: ``--smoothing-fwhm`` smooths along them,
+        and the cluster tables follow their edges.
     """
 
     n_vertices: tuple[int, int]
@@ -91,6 +92,10 @@ class SurfaceGeometry:
         """An all-vertex vector split into ``{"L": ..., "R": ...}``."""
         n_left = self.n_vertices[0]
         return {"L": full[:n_left], "R": full[n_left:]}
+
+    def cortex_values(self, values: np.ndarray) -> dict[str, np.ndarray]:
+        """Each hemisphere's ``values`` over its whole mesh, float64 (0 where not analysed)."""
+        return self.hemisphere_values(self.to_surface(values, np.float64))
 
     def file_entities(self) -> list[dict[str, str]]:
         """Entities each file of a map adds to its name: the hemisphere."""

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from bids_glm.errors import InputError
-from bids_glm.image.cifti import DENSE_SERIES_EXTENSION, cifti_header
+from bids_glm.image.cifti import DENSE_SERIES_EXTENSION, CiftiHeader, cifti_header
 from bids_glm.inputs.entities import split_name
 from bids_glm.inputs.variants import describe, select_grid
 from bids_glm.settings import Settings
@@ -53,10 +53,9 @@ def cifti_bolds(layout, filters: Mapping[str, object], settings: Settings) -> li
     return select_grid(found, settings.space, {"res": None, "den": settings.density})
 
 
-def cifti_run_facts(path: Path) -> tuple[dict[str, str], int, float | None]:
-    """A CIFTI run's entities, volumes, and ``SeriesAxis`` time step in seconds (or None)."""
-    header = cifti_header(path)
-    return split_name(path)[0], header.n_volumes, header.time_step_s
+def cifti_run_facts(path: Path) -> tuple[dict[str, str], CiftiHeader]:
+    """A CIFTI run's entities and header (volumes, grayordinates, time step in seconds)."""
+    return split_name(path)[0], cifti_header(path)
 
 
 def _numeric_order(label: str) -> tuple[int, str]:

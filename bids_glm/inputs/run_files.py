@@ -49,11 +49,13 @@ def build_run_input(
 ) -> RunInput:
     """One run's inputs: a 4-D NIfTI or CIFTI ``bold``, or a surface ``surface_pair`` (L, R)."""
     masks, confounds, events, raw_sidecars = candidates
+    grayordinates = None  # CIFTI: the header, parsed once here
     if surface_pair:
         entities, n_volumes, header_step_s = surface_run_facts(surface_pair)
         header_name = "GIfTI TimeStep"  # FreeSurfer writes milliseconds: converted
     elif is_cifti_series(bold):
-        entities, n_volumes, header_step_s = cifti_run_facts(bold)
+        entities, grayordinates = cifti_run_facts(bold)
+        n_volumes, header_step_s = grayordinates.n_volumes, grayordinates.time_step_s
         header_name = "CIFTI SeriesAxis step"
     else:
         entities, _, _ = split_name(bold)
@@ -89,4 +91,5 @@ def build_run_input(
         start_time_s=None if start_time is None else float(start_time),
         n_volumes=n_volumes,
         surface_paths=tuple(surface_pair),
+        grayordinates=grayordinates,
     )

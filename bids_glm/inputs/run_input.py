@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from bids_glm.image.cifti import is_cifti_series
+from bids_glm.image.cifti import CiftiHeader, is_cifti_series
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,9 @@ class RunInput:
     surface_paths : tuple of Path
         Surface data: the left and right hemisphere's ``.func.gii`` (``bold_path`` is the
         left one); empty for volumes.
+    grayordinates : CiftiHeader or None
+        CIFTI data: the series' header as discovery parsed it (its ``BrainModelAxis``,
+        parsed once per run); None otherwise.
     """
 
     entities: Mapping[str, str]
@@ -42,6 +45,7 @@ class RunInput:
     n_volumes: int
     design_path: Path | None = None
     surface_paths: tuple[Path, ...] = ()
+    grayordinates: CiftiHeader | None = field(default=None, compare=False, repr=False)
 
     @property
     def image_paths(self) -> tuple[Path, ...]:

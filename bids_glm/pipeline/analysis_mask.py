@@ -90,13 +90,15 @@ def build_geometry(
 
     Surfaces have no brain mask: every vertex is analysed, and vertices constant or
     non-finite in some run (e.g. the medial wall) are left out after reading. Vertex
-    counts must agree between runs. ``meshes``: the surfaces smoothed along, if any.
+    counts must agree between runs. ``meshes``: the surfaces smoothed along, if any
+    (both hemispheres', or the cortices' of CIFTI grayordinates).
     """
     first = designs[0].run
     if settings.mask is not None and first.on_surface:
         raise InputError(f"--mask {settings.mask}: a volume mask cannot apply to surface data")
     if is_cifti_series(first.bold_path):  # grayordinates: the runs' BrainModelAxis
-        return cifti_geometry([design.run.bold_path for design in designs])
+        runs = [(d.run.bold_path, d.run.grayordinates.brain_models) for d in designs]
+        return cifti_geometry(runs, meshes)
     if not first.surface_paths:
         return VolumeGeometry(*build_analysis_mask(designs, settings))
     counts = tuple(gifti_header(path).n_vertices for path in first.surface_paths)

@@ -36,6 +36,7 @@ from bids_glm.pipeline.run import RunOutcome, process_run
 from bids_glm.pipeline.single_trial import check_single_trial_plan
 from bids_glm.pipeline.spm_subject import analyse_spm_unit, spm_dry_run
 from bids_glm.pipeline.surface_meshes import with_meshes
+from bids_glm.pipeline.surface_tables import surface_cluster_table
 from bids_glm.pipeline.units import (
     AnalysisUnit,
     remove_interrupted_writes,
@@ -140,8 +141,13 @@ def _write_fixed_effects(
         settings.alpha,
         threshold_none=settings.alpha,
     )
-    if not isinstance(target.geometry, VolumeGeometry):
-        LOGGER.info("contrast %s: no cluster table on surface data (yet)", plan.name)
+    if not isinstance(target.geometry, VolumeGeometry):  # clusters along the meshes, if any
+        z_valid = np.where(target.valid, combined.z, 0.0)
+        table = surface_cluster_table(
+            target.geometry, z_valid, z_threshold, settings.cluster_extent
+        )
+        if table is not None:
+            outputs.write_cluster_table(target, plan, table, z_threshold, settings, on_mesh=True)
         return
     z_volume = target.geometry.to_volume(np.where(target.valid, combined.z, 0.0), np.float64)
     table = cluster_table(z_volume, target.geometry.affine, z_threshold, settings.cluster_extent)

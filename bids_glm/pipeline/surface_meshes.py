@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bids_glm.errors import InputError
-from bids_glm.image.cifti import cifti_header, is_cifti_series
+from bids_glm.image.cifti import is_cifti_series
 from bids_glm.image.cifti_smooth import CORTEX_STRUCTURES
 from bids_glm.image.mesh import MeshFiles
 from bids_glm.image.surface import gifti_header
@@ -36,7 +36,7 @@ def _data_vertices(unit: AnalysisUnit) -> tuple[list[int], list[Path]] | None:
         return counts, list(first.surface_paths)
     if not is_cifti_series(first.bold_path):
         return None
-    models = cifti_header(first.bold_path).brain_models
+    models = first.grayordinates.brain_models
     counts = [int(models.nvertices.get(name, 0)) for name in CORTEX_STRUCTURES]
     return counts, [first.bold_path, first.bold_path]
 

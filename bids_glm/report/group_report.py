@@ -20,7 +20,7 @@ from bids_glm.image.mesh import MeshFiles
 from bids_glm.report import collect
 from bids_glm.report.figures import contrast_vectors_svg, design_matrix_svg
 from bids_glm.report.render import environment, markdown_blocks, write_report
-from bids_glm.report.surface_views import surface_contrast_view
+from bids_glm.report.surface_views import NO_COMMON_MESH, NO_MESH, surface_contrast_view
 from bids_glm.report.views import (
     NOT_RECORDED,
     Figure,
@@ -77,6 +77,11 @@ def template_meshes(output_dir: Path, entities: dict) -> MeshFiles | None:
     return None
 
 
+def _no_mesh(entities: dict) -> str:
+    """Why a group surface map has no picture: fsnative has no common mesh; else none found."""
+    return NO_COMMON_MESH if entities.get("space") == "fsnative" else NO_MESH
+
+
 def subject_rows(design: pd.DataFrame | None, maps: list[collect.StatMap]) -> list[dict]:
     """Per subject: the contrasts it enters and its row of the design."""
     subjects = [] if design is None else list(design.get("participant_id", []))
@@ -105,7 +110,8 @@ def group_view(output_dir: Path, design_path: Path, options: ReportOptions) -> d
     entities = naming.parse_name(design_path).entities
     design = read_design(design_path)
     maps = collect.find_z_maps(folder, entities)
-    mask = load_volume(naming.mask_path(folder, entities))
+    on_surface = any(m.on_surface for m in maps)  # no volume mask nor underlay
+    mask = None if on_surface else load_volume(naming.mask_path(folder, entities))
     underlay = mean_underlay(output_dir, entities, mask) or mask
     figures: list[Figure] = []
     columns = [] if design is None else [c for c in design.columns if c != "participant_id"]
@@ -122,14 +128,20 @@ def group_view(output_dir: Path, design_path: Path, options: ReportOptions) -> d
         "design_figures": figures,
         "design_note": "" if design is not None else "group design not readable",
         "contrasts": [
-            surface_contrast_view(m, template_meshes(output_dir, entities), options, m.name)
+            surface_contrast_view(
+                m,
+                template_meshes(output_dir, entities),
+                options,
+                m.name,
+                no_mesh=_no_mesh(entities),
+            )
             if m.on_surface
             else contrast_view(m, mask, underlay, options, m.name)
             for m in maps
         ],
         "underlay_note": (
             ""
-            if underlay is not mask or any(m.on_surface for m in maps)
+            if underlay is not mask or on_surface
             else "participants' mean BOLD images not recorded: "
             "the group mask is shown as the underlay"
         ),

@@ -278,7 +278,7 @@ def _contrast_views(unit, mask, underlay, options: ReportOptions, spm12: bool) -
     if options.run_level:  # the participant level writes no cluster table for a run
         maps += [(m, f"{m.name} ({m.run})", None) for m in unit.run_maps]
     return [
-        surface_contrast_view(m, unit.meshes, options, heading)
+        surface_contrast_view(m, unit.meshes, options, heading, table)
         if m.on_surface
         else contrast_view(m, mask, underlay, options, heading, table)
         for m, heading, table in maps

@@ -22,25 +22,36 @@ import pandas as pd
 from bids_glm.derivatives import naming
 from bids_glm.errors import InputError
 from bids_glm.glm.surface_clusters import (
+    SURFACE_TABLE_DTYPES,
     HemisphereMap,
     structure_peak_table,
     surface_cluster_table,
     threshold_surface,
 )
+from bids_glm.image.cifti import grayordinate_parts
 from bids_glm.image.map_files import read_map
 from bids_glm.image.mesh import Mesh, MeshFiles, read_mesh
 from bids_glm.image.surface import load_gifti_series
 from bids_glm.report import collect
 from bids_glm.report.surface_figures import surface_map_svg, z_histogram_svg
-from bids_glm.report.views import MAX_CLUSTERS, NOT_RECORDED, threshold_words
+from bids_glm.report.views import (
+    MAX_CLUSTERS,
+    NOT_RECORDED,
+    threshold_words,
+    written_cluster_table,
+)
 from bids_glm.report.views import figure as embed
 
 LOGGER = logging.getLogger("bids_glm")
-CORTEX = {"CIFTI_STRUCTURE_CORTEX_LEFT": "L", "CIFTI_STRUCTURE_CORTEX_RIGHT": "R"}
 NO_MESH = (
     "No picture on the cortex: no mid-thickness mesh with as many vertices as the data was "
     "recorded for these data (give --surface-mesh-dir, or a TemplateFlow copy through "
     "TEMPLATEFLOW_HOME, to the participant level); the histogram shows the z values instead."
+)
+NO_COMMON_MESH = (
+    "No picture on the cortex: fsnative surfaces are each participant's own, so a group map "
+    "has no common mesh to be drawn on (a template space such as fsaverage5 or fsLR has "
+    "one); the histogram shows the z values instead."
 )
 
 SURFACE_MASK = "surface data: the analysed vertices are in the mask files beside the maps"
@@ -76,17 +87,7 @@ def read_cifti_scalar(path: Path) -> GrayordinateMap:
     if not isinstance(axis, nib.cifti2.BrainModelAxis):
         raise ValueError(f"{path.name}: its second axis is not a BrainModelAxis")
     values = np.asarray(image.get_fdata(dtype=np.float32))[0]
-    cortex, structures = {}, []
-    for name, where, model in axis.iter_structures():
-        part = values[where]
-        if name in CORTEX:
-            full = np.zeros(model.nvertices[name], dtype=np.float32)
-            full[model.vertex] = part
-            cortex[CORTEX[name]] = full
-        elif model.volume_mask.any():
-            label = name.removeprefix("CIFTI_STRUCTURE_").lower()
-            structures.append((label, part, model.voxel, model.affine))
-    return GrayordinateMap(cortex, structures)
+    return GrayordinateMap(*grayordinate_parts(values, axis))
 
 
 def _meshes(files: MeshFiles | None, cortex: dict[str, np.ndarray]) -> dict[str, Mesh]:
@@ -112,9 +113,19 @@ def _meshes(files: MeshFiles | None, cortex: dict[str, np.ndarray]) -> dict[str,
 
 
 def surface_contrast_view(
-    stat_map: collect.StatMap, meshes: MeshFiles | None, options, heading: str
+    stat_map: collect.StatMap,
+    meshes: MeshFiles | None,
+    options,
+    heading: str,
+    clusters_path: Path | None = None,
+    no_mesh: str = NO_MESH,
 ) -> dict:
-    """Threshold one surface z map, tabulate its clusters and draw it (or its histogram)."""
+    """Threshold one surface z map, tabulate its clusters and draw it (or its histogram).
+
+    The cluster table is the one written at ``clusters_path`` (by the participant level,
+    along the meshes) when it was made with the report's threshold, else computed here.
+    ``no_mesh``: the sentence saying why there is no picture, when there is none.
+    """
     sidecar = stat_map.sidecar
     view = {
         "heading": heading,
@@ -153,22 +164,35 @@ def surface_contrast_view(
     )
     n_tests = sum(int(h.analysed.sum()) for h in hemispheres) + sum(v.size for v in voxels)
     view["threshold"] = threshold_words(threshold, n_tests).replace("voxels", "vertices")
-    table = surface_cluster_table(thresholded, hemispheres)
+    table = _written_table(clusters_path, threshold, hemispheres)
+    if table is None:
+        table = surface_cluster_table(thresholded, hemispheres)
     view["surface_rows"] = surface_rows(table)[:MAX_CLUSTERS]
     view["hidden_clusters"] = max(len(table) - MAX_CLUSTERS, 0)
     view["structure_rows"] = structure_rows(
         structure_peak_table(grayordinates.structures, threshold.z_threshold)
     )
     view["figures"], view["note"] = _figures(
-        stat_map.name, hemispheres, thresholded, threshold.z_threshold
+        stat_map.name, hemispheres, thresholded, threshold.z_threshold, no_mesh
     )
     if table.empty and not view["note"]:
         view["note"] = "No vertex survives the threshold."
     return view
 
 
-def _figures(name, hemispheres, thresholded, z_threshold) -> tuple[list, str]:
-    """The views on the meshes, or the z histogram and why there is no picture."""
+def _written_table(clusters_path: Path | None, threshold, hemispheres) -> pd.DataFrame | None:
+    """The participant level's cluster table, when made with ``threshold`` on the meshes
+    the report uses (every hemisphere has one); None otherwise."""
+    on_meshes = hemispheres and all(h.mesh is not None for h in hemispheres)
+    if clusters_path is None or not on_meshes or not np.isfinite(threshold.z_threshold):
+        return None
+    return written_cluster_table(
+        clusters_path, threshold, SURFACE_TABLE_DTYPES, "ClusterExtentVertices"
+    )
+
+
+def _figures(name, hemispheres, thresholded, z_threshold, no_mesh: str) -> tuple[list, str]:
+    """The views on the meshes, or the z histogram and why there is no picture (``no_mesh``)."""
     if hemispheres and all(h.mesh is not None for h in hemispheres):
         pairs = [(h.hemisphere, h.mesh) for h in hemispheres]
         drawn = embed(
@@ -190,7 +214,7 @@ def _figures(name, hemispheres, thresholded, z_threshold) -> tuple[list, str]:
         alt=f"{name}: histogram of z over the analysed vertices",
         kind="half",
     )
-    return [histogram], NO_MESH
+    return [histogram], no_mesh
 
 
 def _cell(value: object, spec: str) -> str:

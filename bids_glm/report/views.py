@@ -27,7 +27,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from bids_glm.glm.clusters import CLUSTER_TABLE_COLUMNS, CLUSTER_TABLE_DTYPES, cluster_table
+from bids_glm.glm.clusters import CLUSTER_TABLE_DTYPES, cluster_table
 from bids_glm.glm.thresholding import Threshold, check_height_control, threshold_map
 from bids_glm.report import collect
 from bids_glm.report.brain_figures import glass_brain_svg, stat_slices_svg
@@ -168,7 +168,12 @@ def display_rows(table: pd.DataFrame) -> list[dict]:
     ]
 
 
-def written_cluster_table(tsv_path: Path, threshold: Threshold) -> pd.DataFrame | None:
+def written_cluster_table(
+    tsv_path: Path,
+    threshold: Threshold,
+    dtypes: dict = CLUSTER_TABLE_DTYPES,
+    extent_key: str = "ClusterExtentVoxels",
+) -> pd.DataFrame | None:
     """The cluster table written at ``tsv_path``, if it was made with ``threshold``.
 
     Parameters
@@ -177,6 +182,10 @@ def written_cluster_table(tsv_path: Path, threshold: Threshold) -> pd.DataFrame 
         A cluster table written by the participant level, with its JSON sidecar.
     threshold : Threshold
         What the report applied to the z map.
+    dtypes : dict
+        The table's columns, in order, and their types (default: a volume's table).
+    extent_key : str
+        The sidecar field of the cluster extent (``ClusterExtentVertices`` on meshes).
 
     Returns
     -------
@@ -190,7 +199,7 @@ def written_cluster_table(tsv_path: Path, threshold: Threshold) -> pd.DataFrame 
     same = (
         sidecar.get("HeightControl") == threshold.height_control
         and sidecar.get("Alpha") == threshold.alpha
-        and sidecar.get("ClusterExtentVoxels") == threshold.cluster_extent
+        and sidecar.get(extent_key) == threshold.cluster_extent
         and isinstance(z_threshold, int | float)
         and math.isclose(z_threshold, threshold.z_threshold, rel_tol=_Z_THRESHOLD_TOLERANCE)
     )
@@ -198,12 +207,12 @@ def written_cluster_table(tsv_path: Path, threshold: Threshold) -> pd.DataFrame 
         return None
     try:
         table = pd.read_csv(
-            tsv_path, sep="\t", na_values="n/a", keep_default_na=False, dtype=CLUSTER_TABLE_DTYPES
+            tsv_path, sep="\t", na_values="n/a", keep_default_na=False, dtype=dtypes
         )
     except (OSError, ValueError) as error:
         LOGGER.warning("report: %s unreadable (%s); clusters recomputed", tsv_path, error)
         return None
-    if tuple(table.columns) != CLUSTER_TABLE_COLUMNS:
+    if tuple(table.columns) != tuple(dtypes):
         LOGGER.warning("report: %s has unexpected columns; clusters recomputed", tsv_path)
         return None
     return table
