@@ -11,12 +11,14 @@ run; wall time and peak RSS of each child process, medians over ``--repeats``.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 from isal import igzip
@@ -33,6 +35,7 @@ from bids_glm.demo.signal import event_regressor, simulate_events
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_nilearn import (  # the sibling benchmark's measurement tools
+    CONTRASTS,
     Measurement,
     nilearn_spec,
     run_bids_glm,
@@ -146,8 +149,9 @@ def _median(values: Sequence[float]) -> float:
 def _row(label: str, measurements: Sequence[Measurement]) -> str:
     wall = [m.wall_s for m in measurements]
     peak = [m.peak_rss_mib for m in measurements]
+    cpu = _median([m.cpu_s for m in measurements])
     return (
-        f"{label:<26}{_median(wall):>9.2f}{min(wall):>8.2f}{max(wall):>8.2f}"
+        f"{label:<26}{_median(wall):>9.2f}{min(wall):>8.2f}{max(wall):>8.2f}{cpu:>8.2f}"
         f"{_median(peak):>10.0f}{min(peak):>8.0f}{max(peak):>8.0f}"
     )
 
@@ -171,9 +175,13 @@ def benchmark(args: argparse.Namespace) -> None:
             measured, output = run_bids_glm(bids_dir, f"bids-glm-{volumes}", workdir, args)
             results[f"bids-glm {volumes}"].append(measured)
             if volumes == 200 and not args.no_nilearn:
-                spec = nilearn_spec(short, output, args)
-                results["nilearn 200"].append(run_nilearn(spec, "nilearn-200", workdir)[0])
+                spec = {**nilearn_spec(short, output, args), "run_maps": False}
+                measured, nilearn_output = run_nilearn(spec, "nilearn-200", workdir)
+                results["nilearn 200"].append(measured)
+                if repeat == 0:
+                    print_agreement(output, nilearn_output)
         inflate.append(inflate_seconds(preproc_path(long)))
+        print(f"load average {os.getloadavg()[0]:.1f}", flush=True)
         print(f"repeat {repeat + 1}/{args.repeats} done", flush=True)
     if args.long_volumes:
         bids_dir = make_run(workdir, args.long_volumes)
@@ -183,9 +191,30 @@ def benchmark(args: argparse.Namespace) -> None:
     print_table(results, _median(inflate))
 
 
+def print_agreement(bids_glm_output: Path, nilearn_output: Path) -> None:
+    """Max |dz| of bids-glm's run-level z maps against nilearn's, over the mask."""
+    func = bids_glm_output / "sub-01" / "func"
+    mask_path = next(p for p in func.glob("*_mask.nii.gz") if "_run-" not in p.name)
+    mask = np.asanyarray(nib.load(mask_path).dataobj) > 0
+    for name in CONTRASTS:
+        ours = next(func.glob(f"*_run-1_*_contrast-{name}_stat-z_statmap.nii.gz"))
+        theirs = nilearn_output / f"contrast-{name}_z_score.nii.gz"
+        dz = np.abs(
+            np.asanyarray(nib.load(ours).dataobj)[mask] - nib.load(theirs).get_fdata()[mask]
+        )
+        print(
+            f"agreement {name:<26} max |dz| {np.nanmax(dz):.2e}, "
+            f"{np.count_nonzero(~(dz <= 1e-3))} of {dz.size} voxels above 1e-3",
+            flush=True,
+        )
+
+
 def print_table(results: dict[str, list[Measurement]], inflate_s: float) -> None:
     """Medians (min, max) of each tool, then the ratios against the targets."""
-    print(f"\n{'tool':<26}{'wall s':>9}{'min':>8}{'max':>8}{'peak MiB':>10}{'min':>8}{'max':>8}")
+    print(
+        f"\n{'tool':<26}{'wall s':>9}{'min':>8}{'max':>8}{'CPU s':>8}"
+        f"{'peak MiB':>10}{'min':>8}{'max':>8}"
+    )
     for label, measurements in results.items():
         print(_row(label, measurements))
     print(f"{'ISA-L inflate 800 (1 core)':<26}{inflate_s:>9.2f}")
