@@ -115,7 +115,10 @@ class CrossProductAccumulator:
         self.design = np.asarray(design, dtype=np.float64)
         self.operator = sum_operator(self.design)
         self.n_scans, self.p = self.design.shape
-        self.products = np.zeros((self.operator.shape[0], n_voxels))
+        # separate arrays, so the (p, V) ones can outlive the rest (they become the fit's)
+        self.projected = np.zeros((self.p, n_voxels))
+        self.neighbour = np.zeros((self.p, n_voxels))
+        self.constants = np.zeros((3, n_voxels))
         self.squares = np.zeros(n_voxels)
         self.lag1 = np.zeros(n_voxels)
         self.running_sum32 = np.zeros(n_voxels, dtype=np.float32)
@@ -148,7 +151,11 @@ class CrossProductAccumulator:
         """The block's contribution to the voxels ``chunk`` (disjoint between threads)."""
         shifted = block[:, chunk].astype(np.float64)
         shifted -= self.shift[chunk]
-        self.products[:, chunk] += operator @ shifted
+        products = operator @ shifted
+        p = self.p
+        self.projected[:, chunk] += products[:p]
+        self.neighbour[:, chunk] += products[p : 2 * p]
+        self.constants[:, chunk] += products[2 * p :]
         self.squares[chunk] += np.einsum("tv,tv->v", shifted, shifted)
         self.lag1[chunk] += np.einsum("tv,tv->v", shifted[:-1], shifted[1:])
         self.lag1[chunk] += self.previous[chunk] * shifted[0]
@@ -158,15 +165,14 @@ class CrossProductAccumulator:
         """The sums, once every kept volume was added (``ValueError`` otherwise)."""
         if self.n_added != self.n_scans or self.shift is None or self.previous is None:
             raise ValueError(f"{self.n_added} of {self.n_scans} kept volumes were added")
-        p = self.p
         return RunSums(
             n_scans=self.n_scans,
             shift=self.shift,
-            projected=self.products[:p],
-            neighbour=self.products[p : 2 * p],
-            total=self.products[2 * p],
-            constant_residual=self.products[2 * p + 1],
-            constant_neighbour=self.products[2 * p + 2],
+            projected=self.projected,
+            neighbour=self.neighbour,
+            total=self.constants[0],
+            constant_residual=self.constants[1],
+            constant_neighbour=self.constants[2],
             squares=self.squares,
             lag1=self.lag1,
             last=self.previous,

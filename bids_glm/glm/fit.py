@@ -127,6 +127,7 @@ def fit_from_ols(
     noise_model: str,
     n_bins: int,
     n_threads: int,
+    consume: bool = False,
 ) -> RunFit:
     """Finish a fit from its OLS summaries: AR(1) estimate, binning and refit, or OLS.
 
@@ -140,6 +141,9 @@ def fit_from_ols(
         (`bids_glm.glm.fit_from_sums`).
     column_names, noise_model, n_bins, n_threads
         As in `fit_glm`.
+    consume : bool
+        Whether ``ols.beta`` may be overwritten (the AR(1) refit then writes its estimates
+        there, saving a (p, V) array).
 
     Returns
     -------
@@ -153,7 +157,7 @@ def fit_from_ols(
         bin_rho, voxel_bin = bin_ar1(ar1, n_bins)
         bin_operators = whitened_operators(X, bin_rho)
         fits = ar1_voxel_fits(
-            X, ols, bin_rho, voxel_bin, bin_operators, REFIT_CHUNK_VOXELS, n_threads
+            X, ols, bin_rho, voxel_bin, bin_operators, REFIT_CHUNK_VOXELS, n_threads, consume
         )
         bin_cov = np.stack([operator.cov for operator in bin_operators])
     else:

@@ -25,6 +25,7 @@ coefficient across a 0.01 bin edge for a handful of voxels in a whole brain).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
@@ -32,7 +33,7 @@ import scipy.linalg
 from bids_glm.glm.ar import FIRST, LAST, SUM, SUM_LAG1, SUM_SQUARES
 from bids_glm.glm.cross_products import RunSums, constant_residual
 from bids_glm.glm.fit import check_model, fit_from_ols
-from bids_glm.glm.ols import OlsPass, neighbour_sum
+from bids_glm.glm.ols import OlsPass, neighbour_sum, voxel_chunks
 from bids_glm.glm.results import RunFit
 from bids_glm.glm.scaling import signal_affine
 from bids_glm.runtime.threads import thread_budget
@@ -44,7 +45,12 @@ def _quadratic(left: np.ndarray, matrix: np.ndarray, right: np.ndarray) -> np.nd
 
 
 def ols_from_sums(
-    design: np.ndarray, sums: RunSums, gain: np.ndarray, offset: float, lag_cross: bool
+    design: np.ndarray,
+    sums: RunSums,
+    gain: np.ndarray,
+    offset: float,
+    lag_cross: bool,
+    chunk_voxels: int = 16_384,
 ) -> OlsPass:
     """OLS summaries of the scaled series ``gain * y + offset``, from the run's sums.
 
@@ -59,35 +65,73 @@ def ols_from_sums(
     offset : float
     lag_cross : bool
         Whether the AR(1) refit's ``lag_cross`` is needed.
+    chunk_voxels : int
+        Voxels computed together (temporaries are a few ``(p, chunk_voxels)`` arrays).
 
     Returns
     -------
     OlsPass
     """
-    X = design
-    n = X.shape[0]
-    b, cross = sums.projected, sums.neighbour
-    neighbours = neighbour_sum(X)
-    e1 = constant_residual(X)
-    lag_gram = X[:-1].T @ X[1:]
-    c = gain * sums.shift + offset
-    moments = np.empty((5, b.shape[1]))
-    squares_d = sums.squares - _quadratic(b, X.T @ X, b)
-    lag_d = sums.lag1 - np.einsum("iv,iv->v", b, cross) + _quadratic(b, lag_gram, b)
-    e1_cross_d = sums.constant_neighbour - (neighbour_sum(e1[:, None])[:, 0] @ X) @ b
-    e1_d = sums.constant_residual - (e1 @ X) @ b
+    terms = _DesignTerms.of(design)
+    moments = np.empty((5, sums.shift.size))
+    for chunk in voxel_chunks(sums.shift.size, chunk_voxels):
+        _ols_chunk(terms, sums, gain[chunk], offset, chunk, moments[:, chunk], lag_cross)
+    return OlsPass(
+        beta=sums.projected, moments=moments, lag_cross=sums.neighbour if lag_cross else None
+    )
+
+
+@dataclass(frozen=True)
+class _DesignTerms:
+    """The (p, p) and (p,) design products the expansion uses."""
+
+    X: np.ndarray
+    gram: np.ndarray  # X^T X
+    lag_gram: np.ndarray  # sum_t x_t x_{t+1}^T
+    neighbour_gram: np.ndarray  # N^T X
+    e1: np.ndarray  # residual of the constant series
+    e1_neighbour_design: np.ndarray  # neighbour_sum(e1)^T X
+    e1_design: np.ndarray  # e1^T X (zero up to rounding)
+    neighbour_e1: np.ndarray  # N^T e1
+    pinv_ones: np.ndarray  # pinv(X) 1
+
+    @classmethod
+    def of(cls, X: np.ndarray) -> _DesignTerms:
+        neighbours = neighbour_sum(X)
+        e1 = constant_residual(X)
+        return cls(
+            X=X,
+            gram=X.T @ X,
+            lag_gram=X[:-1].T @ X[1:],
+            neighbour_gram=neighbours.T @ X,
+            e1=e1,
+            e1_neighbour_design=neighbour_sum(e1[:, None])[:, 0] @ X,
+            e1_design=e1 @ X,
+            neighbour_e1=neighbours.T @ e1,
+            pinv_ones=scipy.linalg.pinv(X) @ np.ones(X.shape[0]),
+        )
+
+
+def _ols_chunk(terms, sums: RunSums, gain, offset, chunk, moments, lag_cross) -> None:
+    """`ols_from_sums` for the voxels ``chunk`` (in place in ``sums``, into ``moments``)."""
+    X, e1 = terms.X, terms.e1
+    b, cross = sums.projected[:, chunk], sums.neighbour[:, chunk]
+    c = gain * sums.shift[chunk] + offset
+    squares_d = sums.squares[chunk] - _quadratic(b, terms.gram, b)
+    lag_d = sums.lag1[chunk] - np.einsum("iv,iv->v", b, cross) + _quadratic(b, terms.lag_gram, b)
+    e1_cross_d = sums.constant_neighbour[chunk] - terms.e1_neighbour_design @ b
+    e1_d = sums.constant_residual[chunk] - terms.e1_design @ b
     moments[SUM_SQUARES] = gain**2 * squares_d + 2 * gain * c * e1_d + c**2 * (e1 @ e1)
     moments[SUM_LAG1] = gain**2 * lag_d + gain * c * e1_cross_d + c**2 * (e1[:-1] @ e1[1:])
-    moments[SUM] = gain * (sums.total - X.sum(axis=0) @ b) + c * e1.sum()
+    moments[SUM] = gain * (sums.total[chunk] - X.sum(axis=0) @ b) + c * e1.sum()
     moments[FIRST] = gain * -(X[0] @ b) + c * e1[0]
-    moments[LAST] = gain * (sums.last - X[-1] @ b) + c * e1[-1]
+    moments[LAST] = gain * (sums.last[chunk] - X[-1] @ b) + c * e1[-1]
     if lag_cross:
-        cross -= (neighbours.T @ X) @ b
+        cross -= terms.neighbour_gram @ b
         cross *= gain
-        cross += np.outer(neighbours.T @ e1, c)
+        cross += np.outer(terms.neighbour_e1, c)
     b *= gain
-    b += np.outer(scipy.linalg.pinv(X) @ np.ones(n), c)
-    return OlsPass(beta=b, moments=moments, lag_cross=cross if lag_cross else None)
+    b += np.outer(terms.pinv_ones, c)
 
 
 def fit_from_sums(
@@ -130,4 +174,4 @@ def fit_from_sums(
     gain, offset = signal_affine(voxel_mean, signal_scaling)
     ols = ols_from_sums(X, sums, gain, offset, lag_cross=noise_model == "ar1")
     n_threads = thread_budget() if n_threads is None else max(int(n_threads), 1)
-    return fit_from_ols(X, ols, column_names, noise_model, int(n_bins), n_threads)
+    return fit_from_ols(X, ols, column_names, noise_model, int(n_bins), n_threads, consume=True)
