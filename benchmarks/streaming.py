@@ -189,6 +189,8 @@ def benchmark(args: argparse.Namespace) -> None:
             run_bids_glm(bids_dir, f"bids-glm-{args.long_volumes}", workdir, args)[0]
         ]
     print_table(results, _median(inflate))
+    if args.breakdown:
+        breakdown(long, 800)
 
 
 def print_agreement(bids_glm_output: Path, nilearn_output: Path) -> None:
@@ -243,6 +245,49 @@ def print_table(results: dict[str, list[Measurement]], inflate_s: float) -> None
         )
 
 
+def breakdown(bids_dir: Path, n_volumes: int) -> None:
+    """CPU seconds of each stage of reading and fitting one run, in this process.
+
+    One reducing thread, so that CPU time (which other jobs on the machine disturb far less
+    than wall time) attributes cleanly; ISA-L inflates in its own thread throughout.
+    """
+    from bids_glm.glm.cross_products import CrossProductAccumulator
+    from bids_glm.glm.fit_from_sums import fit_from_sums
+    from bids_glm.image.stream import stream_masked_series
+
+    bold = preproc_path(bids_dir)
+    mask_image = nib.load(next(bold.parent.glob("*_desc-brain_mask.nii.gz")))
+    mask = np.asanyarray(mask_image.dataobj) > 0
+    design = np.loadtxt(
+        next((bids_dir.parent / f"bids-glm-{n_volumes}").rglob("*_run-1_*_design.tsv")),
+        delimiter="\t",
+        skiprows=1,
+    )
+    stages = {}
+
+    def cpu(label, work):
+        started = time.process_time()
+        result = work()
+        stages[label] = time.process_time() - started
+        return result
+
+    cpu("inflate (ISA-L)", lambda: inflate_seconds(bold))
+    read = lambda consume: stream_masked_series(  # noqa: E731
+        bold, mask, mask_image.affine, consume, 5.0, n_threads=1
+    )
+    cpu("inflate + convert, smooth, reduce", lambda: read(lambda block: None))
+    sums = CrossProductAccumulator(design, int(mask.sum()), n_threads=1)
+    cpu("... + accumulate the sums", lambda: read(sums.add))
+    names = [f"c{k}" for k in range(design.shape[1])]
+    cpu(
+        "fit from the sums (AR(1))",
+        lambda: fit_from_sums(design, sums.result(), names, n_threads=1),
+    )
+    print(f"\nCPU seconds, {n_volumes} volumes, p = {design.shape[1]}, one reducing thread:")
+    for label, seconds in stages.items():
+        print(f"  {label:<36}{seconds:7.2f}  ({1000 * seconds / n_volumes:.1f} ms/volume)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default_dir = Path(__import__("tempfile").gettempdir()) / "bids_glm_stream_bench"
@@ -256,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="also time one run of this many volumes (e.g. 2000)",
     )
     parser.add_argument("--no-nilearn", action="store_true")
+    parser.add_argument(
+        "--breakdown", action="store_true", help="also print CPU seconds per stage (800 volumes)"
+    )
     parser.set_defaults(smoothing=5.0, noise_model="ar1")
     return parser
 

@@ -27,7 +27,7 @@ from bids_glm.runtime.threads import thread_budget
 
 LOGGER = logging.getLogger("bids_glm")
 
-BLOCK_VOLUMES = 16  # rows per block handed to the consumer (one GEMM each)
+BLOCK_VOLUMES = 8  # rows per block handed to the consumer (one GEMM each)
 
 
 @dataclass(frozen=True)
