@@ -194,3 +194,14 @@ def test_the_pipeline_streams_large_runs_and_agrees_with_holding_them(tmp_path, 
         difference = np.abs(got - expected)
         tolerance = 1e-3 * max(1.0, np.abs(expected).max()) if "stat-" in path.name else 1e-3
         assert np.all(difference[~edge] <= tolerance), path.name
+
+
+def test_a_truncated_series_is_an_input_error_while_streaming(tmp_path):
+    from bids_glm.errors import InputError
+
+    path = tmp_path / "bold.nii"
+    nib.Nifti1Image(np.ones((6, 5, 4, 20), np.float32), AFFINE).to_filename(path)
+    path.write_bytes(path.read_bytes()[:-300])
+    mask = np.ones((6, 5, 4), bool)
+    with pytest.raises(InputError, match="truncated"):
+        stream_masked_series(path, mask, AFFINE, lambda block: None, n_threads=2)

@@ -5,7 +5,7 @@ from a single sequential stream (``.nii.gz`` through ISA-L's inflater when avail
 into a small ring of reusable buffers; each volume is converted, smoothed on the mask's
 bounding box and reduced to in-mask voxels (`bids_glm.image.volume_reducer`) by a pool of
 threads while the next volumes are inflated. Peak memory is the (T, V_mask) float32 result,
-never the whole 4-D array.
+never the whole 4-D array; `bids_glm.image.stream` reads the same way without holding even that.
 """
 
 from __future__ import annotations
