@@ -22,6 +22,7 @@ import numpy as np
 FWHM_PER_SIGMA = float(np.sqrt(8.0 * np.log(2.0)))
 TRUNCATE_SIGMAS = 4.0  # scipy's default support of the sampled kernel
 MIN_BLOCK_ROWS = 16  # output rows per dense block: larger blocks waste work on zeros
+LINES_PER_GROUP = 2048  # lines smoothed together: bounds the float64 scratch per thread
 
 
 def voxel_sizes_mm(affine: np.ndarray) -> np.ndarray:
@@ -96,16 +97,20 @@ class AxisPass:
 
         Sums are formed in float64 and rounded to float32 once, as scipy's ``correlate1d``
         does on a float32 array, so the result is scipy's to the last bit (barring ties).
-        The result is a view of ``workspace.rounded``, valid until its next use.
+        Lines go through in groups of ``LINES_PER_GROUP``, so the float64 scratch stays
+        small; each line's sums do not depend on the grouping. The result is a view of
+        ``workspace.rounded``, valid until its next use.
         """
         n_lines = lines.shape[0]
-        wide = workspace.wide[: lines.size].reshape(lines.shape)
-        np.copyto(wide, lines)
-        out = workspace.sums[: self.n_out * n_lines].reshape(self.n_out, n_lines)
-        for out_start, out_stop, in_start, in_stop, matrix in self.blocks:
-            np.matmul(matrix, wide[:, in_start:in_stop].T, out=out[out_start:out_stop])
-        rounded = workspace.rounded[: out.size].reshape(out.shape)
-        np.copyto(rounded, out)
+        rounded = workspace.rounded[: self.n_out * n_lines].reshape(self.n_out, n_lines)
+        for first in range(0, n_lines, LINES_PER_GROUP):
+            group = lines[first : first + LINES_PER_GROUP]
+            wide = workspace.wide[: group.size].reshape(group.shape)
+            np.copyto(wide, group)
+            out = workspace.sums[: self.n_out * group.shape[0]].reshape(self.n_out, -1)
+            for out_start, out_stop, in_start, in_stop, matrix in self.blocks:
+                np.matmul(matrix, wide[:, in_start:in_stop].T, out=out[out_start:out_stop])
+            np.copyto(rounded[:, first : first + group.shape[0]], out)
         return rounded
 
 
@@ -117,9 +122,9 @@ class SmoothingWorkspace:
     Attributes
     ----------
     wide : ndarray, float64, 1-D
-        A pass's input lines in float64.
+        A group of a pass's input lines in float64.
     sums : ndarray, float64, 1-D
-        A pass's sums.
+        That group's sums.
     rounded : ndarray, float32, 1-D
         A pass's output, rounded.
     """
@@ -191,8 +196,9 @@ class BoxSmoother:
     def workspace(self) -> SmoothingWorkspace:
         """Buffers for `apply`, large enough for every pass (one set per thread)."""
         n_in = int(np.prod(self.in_shape))
+        n_wide = LINES_PER_GROUP * max(self.in_shape)
         return SmoothingWorkspace(
-            wide=np.empty(n_in), sums=np.empty(n_in), rounded=np.empty(n_in, dtype=np.float32)
+            wide=np.empty(n_wide), sums=np.empty(n_wide), rounded=np.empty(n_in, dtype=np.float32)
         )
 
 
