@@ -112,7 +112,15 @@ class _DesignTerms:
         )
 
 
-def _ols_chunk(terms, sums: RunSums, gain, offset, chunk, moments, lag_cross) -> None:
+def _ols_chunk(
+    terms: _DesignTerms,
+    sums: RunSums,
+    gain: np.ndarray,
+    offset: float,
+    chunk: slice,
+    moments: np.ndarray,
+    lag_cross: bool,
+) -> None:
     """`ols_from_sums` for the voxels ``chunk`` (in place in ``sums``, into ``moments``)."""
     X, e1 = terms.X, terms.e1
     b, cross = sums.projected[:, chunk], sums.neighbour[:, chunk]

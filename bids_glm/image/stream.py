@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bids_glm.image.io import checked_layout, stored_volumes
+from bids_glm.image.io import SeriesLayout, checked_layout, stored_volumes
 from bids_glm.image.smooth import sigma_voxels
 from bids_glm.image.volume_reducer import VolumeReducer
 from bids_glm.runtime.threads import thread_budget
@@ -77,7 +77,14 @@ class _Blocks:
         self.handed[block_index].result()
 
 
-def _stream_blocks(path, layout, keep_volumes, reducer, blocks: _Blocks, n_threads) -> None:
+def _stream_blocks(
+    path: Path,
+    layout: SeriesLayout,
+    keep_volumes: np.ndarray,
+    reducer: VolumeReducer,
+    blocks: _Blocks,
+    n_threads: int,
+) -> None:
     """Inflate in order, reduce volumes in threads, hand over each completed block."""
     n_kept = int(keep_volumes.sum())
     size, ring_rows = blocks.block_volumes, blocks.rows.shape[0]
