@@ -205,3 +205,22 @@ def test_a_truncated_series_is_an_input_error_while_streaming(tmp_path):
     mask = np.ones((6, 5, 4), bool)
     with pytest.raises(InputError, match="truncated"):
         stream_masked_series(path, mask, AFFINE, lambda block: None, n_threads=2)
+
+
+def test_smoothing_in_groups_of_lines_is_scipy_on_a_large_volume():
+    """More lines per pass than one group: each pass must not overwrite lines to come."""
+    from scipy.ndimage import gaussian_filter1d
+
+    from bids_glm.image.smooth import LINES_PER_GROUP, plan_box_smoother
+
+    rng = np.random.default_rng(5)
+    shape = (47, 91, 63)
+    assert shape[1] * shape[2] > 2 * LINES_PER_GROUP
+    volume = np.asfortranarray(rng.normal(800, 60, shape).astype(np.float32))
+    sigma = np.array([1.1, 0.9, 1.3])
+    keep = (slice(5, 40), slice(3, 88), slice(0, 63))
+    smoother = plan_box_smoother(shape, keep, sigma)
+    expected = volume.copy()
+    for axis, s in enumerate(sigma):
+        gaussian_filter1d(expected, s, axis=axis, output=expected)
+    np.testing.assert_array_equal(smoother.apply(volume, smoother.workspace()), expected[keep])

@@ -92,17 +92,20 @@ class AxisPass:
     blocks: tuple[tuple[int, int, int, int, np.ndarray], ...]
     n_out: int
 
-    def apply(self, lines: np.ndarray, workspace: SmoothingWorkspace) -> np.ndarray:
+    def apply(
+        self, lines: np.ndarray, workspace: SmoothingWorkspace, target: np.ndarray
+    ) -> np.ndarray:
         """Smooth each row of ``lines`` (m, n_in), float32; return ``(n_out, m)`` float32.
 
         Sums are formed in float64 and rounded to float32 once, as scipy's ``correlate1d``
         does on a float32 array, so the result is scipy's to the last bit (barring ties).
         Lines go through in groups of ``LINES_PER_GROUP``, so the float64 scratch stays
         small; each line's sums do not depend on the grouping. The result is a view of
-        ``workspace.rounded``, valid until its next use.
+        ``target`` (1-D float32, not overlapping ``lines``: groups are written while later
+        ones are still to be read), valid until its next use.
         """
         n_lines = lines.shape[0]
-        rounded = workspace.rounded[: self.n_out * n_lines].reshape(self.n_out, n_lines)
+        rounded = target[: self.n_out * n_lines].reshape(self.n_out, n_lines)
         for first in range(0, n_lines, LINES_PER_GROUP):
             group = lines[first : first + LINES_PER_GROUP]
             wide = workspace.wide[: group.size].reshape(group.shape)
@@ -125,13 +128,14 @@ class SmoothingWorkspace:
         A group of a pass's input lines in float64.
     sums : ndarray, float64, 1-D
         That group's sums.
-    rounded : ndarray, float32, 1-D
-        A pass's output, rounded.
+    rounded, spare : ndarray, float32, 1-D
+        Passes' outputs, rounded: each pass reads one and writes the other.
     """
 
     wide: np.ndarray
     sums: np.ndarray
     rounded: np.ndarray
+    spare: np.ndarray
 
 
 def plan_axis_pass(n_voxels: int, keep: slice, sigma_vox: float) -> AxisPass:
@@ -188,9 +192,10 @@ class BoxSmoother:
         out_x, out_y, out_z = self.out_shape
         workspace = workspace or self.workspace()
         lines = box.T.reshape(n_z * n_y, n_x)  # (z, y, x) C order: x contiguous
-        lines = self.passes[0].apply(lines, workspace).reshape(out_x * n_z, n_y)  # (x', z, y)
-        lines = self.passes[1].apply(lines, workspace).reshape(out_y * out_x, n_z)  # (y', x', z)
-        smoothed = self.passes[2].apply(lines, workspace)  # (z', y' * x')
+        first, second = workspace.rounded, workspace.spare  # each pass reads one, writes other
+        lines = self.passes[0].apply(lines, workspace, first).reshape(out_x * n_z, n_y)
+        lines = self.passes[1].apply(lines, workspace, second).reshape(out_y * out_x, n_z)
+        smoothed = self.passes[2].apply(lines, workspace, first)  # (z', y' * x')
         return smoothed.reshape(out_z, out_y, out_x).T
 
     def workspace(self) -> SmoothingWorkspace:
@@ -198,7 +203,10 @@ class BoxSmoother:
         n_in = int(np.prod(self.in_shape))
         n_wide = LINES_PER_GROUP * max(self.in_shape)
         return SmoothingWorkspace(
-            wide=np.empty(n_wide), sums=np.empty(n_wide), rounded=np.empty(n_in, dtype=np.float32)
+            wide=np.empty(n_wide),
+            sums=np.empty(n_wide),
+            rounded=np.empty(n_in, dtype=np.float32),
+            spare=np.empty(n_in, dtype=np.float32),
         )
 
 
