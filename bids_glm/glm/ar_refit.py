@@ -137,6 +137,7 @@ def ar1_voxel_fits(
     operators: list[DesignOperators],
     chunk_voxels: int = 16384,
     n_threads: int = 1,
+    overwrite_ols: bool = False,
 ) -> VoxelFits:
     """Refit every voxel with the AR(1) whitening of its bin.
 
@@ -156,6 +157,9 @@ def ar1_voxel_fits(
         Voxels refitted together (bounds the temporary memory).
     n_threads : int
         Threads sharing the blocks of voxels; the result does not depend on it.
+    overwrite_ols : bool
+        Write the refitted beta into ``ols.beta`` (saving a (p, V) array): each block reads
+        its voxels' OLS estimates before it writes theirs.
 
     Returns
     -------
@@ -167,7 +171,7 @@ def ar1_voxel_fits(
         raise ValueError("the OLS pass must be computed with lag_cross=True for an AR(1) refit")
     order = np.argsort(voxel_bin, kind="stable")
     sorted_bins = voxel_bin[order]
-    beta = np.empty_like(ols.beta)
+    beta = ols.beta if overwrite_ols else np.empty_like(ols.beta)
     rss = np.empty(order.size)
     r_squared = np.empty(order.size)
 

@@ -16,13 +16,34 @@ import numpy as np
 
 from bids_glm.glm.ar import bin_ar1, yule_walker_ar1
 from bids_glm.glm.ar_refit import ar1_voxel_fits, ols_voxel_fits, whitened_operators
-from bids_glm.glm.ols import design_operators, design_rank, ols_pass
+from bids_glm.glm.ols import OlsPass, design_operators, design_rank, ols_pass
 from bids_glm.glm.results import NOISE_MODELS, RunFit
 from bids_glm.runtime.threads import thread_budget
 
 # voxels per block of the AR(1) refit: (p, block) arrays only, so large blocks are cheap and
 # keep the per-bin Python loop short
 REFIT_CHUNK_VOXELS = 32_768
+
+
+def check_model(X: np.ndarray, column_names: Sequence[str], noise_model: str, n_bins: int) -> None:
+    """``ValueError`` unless the design, its names, the noise model and bins are fittable."""
+    if X.ndim != 2:
+        raise ValueError(f"X must be (n_scans, p); received X {X.shape}")
+    if len(column_names) != X.shape[1]:
+        raise ValueError(
+            f"{len(column_names)} column names given for a design with {X.shape[1]} columns"
+        )
+    if not np.all(np.isfinite(X)):
+        raise ValueError("the design matrix X contains NaN or infinite values")
+    if X.shape[0] <= X.shape[1]:
+        raise ValueError(
+            f"the design has {X.shape[1]} columns for {X.shape[0]} scans; a GLM needs more "
+            "scans than columns"
+        )
+    if noise_model not in NOISE_MODELS:
+        raise ValueError(f"noise_model must be one of {NOISE_MODELS}; received {noise_model!r}")
+    if int(n_bins) != n_bins or n_bins < 1:
+        raise ValueError(f"n_bins must be a positive integer; received {n_bins!r}")
 
 
 def _validate(
@@ -43,21 +64,7 @@ def _validate(
         raise ValueError(
             f"X has {X.shape[0]} rows (scans) but Y has {Y.shape[0]}; they must be equal"
         )
-    if len(column_names) != X.shape[1]:
-        raise ValueError(
-            f"{len(column_names)} column names given for a design with {X.shape[1]} columns"
-        )
-    if not np.all(np.isfinite(X)):
-        raise ValueError("the design matrix X contains NaN or infinite values")
-    if X.shape[0] <= X.shape[1]:
-        raise ValueError(
-            f"the design has {X.shape[1]} columns for {X.shape[0]} scans; a GLM needs more "
-            "scans than columns"
-        )
-    if noise_model not in NOISE_MODELS:
-        raise ValueError(f"noise_model must be one of {NOISE_MODELS}; received {noise_model!r}")
-    if int(n_bins) != n_bins or n_bins < 1:
-        raise ValueError(f"n_bins must be a positive integer; received {n_bins!r}")
+    check_model(X, column_names, noise_model, n_bins)
     if int(chunk_voxels) != chunk_voxels or chunk_voxels < 1:
         raise ValueError(f"chunk_voxels must be a positive integer; received {chunk_voxels!r}")
 
@@ -102,25 +109,62 @@ def fit_glm(
     """
     X = np.asarray(X, dtype=np.float64)
     _validate(X, Y, column_names, noise_model, n_bins, chunk_voxels)
+    n_threads = thread_budget() if n_threads is None else max(int(n_threads), 1)
+    ols = ols_pass(
+        design_operators(X),
+        Y,
+        int(chunk_voxels),
+        lag_cross=noise_model == "ar1",
+        n_threads=n_threads,
+    )
+    return fit_from_ols(X, ols, column_names, noise_model, int(n_bins), n_threads)
+
+
+def fit_from_ols(
+    X: np.ndarray,
+    ols: OlsPass,
+    column_names: Sequence[str],
+    noise_model: str,
+    n_bins: int,
+    n_threads: int,
+    consume: bool = False,
+) -> RunFit:
+    """Finish a fit from its OLS summaries: AR(1) estimate, binning and refit, or OLS.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n_scans, p), float64
+        The fitted design.
+    ols : OlsPass
+        Per-voxel OLS summaries (with ``lag_cross`` for AR(1)), from the data
+        (`bids_glm.glm.ols.ols_pass`) or from sums over volumes
+        (`bids_glm.glm.fit_from_sums`).
+    column_names, noise_model, n_bins, n_threads
+        As in `fit_glm`.
+    consume : bool
+        Whether ``ols.beta`` may be overwritten (the AR(1) refit then writes its estimates
+        there, saving a (p, V) array).
+
+    Returns
+    -------
+    RunFit
+    """
     n_scans, p = X.shape
     dof = float(n_scans - design_rank(X))
-    operators = design_operators(X)
-    is_ar1 = noise_model == "ar1"
-    n_threads = thread_budget() if n_threads is None else max(int(n_threads), 1)
-    ols = ols_pass(operators, Y, int(chunk_voxels), lag_cross=is_ar1, n_threads=n_threads)
-    if is_ar1:
+    n_voxels = ols.beta.shape[1]
+    if noise_model == "ar1":
         ar1 = yule_walker_ar1(ols.moments, n_scans)
-        bin_rho, voxel_bin = bin_ar1(ar1, int(n_bins))
+        bin_rho, voxel_bin = bin_ar1(ar1, n_bins)
         bin_operators = whitened_operators(X, bin_rho)
         fits = ar1_voxel_fits(
-            X, ols, bin_rho, voxel_bin, bin_operators, REFIT_CHUNK_VOXELS, n_threads
+            X, ols, bin_rho, voxel_bin, bin_operators, REFIT_CHUNK_VOXELS, n_threads, consume
         )
         bin_cov = np.stack([operator.cov for operator in bin_operators])
     else:
         ar1, bin_rho = None, np.zeros(1)
-        voxel_bin = np.zeros(Y.shape[1], dtype=np.intp)
+        voxel_bin = np.zeros(n_voxels, dtype=np.intp)
         fits = ols_voxel_fits(X, ols)
-        bin_cov = operators.cov[np.newaxis]
+        bin_cov = design_operators(X).cov[np.newaxis]
     return RunFit(
         column_names=tuple(column_names),
         noise_model=noise_model,

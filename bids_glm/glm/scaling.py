@@ -68,6 +68,17 @@ def scale_signal(
     if not np.issubdtype(Y.dtype, np.floating):
         Y = Y.astype(np.float32)
     mean = Y.mean(axis=0) if mode == "percent" else Y.mean(axis=(0, 1))
+    _warn_floored(mean, mode, usable, locations)
+    Y /= np.maximum(mean, 1).astype(Y.dtype)
+    Y -= 1
+    Y *= 100
+    return Y
+
+
+def _warn_floored(
+    mean: np.ndarray, mode: str, usable: np.ndarray | None = None, locations: str = "voxel(s)"
+) -> None:
+    """Warn when means below 1 (of the ``usable`` columns) are floored at 1, as nilearn does."""
     floored = mean < 1
     if usable is not None and mode == "percent":
         floored = floored & usable
@@ -82,9 +93,40 @@ def scale_signal(
             f"{what} (centred, empty or negative data); floored at 1 before scaling, "
             "as nilearn does",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    Y /= np.maximum(mean, 1).astype(Y.dtype)
-    Y -= 1
-    Y *= 100
-    return Y
+
+
+def signal_affine(voxel_mean: np.ndarray, mode: str = "percent") -> tuple[np.ndarray, float]:
+    """The scaling of `scale_signal` as a per-voxel affine map ``y -> gain * y + offset``.
+
+    Used when the data are not held but summed (`bids_glm.glm.cross_products`): the map is
+    applied to the sums instead, in float64.
+
+    Parameters
+    ----------
+    voxel_mean : ndarray, shape (V,)
+        Each voxel's temporal mean (for "percent", ideally the float32 mean numpy forms, so
+        the divisor is nilearn's).
+    mode : {"percent", "global", "none"}
+
+    Returns
+    -------
+    gain : ndarray, shape (V,), float64
+    offset : float
+        -100 for "percent" and "global", 0 for "none".
+
+    Warns
+    -----
+    UserWarning
+        As `scale_signal`, when means below 1 are floored at 1.
+    """
+    if mode not in SCALING_MODES:
+        raise ValueError(f"scaling mode must be one of {SCALING_MODES}; received {mode!r}")
+    voxel_mean = np.asarray(voxel_mean)
+    if mode == "none" or voxel_mean.size == 0:
+        return np.ones(voxel_mean.shape), 0.0
+    mean = voxel_mean if mode == "percent" else np.mean(voxel_mean, dtype=np.float64)
+    _warn_floored(mean, mode)
+    divisor = np.maximum(mean, 1).astype(voxel_mean.dtype).astype(np.float64)
+    return np.broadcast_to(100.0 / divisor, voxel_mean.shape).copy(), -100.0

@@ -5,7 +5,7 @@ from a single sequential stream (``.nii.gz`` through ISA-L's inflater when avail
 into a small ring of reusable buffers; each volume is converted, smoothed on the mask's
 bounding box and reduced to in-mask voxels (`bids_glm.image.volume_reducer`) by a pool of
 threads while the next volumes are inflated. Peak memory is the (T, V_mask) float32 result,
-never the whole 4-D array.
+never the whole 4-D array; `bids_glm.image.stream` reads the same way without holding even that.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def series_layout(path: Path) -> SeriesLayout:
     )
 
 
-def _stored_volumes(path: Path, layout: SeriesLayout, n_buffers: int = 1) -> Iterator[np.ndarray]:
+def stored_volumes(path: Path, layout: SeriesLayout, n_buffers: int = 1) -> Iterator[np.ndarray]:
     """Yield each volume's stored values (Fortran order), read into a ring of buffers.
 
     Volume ``t`` is a view of buffer ``t % n_buffers``, overwritten when volume
@@ -164,7 +164,7 @@ def for_each_volume(
     """
     rows = np.cumsum(keep_volumes) - 1
     if n_threads <= 1:
-        for index, stored in enumerate(_stored_volumes(path, layout)):
+        for index, stored in enumerate(stored_volumes(path, layout)):
             if keep_volumes[index]:
                 if in_order is not None:
                     in_order(stored)
@@ -173,7 +173,7 @@ def for_each_volume(
     n_buffers = 2 * n_threads + 1
     pending: deque[tuple[int, Future]] = deque()
     with ThreadPoolExecutor(n_threads, thread_name_prefix="bids-glm-volume") as pool:
-        for index, stored in enumerate(_stored_volumes(path, layout, n_buffers)):
+        for index, stored in enumerate(stored_volumes(path, layout, n_buffers)):
             if keep_volumes[index]:
                 if in_order is not None:
                     in_order(stored)
@@ -201,8 +201,28 @@ def iter_volumes(path: Path) -> Iterator[np.ndarray]:
     """
     layout = series_layout(path)
     volume = np.empty(layout.volume_shape, dtype=np.float32, order="F")
-    for stored in _stored_volumes(path, layout):
+    for stored in stored_volumes(path, layout):
         yield layout.to_float32(stored, volume)
+
+
+def checked_layout(
+    path: Path, mask: np.ndarray, mask_affine: np.ndarray, keep_volumes: np.ndarray | None
+) -> tuple[SeriesLayout, np.ndarray]:
+    """The series' layout and kept volumes, checked against the mask's grid."""
+    layout = series_layout(path)
+    if not same_grid(layout.shape, layout.affine, mask.shape, mask_affine):
+        raise InputError(
+            f"{path}: the mask's grid {mask.shape} differs from the image's {layout.shape[:3]} "
+            "(shape or affine)"
+        )
+    n_volumes = layout.shape[3]
+    if keep_volumes is None:
+        keep_volumes = np.ones(n_volumes, dtype=bool)
+    elif keep_volumes.shape != (n_volumes,):
+        raise InputError(
+            f"{path}: {n_volumes} volumes, but the model describes {keep_volumes.shape[0]}"
+        )
+    return layout, keep_volumes
 
 
 def read_masked_series(
@@ -239,19 +259,7 @@ def read_masked_series(
     MaskedSeries
         Non-finite values are set to 0 (before smoothing) and their voxels marked unusable.
     """
-    layout = series_layout(path)
-    if not same_grid(layout.shape, layout.affine, mask.shape, mask_affine):
-        raise InputError(
-            f"{path}: the mask's grid {mask.shape} differs from the image's {layout.shape[:3]} "
-            "(shape or affine)"
-        )
-    n_volumes = layout.shape[3]
-    if keep_volumes is None:
-        keep_volumes = np.ones(n_volumes, dtype=bool)
-    elif keep_volumes.shape != (n_volumes,):
-        raise InputError(
-            f"{path}: {n_volumes} volumes, but the model describes {keep_volumes.shape[0]}"
-        )
+    layout, keep_volumes = checked_layout(path, mask, mask_affine, keep_volumes)
     sigma = sigma_voxels(smoothing_fwhm_mm, layout.affine)
     n_kept = int(keep_volumes.sum())
     data = np.empty((n_kept, int(mask.sum())), dtype=np.float32)

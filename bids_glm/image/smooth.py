@@ -22,6 +22,7 @@ import numpy as np
 FWHM_PER_SIGMA = float(np.sqrt(8.0 * np.log(2.0)))
 TRUNCATE_SIGMAS = 4.0  # scipy's default support of the sampled kernel
 MIN_BLOCK_ROWS = 16  # output rows per dense block: larger blocks waste work on zeros
+LINES_PER_GROUP = 2048  # lines smoothed together: bounds the float64 scratch per thread
 
 
 def voxel_sizes_mm(affine: np.ndarray) -> np.ndarray:
@@ -91,21 +92,28 @@ class AxisPass:
     blocks: tuple[tuple[int, int, int, int, np.ndarray], ...]
     n_out: int
 
-    def apply(self, lines: np.ndarray, workspace: SmoothingWorkspace) -> np.ndarray:
+    def apply(
+        self, lines: np.ndarray, workspace: SmoothingWorkspace, target: np.ndarray
+    ) -> np.ndarray:
         """Smooth each row of ``lines`` (m, n_in), float32; return ``(n_out, m)`` float32.
 
         Sums are formed in float64 and rounded to float32 once, as scipy's ``correlate1d``
         does on a float32 array, so the result is scipy's to the last bit (barring ties).
-        The result is a view of ``workspace.rounded``, valid until its next use.
+        Lines go through in groups of ``LINES_PER_GROUP``, so the float64 scratch stays
+        small; each line's sums do not depend on the grouping. The result is a view of
+        ``target`` (1-D float32, not overlapping ``lines``: groups are written while later
+        ones are still to be read), valid until its next use.
         """
         n_lines = lines.shape[0]
-        wide = workspace.wide[: lines.size].reshape(lines.shape)
-        np.copyto(wide, lines)
-        out = workspace.sums[: self.n_out * n_lines].reshape(self.n_out, n_lines)
-        for out_start, out_stop, in_start, in_stop, matrix in self.blocks:
-            np.matmul(matrix, wide[:, in_start:in_stop].T, out=out[out_start:out_stop])
-        rounded = workspace.rounded[: out.size].reshape(out.shape)
-        np.copyto(rounded, out)
+        rounded = target[: self.n_out * n_lines].reshape(self.n_out, n_lines)
+        for first in range(0, n_lines, LINES_PER_GROUP):
+            group = lines[first : first + LINES_PER_GROUP]
+            wide = workspace.wide[: group.size].reshape(group.shape)
+            np.copyto(wide, group)
+            out = workspace.sums[: self.n_out * group.shape[0]].reshape(self.n_out, -1)
+            for out_start, out_stop, in_start, in_stop, matrix in self.blocks:
+                np.matmul(matrix, wide[:, in_start:in_stop].T, out=out[out_start:out_stop])
+            np.copyto(rounded[:, first : first + group.shape[0]], out)
         return rounded
 
 
@@ -117,16 +125,17 @@ class SmoothingWorkspace:
     Attributes
     ----------
     wide : ndarray, float64, 1-D
-        A pass's input lines in float64.
+        A group of a pass's input lines in float64.
     sums : ndarray, float64, 1-D
-        A pass's sums.
-    rounded : ndarray, float32, 1-D
-        A pass's output, rounded.
+        That group's sums.
+    rounded, spare : ndarray, float32, 1-D
+        Passes' outputs, rounded: each pass reads one and writes the other.
     """
 
     wide: np.ndarray
     sums: np.ndarray
     rounded: np.ndarray
+    spare: np.ndarray
 
 
 def plan_axis_pass(n_voxels: int, keep: slice, sigma_vox: float) -> AxisPass:
@@ -183,16 +192,21 @@ class BoxSmoother:
         out_x, out_y, out_z = self.out_shape
         workspace = workspace or self.workspace()
         lines = box.T.reshape(n_z * n_y, n_x)  # (z, y, x) C order: x contiguous
-        lines = self.passes[0].apply(lines, workspace).reshape(out_x * n_z, n_y)  # (x', z, y)
-        lines = self.passes[1].apply(lines, workspace).reshape(out_y * out_x, n_z)  # (y', x', z)
-        smoothed = self.passes[2].apply(lines, workspace)  # (z', y' * x')
+        first, second = workspace.rounded, workspace.spare  # each pass reads one, writes other
+        lines = self.passes[0].apply(lines, workspace, first).reshape(out_x * n_z, n_y)
+        lines = self.passes[1].apply(lines, workspace, second).reshape(out_y * out_x, n_z)
+        smoothed = self.passes[2].apply(lines, workspace, first)  # (z', y' * x')
         return smoothed.reshape(out_z, out_y, out_x).T
 
     def workspace(self) -> SmoothingWorkspace:
         """Buffers for `apply`, large enough for every pass (one set per thread)."""
         n_in = int(np.prod(self.in_shape))
+        n_wide = LINES_PER_GROUP * max(self.in_shape)
         return SmoothingWorkspace(
-            wide=np.empty(n_in), sums=np.empty(n_in), rounded=np.empty(n_in, dtype=np.float32)
+            wide=np.empty(n_wide),
+            sums=np.empty(n_wide),
+            rounded=np.empty(n_in, dtype=np.float32),
+            spare=np.empty(n_in, dtype=np.float32),
         )
 
 

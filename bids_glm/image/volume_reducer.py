@@ -90,6 +90,9 @@ class VolumeReducer:
         Called once per kept volume, in time order, from one thread (so the sum, and
         hence the mean, does not depend on the number of threads).
         """
+        if self._n_summed == 0 and stored.dtype.kind in "iub" and stored.dtype.itemsize <= 2:
+            # exact in int64 whatever the order; several times faster than float64
+            self._volume_sum = np.zeros(self.mask_shape, dtype=np.int64, order="F")
         np.add(self._volume_sum, stored, out=self._volume_sum)
         self._n_summed += 1
 

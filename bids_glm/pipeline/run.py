@@ -22,10 +22,13 @@ from bids_glm.derivatives.files import MapWriter
 from bids_glm.design.contrasts import missing_columns
 from bids_glm.design.run_design import ContrastPlan, RunDesign
 from bids_glm.glm.contrast import compute_contrast
+from bids_glm.glm.cross_products import CrossProductAccumulator
 from bids_glm.glm.fit import fit_glm
+from bids_glm.glm.fit_from_sums import fit_from_sums
 from bids_glm.glm.results import ContrastMaps, RunFit
 from bids_glm.glm.scaling import scale_signal
 from bids_glm.image.geometry import VolumeGeometry
+from bids_glm.image.stream import stream_masked_series
 from bids_glm.pipeline.single_trial import write_single_trials
 from bids_glm.runtime.logs import captured_warnings
 from bids_glm.settings import Settings
@@ -65,10 +68,33 @@ class RunOutcome:
     warnings: list[str] = field(default_factory=list)
 
 
+# A run's in-mask series up to this size is held and fitted as nilearn does, bit for bit:
+# holding it costs no more than the sums would, and its scaled values are rounded to float32
+# exactly as nilearn rounds them. Larger runs are summed as they stream (memory independent
+# of their length); those sums scale exactly (float64), which moves AR(1) estimates by
+# ~1e-6, so a voxel within that of a 0.01 bin edge may bin differently than in nilearn.
+HOLD_SERIES_MAX_BYTES = 64 * 2**20
+
+
+def holds_series(design: RunDesign, geometry: VolumeGeometry, settings: Settings) -> bool:
+    """Whether a run's (T, V) series is held in memory, rather than summed as it streams.
+
+    The one place choosing how runs are read. The series is held where something needs it
+    beyond the sums: single-trial estimates (LSA/LSS refit the series per trial) and
+    surfaces (their reader, `bids_glm.image.surface`, returns the series); and when it is
+    small (`HOLD_SERIES_MAX_BYTES`). Otherwise `fit_streamed_run` keeps memory independent
+    of the run's length.
+    """
+    if settings.single_trial is not None or not isinstance(geometry, VolumeGeometry):
+        return True
+    n_values = int(np.count_nonzero(design.kept_volumes)) * geometry.n_values
+    return n_values * np.dtype(np.float32).itemsize <= HOLD_SERIES_MAX_BYTES
+
+
 def fit_run(
     design: RunDesign, geometry: VolumeGeometry, settings: Settings, keep_data: bool = False
 ) -> tuple[RunFit, np.ndarray, np.ndarray, np.ndarray | None]:
-    """Read, scale and fit one run's kept volumes.
+    """Read, scale and fit one run's kept volumes, holding its series.
 
     Returns the fit, the usable in-mask voxels, the run's (unsmoothed) mean volume and,
     with ``keep_data``, the scaled data that were fitted (else None).
@@ -88,16 +114,59 @@ def fit_run(
             list(design.matrix.columns),
             noise_model=settings.model.noise_model,
         )
+    _log_fit(run.label, settings, data.shape[1], geometry.locations, data.shape[0], started)
+    return fit, series.usable, series.mean_volume, (data if keep_data else None)
+
+
+def fit_streamed_run(
+    design: RunDesign, geometry: VolumeGeometry, settings: Settings
+) -> tuple[RunFit, np.ndarray, np.ndarray]:
+    """Fit one run from sums over its kept volumes, accumulated as they are read.
+
+    Returns the fit, the usable in-mask voxels and the run's (unsmoothed) mean volume.
+    """
+    started = time.perf_counter()
+    matrix = design.fitted_matrix()
+    sums = CrossProductAccumulator(matrix, geometry.n_values)
+    series = stream_masked_series(
+        design.run.image_paths[0],
+        geometry.mask,
+        geometry.affine,
+        sums.add,
+        settings.model.smoothing_fwhm_mm,
+        keep_volumes=design.kept_volumes,
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fit = fit_from_sums(
+            matrix,
+            sums.result(),
+            list(design.matrix.columns),
+            noise_model=settings.model.noise_model,
+            signal_scaling=settings.model.signal_scaling,
+        )
+    _log_fit(
+        design.run.label,
+        settings,
+        geometry.n_values,
+        geometry.locations,
+        series.n_volumes,
+        started,
+    )
+    return fit, series.usable, series.mean_volume
+
+
+def _log_fit(
+    label: str, settings: Settings, n_values: int, locations: str, n_volumes: int, started: float
+) -> None:
     LOGGER.info(
         "%s: fitted %s on %d %s x %d volumes in %.1f s",
-        run.label,
+        label,
         settings.model.noise_model,
-        data.shape[1],
-        geometry.locations,
-        data.shape[0],
+        n_values,
+        locations,
+        n_volumes,
         time.perf_counter() - started,
     )
-    return fit, series.usable, series.mean_volume, (data if keep_data else None)
 
 
 def process_run(
@@ -129,7 +198,10 @@ def _process_run(
     entities = naming.run_level_entities(design.run.entities)
     folder = naming.subject_func_dir(settings.output_dir, entities)
     single_trial = settings.single_trial is not None
-    fit, usable, mean_volume, data = fit_run(design, geometry, settings, keep_data=single_trial)
+    if holds_series(design, geometry, settings):
+        fit, usable, mean_volume, data = fit_run(design, geometry, settings, single_trial)
+    else:
+        (fit, usable, mean_volume), data = fit_streamed_run(design, geometry, settings), None
     design_path = outputs.write_design(design, folder, entities, settings)
     source = outputs.source_uri(design.run.bold_path, settings)
     target = outputs.MapTarget(folder, entities, geometry, usable)

@@ -1,0 +1,167 @@
+"""Streamed reading of a 4-D series in blocks of in-mask volumes, never holding the run.
+
+The streaming form of `bids_glm.image.io.read_masked_series`: each kept volume is inflated,
+converted, smoothed and reduced to its in-mask voxels exactly as there, but into a ring of
+two blocks of ``block_volumes`` rows; each completed block is handed, in time order, to a
+consumer (typically `bids_glm.glm.cross_products.CrossProductAccumulator.add`) in a thread of
+its own. So three kinds of work overlap: inflation (ISA-L's thread, fed by the calling
+thread), the per-volume reduction (``n_threads`` threads) and the consumer (one thread).
+Peak memory is two blocks plus what the consumer keeps, whatever the run's length.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bids_glm.image.io import SeriesLayout, checked_layout, stored_volumes
+from bids_glm.image.smooth import sigma_voxels
+from bids_glm.image.volume_reducer import VolumeReducer
+from bids_glm.runtime.threads import thread_budget
+
+LOGGER = logging.getLogger("bids_glm")
+
+BLOCK_VOLUMES = 8  # rows per block handed to the consumer (one GEMM each)
+
+
+@dataclass(frozen=True)
+class StreamedSeries:
+    """What reading a series leaves besides the blocks given to the consumer.
+
+    Attributes
+    ----------
+    n_volumes : int
+        Kept volumes streamed.
+    usable : ndarray of bool, shape (n_voxels,)
+        Voxels whose values were finite in every volume and not constant over time.
+    mean_volume : ndarray, shape (x, y, z), float32
+        Time mean of the kept volumes over the whole grid, unsmoothed (non-finite -> 0).
+    """
+
+    n_volumes: int
+    usable: np.ndarray
+    mean_volume: np.ndarray
+
+
+class _Blocks:
+    """The ring of two blocks, and the in-order hand-over of completed ones."""
+
+    def __init__(self, n_voxels: int, block_volumes: int, consume: Callable) -> None:
+        self.rows = np.empty((2 * block_volumes, n_voxels), dtype=np.float32)
+        self.block_volumes = block_volumes
+        self.consume = consume
+        self.minimum = np.full(n_voxels, np.inf, dtype=np.float32)
+        self.maximum = np.full(n_voxels, -np.inf, dtype=np.float32)
+        self.handed: list[Future] = []
+        self.consumer = ThreadPoolExecutor(1, thread_name_prefix="bids-glm-sums")
+
+    def _take(self, start: int, stop: int) -> None:
+        ring = start % self.rows.shape[0]
+        block = self.rows[ring : ring + stop - start]
+        np.minimum(self.minimum, block.min(axis=0), out=self.minimum)
+        np.maximum(self.maximum, block.max(axis=0), out=self.maximum)
+        self.consume(block)
+
+    def hand_over(self, start: int, stop: int) -> None:
+        """Give rows ``start:stop`` (one block, all reduced) to the consumer thread."""
+        self.handed.append(self.consumer.submit(self._take, start, stop))
+
+    def wait_for(self, block_index: int) -> None:
+        """Block until block ``block_index`` was consumed (its ring rows are free)."""
+        self.handed[block_index].result()
+
+
+def _stream_blocks(
+    path: Path,
+    layout: SeriesLayout,
+    keep_volumes: np.ndarray,
+    reducer: VolumeReducer,
+    blocks: _Blocks,
+    n_threads: int,
+) -> None:
+    """Inflate in order, reduce volumes in threads, hand over each completed block."""
+    n_kept = int(keep_volumes.sum())
+    size, ring_rows = blocks.block_volumes, blocks.rows.shape[0]
+    rows = np.cumsum(keep_volumes) - 1
+    n_buffers = 2 * n_threads + 1
+    pending: deque[tuple[int, int, Future]] = deque()
+
+    def finish_oldest() -> None:
+        _, row, future = pending.popleft()
+        future.result()
+        if row % size == size - 1 or row == n_kept - 1:
+            blocks.hand_over(row - row % size, row + 1)
+
+    with ThreadPoolExecutor(n_threads, thread_name_prefix="bids-glm-volume") as pool:
+        for index, stored in enumerate(stored_volumes(path, layout, n_buffers)):
+            if keep_volumes[index]:
+                row = int(rows[index])
+                if row % size == 0 and row >= ring_rows:  # reuses the rows of block k - 2
+                    while pending and pending[0][1] < row - size:
+                        finish_oldest()
+                    blocks.wait_for(row // size - 2)
+                reducer.add_to_mean(stored)
+                pending.append((index, row, pool.submit(reducer, row % ring_rows, stored)))
+            while pending and pending[0][0] <= index + 1 - n_buffers:  # frees its buffer
+                finish_oldest()
+        while pending:
+            finish_oldest()
+    for handed in blocks.handed:
+        handed.result()
+
+
+def stream_masked_series(
+    path: Path,
+    mask: np.ndarray,
+    mask_affine: np.ndarray,
+    consume: Callable[[np.ndarray], None],
+    smoothing_fwhm_mm: float = 0.0,
+    keep_volumes: np.ndarray | None = None,
+    n_threads: int | None = None,
+    block_volumes: int = BLOCK_VOLUMES,
+) -> StreamedSeries:
+    """Read a 4-D series once, handing blocks of smoothed in-mask volumes to ``consume``.
+
+    Parameters
+    ----------
+    path, mask, mask_affine, smoothing_fwhm_mm, keep_volumes, n_threads
+        As `bids_glm.image.io.read_masked_series`.
+    consume : callable
+        Called with each block, an array (b, n_voxels) float32 of consecutive kept volumes
+        (``b <= block_volumes``), in time order, from one thread; the block is valid only
+        during the call. Its rows equal those `read_masked_series` returns.
+    block_volumes : int
+        Rows per block.
+
+    Returns
+    -------
+    StreamedSeries
+    """
+    layout, keep_volumes = checked_layout(path, mask, mask_affine, keep_volumes)
+    blocks = _Blocks(int(mask.sum()), max(int(block_volumes), 1), consume)
+    reducer = VolumeReducer(
+        mask,
+        sigma_voxels(smoothing_fwhm_mm, layout.affine),
+        blocks.rows,
+        scale=(layout.slope, layout.intercept),
+        check_finite=layout.dtype.kind == "f",
+    )
+    n_threads = thread_budget() if n_threads is None else max(int(n_threads), 1)
+    try:
+        _stream_blocks(path, layout, keep_volumes, reducer, blocks, n_threads)
+    finally:
+        blocks.consumer.shutdown(wait=True, cancel_futures=True)
+    finite = reducer.finite_voxels()
+    usable = finite & (blocks.maximum > blocks.minimum)
+    n_bad = int((~usable).sum())
+    if n_bad:
+        LOGGER.info("%s: %d in-mask voxel(s) constant or non-finite", path.name, n_bad)
+    return StreamedSeries(
+        n_volumes=int(keep_volumes.sum()), usable=usable, mean_volume=reducer.mean_volume()
+    )

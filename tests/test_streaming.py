@@ -1,0 +1,226 @@
+"""Fitting from sums over streamed volumes (issue 18) against fitting the held series."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from bids_glm.glm.contrast import compute_contrast
+from bids_glm.glm.cross_products import CrossProductAccumulator
+from bids_glm.glm.fit import fit_glm
+from bids_glm.glm.fit_from_sums import fit_from_sums
+from bids_glm.glm.scaling import scale_signal
+from bids_glm.image.io import read_masked_series
+from bids_glm.image.stream import stream_masked_series
+
+AFFINE = np.array([[2.0, 0, 0, -20], [0, 2.5, 0, -30], [0, 0, 3.0, -10], [0, 0, 0, 1]])
+NAMES = ["a", "b", "slow", "trend", "constant"]
+
+
+def _design(n: int, constant: bool = True) -> np.ndarray:
+    t = np.arange(n)
+    columns = [np.sin(t / 7.0), (t % 20 < 10).astype(float), np.cos(t / 30.0), t / n]
+    return np.column_stack(columns + ([np.ones(n)] if constant else []))
+
+
+def _series(n: int, n_voxels: int, seed: int = 1) -> np.ndarray:
+    """AR(1) noise (rho 0-0.6) on voxel baselines near 1000, with task responses."""
+    rng = np.random.default_rng(seed)
+    noise = np.zeros((n, n_voxels))
+    rho = rng.uniform(0.0, 0.6, n_voxels)
+    for t, step in enumerate(rng.normal(size=(n, n_voxels))):
+        noise[t] = (rho * noise[t - 1] if t else 0.0) + step
+    signal = _design(n)[:, :2] @ rng.normal(0, 5, (2, n_voxels))
+    return (rng.normal(1000, 200, n_voxels) + signal + 10 * noise).astype(np.float32)
+
+
+def _summed(X: np.ndarray, Y: np.ndarray, block: int, n_threads: int = 1, chunk: int = 700):
+    sums = CrossProductAccumulator(X, Y.shape[1], n_threads=n_threads, chunk_voxels=chunk)
+    for start in range(0, Y.shape[0], block):
+        sums.add(Y[start : start + block])
+    return sums.result()
+
+
+@pytest.mark.parametrize("noise_model", ["ar1", "ols"])
+def test_unscaled_fit_from_sums_equals_the_held_fit(noise_model):
+    """Without scaling both paths compute the same numbers: equal to ~1e-12."""
+    X, Y = _design(150), _series(150, 2000)
+    held = fit_glm(X, Y, NAMES, noise_model=noise_model)
+    summed = fit_from_sums(X, _summed(X, Y, 16), NAMES, noise_model, signal_scaling="none")
+    np.testing.assert_array_equal(summed.voxel_bin, held.voxel_bin)
+    for name in ("beta", "sigma2", "r_squared", "bin_rho", "bin_cov"):
+        expected = getattr(held, name)
+        scale = np.abs(expected).max()
+        np.testing.assert_allclose(getattr(summed, name), expected, atol=1e-10 * scale)
+    if noise_model == "ar1":
+        np.testing.assert_allclose(summed.ar1, held.ar1, atol=1e-12)
+
+
+@pytest.mark.parametrize("scaling", ["percent", "global"])
+@pytest.mark.parametrize("noise_model", ["ar1", "ols"])
+def test_scaled_fit_from_sums_agrees_with_float32_scaling(noise_model, scaling):
+    """Scaling applied to the sums is exact; the held path rounds each value to float32.
+
+    The difference is that rounding (~1e-7 relative): AR(1) estimates agree to 1e-5,
+    z to 1e-3 outside voxels whose estimate sits within 1e-5 of a 0.01 bin edge.
+    """
+    X, Y = _design(150), _series(150, 3000)
+    held = fit_glm(X, scale_signal(Y.copy(), scaling), NAMES, noise_model=noise_model)
+    summed = fit_from_sums(X, _summed(X, Y, 16), NAMES, noise_model, signal_scaling=scaling)
+    weights = np.array([[1.0, -1.0, 0, 0, 0]])
+    dz = np.abs(
+        compute_contrast(summed, weights, "t", "c").z - compute_contrast(held, weights, "t", "c").z
+    )
+    edge = np.zeros(Y.shape[1], bool)
+    if noise_model == "ar1":
+        np.testing.assert_allclose(summed.ar1, held.ar1, atol=1e-5)
+        edge = np.abs(held.ar1 * 100 - np.round(held.ar1 * 100)) < 1e-3
+    assert np.all(dz[~edge] < 1e-3)
+    np.testing.assert_allclose(summed.beta, held.beta, rtol=1e-4, atol=1e-4)
+
+
+def test_sums_do_not_depend_on_blocks_threads_or_chunks():
+    X, Y = _design(90, constant=False), _series(90, 1500, seed=2)
+    one = _summed(X, Y, 90, n_threads=1, chunk=10**6)
+    other = _summed(X, Y, 7, n_threads=3, chunk=333)
+    for name in ("projected", "neighbour", "squares", "lag1", "last", "total"):
+        expected = getattr(one, name)
+        scale = np.abs(expected).max()
+        np.testing.assert_allclose(getattr(other, name), expected, atol=1e-12 * scale)
+    np.testing.assert_array_equal(other.running_sum32 / np.float32(90), Y.mean(axis=0))
+
+
+def test_a_design_without_constant_and_censored_rows():
+    """No constant column (the e1 terms at work) and rows dropped before fitting."""
+    X, Y = _design(120, constant=False), _series(120, 800, seed=3)
+    kept = np.ones(120, bool)
+    kept[[0, 1, 40, 41, 77]] = False
+    Xk, Yk = X[kept], Y[kept]
+    held = fit_glm(Xk, scale_signal(Yk.copy(), "none"), NAMES[:-1], noise_model="ar1")
+    summed = fit_from_sums(Xk, _summed(Xk, Yk, 5), NAMES[:-1], "ar1", signal_scaling="none")
+    np.testing.assert_array_equal(summed.voxel_bin, held.voxel_bin)
+    np.testing.assert_allclose(summed.beta, held.beta, atol=1e-10 * np.abs(held.beta).max())
+    np.testing.assert_allclose(summed.sigma2, held.sigma2, rtol=1e-9)
+
+
+def test_accumulator_refuses_too_many_or_too_few_volumes():
+    X, Y = _design(30), _series(30, 10)
+    sums = CrossProductAccumulator(X, 10)
+    sums.add(Y[:20])
+    with pytest.raises(ValueError, match="20 of 30"):
+        sums.result()
+    with pytest.raises(ValueError, match="40 volumes"):
+        sums.add(Y[:20])
+
+
+@pytest.mark.parametrize("n_threads", [1, 3])
+@pytest.mark.parametrize("block_volumes", [1, 6, 100])
+def test_streamed_blocks_equal_the_held_series(tmp_path, n_threads, block_volumes):
+    """Blocks in time order, rows bit-identical to `read_masked_series`, same usable/mean."""
+    rng = np.random.default_rng(4)
+    data = rng.normal(500, 40, (14, 12, 9, 31)).astype(np.float32)
+    data[5, 5, 4] = 7.0  # constant voxel
+    data[6, 6, 4, 9] = np.nan  # non-finite voxel
+    path = tmp_path / "bold.nii.gz"
+    nib.Nifti1Image(data, AFFINE).to_filename(path)
+    mask = np.zeros(data.shape[:3], bool)
+    mask[3:11, 2:10, 2:8] = True
+    keep = np.ones(31, bool)
+    keep[[0, 1, 12, 20]] = False
+    held = read_masked_series(path, mask, AFFINE, 0.0, keep_volumes=keep)
+    blocks: list[np.ndarray] = []
+    streamed = stream_masked_series(
+        path,
+        mask,
+        AFFINE,
+        lambda block: blocks.append(block.copy()),
+        keep_volumes=keep,
+        n_threads=n_threads,
+        block_volumes=block_volumes,
+    )
+    assert all(len(block) <= block_volumes for block in blocks)
+    np.testing.assert_array_equal(np.concatenate(blocks), held.data)
+    np.testing.assert_array_equal(streamed.usable, held.usable)
+    assert streamed.usable.sum() == held.usable.size - 2
+    np.testing.assert_array_equal(streamed.mean_volume, held.mean_volume)
+    assert streamed.n_volumes == 27
+
+
+def _participant(bids, out, extra=()):
+    from bids_glm.cli.main import main
+
+    arguments = [str(bids), str(out), "participant", "--participant-label", "01"]
+    arguments += ["--work-dir", str(out.parent / f"work-{out.name}"), "--no-reports"]
+    arguments += ["--smoothing-fwhm", "6", "--noise-model", "ar1", "--model-maps"]
+    arguments += ["--dummy-scans", "2", "--confounds", "scrub:FD=0.5", *extra]
+    assert main(arguments) == 0
+
+
+def test_the_pipeline_streams_large_runs_and_agrees_with_holding_them(tmp_path, monkeypatch):
+    """Every run streamed (threshold 0) against every run held: same maps, up to rounding.
+
+    Dummy scans and scrubbing drop volumes, so the lags run over the kept volumes only.
+    """
+    from bids_glm.demo.dataset import make_demo_dataset
+    from bids_glm.pipeline import run as run_module
+
+    bids = tmp_path / "bids"
+    make_demo_dataset(bids, n_subjects=1, n_runs=1)
+    calls = {"streamed": 0}
+    streamed_fit = run_module.fit_streamed_run
+
+    def counting(*args, **kwargs):
+        calls["streamed"] += 1
+        return streamed_fit(*args, **kwargs)
+
+    _participant(bids, tmp_path / "held")
+    monkeypatch.setattr(run_module, "HOLD_SERIES_MAX_BYTES", 0)
+    monkeypatch.setattr(run_module, "fit_streamed_run", counting)
+    _participant(bids, tmp_path / "streamed")
+    assert calls["streamed"] == 1
+    held_dir = tmp_path / "held" / "sub-01" / "func"
+    ar1 = np.asanyarray(nib.load(next(held_dir.glob("*_stat-ar1_statmap.nii.gz"))).dataobj)
+    in_mask = ar1 != 0
+    edge = in_mask & (np.abs(ar1 * 100.0 - np.round(ar1 * 100.0)) < 1e-3)
+    assert in_mask.sum() > 10_000 and edge.sum() < 0.01 * in_mask.sum()
+    held_maps = sorted(held_dir.glob("*_statmap.nii.gz"))
+    assert len(held_maps) > 10
+    for path in held_maps:
+        expected = np.asanyarray(nib.load(path).dataobj).astype(np.float64)
+        got = np.asanyarray(
+            nib.load(tmp_path / "streamed" / path.relative_to(tmp_path / "held")).dataobj
+        )
+        difference = np.abs(got - expected)
+        tolerance = 1e-3 * max(1.0, np.abs(expected).max()) if "stat-" in path.name else 1e-3
+        assert np.all(difference[~edge] <= tolerance), path.name
+
+
+def test_a_truncated_series_is_an_input_error_while_streaming(tmp_path):
+    from bids_glm.errors import InputError
+
+    path = tmp_path / "bold.nii"
+    nib.Nifti1Image(np.ones((6, 5, 4, 20), np.float32), AFFINE).to_filename(path)
+    path.write_bytes(path.read_bytes()[:-300])
+    mask = np.ones((6, 5, 4), bool)
+    with pytest.raises(InputError, match="truncated"):
+        stream_masked_series(path, mask, AFFINE, lambda block: None, n_threads=2)
+
+
+def test_smoothing_in_groups_of_lines_is_scipy_on_a_large_volume():
+    """More lines per pass than one group: each pass must not overwrite lines to come."""
+    from scipy.ndimage import gaussian_filter1d
+
+    from bids_glm.image.smooth import LINES_PER_GROUP, plan_box_smoother
+
+    rng = np.random.default_rng(5)
+    shape = (47, 91, 63)
+    assert shape[1] * shape[2] > 2 * LINES_PER_GROUP
+    volume = np.asfortranarray(rng.normal(800, 60, shape).astype(np.float32))
+    sigma = np.array([1.1, 0.9, 1.3])
+    keep = (slice(5, 40), slice(3, 88), slice(0, 63))
+    smoother = plan_box_smoother(shape, keep, sigma)
+    expected = volume.copy()
+    for axis, s in enumerate(sigma):
+        gaussian_filter1d(expected, s, axis=axis, output=expected)
+    np.testing.assert_array_equal(smoother.apply(volume, smoother.workspace()), expected[keep])
