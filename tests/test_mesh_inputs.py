@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from bids_glm.cli.main import main
-from bids_glm.errors import InputError
-from bids_glm.image.surface import load_gifti_series
-from bids_glm.inputs.meshes import MeshQuery, find_meshes, require_meshes
-from tests.mesh_helpers import (
+from mesh_helpers import (
     geodesic_patch,
     icosphere,
     make_mesh_dataset,
     write_surface,
 )
+
+from bids_glm.cli.main import main
+from bids_glm.errors import InputError
+from bids_glm.image.surface import load_gifti_series
+from bids_glm.inputs.meshes import MeshQuery, find_meshes, require_meshes
 
 MESH = icosphere(4, radius_mm=60.0)  # 2562 vertices, ~4.4 mm apart
 PATCHES = {"L": geodesic_patch(MESH, 100, 12.0), "R": geodesic_patch(MESH, 700, 12.0)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from mesh_helpers import icosphere, plane_mesh, write_surface
 from scipy.optimize import curve_fit
 
 from bids_glm.errors import InputError
@@ -15,7 +16,6 @@ from bids_glm.image.mesh_smooth import (
     smooth_on_mesh,
     smooth_voxel_structure,
 )
-from tests.mesh_helpers import icosphere, plane_mesh, write_surface
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,8 @@ import matplotlib.image
 import nibabel as nib
 import numpy as np
 import pytest
+from mesh_helpers import geodesic_patch, icosphere, make_mesh_dataset, write_surface
+from test_report import CHROMIUM_FLAGS
 
 from bids_glm.cli.main import main
 from bids_glm.derivatives import naming
@@ -24,8 +26,6 @@ from bids_glm.image.mesh import MeshFiles
 from bids_glm.report import collect
 from bids_glm.report.surface_views import NO_MESH, read_cifti_scalar, surface_contrast_view
 from bids_glm.report.views import ReportOptions
-from tests.mesh_helpers import geodesic_patch, icosphere, make_mesh_dataset, write_surface
-from tests.test_report import CHROMIUM_FLAGS
 
 MESH = icosphere(4, radius_mm=60.0)
 PATCHES = {"L": geodesic_patch(MESH, 100, 12.0), "R": geodesic_patch(MESH, 700, 12.0)}
