@@ -17,7 +17,10 @@ Timed, per noise model (medians of ``--repeats``; wall and CPU seconds):
 * ``GLM``: ``fit_glm`` of the ordinary design (one column per condition);
 * ``LSS``: ``lss_fit`` (one pass over the data, every trial's model from it);
 * ``LSA``: ``fit_glm`` of the LSA design (one column per trial);
-* ``brute-force LSS``: ``fit_glm`` of every trial's LSS design, one after another.
+* ``brute-force LSS``: ``fit_glm`` of every trial's LSS design, one after another;
+* ``GLM's OLS pass``: the part of ``fit_glm`` that ``lss_fit`` does again (``ols_pass``: the
+  ordinary OLS fit, its residuals' moments and, for AR(1), ``N(X)^T E``), for the reading
+  "LSS's cost beyond the GLM if the GLM handed its pass over": ``(LSS - that) / GLM``.
 
 Target (issue 19): LSS at most 2x the GLM. BLAS runs one thread; bids-glm's own threads
 (``--threads``) share the voxels, as in a run of the pipeline.
@@ -182,6 +185,7 @@ def fits(args: argparse.Namespace) -> list[str]:
     import numpy as np
 
     from bids_glm.glm.fit import fit_glm
+    from bids_glm.glm.ols import design_operators, ols_pass
     from bids_glm.glm.single_trial import lsa_layout, lss_design, lss_fit
 
     ordinary, trials, data = _run(args)
@@ -214,6 +218,16 @@ def fits(args: argparse.Namespace) -> list[str]:
             ),
             "LSS": (lambda nm=noise_model: lss_fit(lsa, data, layout, nm).beta, args.repeats),
             "LSA": (lambda nm=noise_model: fit_glm(lsa, data, columns, nm), args.repeats),
+            "GLM's OLS pass": (
+                lambda nm=noise_model: ols_pass(
+                    design_operators(ordinary.to_numpy()),
+                    data,
+                    4096,  # fit_glm's default
+                    lag_cross=nm == "ar1",
+                    n_threads=args.threads,
+                ),
+                args.repeats,
+            ),
         }
         if args.brute_force_repeats:  # 0: skip brute force (minutes on the full run)
             jobs["brute-force LSS"] = (
@@ -251,6 +265,14 @@ def _time_and_compare(noise_model: str, jobs: dict) -> list[str]:
         f"{'met' if ratio <= TARGET_RATIO else 'NOT met'}); LSA / GLM wall "
         f"{medians['LSA'] / medians['GLM']:.2f}x, CPU {lsa_cpu:.2f}x"
     ]
+    shared = {
+        clock: (values["LSS"] - values["GLM's OLS pass"]) / values["GLM"]
+        for clock, values in (("wall", medians), ("CPU", cpu_medians))
+    }
+    lines.append(
+        f"{noise_model:6} fit: (LSS - GLM's OLS pass) / GLM: wall {shared['wall']:.2f}x, "
+        f"CPU {shared['CPU']:.2f}x (LSS's cost if the GLM handed its pass over)"
+    )
     if "brute-force LSS" in results:
         scale = np.abs(results["brute-force LSS"]).max()
         difference = np.abs(results["LSS"] - results["brute-force LSS"]) / scale
