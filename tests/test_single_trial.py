@@ -75,6 +75,23 @@ def test_lss_equals_brute_force(noise_model):
     assert on_edge.mean() < 0.01
 
 
+def test_lss_ar1_bins_are_the_truncated_coefficients_of_each_model():
+    from bids_glm.glm.lss_ar1 import binned_steps
+    from bids_glm.glm.lss_terms import lss_pass, lss_terms
+
+    design, data, layout = _problem()
+    terms = lss_terms(design, np.asarray(layout.trial_columns), np.asarray(layout.trial_groups))
+    summary = lss_pass(terms, data, 64, True, 1)
+    rho = np.empty(summary.gamma.shape)
+    chunks = [slice(0, 150), slice(150, 400)]
+    steps = binned_steps(terms, summary, 100, chunks, 2, rho)
+    brute = np.stack([fit.ar1 for fit in _brute_force(design, data, layout, "ar1")])
+    np.testing.assert_allclose(rho, brute, rtol=0, atol=1e-12)
+    on_edge = np.abs(brute * 100 - np.round(brute * 100)) < 1e-9
+    np.testing.assert_array_equal(steps[~on_edge], np.trunc(brute * 100)[~on_edge])
+    assert steps.dtype == np.int16
+
+
 def test_lsa_is_one_fit_of_the_trial_design():
     design, data, layout = _problem()
     fit = fit_glm(design, data, [f"c{k}" for k in range(design.shape[1])], noise_model="ar1")

@@ -183,6 +183,37 @@ def binned_products(gain: np.ndarray, rows: np.ndarray, lag_cross: np.ndarray) -
     return unsort(products, order)
 
 
+def binned_steps(
+    terms: LssTerms,
+    summary: LssPass,
+    n_bins: int,
+    chunks: list[slice],
+    n_threads: int,
+    coefficients: np.ndarray | None,
+) -> np.ndarray:
+    """Every trial model's AR(1) bin at every voxel, ``trunc(rho * n_bins)``, (K, V) int16.
+
+    Clipped to ``|rho| <= n / (n - 1)`` (the largest an estimate can take). The coefficients
+    themselves are written to ``coefficients`` (K, V) if given.
+    """
+    n_scans = terms.conditions.shape[0]
+    bound = int(np.trunc(n_bins * n_scans / (n_scans - 1.0)))
+    means = trial_means(terms, summary)
+    steps = np.empty(summary.gamma.shape, dtype=np.int16 if bound < 2**15 else np.intp)
+
+    def bin_chunk(chunk: slice) -> None:
+        rho = trial_ar1(terms, summary, means, chunk)
+        if coefficients is not None:
+            coefficients[:, chunk] = rho
+        rho *= n_bins
+        np.trunc(rho, out=rho)
+        np.clip(rho, -bound, bound, out=rho)
+        steps[:, chunk] = rho
+
+    for_each_in_threads(bin_chunk, chunks, n_threads, "lss")
+    return steps
+
+
 def ar1_estimates(
     terms: LssTerms,
     summary: LssPass,
@@ -195,29 +226,25 @@ def ar1_estimates(
     """Every trial's AR(1) LSS estimate and, if asked, its model's AR(1) coefficient
     (``keep_ar1``) and the estimate's variance; shapes (K, V).
 
-    The bins' tables cover every coefficient an AR(1) estimate can take
-    (``|rho| <= n / (n - 1)``); the voxels are processed in chunks of ``chunk_voxels``.
+    The models' coefficients are binned first (`binned_steps`), so that the bins' tables
+    cover only the bins in use; the voxels are processed in chunks of ``chunk_voxels``.
     ``variance(rho_values)`` returns a function ``(rows, voxels) -> (K, v)`` variances
     (`bids_glm.glm.lss_variance`).
     """
-    n_scans = terms.conditions.shape[0]
-    bound = int(np.trunc(n_bins * n_scans / (n_scans - 1.0)))
-    tables = bin_tables(terms, -bound, bound, n_bins)
-    chunk_variance = None if variance is None else variance(tables.rho)
-    means = trial_means(terms, summary)
-    estimates = np.empty(summary.gamma.shape)
+    chunks = list(voxel_chunks(summary.gamma.shape[1], chunk_voxels))
     coefficients = np.empty(summary.gamma.shape) if keep_ar1 else None
+    steps = binned_steps(terms, summary, n_bins, chunks, n_threads, coefficients)
+    low, high = (int(steps.min()), int(steps.max())) if steps.size else (0, 0)
+    tables = bin_tables(terms, low, high, n_bins)
+    chunk_variance = None if variance is None else variance(tables.rho)
+    estimates = np.empty(summary.gamma.shape)
     variances = None if variance is None else np.empty(summary.gamma.shape)
     n_trials = terms.n_trials
     trials = np.arange(n_trials)[:, np.newaxis]
 
     def refit(chunk: slice) -> None:
-        rho = trial_ar1(terms, summary, means, chunk)
-        if keep_ar1:
-            coefficients[:, chunk] = rho
-        rows = np.multiply(rho, n_bins, out=rho).astype(np.intp)  # truncated, as trunc()
-        rows += bound
-        rows = np.clip(rows, 0, 2 * bound, out=rows)
+        rows = steps[:, chunk].astype(np.intp)
+        rows -= low  # rows of the tables
         if chunk_variance is not None:
             variances[:, chunk] = chunk_variance(rows, chunk)
         estimate = binned_products(tables.gain, rows, summary.lag_cross[:, chunk])
@@ -236,7 +263,5 @@ def ar1_estimates(
         np.take(summary.beta[:, chunk], terms.group_column, axis=0, out=term)
         np.add(estimate, term, out=estimates[:, chunk])
 
-    for_each_in_threads(
-        refit, list(voxel_chunks(estimates.shape[1], chunk_voxels)), n_threads, "lss"
-    )
+    for_each_in_threads(refit, chunks, n_threads, "lss")
     return estimates, coefficients, variances

@@ -155,8 +155,9 @@ class LssPass:
     ----------
     beta : ndarray, shape (p, V)
         ``pinv(C) Y``.
-    moments : ndarray, shape (5, V)
-        Moments of the ordinary residuals ``E`` (rows as in `bids_glm.glm.ar`).
+    moments : ndarray, shape (5, V), or None
+        Moments of the ordinary residuals ``E`` (rows as in `bids_glm.glm.ar`); None when
+        not asked (OLS estimates without variances need none).
     gamma : ndarray, shape (K, V)
         ``r_i^T E / r_i^T r_i`` (0 for trials alone in their condition).
     lag_cross : ndarray, shape (p, V), or None
@@ -166,7 +167,7 @@ class LssPass:
     """
 
     beta: np.ndarray
-    moments: np.ndarray
+    moments: np.ndarray | None
     gamma: np.ndarray
     lag_cross: np.ndarray | None
     trial_lag_cross: np.ndarray | None
@@ -201,15 +202,22 @@ def trial_bands(
 
 
 def lss_pass(
-    terms: LssTerms, data: np.ndarray, chunk_voxels: int, ar1: bool, n_threads: int
+    terms: LssTerms,
+    data: np.ndarray,
+    chunk_voxels: int,
+    ar1: bool,
+    n_threads: int,
+    with_moments: bool = True,
 ) -> LssPass:
     """Read ``data`` (n, V) once and return the `LssPass` summaries.
+
+    The residuals' moments are computed only ``with_moments`` (always for AR(1)).
 
     ``r_i^T E`` is computed as ``a_i^T E`` and ``(N r_i)^T E`` as
     ``(N a_i)^T E - (pinv(C) a_i)^T N(C)^T E`` (``C^T E = 0``), on the trials' bands of
     scans (`trial_bands`). Extra memory per thread: a few ``(n, chunk_voxels)`` float64
-    arrays; the result holds ``(p + 5 + K)`` (OLS) or ``(2 p + 5 + 2 K)`` (AR(1)) float64
-    numbers per voxel.
+    arrays; the result holds ``(p + K)`` (OLS; 5 more with moments) or ``(2 p + 5 + 2 K)``
+    (AR(1)) float64 numbers per voxel.
     """
     p, n_trials, n_voxels = terms.conditions.shape[1], terms.n_trials, data.shape[1]
     bands = trial_bands(terms.trials, ar1)
@@ -218,7 +226,7 @@ def lss_pass(
         1.0, terms.squares, out=np.zeros_like(terms.squares), where=~terms.alone
     )[:, np.newaxis]
     beta = np.empty((p, n_voxels))
-    moments = np.empty((5, n_voxels))
+    moments = np.empty((5, n_voxels)) if with_moments or ar1 else None
     gamma = np.empty((n_trials, n_voxels))
     lag_cross = np.empty((p, n_voxels)) if ar1 else None
     trial_lag_cross = np.empty((n_trials, n_voxels)) if ar1 else None
@@ -228,7 +236,8 @@ def lss_pass(
         chunk_beta = terms.pinv @ residuals
         residuals -= terms.conditions @ chunk_beta
         beta[:, chunk] = chunk_beta
-        moments[:, chunk] = residual_moments(residuals)
+        if moments is not None:
+            moments[:, chunk] = residual_moments(residuals)
         for rows, members, operator in bands:
             product = operator @ residuals[rows]
             gamma[members, chunk] = product[: members.size]
@@ -266,25 +275,31 @@ def trial_ar1(terms: LssTerms, summary: LssPass, means: np.ndarray, voxels: slic
     + gamma (m (2 sum(r) - r_0 - r_{n-1}) + gamma sum(r_t r_{t+1}) - (N r)^T E)``.
     """
     n = float(terms.conditions.shape[0])
-    m = means[:, np.newaxis]
+    n_trials = terms.n_trials
     squares, lag, total, first, last = summary.moments[:, voxels]
     gamma = summary.gamma[:, voxels]
-    # in place, one (K, v) array at a time: squares + m (n m - 2 S) + gamma (2 m sum(r) - ...)
-    centred_squares = np.multiply(gamma, terms.squares[:, np.newaxis])
-    np.subtract(2.0 * m * terms.total[:, np.newaxis], centred_squares, out=centred_squares)
-    centred_squares *= gamma
-    shift = np.subtract(n * m, 2.0 * total)
-    shift *= m
-    shift += squares
-    centred_squares += shift
-    centred_lag = np.multiply(gamma, terms.lag[:, np.newaxis])
-    centred_lag += m * (2.0 * terms.total - terms.first - terms.last)[:, np.newaxis]
-    centred_lag -= summary.trial_lag_cross[:, voxels]
-    centred_lag *= gamma
-    np.multiply(m, 2.0 * total - first - last, out=shift)
-    np.subtract((n - 1.0) * m * m, shift, out=shift)
-    shift += lag
-    centred_lag += shift
+    # the parts without gamma, both at once: (2 K, 5) per-trial weights @ (5, v) voxel sums
+    weights = np.zeros((2 * n_trials, 5))
+    weights[:n_trials, 0] = 1.0
+    weights[:n_trials, 1] = -2.0 * means
+    weights[:n_trials, 4] = n * means**2
+    weights[n_trials:, 2] = 1.0
+    weights[n_trials:, 3] = -means
+    weights[n_trials:, 4] = (n - 1.0) * means**2
+    sums = np.stack([squares, total, lag, 2.0 * total - first - last, np.ones_like(total)])
+    shifts = weights @ sums
+    centred_squares, centred_lag = shifts[:n_trials], shifts[n_trials:]
+    # + gamma (2 m sum(r) - gamma r^T r), in place
+    term = np.multiply(gamma, -terms.squares[:, np.newaxis])
+    term += (2.0 * means * terms.total)[:, np.newaxis]
+    term *= gamma
+    centred_squares += term
+    # + gamma (m (2 sum(r) - r_0 - r_{n-1}) + gamma sum(r_t r_{t+1}) - (N r)^T E)
+    np.multiply(gamma, terms.lag[:, np.newaxis], out=term)
+    term += (means * (2.0 * terms.total - terms.first - terms.last))[:, np.newaxis]
+    term -= summary.trial_lag_cross[:, voxels]
+    term *= gamma
+    centred_lag += term
     positive = centred_squares > 0
     np.divide(centred_lag, centred_squares, out=centred_lag, where=positive)
     centred_lag *= positive * (n / (n - 1.0))  # 0 where the sum of squares is not positive

@@ -169,7 +169,7 @@ def lss_fit(
     n_threads = thread_budget()
     is_ar1 = noise_model == "ar1"
     dof = (design.shape[0] - terms.n_columns).astype(float)
-    summary = lss_pass(terms, data, chunk_voxels, is_ar1, n_threads)
+    summary = lss_pass(terms, data, chunk_voxels, is_ar1, n_threads, with_moments=variance)
     if not is_ar1:
         everything = slice(None)
         return TrialEstimates(
