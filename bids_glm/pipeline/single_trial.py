@@ -24,6 +24,7 @@ from bids_glm.glm.fit import fit_glm
 from bids_glm.glm.single_trial import TrialEstimates, lsa_layout, lss_fit
 from bids_glm.pipeline.plan import run_events
 from bids_glm.pipeline.units import AnalysisUnit
+from bids_glm.runtime.threads import for_each_in_threads, thread_budget
 from bids_glm.settings import Settings
 
 LOGGER = logging.getLogger("bids_glm")
@@ -89,7 +90,9 @@ def write_single_trials(
     record = {**record, "Design": written[0].name}
     labels = unique_labels(conditions)
     with_t = "t" in settings.single_trial_maps
-    for condition in conditions:
+    written_by_condition: dict[str, list] = {}
+
+    def write_condition(condition: str) -> None:
         selected = (trials.trials["condition"] == condition).to_numpy()
         series = outputs.TrialSeries(
             condition=condition,
@@ -99,7 +102,11 @@ def write_single_trials(
             t=estimates.t[selected] if with_t else None,
             dof=estimates.dof[selected] if with_t else None,
         )
-        written.extend(outputs.write_beta_series(target, series, record))
+        written_by_condition[condition] = outputs.write_beta_series(target, series, record)
+
+    # each condition's files are its own; their compression runs in parallel
+    for_each_in_threads(write_condition, list(conditions), thread_budget(), "betaseries")
+    written.extend(path for condition in conditions for path in written_by_condition[condition])
     LOGGER.info(
         "%s: %s estimates of %d trial(s) in %.1f s",
         design.run.label,
