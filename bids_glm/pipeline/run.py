@@ -23,14 +23,16 @@ from bids_glm.design.contrasts import missing_columns
 from bids_glm.design.run_design import ContrastPlan, RunDesign
 from bids_glm.glm.contrast import compute_contrast
 from bids_glm.glm.cross_products import CrossProductAccumulator
-from bids_glm.glm.fit import fit_glm
-from bids_glm.glm.fit_from_sums import fit_from_sums
+from bids_glm.glm.fit import fit_from_ols, fit_glm
+from bids_glm.glm.fit_from_sums import scaled_ols
+from bids_glm.glm.ols import OlsPass
 from bids_glm.glm.results import ContrastMaps, RunFit
 from bids_glm.glm.scaling import scale_signal
 from bids_glm.image.geometry import VolumeGeometry
-from bids_glm.image.stream import stream_masked_series
+from bids_glm.image.stream import StreamedSeries, stream_masked_series
 from bids_glm.pipeline.single_trial import write_single_trials
 from bids_glm.runtime.logs import captured_warnings
+from bids_glm.runtime.threads import thread_budget
 from bids_glm.settings import Settings
 
 LOGGER = logging.getLogger("bids_glm")
@@ -74,6 +76,7 @@ class RunOutcome:
 # of their length); those sums scale exactly (float64), which moves AR(1) estimates by
 # ~1e-6, so a voxel within that of a 0.01 bin edge may bin differently than in nilearn.
 HOLD_SERIES_MAX_BYTES = 64 * 2**20
+AR1_BINS = 100  # AR(1) bins per unit of the coefficient, as `bids_glm.glm.fit.fit_glm`
 
 
 def holds_series(design: RunDesign, geometry: VolumeGeometry, settings: Settings) -> bool:
@@ -127,22 +130,16 @@ def fit_streamed_run(
     """
     started = time.perf_counter()
     matrix = design.fitted_matrix()
-    sums = CrossProductAccumulator(matrix, geometry.n_values)
-    series = stream_masked_series(
-        design.run.image_paths[0],
-        geometry.mask,
-        geometry.affine,
-        sums.add,
-        settings.model.smoothing_fwhm_mm,
-        keep_volumes=design.kept_volumes,
-    )
+    ols, series = _streamed_ols(matrix, design, geometry, settings)
     with np.errstate(divide="ignore", invalid="ignore"):
-        fit = fit_from_sums(
+        fit = fit_from_ols(
             matrix,
-            sums.result(),
+            ols,
             list(design.matrix.columns),
-            noise_model=settings.model.noise_model,
-            signal_scaling=settings.model.signal_scaling,
+            settings.model.noise_model,
+            AR1_BINS,
+            thread_budget(),
+            consume=True,
         )
     _log_fit(
         design.run.label,
@@ -153,6 +150,35 @@ def fit_streamed_run(
         started,
     )
     return fit, series.usable, series.mean_volume
+
+
+def _streamed_ols(
+    matrix: np.ndarray, design: RunDesign, geometry: VolumeGeometry, settings: Settings
+) -> tuple[OlsPass, StreamedSeries]:
+    """Stream the run into sums and turn them into the OLS pass of the scaled data.
+
+    The sums the OLS pass does not keep (eight (V,) arrays) are freed on return, before
+    the AR(1) refit allocates its own.
+    """
+    sums = CrossProductAccumulator(matrix, geometry.n_values)
+    series = stream_masked_series(
+        design.run.image_paths[0],
+        geometry.mask,
+        geometry.affine,
+        sums.add,
+        settings.model.smoothing_fwhm_mm,
+        keep_volumes=design.kept_volumes,
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ols = scaled_ols(
+            matrix,
+            sums.result(),
+            list(design.matrix.columns),
+            settings.model.noise_model,
+            settings.model.signal_scaling,
+            AR1_BINS,
+        )
+    return ols, series
 
 
 def _log_fit(
