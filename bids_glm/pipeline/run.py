@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,7 +21,7 @@ from bids_glm.derivatives import naming
 from bids_glm.derivatives.files import MapWriter
 from bids_glm.design.contrasts import missing_columns
 from bids_glm.design.run_design import ContrastPlan, RunDesign
-from bids_glm.glm.contrast import compute_contrast
+from bids_glm.glm.contrast import LazyContrasts, compute_contrast
 from bids_glm.glm.cross_products import CrossProductAccumulator
 from bids_glm.glm.fit import fit_from_ols, fit_glm
 from bids_glm.glm.fit_from_sums import scaled_ols
@@ -46,8 +46,9 @@ class RunOutcome:
     ----------
     usable : ndarray of bool, shape (V,)
         In-mask voxels with finite, non-constant data in this run.
-    maps : dict of str to ContrastMaps
-        Contrast label -> this run's maps as fixed effects need them (statistics dropped);
+    maps : mapping of str to ContrastMaps
+        Contrast label -> this run's maps as fixed effects need them (statistics dropped),
+        possibly formed from the run's fit on access (`bids_glm.glm.contrast.LazyContrasts`);
         contrasts whose columns the run lacks are absent.
     source : str
         The run's BOLD file as a BIDS URI.
@@ -62,7 +63,7 @@ class RunOutcome:
     """
 
     usable: np.ndarray
-    maps: dict[str, ContrastMaps]
+    maps: Mapping[str, ContrastMaps]
     source: str
     design_path: Path
     mean_volume: np.ndarray | None = None
@@ -234,24 +235,55 @@ def _process_run(
     if settings.model_maps:
         outputs.write_model_maps(writer, target, fit, source)
     provenance = outputs.Provenance(settings.model, (source,), "run")
-    columns = list(design.matrix.columns)
     outcome = RunOutcome(
         usable=usable, maps={}, source=source, design_path=design_path, mean_volume=mean_volume
     )
+    present = []
     for plan in contrasts:
-        absent = missing_columns(plan.columns, columns)
+        absent = missing_columns(plan.columns, list(design.matrix.columns))
         if absent:
             reason = f"column(s) {', '.join(absent)} absent from its design"
             LOGGER.warning("%s: contrast %s skipped, %s", design.run.label, plan.name, reason)
             outcome.skipped_contrasts[plan.name] = reason
-            continue
-        with np.errstate(divide="ignore", invalid="ignore"):
-            maps = compute_contrast(fit, plan.weights_matrix(columns), plan.stat_type, plan.name)
-        outputs.write_contrast_maps(writer, target, plan, maps, provenance)
-        outcome.maps[plan.label] = _inputs_of_fixed_effects(maps)
+        else:
+            present.append(plan)
+    maps = _write_contrasts(fit, present, writer, target, provenance)
     if single_trial:
         write_single_trials(design, data, target, source, settings)
-    return outcome
+    return replace(outcome, maps=maps)
+
+
+def _write_contrasts(
+    fit: RunFit,
+    contrasts: Sequence[ContrastPlan],
+    writer: MapWriter,
+    target: outputs.MapTarget,
+    provenance: outputs.Provenance,
+) -> Mapping[str, ContrastMaps]:
+    """Compute and write each contrast's run-level maps; return what fixed effects take.
+
+    That is the fit itself (`LazyContrasts`: beta, sigma2 and bins, p + 2 values per voxel)
+    when p is at most the values per voxel of the contrasts' effects and variances, so
+    none of those is held while the run's maps are written; otherwise those maps.
+    """
+    weights = {plan.label: plan.weights_matrix(list(fit.column_names)) for plan in contrasts}
+    n_kept = sum(2 * w.shape[0] + 1 if w.shape[0] > 1 else 2 for w in weights.values())
+    lazy = fit.beta.shape[0] <= n_kept
+    kept: dict[str, ContrastMaps] = {}
+    for plan in contrasts:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            maps = compute_contrast(fit, weights[plan.label], plan.stat_type, plan.name)
+        outputs.write_contrast_maps(writer, target, plan, maps, provenance)
+        if not lazy:
+            kept[plan.label] = _inputs_of_fixed_effects(maps)
+        del maps  # before the next contrast's are formed
+    if not lazy:
+        return kept
+    nothing = np.broadcast_to(np.float64(0.0), fit.sigma2.shape)
+    slim = replace(fit, ar1=None, r_squared=nothing)  # what the estimates do not use
+    return LazyContrasts(
+        slim, {plan.label: (weights[plan.label], plan.stat_type, plan.name) for plan in contrasts}
+    )
 
 
 def _inputs_of_fixed_effects(maps: ContrastMaps) -> ContrastMaps:
