@@ -22,7 +22,7 @@ from bids_glm.errors import OutputError
 from bids_glm.image.geometry import VolumeGeometry
 
 FILE_MODE = 0o666
-MAX_PENDING_MAPS = 48  # maps queued for the writer threads (~0.9 MB each at 227k voxels)
+MAX_PENDING_MAPS = 24  # maps queued for the writer threads (1.4 MB each at 340k voxels)
 
 
 def _current_umask() -> int:

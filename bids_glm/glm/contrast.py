@@ -17,6 +17,9 @@ As in nilearn, variances are floored at ``1e-50`` when forming the statistic.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
 import numpy as np
 
 from bids_glm.glm.results import STAT_TYPES, ContrastMaps, RunFit
@@ -53,15 +56,30 @@ def _inverse_sqrt(matrix: np.ndarray) -> tuple[np.ndarray, int]:
     return (basis / np.sqrt(eigenvalues[keep])) @ basis.T, int(keep.sum())
 
 
-def _t_contrast(fit: RunFit, weights: np.ndarray, name: str) -> ContrastMaps:
+def _t_estimates(fit: RunFit, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A t contrast's effect and variance maps."""
     effect = weights @ fit.beta
     bin_variance = np.einsum("i,bij,j->b", weights, fit.bin_cov, weights)
-    variance = bin_variance[fit.voxel_bin] * fit.sigma2
+    return effect, bin_variance[fit.voxel_bin] * fit.sigma2
+
+
+def _t_contrast(fit: RunFit, weights: np.ndarray, name: str) -> ContrastMaps:
+    effect, variance = _t_estimates(fit, weights)
     stat = effect / np.sqrt(np.maximum(variance, _VARIANCE_FLOOR))
     return ContrastMaps.for_t(name, effect, variance, stat, fit.dof)
 
 
-def _f_contrast(fit: RunFit, matrix: np.ndarray, name: str) -> ContrastMaps:
+@dataclass(frozen=True)
+class _FEstimates:
+    """An F contrast's whitened effect, rank, unwhitened estimate and per-bin covariance."""
+
+    effect: np.ndarray
+    rank: int
+    estimate: np.ndarray
+    covariance: np.ndarray
+
+
+def _f_estimates(fit: RunFit, matrix: np.ndarray, name: str) -> _FEstimates:
     raw_effect = matrix @ fit.beta
     bin_covariance = np.einsum("ij,bjk,lk->bil", matrix, fit.bin_cov, matrix)
     whiteners, ranks = zip(*(_inverse_sqrt(cov) for cov in bin_covariance), strict=True)
@@ -75,17 +93,22 @@ def _f_contrast(fit: RunFit, matrix: np.ndarray, name: str) -> ContrastMaps:
     for bin_index, whitener in enumerate(whiteners):
         voxels = np.flatnonzero(fit.voxel_bin == bin_index)
         effect[:, voxels] = whitener @ raw_effect[:, voxels]
+    return _FEstimates(effect, rank, raw_effect, bin_covariance)
+
+
+def _f_contrast(fit: RunFit, matrix: np.ndarray, name: str) -> ContrastMaps:
+    parts = _f_estimates(fit, matrix, name)
     variance = fit.sigma2.copy()
-    stat = np.sum(effect**2, axis=0) / rank / np.maximum(variance, _VARIANCE_FLOOR)
+    stat = np.sum(parts.effect**2, axis=0) / parts.rank / np.maximum(variance, _VARIANCE_FLOOR)
     return ContrastMaps.for_f(
         name,
-        effect,
+        parts.effect,
         variance,
         stat,
-        rank,
+        parts.rank,
         fit.dof,
-        estimate=raw_effect,
-        covariance=bin_covariance,
+        estimate=parts.estimate,
+        covariance=parts.covariance,
         covariance_bin=fit.voxel_bin,
     )
 
@@ -119,16 +142,86 @@ def compute_contrast(
         the columns), a several-row t contrast, all-zero or non-finite weights, or an unknown
         ``stat_type``.
     """
+    matrix, stat_type = _checked(fit, weights, stat_type, name)
+    if stat_type == "t":
+        return _t_contrast(fit, matrix[0], name)
+    return _f_contrast(fit, matrix, name)
+
+
+def contrast_estimates(
+    fit: RunFit, weights: np.ndarray, stat_type: str | None = None, name: str = ""
+) -> ContrastMaps:
+    """What fixed effects take from a run's contrast: `compute_contrast` without statistics.
+
+    The effect and variance (and an F contrast's estimate and covariance) are computed as
+    `compute_contrast` computes them, bit for bit; stat, z and p, which fixed effects
+    recompute, are one shared zero-stride view. Parameters and errors as `compute_contrast`.
+    """
+    matrix, stat_type = _checked(fit, weights, stat_type, name)
+    nothing = np.broadcast_to(np.float64(0.0), fit.sigma2.shape)
+    if stat_type == "t":
+        effect, variance = _t_estimates(fit, matrix[0])
+        return ContrastMaps(name, "t", effect, variance, nothing, nothing, nothing, fit.dof)
+    parts = _f_estimates(fit, matrix, name)
+    return ContrastMaps(
+        name,
+        "F",
+        parts.effect,
+        fit.sigma2.copy(),
+        nothing,
+        nothing,
+        nothing,
+        fit.dof,
+        dof_num=float(parts.rank),
+        estimate=parts.estimate,
+        covariance=parts.covariance,
+        covariance_bin=fit.voxel_bin,
+    )
+
+
+def _checked(
+    fit: RunFit, weights: np.ndarray, stat_type: str | None, name: str
+) -> tuple[np.ndarray, str]:
+    """The contrast's (q, p) weight matrix and its statistic, checked as documented."""
     matrix = _contrast_matrix(fit, weights, name)
     if stat_type is None:
         stat_type = "t" if matrix.shape[0] == 1 else "F"
     if stat_type not in STAT_TYPES:
         raise ValueError(f"stat_type must be None, 't' or 'F'; received {stat_type!r}")
-    if stat_type == "t":
-        if matrix.shape[0] != 1:
-            raise ValueError(
-                f"t contrast {name!r} must have one row of weights; received "
-                f"{matrix.shape[0]} rows (use stat_type='F')"
-            )
-        return _t_contrast(fit, matrix[0], name)
-    return _f_contrast(fit, matrix, name)
+    if stat_type == "t" and matrix.shape[0] != 1:
+        raise ValueError(
+            f"t contrast {name!r} must have one row of weights; received "
+            f"{matrix.shape[0]} rows (use stat_type='F')"
+        )
+    return matrix, stat_type
+
+
+@dataclass(frozen=True)
+class LazyContrasts(Mapping):
+    """A run's contrasts as fixed effects take them, formed from the run's fit when asked.
+
+    Maps a contrast label to `contrast_estimates` of the held fit, which keeps only what
+    those need (beta, sigma2, the AR bins): holding ``p + 2`` values per voxel instead of
+    two or more per contrast, and nothing per contrast while the run's maps are written.
+
+    Attributes
+    ----------
+    fit : RunFit
+        The run's fit (its ``ar1`` and ``r_squared`` may be dropped).
+    contrasts : dict of str to tuple
+        Label -> ``(weights, stat_type, name)`` as `compute_contrast` takes them.
+    """
+
+    fit: RunFit
+    contrasts: dict[str, tuple[np.ndarray, str | None, str]]
+
+    def __getitem__(self, label: str) -> ContrastMaps:
+        weights, stat_type, name = self.contrasts[label]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return contrast_estimates(self.fit, weights, stat_type, name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.contrasts)
+
+    def __len__(self) -> int:
+        return len(self.contrasts)

@@ -175,11 +175,29 @@ def fit_from_sums(
     RunFit
     """
     X = np.asarray(design, dtype=np.float64)
+    ols = scaled_ols(X, sums, column_names, noise_model, signal_scaling, n_bins)
+    n_threads = thread_budget() if n_threads is None else max(int(n_threads), 1)
+    return fit_from_ols(X, ols, column_names, noise_model, int(n_bins), n_threads, consume=True)
+
+
+def scaled_ols(
+    design: np.ndarray,
+    sums: RunSums,
+    column_names: Sequence[str],
+    noise_model: str = "ar1",
+    signal_scaling: str = "percent",
+    n_bins: int = 100,
+) -> OlsPass:
+    """The first half of `fit_from_sums`: the model checked, the OLS pass of the scaled data.
+
+    `bids_glm.glm.fit.fit_from_ols` (with ``consume=True``) finishes the fit; in between,
+    the caller can drop the sums the OLS pass does not keep (all but two (p, V) arrays).
+    Parameters as `fit_from_sums`.
+    """
+    X = np.asarray(design, dtype=np.float64)
     check_model(X, column_names, noise_model, n_bins)
     if sums.n_scans != X.shape[0]:
         raise ValueError(f"sums over {sums.n_scans} volumes for a design of {X.shape[0]} rows")
     voxel_mean = sums.running_sum32 / np.float32(sums.n_scans)
     gain, offset = signal_affine(voxel_mean, signal_scaling)
-    ols = ols_from_sums(X, sums, gain, offset, lag_cross=noise_model == "ar1")
-    n_threads = thread_budget() if n_threads is None else max(int(n_threads), 1)
-    return fit_from_ols(X, ols, column_names, noise_model, int(n_bins), n_threads, consume=True)
+    return ols_from_sums(X, sums, gain, offset, lag_cross=noise_model == "ar1")

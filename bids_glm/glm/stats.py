@@ -26,8 +26,6 @@ relative error below 1e-12), which is ~6x cheaper than ``stdtr`` per voxel.
 
 from __future__ import annotations
 
-from itertools import pairwise
-
 import numpy as np
 from scipy import special
 
@@ -38,6 +36,7 @@ from bids_glm.runtime.threads import for_each_in_threads, thread_budget
 # incomplete-beta formula: scipy's values there are still accurate, and far from underflow.
 _LOG_TAIL_SWITCH = -600.0
 _MIN_CHUNK = 50_000  # voxels per thread below which threads cost more than they save
+_PART_VALUES = 32_768  # values converted together (bounds the temporaries)
 _MIN_TABLE_SIZE = 10_000  # t values from which a tail table (~1 ms to build) pays off
 _LAGUERRE_NODES, _LAGUERRE_WEIGHTS = np.polynomial.laguerre.laggauss(96)
 
@@ -125,15 +124,15 @@ def t_to_p_z(t: np.ndarray, dof: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _in_chunks(convert, size: int) -> None:
-    """Call ``convert(slice)`` over ``range(size)`` in the thread budget's parallel chunks.
+    """Call ``convert(slice)`` over ``range(size)`` in parts shared by the thread budget.
 
     scipy's special functions release the GIL and act element by element, so the result
-    does not depend on the chunking.
+    does not depend on the parts; parts of `_PART_VALUES` keep each thread's temporaries
+    (a dozen arrays of the part's size) to a few MB however large the map.
     """
-    n_chunks = min(thread_budget(), max(size // _MIN_CHUNK, 1))
-    bounds = np.linspace(0, size, n_chunks + 1).astype(int)
-    parts = [slice(a, b) for a, b in pairwise(bounds)]
-    for_each_in_threads(convert, parts, len(parts), "stats")
+    n_threads = min(thread_budget(), max(size // _MIN_CHUNK, 1))
+    parts = [slice(a, min(a + _PART_VALUES, size)) for a in range(0, size, _PART_VALUES)]
+    for_each_in_threads(convert, parts, n_threads, "stats")
 
 
 def _log_tails_f(f: np.ndarray, dof_num: float, dof_den: float) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,7 @@ GZIP_LEVEL = 1
 GZIP_WBITS = 31  # 32 KiB window, gzip container (header without a time stamp)
 GZIP_MEMLEVEL = 9
 NIFTI1_DATA_OFFSET = 352  # 348-byte header + 4-byte extension flag
+SLAB_BYTES = 256 * 1024  # uncompressed bytes handed to the compressor at once
 
 
 def nifti_bytes(volume: np.ndarray, affine: np.ndarray) -> bytes:
@@ -24,6 +25,12 @@ def nifti_bytes(volume: np.ndarray, affine: np.ndarray) -> bytes:
     flag, Fortran-order data), assembled directly: nibabel's writer makes extra passes over
     the data to choose a scaling that an unscaled image does not need.
     """
+    head, values = _header_and_values(volume, affine)
+    return head + values.tobytes(order="F")
+
+
+def _header_and_values(volume: np.ndarray, affine: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """The header and extension flag of `nifti_bytes`, and the values in the stored dtype."""
     header = nib.Nifti1Image(volume, affine).header
     header.set_xyzt_units("mm", "sec")
     header.set_qform(affine, code=1)
@@ -32,7 +39,7 @@ def nifti_bytes(volume: np.ndarray, affine: np.ndarray) -> bytes:
     header.set_slope_inter(1.0, 0.0)
     values = np.asarray(volume, dtype=header.get_data_dtype())
     extension_flag = bytes(NIFTI1_DATA_OFFSET - len(header.binaryblock))
-    return header.binaryblock + extension_flag + values.tobytes(order="F")
+    return header.binaryblock + extension_flag, values
 
 
 def nifti_gz_bytes(volume: np.ndarray, affine: np.ndarray) -> bytes:
@@ -40,9 +47,22 @@ def nifti_gz_bytes(volume: np.ndarray, affine: np.ndarray) -> bytes:
 
     Maps are zeros outside the brain and noisy floats inside, where matches longer than a
     run are rare: run-length matching only (``Z_RLE``) is ~25 % faster than level 1's hashed
-    matching and the files ~15 % smaller.
+    matching and the files ~15 % smaller. The data go to the compressor in slabs of
+    `SLAB_BYTES` along the last axis (consecutive in Fortran order), not as one
+    uncompressed copy of the image: deflate's output does not depend on how its input is
+    split, so the bytes are those of compressing `nifti_bytes`.
     """
     compressor = _zlib.compressobj(
         GZIP_LEVEL, _zlib.DEFLATED, GZIP_WBITS, GZIP_MEMLEVEL, _zlib.Z_RLE
     )
-    return compressor.compress(nifti_bytes(volume, affine)) + compressor.flush()
+    head, values = _header_and_values(volume, affine)
+    parts = [compressor.compress(head)]
+    if values.ndim:
+        step = max(SLAB_BYTES * values.shape[-1] // max(values.nbytes, 1), 1)
+        for start in range(0, values.shape[-1], step):
+            slab = values[..., start : start + step]
+            parts.append(compressor.compress(slab.tobytes(order="F")))
+    else:
+        parts.append(compressor.compress(values.tobytes()))
+    parts.append(compressor.flush())
+    return b"".join(parts)

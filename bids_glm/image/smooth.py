@@ -129,13 +129,14 @@ class SmoothingWorkspace:
     sums : ndarray, float64, 1-D
         That group's sums.
     rounded, spare : ndarray, float32, 1-D
-        Passes' outputs, rounded: each pass reads one and writes the other.
+        Passes' outputs, rounded: each pass reads one and writes the other. ``spare`` is
+        None where the caller lets the smoothed box be overwritten (it then serves as one).
     """
 
     wide: np.ndarray
     sums: np.ndarray
     rounded: np.ndarray
-    spare: np.ndarray
+    spare: np.ndarray | None
 
 
 def plan_axis_pass(n_voxels: int, keep: slice, sigma_vox: float) -> AxisPass:
@@ -177,7 +178,8 @@ class BoxSmoother:
         Parameters
         ----------
         box : ndarray, shape ``in_shape``, float32, Fortran order
-            Not modified.
+            Not modified, unless ``workspace`` has no ``spare`` buffer: the box is then
+            overwritten (it is not read after the first pass).
         workspace : SmoothingWorkspace, optional
             Buffers from `workspace` (reused across calls by one thread); new ones if None.
 
@@ -193,20 +195,26 @@ class BoxSmoother:
         workspace = workspace or self.workspace()
         lines = box.T.reshape(n_z * n_y, n_x)  # (z, y, x) C order: x contiguous
         first, second = workspace.rounded, workspace.spare  # each pass reads one, writes other
+        if second is None:
+            second = box.reshape(-1, order="F")  # a view: box is contiguous (Fortran)
         lines = self.passes[0].apply(lines, workspace, first).reshape(out_x * n_z, n_y)
         lines = self.passes[1].apply(lines, workspace, second).reshape(out_y * out_x, n_z)
         smoothed = self.passes[2].apply(lines, workspace, first)  # (z', y' * x')
         return smoothed.reshape(out_z, out_y, out_x).T
 
-    def workspace(self) -> SmoothingWorkspace:
-        """Buffers for `apply`, large enough for every pass (one set per thread)."""
+    def workspace(self, spare: bool = True) -> SmoothingWorkspace:
+        """Buffers for `apply`, large enough for every pass (one set per thread).
+
+        Without ``spare``, `apply` overwrites the box it smooths instead of a buffer of
+        its own (one volume's worth of memory less per thread).
+        """
         n_in = int(np.prod(self.in_shape))
         n_wide = LINES_PER_GROUP * max(self.in_shape)
         return SmoothingWorkspace(
             wide=np.empty(n_wide),
             sums=np.empty(n_wide),
             rounded=np.empty(n_in, dtype=np.float32),
-            spare=np.empty(n_in, dtype=np.float32),
+            spare=np.empty(n_in, dtype=np.float32) if spare else None,
         )
 
 

@@ -23,6 +23,10 @@ from bids_glm.image.smooth import (
     plan_box_smoother,
 )
 
+# Volumes of values below 2**16 in magnitude (8- and 16-bit storage) whose sum int32 holds
+# exactly; a longer run's sum moves to int64 there
+INT32_EXACT_VOLUMES = 2**31 // 2**16
+
 
 @dataclass
 class _ThreadTotals:
@@ -91,8 +95,10 @@ class VolumeReducer:
         hence the mean, does not depend on the number of threads).
         """
         if self._n_summed == 0 and stored.dtype.kind in "iub" and stored.dtype.itemsize <= 2:
-            # exact in int64 whatever the order; several times faster than float64
-            self._volume_sum = np.zeros(self.mask_shape, dtype=np.int64, order="F")
+            # exact whatever the order; several times faster than float64
+            self._volume_sum = np.zeros(self.mask_shape, dtype=np.int32, order="F")
+        elif self._n_summed == INT32_EXACT_VOLUMES and self._volume_sum.dtype == np.int32:
+            self._volume_sum = self._volume_sum.astype(np.int64, order="F")
         np.add(self._volume_sum, stored, out=self._volume_sum)
         self._n_summed += 1
 
@@ -103,7 +109,7 @@ class VolumeReducer:
             totals = _ThreadTotals(
                 finite=np.ones(self.out.shape[1], dtype=bool),
                 box=np.empty(box_shape, dtype=np.float32, order="F"),
-                smoothing=None if self.smoother is None else self.smoother.workspace(),
+                smoothing=None if self.smoother is None else self.smoother.workspace(spare=False),
             )
             self._local.totals = totals
             with self._lock:
@@ -142,5 +148,8 @@ class VolumeReducer:
         ndarray, shape (x, y, z), float32
             Non-finite values (from non-finite data) are set to 0.
         """
-        mean = self._volume_sum / max(self._n_summed, 1) * self.slope + self.intercept
-        return np.nan_to_num(mean, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+        mean = np.divide(self._volume_sum, max(self._n_summed, 1))  # the one float64 copy
+        mean *= self.slope
+        mean += self.intercept
+        np.nan_to_num(mean, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        return mean.astype(np.float32)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,16 +21,18 @@ from bids_glm.derivatives import naming
 from bids_glm.derivatives.files import MapWriter
 from bids_glm.design.contrasts import missing_columns
 from bids_glm.design.run_design import ContrastPlan, RunDesign
-from bids_glm.glm.contrast import compute_contrast
+from bids_glm.glm.contrast import LazyContrasts, compute_contrast
 from bids_glm.glm.cross_products import CrossProductAccumulator
-from bids_glm.glm.fit import fit_glm
-from bids_glm.glm.fit_from_sums import fit_from_sums
+from bids_glm.glm.fit import fit_from_ols, fit_glm
+from bids_glm.glm.fit_from_sums import scaled_ols
+from bids_glm.glm.ols import OlsPass
 from bids_glm.glm.results import ContrastMaps, RunFit
 from bids_glm.glm.scaling import scale_signal
 from bids_glm.image.geometry import VolumeGeometry
-from bids_glm.image.stream import stream_masked_series
+from bids_glm.image.stream import StreamedSeries, stream_masked_series
 from bids_glm.pipeline.single_trial import write_single_trials
 from bids_glm.runtime.logs import captured_warnings
+from bids_glm.runtime.threads import thread_budget
 from bids_glm.settings import Settings
 
 LOGGER = logging.getLogger("bids_glm")
@@ -44,8 +46,9 @@ class RunOutcome:
     ----------
     usable : ndarray of bool, shape (V,)
         In-mask voxels with finite, non-constant data in this run.
-    maps : dict of str to ContrastMaps
-        Contrast label -> this run's maps as fixed effects need them (statistics dropped);
+    maps : mapping of str to ContrastMaps
+        Contrast label -> this run's maps as fixed effects need them (statistics dropped),
+        possibly formed from the run's fit on access (`bids_glm.glm.contrast.LazyContrasts`);
         contrasts whose columns the run lacks are absent.
     source : str
         The run's BOLD file as a BIDS URI.
@@ -60,7 +63,7 @@ class RunOutcome:
     """
 
     usable: np.ndarray
-    maps: dict[str, ContrastMaps]
+    maps: Mapping[str, ContrastMaps]
     source: str
     design_path: Path
     mean_volume: np.ndarray | None = None
@@ -74,6 +77,7 @@ class RunOutcome:
 # of their length); those sums scale exactly (float64), which moves AR(1) estimates by
 # ~1e-6, so a voxel within that of a 0.01 bin edge may bin differently than in nilearn.
 HOLD_SERIES_MAX_BYTES = 64 * 2**20
+AR1_BINS = 100  # AR(1) bins per unit of the coefficient, as `bids_glm.glm.fit.fit_glm`
 
 
 def holds_series(design: RunDesign, geometry: VolumeGeometry, settings: Settings) -> bool:
@@ -127,22 +131,16 @@ def fit_streamed_run(
     """
     started = time.perf_counter()
     matrix = design.fitted_matrix()
-    sums = CrossProductAccumulator(matrix, geometry.n_values)
-    series = stream_masked_series(
-        design.run.image_paths[0],
-        geometry.mask,
-        geometry.affine,
-        sums.add,
-        settings.model.smoothing_fwhm_mm,
-        keep_volumes=design.kept_volumes,
-    )
+    ols, series = _streamed_ols(matrix, design, geometry, settings)
     with np.errstate(divide="ignore", invalid="ignore"):
-        fit = fit_from_sums(
+        fit = fit_from_ols(
             matrix,
-            sums.result(),
+            ols,
             list(design.matrix.columns),
-            noise_model=settings.model.noise_model,
-            signal_scaling=settings.model.signal_scaling,
+            settings.model.noise_model,
+            AR1_BINS,
+            thread_budget(),
+            consume=True,
         )
     _log_fit(
         design.run.label,
@@ -153,6 +151,35 @@ def fit_streamed_run(
         started,
     )
     return fit, series.usable, series.mean_volume
+
+
+def _streamed_ols(
+    matrix: np.ndarray, design: RunDesign, geometry: VolumeGeometry, settings: Settings
+) -> tuple[OlsPass, StreamedSeries]:
+    """Stream the run into sums and turn them into the OLS pass of the scaled data.
+
+    The sums the OLS pass does not keep (eight (V,) arrays) are freed on return, before
+    the AR(1) refit allocates its own.
+    """
+    sums = CrossProductAccumulator(matrix, geometry.n_values)
+    series = stream_masked_series(
+        design.run.image_paths[0],
+        geometry.mask,
+        geometry.affine,
+        sums.add,
+        settings.model.smoothing_fwhm_mm,
+        keep_volumes=design.kept_volumes,
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ols = scaled_ols(
+            matrix,
+            sums.result(),
+            list(design.matrix.columns),
+            settings.model.noise_model,
+            settings.model.signal_scaling,
+            AR1_BINS,
+        )
+    return ols, series
 
 
 def _log_fit(
@@ -208,24 +235,55 @@ def _process_run(
     if settings.model_maps:
         outputs.write_model_maps(writer, target, fit, source)
     provenance = outputs.Provenance(settings.model, (source,), "run")
-    columns = list(design.matrix.columns)
     outcome = RunOutcome(
         usable=usable, maps={}, source=source, design_path=design_path, mean_volume=mean_volume
     )
+    present = []
     for plan in contrasts:
-        absent = missing_columns(plan.columns, columns)
+        absent = missing_columns(plan.columns, list(design.matrix.columns))
         if absent:
             reason = f"column(s) {', '.join(absent)} absent from its design"
             LOGGER.warning("%s: contrast %s skipped, %s", design.run.label, plan.name, reason)
             outcome.skipped_contrasts[plan.name] = reason
-            continue
-        with np.errstate(divide="ignore", invalid="ignore"):
-            maps = compute_contrast(fit, plan.weights_matrix(columns), plan.stat_type, plan.name)
-        outputs.write_contrast_maps(writer, target, plan, maps, provenance)
-        outcome.maps[plan.label] = _inputs_of_fixed_effects(maps)
+        else:
+            present.append(plan)
+    maps = _write_contrasts(fit, present, writer, target, provenance)
     if single_trial:
         write_single_trials(design, data, target, source, settings)
-    return outcome
+    return replace(outcome, maps=maps)
+
+
+def _write_contrasts(
+    fit: RunFit,
+    contrasts: Sequence[ContrastPlan],
+    writer: MapWriter,
+    target: outputs.MapTarget,
+    provenance: outputs.Provenance,
+) -> Mapping[str, ContrastMaps]:
+    """Compute and write each contrast's run-level maps; return what fixed effects take.
+
+    That is the fit itself (`LazyContrasts`: beta, sigma2 and bins, p + 2 values per voxel)
+    when p is at most the values per voxel of the contrasts' effects and variances, so
+    none of those is held while the run's maps are written; otherwise those maps.
+    """
+    weights = {plan.label: plan.weights_matrix(list(fit.column_names)) for plan in contrasts}
+    n_kept = sum(2 * w.shape[0] + 1 if w.shape[0] > 1 else 2 for w in weights.values())
+    lazy = fit.beta.shape[0] <= n_kept
+    kept: dict[str, ContrastMaps] = {}
+    for plan in contrasts:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            maps = compute_contrast(fit, weights[plan.label], plan.stat_type, plan.name)
+        outputs.write_contrast_maps(writer, target, plan, maps, provenance)
+        if not lazy:
+            kept[plan.label] = _inputs_of_fixed_effects(maps)
+        del maps  # before the next contrast's are formed
+    if not lazy:
+        return kept
+    nothing = np.broadcast_to(np.float64(0.0), fit.sigma2.shape)
+    slim = replace(fit, ar1=None, r_squared=nothing)  # what the estimates do not use
+    return LazyContrasts(
+        slim, {plan.label: (weights[plan.label], plan.stat_type, plan.name) for plan in contrasts}
+    )
 
 
 def _inputs_of_fixed_effects(maps: ContrastMaps) -> ContrastMaps:

@@ -8,11 +8,15 @@ environment variable so that worker processes inherit their share.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 THREADS_VARIABLE = "BIDS_GLM_THREADS"
+ARENA_VARIABLE = "MALLOC_ARENA_MAX"  # glibc's tunable, read when a process starts
+M_ARENA_MAX = -8  # its mallopt parameter, for the running process
 BLAS_VARIABLES = (
     "OMP_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",
@@ -53,6 +57,27 @@ def limit_threads(n_threads: int) -> None:
     for variable in BLAS_VARIABLES:
         os.environ.setdefault(variable, "1")
     os.environ[THREADS_VARIABLE] = str(max(n_threads, 1))
+    share_one_malloc_arena()
+
+
+def share_one_malloc_arena() -> None:
+    """Have glibc's malloc serve all of this process's threads from one arena.
+
+    By default each thread that allocates while another does gets an arena of its own,
+    and what is freed there stays in the process: with reading, fitting and writing in
+    threads, a participant run's peak memory was ~10 MB higher for it, for no speed (the
+    large arrays are mapped and unmapped by the system either way). Worker processes
+    inherit the setting through ``MALLOC_ARENA_MAX``; a value already set is kept. No-op
+    off glibc.
+    """
+    if ARENA_VARIABLE in os.environ or not sys.platform.startswith("linux"):
+        return
+    os.environ[ARENA_VARIABLE] = "1"
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # pragma: no cover - a C library without mallopt
+        return
+    mallopt(ctypes.c_int(M_ARENA_MAX), ctypes.c_int(1))
 
 
 def thread_budget() -> int:
