@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 from nibabel.gifti import GiftiDataArray, GiftiImage
 
 from bids_glm.image.mesh import Mesh
@@ -102,6 +103,19 @@ def write_gifti_series(path: Path, series: np.ndarray, hemi: str) -> Path:
     return path
 
 
+def face_house_events(n_volumes: int, tr_s: float) -> pd.DataFrame:
+    """Alternating 5 s ``face`` and ``house`` events every 15 s from 10 s."""
+    onsets = np.arange(10.0, n_volumes * tr_s - 20, 15.0)
+    kinds = np.where(np.arange(onsets.size) % 2 == 0, "face", "house")
+    return pd.DataFrame({"onset": onsets, "duration": 5.0, "trial_type": kinds})
+
+
+def face_response(events: pd.DataFrame, n_volumes: int, tr_s: float) -> np.ndarray:
+    """The planted signal: the ``face`` events' boxcars through a gamma HRF, peak 1."""
+    faces = events[events["trial_type"] == "face"]
+    return boxcar_response(faces["onset"].to_numpy(), 5.0, n_volumes, tr_s)
+
+
 def boxcar_response(onsets_s, duration_s: float, n_volumes: int, tr_s: float) -> np.ndarray:
     """Boxcars convolved with a gamma HRF at the frame times, peak 1."""
     from scipy.stats import gamma
@@ -121,8 +135,6 @@ def make_mesh_dataset(root: Path, mesh: Mesh, patches: dict, space: str, seed: i
     ``patches`` maps a hemisphere to the vertices responding to ``face`` (3% of the mean;
     noise 1%). Vertices with x > 45 mm are a medial wall of zeros. Two runs, TR 2 s.
     """
-    import pandas as pd
-
     n_volumes, tr_s = 80, 2.0
     rng = np.random.default_rng(seed)
     for folder, document in (
@@ -134,10 +146,8 @@ def make_mesh_dataset(root: Path, mesh: Mesh, patches: dict, space: str, seed: i
     ):
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "dataset_description.json").write_text(json.dumps(document))
-    onsets = np.arange(10.0, n_volumes * tr_s - 20, 15.0)
-    kinds = np.where(np.arange(onsets.size) % 2 == 0, "face", "house")
-    events = pd.DataFrame({"onset": onsets, "duration": 5.0, "trial_type": kinds})
-    response = boxcar_response(onsets[kinds == "face"], 5.0, n_volumes, tr_s)
+    events = face_house_events(n_volumes, tr_s)
+    response = face_response(events, n_volumes, tr_s)
     wall = mesh.vertices_mm[:, 0] > 45.0
     func = root / "derivatives" / "fmriprep" / "sub-01" / "func"
     raw_func = root / "sub-01" / "func"

@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from mesh_helpers import face_house_events, face_response
 from nibabel.cifti2 import cifti2_axes
 
 from bids_glm.cli.main import main
@@ -56,24 +57,6 @@ def planted(axis: cifti2_axes.BrainModelAxis) -> np.ndarray:
     return where
 
 
-def _events() -> pd.DataFrame:
-    onsets = np.arange(10.0, N_VOLUMES * TR_S - 20, 15.0)
-    kinds = ["face" if i % 2 == 0 else "house" for i in range(onsets.size)]
-    return pd.DataFrame({"onset": onsets, "duration": 5.0, "trial_type": kinds})
-
-
-def _response(events: pd.DataFrame) -> np.ndarray:
-    from scipy.stats import gamma
-
-    dt = 0.1
-    grid = np.arange(0, N_VOLUMES * TR_S, dt)
-    box = np.zeros_like(grid)
-    for onset, duration in events.loc[events.trial_type == "face", ["onset", "duration"]].values:
-        box[(grid >= onset) & (grid < onset + duration)] = 1.0
-    signal = np.convolve(box, gamma.pdf(np.arange(0, 30, dt), 6))[: grid.size] * dt
-    return signal[:: round(TR_S / dt)][:N_VOLUMES] / signal.max()
-
-
 def write_dtseries(path: Path, data: np.ndarray, axis, step_s: float = TR_S) -> None:
     series = cifti2_axes.SeriesAxis(start=0.0, step=step_s, size=data.shape[0], unit="SECOND")
     image = nib.Cifti2Image(data.astype(np.float32), header=(series, axis))
@@ -92,8 +75,8 @@ def make_cifti_dataset(root: Path, seed: int = 0) -> dict:
     (prep / "dataset_description.json").write_text(
         json.dumps({"Name": "fMRIPrep", "BIDSVersion": "1.9.0", "DatasetType": "derivative"})
     )
-    events, axis = _events(), brain_models()
-    response, where = _response(events), planted(brain_models())
+    events, axis = face_house_events(N_VOLUMES, TR_S), brain_models()
+    response, where = face_response(events, N_VOLUMES, TR_S), planted(brain_models())
     data = {}
     for run in (1, 2):
         raw = root / "sub-01" / "func"

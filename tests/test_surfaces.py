@@ -10,6 +10,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from mesh_helpers import face_house_events, face_response
 from nibabel.gifti import GiftiDataArray, GiftiImage, GiftiMetaData
 
 from bids_glm.cli.main import main
@@ -32,26 +33,6 @@ SURFACE_MAP = re.compile(
     rf"sub-01_task-faces(_run-{ENTITY})?_hemi-(L|R)_space-fsaverage5_contrast-{ENTITY}"
     r"_stat-(effect|variance|t|z|p)_statmap\.(func\.gii|json)$"
 )
-
-
-def _events() -> pd.DataFrame:
-    onsets = np.arange(10.0, N_VOLUMES * TR_S - 20, 15.0)
-    kinds = ["face" if i % 2 == 0 else "house" for i in range(onsets.size)]
-    return pd.DataFrame({"onset": onsets, "duration": 5.0, "trial_type": kinds})
-
-
-def _response(events: pd.DataFrame) -> np.ndarray:
-    """A crude boxcar convolved with a gamma HRF at the frame times (the planted signal)."""
-    from scipy.stats import gamma
-
-    dt = 0.1
-    grid = np.arange(0, N_VOLUMES * TR_S, dt)
-    box = np.zeros_like(grid)
-    for onset, duration in events.loc[events.trial_type == "face", ["onset", "duration"]].values:
-        box[(grid >= onset) & (grid < onset + duration)] = 1.0
-    hrf = gamma.pdf(np.arange(0, 30, dt), 6)
-    signal = np.convolve(box, hrf)[: grid.size] * dt
-    return signal[:: round(TR_S / dt)][:N_VOLUMES] / signal.max()
 
 
 def _write_gifti(path: Path, series: np.ndarray, hemi: str, time_step_ms: float | None) -> None:
@@ -93,8 +74,8 @@ def make_surface_dataset(root: Path, seed: int = 0) -> dict:
             }
         )
     )
-    events = _events()
-    response = _response(events)
+    events = face_house_events(N_VOLUMES, TR_S)
+    response = face_response(events, N_VOLUMES, TR_S)
     data = {}
     for run in (1, 2):
         raw_func = root / "sub-01" / "func"
@@ -385,7 +366,7 @@ def make_ds000001_layout(root: Path, n_volumes: int = 6) -> Path:
         json.dumps({"Name": "fMRIPrep", "BIDSVersion": "1.4.0", "DatasetType": "derivative"})
     )
     rng = np.random.default_rng(0)
-    events = _events()
+    events = face_house_events(N_VOLUMES, TR_S)
     for subject, native in FSNATIVE_VERTICES.items():
         for name in DS000001_ANAT_FILES:
             (prep / f"sub-{subject}" / "anat").mkdir(parents=True, exist_ok=True)
