@@ -14,6 +14,7 @@ from pathlib import Path
 from bids_glm.errors import InputError
 from bids_glm.image.cifti import DENSE_SERIES_EXTENSION, CiftiHeader, cifti_header
 from bids_glm.inputs.entities import split_name
+from bids_glm.inputs.surface_runs import space_bolds
 from bids_glm.inputs.variants import describe, select_grid
 from bids_glm.settings import Settings
 
@@ -27,22 +28,8 @@ def cifti_bolds(layout, filters: Mapping[str, object], settings: Settings) -> li
         None found (says what was looked for and the spaces present), or several densities
         and none chosen (lists them and says how to choose).
     """
-    found = layout.get(
-        scope="derivatives",
-        suffix="bold",
-        extension=DENSE_SERIES_EXTENSION,
-        space=settings.space,
-        return_type="filename",
-        **filters,
-    )
-    if not found:
-        present = layout.get(scope="derivatives", suffix="bold", return_type="filename", **filters)
-        spaces = sorted({str(split_name(p)[0].get("space")) for p in present})
-        raise InputError(
-            f"--space {settings.space}: no *_space-{settings.space}_den-<label>_bold"
-            f"{DENSE_SERIES_EXTENSION} in {', '.join(map(str, settings.derivatives))} for the "
-            f"requested participants and tasks; found spaces: {', '.join(spaces) or 'none'}"
-        )
+    pattern = f"*_space-{settings.space}_den-<label>_bold{DENSE_SERIES_EXTENSION}"
+    found = space_bolds(layout, filters, settings, DENSE_SERIES_EXTENSION, pattern)
     densities = sorted({str(split_name(p)[0].get("den")) for p in found}, key=_numeric_order)
     if settings.density is None and len(densities) > 1:
         listed = ", ".join(describe("den", d) for d in densities)

@@ -16,32 +16,44 @@ from bids_glm.inputs.entities import split_name
 from bids_glm.settings import Settings
 
 
-def surface_bolds(layout, filters: Mapping[str, object], settings: Settings) -> list[str]:
-    """Both hemispheres' ``bold.func.gii`` of the requested surface space."""
+def space_bolds(
+    layout, filters: Mapping[str, object], settings: Settings, extension: str, pattern: str
+) -> list[str]:
+    """The derivatives' ``bold`` files of the requested space with ``extension``.
+
+    Raises
+    ------
+    InputError
+        None found: names ``pattern`` (what was looked for), the derivatives folders and the
+        spaces their BOLD series do have.
+    """
     found = layout.get(
         scope="derivatives",
         suffix="bold",
-        extension=GIFTI_EXTENSION,
+        extension=extension,
         space=settings.space,
         return_type="filename",
         **filters,
     )
     if not found:
-        present = layout.get(
-            scope="derivatives",
-            suffix="bold",
-            extension=[".nii", ".nii.gz", GIFTI_EXTENSION],
-            return_type="filename",
-            **filters,
-        )
+        present = layout.get(scope="derivatives", suffix="bold", return_type="filename", **filters)
         spaces = sorted({str(split_name(p)[0].get("space")) for p in present})
         raise InputError(
-            f"--space {settings.space}: no *_hemi-<L|R>_space-{settings.space}_bold"
-            f"{GIFTI_EXTENSION} (or *_space-{settings.space}_hemi-<L|R>_bold{GIFTI_EXTENSION})"
-            f" in {', '.join(map(str, settings.derivatives))} for the requested participants"
-            f" and tasks; found: {', '.join(spaces) or 'none'}"
+            f"--space {settings.space}: no {pattern} in "
+            f"{', '.join(map(str, settings.derivatives))} for the requested participants and "
+            f"tasks; found spaces: {', '.join(spaces) or 'none'}"
         )
     return found
+
+
+def surface_bolds(layout, filters: Mapping[str, object], settings: Settings) -> list[str]:
+    """Both hemispheres' ``bold.func.gii`` of the requested surface space."""
+    space = settings.space
+    pattern = (
+        f"*_hemi-<L|R>_space-{space}_bold{GIFTI_EXTENSION} "
+        f"(or *_space-{space}_hemi-<L|R>_bold{GIFTI_EXTENSION})"
+    )
+    return space_bolds(layout, filters, settings, GIFTI_EXTENSION, pattern)
 
 
 def hemisphere_pairs(files: Sequence[str]) -> list[tuple[Path, Path]]:
