@@ -37,7 +37,7 @@ from nibabel.cifti2.parse_cifti2 import Cifti2Extension
 from bids_glm.errors import InputError
 from bids_glm.image.cifti_smooth import CORTEX_STRUCTURES, smooth_grayordinates
 from bids_glm.image.mesh import MeshFiles, read_mesh
-from bids_glm.image.usable import usable_columns
+from bids_glm.image.usable import exclusion_record, usable_columns
 
 LOGGER = logging.getLogger("bids_glm")
 DENSE_SERIES_EXTENSION = ".dtseries.nii"
@@ -218,16 +218,8 @@ class CiftiGeometry:
         return f"grayordinate {index} ({structure} {where})"
 
     def exclusion_record(self, valid: np.ndarray) -> dict[str, object]:
-        """Sidecar fields on the grayordinates a map leaves out (written as 0): how many, of all.
-
-        ``valid`` covers the analysed grayordinates; those not analysed count as left out too.
-        """
-        n_excluded = int(self.mask.size - np.count_nonzero(valid))
-        return {
-            "ExcludedGrayordinates": n_excluded,
-            "TotalGrayordinates": int(self.mask.size),
-            "ExcludedValue": 0,
-        }
+        """Sidecar fields on the grayordinates a map leaves out (written as 0)."""
+        return exclusion_record(self.mask, valid, "Grayordinates")
 
     def encode_mask_files(self) -> list[tuple[dict, bytes]]:
         """The analysed grayordinates (1 analysed, 0 not) as one ``.dscalar.nii``."""

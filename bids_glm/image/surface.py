@@ -28,6 +28,7 @@ from nibabel.gifti import GiftiDataArray, GiftiImage, GiftiMetaData
 from bids_glm.errors import InputError
 from bids_glm.image.mesh import MeshFiles, read_mesh
 from bids_glm.image.mesh_smooth import mesh_smoother
+from bids_glm.image.usable import exclusion_record
 
 LOGGER = logging.getLogger("bids_glm")
 HEMISPHERES = ("L", "R")
@@ -140,16 +141,8 @@ class SurfaceGeometry:
         return f"vertex {index - n_left} of the right hemisphere"
 
     def exclusion_record(self, valid: np.ndarray) -> dict[str, object]:
-        """Sidecar fields on the vertices a map leaves out (written as 0): how many, of all.
-
-        ``valid`` covers the analysed vertices; those not analysed count as left out too.
-        """
-        n_excluded = int(self.mask.size - np.count_nonzero(valid))
-        return {
-            "ExcludedVertices": n_excluded,
-            "TotalVertices": int(self.mask.size),
-            "ExcludedValue": 0,
-        }
+        """Sidecar fields on the vertices a map leaves out (written as 0): how many, of all."""
+        return exclusion_record(self.mask, valid, "Vertices")
 
     def encode_mask_files(self) -> list[tuple[dict[str, str], bytes]]:
         """The analysed vertices per hemisphere (1 analysed, 0 not), as GIfTI files."""
