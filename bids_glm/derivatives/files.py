@@ -98,9 +98,13 @@ def map_files(path: Path, geometry: VolumeGeometry) -> list[Path]:
     ]
 
 
-def _write_map_file(path: Path, values: np.ndarray, geometry: VolumeGeometry) -> None:
+def _write_map_file(
+    path: Path, values: np.ndarray, geometry: VolumeGeometry, copies: tuple[Path, ...] = ()
+) -> None:
+    """Encode (compress) the map once; write it to ``path`` and each of ``copies``."""
     for extra, payload in geometry.encode_files(values, map_label(path)):
-        write_bytes_atomic(geometry_file_path(path, extra, geometry.extension), payload)
+        for destination in (path, *copies):
+            write_bytes_atomic(geometry_file_path(destination, extra, geometry.extension), payload)
 
 
 class MapWriter:
@@ -123,16 +127,27 @@ class MapWriter:
         self._pending: deque[Future] = deque()
 
     def write_map(
-        self, path: Path, values: np.ndarray, geometry: VolumeGeometry, sidecar: Mapping
+        self,
+        path: Path,
+        values: np.ndarray,
+        geometry: VolumeGeometry,
+        sidecar: Mapping,
+        copies: Mapping[Path, Mapping] | None = None,
     ) -> None:
-        """Write ``values`` (one per analysed location) as a float32 map, plus its JSON."""
+        """Write ``values`` (one per analysed location) as a float32 map, plus its JSON.
+
+        ``copies`` maps further paths of the same map (same ``map_label``) to their own
+        sidecars: the image is compressed once and its bytes written to each.
+        """
         values = np.array(values, dtype=np.float32)  # a copy, owned by the (queued) write
+        copies = dict(copies or {})
         if self._pool is None:
-            _write_map_file(path, values, geometry)
+            _write_map_file(path, values, geometry, tuple(copies))
         else:  # compression releases the GIL: let it overlap the next computations
-            self._submit(_write_map_file, path, values, geometry)
-        for file in map_files(path, geometry):
-            write_json(sidecar_path(file), sidecar)
+            self._submit(_write_map_file, path, values, geometry, tuple(copies))
+        for destination, destination_sidecar in {path: sidecar, **copies}.items():
+            for file in map_files(destination, geometry):
+                write_json(sidecar_path(file), destination_sidecar)
 
     def _submit(self, function, *args) -> None:
         while self._pending and self._pending[0].done():

@@ -54,13 +54,25 @@ class MapTarget:
     geometry: VolumeGeometry
     valid: np.ndarray
 
-    def write(self, writer: MapWriter, path: Path, values: np.ndarray, sidecar: dict) -> None:
+    def write(
+        self,
+        writer: MapWriter,
+        path: Path,
+        values: np.ndarray,
+        sidecar: dict,
+        copies: dict[Path, dict] | None = None,
+    ) -> None:
         """Write ``values`` (zero where not valid) to ``path`` with its sidecar.
 
         Surfaces and grayordinates record in the sidecar how many were left out.
+        ``copies``: further paths (and their sidecars) of the same map, with this
+        target's geometry and valid locations; the image is compressed once.
         """
-        sidecar = {**sidecar, **self.geometry.exclusion_record(self.valid)}
-        writer.write_map(path, np.where(self.valid, values, 0.0), self.geometry, sidecar)
+        excluded = self.geometry.exclusion_record(self.valid)
+        copies = {copy: {**extra, **excluded} for copy, extra in (copies or {}).items()}
+        sidecar = {**sidecar, **excluded}
+        values = np.where(self.valid, values, 0.0)
+        writer.write_map(path, values, self.geometry, sidecar, copies)
 
 
 @dataclass(frozen=True)
@@ -127,13 +139,28 @@ def write_contrast_maps(
     plan: ContrastPlan,
     maps: ContrastMaps,
     provenance: Provenance,
+    also: tuple[tuple[MapTarget, Provenance], ...] = (),
 ) -> None:
-    """Write a contrast's maps (``effect, variance, t, z, p`` or ``F, z, p``) and sidecars."""
+    """Write a contrast's maps (``effect, variance, t, z, p`` or ``F, z, p``) and sidecars.
+
+    ``also``: further places the same maps belong to, each with its provenance (a one-run
+    participant's subject level is its run's); their targets must have ``target``'s
+    geometry and valid locations. Each image is compressed once for all of them.
+    """
     for stat in MAPS_BY_TEST[maps.stat_type]:
-        path = naming.stat_map_path(target.folder, target.entities, stat, contrast=plan.label)
-        sidecar = contrast_sidecar(plan, maps, stat, provenance)
-        sidecar.update(label_record({**target.entities, "contrast": plan.label}))
-        target.write(writer, path, _map_values(maps, stat), sidecar)
+        path, sidecar = _contrast_file(target, plan, maps, stat, provenance)
+        copies = dict(_contrast_file(other, plan, maps, stat, how) for other, how in also)
+        target.write(writer, path, _map_values(maps, stat), sidecar, copies)
+
+
+def _contrast_file(
+    target: MapTarget, plan: ContrastPlan, maps: ContrastMaps, stat: str, provenance: Provenance
+) -> tuple[Path, dict]:
+    """Path and sidecar of one of a contrast's maps at ``target``."""
+    path = naming.stat_map_path(target.folder, target.entities, stat, contrast=plan.label)
+    sidecar = contrast_sidecar(plan, maps, stat, provenance)
+    sidecar.update(label_record({**target.entities, "contrast": plan.label}))
+    return path, sidecar
 
 
 def write_cluster_table(

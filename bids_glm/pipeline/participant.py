@@ -22,9 +22,7 @@ from bids_glm.derivatives.stats_model import model_from_summaries, model_options
 from bids_glm.derivatives.summary import RunExcluded, RunUsed, UnitSummary, resolved_contrasts
 from bids_glm.design.run_design import ContrastPlan
 from bids_glm.errors import BidsGlmError, InputError
-from bids_glm.glm.clusters import cluster_table
 from bids_glm.glm.fixed_effects import fixed_effects
-from bids_glm.glm.thresholding import height_threshold
 from bids_glm.image.geometry import VolumeGeometry
 from bids_glm.inputs.discovery import PendingDiscovery
 from bids_glm.inputs.layout import discover_runs
@@ -32,11 +30,11 @@ from bids_glm.pipeline import batch
 from bids_glm.pipeline import reports as reporting
 from bids_glm.pipeline.analysis_mask import build_geometry
 from bids_glm.pipeline.plan import plan_units
-from bids_glm.pipeline.run import RunOutcome, process_run
+from bids_glm.pipeline.run import RunOutcome, SubjectLevel, process_run
 from bids_glm.pipeline.single_trial import check_single_trial_plan
 from bids_glm.pipeline.spm_subject import analyse_spm_unit, spm_dry_run
+from bids_glm.pipeline.subject_clusters import write_subject_clusters
 from bids_glm.pipeline.surface_meshes import with_meshes
-from bids_glm.pipeline.surface_tables import surface_cluster_table
 from bids_glm.pipeline.units import (
     AnalysisUnit,
     remove_interrupted_writes,
@@ -53,13 +51,20 @@ LOGGER = logging.getLogger("bids_glm")
 
 
 def _fit_runs(
-    unit: AnalysisUnit, geometry: VolumeGeometry, settings: Settings, writer: MapWriter
+    unit: AnalysisUnit,
+    geometry: VolumeGeometry,
+    settings: Settings,
+    writer: MapWriter,
+    subject: SubjectLevel | None,
 ) -> list[RunOutcome]:
-    """Every run of the unit, in worker processes when the cores allow, else here."""
+    """Every run of the unit, in worker processes when the cores allow, else here.
+
+    ``subject``: the unit has one run, whose maps are also its subject-level maps.
+    """
     args = (unit.contrasts, geometry, settings)
     if worker_count(settings.n_cpus, len(unit.designs)) > 1:
         return map_runs(process_run, unit.designs, args, settings)  # each its own writer
-    return [process_run(design, *args, writer=writer) for design in unit.designs]
+    return [process_run(design, *args, writer=writer, subject=subject) for design in unit.designs]
 
 
 def analyse_unit(unit: AnalysisUnit, settings: Settings) -> tuple[list[RunOutcome], Path]:
@@ -72,7 +77,9 @@ def analyse_unit(unit: AnalysisUnit, settings: Settings) -> tuple[list[RunOutcom
     folder = naming.subject_func_dir(settings.output_dir, entities)
     # one writer for the unit: a run's maps are compressed while the next run is read
     with MapWriter(thread_budget()) as writer:
-        outcomes = _fit_runs(unit, geometry, settings, writer)
+        # fixed effects of one run are that run: its maps are written there as they are made
+        subject = SubjectLevel(folder, entities) if len(unit.designs) == 1 else None
+        outcomes = _fit_runs(unit, geometry, settings, writer, subject)
         usable = np.logical_and.reduce([o.usable for o in outcomes])
         if not usable.any():
             raise InputError(_nothing_usable(unit, outcomes))
@@ -96,7 +103,7 @@ def analyse_unit(unit: AnalysisUnit, settings: Settings) -> tuple[list[RunOutcom
                 geometry.affine,
             )
         target = outputs.MapTarget(folder, entities, geometry, usable)
-        for plan in unit.contrasts:
+        for plan in unit.contrasts if subject is None else ():
             _write_fixed_effects(writer, target, plan, outcomes, settings)
     return outcomes, mean_image
 
@@ -135,23 +142,7 @@ def _write_fixed_effects(
     sources = tuple(o.source for o in present)
     provenance = outputs.Provenance(settings.model, sources, "subject")
     outputs.write_contrast_maps(writer, target, plan, combined, provenance)
-    z_threshold = height_threshold(
-        combined.z[target.valid],
-        settings.height_control,
-        settings.alpha,
-        threshold_none=settings.alpha,
-    )
-    if not isinstance(target.geometry, VolumeGeometry):  # clusters along the meshes, if any
-        z_valid = np.where(target.valid, combined.z, 0.0)
-        table = surface_cluster_table(
-            target.geometry, z_valid, z_threshold, settings.cluster_extent
-        )
-        if table is not None:
-            outputs.write_cluster_table(target, plan, table, z_threshold, settings, on_mesh=True)
-        return
-    z_volume = target.geometry.to_volume(np.where(target.valid, combined.z, 0.0), np.float64)
-    table = cluster_table(z_volume, target.geometry.affine, z_threshold, settings.cluster_extent)
-    outputs.write_cluster_table(target, plan, table, z_threshold, settings)
+    write_subject_clusters(target, plan, combined.z, settings)
 
 
 def unit_summary(

@@ -31,11 +31,25 @@ from bids_glm.glm.scaling import scale_signal
 from bids_glm.image.geometry import VolumeGeometry
 from bids_glm.image.stream import StreamedSeries, stream_masked_series
 from bids_glm.pipeline.single_trial import write_single_trials
+from bids_glm.pipeline.subject_clusters import write_subject_clusters
 from bids_glm.runtime.logs import captured_warnings
 from bids_glm.runtime.threads import thread_budget
 from bids_glm.settings import Settings
 
 LOGGER = logging.getLogger("bids_glm")
+
+
+@dataclass(frozen=True)
+class SubjectLevel:
+    """Where a one-run participant's subject-level maps go: they are its run's maps.
+
+    Fixed effects of one run return that run, so its contrasts are written there too as they
+    are computed (each image compressed once) with their cluster tables, instead of being
+    formed again from the fit, recompressed and rewritten after the run.
+    """
+
+    folder: Path
+    entities: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -202,15 +216,18 @@ def process_run(
     geometry: VolumeGeometry,
     settings: Settings,
     writer: MapWriter | None = None,
+    subject: SubjectLevel | None = None,
 ) -> RunOutcome:
     """Fit one run, write its design and run-level maps, return its contrast maps.
 
     Maps go to ``writer`` (the unit's, so they are compressed while the next run is read);
-    without one (in a worker process), to a writer of the run's own.
+    without one (in a worker process), to a writer of the run's own. With ``subject`` (the
+    participant has this run only), the subject-level maps and cluster tables are written
+    too, and the outcome holds no maps for fixed effects.
     """
     own_writer = MapWriter(n_threads=1) if writer is None else nullcontext(writer)
     with captured_warnings() as messages, own_writer as run_writer:
-        outcome = _process_run(design, contrasts, geometry, settings, run_writer)
+        outcome = _process_run(design, contrasts, geometry, settings, run_writer, subject)
     outcome.warnings.extend(messages)
     return outcome
 
@@ -221,6 +238,7 @@ def _process_run(
     geometry: VolumeGeometry,
     settings: Settings,
     writer: MapWriter,
+    subject: SubjectLevel | None,
 ) -> RunOutcome:
     entities = naming.run_level_entities(design.run.entities)
     folder = naming.subject_func_dir(settings.output_dir, entities)
@@ -247,7 +265,12 @@ def _process_run(
             outcome.skipped_contrasts[plan.name] = reason
         else:
             present.append(plan)
-    maps = _write_contrasts(fit, present, writer, target, provenance)
+    also = ()
+    if subject is not None:
+        subject_target = outputs.MapTarget(subject.folder, subject.entities, geometry, usable)
+        subject_provenance = outputs.Provenance(settings.model, (source,), "subject")
+        also = ((subject_target, subject_provenance),)
+    maps = _write_contrasts(fit, present, writer, target, provenance, also, settings)
     if single_trial:
         write_single_trials(design, data, target, source, settings)
     return replace(outcome, maps=maps)
@@ -259,12 +282,16 @@ def _write_contrasts(
     writer: MapWriter,
     target: outputs.MapTarget,
     provenance: outputs.Provenance,
+    also: tuple[tuple[outputs.MapTarget, outputs.Provenance], ...],
+    settings: Settings,
 ) -> Mapping[str, ContrastMaps]:
     """Compute and write each contrast's run-level maps; return what fixed effects take.
 
     That is the fit itself (`LazyContrasts`: beta, sigma2 and bins, p + 2 values per voxel)
     when p is at most the values per voxel of the contrasts' effects and variances, so
-    none of those is held while the run's maps are written; otherwise those maps.
+    none of those is held while the run's maps are written; otherwise those maps. With
+    ``also`` (a one-run participant's subject level), the maps and their cluster tables
+    are written there too, and nothing is returned.
     """
     weights = {plan.label: plan.weights_matrix(list(fit.column_names)) for plan in contrasts}
     n_kept = sum(2 * w.shape[0] + 1 if w.shape[0] > 1 else 2 for w in weights.values())
@@ -273,10 +300,14 @@ def _write_contrasts(
     for plan in contrasts:
         with np.errstate(divide="ignore", invalid="ignore"):
             maps = compute_contrast(fit, weights[plan.label], plan.stat_type, plan.name)
-        outputs.write_contrast_maps(writer, target, plan, maps, provenance)
-        if not lazy:
+        outputs.write_contrast_maps(writer, target, plan, maps, provenance, also)
+        for subject_target, _ in also:
+            write_subject_clusters(subject_target, plan, maps.z, settings)
+        if not (lazy or also):
             kept[plan.label] = _inputs_of_fixed_effects(maps)
         del maps  # before the next contrast's are formed
+    if also:
+        return {}
     if not lazy:
         return kept
     nothing = np.broadcast_to(np.float64(0.0), fit.sigma2.shape)
