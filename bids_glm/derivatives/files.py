@@ -10,7 +10,7 @@ import json
 import os
 import tempfile
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -141,15 +141,21 @@ class MapWriter:
         """
         values = np.array(values, dtype=np.float32)  # a copy, owned by the (queued) write
         copies = dict(copies or {})
-        if self._pool is None:
-            _write_map_file(path, values, geometry, tuple(copies))
-        else:  # compression releases the GIL: let it overlap the next computations
-            self._submit(_write_map_file, path, values, geometry, tuple(copies))
+        # compression releases the GIL: let it overlap the next computations
+        self.submit(_write_map_file, path, values, geometry, tuple(copies))
         for destination, destination_sidecar in {path: sidecar, **copies}.items():
             for file in map_files(destination, geometry):
                 write_json(sidecar_path(file), destination_sidecar)
 
-    def _submit(self, function, *args) -> None:
+    def submit(self, function: Callable[..., None], *args) -> None:
+        """Call ``function(*args)`` in a writer thread (now, without threads).
+
+        For work whose only result is files (a map's image, a cluster table), so that it
+        overlaps the computations that follow; errors are raised by `finish`.
+        """
+        if self._pool is None:
+            function(*args)
+            return
         while self._pending and self._pending[0].done():
             self._pending.popleft().result()
         if len(self._pending) >= self._max_pending:  # bounded memory: wait for the oldest

@@ -142,7 +142,8 @@ def _write_fixed_effects(
     sources = tuple(o.source for o in present)
     provenance = outputs.Provenance(settings.model, sources, "subject")
     outputs.write_contrast_maps(writer, target, plan, combined, provenance)
-    write_subject_clusters(target, plan, combined.z, settings)
+    # in the background, as the maps' compression
+    writer.submit(write_subject_clusters, target, plan, combined.z, settings)
 
 
 def unit_summary(

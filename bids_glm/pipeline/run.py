@@ -301,8 +301,8 @@ def _write_contrasts(
         with np.errstate(divide="ignore", invalid="ignore"):
             maps = compute_contrast(fit, weights[plan.label], plan.stat_type, plan.name)
         outputs.write_contrast_maps(writer, target, plan, maps, provenance, also)
-        for subject_target, _ in also:
-            write_subject_clusters(subject_target, plan, maps.z, settings)
+        for subject_target, _ in also:  # in the background, as the maps' compression
+            writer.submit(write_subject_clusters, subject_target, plan, maps.z, settings)
         if not (lazy or also):
             kept[plan.label] = _inputs_of_fixed_effects(maps)
         del maps  # before the next contrast's are formed
