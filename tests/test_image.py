@@ -113,3 +113,25 @@ def test_keep_volumes_selects_rows_without_storing_the_others(tmp_path):
     np.testing.assert_array_equal(series.data, full.data[keep])
     with pytest.raises(InputError, match="9 volumes, but the model describes 8"):
         read_masked_series(_image(tmp_path, data), mask, AFFINE, keep_volumes=keep[:8])
+
+
+@pytest.mark.parametrize("centre", [(12, 13, 8), (3, 3, 2)])  # interior, touching the edge
+@pytest.mark.parametrize("dtype", [np.int16, ">i2", np.uint8, np.float32])
+def test_smoothing_integer_storage_is_scipy_on_float32_bit_for_bit(tmp_path, centre, dtype):
+    """Integers up to 16 bits are smoothed straight from the stored volume (no float32 box
+    copy): the result must be scipy's on the float32 data nilearn smooths, to the bit."""
+    from scipy.ndimage import gaussian_filter1d
+
+    from bids_glm.image.smooth import sigma_voxels
+
+    rng = np.random.default_rng(4)
+    shape = (24, 26, 16)
+    data = rng.integers(0, 250, (*shape, 4)).astype(dtype)
+    path = _image(tmp_path, data)
+    mask = _sphere_mask(shape, centre, 5)
+    series = read_masked_series(path, mask, AFFINE, smoothing_fwhm_mm=6.0)
+    for t in range(data.shape[-1]):
+        expected = np.asarray(data[..., t], dtype=np.float32)
+        for axis, sigma in enumerate(sigma_voxels(6.0, AFFINE)):
+            expected = gaussian_filter1d(expected, sigma, axis=axis, mode="reflect")
+        np.testing.assert_array_equal(series.data[t], expected[mask])

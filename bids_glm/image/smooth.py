@@ -95,7 +95,10 @@ class AxisPass:
     def apply(
         self, lines: np.ndarray, workspace: SmoothingWorkspace, target: np.ndarray
     ) -> np.ndarray:
-        """Smooth each row of ``lines`` (m, n_in), float32; return ``(n_out, m)`` float32.
+        """Smooth each line of ``lines``; return ``(n_out, lines)`` float32.
+
+        ``lines`` is ``(m, n_in)``, or ``(m, k, n_in)`` for ``m * k`` lines (a strided view
+        of a volume's box, read without a copy), float32 or integers of up to 16 bits.
 
         Sums are formed in float64 and rounded to float32 once, as scipy's ``correlate1d``
         does on a float32 array, so the result is scipy's to the last bit (barring ties).
@@ -104,16 +107,20 @@ class AxisPass:
         ``target`` (1-D float32, not overlapping ``lines``: groups are written while later
         ones are still to be read), valid until its next use.
         """
-        n_lines = lines.shape[0]
+        lines_per_row = int(np.prod(lines.shape[1:-1]))  # (m, n_in) or (m, k, n_in)
+        n_lines = lines.shape[0] * lines_per_row
         rounded = target[: self.n_out * n_lines].reshape(self.n_out, n_lines)
-        for first in range(0, n_lines, LINES_PER_GROUP):
-            group = lines[first : first + LINES_PER_GROUP]
+        rows_per_group = max(LINES_PER_GROUP // lines_per_row, 1)
+        for first_row in range(0, lines.shape[0], rows_per_group):
+            group = lines[first_row : first_row + rows_per_group]
             wide = workspace.wide[: group.size].reshape(group.shape)
-            np.copyto(wide, group)
-            out = workspace.sums[: self.n_out * group.shape[0]].reshape(self.n_out, -1)
+            np.copyto(wide, group)  # any real dtype; float32 and smaller integers are exact
+            wide = wide.reshape(-1, wide.shape[-1])
+            out = workspace.sums[: self.n_out * wide.shape[0]].reshape(self.n_out, -1)
             for out_start, out_stop, in_start, in_stop, matrix in self.blocks:
                 np.matmul(matrix, wide[:, in_start:in_stop].T, out=out[out_start:out_stop])
-            np.copyto(rounded[:, first : first + group.shape[0]], out)
+            first = first_row * lines_per_row
+            np.copyto(rounded[:, first : first + wide.shape[0]], out)
         return rounded
 
 
@@ -177,9 +184,11 @@ class BoxSmoother:
 
         Parameters
         ----------
-        box : ndarray, shape ``in_shape``, float32, Fortran order
-            Not modified, unless ``workspace`` has no ``spare`` buffer: the box is then
-            overwritten (it is not read after the first pass).
+        box : ndarray, shape ``in_shape``
+            float32 in Fortran order, or any view of float32 or integers of up to 16 bits
+            (exact in float64, as scipy's float32 copy is) with a ``workspace`` that has a
+            ``spare`` buffer. Not modified, unless ``workspace`` has no ``spare`` buffer: the
+            box is then overwritten (it is not read after the first pass).
         workspace : SmoothingWorkspace, optional
             Buffers from `workspace` (reused across calls by one thread); new ones if None.
 
@@ -190,13 +199,13 @@ class BoxSmoother:
             and z on the box (reflected boundaries), cropped to the kept region. A view of
             the workspace, valid until its next use.
         """
-        n_x, n_y, n_z = self.in_shape
+        _, n_y, n_z = self.in_shape
         out_x, out_y, out_z = self.out_shape
         workspace = workspace or self.workspace()
-        lines = box.T.reshape(n_z * n_y, n_x)  # (z, y, x) C order: x contiguous
         first, second = workspace.rounded, workspace.spare  # each pass reads one, writes other
         if second is None:
             second = box.reshape(-1, order="F")  # a view: box is contiguous (Fortran)
+        lines = box.T  # (z, y, x): x contiguous
         lines = self.passes[0].apply(lines, workspace, first).reshape(out_x * n_z, n_y)
         lines = self.passes[1].apply(lines, workspace, second).reshape(out_y * out_x, n_z)
         smoothed = self.passes[2].apply(lines, workspace, first)  # (z', y' * x')

@@ -11,7 +11,7 @@ not depend on the number of threads.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -106,10 +106,13 @@ class VolumeReducer:
         totals = getattr(self._local, "totals", None)
         if totals is None:
             box_shape = tuple(b.stop - b.start for b in self.box)
+            box = np.empty(box_shape, dtype=np.float32, order="F")
+            smoothing = None
+            if self.smoother is not None:  # the box doubles as the smoothing's spare buffer
+                smoothing = self.smoother.workspace(spare=False)
+                smoothing = replace(smoothing, spare=box.reshape(-1, order="F"))
             totals = _ThreadTotals(
-                finite=np.ones(self.out.shape[1], dtype=bool),
-                box=np.empty(box_shape, dtype=np.float32, order="F"),
-                smoothing=None if self.smoother is None else self.smoother.workspace(spare=False),
+                finite=np.ones(self.out.shape[1], dtype=bool), box=box, smoothing=smoothing
             )
             self._local.totals = totals
             with self._lock:
@@ -119,6 +122,10 @@ class VolumeReducer:
     def __call__(self, row: int, stored: np.ndarray) -> None:
         """Reduce one volume of stored values (x, y, z) into ``out[row]``."""
         totals = self._totals()
+        if self.smoother is not None and self.stored_is_data(stored):
+            region = self.smoother.apply(stored[self.box], totals.smoothing)  # no box copy
+            np.take(region.ravel(order="F"), self.in_mask, out=self.out[row])
+            return
         box = totals.box
         np.copyto(box, stored[self.box], casting="unsafe")
         if self.slope != 1.0:
@@ -132,6 +139,12 @@ class VolumeReducer:
                 box[bad] = 0.0
         region = box if self.smoother is None else self.smoother.apply(box, totals.smoothing)
         np.take(region.ravel(order="F"), self.in_mask, out=self.out[row])
+
+    def stored_is_data(self, stored: np.ndarray) -> bool:
+        """Whether stored values are the data as float32 holds them: integers of up to 16
+        bits (finite, exact in float32 and float64), unscaled."""
+        unscaled = self.slope == 1.0 and not self.intercept
+        return unscaled and stored.dtype.kind in "iu" and stored.dtype.itemsize <= 2
 
     def finite_voxels(self) -> np.ndarray:
         """In-mask voxels finite in every processed volume (bool, shape (n_voxels,))."""
