@@ -87,12 +87,15 @@ def main() -> None:
     for p in (7, 16):
         design = np.column_stack([rng.standard_normal((n_volumes, p - 1)), np.ones(n_volumes)])
         for n_threads in (1, 2):
-            results = {}
-            for label, module in versions.items():
-                runs = [timed_sums(module, design, blocks, n_threads) for _ in range(args.repeats)]
-                cpu = statistics.median(run[0] for run in runs) / n_volumes * 1e3
-                wall = statistics.median(run[1] for run in runs) / n_volumes * 1e3
-                results[label] = runs[-1][2]
+            results, seconds = {}, {label: [] for label in versions}
+            for _ in range(args.repeats):  # versions interleaved: both see the same load
+                for label, module in versions.items():
+                    cpu, wall, results[label] = timed_sums(module, design, blocks, n_threads)
+                    seconds[label].append((cpu, wall))
+            for label, times in seconds.items():
+                cpu, wall = (
+                    1e3 * statistics.median(t) / n_volumes for t in zip(*times, strict=True)
+                )
                 print(f"{p:>3} {n_threads:>7} {label:>10} {cpu:7.2f} {wall:7.2f}")
             difference = largest_difference(*results.values())
             print(f"    largest relative difference of the sums: {difference:.1e}")

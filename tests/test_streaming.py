@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bids_glm.glm.contrast import compute_contrast
-from bids_glm.glm.cross_products import CrossProductAccumulator
+from bids_glm.glm.cross_products import CrossProductAccumulator, add_product
 from bids_glm.glm.fit import fit_glm
 from bids_glm.glm.fit_from_sums import fit_from_sums
 from bids_glm.glm.scaling import scale_signal
@@ -112,6 +112,26 @@ def test_accumulator_refuses_too_many_or_too_few_volumes():
         sums.result()
     with pytest.raises(ValueError, match="40 volumes"):
         sums.add(Y[:20])
+
+
+def test_add_product_accumulates_in_place_into_strided_views():
+    """BLAS ``out += left @ right`` on column slices of wider arrays, the rest untouched."""
+    rng = np.random.default_rng(6)
+    wide, operator, data = (
+        rng.normal(size=(5, 40)),
+        rng.normal(size=(5, 30)),
+        rng.normal(size=(9, 50)),
+    )
+    expected = wide.copy()
+    expected[:, 7:29] += operator[:, 3:12] @ data[:, 11:33]
+    add_product(wide[:, 7:29], operator[:, 3:12], data[:, 11:33])
+    np.testing.assert_allclose(wide, expected, rtol=1e-14, atol=1e-14)
+    np.testing.assert_array_equal(wide[:, :7], expected[:, :7])
+    np.testing.assert_array_equal(wide[:, 29:], expected[:, 29:])
+    with pytest.raises(ValueError, match="contiguous rows"):
+        add_product(wide[:, :9], operator[:, :9].T.copy().T, data[:9, :9])
+    with pytest.raises(ValueError, match="cannot add"):
+        add_product(wide[:, :9], operator[:, :3], data[:4, :9])
 
 
 @pytest.mark.parametrize("n_threads", [1, 3])

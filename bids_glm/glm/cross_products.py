@@ -24,13 +24,15 @@ peak memory is the ``(2p + 3, V)`` sums plus a chunk-sized scratch array per thr
 
 from __future__ import annotations
 
+import ctypes
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
-from scipy.linalg.blas import dgemm as _dgemm
+import scipy.linalg.cython_blas
 
-from bids_glm.glm.ols import neighbour_sum
+from bids_glm.glm.ols import neighbour_sum, voxel_chunks
 from bids_glm.runtime.threads import for_each_in_threads, thread_budget
 
 
@@ -92,13 +94,72 @@ def sum_operator(design: np.ndarray) -> np.ndarray:
     )
 
 
+def _cython_blas_dgemm() -> Callable[..., None]:
+    """scipy's BLAS ``dgemm`` (Fortran convention, LP64 ints), callable without the GIL.
+
+    ``scipy.linalg.blas.dgemm`` (f2py) holds the GIL for the whole product and copies any
+    ``c`` that is not Fortran-contiguous; the function pointer that `scipy.linalg.cython_blas`
+    exports for Cython, called through ``ctypes``, does neither.
+    """
+    capsule = scipy.linalg.cython_blas.__pyx_capi__["dgemm"]
+    capsule_api = ctypes.PYFUNCTYPE(ctypes.c_char_p, ctypes.py_object)
+    signature = capsule_api(("PyCapsule_GetName", ctypes.pythonapi))(capsule)
+    if not signature.startswith(_DGEMM_SIGNATURE):  # the int size must be the one we pass
+        raise ImportError(f"unexpected scipy.linalg.cython_blas dgemm: {signature!r}")
+    get_pointer = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)
+    address = get_pointer(("PyCapsule_GetPointer", ctypes.pythonapi))(capsule, signature)
+    integer, pointer = ctypes.POINTER(ctypes.c_int), ctypes.c_void_p
+    # transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc (all by reference)
+    arguments = [ctypes.c_char_p] * 2 + [integer] * 3 + [pointer, pointer, integer]
+    arguments += [pointer, integer, pointer, pointer, integer]
+    prototype = ctypes.CFUNCTYPE(None, *arguments)  # its calls release the GIL
+    return prototype(address)
+
+
+_DGEMM_SIGNATURE = b"void (char *, char *, int *, int *, int *,"
+_DGEMM = _cython_blas_dgemm()
+_ONE = ctypes.c_double(1.0)
+
+
+def add_product(out: np.ndarray, left: np.ndarray, right: np.ndarray) -> None:
+    """``out += left @ right`` in place, by BLAS ``dgemm`` with ``beta = 1`` (GIL released).
+
+    Parameters
+    ----------
+    out : ndarray, shape (r, w), float64
+        Updated in place; any row stride (e.g. a column slice of a wider array).
+    left : ndarray, shape (r, k), float64
+    right : ndarray, shape (k, w), float64
+        Each array's rows must be contiguous (unit column stride), rows not overlapping.
+    """
+    arrays = (out, left, right)
+    if any(a.dtype != np.float64 or a.ndim != 2 or a.strides[1] != 8 for a in arrays):
+        raise ValueError("add_product needs 2-D float64 arrays with contiguous rows")
+    inner_mismatch = left.shape[1] != right.shape[0]
+    if inner_mismatch or not out.flags.writeable or out.shape != (left.shape[0], right.shape[1]):
+        raise ValueError(f"cannot add {left.shape} @ {right.shape} to {out.shape}")
+    if out.size == 0 or left.shape[1] == 0:
+        return
+    # row-major out = left @ right is column-major out^T = right^T @ left^T
+    leading = [ctypes.c_int(_leading_dimension(a)) for a in arrays]
+    sizes = [ctypes.c_int(n) for n in (right.shape[1], left.shape[0], left.shape[1])]
+    _DGEMM(
+        b"N", b"N", *map(ctypes.byref, sizes), ctypes.byref(_ONE),
+        right.ctypes.data, ctypes.byref(leading[2]),
+        left.ctypes.data, ctypes.byref(leading[1]),
+        ctypes.byref(_ONE), out.ctypes.data, ctypes.byref(leading[0]),
+    )  # fmt: skip
+
+
+def _leading_dimension(array: np.ndarray) -> int:
+    """The row stride of ``array`` in elements, as BLAS's column-major leading dimension."""
+    if not array.flags.aligned or array.strides[0] < 8 * array.shape[1] * (array.shape[0] > 1):
+        raise ValueError(f"rows of strides {array.strides} overlap or are misaligned")
+    return max(array.strides[0] // 8, array.shape[1], 1)
+
+
 class CrossProductAccumulator:
     """Accumulate `RunSums` from blocks of consecutive kept volumes.
-
-    The projections are summed chunk-major: each voxel chunk's rows are one contiguous
-    ``(rows, width)`` block, which BLAS ``dgemm`` updates in place (``beta = 1``), so a block
-    of volumes costs one read and one write of the sums and no product temporaries.
-    `result` rearranges them into ``(rows, V)`` arrays in place.
 
     Parameters
     ----------
@@ -110,8 +171,8 @@ class CrossProductAccumulator:
         Threads sharing each block's voxel chunks; default: the process's `thread_budget`.
         The sums do not depend on it.
     chunk_voxels : int
-        Voxels per chunk, at most: small enough for a chunk of the block, in float64, to
-        stay in cache (each thread keeps one such scratch array).
+        Voxels per chunk: small enough for a chunk of the block, in float64, to stay in
+        cache (each thread keeps one such scratch array: ~1 MB for 8 volumes by default).
     """
 
     def __init__(
@@ -119,18 +180,15 @@ class CrossProductAccumulator:
         design: np.ndarray,
         n_voxels: int,
         n_threads: int | None = None,
-        chunk_voxels: int = 4096,
+        chunk_voxels: int = 16_384,
     ) -> None:
         self.design = np.asarray(design, dtype=np.float64)
-        self.operator = sum_operator(self.design)
+        self.operator = np.ascontiguousarray(sum_operator(self.design))  # rows for BLAS
         self.n_scans, self.p = self.design.shape
-        self.n_voxels = int(n_voxels)
-        self.n_chunks, self.width = chunk_layout(self.n_voxels, int(chunk_voxels))
         # separate arrays, so the (p, V) ones can outlive the rest (they become the fit's)
-        self.groups = (slice(0, self.p), slice(self.p, 2 * self.p), slice(2 * self.p, None))
-        self.chunked = tuple(
-            np.zeros((self.n_chunks, n_rows, self.width)) for n_rows in (self.p, self.p, 3)
-        )
+        self.projected = np.zeros((self.p, n_voxels))
+        self.neighbour = np.zeros((self.p, n_voxels))
+        self.constants = np.zeros((3, n_voxels))
         self.squares = np.zeros(n_voxels)
         self.lag1 = np.zeros(n_voxels)
         self.running_sum32 = np.zeros(n_voxels, dtype=np.float32)
@@ -138,8 +196,10 @@ class CrossProductAccumulator:
         self.previous = np.zeros(n_voxels)  # d_{t-1}; d_0 = 0: no lag term before the first
         self.n_added = 0
         self.n_threads = thread_budget() if n_threads is None else max(int(n_threads), 1)
+        chunks = list(voxel_chunks(n_voxels, int(chunk_voxels)))
+        self.chunk_voxels = int(chunk_voxels)
+        self.shares = _thread_shares(chunks, self.n_threads)
         self.scratch: list[np.ndarray] = []
-        self.sums: RunSums | None = None
 
     def add(self, block: np.ndarray) -> None:
         """Add the next ``block`` (b, V) of kept volumes (any float dtype), in time order."""
@@ -150,118 +210,63 @@ class CrossProductAccumulator:
             raise ValueError(f"{stop} volumes added to sums over {self.n_scans} kept volumes")
         if self.shift is None:
             self.shift = block[0].astype(np.float64)
-        operators = [
-            np.asfortranarray(self.operator[rows, self.n_added : stop].T) for rows in self.groups
-        ]
-        shares = _thread_shares(self.n_chunks, self.n_threads)
-        if len(self.scratch) < len(shares) or self.scratch[0].shape[0] <= block.shape[0]:
-            self.scratch = [np.zeros((block.shape[0] + 1, self.width)) for _ in shares]
+        if not self.scratch or self.scratch[0].shape[0] <= block.shape[0]:
+            rows = (block.shape[0] + 1, self.chunk_voxels)
+            self.scratch = [np.empty(rows) for _ in self.shares]
+        operator = self.operator[:, self.n_added : stop]
         for_each_in_threads(
-            lambda share: self._add_chunks(operators, block, *share),
-            list(zip(shares, self.scratch, strict=False)),
+            lambda share: self._add_chunks(operator, block, *share),
+            list(zip(self.shares, self.scratch, strict=True)),
             self.n_threads,
             "sums",
         )
         self.n_added = stop
 
     def _add_chunks(
-        self, operators: list[np.ndarray], block: np.ndarray, chunks: range, scratch: np.ndarray
+        self, operator: np.ndarray, block: np.ndarray, chunks: list[slice], scratch: np.ndarray
     ) -> None:
         """The block's contribution to the voxel ``chunks`` (disjoint between threads).
 
-        ``scratch`` rows: ``d_{t-1}`` of the block's first volume, then the block's ``d``.
+        ``scratch`` rows: ``d`` of the volume before the block, then the block's ``d``.
         """
-        lagged = scratch[: block.shape[0] + 1]
-        shifted = lagged[1:]
-        for index in chunks:
-            start = index * self.width
-            voxels = slice(start, min(start + self.width, self.n_voxels))
-            width = voxels.stop - start
-            lagged[:, width:] = 0.0  # the last chunk's padding
-            lagged[0, :width] = self.previous[voxels]
-            shifted[:, :width] = block[:, voxels]
-            shifted[:, :width] -= self.shift[voxels]
-            for chunked, operator in zip(self.chunked, operators, strict=True):
-                _dgemm(1.0, shifted.T, operator, beta=1.0, c=chunked[index].T, overwrite_c=True)
-            d, d_lagged = lagged[1:, :width], lagged[:-1, :width]
-            self.squares[voxels] += np.einsum("tv,tv->v", d, d)
-            self.lag1[voxels] += np.einsum("tv,tv->v", d_lagged, d)
-            self.previous[voxels] = lagged[-1, :width]
-            running_sum32 = self.running_sum32[voxels]
-            for volume in block[:, voxels]:  # in time order, as numpy's float32 mean
+        p = self.p
+        for chunk in chunks:
+            lagged = scratch[: block.shape[0] + 1, : chunk.stop - chunk.start]
+            d = lagged[1:]
+            lagged[0] = self.previous[chunk]
+            d[...] = block[:, chunk]
+            d -= self.shift[chunk]
+            add_product(self.projected[:, chunk], operator[:p], d)
+            add_product(self.neighbour[:, chunk], operator[p : 2 * p], d)
+            add_product(self.constants[:, chunk], operator[2 * p :], d)
+            self.squares[chunk] += np.einsum("tv,tv->v", d, d)
+            self.lag1[chunk] += np.einsum("tv,tv->v", lagged[:-1], d)
+            self.previous[chunk] = d[-1]
+            running_sum32 = self.running_sum32[chunk]
+            for volume in block[:, chunk]:  # in time order, as numpy's float32 mean
                 np.add(running_sum32, volume, out=running_sum32)
 
     def result(self) -> RunSums:
-        """The sums, once every kept volume was added (``ValueError`` otherwise).
-
-        The first call rearranges the chunk-major sums in place (no further volume can be
-        added); later calls return the same arrays.
-        """
+        """The sums, once every kept volume was added (``ValueError`` otherwise)."""
         if self.n_added != self.n_scans or self.shift is None:
             raise ValueError(f"{self.n_added} of {self.n_scans} kept volumes were added")
-        if self.sums is None:
-            projected, neighbour, constants = (
-                rows_from_chunks(chunked, self.n_voxels) for chunked in self.chunked
-            )
-            self.chunked = ()
-            self.sums = RunSums(
-                n_scans=self.n_scans,
-                shift=self.shift,
-                projected=projected,
-                neighbour=neighbour,
-                total=constants[0],
-                constant_residual=constants[1],
-                constant_neighbour=constants[2],
-                squares=self.squares,
-                lag1=self.lag1,
-                last=self.previous,
-                running_sum32=self.running_sum32,
-            )
-        return self.sums
+        return RunSums(
+            n_scans=self.n_scans,
+            shift=self.shift,
+            projected=self.projected,
+            neighbour=self.neighbour,
+            total=self.constants[0],
+            constant_residual=self.constants[1],
+            constant_neighbour=self.constants[2],
+            squares=self.squares,
+            lag1=self.lag1,
+            last=self.previous,
+            running_sum32=self.running_sum32,
+        )
 
 
-def chunk_layout(n_voxels: int, chunk_voxels: int) -> tuple[int, int]:
-    """Chunks of equal width (a multiple of 8 voxels, at most ~``chunk_voxels``) covering
-    ``n_voxels``: ``(n_chunks, width)``; the last chunk's excess is padding."""
-    if chunk_voxels < 1:
-        raise ValueError(f"chunk_voxels must be positive; received {chunk_voxels}")
-    n_chunks = -(-n_voxels // chunk_voxels)
-    width = -(-n_voxels // max(n_chunks, 1))
-    return n_chunks, max(-(-width // 8) * 8, 8)
-
-
-def rows_from_chunks(chunked: np.ndarray, n_voxels: int) -> np.ndarray:
-    """Rearrange chunk-major sums ``(n_chunks, rows, width)`` into ``(rows, n_voxels)``.
-
-    In place (temporaries: one chunk row and one voxel row), so the sums are never held
-    twice. The input is consumed; the result is a C-contiguous view of its memory.
-    """
-    n_chunks, n_rows, width = chunked.shape
-    pieces = chunked.reshape(n_chunks * n_rows, width)
-    # transpose the (n_chunks, n_rows) grid of pieces by following its permutation's cycles
-    done = np.zeros(n_chunks * n_rows, dtype=bool)
-    for start in range(pieces.shape[0]):
-        if done[start]:
-            continue
-        held, target = pieces[start].copy(), start
-        while True:
-            done[target] = True
-            row, chunk = divmod(target, n_chunks)
-            source = chunk * n_rows + row
-            if source == start:
-                pieces[target] = held
-                break
-            pieces[target] = pieces[source]
-            target = source
-    flat = chunked.reshape(-1)
-    padded = n_chunks * width
-    for row in range(1, n_rows):  # drop the padding: each row moves left (overlap is safe)
-        flat[row * n_voxels : (row + 1) * n_voxels] = flat[row * padded : row * padded + n_voxels]
-    return flat[: n_rows * n_voxels].reshape(n_rows, n_voxels)
-
-
-def _thread_shares(n_chunks: int, n_threads: int) -> list[range]:
-    """Consecutive runs of chunk indices, one per thread (the sums do not depend on it)."""
-    n_shares = max(min(n_threads, n_chunks), 1)
-    bounds = np.linspace(0, n_chunks, n_shares + 1).round().astype(int)
-    return [range(bounds[k], bounds[k + 1]) for k in range(n_shares)]
+def _thread_shares(chunks: list[slice], n_threads: int) -> list[list[slice]]:
+    """Consecutive runs of chunks, one per thread (the sums do not depend on the split)."""
+    n_shares = max(min(n_threads, len(chunks)), 1)
+    bounds = np.linspace(0, len(chunks), n_shares + 1).round().astype(int)
+    return [chunks[bounds[k] : bounds[k + 1]] for k in range(n_shares)]
