@@ -6,7 +6,8 @@ milliseconds per volume, medians over ``--repeats``. The earlier version is
 ``bids_glm/glm/cross_products.py`` as of ``--baseline`` (a git revision), loaded from git.
 BLAS runs one thread (set before numpy is imported), as in bids-glm. Each timing includes
 the first touch of the sums' memory, as a run does. Also prints the largest
-difference between the two versions' sums, relative to each sum's largest value.
+difference between the two versions' sums, relative to each sum's largest value, and whether
+the BLAS products let other threads run (the stream's reading threads need the GIL too).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import types
 from pathlib import Path
@@ -68,6 +70,34 @@ def largest_difference(old, new) -> float:
     return worst
 
 
+def python_steps_during(product) -> int:
+    """Steps a Python loop makes in this thread while ``product()`` runs in another: near
+    zero when the product holds the GIL."""
+    finished = threading.Event()
+    worker = threading.Thread(target=lambda: (product(), finished.set()))
+    steps = 0
+    worker.start()
+    while not finished.is_set():
+        steps += 1
+    worker.join()
+    return steps
+
+
+def gil_comparison() -> None:
+    """Does a large ``out += left @ right`` let other threads run: f2py's dgemm against
+    `cross_products.add_product`."""
+    from scipy.linalg.blas import dgemm
+
+    left, right = np.ones((2000, 2000)), np.ones((2000, 2000))
+    out = np.zeros((2000, 2000))
+    f2py = python_steps_during(
+        lambda: dgemm(1.0, left.T, right.T, beta=1.0, c=out.T, overwrite_c=True)
+    )
+    ctypes_call = python_steps_during(lambda: cross_products.add_product(out, left, right))
+    print("Python steps in another thread during one 2000^3 product:")
+    print(f"  scipy.linalg.blas.dgemm {f2py}, cross_products.add_product {ctypes_call}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", default="509a0c2", help="git revision to compare with")
@@ -99,6 +129,7 @@ def main() -> None:
                 print(f"{p:>3} {n_threads:>7} {label:>10} {cpu:7.2f} {wall:7.2f}")
             difference = largest_difference(*results.values())
             print(f"    largest relative difference of the sums: {difference:.1e}")
+    gil_comparison()
 
 
 if __name__ == "__main__":

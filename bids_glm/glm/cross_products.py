@@ -94,6 +94,9 @@ def sum_operator(design: np.ndarray) -> np.ndarray:
     )
 
 
+_DGEMM_SIGNATURE = b"void (char *, char *, int *, int *, int *,"  # LP64: C ints
+
+
 def _cython_blas_dgemm() -> Callable[..., None]:
     """scipy's BLAS ``dgemm`` (Fortran convention, LP64 ints), callable without the GIL.
 
@@ -116,7 +119,6 @@ def _cython_blas_dgemm() -> Callable[..., None]:
     return prototype(address)
 
 
-_DGEMM_SIGNATURE = b"void (char *, char *, int *, int *, int *,"
 _DGEMM = _cython_blas_dgemm()
 _ONE = ctypes.c_double(1.0)
 
@@ -197,7 +199,7 @@ class CrossProductAccumulator:
         self.n_added = 0
         self.n_threads = thread_budget() if n_threads is None else max(int(n_threads), 1)
         chunks = list(voxel_chunks(n_voxels, int(chunk_voxels)))
-        self.chunk_voxels = int(chunk_voxels)
+        self.chunk_voxels = max(min(int(chunk_voxels), n_voxels), 1)
         self.shares = _thread_shares(chunks, self.n_threads)
         self.scratch: list[np.ndarray] = []
 
