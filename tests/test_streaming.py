@@ -91,6 +91,15 @@ def test_sums_do_not_depend_on_blocks_threads_or_chunks():
     np.testing.assert_array_equal(other.running_sum32 / np.float32(90), Y.mean(axis=0))
 
 
+def test_sums_are_identical_whatever_the_number_of_threads():
+    """Chunks do not depend on the threads, so neither does any rounding: bit-identical."""
+    X, Y = _design(40, constant=False), _series(40, 1000, seed=8)
+    one = _summed(X, Y, 8, n_threads=1, chunk=96)
+    three = _summed(X, Y, 8, n_threads=3, chunk=96)
+    for name in ("projected", "neighbour", "total", "squares", "lag1", "last", "running_sum32"):
+        np.testing.assert_array_equal(getattr(three, name), getattr(one, name))
+
+
 def test_a_design_without_constant_and_censored_rows():
     """No constant column (the e1 terms at work) and rows dropped before fitting."""
     X, Y = _design(120, constant=False), _series(120, 800, seed=3)
