@@ -62,11 +62,11 @@ def test_z_from_sums_matches_the_two_pass_fit_on_adversarial_data(scaling):
     assert planted.sum() > N_VOXELS // 4  # the task is found
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_sums_equal_a_float64_brute_force(dtype):
+@pytest.mark.parametrize(("dtype", "block"), [(np.float32, 5), (np.float64, 5), (np.float32, 1)])
+def test_sums_equal_a_float64_brute_force(dtype, block):
     """Every sum against its definition evaluated on the whole held series, in float64.
 
-    Blocks of 5 and chunks of 37 voxels (neither divides the run nor the voxels), two
+    Blocks of 5 (or 1) and chunks of 37 voxels (neither divides the run nor the voxels), two
     threads: the order of the float64 sums changes, their values agree to ~1e-13.
     """
     from bids_glm.glm.cross_products import constant_residual
@@ -77,8 +77,8 @@ def test_sums_equal_a_float64_brute_force(dtype):
     X = np.column_stack([rng.normal(size=(n, 3)), np.arange(n) / n])  # no constant column
     Y = (rng.normal(900, 30, n_voxels) + rng.normal(0, 5, (n, n_voxels))).astype(dtype)
     accumulator = CrossProductAccumulator(X, n_voxels, n_threads=2, chunk_voxels=37)
-    for start in range(0, n, 5):
-        accumulator.add(Y[start : start + 5])
+    for start in range(0, n, block):
+        accumulator.add(Y[start : start + block])
     sums = accumulator.result()
     d = Y.astype(np.float64) - Y[0].astype(np.float64)
     e1 = constant_residual(X)
