@@ -132,7 +132,8 @@ def add_product(out: np.ndarray, left: np.ndarray, right: np.ndarray) -> None:
         Updated in place; any row stride (e.g. a column slice of a wider array).
     left : ndarray, shape (r, k), float64
     right : ndarray, shape (k, w), float64
-        Each array's rows must be contiguous (unit column stride), rows not overlapping.
+        Each array's rows must be contiguous (unit column stride), rows not overlapping;
+        ``out`` must not share memory with ``left`` or ``right``.
     """
     arrays = (out, left, right)
     if any(a.dtype != np.float64 or a.ndim != 2 or a.strides[1] != 8 for a in arrays):
