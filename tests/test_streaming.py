@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bids_glm.glm.contrast import compute_contrast
-from bids_glm.glm.cross_products import CrossProductAccumulator
+from bids_glm.glm.cross_products import CrossProductAccumulator, add_product
 from bids_glm.glm.fit import fit_glm
 from bids_glm.glm.fit_from_sums import fit_from_sums
 from bids_glm.glm.scaling import scale_signal
@@ -91,6 +91,15 @@ def test_sums_do_not_depend_on_blocks_threads_or_chunks():
     np.testing.assert_array_equal(other.running_sum32 / np.float32(90), Y.mean(axis=0))
 
 
+def test_sums_are_identical_whatever_the_number_of_threads():
+    """Chunks do not depend on the threads, so neither does any rounding: bit-identical."""
+    X, Y = _design(40, constant=False), _series(40, 1000, seed=8)
+    one = _summed(X, Y, 8, n_threads=1, chunk=96)
+    three = _summed(X, Y, 8, n_threads=3, chunk=96)
+    for name in ("projected", "neighbour", "total", "squares", "lag1", "last", "running_sum32"):
+        np.testing.assert_array_equal(getattr(three, name), getattr(one, name))
+
+
 def test_a_design_without_constant_and_censored_rows():
     """No constant column (the e1 terms at work) and rows dropped before fitting."""
     X, Y = _design(120, constant=False), _series(120, 800, seed=3)
@@ -112,6 +121,26 @@ def test_accumulator_refuses_too_many_or_too_few_volumes():
         sums.result()
     with pytest.raises(ValueError, match="40 volumes"):
         sums.add(Y[:20])
+
+
+def test_add_product_accumulates_in_place_into_strided_views():
+    """BLAS ``out += left @ right`` on column slices of wider arrays, the rest untouched."""
+    rng = np.random.default_rng(6)
+    wide, operator, data = (
+        rng.normal(size=(5, 40)),
+        rng.normal(size=(5, 30)),
+        rng.normal(size=(9, 50)),
+    )
+    expected = wide.copy()
+    expected[:, 7:29] += operator[:, 3:12] @ data[:, 11:33]
+    add_product(wide[:, 7:29], operator[:, 3:12], data[:, 11:33])
+    np.testing.assert_allclose(wide, expected, rtol=1e-14, atol=1e-14)
+    np.testing.assert_array_equal(wide[:, :7], expected[:, :7])
+    np.testing.assert_array_equal(wide[:, 29:], expected[:, 29:])
+    with pytest.raises(ValueError, match="contiguous rows"):
+        add_product(wide[:, :9], operator[:, :9].T.copy().T, data[:9, :9])
+    with pytest.raises(ValueError, match="cannot add"):
+        add_product(wide[:, :9], operator[:, :3], data[:4, :9])
 
 
 @pytest.mark.parametrize("n_threads", [1, 3])

@@ -60,3 +60,44 @@ def test_z_from_sums_matches_the_two_pass_fit_on_adversarial_data(scaling):
     assert np.mean(edge) < 0.2
     planted = np.abs(z_summed) > 8
     assert planted.sum() > N_VOXELS // 4  # the task is found
+
+
+@pytest.mark.parametrize(("dtype", "block"), [(np.float32, 5), (np.float64, 5), (np.float32, 1)])
+def test_sums_equal_a_float64_brute_force(dtype, block):
+    """Every sum against its definition evaluated on the whole held series, in float64.
+
+    Blocks of 5 (or 1) and chunks of 37 voxels (neither divides the run nor the voxels), two
+    threads: the order of the float64 sums changes, their values agree to ~1e-13.
+    """
+    from bids_glm.glm.cross_products import constant_residual
+    from bids_glm.glm.ols import neighbour_sum
+
+    rng = np.random.default_rng(11)
+    n, n_voxels = 43, 150
+    X = np.column_stack([rng.normal(size=(n, 3)), np.arange(n) / n])  # no constant column
+    Y = (rng.normal(900, 30, n_voxels) + rng.normal(0, 5, (n, n_voxels))).astype(dtype)
+    accumulator = CrossProductAccumulator(X, n_voxels, n_threads=2, chunk_voxels=37)
+    for start in range(0, n, block):
+        accumulator.add(Y[start : start + block])
+    sums = accumulator.result()
+    d = Y.astype(np.float64) - Y[0].astype(np.float64)
+    e1 = constant_residual(X)
+    expected = {
+        "projected": np.linalg.pinv(X) @ d,
+        "neighbour": neighbour_sum(X).T @ d,
+        "total": d.sum(axis=0),
+        "constant_residual": e1 @ d,
+        "constant_neighbour": neighbour_sum(e1[:, None])[:, 0] @ d,
+        "squares": (d * d).sum(axis=0),
+        "lag1": (d[:-1] * d[1:]).sum(axis=0),
+        "last": d[-1],
+    }
+    for name, value in expected.items():
+        scale = np.abs(value).max()
+        np.testing.assert_allclose(getattr(sums, name), value, rtol=0, atol=1e-13 * scale)
+    np.testing.assert_array_equal(sums.shift, Y[0].astype(np.float64))
+    running = np.zeros(n_voxels, np.float32)
+    for volume in Y:  # float32, volume after volume
+        running += volume
+    np.testing.assert_array_equal(sums.running_sum32, running)
+    assert sums.n_scans == n

@@ -14,18 +14,23 @@ baseline exactly, so no sum below cancels a large mean) they are:
 * ``sum_t d_t^2`` and ``sum_t d_t d_{t+1}`` (V,), and the last kept volume ``d_{n-1}``.
 
 The projections are stacked in one ``(2p + 3, n)`` operator and applied to a block of volumes
-at a time by one matrix product (BLAS), in float64. Volumes must be added in time order and
-are the kept (uncensored) ones only: lags run over the retained rows, exactly as a fit of the
-censored series does. Each block is cut into voxel chunks (shared by threads), so peak memory
-is the ``(2p + 3, V)`` sums plus a few chunk-sized float64 temporaries.
+at a time by BLAS ``dgemm`` accumulating in place, in float64. Volumes must be added in time
+order and are the kept (uncensored) ones only: lags run over the retained rows, exactly as a
+fit of the censored series does. Each block is cut into voxel chunks (shared by threads), each
+turned into float64 once in a per-thread scratch array that stays in cache, from which the
+projections, the squares, the lag-one products and the float32 running sum are all taken, so
+peak memory is the ``(2p + 3, V)`` sums plus a chunk-sized scratch array per thread.
 """
 
 from __future__ import annotations
 
+import ctypes
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
+import scipy.linalg.cython_blas
 
 from bids_glm.glm.ols import neighbour_sum, voxel_chunks
 from bids_glm.runtime.threads import for_each_in_threads, thread_budget
@@ -89,6 +94,73 @@ def sum_operator(design: np.ndarray) -> np.ndarray:
     )
 
 
+_DGEMM_SIGNATURE = b"void (char *, char *, int *, int *, int *,"  # LP64: C ints
+
+
+def _cython_blas_dgemm() -> Callable[..., None]:
+    """scipy's BLAS ``dgemm`` (Fortran convention, LP64 ints), callable without the GIL.
+
+    ``scipy.linalg.blas.dgemm`` (f2py) holds the GIL for the whole product and copies any
+    ``c`` that is not Fortran-contiguous; the function pointer that `scipy.linalg.cython_blas`
+    exports for Cython, called through ``ctypes``, does neither.
+    """
+    capsule = scipy.linalg.cython_blas.__pyx_capi__["dgemm"]
+    capsule_api = ctypes.PYFUNCTYPE(ctypes.c_char_p, ctypes.py_object)
+    signature = capsule_api(("PyCapsule_GetName", ctypes.pythonapi))(capsule)
+    if not signature.startswith(_DGEMM_SIGNATURE):  # the int size must be the one we pass
+        raise ImportError(f"unexpected scipy.linalg.cython_blas dgemm: {signature!r}")
+    get_pointer = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)
+    address = get_pointer(("PyCapsule_GetPointer", ctypes.pythonapi))(capsule, signature)
+    integer, pointer = ctypes.POINTER(ctypes.c_int), ctypes.c_void_p
+    # transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc (all by reference)
+    arguments = [ctypes.c_char_p] * 2 + [integer] * 3 + [pointer, pointer, integer]
+    arguments += [pointer, integer, pointer, pointer, integer]
+    prototype = ctypes.CFUNCTYPE(None, *arguments)  # its calls release the GIL
+    return prototype(address)
+
+
+_DGEMM = _cython_blas_dgemm()
+_ONE = ctypes.c_double(1.0)
+
+
+def add_product(out: np.ndarray, left: np.ndarray, right: np.ndarray) -> None:
+    """``out += left @ right`` in place, by BLAS ``dgemm`` with ``beta = 1`` (GIL released).
+
+    Parameters
+    ----------
+    out : ndarray, shape (r, w), float64
+        Updated in place; any row stride (e.g. a column slice of a wider array).
+    left : ndarray, shape (r, k), float64
+    right : ndarray, shape (k, w), float64
+        Each array's rows must be contiguous (unit column stride), rows not overlapping;
+        ``out`` must not share memory with ``left`` or ``right``.
+    """
+    arrays = (out, left, right)
+    if any(a.dtype != np.float64 or a.ndim != 2 or a.strides[1] != 8 for a in arrays):
+        raise ValueError("add_product needs 2-D float64 arrays with contiguous rows")
+    inner_mismatch = left.shape[1] != right.shape[0]
+    if inner_mismatch or not out.flags.writeable or out.shape != (left.shape[0], right.shape[1]):
+        raise ValueError(f"cannot add {left.shape} @ {right.shape} to {out.shape}")
+    if out.size == 0 or left.shape[1] == 0:
+        return
+    # row-major out = left @ right is column-major out^T = right^T @ left^T
+    leading = [ctypes.c_int(_leading_dimension(a)) for a in arrays]
+    sizes = [ctypes.c_int(n) for n in (right.shape[1], left.shape[0], left.shape[1])]
+    _DGEMM(
+        b"N", b"N", *map(ctypes.byref, sizes), ctypes.byref(_ONE),
+        right.ctypes.data, ctypes.byref(leading[2]),
+        left.ctypes.data, ctypes.byref(leading[1]),
+        ctypes.byref(_ONE), out.ctypes.data, ctypes.byref(leading[0]),
+    )  # fmt: skip
+
+
+def _leading_dimension(array: np.ndarray) -> int:
+    """The row stride of ``array`` in elements, as BLAS's column-major leading dimension."""
+    if not array.flags.aligned or array.strides[0] < 8 * array.shape[1] * (array.shape[0] > 1):
+        raise ValueError(f"rows of strides {array.strides} overlap or are misaligned")
+    return max(array.strides[0] // 8, array.shape[1], 1)
+
+
 class CrossProductAccumulator:
     """Accumulate `RunSums` from blocks of consecutive kept volumes.
 
@@ -99,10 +171,11 @@ class CrossProductAccumulator:
     n_voxels : int
         Columns of each block.
     n_threads : int, optional
-        Threads sharing each block's voxels; default: the process's `thread_budget`. The
-        sums do not depend on it.
+        Threads sharing each block's voxel chunks; default: the process's `thread_budget`.
+        The sums do not depend on it.
     chunk_voxels : int
-        Voxels per product: small enough for the block's float64 copy to stay in cache.
+        Voxels per chunk: small enough for a chunk of the block, in float64, to stay in
+        cache (each thread keeps one such scratch array: ~1 MB for 8 volumes by default).
     """
 
     def __init__(
@@ -113,7 +186,7 @@ class CrossProductAccumulator:
         chunk_voxels: int = 16_384,
     ) -> None:
         self.design = np.asarray(design, dtype=np.float64)
-        self.operator = sum_operator(self.design)
+        self.operator = np.ascontiguousarray(sum_operator(self.design))  # rows for BLAS
         self.n_scans, self.p = self.design.shape
         # separate arrays, so the (p, V) ones can outlive the rest (they become the fit's)
         self.projected = np.zeros((self.p, n_voxels))
@@ -123,10 +196,13 @@ class CrossProductAccumulator:
         self.lag1 = np.zeros(n_voxels)
         self.running_sum32 = np.zeros(n_voxels, dtype=np.float32)
         self.shift: np.ndarray | None = None
-        self.previous: np.ndarray | None = None
+        self.previous = np.zeros(n_voxels)  # d_{t-1}; d_0 = 0: no lag term before the first
         self.n_added = 0
         self.n_threads = thread_budget() if n_threads is None else max(int(n_threads), 1)
-        self.chunk_voxels = int(chunk_voxels)
+        chunks = list(voxel_chunks(n_voxels, int(chunk_voxels)))
+        self.chunk_voxels = max(min(int(chunk_voxels), n_voxels), 1)
+        self.shares = _thread_shares(chunks, self.n_threads)
+        self.scratch: list[np.ndarray] = []
 
     def add(self, block: np.ndarray) -> None:
         """Add the next ``block`` (b, V) of kept volumes (any float dtype), in time order."""
@@ -137,33 +213,45 @@ class CrossProductAccumulator:
             raise ValueError(f"{stop} volumes added to sums over {self.n_scans} kept volumes")
         if self.shift is None:
             self.shift = block[0].astype(np.float64)
-            self.previous = np.zeros_like(self.shift)  # d_0 = 0: no lag term before it
-        for volume in block:  # in time order, as numpy's float32 mean over axis 0
-            self.running_sum32 += volume
+        if not self.scratch or self.scratch[0].shape[0] <= block.shape[0]:
+            rows = (block.shape[0] + 1, self.chunk_voxels)
+            self.scratch = [np.empty(rows) for _ in self.shares]
         operator = self.operator[:, self.n_added : stop]
-        chunks = list(voxel_chunks(block.shape[1], self.chunk_voxels))
         for_each_in_threads(
-            lambda chunk: self._add_chunk(operator, block, chunk), chunks, self.n_threads, "sums"
+            lambda share: self._add_chunks(operator, block, *share),
+            list(zip(self.shares, self.scratch, strict=True)),
+            self.n_threads,
+            "sums",
         )
         self.n_added = stop
 
-    def _add_chunk(self, operator: np.ndarray, block: np.ndarray, chunk: slice) -> None:
-        """The block's contribution to the voxels ``chunk`` (disjoint between threads)."""
-        shifted = block[:, chunk].astype(np.float64)
-        shifted -= self.shift[chunk]
-        products = operator @ shifted
+    def _add_chunks(
+        self, operator: np.ndarray, block: np.ndarray, chunks: list[slice], scratch: np.ndarray
+    ) -> None:
+        """The block's contribution to the voxel ``chunks`` (disjoint between threads).
+
+        ``scratch`` rows: ``d`` of the volume before the block, then the block's ``d``.
+        """
         p = self.p
-        self.projected[:, chunk] += products[:p]
-        self.neighbour[:, chunk] += products[p : 2 * p]
-        self.constants[:, chunk] += products[2 * p :]
-        self.squares[chunk] += np.einsum("tv,tv->v", shifted, shifted)
-        self.lag1[chunk] += np.einsum("tv,tv->v", shifted[:-1], shifted[1:])
-        self.lag1[chunk] += self.previous[chunk] * shifted[0]
-        self.previous[chunk] = shifted[-1]
+        for chunk in chunks:
+            lagged = scratch[: block.shape[0] + 1, : chunk.stop - chunk.start]
+            d = lagged[1:]
+            lagged[0] = self.previous[chunk]
+            d[...] = block[:, chunk]
+            d -= self.shift[chunk]
+            add_product(self.projected[:, chunk], operator[:p], d)
+            add_product(self.neighbour[:, chunk], operator[p : 2 * p], d)
+            add_product(self.constants[:, chunk], operator[2 * p :], d)
+            self.squares[chunk] += np.einsum("tv,tv->v", d, d)
+            self.lag1[chunk] += np.einsum("tv,tv->v", lagged[:-1], d)
+            self.previous[chunk] = d[-1]
+            running_sum32 = self.running_sum32[chunk]
+            for volume in block[:, chunk]:  # in time order, as numpy's float32 mean
+                np.add(running_sum32, volume, out=running_sum32)
 
     def result(self) -> RunSums:
         """The sums, once every kept volume was added (``ValueError`` otherwise)."""
-        if self.n_added != self.n_scans or self.shift is None or self.previous is None:
+        if self.n_added != self.n_scans or self.shift is None:
             raise ValueError(f"{self.n_added} of {self.n_scans} kept volumes were added")
         return RunSums(
             n_scans=self.n_scans,
@@ -178,3 +266,10 @@ class CrossProductAccumulator:
             last=self.previous,
             running_sum32=self.running_sum32,
         )
+
+
+def _thread_shares(chunks: list[slice], n_threads: int) -> list[list[slice]]:
+    """Consecutive runs of chunks, one per thread (the sums do not depend on the split)."""
+    n_shares = max(min(n_threads, len(chunks)), 1)
+    bounds = np.linspace(0, len(chunks), n_shares + 1).round().astype(int)
+    return [chunks[bounds[k] : bounds[k + 1]] for k in range(n_shares)]
