@@ -29,7 +29,7 @@ for _variable in BLAS_VARIABLES:
 
 import numpy as np  # noqa: E402
 
-from bids_glm.glm import cross_products  # noqa: E402
+from bids_glm.glm import cross_products, inplace_gemm  # noqa: E402
 
 N_VOXELS = 339_817  # in-mask voxels of the 2 mm MNI benchmark grid
 BLOCK_VOLUMES = 8
@@ -85,7 +85,7 @@ def python_steps_during(product) -> int:
 
 def gil_comparison() -> None:
     """Does a large ``out += left @ right`` let other threads run: f2py's dgemm against
-    `cross_products.add_product`."""
+    `inplace_gemm.add_product`."""
     from scipy.linalg.blas import dgemm
 
     left, right = np.ones((2000, 2000)), np.ones((2000, 2000))
@@ -93,9 +93,9 @@ def gil_comparison() -> None:
     f2py = python_steps_during(
         lambda: dgemm(1.0, left.T, right.T, beta=1.0, c=out.T, overwrite_c=True)
     )
-    ctypes_call = python_steps_during(lambda: cross_products.add_product(out, left, right))
+    ctypes_call = python_steps_during(lambda: inplace_gemm.add_product(out, left, right))
     print("Python steps in another thread during one 2000^3 product:")
-    print(f"  scipy.linalg.blas.dgemm {f2py}, cross_products.add_product {ctypes_call}")
+    print(f"  scipy.linalg.blas.dgemm {f2py}, inplace_gemm.add_product {ctypes_call}")
 
 
 def main() -> None:

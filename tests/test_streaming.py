@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from bids_glm.glm.contrast import compute_contrast
-from bids_glm.glm.cross_products import CrossProductAccumulator, add_product
+from bids_glm.glm.cross_products import CrossProductAccumulator
 from bids_glm.glm.fit import fit_glm
 from bids_glm.glm.fit_from_sums import fit_from_sums
+from bids_glm.glm.inplace_gemm import add_product
 from bids_glm.glm.scaling import scale_signal
 from bids_glm.image.io import read_masked_series
 from bids_glm.image.stream import stream_masked_series
