@@ -1,0 +1,32 @@
+"""Start-up: what a volume run loads, and the methods templates it compiles."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+from conftest import make_tiny_dataset
+
+MESH_MODULES = ("scipy.sparse", "scipy.spatial")
+
+
+def test_volume_run_never_loads_mesh_machinery(tmp_path):
+    """A whole volume participant run, in a fresh interpreter (other tests import anything)."""
+    bids = make_tiny_dataset(tmp_path / "bids")
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from bids_glm.cli.main import main
+
+        code = main([{str(bids)!r}, {str(tmp_path / "out")!r}, "participant", "-q",
+                     "--no-reports", "--smoothing-fwhm", "5", "--noise-model", "ar1"])
+        loaded = sorted(m for m in sys.modules if m.startswith({MESH_MODULES!r}))
+        print(code, loaded)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert result.stdout.split() == ["0", "[]"], result.stderr
+    assert any((tmp_path / "out" / "sub-01" / "func").glob("*_stat-z_statmap.nii.gz"))
