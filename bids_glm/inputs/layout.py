@@ -59,7 +59,11 @@ def discover_runs(settings: Settings) -> list[RunInput]:
     InputError
         Unknown participants, no derivatives, no runs for the task, unreadable sidecars.
     """
-    participants = requested_participants(settings)
+    return validated_runs(settings, requested_participants(settings))
+
+
+def validated_runs(settings: Settings, participants: Sequence[str]) -> list[RunInput]:
+    """`validate_dataset` (unless ``--skip-bids-validator``), then `find_runs`."""
     if not settings.skip_bids_validator:
         validate_dataset(settings.bids_dir, participants)
     return find_runs(settings, participants)
