@@ -30,3 +30,26 @@ def test_volume_run_never_loads_mesh_machinery(tmp_path):
     )
     assert result.stdout.split() == ["0", "[]"], result.stderr
     assert any((tmp_path / "out" / "sub-01" / "func").glob("*_stat-z_statmap.nii.gz"))
+
+
+def test_discovery_starts_before_pandas_is_loaded(tiny_dataset, tmp_path):
+    """Settings and the discovery child need no pandas: the fork comes before its import."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from bids_glm.cli.parser import build_parser
+        from bids_glm.cli.validate import settings_from_args
+        from bids_glm.inputs.discovery import start_discovery
+
+        args = build_parser().parse_args([{str(tiny_dataset)!r}, {str(tmp_path / "out")!r},
+            "participant", "--confounds", "motion6", "scrub:FD=0.5", "--condition-column", "a"])
+        settings = settings_from_args(args, "bids-glm")
+        loaded = "pandas" in sys.modules
+        runs = start_discovery(settings).runs()
+        print(loaded, "pandas" in sys.modules, len(runs))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert result.stdout.split() == ["False", "False", "1"], result.stderr
