@@ -2,7 +2,8 @@
 
 At start-up one core is idle: checking the file names (`validate_dataset`, ~0.06 s),
 importing pybids and indexing the dataset (~0.35 s) do not depend on the numerical modules
-and methods templates the parent loads next (~0.4 s). On Linux, with no other thread
+and methods templates the parent loads next (pandas, scipy, jinja2: ~0.5 s), and the
+settings are typed without pandas, so the fork comes early. On Linux, with no other thread
 running, `start_discovery` forks a child that does both and sends back the runs and the log
 records it emitted, while the parent loads; the parent then replays the child's records, so
 the log reads as if `discover_runs` had run in place. Anywhere else, or when the child fails
