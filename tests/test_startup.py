@@ -7,6 +7,9 @@ import sys
 import textwrap
 
 from conftest import make_tiny_dataset
+from test_methods import make_facts
+
+from bids_glm.derivatives import methods
 
 MESH_MODULES = ("scipy.sparse", "scipy.spatial")
 
@@ -53,3 +56,16 @@ def test_discovery_starts_before_pandas_is_loaded(tiny_dataset, tmp_path):
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
     )
     assert result.stdout.split() == ["False", "False", "1"], result.stderr
+
+
+def test_templates_compiled_in_their_thread_render_the_same_text():
+    facts = make_facts()
+    methods._environment.cache_clear()
+    expected = methods.render_methods(facts)  # compiled here, at the first rendering
+    methods._environment.cache_clear()
+    thread = methods.compile_templates()
+    racing = methods.render_methods(facts)  # while the thread compiles the same templates
+    thread.join(timeout=60)
+    assert not thread.is_alive() and thread.daemon
+    assert racing == expected
+    assert methods.render_methods(facts) == expected  # from what the thread compiled
