@@ -1,6 +1,7 @@
-"""fMRIPrep confound column names across versions, and the columns each preset selects.
+"""The columns each confound preset selects, in every fMRIPrep naming generation.
 
-Naming generations handled (the column a preset looks for, in every spelling):
+Naming generations handled (the column a preset looks for, in every spelling; mapped by
+:mod:`bids_glm.inputs.confound_names`):
 
 ============================  ===============================================================
 fMRIPrep 1.0 - 1.1            CamelCase, ``*_bold_confounds.tsv``, no JSON sidecar, no
@@ -87,8 +88,9 @@ def numeric_column(table: pd.DataFrame, column: str, path: Path) -> pd.Series:
 
 def missing_columns_error(path: Path, source: str, names: Iterable[str], columns) -> ConfoundError:
     """The error for a preset or rule whose columns are absent from the file."""
-    spellings = {name: legacy_spelling(name) for name in names}
-    wanted = ", ".join(f"{n} (or {old})" if old else n for n, old in spellings.items())
+    names = list(names)
+    spellings = [legacy_spelling(name) for name in names]
+    wanted = ", ".join(f"{n} (or {o})" if o else n for n, o in zip(names, spellings, strict=True))
     return ConfoundError(
         f"{path}: {source} needs column(s) {wanted}, not in the file; "
         f"columns present: {', '.join(map(str, columns))}"
