@@ -12,8 +12,8 @@ from bids_glm.image.mask_rule import INTERSECTION, MaskRule
 
 if TYPE_CHECKING:  # the CLI imports settings before numpy is loaded
     from bids_glm.design.contrast_options import ContrastSpec, FContrastSpec
-    from bids_glm.inputs.confounds import ConfoundStrategy
-    from bids_glm.inputs.events import EventSpec
+    from bids_glm.inputs.confound_strategy import ConfoundStrategy
+    from bids_glm.inputs.event_spec import EventSpec
     from bids_glm.inputs.smdl.model import Node, StatsModel
 
 DEFAULT_FMRIPREP_SPACE = "MNI152NLin2009cAsym"

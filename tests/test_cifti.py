@@ -14,7 +14,8 @@ from nibabel.cifti2 import cifti2_axes
 
 from bids_glm.cli.main import main
 from bids_glm.errors import InputError
-from bids_glm.image.cifti import CiftiGeometry, cifti_geometry, cifti_header, read_cifti_series
+from bids_glm.image.cifti import CiftiGeometry, cifti_geometry, read_cifti_series
+from bids_glm.image.cifti_header import cifti_header
 
 TR_S = 2.0
 N_VOLUMES = 90

@@ -46,7 +46,7 @@ def test_forked_discovery_equals_discovery_in_place(tmp_path, bids_glm_records):
     assert forked == in_place and len(forked) == 4
     assert forked_log == [(r.levelno, r.getMessage()) for r in bids_glm_records]
     messages = [message for _, message in forked_log]
-    assert "do not follow BIDS naming" in messages[0]  # checked by the parent, first
+    assert "do not follow BIDS naming" in messages[0]  # checked first, by the child
     assert any("no events.tsv applies" in message for message in messages)
     assert threading.active_count() == 1
 
@@ -70,11 +70,11 @@ def test_without_fork_discovery_runs_when_asked(tmp_path, monkeypatch):
     assert pending.runs() == discover_runs(settings_for(bids, tmp_path))
 
 
-def test_a_dataset_error_found_by_the_parent_stops_the_child(tmp_path):
+def test_a_dataset_error_found_by_the_child_is_raised_by_the_parent(tmp_path):
     bids = make_tiny_dataset(tmp_path / "bids")
     (bids / "dataset_description.json").unlink()
     pending = start_discovery(settings_for(bids, tmp_path))
     assert pending.child_pid is not None
     with pytest.raises(InputError, match=r"dataset_description\.json: missing"):
         pending.runs()
-    assert pending.child_pid is None  # killed and reaped
+    assert pending.child_pid is None  # reaped

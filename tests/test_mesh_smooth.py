@@ -8,6 +8,7 @@ from mesh_helpers import icosphere, plane_mesh, write_surface
 from scipy.optimize import curve_fit
 
 from bids_glm.errors import InputError
+from bids_glm.glm.surface_clusters import mesh_adjacency
 from bids_glm.image.mesh import mesh_vertex_count, read_mesh
 from bids_glm.image.mesh_smooth import (
     FWHM_PER_SIGMA,
@@ -28,7 +29,7 @@ def test_mesh_measures_of_a_sphere_and_a_plane(tmp_path):
     assert sphere.n_vertices == 642 and len(sphere.triangles) == 1280
     assert sphere.vertex_areas_mm2().sum() == pytest.approx(4 * np.pi * 50.0**2, rel=0.01)
     assert sphere.vertex_areas_mm2().sum() == pytest.approx(sphere.triangle_areas_mm2().sum())
-    degree = np.asarray(sphere.adjacency().sum(axis=1)).ravel()
+    degree = np.asarray(mesh_adjacency(sphere).sum(axis=1)).ravel()
     assert sorted(set(degree)) == [5, 6] and (degree == 5).sum() == 12
     assert len(sphere.edges()) == 1920 and sphere.edge_lengths_mm().min() > 0
     path = write_surface(tmp_path / "sphere.surf.gii", sphere)

@@ -136,8 +136,8 @@ def _check_numbers(args: argparse.Namespace) -> None:
 
 def _model_settings(args: argparse.Namespace) -> ModelSettings:
     """The model options, parsed (contrasts, confound strategy, events columns)."""
-    from bids_glm.inputs.confounds import ConfoundError, parse_confound_strategy
-    from bids_glm.inputs.events import EventSpec
+    from bids_glm.inputs.confound_strategy import ConfoundError, parse_confound_strategy
+    from bids_glm.inputs.event_spec import EventSpec
 
     contrasts, f_contrasts = _contrasts(args.contrast, args.f_contrast)
     try:

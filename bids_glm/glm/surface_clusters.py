@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 from scipy.sparse import csgraph
 
 from bids_glm.glm.thresholding import Threshold, check_cluster_extent, height_threshold
@@ -127,13 +128,22 @@ def apply_surface_threshold(
     return thresholded
 
 
+def mesh_adjacency(mesh: Mesh) -> sparse.csr_matrix:
+    """Symmetric (V, V) vertex adjacency of ``mesh`` (1 for an edge, no diagonal)."""
+    edges = mesh.edges()
+    ones = np.ones(2 * len(edges))
+    rows = np.concatenate([edges[:, 0], edges[:, 1]])
+    cols = np.concatenate([edges[:, 1], edges[:, 0]])
+    return sparse.csr_matrix((ones, (rows, cols)), shape=(mesh.n_vertices,) * 2)
+
+
 def _cluster_labels(mesh: Mesh, above: np.ndarray) -> np.ndarray:
     """Connected components of the ``above`` vertices along the mesh's edges (-1 elsewhere)."""
     labels = np.full(above.shape, -1, dtype=np.int64)
     if not above.any():
         return labels
     inside = np.flatnonzero(above)
-    graph = mesh.adjacency()[inside][:, inside]
+    graph = mesh_adjacency(mesh)[inside][:, inside]
     _, components = csgraph.connected_components(graph, directed=False)
     labels[inside] = components
     return labels

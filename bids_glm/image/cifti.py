@@ -14,10 +14,11 @@ written maps, as the medial wall does in HCP and Connectome Workbench files: NaN
 propagate through Workbench's smoothing and resampling and its palettes skip 0 anyway.
 Which grayordinates were analysed is the unit's ``_mask.dscalar.nii`` (1 analysed, 0 not).
 
-A run's CIFTI XML is parsed once, by discovery (:func:`cifti_header`); the reader takes
+A run's CIFTI XML is parsed once, by discovery
+(:func:`bids_glm.image.cifti_header.cifti_header`); the reader takes
 the data from the NIfTI-2 header alone and, with ``--smoothing-fwhm``, smooths each cortex
 along its mesh and each voxel structure within itself
-(:func:`bids_glm.image.cifti_smooth.smooth_grayordinates`) before the fit.
+(:func:`bids_glm.image.cifti_smooth.smooth_grayordinates`, loaded only then) before the fit.
 """
 
 from __future__ import annotations
@@ -35,91 +36,16 @@ from nibabel.cifti2 import cifti2_axes
 from nibabel.cifti2.parse_cifti2 import Cifti2Extension
 
 from bids_glm.errors import InputError
-from bids_glm.image.cifti_smooth import CORTEX_STRUCTURES, smooth_grayordinates
+from bids_glm.image.cifti_header import CORTEX_STRUCTURES, read_nifti2_header
 from bids_glm.image.mesh import MeshFiles, read_mesh
 from bids_glm.image.usable import exclusion_record, usable_columns
 
 LOGGER = logging.getLogger("bids_glm")
-DENSE_SERIES_EXTENSION = ".dtseries.nii"
 DENSE_SCALAR_EXTENSION = ".dscalar.nii"
 DENSE_SCALAR_INTENT = "ConnDenseScalar"
-SECONDS_PER_UNIT = {"SECOND": 1.0}  # SeriesAxis units that give a time step
 READ_GRAYORDINATES = 8192  # columns read and transposed at a time (~10 MB at 300 volumes)
 MAP_NAME_SLOT = "BIDSGLMMAPNAMESLOT"  # the map name in the cached XML, replaced per map
 _SLOT = MAP_NAME_SLOT.encode()
-
-
-def is_cifti_series(path: Path | str) -> bool:
-    """Whether ``path`` names a CIFTI-2 dense time series (``.dtseries.nii``)."""
-    return str(path).endswith(DENSE_SERIES_EXTENSION)
-
-
-@dataclass(frozen=True)
-class CiftiHeader:
-    """What discovery needs of a dense time series, read without decoding its data.
-
-    Attributes
-    ----------
-    n_volumes : int
-    brain_models : nibabel.cifti2.cifti2_axes.BrainModelAxis
-        The grayordinates (columns) of the file.
-    time_step_s : float or None
-        The ``SeriesAxis`` step in seconds; None when its unit is not time or it is <= 0.
-    """
-
-    n_volumes: int
-    brain_models: cifti2_axes.BrainModelAxis
-    time_step_s: float | None
-
-
-def _nifti_header(path: Path) -> nib.Nifti2Header:
-    """The NIfTI-2 header of a CIFTI-2 file; its CIFTI XML is parsed only when asked for.
-
-    Raises
-    ------
-    InputError
-        Not a NIfTI-2 file with a CIFTI extension and a 2-D matrix.
-    """
-    try:
-        with open(path, "rb") as stream:
-            header = nib.Nifti2Header.from_fileobj(stream)
-    except Exception as err:  # nibabel raises many kinds for a bad file
-        raise InputError(f"{path}: not a readable CIFTI-2 file ({err})") from None
-    shape = header.get_data_shape()
-    cifti = [e for e in header.extensions if isinstance(e, Cifti2Extension)]
-    if len(shape) != 6 or shape[:4] != (1, 1, 1, 1) or len(cifti) != 1:
-        raise InputError(f"{path}: expected a CIFTI-2 dense time series (.dtseries.nii)")
-    return header
-
-
-def cifti_header(path: Path) -> CiftiHeader:
-    """Volumes, grayordinates and time step of a ``.dtseries.nii`` (data not decoded).
-
-    The one place a run's CIFTI XML is parsed (~0.25 s at 91k grayordinates): discovery
-    keeps the result in the run's :class:`bids_glm.inputs.run_input.RunInput`, the
-    geometry and the reader use it from there.
-
-    Raises
-    ------
-    InputError
-        Not a CIFTI-2 file, or its axes are not (series, brain models).
-    """
-    extension = next(e for e in _nifti_header(path).extensions if isinstance(e, Cifti2Extension))
-    try:
-        matrix = extension.get_content()
-        series, brain_models = (matrix.get_axis(i) for i in (0, 1))
-    except Exception as err:  # a malformed XML or index map
-        raise InputError(f"{path}: not a readable CIFTI-2 file ({err})") from None
-    if not isinstance(series, cifti2_axes.SeriesAxis) or not isinstance(
-        brain_models, cifti2_axes.BrainModelAxis
-    ):
-        raise InputError(
-            f"{path}: expected the axes (SeriesAxis, BrainModelAxis) of a dense time series, "
-            f"found ({type(series).__name__}, {type(brain_models).__name__})"
-        )
-    factor = SECONDS_PER_UNIT.get(str(series.unit).upper())
-    step_s = None if factor is None or series.step <= 0 else float(series.step) * factor
-    return CiftiHeader(int(series.size), brain_models, step_s)
 
 
 @dataclass(frozen=True, eq=False)
@@ -357,7 +283,7 @@ def _matrix(
         The file's grayordinate count is not ``n_grayordinates``, ``keep_volumes`` does
         not match its volumes, or the file is shorter than its header says.
     """
-    header = _nifti_header(path)
+    header = read_nifti2_header(path)
     n_volumes, n_found = header.get_data_shape()[4:]
     if n_found != n_grayordinates:
         raise InputError(
@@ -392,6 +318,9 @@ def _smoothed(data: np.ndarray, geometry: CiftiGeometry, fwhm_mm: float, path: P
 
     Grayordinates not analysed are set constant first, so they take no part.
     """
+    # deferred: mesh smoothing (scipy.sparse, scipy.spatial) loads only when it is asked for
+    from bids_glm.image.cifti_smooth import smooth_grayordinates
+
     data[:, ~geometry.mask] = 0.0
     meshes = {"L": read_mesh(geometry.meshes.left), "R": read_mesh(geometry.meshes.right)}
     try:
@@ -405,7 +334,7 @@ def cifti_geometry(
 ) -> CiftiGeometry:
     """The grayordinates of a unit's runs: each run's path and ``BrainModelAxis``.
 
-    The axes are those discovery parsed (:class:`CiftiHeader`); ``meshes``: both
+    The axes are those discovery parsed (``CiftiHeader``); ``meshes``: both
     cortices' meshes, to smooth along (if any).
 
     Raises

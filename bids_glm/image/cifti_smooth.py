@@ -16,10 +16,9 @@ from collections.abc import Mapping
 import numpy as np
 from nibabel.cifti2 import BrainModelAxis
 
+from bids_glm.image.cifti_header import CORTEX_STRUCTURES
 from bids_glm.image.mesh import Mesh
 from bids_glm.image.mesh_smooth import mesh_smoother, smooth_voxel_structure
-
-CORTEX_STRUCTURES = {"CIFTI_STRUCTURE_CORTEX_LEFT": "L", "CIFTI_STRUCTURE_CORTEX_RIGHT": "R"}
 
 
 def smooth_grayordinates(

@@ -2,9 +2,10 @@
 
 A :class:`Mesh` holds vertex coordinates in mm and triangles (vertex indices), as
 FreeSurfer, fMRIPrep and TemplateFlow write them (a ``NIFTI_INTENT_POINTSET`` array and a
-``NIFTI_INTENT_TRIANGLE`` array). Its measures (edges, lengths, triangle and vertex areas,
-cotangent weights, adjacency) are pure functions of the two arrays; smoothing along the
-mesh (:mod:`bids_glm.image.mesh_smooth`) and the surface cluster tables use them.
+``NIFTI_INTENT_TRIANGLE`` array). Its measures (edges, lengths, triangle and vertex areas)
+are pure functions of the two arrays; the sparse operators built on them live with their
+one user (cotangent weights: :mod:`bids_glm.image.mesh_smooth`; vertex adjacency:
+:mod:`bids_glm.glm.surface_clusters`), so reading a mesh needs no ``scipy.sparse``.
 :class:`MeshFiles` are the two hemispheres' mesh files a surface analysis uses.
 """
 
@@ -18,7 +19,6 @@ from xml.etree import ElementTree
 import nibabel as nib
 import numpy as np
 from nibabel.gifti import GiftiImage
-from scipy import sparse
 
 from bids_glm.errors import InputError
 
@@ -83,37 +83,6 @@ class Mesh:
         """Area of each vertex in mm^2: one third of the areas of its triangles."""
         thirds = np.repeat(self.triangle_areas_mm2() / 3.0, 3)
         return np.bincount(self.triangles.ravel(), thirds, minlength=self.n_vertices)
-
-    def adjacency(self) -> sparse.csr_matrix:
-        """Symmetric (V, V) vertex adjacency (1 for an edge, no diagonal)."""
-        edges = self.edges()
-        ones = np.ones(2 * len(edges))
-        rows = np.concatenate([edges[:, 0], edges[:, 1]])
-        cols = np.concatenate([edges[:, 1], edges[:, 0]])
-        return sparse.csr_matrix((ones, (rows, cols)), shape=(self.n_vertices,) * 2)
-
-    def cotangent_weights(self) -> sparse.csr_matrix:
-        """Symmetric (V, V) cotangent weights ``(cot a + cot b) / 2`` of each edge.
-
-        ``a`` and ``b`` are the angles opposite the edge in its two triangles (one on a
-        border). With the vertex areas as mass, ``L = diag(W 1) - W`` discretises the
-        Laplace-Beltrami operator (Pinkall & Polthier 1993; Meyer et al. 2003).
-        """
-        rows, cols, values = [], [], []
-        for k in range(3):  # the angle at corner k is opposite the edge (k+1, k+2)
-            i, j, o = (self.triangles[:, (k + s) % 3] for s in (1, 2, 0))
-            u = self.vertices_mm[i] - self.vertices_mm[o]
-            v = self.vertices_mm[j] - self.vertices_mm[o]
-            cross = np.linalg.norm(np.cross(u, v), axis=1)
-            cot = np.einsum("ij,ij->i", u, v) / np.maximum(cross, np.finfo(float).tiny)
-            rows += [i, j]
-            cols += [j, i]
-            values += [0.5 * cot, 0.5 * cot]
-        shape = (self.n_vertices,) * 2
-        weights = sparse.coo_matrix(
-            (np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))), shape=shape
-        )
-        return weights.tocsr()  # duplicates (an edge's two triangles) are summed
 
 
 def read_mesh(path: Path) -> Mesh:

@@ -27,7 +27,6 @@ from nibabel.gifti import GiftiDataArray, GiftiImage, GiftiMetaData
 
 from bids_glm.errors import InputError
 from bids_glm.image.mesh import MeshFiles, read_mesh
-from bids_glm.image.mesh_smooth import mesh_smoother
 from bids_glm.image.usable import exclusion_record
 
 LOGGER = logging.getLogger("bids_glm")
@@ -339,6 +338,9 @@ def _smoothed(data: np.ndarray, geometry: SurfaceGeometry, fwhm_mm: float) -> np
     Only included vertices take part: analysed (``geometry.mask``), finite and not
     constant over the kept volumes; the others keep their values and stay unusable.
     """
+    # deferred: mesh smoothing (scipy.sparse, scipy.spatial) loads only when it is asked for
+    from bids_glm.image.mesh_smooth import mesh_smoother
+
     included = geometry.mask & np.isfinite(data).all(axis=0) & (np.ptp(data, axis=0) > 0)
     start = 0
     for mesh_path, n_vertices in zip(geometry.meshes.paths, geometry.n_vertices, strict=True):

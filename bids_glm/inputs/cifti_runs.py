@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from bids_glm.errors import InputError
-from bids_glm.image.cifti import DENSE_SERIES_EXTENSION, CiftiHeader, cifti_header
+from bids_glm.image.cifti_header import DENSE_SERIES_EXTENSION, CiftiHeader, cifti_header
 from bids_glm.inputs.entities import split_name
 from bids_glm.inputs.surface_runs import space_bolds
 from bids_glm.inputs.variants import describe, select_grid

@@ -1,6 +1,7 @@
-"""fMRIPrep confound column names across versions, and the columns each preset selects.
+"""The columns each confound preset selects, in every fMRIPrep naming generation.
 
-Naming generations handled (the column a preset looks for, in every spelling):
+Naming generations handled (the column a preset looks for, in every spelling; mapped by
+:mod:`bids_glm.inputs.confound_names`):
 
 ============================  ===============================================================
 fMRIPrep 1.0 - 1.1            CamelCase, ``*_bold_confounds.tsv``, no JSON sidecar, no
@@ -44,53 +45,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bids_glm.inputs.confound_names import canonical_name, is_legacy_name, legacy_spelling
+from bids_glm.inputs.confound_strategy import PRESETS, ConfoundError
 from bids_glm.inputs.events import NA_VALUES
 
 LOGGER = logging.getLogger("bids_glm")
 
-PRESETS = ("motion6", "motion24", "wm_csf", "global_signal", "acompcor", "cosine")
 MOTION_PARAMETERS = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z")
 EXPANSION_SUFFIXES = ("derivative1", "power2", "derivative1_power2")
 ACOMPCOR_VARIANCE = 0.5
 ACOMPCOR_FALLBACK_COUNT = 5
-
-_LEGACY_NAMES = {
-    "X": "trans_x",
-    "Y": "trans_y",
-    "Z": "trans_z",
-    "RotX": "rot_x",
-    "RotY": "rot_y",
-    "RotZ": "rot_z",
-    "FramewiseDisplacement": "framewise_displacement",
-    "stdDVARS": "std_dvars",
-    "GlobalSignal": "global_signal",
-    "WhiteMatter": "white_matter",
-    "CSF": "csf",
-}
-_LEGACY_NUMBERED = {
-    "aCompCor": "a_comp_cor_",
-    "tCompCor": "t_comp_cor_",
-    "Cosine": "cosine",
-    "NonSteadyStateOutlier": "non_steady_state_outlier",
-}
-_LEGACY_NUMBERED_RE = re.compile(rf"({'|'.join(_LEGACY_NUMBERED)})(\d+)")
-
-
-class ConfoundError(ValueError):
-    """A confound strategy that cannot be parsed or applied to a confounds file."""
-
-
-def canonical_name(column: str) -> str:
-    """The current fMRIPrep spelling of ``column`` (``RotX`` -> ``rot_x``); others unchanged."""
-    if column in _LEGACY_NAMES:
-        return _LEGACY_NAMES[column]
-    match = _LEGACY_NUMBERED_RE.fullmatch(column)
-    return _LEGACY_NUMBERED[match[1]] + match[2] if match else column
-
-
-def is_legacy_name(column: str) -> bool:
-    """Whether ``column`` is an fMRIPrep 1.0 - 1.1 (CamelCase) confound name."""
-    return canonical_name(column) != column
 
 
 def column_index(columns: Iterable[str]) -> dict[str, str]:
@@ -124,8 +88,9 @@ def numeric_column(table: pd.DataFrame, column: str, path: Path) -> pd.Series:
 
 def missing_columns_error(path: Path, source: str, names: Iterable[str], columns) -> ConfoundError:
     """The error for a preset or rule whose columns are absent from the file."""
-    spellings = {v: k for k, v in _LEGACY_NAMES.items()}
-    wanted = ", ".join(f"{n} (or {spellings[n]})" if n in spellings else n for n in names)
+    names = list(names)
+    spellings = [legacy_spelling(name) for name in names]
+    wanted = ", ".join(f"{n} (or {o})" if o else n for n, o in zip(names, spellings, strict=True))
     return ConfoundError(
         f"{path}: {source} needs column(s) {wanted}, not in the file; "
         f"columns present: {', '.join(map(str, columns))}"

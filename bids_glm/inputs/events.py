@@ -40,41 +40,19 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from bids_glm.errors import InputError
+from bids_glm.inputs.event_spec import DEFAULT_CONDITION_COLUMN, DEFAULT_EVENT_SPEC, EventSpec
 
 LOGGER = logging.getLogger("bids_glm")
 NA_VALUES = ["n/a", "N/A", "NA", "na", "nan", "NaN", ""]
-DEFAULT_CONDITION_COLUMN = "trial_type"
 DEFAULT_AMPLITUDE_COLUMN = "modulation"
 SINGLE_CONDITION = "events"
 MODULATOR_SEPARATOR = "_x_"
-
-
-@dataclass(frozen=True)
-class EventSpec:
-    """Which events columns hold the conditions, amplitudes and parametric modulators.
-
-    Attributes
-    ----------
-    condition_column : str, default="trial_type"
-        Column whose values name the conditions (``--condition-column``).
-    amplitude_column : str or None, default=None
-        Numeric column scaling each event (``--amplitude-column``); ``None`` uses
-        ``modulation`` when the file has it, else an amplitude of 1.
-    parametric_modulators : tuple of str, default=()
-        Numeric columns modelled as ``<condition>_x_<column>`` regressors, centred per
-        condition and run (``--parametric-modulators``).
-    """
-
-    condition_column: str = DEFAULT_CONDITION_COLUMN
-    amplitude_column: str | None = None
-    parametric_modulators: tuple[str, ...] = ()
 
 
 def read_events(path: Path) -> pd.DataFrame:
@@ -143,7 +121,7 @@ def clean_events(
     table: pd.DataFrame,
     path: Path,
     scan_duration_s: float,
-    spec: EventSpec = EventSpec(),
+    spec: EventSpec = DEFAULT_EVENT_SPEC,
 ) -> pd.DataFrame:
     """Apply this module's cleaning rules to one run's events.
 

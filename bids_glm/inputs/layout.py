@@ -22,7 +22,6 @@ from bids_glm.inputs.run_files import build_run_input
 from bids_glm.inputs.run_input import RunInput
 from bids_glm.inputs.sidecars import check_run_sidecars, unreadable_json
 from bids_glm.inputs.surface_runs import hemisphere_pairs, surface_bolds
-from bids_glm.inputs.user_design import attach_user_designs
 from bids_glm.inputs.validation import validate_dataset
 from bids_glm.inputs.variants import is_cifti_space, is_surface_space, select_grid
 from bids_glm.settings import DEFAULT_FMRIPREP_SPACE, Settings
@@ -59,7 +58,11 @@ def discover_runs(settings: Settings) -> list[RunInput]:
     InputError
         Unknown participants, no derivatives, no runs for the task, unreadable sidecars.
     """
-    participants = requested_participants(settings)
+    return validated_runs(settings, requested_participants(settings))
+
+
+def validated_runs(settings: Settings, participants: Sequence[str]) -> list[RunInput]:
+    """`validate_dataset` (unless ``--skip-bids-validator``), then `find_runs`."""
     if not settings.skip_bids_validator:
         validate_dataset(settings.bids_dir, participants)
     return find_runs(settings, participants)
@@ -111,6 +114,9 @@ def find_runs(settings: Settings, participants: Sequence[str]) -> list[RunInput]
         for bold, pair in sources
     ]
     if design_dir is not None:  # the designs replace the events
+        # deferred: reading designs needs pandas, which discovery otherwise does without
+        from bids_glm.inputs.user_design import attach_user_designs
+
         runs = attach_user_designs(runs, design_dir)
     LOGGER.info(
         "found %d run(s) for %d participant(s) in space %s%s%s",

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from bids_glm.errors import InputError
-from bids_glm.image.cifti import is_cifti_series
+from bids_glm.image.cifti_header import is_cifti_series
 from bids_glm.image.mask import load_image
 from bids_glm.inputs.cifti_runs import cifti_run_facts
 from bids_glm.inputs.entities import applicable_files, applies_to, raw_entities, split_name

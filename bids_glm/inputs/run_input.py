@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bids_glm.image.cifti import CiftiHeader, is_cifti_series
+from bids_glm.image.cifti_header import CiftiHeader, is_cifti_series
 
 
 @dataclass(frozen=True)

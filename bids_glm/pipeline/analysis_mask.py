@@ -9,7 +9,8 @@ import numpy as np
 
 from bids_glm.design.run_design import RunDesign
 from bids_glm.errors import InputError
-from bids_glm.image.cifti import CiftiGeometry, cifti_geometry, is_cifti_series
+from bids_glm.image.cifti import CiftiGeometry, cifti_geometry
+from bids_glm.image.cifti_header import is_cifti_series
 from bids_glm.image.epi_mask import compute_epi_mask, mean_volume
 from bids_glm.image.geometry import VolumeGeometry
 from bids_glm.image.mask import combine_masks, load_image, load_mask, same_grid

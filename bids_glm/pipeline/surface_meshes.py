@@ -12,8 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bids_glm.errors import InputError
-from bids_glm.image.cifti import is_cifti_series
-from bids_glm.image.cifti_smooth import CORTEX_STRUCTURES
+from bids_glm.image.cifti_header import CORTEX_STRUCTURES, is_cifti_series
 from bids_glm.image.mesh import MeshFiles
 from bids_glm.image.surface import gifti_header
 from bids_glm.inputs.meshes import check_mesh_vertices, find_meshes, mesh_query, require_meshes

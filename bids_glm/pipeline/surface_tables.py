@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bids_glm.glm.surface_clusters import mesh_cluster_table
 from bids_glm.image.cifti import CiftiGeometry
 from bids_glm.image.mesh import read_mesh
 from bids_glm.image.surface import SurfaceGeometry
@@ -29,6 +28,9 @@ def surface_cluster_table(
     """
     if geometry.meshes is None:
         return None
+    # deferred: clusters along a mesh (scipy.sparse) load only when a surface is analysed
+    from bids_glm.glm.surface_clusters import mesh_cluster_table
+
     meshes = {"L": read_mesh(geometry.meshes.left), "R": read_mesh(geometry.meshes.right)}
     cortex = geometry.cortex_values(z_values)
     return mesh_cluster_table(cortex, meshes, z_threshold, cluster_extent)

@@ -1,0 +1,71 @@
+"""Start-up: what a volume run loads, and the methods templates it compiles."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+from conftest import make_tiny_dataset
+from test_methods import make_facts
+
+from bids_glm.derivatives import methods
+
+MESH_MODULES = ("scipy.sparse", "scipy.spatial")
+
+
+def test_volume_run_never_loads_mesh_machinery(tmp_path):
+    """A whole volume participant run, in a fresh interpreter (other tests import anything)."""
+    bids = make_tiny_dataset(tmp_path / "bids")
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from bids_glm.cli.main import main
+
+        code = main([{str(bids)!r}, {str(tmp_path / "out")!r}, "participant", "-q",
+                     "--no-reports", "--smoothing-fwhm", "5", "--noise-model", "ar1"])
+        loaded = sorted(m for m in sys.modules if m.startswith({MESH_MODULES!r}))
+        print(code, loaded)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert result.stdout.split() == ["0", "[]"], result.stderr
+    assert any((tmp_path / "out" / "sub-01" / "func").glob("*_stat-z_statmap.nii.gz"))
+
+
+def test_discovery_starts_before_pandas_is_loaded(tiny_dataset, tmp_path):
+    """Settings and the discovery child need no pandas: the fork comes before its import."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from bids_glm.cli.parser import build_parser
+        from bids_glm.cli.validate import settings_from_args
+        from bids_glm.inputs.discovery import start_discovery
+
+        args = build_parser().parse_args([{str(tiny_dataset)!r}, {str(tmp_path / "out")!r},
+            "participant", "--confounds", "motion6", "scrub:FD=0.5", "--condition-column", "a"])
+        settings = settings_from_args(args, "bids-glm")
+        loaded = "pandas" in sys.modules
+        runs = start_discovery(settings).runs()
+        print(loaded, "pandas" in sys.modules, len(runs))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert result.stdout.split() == ["False", "False", "1"], result.stderr
+
+
+def test_templates_compiled_in_their_thread_render_the_same_text():
+    facts = make_facts()
+    methods._environment.cache_clear()
+    expected = methods.render_methods(facts)  # compiled here, at the first rendering
+    methods._environment.cache_clear()
+    thread = methods.compile_templates()
+    racing = methods.render_methods(facts)  # while the thread compiles the same templates
+    thread.join(timeout=60)
+    assert not thread.is_alive() and thread.daemon
+    assert racing == expected
+    assert methods.render_methods(facts) == expected  # from what the thread compiled
