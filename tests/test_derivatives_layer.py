@@ -137,7 +137,7 @@ def test_map_writer_raises_a_failed_background_write_when_the_block_ends(tmp_pat
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     with pytest.raises(OSError), MapWriter(1) as writer:
-        writer._submit(lambda: (blocker / "x").mkdir())
+        writer.submit(lambda: (blocker / "x").mkdir())
 
 
 def test_summary_round_trips_through_the_manifest_form():
