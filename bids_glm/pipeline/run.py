@@ -176,7 +176,7 @@ def _streamed_ols(
     the AR(1) refit allocates its own.
     """
     # inflation keeps one core busy in its own thread: the reading and summing threads share
-    # the rest (on 2 cores, one each: 2 + 2 threads took ~15 % more CPU for no speed)
+    # the rest (on 2 cores, one each: 2 + 2 threads took ~7 % more CPU for no speed)
     n_threads = max(thread_budget() - 1, 1)
     sums = CrossProductAccumulator(matrix, geometry.n_values, n_threads=n_threads)
     series = stream_masked_series(
