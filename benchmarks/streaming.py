@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -39,10 +40,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_nilearn import (  # the sibling benchmark's measurement tools
     CONTRASTS,
     Measurement,
+    bids_glm_command,
     nilearn_spec,
     run_bids_glm,
     run_nilearn,
 )
+from thread_schedstat import print_thread_times, thread_times
 
 SHAPE = (97, 115, 97)
 VOXEL_MM = 2.0
@@ -191,6 +194,12 @@ def benchmark(args: argparse.Namespace) -> None:
             run_bids_glm(bids_dir, f"bids-glm-{args.long_volumes}", workdir, args)[0]
         ]
     print_table(results, _median(inflate))
+    if args.threads:
+        folder = workdir / "bids-glm-800-threads"
+        shutil.rmtree(folder, ignore_errors=True)  # else bids-glm skips its complete outputs
+        command = bids_glm_command(long, folder / "output", folder / "work", args)
+        print("\nthreads of the 800-volume run (Linux schedstat):")
+        print_thread_times(*thread_times(command))
     if args.breakdown:
         # in a child with single-threaded BLAS, as bids-glm runs it (idle BLAS threads would
         # spin and count as CPU time)
@@ -309,6 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-nilearn", action="store_true")
     parser.add_argument(
         "--breakdown", action="store_true", help="also print CPU seconds per stage (800 volumes)"
+    )
+    parser.add_argument(
+        "--threads",
+        action="store_true",
+        help="also run the 800-volume run once more and print its threads' CPU and waiting",
     )
     parser.add_argument("--breakdown-only", action="store_true", help=argparse.SUPPRESS)
     parser.set_defaults(smoothing=5.0, noise_model="ar1")
