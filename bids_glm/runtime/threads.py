@@ -74,7 +74,9 @@ def tune_malloc() -> None:
     * Blocks up to 32 MiB (glibc's largest mmap threshold) from the heap, and freed heap
       memory kept up to 512 MiB: otherwise every per-volume temporary above 128 KiB is
       mapped, faulted in page by page and unmapped again. On the 800-volume benchmark run
-      that was 3 of 4.4 s of system time (wall 12.3 -> 10.4 s) for < 2 % more peak memory.
+      that was once 3 of 4.4 s of system time (wall 12.3 -> 10.4 s), for < 2 % more peak
+      memory; how much depends on the kernel's state (other times the old settings cost
+      ~1.3 s in all).
 
     Worker processes inherit the settings through glibc's environment variables; a value a
     user already set is kept (and not applied here). No-op off glibc.
