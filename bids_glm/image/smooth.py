@@ -22,7 +22,11 @@ import numpy as np
 FWHM_PER_SIGMA = float(np.sqrt(8.0 * np.log(2.0)))
 TRUNCATE_SIGMAS = 4.0  # scipy's default support of the sampled kernel
 MIN_BLOCK_ROWS = 16  # output rows per dense block: larger blocks waste work on zeros
-LINES_PER_GROUP = 512  # lines smoothed together: their float64 scratch stays in L2 cache
+# lines smoothed together (bounds the float64 scratch per thread). 512 lines keep the scratch
+# in L2 and smooth a volume ~20 % faster alone, but the participant run is faster with 2048:
+# 4x fewer numpy calls, each a release and retake of the GIL the reading threads share
+# (800-volume run: 0.3-0.7 s less in 5 of 5 interleaved pairs)
+LINES_PER_GROUP = 2048
 
 
 def voxel_sizes_mm(affine: np.ndarray) -> np.ndarray:
