@@ -105,8 +105,10 @@ class CrossProductAccumulator:
         Threads sharing each block's voxel chunks; default: the process's `thread_budget`.
         The sums do not depend on it.
     chunk_voxels : int
-        Voxels per chunk: small enough for a chunk of the block, in float64, to stay in
-        cache (each thread keeps one such scratch array: ~1 MB for 8 volumes by default).
+        Voxels per chunk; each thread keeps one float64 scratch of a chunk of the block
+        (~4.7 MB for 8 volumes by default). 16,384 keeps it in cache, but 65,536 made the
+        800-volume participant run faster (3 of 3 interleaved pairs, 0.1-0.4 s): 4x fewer
+        calls, each a release and retake of the GIL the reading threads share.
     """
 
     def __init__(
@@ -114,7 +116,7 @@ class CrossProductAccumulator:
         design: np.ndarray,
         n_voxels: int,
         n_threads: int | None = None,
-        chunk_voxels: int = 16_384,
+        chunk_voxels: int = 65_536,
     ) -> None:
         self.design = np.asarray(design, dtype=np.float64)
         self.operator = np.ascontiguousarray(sum_operator(self.design))  # rows for BLAS
