@@ -124,8 +124,12 @@ class VolumeReducer:
         totals = self._totals()
         if self.smoother is not None and self.stored_is_data(stored):
             region = self.smoother.apply(stored[self.box], totals.smoothing)  # no box copy
-            np.take(region.ravel(order="F"), self.in_mask, out=self.out[row])
-            return
+        else:
+            region = self._converted_region(stored, totals)
+        np.take(region.ravel(order="F"), self.in_mask, out=self.out[row])
+
+    def _converted_region(self, stored: np.ndarray, totals: _ThreadTotals) -> np.ndarray:
+        """The box as float32 data (scaled, non-finite values 0 and recorded), smoothed."""
         box = totals.box
         np.copyto(box, stored[self.box], casting="unsafe")
         if self.slope != 1.0:
@@ -137,8 +141,7 @@ class VolumeReducer:
             if bad.any():
                 totals.finite &= ~bad[self.box_mask]
                 box[bad] = 0.0
-        region = box if self.smoother is None else self.smoother.apply(box, totals.smoothing)
-        np.take(region.ravel(order="F"), self.in_mask, out=self.out[row])
+        return box if self.smoother is None else self.smoother.apply(box, totals.smoothing)
 
     def stored_is_data(self, stored: np.ndarray) -> bool:
         """Whether stored values are the data as float32 holds them: integers of up to 16

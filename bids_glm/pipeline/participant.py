@@ -59,10 +59,11 @@ def _fit_runs(
 ) -> list[RunOutcome]:
     """Every run of the unit, in worker processes when the cores allow, else here.
 
-    ``subject``: the unit has one run, whose maps are also its subject-level maps.
+    ``subject``: the unit has one run, whose maps are also its subject-level maps (written
+    by that run, here).
     """
     args = (unit.contrasts, geometry, settings)
-    if worker_count(settings.n_cpus, len(unit.designs)) > 1:
+    if subject is None and worker_count(settings.n_cpus, len(unit.designs)) > 1:
         return map_runs(process_run, unit.designs, args, settings)  # each its own writer
     return [process_run(design, *args, writer=writer, subject=subject) for design in unit.designs]
 
@@ -102,9 +103,10 @@ def analyse_unit(unit: AnalysisUnit, settings: Settings) -> tuple[list[RunOutcom
                 [o.source for o in outcomes],
                 geometry.affine,
             )
-        target = outputs.MapTarget(folder, entities, geometry, usable)
-        for plan in unit.contrasts if subject is None else ():
-            _write_fixed_effects(writer, target, plan, outcomes, settings)
+        if subject is None:  # a single run wrote its subject-level maps itself
+            target = outputs.MapTarget(folder, entities, geometry, usable)
+            for plan in unit.contrasts:
+                _write_fixed_effects(writer, target, plan, outcomes, settings)
     return outcomes, mean_image
 
 
