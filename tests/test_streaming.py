@@ -144,10 +144,15 @@ def test_add_product_accumulates_in_place_into_strided_views():
         add_product(wide[:, :9], operator[:, :3], data[:4, :9])
 
 
+@pytest.mark.parametrize("in_processes", [True, False])
+@pytest.mark.parametrize("smoothing_mm", [0.0, 5.0])
 @pytest.mark.parametrize("n_threads", [1, 3])
 @pytest.mark.parametrize("block_volumes", [1, 6, 100])
-def test_streamed_blocks_equal_the_held_series(tmp_path, n_threads, block_volumes):
-    """Blocks in time order, rows bit-identical to `read_masked_series`, same usable/mean."""
+def test_streamed_blocks_equal_the_held_series(
+    tmp_path, n_threads, block_volumes, smoothing_mm, in_processes
+):
+    """Blocks in time order, rows bit-identical to `read_masked_series`, same usable/mean,
+    whether volumes are reduced in forked processes or in threads."""
     rng = np.random.default_rng(4)
     data = rng.normal(500, 40, (14, 12, 9, 31)).astype(np.float32)
     data[5, 5, 4] = 7.0  # constant voxel
@@ -158,21 +163,24 @@ def test_streamed_blocks_equal_the_held_series(tmp_path, n_threads, block_volume
     mask[3:11, 2:10, 2:8] = True
     keep = np.ones(31, bool)
     keep[[0, 1, 12, 20]] = False
-    held = read_masked_series(path, mask, AFFINE, 0.0, keep_volumes=keep)
+    held = read_masked_series(path, mask, AFFINE, smoothing_mm, keep_volumes=keep)
     blocks: list[np.ndarray] = []
     streamed = stream_masked_series(
         path,
         mask,
         AFFINE,
         lambda block: blocks.append(block.copy()),
+        smoothing_mm,
         keep_volumes=keep,
         n_threads=n_threads,
         block_volumes=block_volumes,
+        in_processes=in_processes,
     )
     assert all(len(block) <= block_volumes for block in blocks)
     np.testing.assert_array_equal(np.concatenate(blocks), held.data)
     np.testing.assert_array_equal(streamed.usable, held.usable)
-    assert streamed.usable.sum() == held.usable.size - 2
+    # the NaN voxel is flagged (it is zeroed before smoothing); smoothed, no voxel is constant
+    assert streamed.usable.sum() == held.usable.size - (2 if smoothing_mm == 0 else 1)
     np.testing.assert_array_equal(streamed.mean_volume, held.mean_volume)
     assert streamed.n_volumes == 27
 
@@ -237,15 +245,16 @@ def test_a_truncated_series_is_an_input_error_while_streaming(tmp_path):
         stream_masked_series(path, mask, AFFINE, lambda block: None, n_threads=2)
 
 
-def test_smoothing_in_groups_of_lines_is_scipy_on_a_large_volume():
+@pytest.mark.parametrize("lines_per_group", [512, 2048])
+def test_smoothing_in_groups_of_lines_is_scipy_on_a_large_volume(lines_per_group):
     """More lines per pass than one group: each pass must not overwrite lines to come."""
     from scipy.ndimage import gaussian_filter1d
 
-    from bids_glm.image.smooth import LINES_PER_GROUP, plan_box_smoother
+    from bids_glm.image.smooth import plan_box_smoother
 
     rng = np.random.default_rng(5)
     shape = (47, 91, 63)
-    assert shape[1] * shape[2] > 2 * LINES_PER_GROUP
+    assert shape[1] * shape[2] > 2 * lines_per_group
     volume = np.asfortranarray(rng.normal(800, 60, shape).astype(np.float32))
     sigma = np.array([1.1, 0.9, 1.3])
     keep = (slice(5, 40), slice(3, 88), slice(0, 63))
@@ -253,4 +262,5 @@ def test_smoothing_in_groups_of_lines_is_scipy_on_a_large_volume():
     expected = volume.copy()
     for axis, s in enumerate(sigma):
         gaussian_filter1d(expected, s, axis=axis, output=expected)
-    np.testing.assert_array_equal(smoother.apply(volume, smoother.workspace()), expected[keep])
+    workspace = smoother.workspace(lines_per_group=lines_per_group)
+    np.testing.assert_array_equal(smoother.apply(volume, workspace), expected[keep])

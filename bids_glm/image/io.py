@@ -13,7 +13,7 @@ from __future__ import annotations
 import gzip
 import logging
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -78,7 +78,7 @@ def _open_stream(path: Path) -> Iterator[BinaryIO]:
         raise InputError(f"{path}: cannot read the image data ({err})") from None
 
 
-def _read_exact(stream: BinaryIO, buffer: bytearray, path: Path) -> None:
+def _read_exact(stream: BinaryIO, buffer: bytearray | np.ndarray, path: Path) -> None:
     view = memoryview(buffer)
     filled = 0
     while filled < len(buffer):
@@ -130,24 +130,35 @@ def series_layout(path: Path) -> SeriesLayout:
     )
 
 
-def stored_volumes(path: Path, layout: SeriesLayout, n_buffers: int = 1) -> Iterator[np.ndarray]:
+def volume_buffers(layout: SeriesLayout, n_buffers: int) -> list[np.ndarray]:
+    """``n_buffers`` new buffers for `stored_volumes`: one volume's stored bytes each."""
+    n_bytes = int(np.prod(layout.volume_shape)) * layout.dtype.itemsize
+    return [np.empty(n_bytes, dtype=np.uint8) for _ in range(max(n_buffers, 1))]
+
+
+def stored_view(buffer: np.ndarray, layout: SeriesLayout) -> np.ndarray:
+    """A buffer of `volume_buffers` as the volume it holds: stored values, (x, y, z), F order."""
+    return buffer.view(layout.dtype).reshape(layout.volume_shape, order="F")
+
+
+def stored_volumes(
+    path: Path, layout: SeriesLayout, buffers: Sequence[np.ndarray] | None = None
+) -> Iterator[np.ndarray]:
     """Yield each volume's stored values (Fortran order), read into a ring of buffers.
 
-    Volume ``t`` is a view of buffer ``t % n_buffers``, overwritten when volume
-    ``t + n_buffers`` is read: a consumer must be done with it by then.
+    Volume ``t`` is read into ``buffers[t % len(buffers)]`` (1-D uint8 arrays of one
+    volume's bytes, e.g. from `volume_buffers`; one new buffer if None) and yielded as a view
+    of it, overwritten when volume ``t + len(buffers)`` is read: a consumer must be done
+    with it by then.
     """
-    n_bytes = int(np.prod(layout.volume_shape)) * layout.dtype.itemsize
-    ring = [bytearray(n_bytes) for _ in range(n_buffers)]
-    views = [
-        np.frombuffer(raw, dtype=layout.dtype).reshape(layout.volume_shape, order="F")
-        for raw in ring
-    ]
+    buffers = volume_buffers(layout, 1) if buffers is None else buffers
+    views = [stored_view(buffer, layout) for buffer in buffers]
     with _open_stream(path) as stream:
         if layout.offset:
             _read_exact(stream, bytearray(layout.offset), path)
         for index in range(layout.shape[3]):
-            _read_exact(stream, ring[index % n_buffers], path)
-            yield views[index % n_buffers]
+            _read_exact(stream, buffers[index % len(buffers)], path)
+            yield views[index % len(buffers)]
 
 
 def for_each_volume(
@@ -178,7 +189,8 @@ def for_each_volume(
     n_buffers = 2 * n_threads + 1
     pending: deque[tuple[int, Future]] = deque()
     with ThreadPoolExecutor(n_threads, thread_name_prefix="bids-glm-volume") as pool:
-        for index, stored in enumerate(stored_volumes(path, layout, n_buffers)):
+        buffers = volume_buffers(layout, n_buffers)
+        for index, stored in enumerate(stored_volumes(path, layout, buffers)):
             if keep_volumes[index]:
                 if in_order is not None:
                     in_order(stored)

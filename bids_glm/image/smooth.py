@@ -22,11 +22,13 @@ import numpy as np
 FWHM_PER_SIGMA = float(np.sqrt(8.0 * np.log(2.0)))
 TRUNCATE_SIGMAS = 4.0  # scipy's default support of the sampled kernel
 MIN_BLOCK_ROWS = 16  # output rows per dense block: larger blocks waste work on zeros
-# lines smoothed together (bounds the float64 scratch per thread). 512 lines keep the scratch
-# in L2 and smooth a volume ~20 % faster alone, but the participant run is faster with 2048:
-# 4x fewer numpy calls, each a release and retake of the GIL the reading threads share
-# (800-volume run: 0.3-0.7 s less in 5 of 5 interleaved pairs)
+# Lines smoothed together (bounds the float64 scratch per thread). 512 lines keep the scratch
+# in L2 and smooth a volume ~20 % faster alone: the choice of a process that smooths on its own
+# (`bids_glm.image.forked_reducers`). Threads that share the GIL with reading and summing
+# threads do better with 2048: 4x fewer numpy calls, each a release and retake of that GIL
+# (800-volume run: 0.3-0.7 s less in 5 of 5 interleaved pairs).
 LINES_PER_GROUP = 2048
+LINES_PER_GROUP_ALONE = 512
 
 
 def voxel_sizes_mm(affine: np.ndarray) -> np.ndarray:
@@ -106,7 +108,7 @@ class AxisPass:
 
         Sums are formed in float64 and rounded to float32 once, as scipy's ``correlate1d``
         does on a float32 array, so the result is scipy's to the last bit (barring ties).
-        Lines go through in groups of ``LINES_PER_GROUP``, so the float64 scratch stays
+        Lines go through in groups of ``workspace.lines_per_group``, so the float64 scratch stays
         small; each line's sums do not depend on the grouping. The result is a view of
         ``target`` (1-D float32, not overlapping ``lines``: groups are written while later
         ones are still to be read), valid until its next use.
@@ -114,7 +116,7 @@ class AxisPass:
         lines_per_row = int(np.prod(lines.shape[1:-1]))  # (m, n_in) or (m, k, n_in)
         n_lines = lines.shape[0] * lines_per_row
         rounded = target[: self.n_out * n_lines].reshape(self.n_out, n_lines)
-        rows_per_group = max(LINES_PER_GROUP // lines_per_row, 1)
+        rows_per_group = max(workspace.lines_per_group // lines_per_row, 1)
         for first_row in range(0, lines.shape[0], rows_per_group):
             group = lines[first_row : first_row + rows_per_group]
             wide = workspace.wide[: group.size].reshape(group.shape)
@@ -142,12 +144,15 @@ class SmoothingWorkspace:
     rounded, spare : ndarray, float32, 1-D
         Passes' outputs, rounded: each pass reads one and writes the other. ``spare`` is
         None where the caller lets the smoothed box be overwritten (it then serves as one).
+    lines_per_group : int
+        Lines smoothed together (``wide`` and ``sums`` hold that many of the longest axis).
     """
 
     wide: np.ndarray
     sums: np.ndarray
     rounded: np.ndarray
     spare: np.ndarray | None
+    lines_per_group: int = LINES_PER_GROUP
 
 
 def plan_axis_pass(n_voxels: int, keep: slice, sigma_vox: float) -> AxisPass:
@@ -215,19 +220,23 @@ class BoxSmoother:
         smoothed = self.passes[2].apply(lines, workspace, first)  # (z', y' * x')
         return smoothed.reshape(out_z, out_y, out_x).T
 
-    def workspace(self, spare: bool = True) -> SmoothingWorkspace:
+    def workspace(
+        self, spare: bool = True, lines_per_group: int = LINES_PER_GROUP
+    ) -> SmoothingWorkspace:
         """Buffers for `apply`, large enough for every pass (one set per thread).
 
         Without ``spare``, `apply` overwrites the box it smooths instead of a buffer of
-        its own (one volume's worth of memory less per thread).
+        its own (one volume's worth of memory less per thread). ``lines_per_group``: see
+        `LINES_PER_GROUP` (the result does not depend on it).
         """
         n_in = int(np.prod(self.in_shape))
-        n_wide = LINES_PER_GROUP * max(self.in_shape)
+        n_wide = lines_per_group * max(self.in_shape)
         return SmoothingWorkspace(
             wide=np.empty(n_wide),
             sums=np.empty(n_wide),
             rounded=np.empty(n_in, dtype=np.float32),
             spare=np.empty(n_in, dtype=np.float32) if spare else None,
+            lines_per_group=lines_per_group,
         )
 
 

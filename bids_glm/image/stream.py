@@ -5,8 +5,9 @@ converted, smoothed and reduced to its in-mask voxels exactly as there, but into
 two blocks of ``block_volumes`` rows; each completed block is handed, in time order, to a
 consumer (typically `bids_glm.glm.cross_products.CrossProductAccumulator.add`) in a thread of
 its own. So three kinds of work overlap: inflation (ISA-L's thread, fed by the calling
-thread), the per-volume reduction (``n_threads`` threads) and the consumer (one thread).
-Peak memory is two blocks plus what the consumer keeps, whatever the run's length.
+thread), the per-volume reduction (``n_threads`` forked processes on Linux,
+`bids_glm.image.forked_reducers`, else threads) and the consumer (one thread). Peak memory
+is two blocks plus what the consumer keeps, whatever the run's length.
 """
 
 from __future__ import annotations
@@ -20,8 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-from bids_glm.image.io import SeriesLayout, checked_layout, stored_volumes
-from bids_glm.image.smooth import sigma_voxels
+from bids_glm.image.forked_reducers import ForkedReducers, forking_available, shared_array
+from bids_glm.image.io import (
+    SeriesLayout,
+    checked_layout,
+    stored_view,
+    stored_volumes,
+    volume_buffers,
+)
+from bids_glm.image.smooth import LINES_PER_GROUP, LINES_PER_GROUP_ALONE, sigma_voxels
 from bids_glm.image.volume_reducer import VolumeReducer
 from bids_glm.runtime.threads import thread_budget
 
@@ -50,10 +58,12 @@ class StreamedSeries:
 
 
 class _Blocks:
-    """The ring of two blocks, and the in-order hand-over of completed ones."""
+    """The ring of two blocks (``rows``, (2 block_volumes, n_voxels) float32), and the
+    in-order hand-over of completed ones."""
 
-    def __init__(self, n_voxels: int, block_volumes: int, consume: Callable) -> None:
-        self.rows = np.empty((2 * block_volumes, n_voxels), dtype=np.float32)
+    def __init__(self, rows: np.ndarray, block_volumes: int, consume: Callable) -> None:
+        self.rows = rows
+        n_voxels = rows.shape[1]
         self.block_volumes = block_volumes
         self.consume = consume
         self.minimum = np.full(n_voxels, np.inf, dtype=np.float32)
@@ -77,41 +87,91 @@ class _Blocks:
         self.handed[block_index].result()
 
 
+class _ThreadReducers:
+    """Volume reductions in a pool of threads (where processes cannot be forked); the
+    interface of `bids_glm.image.forked_reducers.ForkedReducers`."""
+
+    def __init__(
+        self, reducer: VolumeReducer, buffers: list[np.ndarray], stored: list[np.ndarray], n: int
+    ) -> None:
+        self.buffers, self._stored, self._reducer = buffers, stored, reducer
+        self._pool = ThreadPoolExecutor(n, thread_name_prefix="bids-glm-volume")
+
+    def submit(self, row: int, buffer: int) -> Callable[[], None]:
+        return self._pool.submit(self._reducer, row, self._stored[buffer]).result
+
+    def finite_voxels(self) -> np.ndarray:
+        return self._reducer.finite_voxels()
+
+    def __enter__(self) -> _ThreadReducers:
+        return self
+
+    def __exit__(self, *error) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _reducers(
+    mask: np.ndarray,
+    layout: SeriesLayout,
+    sigma_vox: np.ndarray,
+    rows: np.ndarray,
+    n_workers: int,
+    in_processes: bool,
+) -> tuple[VolumeReducer, ForkedReducers | _ThreadReducers]:
+    """The reducer and who runs it: forked processes (``rows`` in shared memory), or threads.
+
+    ``2 n_workers + 2`` volume buffers: each worker's volume and the next, and the one being
+    inflated.
+    """
+    lines = LINES_PER_GROUP_ALONE if in_processes else LINES_PER_GROUP
+    scale = (layout.slope, layout.intercept)
+    check = layout.dtype.kind == "f"
+    reducer = VolumeReducer(mask, sigma_vox, rows, scale, check, lines_per_group=lines)
+    n_buffers = 2 * n_workers + 2
+    if not in_processes:
+        buffers = volume_buffers(layout, n_buffers)
+        stored = [stored_view(buffer, layout) for buffer in buffers]
+        return reducer, _ThreadReducers(reducer, buffers, stored, n_workers)
+    n_bytes = volume_buffers(layout, 1)[0].size
+    buffers = [shared_array((n_bytes,), np.uint8) for _ in range(n_buffers)]
+    stored = [stored_view(buffer, layout) for buffer in buffers]
+    return reducer, ForkedReducers(reducer, buffers, stored, n_workers)
+
+
 def _stream_blocks(
     path: Path,
     layout: SeriesLayout,
     keep_volumes: np.ndarray,
     reducer: VolumeReducer,
+    workers: ForkedReducers | _ThreadReducers,
     blocks: _Blocks,
-    n_threads: int,
 ) -> None:
-    """Inflate in order, reduce volumes in threads, hand over each completed block."""
+    """Inflate in order, reduce volumes in the workers, hand over each completed block."""
     n_kept = int(keep_volumes.sum())
     size, ring_rows = blocks.block_volumes, blocks.rows.shape[0]
     rows = np.cumsum(keep_volumes) - 1
-    n_buffers = 2 * n_threads + 1
-    pending: deque[tuple[int, int, Future]] = deque()
+    n_buffers = len(workers.buffers)
+    pending: deque[tuple[int, int, Callable[[], None]]] = deque()
 
     def finish_oldest() -> None:
-        _, row, future = pending.popleft()
-        future.result()
+        _, row, wait = pending.popleft()
+        wait()
         if row % size == size - 1 or row == n_kept - 1:
             blocks.hand_over(row - row % size, row + 1)
 
-    with ThreadPoolExecutor(n_threads, thread_name_prefix="bids-glm-volume") as pool:
-        for index, stored in enumerate(stored_volumes(path, layout, n_buffers)):
-            if keep_volumes[index]:
-                row = int(rows[index])
-                if row % size == 0 and row >= ring_rows:  # reuses the rows of block k - 2
-                    while pending and pending[0][1] < row - size:
-                        finish_oldest()
-                    blocks.wait_for(row // size - 2)
-                reducer.add_to_mean(stored)
-                pending.append((index, row, pool.submit(reducer, row % ring_rows, stored)))
-            while pending and pending[0][0] <= index + 1 - n_buffers:  # frees its buffer
-                finish_oldest()
-        while pending:
+    for index, stored in enumerate(stored_volumes(path, layout, workers.buffers)):
+        if keep_volumes[index]:
+            row = int(rows[index])
+            if row % size == 0 and row >= ring_rows:  # reuses the rows of block k - 2
+                while pending and pending[0][1] < row - size:
+                    finish_oldest()
+                blocks.wait_for(row // size - 2)
+            reducer.add_to_mean(stored)
+            pending.append((index, row, workers.submit(row % ring_rows, index % n_buffers)))
+        while pending and pending[0][0] <= index + 1 - n_buffers:  # frees its buffer
             finish_oldest()
+    while pending:
+        finish_oldest()
     for handed in blocks.handed:
         handed.result()
 
@@ -125,6 +185,7 @@ def stream_masked_series(
     keep_volumes: np.ndarray | None = None,
     n_threads: int | None = None,
     block_volumes: int = BLOCK_VOLUMES,
+    in_processes: bool | None = None,
 ) -> StreamedSeries:
     """Read a 4-D series once, handing blocks of smoothed in-mask volumes to ``consume``.
 
@@ -138,26 +199,28 @@ def stream_masked_series(
         during the call. Its rows equal those `read_masked_series` returns.
     block_volumes : int
         Rows per block.
+    in_processes : bool, optional
+        Reduce volumes in forked processes (default: where `forking_available`).
 
     Returns
     -------
     StreamedSeries
     """
     layout, keep_volumes = checked_layout(path, mask, mask_affine, keep_volumes)
-    blocks = _Blocks(int(mask.sum()), max(int(block_volumes), 1), consume)
-    reducer = VolumeReducer(
-        mask,
-        sigma_voxels(smoothing_fwhm_mm, layout.affine),
-        blocks.rows,
-        scale=(layout.slope, layout.intercept),
-        check_finite=layout.dtype.kind == "f",
-    )
-    n_threads = thread_budget() if n_threads is None else max(int(n_threads), 1)
+    in_processes = forking_available() if in_processes is None else in_processes
+    n_workers = thread_budget() if n_threads is None else max(int(n_threads), 1)
+    block_volumes = max(int(block_volumes), 1)
+    shape = (2 * block_volumes, int(mask.sum()))
+    rows = shared_array(shape, np.float32) if in_processes else np.empty(shape, np.float32)
+    blocks = _Blocks(rows, block_volumes, consume)
+    sigma_vox = sigma_voxels(smoothing_fwhm_mm, layout.affine)
     try:
-        _stream_blocks(path, layout, keep_volumes, reducer, blocks, n_threads)
+        reducer, workers = _reducers(mask, layout, sigma_vox, rows, n_workers, in_processes)
+        with workers:
+            _stream_blocks(path, layout, keep_volumes, reducer, workers, blocks)
     finally:
         blocks.consumer.shutdown(wait=True, cancel_futures=True)
-    finite = reducer.finite_voxels()
+    finite = workers.finite_voxels()
     usable = finite & (blocks.maximum > blocks.minimum)
     n_bad = int((~usable).sum())
     if n_bad:

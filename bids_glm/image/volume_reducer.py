@@ -17,6 +17,7 @@ import numpy as np
 
 from bids_glm.image.mask import bounding_box
 from bids_glm.image.smooth import (
+    LINES_PER_GROUP,
     BoxSmoother,
     SmoothingWorkspace,
     kernel_radius_voxels,
@@ -52,6 +53,8 @@ class VolumeReducer:
         ``(slope, intercept)`` turning stored values into data values.
     check_finite : bool
         Whether stored values can be non-finite (floating-point storage).
+    lines_per_group : int
+        Lines the smoothing takes at once (`bids_glm.image.smooth.LINES_PER_GROUP`).
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class VolumeReducer:
         out: np.ndarray,
         scale: tuple[float, float],
         check_finite: bool,
+        lines_per_group: int = LINES_PER_GROUP,
     ) -> None:
         smoothing = bool(np.any(np.asarray(sigma_vox) > 0))
         radius = kernel_radius_voxels(sigma_vox) if smoothing else np.zeros(3, dtype=int)
@@ -82,6 +86,7 @@ class VolumeReducer:
         self.out = out
         self.slope, self.intercept = scale
         self.check_finite = check_finite
+        self.lines_per_group = lines_per_group
         self._local = threading.local()
         self._all_totals: list[_ThreadTotals] = []
         self._lock = threading.Lock()
@@ -109,7 +114,7 @@ class VolumeReducer:
             box = np.empty(box_shape, dtype=np.float32, order="F")
             smoothing = None
             if self.smoother is not None:  # the box doubles as the smoothing's spare buffer
-                smoothing = self.smoother.workspace(spare=False)
+                smoothing = self.smoother.workspace(False, self.lines_per_group)
                 smoothing = replace(smoothing, spare=box.reshape(-1, order="F"))
             totals = _ThreadTotals(
                 finite=np.ones(self.out.shape[1], dtype=bool), box=box, smoothing=smoothing

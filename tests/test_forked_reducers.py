@@ -1,0 +1,111 @@
+"""Volume reductions in forked processes: failures come back as errors, no child is left."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from bids_glm.errors import InputError
+from bids_glm.image.forked_reducers import ForkedReducers, forking_available, shared_array
+from bids_glm.image.stream import stream_masked_series
+
+pytestmark = pytest.mark.skipif(not forking_available(), reason="forked reducers: Linux only")
+
+AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])
+
+
+class _Reducer:
+    """Stands for a VolumeReducer: copies a stored volume's first values into its row."""
+
+    def __init__(self, out: np.ndarray, fail_at: int | None = None) -> None:
+        self.out, self.fail_at = out, fail_at
+
+    def __call__(self, row: int, stored: np.ndarray) -> None:
+        if row == self.fail_at:
+            raise ValueError(f"cannot reduce row {row}")
+        self.out[row] = stored[: self.out.shape[1]]
+
+    def finite_voxels(self) -> np.ndarray:
+        return np.isfinite(self.out).all(axis=0)
+
+
+def _no_children_left() -> bool:
+    """No child process, running or unreaped (this test process starts no others)."""
+    try:
+        os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
+
+
+def _ring(n_buffers: int = 4, n_values: int = 5):
+    buffers = [shared_array((n_values,), np.float32) for _ in range(n_buffers)]
+    return buffers, shared_array((3, n_values), np.float32)
+
+
+@pytest.mark.parametrize("n_processes", [1, 2])
+def test_children_reduce_into_shared_rows_and_report_finite_voxels(n_processes):
+    buffers, out = _ring()
+    for k, buffer in enumerate(buffers):
+        buffer[:] = k + 1.0
+    buffers[2][3] = np.inf
+    with ForkedReducers(_Reducer(out), buffers, buffers, n_processes) as workers:
+        waits = [workers.submit(row, buffer) for row, buffer in ((0, 1), (1, 2), (2, 0))]
+        for wait in waits:
+            wait()
+        np.testing.assert_array_equal(out[:, 0], [2.0, 3.0, 1.0])
+    np.testing.assert_array_equal(workers.finite_voxels(), [True, True, True, False, True])
+    assert _no_children_left()
+
+
+def test_a_failing_child_sends_its_traceback():
+    buffers, out = _ring()
+    with pytest.raises(RuntimeError, match="cannot reduce row 1") as raised:
+        with ForkedReducers(_Reducer(out, fail_at=1), buffers, buffers, 1) as workers:
+            waits = [workers.submit(row, row) for row in range(3)]
+            for wait in waits:
+                wait()
+    assert "ValueError" in str(raised.value)
+    assert _no_children_left()
+
+
+def test_a_child_that_dies_is_reported_with_how():
+    buffers, out = _ring()
+    with pytest.raises(RuntimeError, match=r"ended unexpectedly \(killed by signal 9\)"):
+        with ForkedReducers(_Reducer(out), buffers, buffers, 1) as workers:
+            os.kill(workers._children[0].pid, signal.SIGKILL)
+            workers.submit(0, 0)()
+    assert _no_children_left()
+
+
+def test_an_error_while_streaming_stops_the_children(tmp_path):
+    """A truncated series: the input error, not the children's, and no process left."""
+    path = tmp_path / "bold.nii.gz"
+    data = np.random.default_rng(0).normal(100, 5, (9, 8, 7, 30)).astype(np.float32)
+    nib.Nifti1Image(data, AFFINE).to_filename(path)
+    path.write_bytes(path.read_bytes()[:-2000])
+    mask = np.ones(data.shape[:3], bool)
+    with pytest.raises(InputError, match="cannot read the image data"):
+        stream_masked_series(
+            path, mask, AFFINE, lambda block: None, 4.0, n_threads=2, in_processes=True
+        )
+    assert _no_children_left()
+
+
+def test_an_error_of_the_consumer_stops_the_children(tmp_path):
+    path = tmp_path / "bold.nii"
+    data = np.random.default_rng(1).normal(100, 5, (9, 8, 7, 30)).astype(np.float32)
+    nib.Nifti1Image(data, AFFINE).to_filename(path)
+
+    def consume(block: np.ndarray) -> None:
+        raise ArithmeticError("the sums overflowed")
+
+    with pytest.raises(ArithmeticError, match="overflowed"):
+        stream_masked_series(
+            path, np.ones(data.shape[:3], bool), AFFINE, consume, 4.0, in_processes=True
+        )
+    assert _no_children_left()
