@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import tempfile
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -59,6 +60,28 @@ def write_bytes_atomic(path: Path, payload: bytes) -> None:
         raise
 
 
+def write_copy_atomic(path: Path, original: Path, payload: bytes) -> None:
+    """Make ``path`` a copy of ``original`` (whose bytes are ``payload``), atomically.
+
+    A hard link where the file system allows one (no second write of the bytes), else
+    the bytes written (`write_bytes_atomic`).
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp_name = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+        os.link(original, tmp_name)  # fails if the name exists: then written instead
+    except OSError:
+        write_bytes_atomic(path, payload)
+        return
+    try:
+        os.replace(tmp_name, path)
+    except BaseException as err:
+        tmp_name.unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise OutputError(f"{path}: cannot write ({_reason(err)})") from err
+        raise
+
+
 def _write_payload(stream, payload: bytes) -> None:
     """Write every byte of ``payload`` to ``stream`` (one place to simulate a full disk)."""
     stream.write(payload)
@@ -101,10 +124,13 @@ def map_files(path: Path, geometry: VolumeGeometry) -> list[Path]:
 def _write_map_file(
     path: Path, values: np.ndarray, geometry: VolumeGeometry, copies: tuple[Path, ...] = ()
 ) -> None:
-    """Encode (compress) the map once; write it to ``path`` and each of ``copies``."""
+    """Encode (compress) the map once; write it to ``path``, link (or write) ``copies``."""
     for extra, payload in geometry.encode_files(values, map_label(path)):
-        for destination in (path, *copies):
-            write_bytes_atomic(geometry_file_path(destination, extra, geometry.extension), payload)
+        written = geometry_file_path(path, extra, geometry.extension)
+        write_bytes_atomic(written, payload)
+        for destination in copies:
+            copy = geometry_file_path(destination, extra, geometry.extension)
+            write_copy_atomic(copy, written, payload)
 
 
 class MapWriter:
