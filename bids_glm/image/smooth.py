@@ -11,6 +11,12 @@ AR(1) estimate, binned to 0.01, amplifies any rounding difference of the data.
 Each pass reads its axis as the contiguous one and writes it as the slowest one, so the three
 passes take the volume ``(z, y, x)`` -> ``(x', z, y)`` -> ``(y', x', z)`` -> ``(z', y', x')``
 (C order) without any transposing copy.
+
+Given the voxels whose smoothed values are wanted (a brain mask: about half its bounding box),
+each pass computes only what they depend on: per group of lines, the range of lines and of
+output rows that reach a wanted voxel (~22 % less work on the MNI brain). The values left
+out are stale but finite (buffers start at zero), and reach wanted voxels only through the
+zeros of the banded blocks, so wanted values are unchanged to the bit.
 """
 
 from __future__ import annotations
@@ -83,6 +89,23 @@ def axis_operator(n_voxels: int, sigma_vox: float) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class LineGroup:
+    """Lines one pass smooths together, and the output rows it forms for them.
+
+    Attributes
+    ----------
+    rows, lines : slice
+        Of the first and second axes of the pass's ``(m, k, n_in)`` lines.
+    blocks : slice
+        Of the pass's blocks: consecutive output rows.
+    """
+
+    rows: slice
+    lines: slice
+    blocks: slice
+
+
+@dataclass(frozen=True)
 class AxisPass:
     """Smoothing of one axis restricted to the output rows ``keep``, as dense blocks.
 
@@ -93,40 +116,44 @@ class AxisPass:
         ``keep.start``) computed from input columns, ``matrix`` float64.
     n_out : int
         Number of output rows (``keep`` length).
+    groups : tuple of LineGroup
+        What is computed, group by group (`plan_line_groups`).
     """
 
     blocks: tuple[tuple[int, int, int, int, np.ndarray], ...]
     n_out: int
+    groups: tuple[LineGroup, ...]
 
     def apply(
         self, lines: np.ndarray, workspace: SmoothingWorkspace, target: np.ndarray
     ) -> np.ndarray:
-        """Smooth each line of ``lines``; return ``(n_out, lines)`` float32.
+        """Smooth the lines of ``lines`` its groups name; return ``(n_out, m, k)`` float32.
 
-        ``lines`` is ``(m, n_in)``, or ``(m, k, n_in)`` for ``m * k`` lines (a strided view
-        of a volume's box, read without a copy), float32 or integers of up to 16 bits.
+        ``lines`` is ``(m, k, n_in)`` (``m * k`` lines; a strided view of a volume's box is
+        read without a copy), float32 or integers of up to 16 bits.
 
         Sums are formed in float64 and rounded to float32 once, as scipy's ``correlate1d``
-        does on a float32 array, so the result is scipy's to the last bit (barring ties).
-        Lines go through in groups of ``workspace.lines_per_group``, so the float64 scratch stays
-        small; each line's sums do not depend on the grouping. The result is a view of
-        ``target`` (1-D float32, not overlapping ``lines``: groups are written while later
-        ones are still to be read), valid until its next use.
+        does on a float32 array, so the result is scipy's to the last bit (barring ties);
+        each line's sums do not depend on the grouping, which bounds the float64 scratch.
+        The result is a view of ``target`` (1-D float32, not overlapping ``lines``: groups
+        are written while later ones are still to be read), valid until its next use; the
+        values no group forms are left as they were.
         """
-        lines_per_row = int(np.prod(lines.shape[1:-1]))  # (m, n_in) or (m, k, n_in)
-        n_lines = lines.shape[0] * lines_per_row
-        rounded = target[: self.n_out * n_lines].reshape(self.n_out, n_lines)
-        rows_per_group = max(workspace.lines_per_group // lines_per_row, 1)
-        for first_row in range(0, lines.shape[0], rows_per_group):
-            group = lines[first_row : first_row + rows_per_group]
-            wide = workspace.wide[: group.size].reshape(group.shape)
-            np.copyto(wide, group)  # any real dtype; float32 and smaller integers are exact
-            wide = wide.reshape(-1, wide.shape[-1])
-            out = workspace.sums[: self.n_out * wide.shape[0]].reshape(self.n_out, -1)
-            for out_start, out_stop, in_start, in_stop, matrix in self.blocks:
-                np.matmul(matrix, wide[:, in_start:in_stop].T, out=out[out_start:out_stop])
-            first = first_row * lines_per_row
-            np.copyto(rounded[:, first : first + wide.shape[0]], out)
+        n_rows, n_lines, n_in = lines.shape
+        rounded = target[: self.n_out * n_rows * n_lines].reshape(self.n_out, n_rows, n_lines)
+        for group in self.groups:
+            part = lines[group.rows, group.lines]
+            wide = workspace.wide[: part.size].reshape(part.shape)
+            np.copyto(wide, part)  # any real dtype; float32 and smaller integers are exact
+            wide = wide.reshape(-1, n_in)
+            blocks = self.blocks[group.blocks]
+            first, stop = blocks[0][0], blocks[-1][1]
+            out = workspace.sums[: (stop - first) * wide.shape[0]].reshape(stop - first, -1)
+            for out_start, out_stop, in_start, in_stop, matrix in blocks:
+                rows = out[out_start - first : out_stop - first]
+                np.matmul(matrix, wide[:, in_start:in_stop].T, out=rows)
+            formed = out.reshape(stop - first, *part.shape[:2])
+            np.copyto(rounded[first:stop, group.rows, group.lines], formed)
         return rounded
 
 
@@ -143,20 +170,22 @@ class SmoothingWorkspace:
         That group's sums.
     rounded, spare : ndarray, float32, 1-D
         Passes' outputs, rounded: each pass reads one and writes the other. ``spare`` is
-        None where the caller lets the smoothed box be overwritten (it then serves as one).
-    lines_per_group : int
-        Lines smoothed together (``wide`` and ``sums`` hold that many of the longest axis).
+        None where the caller lets the smoothed box be overwritten (it then serves as one);
+        it must then start finite, like ``rounded`` (values a pass leaves out are read by
+        the next one, multiplied by zero).
     """
 
     wide: np.ndarray
     sums: np.ndarray
     rounded: np.ndarray
     spare: np.ndarray | None
-    lines_per_group: int = LINES_PER_GROUP
 
 
-def plan_axis_pass(n_voxels: int, keep: slice, sigma_vox: float) -> AxisPass:
-    """Blocks of the banded smoothing operator of one axis, rows ``keep`` only."""
+def axis_blocks(
+    n_voxels: int, keep: slice, sigma_vox: float
+) -> tuple[tuple[int, int, int, int, np.ndarray], ...]:
+    """Blocks of the banded smoothing operator of one axis, rows ``keep`` only
+    (`AxisPass.blocks`)."""
     operator = axis_operator(n_voxels, sigma_vox)[keep]
     radius = gaussian_weights(sigma_vox).size // 2
     block_rows = max(MIN_BLOCK_ROWS, 4 * radius)
@@ -167,7 +196,77 @@ def plan_axis_pass(n_voxels: int, keep: slice, sigma_vox: float) -> AxisPass:
         in_start, in_stop = int(used[0]), int(used[-1]) + 1
         matrix = np.ascontiguousarray(part[:, in_start:in_stop])
         blocks.append((start, start + part.shape[0], in_start, in_stop, matrix))
-    return AxisPass(blocks=tuple(blocks), n_out=operator.shape[0])
+    return tuple(blocks)
+
+
+def plan_line_groups(
+    blocks: tuple[tuple[int, int, int, int, np.ndarray], ...],
+    lines_shape: tuple[int, int],
+    lines_per_group: int,
+    wanted: np.ndarray | None = None,
+) -> tuple[LineGroup, ...]:
+    """Groups of whole rows of a pass's ``(m, k)`` lines, about ``lines_per_group`` lines each.
+
+    With ``wanted`` (bool, ``(n_out, m, k)``: the outputs a later step reads), each group is
+    cut to its range of lines and blocks that hold a wanted output; groups without one are
+    dropped. Without it, every line and block.
+    """
+    n_rows, n_lines = lines_shape
+    rows_per_group = max(lines_per_group // max(n_lines, 1), 1)
+    starts = np.array([block[0] for block in blocks])
+    stops = np.array([block[1] for block in blocks])
+    groups = []
+    for first in range(0, n_rows, rows_per_group):
+        rows = slice(first, min(first + rows_per_group, n_rows))
+        if wanted is None:
+            groups.append(LineGroup(rows, slice(0, n_lines), slice(0, len(blocks))))
+            continue
+        part = wanted[:, rows]
+        wanted_lines = np.flatnonzero(part.any(axis=(0, 1)))
+        if wanted_lines.size == 0:
+            continue
+        outputs = np.flatnonzero(part.any(axis=(1, 2)))
+        first_block = int(np.searchsorted(stops, outputs[0], side="right"))
+        stop_block = int(np.searchsorted(starts, outputs[-1], side="right"))
+        lines = slice(int(wanted_lines[0]), int(wanted_lines[-1]) + 1)
+        groups.append(LineGroup(rows, lines, slice(first_block, stop_block)))
+    return tuple(groups)
+
+
+def _dilated(wanted: np.ndarray, axis: int, radius: int) -> np.ndarray:
+    """``wanted`` grown by ``radius`` voxels both ways along ``axis``."""
+    grown = wanted.copy()
+    for shift in range(1, radius + 1):
+        later, earlier = [slice(None)] * wanted.ndim, [slice(None)] * wanted.ndim
+        later[axis], earlier[axis] = slice(shift, None), slice(None, -shift)
+        grown[tuple(later)] |= wanted[tuple(earlier)]
+        grown[tuple(earlier)] |= wanted[tuple(later)]
+    return grown
+
+
+def _embedded(wanted: np.ndarray, axis: int, start: int, length: int) -> np.ndarray:
+    """``wanted`` placed at ``start`` of a zero array ``length`` long along ``axis``."""
+    shape = list(wanted.shape)
+    shape[axis] = length
+    placed = np.zeros(shape, dtype=bool)
+    where = [slice(None)] * wanted.ndim
+    where[axis] = slice(start, start + wanted.shape[axis])
+    placed[tuple(where)] = wanted
+    return placed
+
+
+def _wanted_per_pass(
+    wanted: np.ndarray,
+    in_shape: tuple[int, int, int],
+    keep: tuple[slice, slice, slice],
+    sigma_vox: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The outputs of each pass that the wanted voxels depend on, in the passes' layouts
+    ``(x', z, y)``, ``(y', x', z)`` and ``(z', y', x')``."""
+    radius = [gaussian_weights(float(sigma)).size // 2 for sigma in sigma_vox]
+    after_y = _dilated(_embedded(wanted, 2, keep[2].start, in_shape[2]), 2, radius[2])
+    after_x = _dilated(_embedded(after_y, 1, keep[1].start, in_shape[1]), 1, radius[1])
+    return after_x.transpose(0, 2, 1), after_y.transpose(1, 0, 2), wanted.transpose(2, 1, 0)
 
 
 @dataclass(frozen=True)
@@ -182,11 +281,14 @@ class BoxSmoother:
         Box shape (x, y, z).
     out_shape : tuple of int
         Kept region shape (x, y, z).
+    lines_per_group : int
+        About how many lines the passes smooth at once (`LINES_PER_GROUP`).
     """
 
     passes: tuple[AxisPass, AxisPass, AxisPass]
     in_shape: tuple[int, int, int]
     out_shape: tuple[int, int, int]
+    lines_per_group: int = LINES_PER_GROUP
 
     def apply(self, box: np.ndarray, workspace: SmoothingWorkspace | None = None) -> np.ndarray:
         """Smooth a box volume; return the kept region.
@@ -208,40 +310,37 @@ class BoxSmoother:
             and z on the box (reflected boundaries), cropped to the kept region. A view of
             the workspace, valid until its next use.
         """
-        _, n_y, n_z = self.in_shape
-        out_x, out_y, out_z = self.out_shape
         workspace = workspace or self.workspace()
         first, second = workspace.rounded, workspace.spare  # each pass reads one, writes other
         if second is None:
             second = box.reshape(-1, order="F")  # a view: box is contiguous (Fortran)
-        lines = box.T  # (z, y, x): x contiguous
-        lines = self.passes[0].apply(lines, workspace, first).reshape(out_x * n_z, n_y)
-        lines = self.passes[1].apply(lines, workspace, second).reshape(out_y * out_x, n_z)
-        smoothed = self.passes[2].apply(lines, workspace, first)  # (z', y' * x')
-        return smoothed.reshape(out_z, out_y, out_x).T
+        lines = self.passes[0].apply(box.T, workspace, first)  # (z, y, x) -> (x', z, y)
+        lines = self.passes[1].apply(lines, workspace, second)  # -> (y', x', z)
+        return self.passes[2].apply(lines, workspace, first).T  # -> (z', y', x') -> (x', y', z')
 
-    def workspace(
-        self, spare: bool = True, lines_per_group: int = LINES_PER_GROUP
-    ) -> SmoothingWorkspace:
+    def workspace(self, spare: bool = True) -> SmoothingWorkspace:
         """Buffers for `apply`, large enough for every pass (one set per thread).
 
         Without ``spare``, `apply` overwrites the box it smooths instead of a buffer of
-        its own (one volume's worth of memory less per thread). ``lines_per_group``: see
-        `LINES_PER_GROUP` (the result does not depend on it).
+        its own (one volume's worth of memory less per thread).
         """
         n_in = int(np.prod(self.in_shape))
-        n_wide = lines_per_group * max(self.in_shape)
+        longest = max(self.in_shape)
+        n_wide = max(self.lines_per_group, longest) * longest
         return SmoothingWorkspace(
             wide=np.empty(n_wide),
             sums=np.empty(n_wide),
-            rounded=np.empty(n_in, dtype=np.float32),
-            spare=np.empty(n_in, dtype=np.float32) if spare else None,
-            lines_per_group=lines_per_group,
+            rounded=np.zeros(n_in, dtype=np.float32),
+            spare=np.zeros(n_in, dtype=np.float32) if spare else None,
         )
 
 
 def plan_box_smoother(
-    in_shape: tuple[int, int, int], keep: tuple[slice, slice, slice], sigma_vox: np.ndarray
+    in_shape: tuple[int, int, int],
+    keep: tuple[slice, slice, slice],
+    sigma_vox: np.ndarray,
+    wanted: np.ndarray | None = None,
+    lines_per_group: int = LINES_PER_GROUP,
 ) -> BoxSmoother:
     """Prepare the smoothing of a box of ``in_shape`` voxels whose region ``keep`` is kept.
 
@@ -253,14 +352,35 @@ def plan_box_smoother(
         Region of the box whose smoothed values are wanted (slices with explicit bounds).
     sigma_vox : ndarray, shape (3,)
         Sigma per axis in voxels; zero leaves an axis unsmoothed.
+    wanted : ndarray of bool, optional
+        The voxels of the kept region whose values are read (e.g. a mask); the others
+        are then left out where they can be (their values are not defined). All if None.
+    lines_per_group : int
+        See `LINES_PER_GROUP`; the values do not depend on it.
 
     Returns
     -------
     BoxSmoother
     """
-    passes = tuple(
-        plan_axis_pass(n, region, float(sigma))
+    blocks = [
+        axis_blocks(n, region, float(sigma))
         for n, region, sigma in zip(in_shape, keep, sigma_vox, strict=True)
+    ]
+    out_shape = tuple(region.stop - region.start for region in keep)
+    (_, n_y, n_z), (out_x, out_y, _) = in_shape, out_shape
+    lines_shapes = ((n_z, n_y), (out_x, n_z), (out_y, out_x))
+    if wanted is None:
+        wanted_per_pass = (None, None, None)
+    else:
+        wanted_per_pass = _wanted_per_pass(np.asarray(wanted, bool), in_shape, keep, sigma_vox)
+    passes = tuple(
+        AxisPass(
+            blocks=pass_blocks,
+            n_out=pass_blocks[-1][1],
+            groups=plan_line_groups(pass_blocks, shape, lines_per_group, pass_wanted),
+        )
+        for pass_blocks, shape, pass_wanted in zip(
+            blocks, lines_shapes, wanted_per_pass, strict=True
+        )
     )
-    out_shape = tuple(p.n_out for p in passes)
-    return BoxSmoother(passes=passes, in_shape=tuple(in_shape), out_shape=out_shape)
+    return BoxSmoother(passes, tuple(in_shape), out_shape, lines_per_group)

@@ -77,7 +77,9 @@ class VolumeReducer:
                 for k, b in zip(kept_region, self.box, strict=True)
             )
             box_shape = tuple(b.stop - b.start for b in self.box)
-            self.smoother = plan_box_smoother(box_shape, keep, sigma_vox)
+            self.smoother = plan_box_smoother(
+                box_shape, keep, sigma_vox, mask[kept_region], lines_per_group
+            )
         region_mask = mask[kept_region]
         # in-mask voxels in the C order of mask[...], addressed in the region's Fortran order
         self.in_mask = np.ravel_multi_index(np.nonzero(region_mask), region_mask.shape, order="F")
@@ -86,7 +88,6 @@ class VolumeReducer:
         self.out = out
         self.slope, self.intercept = scale
         self.check_finite = check_finite
-        self.lines_per_group = lines_per_group
         self._local = threading.local()
         self._all_totals: list[_ThreadTotals] = []
         self._lock = threading.Lock()
@@ -111,10 +112,10 @@ class VolumeReducer:
         totals = getattr(self._local, "totals", None)
         if totals is None:
             box_shape = tuple(b.stop - b.start for b in self.box)
-            box = np.empty(box_shape, dtype=np.float32, order="F")
+            box = np.zeros(box_shape, dtype=np.float32, order="F")  # finite (smooth.py)
             smoothing = None
             if self.smoother is not None:  # the box doubles as the smoothing's spare buffer
-                smoothing = self.smoother.workspace(False, self.lines_per_group)
+                smoothing = self.smoother.workspace(spare=False)
                 smoothing = replace(smoothing, spare=box.reshape(-1, order="F"))
             totals = _ThreadTotals(
                 finite=np.ones(self.out.shape[1], dtype=bool), box=box, smoothing=smoothing
