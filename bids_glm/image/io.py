@@ -29,10 +29,10 @@ from bids_glm.image.smooth import sigma_voxels
 from bids_glm.image.volume_reducer import VolumeReducer
 from bids_glm.runtime.threads import thread_budget
 
-try:  # ISA-L inflates gzip several times faster than zlib, here in a background thread
-    from isal import igzip_threaded
+try:  # ISA-L inflates gzip several times faster than zlib
+    from isal import igzip, igzip_threaded
 except ImportError:  # pragma: no cover - isal is a declared dependency
-    igzip_threaded = None
+    igzip = igzip_threaded = None
 
 LOGGER = logging.getLogger("bids_glm")
 
@@ -61,16 +61,24 @@ class MaskedSeries:
 INFLATE_BLOCK_BYTES = 256 * 1024
 
 
-def _open_gzip(path: Path) -> BinaryIO:
-    """A gzip reader that inflates in a background thread (overlapping our compute)."""
+def _open_gzip(path: Path, background: bool = True) -> BinaryIO:
+    """A gzip reader; with ``background``, inflating ahead in a thread of its own
+    (overlapping the caller's compute), else in the caller's ``readinto`` (straight into
+    the caller's buffer, no copy; ISA-L releases the GIL meanwhile)."""
     if igzip_threaded is None:  # pragma: no cover
         return gzip.open(path, "rb")
+    if not background:
+        return igzip.open(path, "rb")
     return igzip_threaded.open(path, "rb", threads=1, block_size=INFLATE_BLOCK_BYTES)
 
 
 @contextmanager
-def _open_stream(path: Path) -> Iterator[BinaryIO]:
-    opener = _open_gzip if path.name.endswith(".gz") else partial(open, mode="rb")
+def _open_stream(path: Path, background: bool = True) -> Iterator[BinaryIO]:
+    opener = (
+        partial(_open_gzip, background=background)
+        if path.name.endswith(".gz")
+        else partial(open, mode="rb")
+    )
     try:
         with opener(path) as stream:
             yield stream
@@ -142,18 +150,22 @@ def stored_view(buffer: np.ndarray, layout: SeriesLayout) -> np.ndarray:
 
 
 def stored_volumes(
-    path: Path, layout: SeriesLayout, buffers: Sequence[np.ndarray] | None = None
+    path: Path,
+    layout: SeriesLayout,
+    buffers: Sequence[np.ndarray] | None = None,
+    inflate_ahead: bool = True,
 ) -> Iterator[np.ndarray]:
     """Yield each volume's stored values (Fortran order), read into a ring of buffers.
 
     Volume ``t`` is read into ``buffers[t % len(buffers)]`` (1-D uint8 arrays of one
     volume's bytes, e.g. from `volume_buffers`; one new buffer if None) and yielded as a view
     of it, overwritten when volume ``t + len(buffers)`` is read: a consumer must be done
-    with it by then.
+    with it by then. ``inflate_ahead``: gzip is inflated in a thread of its own while the
+    caller works, else when a volume is asked for (straight into its buffer).
     """
     buffers = volume_buffers(layout, 1) if buffers is None else buffers
     views = [stored_view(buffer, layout) for buffer in buffers]
-    with _open_stream(path) as stream:
+    with _open_stream(path, inflate_ahead) as stream:
         if layout.offset:
             _read_exact(stream, bytearray(layout.offset), path)
         for index in range(layout.shape[3]):

@@ -4,10 +4,10 @@ The streaming form of `bids_glm.image.io.read_masked_series`: each kept volume i
 converted, smoothed and reduced to its in-mask voxels exactly as there, but into a ring of
 two blocks of ``block_volumes`` rows; each completed block is handed, in time order, to a
 consumer (typically `bids_glm.glm.cross_products.CrossProductAccumulator.add`) in a thread of
-its own. So three kinds of work overlap: inflation (ISA-L's thread, fed by the calling
-thread), the per-volume reduction (``n_threads`` forked processes on Linux,
-`bids_glm.image.forked_reducers`, else threads) and the consumer (one thread). Peak memory
-is two blocks plus what the consumer keeps, whatever the run's length.
+its own. So three kinds of work overlap: inflation (in the calling thread), the per-volume
+reduction (``n_threads`` forked processes on Linux, `bids_glm.image.forked_reducers`; else
+threads, and ISA-L then inflates ahead in a thread of its own) and the consumer (one thread).
+Peak memory is two blocks plus what the consumer keeps, whatever the run's length.
 """
 
 from __future__ import annotations
@@ -159,7 +159,11 @@ def _stream_blocks(
         if row % size == size - 1 or row == n_kept - 1:
             blocks.hand_over(row - row % size, row + 1)
 
-    for index, stored in enumerate(stored_volumes(path, layout, workers.buffers)):
+    # with forked reducers, this thread has little else to do than inflate: it does so into
+    # the shared buffers directly (no inflating thread, no copy: -0.3 s of CPU at 800 volumes)
+    inflate_ahead = not isinstance(workers, ForkedReducers)
+    volumes = stored_volumes(path, layout, workers.buffers, inflate_ahead)
+    for index, stored in enumerate(volumes):
         if keep_volumes[index]:
             row = int(rows[index])
             if row % size == 0 and row >= ring_rows:  # reuses the rows of block k - 2
