@@ -4,10 +4,11 @@
 ``/proc/<pid>/task/<tid>/schedstat`` of its threads every 20 ms; at the end it prints, per
 thread that used more than 50 ms, when it was first seen, its seconds on a CPU, its seconds
 runnable but waiting for a CPU, and its context switches (the kernel's counters: exact, not
-sampled; only a thread's last 20 ms can be missed). Python does not name its threads for the
-kernel, so threads are listed in the order they started; `streaming.py --threads` runs it on
-the 800-volume participant run, where the order is: main, (discovery child is a process),
-template compiler, ISA-L inflation, smoothing, sums, then writers and statistics.
+sampled; only a thread's last 20 ms can be missed). Threads of the command's child processes
+are included, marked ``child``. Python does not name its threads for the kernel, so threads
+are listed in the order they started; `streaming.py --threads` runs it on the 800-volume
+participant run, where the order is: main (which also inflates), the discovery child,
+template compiler, the volume-reducing child (smoothing), sums, then statistics and writers.
 """
 
 from __future__ import annotations
@@ -27,24 +28,43 @@ class ThreadTimes:
     """One thread's kernel counters, as last read."""
 
     first_seen_s: float
+    in_child: bool = False
     on_cpu_s: float = 0.0
     waiting_s: float = 0.0
     switches: int = 0
 
 
-def _read_threads(pid: int, started: float, threads: dict[int, ThreadTimes]) -> bool:
-    """Update ``threads`` from ``/proc``; False once the process is gone."""
+def _children(pid: int, tids: list[str]) -> list[int]:
+    """Child processes of ``pid`` (from each of its threads' ``children`` lists)."""
+    found = []
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as stream:
+                found.extend(int(child) for child in stream.read().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return found
+
+
+def _read_threads(
+    pid: int, started: float, threads: dict[int, ThreadTimes], in_child: bool = False
+) -> bool:
+    """Update ``threads`` from ``/proc`` (the process's and its descendants'); False once
+    the process is gone."""
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except (FileNotFoundError, ProcessLookupError):
         return False
+    for child in _children(pid, tids):
+        _read_threads(child, started, threads, in_child=True)
     for tid in map(int, tids):
         try:
             with open(f"/proc/{pid}/task/{tid}/schedstat") as stream:
                 on_cpu_ns, waiting_ns, switches = map(int, stream.read().split())
         except (FileNotFoundError, ProcessLookupError):
             continue
-        times = threads.setdefault(tid, ThreadTimes(time.perf_counter() - started))
+        now = time.perf_counter() - started
+        times = threads.setdefault(tid, ThreadTimes(now, in_child))
         times.on_cpu_s, times.waiting_s, times.switches = (
             on_cpu_ns / 1e9,
             waiting_ns / 1e9,
@@ -75,6 +95,7 @@ def print_thread_times(wall_s: float, threads: dict[int, ThreadTimes]) -> None:
             print(
                 f"{times.first_seen_s:13.2f}{times.on_cpu_s:10.2f}"
                 f"{times.waiting_s:11.2f}{times.switches:10d}"
+                + ("  child" if times.in_child else "")
             )
     total = sum(t.on_cpu_s for t in threads.values())
     print(f"total on CPU {total:.2f} s = {total / wall_s:.2f} cores on average over the run")
