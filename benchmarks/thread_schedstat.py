@@ -20,6 +20,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from tree_memory import child_pids  # a sibling script
+
 SAMPLE_S = 0.02
 
 
@@ -34,18 +36,6 @@ class ThreadTimes:
     switches: int = 0
 
 
-def _children(pid: int, tids: list[str]) -> list[int]:
-    """Child processes of ``pid`` (from each of its threads' ``children`` lists)."""
-    found = []
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children") as stream:
-                found.extend(int(child) for child in stream.read().split())
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return found
-
-
 def _read_threads(
     pid: int, started: float, threads: dict[int, ThreadTimes], in_child: bool = False
 ) -> bool:
@@ -55,7 +45,7 @@ def _read_threads(
         tids = os.listdir(f"/proc/{pid}/task")
     except (FileNotFoundError, ProcessLookupError):
         return False
-    for child in _children(pid, tids):
+    for child in child_pids(pid):
         _read_threads(child, started, threads, in_child=True)
     for tid in map(int, tids):
         try:

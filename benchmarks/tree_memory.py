@@ -21,7 +21,7 @@ from collections.abc import Sequence
 SAMPLE_S = 0.02
 
 
-def _children(pid: int) -> list[int]:
+def child_pids(pid: int) -> list[int]:
     """Direct children of ``pid`` (from every thread's ``children`` list)."""
     found: list[int] = []
     try:
@@ -54,7 +54,7 @@ def tree_pss_kib(root: int) -> int:
     while stack:
         pid = stack.pop()
         total += _pss_kib(pid)
-        stack.extend(_children(pid))
+        stack.extend(child_pids(pid))
     return total
 
 
