@@ -360,8 +360,30 @@ def compare(args: argparse.Namespace) -> None:
         bids.append(measurement)
         print(f"repeat {repeat}: bids-glm {'':<13} {_describe(measurement)}", flush=True)
     print_comparison(bids, nilearn, agreement(bids_output, outputs[variants[0]]))
+    print_tree_memory(bids_dir, args, nilearn)
     if SAME_MAPS in outputs:
         print_run_agreement(bids_output, outputs[SAME_MAPS], spec["runs"])
+
+
+def print_tree_memory(
+    bids_dir: Path, args: argparse.Namespace, nilearn: Mapping[str, Sequence[Measurement]]
+) -> None:
+    """bids-glm's whole process tree (workers, forked reducers): peak summed PSS of one
+    more, sampled run, against nilearn's median peak (one process)."""
+    from tree_memory import peak_tree_pss_mib  # a sibling script; Linux only
+
+    if not sys.platform.startswith("linux"):
+        return
+    folder = args.workdir / "bids-glm-pss"
+    shutil.rmtree(folder, ignore_errors=True)
+    command = bids_glm_command(bids_dir, folder / "output", folder / "work", args)
+    pss = peak_tree_pss_mib(command)
+    shutil.rmtree(folder, ignore_errors=True)
+    nilearn_peak = min(statistics.median(m.peak_rss_mib for m in v) for v in nilearn.values())
+    print(
+        f"\nbids-glm process tree, peak summed PSS (one sampled run): {pss:.0f} MiB "
+        f"= {100 * pss / nilearn_peak:.1f}% of nilearn's peak"
+    )
 
 
 def print_run_agreement(bids_glm_output: Path, nilearn_output: Path, runs: Sequence[str]):
