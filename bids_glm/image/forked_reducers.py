@@ -17,12 +17,15 @@ dies is reported with its exit status; an error in the parent kills the children
 
 Forking a process that has threads (writers may still be compressing an earlier run's maps)
 is safe here: a child only runs the reducer's numpy code and ``os.read``/``os.write`` on its
-pipes, and ends with ``os._exit`` (no interpreter teardown, no ``atexit`` handlers, none of
-the parent's buffers flushed twice).
+pipes, collects no garbage cycles (no finalizer of the parent's objects runs in it), and ends
+with ``os._exit`` (no interpreter teardown, no ``atexit`` handlers, none of the parent's
+buffers flushed twice). Its memory is mostly the parent's pages, shared until either writes
+them (`benchmarks/tree_memory.py` measures the whole tree).
 """
 
 from __future__ import annotations
 
+import gc
 import mmap
 import os
 import signal
@@ -174,6 +177,9 @@ class ForkedReducers:
             warnings.simplefilter("ignore", DeprecationWarning)
             pid = os.fork()
         if pid == 0:  # the child: its own ends only, none of its siblings'
+            # no cycle collection: it could run finalizers of the parent's objects (files
+            # of writer threads...) here; what the child allocates is freed by refcounts
+            gc.disable()
             status = 1
             try:
                 for child in self._children:
