@@ -111,6 +111,11 @@ class SeriesLayout:
     def volume_shape(self) -> tuple[int, int, int]:
         return self.shape[:3]
 
+    @property
+    def volume_bytes(self) -> int:
+        """Bytes of one stored volume."""
+        return int(np.prod(self.volume_shape)) * self.dtype.itemsize
+
     def to_float32(self, raw: np.ndarray, out: np.ndarray) -> np.ndarray:
         """Scaled float32 values of ``raw`` (stored values) written into ``out``."""
         np.copyto(out, raw, casting="unsafe")
@@ -140,8 +145,7 @@ def series_layout(path: Path) -> SeriesLayout:
 
 def volume_buffers(layout: SeriesLayout, n_buffers: int) -> list[np.ndarray]:
     """``n_buffers`` new buffers for `stored_volumes`: one volume's stored bytes each."""
-    n_bytes = int(np.prod(layout.volume_shape)) * layout.dtype.itemsize
-    return [np.empty(n_bytes, dtype=np.uint8) for _ in range(max(n_buffers, 1))]
+    return [np.empty(layout.volume_bytes, dtype=np.uint8) for _ in range(max(n_buffers, 1))]
 
 
 def stored_view(buffer: np.ndarray, layout: SeriesLayout) -> np.ndarray:

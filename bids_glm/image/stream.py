@@ -38,7 +38,7 @@ LOGGER = logging.getLogger("bids_glm")
 # Rows per block handed to the consumer (one GEMM each). The sums are read and written once
 # a block (~95 MB at p = 16 on the MNI brain), so 16 halve that traffic of 8: 0.3-0.6 s less
 # at 800 volumes (3 of 3 interleaved pairs), for a ring 22 MB larger (the 200-volume run's
-# streaming phase peaks below its end, where its peak memory is, 244 MiB).
+# streaming phase, ~240 MiB, stays below its end, where its peak memory is, ~248 MiB).
 BLOCK_VOLUMES = 16
 
 
@@ -136,8 +136,7 @@ def _reducers(
         buffers = volume_buffers(layout, n_buffers)
         stored = [stored_view(buffer, layout) for buffer in buffers]
         return reducer, _ThreadReducers(reducer, buffers, stored, n_workers)
-    n_bytes = volume_buffers(layout, 1)[0].size
-    buffers = [shared_array((n_bytes,), np.uint8) for _ in range(n_buffers)]
+    buffers = [shared_array((layout.volume_bytes,), np.uint8) for _ in range(n_buffers)]
     stored = [stored_view(buffer, layout) for buffer in buffers]
     return reducer, ForkedReducers(reducer, buffers, stored, n_workers)
 
