@@ -109,3 +109,29 @@ def test_an_error_of_the_consumer_stops_the_children(tmp_path):
             path, np.ones(data.shape[:3], bool), AFFINE, consume, 4.0, in_processes=True
         )
     assert _no_children_left()
+
+
+def test_where_no_process_can_be_forked_threads_reduce_the_same(tmp_path, monkeypatch):
+    path = tmp_path / "bold.nii.gz"
+    data = np.random.default_rng(2).normal(100, 5, (9, 8, 7, 20)).astype(np.float32)
+    nib.Nifti1Image(data, AFFINE).to_filename(path)
+    mask = np.zeros(data.shape[:3], bool)
+    mask[2:7, 2:6, 1:6] = True
+
+    def streamed() -> np.ndarray:
+        blocks: list[np.ndarray] = []
+        stream_masked_series(
+            path, mask, AFFINE, lambda b: blocks.append(b.copy()), 4.0, in_processes=True
+        )
+        return np.concatenate(blocks)
+
+    forked = streamed()
+
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    open_files = len(os.listdir("/proc/self/fd"))
+    np.testing.assert_array_equal(streamed(), forked)
+    assert _no_children_left()
+    assert len(os.listdir("/proc/self/fd")) == open_files  # the pipes were closed

@@ -173,9 +173,14 @@ class ForkedReducers:
     def _fork(self, reducer: VolumeReducer, stored: Sequence[np.ndarray], finite) -> _Child:
         commands_in, commands_out = os.pipe()
         answers_in, answers_out = os.pipe()
-        with warnings.catch_warnings():  # Python >= 3.12 warns when a threaded process forks
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
+        try:
+            with warnings.catch_warnings():  # Python >= 3.12 warns when a threaded process forks
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
+        except OSError:
+            for fd in (commands_in, commands_out, answers_in, answers_out):
+                os.close(fd)
+            raise
         if pid == 0:  # the child: its own ends only, none of its siblings'
             # no cycle collection: it could run finalizers of the parent's objects (files
             # of writer threads...) here; what the child allocates is freed by refcounts

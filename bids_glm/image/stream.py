@@ -122,7 +122,8 @@ def _reducers(
     n_workers: int,
     in_processes: bool,
 ) -> tuple[VolumeReducer, ForkedReducers | _ThreadReducers]:
-    """The reducer and who runs it: forked processes (``rows`` in shared memory), or threads.
+    """The reducer and who runs it: forked processes (``rows`` in shared memory), or threads
+    (also where a fork fails, e.g. under a process limit or strict memory overcommit).
 
     ``2 n_workers + 2`` volume buffers: each worker's volume and the next, and the one being
     inflated.
@@ -132,13 +133,17 @@ def _reducers(
     check = layout.dtype.kind == "f"
     reducer = VolumeReducer(mask, sigma_vox, rows, scale, check, lines_per_group=lines)
     n_buffers = 2 * n_workers + 2
-    if not in_processes:
+    if in_processes:
+        buffers = [shared_array((layout.volume_bytes,), np.uint8) for _ in range(n_buffers)]
+        stored = [stored_view(buffer, layout) for buffer in buffers]
+        try:
+            return reducer, ForkedReducers(reducer, buffers, stored, n_workers)
+        except OSError as err:
+            LOGGER.info("volumes reduced in threads: no process could be forked (%s)", err)
+    else:
         buffers = volume_buffers(layout, n_buffers)
         stored = [stored_view(buffer, layout) for buffer in buffers]
-        return reducer, _ThreadReducers(reducer, buffers, stored, n_workers)
-    buffers = [shared_array((layout.volume_bytes,), np.uint8) for _ in range(n_buffers)]
-    stored = [stored_view(buffer, layout) for buffer in buffers]
-    return reducer, ForkedReducers(reducer, buffers, stored, n_workers)
+    return reducer, _ThreadReducers(reducer, buffers, stored, n_workers)
 
 
 def _stream_blocks(
