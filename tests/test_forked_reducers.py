@@ -73,11 +73,15 @@ def test_a_failing_child_sends_its_traceback():
     assert _no_children_left()
 
 
-def test_a_child_that_dies_is_reported_with_how():
+@pytest.mark.parametrize("when", ["waiting", "sending"])
+def test_a_child_that_dies_is_reported_with_how(when):
     buffers, out = _ring()
     with pytest.raises(RuntimeError, match=r"ended unexpectedly \(killed by signal 9\)"):
         with ForkedReducers(_Reducer(out), buffers, buffers, 1) as workers:
-            os.kill(workers._children[0].pid, signal.SIGKILL)
+            child = workers._children[0]
+            os.kill(child.pid, signal.SIGKILL)
+            if when == "sending":  # wait (not reaping) until it is gone: its pipe is closed
+                os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
             workers.submit(0, 0)()
     assert _no_children_left()
 

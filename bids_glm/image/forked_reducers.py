@@ -25,6 +25,7 @@ them (`benchmarks/tree_memory.py` measures the whole tree).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import mmap
 import os
@@ -103,19 +104,26 @@ class _Child:
     answers: int  # parent reads
 
     def send(self, row: int, buffer: int) -> None:
-        os.write(self.commands, MESSAGE.pack(row, buffer))
+        try:
+            os.write(self.commands, MESSAGE.pack(row, buffer))
+        except BrokenPipeError:
+            self._ended()
 
     def wait_for_answer(self) -> None:
         """Block until the child has reduced the oldest volume it was sent."""
         message = _read_message(self.answers, MESSAGE.size)
         if len(message) < MESSAGE.size:
-            _, status = os.waitpid(self.pid, 0)
-            self.pid = 0
-            raise RuntimeError(f"the volume-reducing process ended unexpectedly ({_how(status)})")
+            self._ended()
         row, n_bytes = MESSAGE.unpack(message)
         if row == FAILED:
             text = _read_message(self.answers, n_bytes).decode(errors="replace")
             raise RuntimeError(f"reducing a volume failed in a child process:\n{text}")
+
+    def _ended(self) -> None:
+        """Reap a child that is gone unasked; raise how it ended."""
+        _, status = os.waitpid(self.pid, 0)
+        self.pid = 0
+        raise RuntimeError(f"the volume-reducing process ended unexpectedly ({_how(status)})")
 
     def close(self, kill: bool) -> int:
         """Stop (or kill) the child, reap it, close the pipes; its exit status."""
@@ -124,7 +132,8 @@ class _Child:
             if kill:
                 os.kill(self.pid, signal.SIGKILL)
             else:
-                os.write(self.commands, MESSAGE.pack(STOP, 0))
+                with contextlib.suppress(BrokenPipeError):  # gone already: reaped below
+                    os.write(self.commands, MESSAGE.pack(STOP, 0))
             _, status = os.waitpid(self.pid, 0)
         os.close(self.commands)
         os.close(self.answers)
