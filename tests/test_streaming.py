@@ -101,6 +101,18 @@ def test_sums_are_identical_whatever_the_number_of_threads():
         np.testing.assert_array_equal(getattr(three, name), getattr(one, name))
 
 
+def test_the_ols_pass_from_sums_is_identical_whatever_the_number_of_threads():
+    from bids_glm.glm.fit_from_sums import ols_from_sums
+
+    X, Y = _design(60), _series(60, 2500, seed=9)
+    gain, offset = np.full(Y.shape[1], 0.1), -100.0
+    passes = [
+        ols_from_sums(X, _summed(X, Y, 8), gain, offset, True, 700, n_threads=n) for n in (1, 3)
+    ]
+    for name in ("beta", "moments", "lag_cross"):
+        np.testing.assert_array_equal(getattr(passes[1], name), getattr(passes[0], name))
+
+
 def test_a_design_without_constant_and_censored_rows():
     """No constant column (the e1 terms at work) and rows dropped before fitting."""
     X, Y = _design(120, constant=False), _series(120, 800, seed=3)

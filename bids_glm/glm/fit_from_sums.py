@@ -36,7 +36,7 @@ from bids_glm.glm.fit import check_model, fit_from_ols
 from bids_glm.glm.ols import OlsPass, neighbour_sum, voxel_chunks
 from bids_glm.glm.results import RunFit
 from bids_glm.glm.scaling import signal_affine
-from bids_glm.runtime.threads import thread_budget
+from bids_glm.runtime.threads import for_each_in_threads, thread_budget
 
 
 def _quadratic(left: np.ndarray, matrix: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -51,6 +51,7 @@ def ols_from_sums(
     offset: float,
     lag_cross: bool,
     chunk_voxels: int = 16_384,
+    n_threads: int | None = None,
 ) -> OlsPass:
     """OLS summaries of the scaled series ``gain * y + offset``, from the run's sums.
 
@@ -67,6 +68,9 @@ def ols_from_sums(
         Whether the AR(1) refit's ``lag_cross`` is needed.
     chunk_voxels : int
         Voxels computed together (temporaries are a few ``(p, chunk_voxels)`` arrays).
+    n_threads : int, optional
+        Threads sharing the chunks (default: `thread_budget`); the result does not depend
+        on it.
 
     Returns
     -------
@@ -74,8 +78,13 @@ def ols_from_sums(
     """
     terms = _DesignTerms.of(design)
     moments = np.empty((5, sums.shift.size))
-    for chunk in voxel_chunks(sums.shift.size, chunk_voxels):
+
+    def one_chunk(chunk: slice) -> None:  # writes only its own voxels' columns
         _ols_chunk(terms, sums, gain[chunk], offset, chunk, moments[:, chunk], lag_cross)
+
+    chunks = list(voxel_chunks(sums.shift.size, chunk_voxels))
+    n_threads = thread_budget() if n_threads is None else n_threads
+    for_each_in_threads(one_chunk, chunks, n_threads, "ols")
     return OlsPass(
         beta=sums.projected, moments=moments, lag_cross=sums.neighbour if lag_cross else None
     )
