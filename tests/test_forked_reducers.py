@@ -33,13 +33,21 @@ class _Reducer:
         return np.isfinite(self.out).all(axis=0)
 
 
-def _no_children_left() -> bool:
-    """No child process, running or unreaped (this test process starts no others)."""
-    try:
-        os.waitpid(-1, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return False
+def _children() -> set[int]:
+    """This process's child processes, running or not yet reaped (Linux)."""
+    found: set[int] = set()
+    for tid in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{tid}/children") as stream:
+            found.update(int(pid) for pid in stream.read().split())
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _no_children_left():
+    """Each test leaves no child of its own behind (others' children do not count)."""
+    before = _children()
+    yield
+    assert _children() <= before
 
 
 def _ring(n_buffers: int = 4, n_values: int = 5):
@@ -59,7 +67,6 @@ def test_children_reduce_into_shared_rows_and_report_finite_voxels(n_processes):
             wait()
         np.testing.assert_array_equal(out[:, 0], [2.0, 3.0, 1.0])
     np.testing.assert_array_equal(workers.finite_voxels(), [True, True, True, False, True])
-    assert _no_children_left()
 
 
 def test_a_failing_child_sends_its_traceback():
@@ -70,7 +77,6 @@ def test_a_failing_child_sends_its_traceback():
             for wait in waits:
                 wait()
     assert "ValueError" in str(raised.value)
-    assert _no_children_left()
 
 
 @pytest.mark.parametrize("when", ["waiting", "sending"])
@@ -83,7 +89,6 @@ def test_a_child_that_dies_is_reported_with_how(when):
             if when == "sending":  # wait (not reaping) until it is gone: its pipe is closed
                 os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
             workers.submit(0, 0)()
-    assert _no_children_left()
 
 
 def test_an_error_while_streaming_stops_the_children(tmp_path):
@@ -97,7 +102,6 @@ def test_an_error_while_streaming_stops_the_children(tmp_path):
         stream_masked_series(
             path, mask, AFFINE, lambda block: None, 4.0, n_threads=2, in_processes=True
         )
-    assert _no_children_left()
 
 
 def test_an_error_of_the_consumer_stops_the_children(tmp_path):
@@ -112,7 +116,6 @@ def test_an_error_of_the_consumer_stops_the_children(tmp_path):
         stream_masked_series(
             path, np.ones(data.shape[:3], bool), AFFINE, consume, 4.0, in_processes=True
         )
-    assert _no_children_left()
 
 
 def test_where_no_process_can_be_forked_threads_reduce_the_same(tmp_path, monkeypatch):
@@ -137,5 +140,4 @@ def test_where_no_process_can_be_forked_threads_reduce_the_same(tmp_path, monkey
     monkeypatch.setattr(os, "fork", no_fork)
     open_files = len(os.listdir("/proc/self/fd"))
     np.testing.assert_array_equal(streamed(), forked)
-    assert _no_children_left()
     assert len(os.listdir("/proc/self/fd")) == open_files  # the pipes were closed
