@@ -179,7 +179,10 @@ class ForkedReducers:
             self.close(kill=True)
             raise
 
-    def _fork(self, reducer: VolumeReducer, stored: Sequence[np.ndarray], finite) -> _Child:
+    def _fork(
+        self, reducer: VolumeReducer, stored: Sequence[np.ndarray], finite: np.ndarray
+    ) -> _Child:
+        """Fork one child that reduces into the shared rows and reports into ``finite``."""
         commands_in, commands_out = os.pipe()
         answers_in, answers_out = os.pipe()
         try:
