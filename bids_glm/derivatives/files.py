@@ -11,8 +11,9 @@ import os
 import secrets
 import tempfile
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -48,14 +49,22 @@ def write_bytes_atomic(path: Path, payload: bytes) -> None:
         )
     except OSError as err:
         raise OutputError(f"{path}: cannot write ({_reason(err)})") from err
-    try:
+    with _renamed_into_place(Path(tmp_name), path):
         os.fchmod(handle, FILE_MODE & ~_UMASK)  # mkstemp makes 0600; outputs are shared
         with os.fdopen(handle, "wb") as stream:
             _write_payload(stream, payload)
+
+
+@contextmanager
+def _renamed_into_place(tmp_name: Path, path: Path) -> Iterator[None]:
+    """Rename ``tmp_name`` to ``path`` once the block has filled it; on any failure remove
+    it, and name ``path`` in an ``OutputError`` for a system error (disk full, quota...)."""
+    try:
+        yield
         os.replace(tmp_name, path)
     except BaseException as err:
-        Path(tmp_name).unlink(missing_ok=True)
-        if isinstance(err, OSError):  # disk full, quota, permission: name the file
+        tmp_name.unlink(missing_ok=True)
+        if isinstance(err, OSError):
             raise OutputError(f"{path}: cannot write ({_reason(err)})") from err
         raise
 
@@ -73,13 +82,8 @@ def write_copy_atomic(path: Path, original: Path, payload: bytes) -> None:
     except OSError:
         write_bytes_atomic(path, payload)
         return
-    try:
-        os.replace(tmp_name, path)
-    except BaseException as err:
-        tmp_name.unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise OutputError(f"{path}: cannot write ({_reason(err)})") from err
-        raise
+    with _renamed_into_place(tmp_name, path):
+        pass
 
 
 def _write_payload(stream, payload: bytes) -> None:

@@ -61,21 +61,21 @@ class MaskedSeries:
 INFLATE_BLOCK_BYTES = 256 * 1024
 
 
-def _open_gzip(path: Path, background: bool = True) -> BinaryIO:
-    """A gzip reader; with ``background``, inflating ahead in a thread of its own
+def _open_gzip(path: Path, inflate_ahead: bool = True) -> BinaryIO:
+    """A gzip reader; with ``inflate_ahead``, inflating in a thread of its own
     (overlapping the caller's compute), else in the caller's ``readinto`` (straight into
     the caller's buffer, no copy; ISA-L releases the GIL meanwhile)."""
     if igzip_threaded is None:  # pragma: no cover
         return gzip.open(path, "rb")
-    if not background:
+    if not inflate_ahead:
         return igzip.open(path, "rb")
     return igzip_threaded.open(path, "rb", threads=1, block_size=INFLATE_BLOCK_BYTES)
 
 
 @contextmanager
-def _open_stream(path: Path, background: bool = True) -> Iterator[BinaryIO]:
+def _open_stream(path: Path, inflate_ahead: bool = True) -> Iterator[BinaryIO]:
     opener = (
-        partial(_open_gzip, background=background)
+        partial(_open_gzip, inflate_ahead=inflate_ahead)
         if path.name.endswith(".gz")
         else partial(open, mode="rb")
     )

@@ -71,6 +71,7 @@ class VolumeReducer:
         self.box = bounding_box(mask, radius)
         self.smoother: BoxSmoother | None = None
         kept_region = bounding_box(mask, (0, 0, 0))
+        region_mask = mask[kept_region]
         if smoothing:
             keep = tuple(
                 slice(k.start - b.start, k.stop - b.start)
@@ -78,9 +79,8 @@ class VolumeReducer:
             )
             box_shape = tuple(b.stop - b.start for b in self.box)
             self.smoother = plan_box_smoother(
-                box_shape, keep, sigma_vox, mask[kept_region], lines_per_group
+                box_shape, keep, sigma_vox, region_mask, lines_per_group
             )
-        region_mask = mask[kept_region]
         # in-mask voxels in the C order of mask[...], addressed in the region's Fortran order
         self.in_mask = np.ravel_multi_index(np.nonzero(region_mask), region_mask.shape, order="F")
         self.box_mask = mask[self.box]
