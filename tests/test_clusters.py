@@ -311,6 +311,8 @@ def test_max_subpeaks_limits_rows():
     np.testing.assert_array_equal(full["X"], [5.0, 15.0, 25.0, 35.0])
     only_peak = cluster_table(z, np.eye(4), 3.0, max_subpeaks=0)
     assert list(only_peak["Cluster ID"]) == ["1"]
+    with pytest.raises(ValueError, match="at most 26"):
+        cluster_table(z, np.eye(4), 3.0, max_subpeaks=27)
 
 
 def test_nothing_above_threshold_gives_empty_table_with_columns(z_map):

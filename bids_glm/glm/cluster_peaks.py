@@ -48,34 +48,73 @@ def signed_clusters(
     cluster_labels, n_clusters = ndimage.label(signed > z_threshold, FACES)
     if n_clusters == 0:
         return []
-    cluster_ids = np.arange(1, n_clusters + 1)
-    sizes = np.bincount(cluster_labels.ravel(), minlength=n_clusters + 1)
-    cluster_values = np.where(cluster_labels > 0, signed, 0)
-    maxima = cluster_local_maxima(cluster_values, cluster_labels)
-    plateaus, n_plateaus = ndimage.label(maxima, FACES)
-    plateau_ids = np.arange(1, n_plateaus + 1)
-    # centres in the whole volume's voxel indices, so that rounding does not depend on the crop
-    centres = _weighted_centres(cluster_values, plateaus, n_plateaus, origin)
-    rounded = np.round(centres).astype(int) - origin
-    peaks_ijk = _snap_into_plateaus(rounded, plateaus, plateau_ids)
-    peak_values = cluster_values[tuple(peaks_ijk.T)]
-    peak_cluster = cluster_labels[tuple(peaks_ijk.T)]
+    voxels = np.nonzero(cluster_labels)  # every cluster voxel, once, in C order
+    labels_in, values_in = cluster_labels[voxels], signed[voxels]
+    sizes = np.bincount(labels_in, minlength=n_clusters + 1)
+    is_max = _maxima_among(voxels, labels_in, values_in, cluster_labels, signed)
+    peaks_ijk, peak_cluster = _plateau_peaks(
+        np.stack([axis[is_max] for axis in voxels], axis=1), cluster_labels, signed, origin
+    )
+    peak_values = signed[tuple(peaks_ijk.T)]
     peaks_ijk = peaks_ijk + origin
 
-    in_cluster = cluster_labels > 0
     cluster_peaks = np.full(n_clusters + 1, -np.inf)
-    np.maximum.at(cluster_peaks, cluster_labels[in_cluster], cluster_values[in_cluster])
+    np.maximum.at(cluster_peaks, labels_in, values_in)
     by_cluster = np.argsort(peak_cluster, kind="stable")
     starts = np.searchsorted(peak_cluster[by_cluster], np.arange(n_clusters + 2))
     clusters = []
-    for cluster_id in cluster_ids[np.argsort(-cluster_peaks[1:], kind="stable")]:
+    for cluster_id in np.argsort(-cluster_peaks[1:], kind="stable") + 1:
         own = by_cluster[starts[cluster_id] : starts[cluster_id + 1]]
-        ijk, values = peaks_ijk[own], peak_values[own]
-        order = np.argsort(-values)
-        ijk, values = ijk[order], values[order]
-        keep = _distant_peaks(apply_affine(affine, ijk), min_distance_mm)
-        clusters.append((int(sizes[cluster_id]), ijk[keep], values[keep]))
+        if own.size > 1:  # most clusters of a noisy map have one peak: nothing to order
+            own = own[np.argsort(-peak_values[own])]
+            own = own[_distant_peaks(apply_affine(affine, peaks_ijk[own]), min_distance_mm)]
+        clusters.append((int(sizes[cluster_id]), peaks_ijk[own], peak_values[own]))
     return clusters
+
+
+def _flat_view(values: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """A 1-D view of a 3D array (a copy unless it is C- or Fortran-contiguous) and the
+    steps of its three axes in it."""
+    n_x, n_y, n_z = values.shape
+    if values.flags.f_contiguous and not values.flags.c_contiguous:
+        return values.ravel(order="F"), (1, n_x, n_x * n_y)
+    return values.ravel(), (n_y * n_z, n_z, 1)
+
+
+def _plateau_peaks(
+    maxima_ijk: np.ndarray, labels: np.ndarray, values: np.ndarray, origin: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """One peak per plateau of local maxima (face-connected maxima; numbered as
+    ``ndimage.label`` numbers them): its value-weighted centre, rounded in the whole volume's
+    voxel indices and snapped back into the plateau. Returns the peaks' indices (n, 3) in
+    ``values`` and their cluster labels.
+
+    Maxima rarely touch (on noisy maps, never): then each is its own plateau and its own
+    centre, and no labelling pass over the volume is needed.
+    """
+    maxima = np.zeros(labels.shape, dtype=bool)
+    maxima[tuple(maxima_ijk.T)] = True
+    if not _any_face_neighbours(maxima_ijk, maxima):
+        return maxima_ijk, labels[tuple(maxima_ijk.T)]
+    plateaus, n_plateaus = ndimage.label(maxima, FACES)
+    plateau_ids = np.arange(1, n_plateaus + 1)
+    # centres in the whole volume's voxel indices, so that rounding does not depend on the crop
+    centres = _weighted_centres(values, plateaus, n_plateaus, origin)
+    rounded = np.round(centres).astype(int) - origin
+    peaks_ijk = _snap_into_plateaus(rounded, plateaus, plateau_ids)
+    return peaks_ijk, labels[tuple(peaks_ijk.T)]
+
+
+def _any_face_neighbours(ijk: np.ndarray, marked: np.ndarray) -> bool:
+    """Whether any of the voxels ``ijk`` (n, 3) has a face neighbour marked in ``marked``."""
+    for axis, length in enumerate(marked.shape):
+        for step in (-1, 1):
+            moved = ijk.copy()
+            moved[:, axis] += step
+            inside = (moved[:, axis] >= 0) & (moved[:, axis] < length)
+            if marked[tuple(moved[inside].T)].any():
+                return True
+    return False
 
 
 def _weighted_centres(
@@ -107,7 +146,7 @@ def cluster_local_maxima(cluster_values: np.ndarray, cluster_labels: np.ndarray)
     Parameters
     ----------
     cluster_values : numpy.ndarray
-        3D values, 0 outside clusters.
+        3D values (those outside clusters are not read).
     cluster_labels : numpy.ndarray
         3D integer cluster labels of the same shape (0 = no cluster).
 
@@ -116,19 +155,42 @@ def cluster_local_maxima(cluster_values: np.ndarray, cluster_labels: np.ndarray)
     numpy.ndarray
         Boolean 3D array, True at local maxima.
     """
-    inside = cluster_labels > 0
-    ijk = np.nonzero(inside)
-    labels_in, values_in = cluster_labels[ijk], cluster_values[ijk]
+    voxels = np.nonzero(cluster_labels)
+    labels_in, values_in = cluster_labels[voxels], cluster_values[voxels]
+    is_max = _maxima_among(voxels, labels_in, values_in, cluster_labels, cluster_values)
+    maxima = np.zeros(cluster_labels.shape, dtype=bool)
+    maxima[tuple(axis[is_max] for axis in voxels)] = True
+    return maxima
+
+
+def _maxima_among(
+    voxels: tuple[np.ndarray, ...],
+    labels_in: np.ndarray,
+    values_in: np.ndarray,
+    labels: np.ndarray,
+    values: np.ndarray,
+) -> np.ndarray:
+    """`cluster_local_maxima` at the cluster ``voxels`` (their labels and values given):
+    a boolean per voxel. Neighbours are gathered by flat index (each array in its own memory
+    order): each axis's three clipped positions are formed once, and each of the 26 offsets
+    adds one of each."""
+    flat_labels, label_steps = _flat_view(labels)
+    flat_values, value_steps = _flat_view(values)
+    label_shifts, value_shifts = (
+        [
+            [np.clip(axis + step, 0, length - 1) * stride for step in (-1, 0, 1)]
+            for axis, length, stride in zip(voxels, labels.shape, steps, strict=True)
+        ]
+        for steps in (label_steps, value_steps)
+    )
     highest, lowest = values_in.copy(), values_in.copy()
-    last = [n - 1 for n in cluster_labels.shape]
     for offset in np.ndindex(3, 3, 3):
         if offset == (1, 1, 1):
             continue
-        neighbour = tuple(
-            np.clip(axis + step - 1, 0, end)
-            for axis, step, end in zip(ijk, offset, last, strict=True)
-        )
-        own = np.where(cluster_labels[neighbour] == labels_in, cluster_values[neighbour], 0.0)
+        i, j, k = offset
+        at_label = label_shifts[0][i] + label_shifts[1][j] + label_shifts[2][k]
+        at_value = value_shifts[0][i] + value_shifts[1][j] + value_shifts[2][k]
+        own = np.where(flat_labels[at_label] == labels_in, flat_values[at_value], 0.0)
         np.maximum(highest, own, out=highest)
         np.minimum(lowest, own, out=lowest)
     n_clusters = int(labels_in.max(initial=0))
@@ -137,10 +199,7 @@ def cluster_local_maxima(cluster_values: np.ndarray, cluster_labels: np.ndarray)
     np.maximum.at(cluster_max, labels_in, values_in)
     np.minimum.at(cluster_min, labels_in, values_in)
     flat_cluster = np.isclose(cluster_max, cluster_min)[labels_in]
-    is_max = (values_in == highest) & (flat_cluster | (highest - lowest > 0))
-    maxima = np.zeros(cluster_labels.shape, dtype=bool)
-    maxima[tuple(axis[is_max] for axis in ijk)] = True
-    return maxima
+    return (values_in == highest) & (flat_cluster | (highest - lowest > 0))
 
 
 def _snap_into_plateaus(

@@ -96,46 +96,48 @@ def cluster_table(
     origin = np.array([axis.start for axis in region])
     thresholded = threshold_volume(z_volume[region], z_threshold, cluster_extent, two_sided)
     voxel_volume_mm3 = float(np.prod(np.linalg.norm(affine[:3, :3], axis=0)))
-    rows: list[dict] = []
-    n_clusters = 0
+    found = []
     for sign in (1, -1) if two_sided else (1,):
         signed = thresholded * sign
-        for cluster in signed_clusters(signed, z_threshold, affine, min_distance_mm, origin):
-            n_clusters += 1
-            rows += _cluster_rows(
-                n_clusters, cluster, sign, affine, voxel_volume_mm3, int(max_subpeaks)
-            )
-    table = pd.DataFrame(rows, columns=list(CLUSTER_TABLE_COLUMNS))
-    return table.astype(CLUSTER_TABLE_DTYPES)
+        clusters = signed_clusters(signed, z_threshold, affine, min_distance_mm, origin)
+        found += [(sign, cluster) for cluster in clusters]
+    return _table(found, affine, voxel_volume_mm3, int(max_subpeaks))
 
 
-def _cluster_rows(
-    number: int,
-    cluster: tuple[int, np.ndarray, np.ndarray],
-    sign: int,
+def _table(
+    found: list[tuple[int, tuple[int, np.ndarray, np.ndarray]]],
     affine: np.ndarray,
     voxel_volume_mm3: float,
     max_subpeaks: int,
-) -> list[dict]:
-    """The table rows of one cluster: its peak (ID ``"<number>"``, with the sizes), then
-    up to ``max_subpeaks`` subpeaks (``"<number>a"``, ...; sizes missing)."""
-    size_voxels, peaks_ijk, peak_values = cluster
-    peaks_xyz = apply_affine(affine, peaks_ijk)
-    rows = []
-    for rank in range(min(len(peak_values), max_subpeaks + 1)):
-        is_peak = rank == 0
-        rows.append(
-            {
-                "Cluster ID": str(number) + ("" if is_peak else ascii_lowercase[rank - 1]),
-                "X": peaks_xyz[rank, 0],
-                "Y": peaks_xyz[rank, 1],
-                "Z": peaks_xyz[rank, 2],
-                "Peak Stat": float(peak_values[rank] * sign),
-                "Cluster Size (mm3)": int(size_voxels * voxel_volume_mm3) if is_peak else pd.NA,
-                "Cluster Size (voxels)": size_voxels if is_peak else pd.NA,
-            }
-        )
-    return rows
+) -> pd.DataFrame:
+    """The table of clusters ``(sign, (size, peaks_ijk, peak_values))``, numbered in order:
+    per cluster its peak (ID ``"<number>"``, with the sizes), then up to ``max_subpeaks``
+    subpeaks (``"<number>a"``, ...; sizes missing). Built column by column."""
+    ids, peaks_ijk, peak_stats, sizes, is_peak = [], [], [], [], []
+    for number, (sign, (size_voxels, ijk, values)) in enumerate(found, start=1):
+        n_rows = min(len(values), max_subpeaks + 1)
+        ids += [str(number)] + [f"{number}{letter}" for letter in ascii_lowercase[: n_rows - 1]]
+        peaks_ijk.append(ijk[:n_rows])
+        peak_stats.append(np.asarray(values[:n_rows], dtype=np.float64) * sign)
+        sizes += [size_voxels] + [0] * (n_rows - 1)
+        is_peak += [True] + [False] * (n_rows - 1)
+    if not found:
+        return pd.DataFrame(columns=list(CLUSTER_TABLE_COLUMNS)).astype(CLUSTER_TABLE_DTYPES)
+    xyz = apply_affine(affine, np.concatenate(peaks_ijk))
+    sizes_voxels = np.array(sizes, dtype=np.int64)
+    missing = ~np.array(is_peak)
+    columns = {
+        "Cluster ID": np.array(ids, dtype=object),
+        "X": xyz[:, 0],
+        "Y": xyz[:, 1],
+        "Z": xyz[:, 2],
+        "Peak Stat": np.concatenate(peak_stats),
+        "Cluster Size (mm3)": pd.arrays.IntegerArray(
+            (sizes_voxels * voxel_volume_mm3).astype(np.int64), missing
+        ),
+        "Cluster Size (voxels)": pd.arrays.IntegerArray(sizes_voxels, missing.copy()),
+    }
+    return pd.DataFrame(columns)
 
 
 def _check_table_arguments(
@@ -153,6 +155,10 @@ def _check_table_arguments(
         raise ValueError(f"min_distance_mm must be positive; got {min_distance_mm}")
     if max_subpeaks < 0 or int(max_subpeaks) != max_subpeaks:
         raise ValueError(f"max_subpeaks must be a non-negative integer; got {max_subpeaks}")
+    if max_subpeaks > len(ascii_lowercase):
+        raise ValueError(
+            f"max_subpeaks must be at most 26 (subpeaks are lettered); got {max_subpeaks}"
+        )
 
 
 def _suprathreshold_region(

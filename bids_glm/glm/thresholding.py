@@ -169,7 +169,7 @@ def threshold_volume(
         below = np.abs(z_volume) < z_threshold
     else:
         below = z_volume < z_threshold
-    thresholded = np.where(below, 0, z_volume).astype(z_volume.dtype)
+    thresholded = np.where(below, 0, z_volume).astype(z_volume.dtype, copy=False)
     if cluster_extent > 0:
         for tail in (thresholded > 0, thresholded < 0):
             labels, _ = ndimage.label(tail, FACES)
@@ -208,7 +208,7 @@ def as_volume(z_volume: np.ndarray, name: str) -> np.ndarray:
 
 def finite_or_zero(values: np.ndarray) -> np.ndarray:
     """A copy of ``values`` with NaN and infinities replaced by 0."""
-    return np.where(np.isfinite(values), values, 0).astype(values.dtype)
+    return np.where(np.isfinite(values), values, 0).astype(values.dtype, copy=False)
 
 
 def check_height_control(height_control: str, alpha: float) -> None:
