@@ -11,6 +11,7 @@ import pytest
 from bids_glm.glm.contrast import LazyContrasts, compute_contrast, contrast_estimates
 from bids_glm.glm.fit import fit_glm
 from bids_glm.image import nifti_bytes
+from bids_glm.image.series_layout import SeriesLayout
 from bids_glm.image.volume_reducer import VolumeReducer
 
 AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])
@@ -78,7 +79,8 @@ def test_mean_volume_is_exact_across_the_int32_to_int64_switch(monkeypatch):
 
     monkeypatch.setattr(module, "INT32_EXACT_VOLUMES", 3)
     mask = np.ones((2, 2, 2), dtype=bool)
-    reducer = VolumeReducer(mask, np.zeros(3), np.empty((1, 8), np.float32), (1.0, 0.0), False)
+    layout = SeriesLayout((2, 2, 2, 6), np.eye(4), np.dtype(np.int16), 1.0, 0.0, 352)
+    reducer = VolumeReducer(mask, np.zeros(3), np.empty((1, 8), np.float32), layout)
     volumes = [np.full((2, 2, 2), 2**15 - 1 - k, dtype=np.int16) for k in range(6)]
     for volume in volumes:
         reducer.add_to_mean(volume)

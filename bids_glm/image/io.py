@@ -24,7 +24,8 @@ from typing import BinaryIO
 import numpy as np
 
 from bids_glm.errors import InputError
-from bids_glm.image.mask import load_image, same_grid
+from bids_glm.image.mask import same_grid
+from bids_glm.image.series_layout import SeriesLayout, series_layout
 from bids_glm.image.smooth import sigma_voxels
 from bids_glm.image.volume_reducer import VolumeReducer
 from bids_glm.runtime.threads import thread_budget
@@ -94,53 +95,6 @@ def _read_exact(stream: BinaryIO, buffer: bytearray | np.ndarray, path: Path) ->
         if not got:
             raise InputError(f"{path}: file ends early (truncated image data)")
         filled += got
-
-
-@dataclass(frozen=True)
-class SeriesLayout:
-    """Where and how a 4-D NIfTI file stores its voxel values."""
-
-    shape: tuple[int, int, int, int]
-    affine: np.ndarray
-    dtype: np.dtype
-    slope: float
-    intercept: float
-    offset: int
-
-    @property
-    def volume_shape(self) -> tuple[int, int, int]:
-        return self.shape[:3]
-
-    @property
-    def volume_bytes(self) -> int:
-        """Bytes of one stored volume."""
-        return int(np.prod(self.volume_shape)) * self.dtype.itemsize
-
-    def to_float32(self, raw: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """Scaled float32 values of ``raw`` (stored values) written into ``out``."""
-        np.copyto(out, raw, casting="unsafe")
-        if self.slope != 1.0:
-            out *= np.float32(self.slope)
-        if self.intercept:
-            out += np.float32(self.intercept)
-        return out
-
-
-def series_layout(path: Path) -> SeriesLayout:
-    """Read a 4-D NIfTI header; ``InputError`` when the image is not 4-D."""
-    image = load_image(path)
-    proxy = image.dataobj  # header facts only; no data is read here
-    shape = tuple(int(n) for n in proxy.shape)
-    if len(shape) != 4:
-        raise InputError(f"{path}: expected a 4-D series, found shape {shape}")
-    return SeriesLayout(
-        shape=shape,
-        affine=image.affine,
-        dtype=np.dtype(proxy.dtype),
-        slope=float(proxy.slope),
-        intercept=float(proxy.inter),
-        offset=int(proxy.offset),
-    )
 
 
 def volume_buffers(layout: SeriesLayout, n_buffers: int) -> list[np.ndarray]:
@@ -296,13 +250,7 @@ def read_masked_series(
     sigma = sigma_voxels(smoothing_fwhm_mm, layout.affine)
     n_kept = int(keep_volumes.sum())
     data = np.empty((n_kept, int(mask.sum())), dtype=np.float32)
-    reducer = VolumeReducer(
-        mask,
-        sigma,
-        data,
-        scale=(layout.slope, layout.intercept),
-        check_finite=layout.dtype.kind == "f",
-    )
+    reducer = VolumeReducer(mask, sigma, data, layout)
     n_threads = thread_budget() if n_threads is None else max(int(n_threads), 1)
     for_each_volume(path, layout, keep_volumes, reducer, n_threads, reducer.add_to_mean)
     finite = reducer.finite_voxels()

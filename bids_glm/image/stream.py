@@ -22,13 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from bids_glm.image.forked_reducers import ForkedReducers, forking_available, shared_array
-from bids_glm.image.io import (
-    SeriesLayout,
-    checked_layout,
-    stored_view,
-    stored_volumes,
-    volume_buffers,
-)
+from bids_glm.image.io import checked_layout, stored_view, stored_volumes, volume_buffers
+from bids_glm.image.series_layout import SeriesLayout
 from bids_glm.image.smooth import LINES_PER_GROUP, LINES_PER_GROUP_ALONE, sigma_voxels
 from bids_glm.image.volume_reducer import VolumeReducer
 from bids_glm.runtime.threads import thread_budget
@@ -129,9 +124,7 @@ def _reducers(
     inflated.
     """
     lines = LINES_PER_GROUP_ALONE if in_processes else LINES_PER_GROUP
-    scale = (layout.slope, layout.intercept)
-    check = layout.dtype.kind == "f"
-    reducer = VolumeReducer(mask, sigma_vox, rows, scale, check, lines_per_group=lines)
+    reducer = VolumeReducer(mask, sigma_vox, rows, layout, lines_per_group=lines)
     n_buffers = 2 * n_workers + 2
     if in_processes:
         buffers = [shared_array((layout.volume_bytes,), np.uint8) for _ in range(n_buffers)]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from bids_glm.image.mask import bounding_box
+from bids_glm.image.series_layout import SeriesLayout
 from bids_glm.image.smooth import (
     LINES_PER_GROUP,
     BoxSmoother,
@@ -49,10 +50,9 @@ class VolumeReducer:
         Gaussian sigma per axis in voxels (zeros: no smoothing).
     out : ndarray, shape (n_rows, n_voxels), float32
         Receives one row per processed volume.
-    scale : tuple of float
-        ``(slope, intercept)`` turning stored values into data values.
-    check_finite : bool
-        Whether stored values can be non-finite (floating-point storage).
+    layout : SeriesLayout
+        How the series stores its values (the scaling to data values, whether they can be
+        non-finite).
     lines_per_group : int
         Lines the smoothing takes at once (`bids_glm.image.smooth.LINES_PER_GROUP`).
     """
@@ -62,8 +62,7 @@ class VolumeReducer:
         mask: np.ndarray,
         sigma_vox: np.ndarray,
         out: np.ndarray,
-        scale: tuple[float, float],
-        check_finite: bool,
+        layout: SeriesLayout,
         lines_per_group: int = LINES_PER_GROUP,
     ) -> None:
         smoothing = bool(np.any(np.asarray(sigma_vox) > 0))
@@ -86,8 +85,7 @@ class VolumeReducer:
         self.box_mask = mask[self.box]
         self.mask_shape = mask.shape
         self.out = out
-        self.slope, self.intercept = scale
-        self.check_finite = check_finite
+        self.layout = layout
         self._local = threading.local()
         self._all_totals: list[_ThreadTotals] = []
         self._lock = threading.Lock()
@@ -136,13 +134,8 @@ class VolumeReducer:
 
     def _converted_region(self, stored: np.ndarray, totals: _ThreadTotals) -> np.ndarray:
         """The box as float32 data (scaled, non-finite values 0 and recorded), smoothed."""
-        box = totals.box
-        np.copyto(box, stored[self.box], casting="unsafe")
-        if self.slope != 1.0:
-            box *= np.float32(self.slope)
-        if self.intercept:
-            box += np.float32(self.intercept)
-        if self.check_finite:
+        box = self.layout.to_float32(stored[self.box], totals.box)
+        if self.layout.may_be_non_finite:
             bad = ~np.isfinite(box)
             if bad.any():
                 totals.finite &= ~bad[self.box_mask]
@@ -152,7 +145,7 @@ class VolumeReducer:
     def stored_is_data(self, stored: np.ndarray) -> bool:
         """Whether stored values are the data as float32 holds them: integers of up to 16
         bits (finite, exact in float32 and float64), unscaled."""
-        unscaled = self.slope == 1.0 and not self.intercept
+        unscaled = self.layout.slope == 1.0 and not self.layout.intercept
         return unscaled and stored.dtype.kind in "iu" and stored.dtype.itemsize <= 2
 
     def finite_voxels(self) -> np.ndarray:
@@ -171,7 +164,7 @@ class VolumeReducer:
             Non-finite values (from non-finite data) are set to 0.
         """
         mean = np.divide(self._volume_sum, max(self._n_summed, 1))  # the one float64 copy
-        mean *= self.slope
-        mean += self.intercept
+        mean *= self.layout.slope
+        mean += self.layout.intercept
         np.nan_to_num(mean, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
         return mean.astype(np.float32)

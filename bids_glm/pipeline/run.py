@@ -98,10 +98,17 @@ def holds_series(design: RunDesign, geometry: VolumeGeometry, settings: Settings
     """Whether a run's (T, V) series is held in memory, rather than summed as it streams.
 
     The one place choosing how runs are read. The series is held where something needs it
-    beyond the sums: single-trial estimates (LSA/LSS refit the series per trial) and
-    surfaces (their reader, `bids_glm.image.surface`, returns the series); and when it is
-    small (`HOLD_SERIES_MAX_BYTES`). Otherwise `fit_streamed_run` keeps memory independent
-    of the run's length.
+    beyond the sums:
+
+    * single-trial estimates: LSA/LSS refit the series once per trial;
+    * surfaces and CIFTI: smoothing along a mesh takes only the vertices that are finite
+      and not constant over the kept volumes, so its operator is known only once every
+      volume was read (streaming would decode each file twice); and a CIFTI dense series is
+      stored grayordinate by grayordinate (volume index fastest), so reading it volume by
+      volume would sweep the whole file for every block;
+    * small runs (`HOLD_SERIES_MAX_BYTES`), which are fitted exactly as nilearn rounds them.
+
+    Otherwise `fit_streamed_run` keeps memory independent of the run's length.
     """
     if settings.single_trial is not None or not isinstance(geometry, VolumeGeometry):
         return True

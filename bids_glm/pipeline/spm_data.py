@@ -19,7 +19,8 @@ import numpy as np
 
 from bids_glm.errors import InputError
 from bids_glm.glm.spm_globals import MASK_THRESHOLD_FRACTION, spm_global
-from bids_glm.image.io import SeriesLayout, for_each_volume, iter_volumes, series_layout
+from bids_glm.image.io import for_each_volume, iter_volumes
+from bids_glm.image.series_layout import SeriesLayout, series_layout
 from bids_glm.image.spm_smooth import as_stored, spm_smooth_volume
 from bids_glm.runtime.threads import thread_budget
 
