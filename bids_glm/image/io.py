@@ -28,6 +28,7 @@ from bids_glm.image.mask import same_grid
 from bids_glm.image.series_layout import SeriesLayout, series_layout
 from bids_glm.image.smooth import sigma_voxels
 from bids_glm.image.volume_reducer import VolumeReducer
+from bids_glm.runtime.progress import Progress
 from bids_glm.runtime.threads import thread_budget
 
 try:  # ISA-L inflates gzip several times faster than zlib
@@ -149,12 +150,14 @@ def for_each_volume(
     ``process`` is re-raised here.
     """
     rows = np.cumsum(keep_volumes) - 1
+    progress = Progress(path.name, int(np.count_nonzero(keep_volumes)), "volumes read")
     if n_threads <= 1:
         for index, stored in enumerate(stored_volumes(path, layout)):
             if keep_volumes[index]:
                 if in_order is not None:
                     in_order(stored)
                 process(int(rows[index]), stored)
+                progress.update(int(rows[index]) + 1)
         return
     n_buffers = 2 * n_threads + 1
     pending: deque[tuple[int, Future]] = deque()
@@ -165,6 +168,7 @@ def for_each_volume(
                 if in_order is not None:
                     in_order(stored)
                 pending.append((index, pool.submit(process, int(rows[index]), stored)))
+                progress.update(int(rows[index]) + 1)
             # the next read reuses the buffer of volume index + 1 - n_buffers
             while pending and pending[0][0] <= index + 1 - n_buffers:
                 pending.popleft()[1].result()

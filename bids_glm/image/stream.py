@@ -7,7 +7,8 @@ consumer (typically `bids_glm.glm.cross_products.CrossProductAccumulator.add`) i
 its own. So three kinds of work overlap: inflation (in the calling thread), the per-volume
 reduction (``n_threads`` forked processes on Linux, `bids_glm.image.forked_reducers`; else
 threads, and ISA-L then inflates ahead in a thread of its own) and the consumer (one thread).
-Peak memory is two blocks plus what the consumer keeps, whatever the run's length.
+Peak memory is two blocks plus what the consumer keeps, whatever the run's length. Long runs
+log their progress (`bids_glm.runtime.progress`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from bids_glm.image.io import checked_layout, stored_view, stored_volumes, volum
 from bids_glm.image.series_layout import SeriesLayout
 from bids_glm.image.smooth import LINES_PER_GROUP, LINES_PER_GROUP_ALONE, sigma_voxels
 from bids_glm.image.volume_reducer import VolumeReducer
+from bids_glm.runtime.progress import Progress
 from bids_glm.runtime.threads import thread_budget
 
 LOGGER = logging.getLogger("bids_glm")
@@ -153,6 +155,7 @@ def _stream_blocks(
     rows = np.cumsum(keep_volumes) - 1
     n_buffers = len(workers.buffers)
     pending: deque[tuple[int, int, Callable[[], None]]] = deque()
+    progress = Progress(path.name, n_kept, "volumes read")
 
     def finish_oldest() -> None:
         _, row, wait = pending.popleft()
@@ -173,6 +176,7 @@ def _stream_blocks(
                 blocks.wait_for(row // size - 2)
             reducer.add_to_mean(stored)
             pending.append((index, row, workers.submit(row % ring_rows, index % n_buffers)))
+            progress.update(row + 1)
         while pending and pending[0][0] <= index + 1 - n_buffers:  # frees its buffer
             finish_oldest()
     while pending:
