@@ -38,7 +38,7 @@ def test_banded_smoothing_is_bit_identical_to_scipy(sigma):
     smoother = plan_box_smoother(shape, keep, np.array(sigma))
     got = smoother.apply(volume, smoother.workspace())
     expected = _scipy_smoothed(volume, np.array(sigma))[keep]
-    assert got.dtype == np.float32 and got.flags.f_contiguous
+    assert got.dtype == np.float32 and got.flags.c_contiguous
     np.testing.assert_array_equal(got, expected)
 
 

@@ -80,8 +80,13 @@ class VolumeReducer:
             self.smoother = plan_box_smoother(
                 box_shape, keep, sigma_vox, region_mask, lines_per_group
             )
-        # in-mask voxels in the C order of mask[...], addressed in the region's Fortran order
-        self.in_mask = np.ravel_multi_index(np.nonzero(region_mask), region_mask.shape, order="F")
+        # in-mask voxels in the C order of mask[...], addressed in the region's memory order:
+        # C for the smoother's output (a gather along contiguous z runs), else the stored
+        # volume's Fortran order
+        self.region_order = "F" if self.smoother is None else "C"
+        self.in_mask = np.ravel_multi_index(
+            np.nonzero(region_mask), region_mask.shape, order=self.region_order
+        )
         self.box_mask = mask[self.box]
         self.mask_shape = mask.shape
         self.out = out
@@ -130,7 +135,7 @@ class VolumeReducer:
             region = self.smoother.apply(stored[self.box], totals.smoothing)  # no box copy
         else:
             region = self._converted_region(stored, totals)
-        np.take(region.ravel(order="F"), self.in_mask, out=self.out[row])
+        np.take(region.ravel(order=self.region_order), self.in_mask, out=self.out[row])
 
     def _converted_region(self, stored: np.ndarray, totals: _ThreadTotals) -> np.ndarray:
         """The box as float32 data (scaled, non-finite values 0 and recorded), smoothed."""
