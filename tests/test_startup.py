@@ -11,10 +11,11 @@ from test_methods import make_facts
 
 from bids_glm.derivatives import methods
 
-MESH_MODULES = ("scipy.sparse", "scipy.spatial")
+# what a default volume run has no use for: mesh maths and the SPM12 preset's modules
+UNUSED_MODULES = ("scipy.sparse", "scipy.spatial", "bids_glm.pipeline.spm_subject")
 
 
-def test_volume_run_never_loads_mesh_machinery(tmp_path):
+def test_volume_run_never_loads_mesh_or_spm12_machinery(tmp_path):
     """A whole volume participant run, in a fresh interpreter (other tests import anything)."""
     bids = make_tiny_dataset(tmp_path / "bids")
     script = textwrap.dedent(
@@ -24,7 +25,7 @@ def test_volume_run_never_loads_mesh_machinery(tmp_path):
 
         code = main([{str(bids)!r}, {str(tmp_path / "out")!r}, "participant", "-q",
                      "--no-reports", "--smoothing-fwhm", "5", "--noise-model", "ar1"])
-        loaded = sorted(m for m in sys.modules if m.startswith({MESH_MODULES!r}))
+        loaded = sorted(m for m in sys.modules if m.startswith({UNUSED_MODULES!r}))
         print(code, loaded)
         """
     )

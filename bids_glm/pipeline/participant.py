@@ -32,7 +32,6 @@ from bids_glm.pipeline.analysis_mask import build_geometry
 from bids_glm.pipeline.plan import plan_units
 from bids_glm.pipeline.run import RunOutcome, SubjectLevel, process_run
 from bids_glm.pipeline.single_trial import check_single_trial_plan
-from bids_glm.pipeline.spm_subject import analyse_spm_unit, spm_dry_run
 from bids_glm.pipeline.subject_clusters import write_subject_clusters
 from bids_glm.pipeline.surface_meshes import with_meshes
 from bids_glm.pipeline.units import (
@@ -205,6 +204,8 @@ def dry_run(units: Sequence[AnalysisUnit], settings: Settings) -> None:
         what = " ".join(f"{k}-{v}" for k, v in unit.entities.items())
         print(f"{what}: {len(unit.designs)} run(s)")
         if settings.spm12 is not None:  # one SPM12 model over the runs
+            from bids_glm.pipeline.spm_subject import spm_dry_run  # only --preset spm12
+
             spm_dry_run(unit, settings)
             continue
         for design in unit.designs:
@@ -341,7 +342,7 @@ def _run_unit(unit: AnalysisUnit, settings: Settings) -> batch.UnitResult:
     started = time.perf_counter()
     try:
         with captured_warnings() as messages:
-            analyse = analyse_unit if settings.spm12 is None else analyse_spm_unit
+            analyse = analyse_unit if settings.spm12 is None else _spm_analysis()
             outcomes, mean_image = analyse(unit, settings)
     except KeyboardInterrupt:
         _remove_outputs(unit, settings)
@@ -366,3 +367,11 @@ def _run_unit(unit: AnalysisUnit, settings: Settings) -> batch.UnitResult:
 def _remove_outputs(unit: AnalysisUnit, settings: Settings) -> None:
     for path in unit_outputs(unit, settings):
         path.unlink(missing_ok=True)
+
+
+def _spm_analysis():
+    """`analyse_spm_unit`, loaded where ``--preset spm12`` asks for it (its ~20 modules take
+    ~20 ms of every other run's start-up otherwise)."""
+    from bids_glm.pipeline.spm_subject import analyse_spm_unit
+
+    return analyse_spm_unit
