@@ -9,11 +9,12 @@ formed in float64 and each pass is rounded to float32, as scipy does on the floa
 nilearn smooths: the smoothed data are bit-identical to nilearn's, which matters because the
 AR(1) estimate, binned to 0.01, amplifies any rounding difference of the data.
 Each pass copies its lines into float64 rows (its axis contiguous), multiplies them by the
-transposed blocks (``rows @ block.T``: BLAS packs the small operand, ~1.8x faster than
-``block @ rows.T``, which packs the large one) and writes its axis as the fastest one, so the
-passes take the volume ``(z, y, x)`` -> ``(z, y, x')`` -> ``(z, x', y')`` -> ``(x', y', z')``
-(C order): the first pass reads contiguous lines, the next two gather theirs while
-converting to float64, and the result is in the C order that in-mask voxels are listed in.
+transposed blocks (``rows @ block.T``: ~1.8x faster than ``block @ rows.T`` on a group of
+512 lines, the large operand then being read row by row) and writes its axis as the fastest
+one, so the passes take the volume ``(z, y, x)`` -> ``(z, y, x')`` -> ``(z, x', y')`` ->
+``(x', y', z')`` (C order): the first pass reads contiguous lines, the next two gather
+theirs while converting to float64, and the result is in the C order that in-mask voxels
+are listed in.
 
 Given the voxels whose smoothed values are wanted (a brain mask: about half its bounding box),
 each pass computes only what they depend on: per group of lines, the range of lines and of
