@@ -51,9 +51,10 @@ class VolumeGeometry:
         """Length of the vectors this geometry holds (analysed voxels)."""
         return int(np.count_nonzero(self.mask))
 
-    def to_volume(self, values: np.ndarray, dtype=np.float32) -> np.ndarray:
-        """The 3-D volume holding ``values`` in the mask and zero elsewhere."""
-        volume = np.zeros(self.shape, dtype=dtype)
+    def to_volume(self, values: np.ndarray, dtype=np.float32, order: str = "C") -> np.ndarray:
+        """The 3-D volume holding ``values`` in the mask and zero elsewhere, in memory
+        ``order`` ("F": NIfTI's, which `encode` compresses without a transposing copy)."""
+        volume = np.zeros(self.shape, dtype=dtype, order=order)
         volume[self.mask] = values
         return volume
 
@@ -69,7 +70,7 @@ class VolumeGeometry:
 
     def encode(self, values: np.ndarray) -> bytes:
         """The ``.nii.gz`` bytes of a float32 map of ``values`` (zero outside the mask)."""
-        return nifti_gz_bytes(self.to_volume(values), self.affine)
+        return nifti_gz_bytes(self.to_volume(values, order="F"), self.affine)
 
     def encode_mask(self) -> bytes:
         """The ``.nii.gz`` bytes of the mask itself (uint8)."""
