@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -369,7 +369,7 @@ def _remove_outputs(unit: AnalysisUnit, settings: Settings) -> None:
         path.unlink(missing_ok=True)
 
 
-def _spm_analysis():
+def _spm_analysis() -> Callable[[AnalysisUnit, Settings], tuple]:
     """`analyse_spm_unit`, loaded where ``--preset spm12`` asks for it (its ~20 modules take
     ~20 ms of every other run's start-up otherwise)."""
     from bids_glm.pipeline.spm_subject import analyse_spm_unit
