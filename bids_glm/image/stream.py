@@ -130,14 +130,14 @@ def _reducers(
     n_buffers = 2 * n_workers + 2
     if in_processes:
         buffers = [shared_array((layout.volume_bytes,), np.uint8) for _ in range(n_buffers)]
-        stored = [stored_view(buffer, layout) for buffer in buffers]
+    else:
+        buffers = volume_buffers(layout, n_buffers)
+    stored = [stored_view(buffer, layout) for buffer in buffers]
+    if in_processes:
         try:
             return reducer, ForkedReducers(reducer, buffers, stored, n_workers)
         except OSError as err:
             LOGGER.info("volumes reduced in threads: no process could be forked (%s)", err)
-    else:
-        buffers = volume_buffers(layout, n_buffers)
-        stored = [stored_view(buffer, layout) for buffer in buffers]
     return reducer, _ThreadReducers(reducer, buffers, stored, n_workers)
 
 
