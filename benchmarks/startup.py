@@ -193,9 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    sys.path.insert(0, str(HERE))  # the sibling benchmarks
+    from compare_nilearn import compile_bytecode
+
     bids_dir = args.data
     if bids_dir is None:
-        sys.path.insert(0, str(HERE))
         from streaming import make_run
 
         bids_dir = make_run(args.workdir, 200)
@@ -203,6 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         bids_dir = with_fmriprep_files(bids_dir, args.copy_dir)
     variants = [(label, path) for label, _, path in (c.partition("=") for c in args.compare)]
     variants.append(("this", None))
+    for _, path in variants:  # as installed: no module compiled from source at start-up
+        compile_bytecode(None if path is None else Path(path) / "bids_glm")
     rows: dict[str, list[list[float]]] = {label: [] for label, _ in variants}
     for repeat in range(args.repeats):
         _wait_quiet()

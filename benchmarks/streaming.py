@@ -43,6 +43,7 @@ from compare_nilearn import (  # the sibling benchmark's measurement tools
     CONTRASTS,
     Measurement,
     bids_glm_command,
+    compile_bytecode,
     nilearn_spec,
     run_bids_glm,
     run_nilearn,
@@ -174,6 +175,7 @@ def benchmark(args: argparse.Namespace) -> None:
     workdir = args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
     short, long = make_run(workdir, 200), make_run(workdir, 800)
+    compile_bytecode()
     results: dict[str, list[Measurement]] = {"bids-glm 200": [], "bids-glm 800": []}
     inflate: list[float] = []
     if not args.no_nilearn:
