@@ -158,6 +158,25 @@ def test_ar1_refit_does_not_depend_on_threads_or_blocks():
         )
 
 
+@pytest.mark.parametrize(
+    "rho",
+    [
+        np.random.default_rng(6).normal(0.3, 0.2, (40, 50)).clip(-1, 1),  # counted
+        np.array([0.5, -0.004, 0.0, -0.0, 0.999, -1.0, 0.004]),  # truncation towards 0
+        np.array([0.2, np.nan, 0.1]),  # not finite: sorted, as np.unique
+        np.array([1e6, -1e6, 0.3]),  # a range wider than the voxels: sorted
+        np.array([]),
+    ],
+)
+def test_ar1_bins_are_those_of_np_unique(rho):
+    steps = np.trunc(rho * 100)
+    unique_steps, inverse = np.unique(steps, return_inverse=True)
+    bin_rho, voxel_bin = bin_ar1(rho, 100)
+    np.testing.assert_array_equal(bin_rho, unique_steps / 100)
+    np.testing.assert_array_equal(voxel_bin, inverse.reshape(rho.shape))
+    assert voxel_bin.dtype == np.intp
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.uint8, np.int16, np.float64])
 def test_nifti_bytes_equal_nibabel(dtype):
     rng = np.random.default_rng(5)
