@@ -136,6 +136,27 @@ def test_accumulator_refuses_too_many_or_too_few_volumes():
         sums.add(Y[:20])
 
 
+def test_varying_voxels_are_those_whose_values_differ():
+    """A positive sum of squares marks exactly the voxels that change, down to float32's
+    smallest steps (subnormal differences) and at large baselines."""
+    tiny = np.float32(1.4e-45)  # the smallest subnormal float32
+    columns = [
+        [5.0] * 6,  # constant
+        [1e30] * 6,  # constant, large
+        [0.0, tiny, 0.0, 0.0, 0.0, 0.0],  # one subnormal step
+        [3e4] * 5 + [np.nextafter(np.float32(3e4), np.float32(np.inf))],  # one ulp, last
+        [-2.0, -2.0, -2.0, 7.0, -2.0, -2.0],
+        [0.0] * 6,
+    ]
+    Y = np.array(columns, dtype=np.float32).T
+    X = np.column_stack([np.arange(6.0), np.ones(6)])
+    sums = CrossProductAccumulator(X, Y.shape[1], chunk_voxels=2)
+    sums.add(Y[:4])
+    sums.add(Y[4:])
+    np.testing.assert_array_equal(sums.varying(), Y.max(axis=0) > Y.min(axis=0))
+    np.testing.assert_array_equal(sums.varying(), [False, False, True, True, True, False])
+
+
 def test_add_product_accumulates_in_place_into_strided_views():
     """BLAS ``out += left @ right`` on column slices of wider arrays, the rest untouched."""
     rng = np.random.default_rng(6)
@@ -195,6 +216,21 @@ def test_streamed_blocks_equal_the_held_series(
     assert streamed.usable.sum() == held.usable.size - (2 if smoothing_mm == 0 else 1)
     np.testing.assert_array_equal(streamed.mean_volume, held.mean_volume)
     assert streamed.n_volumes == 27
+    # the consumer's sums can tell the varying voxels instead of the stream's ranges
+    sums = CrossProductAccumulator(np.ones((27, 1)), int(mask.sum()), n_threads=n_threads)
+    told = stream_masked_series(
+        path,
+        mask,
+        AFFINE,
+        sums.add,
+        smoothing_mm,
+        keep_volumes=keep,
+        n_threads=n_threads,
+        block_volumes=block_volumes,
+        in_processes=in_processes,
+        varying=sums.varying,
+    )
+    np.testing.assert_array_equal(told.usable, held.usable)
 
 
 def _participant(bids, out, extra=()):

@@ -194,6 +194,7 @@ def _streamed_ols(
         settings.model.smoothing_fwhm_mm,
         keep_volumes=design.kept_volumes,
         n_threads=n_threads,
+        varying=sums.varying,
     )
     with np.errstate(divide="ignore", invalid="ignore"):
         ols = scaled_ols(
