@@ -122,10 +122,13 @@ class CrossProductAccumulator:
         self.design = np.asarray(design, dtype=np.float64)
         self.operator = np.ascontiguousarray(sum_operator(self.design))  # rows for BLAS
         self.n_scans, self.p = self.design.shape
-        # pinv(X) d apart, as it outlives the rest (it becomes the fit's); the other
-        # projections in one array, one product a chunk (two were ~0.1 ms a volume slower)
+        # separate arrays, so the (p, V) ones can outlive the rest (they become the fit's;
+        # one array for the last p + 3 rows, one product a chunk, was ~0.1 ms a volume
+        # faster but kept the constant rows alive in the AR(1) refit, where the peak is
+        # at 800 volumes: +5-7 MiB)
         self.projected = np.zeros((self.p, n_voxels))
-        self.lagged_and_constants = np.zeros((self.p + 3, n_voxels))
+        self.neighbour = np.zeros((self.p, n_voxels))
+        self.constants = np.zeros((3, n_voxels))
         self.squares = np.zeros(n_voxels)
         self.lag1 = np.zeros(n_voxels)
         self.running_sum32 = np.zeros(n_voxels, dtype=np.float32)
@@ -174,7 +177,8 @@ class CrossProductAccumulator:
             d[...] = block[:, chunk]
             d -= self.shift[chunk]
             add_product(self.projected[:, chunk], operator[:p], d)
-            add_product(self.lagged_and_constants[:, chunk], operator[p:], d)
+            add_product(self.neighbour[:, chunk], operator[p : 2 * p], d)
+            add_product(self.constants[:, chunk], operator[2 * p :], d)
             self.squares[chunk] += np.einsum("tv,tv->v", d, d)
             self.lag1[chunk] += np.einsum("tv,tv->v", lagged[:-1], d)
             self.previous[chunk] = d[-1]
@@ -199,10 +203,10 @@ class CrossProductAccumulator:
             n_scans=self.n_scans,
             shift=self.shift,
             projected=self.projected,
-            neighbour=self.lagged_and_constants[: self.p],
-            total=self.lagged_and_constants[self.p],
-            constant_residual=self.lagged_and_constants[self.p + 1],
-            constant_neighbour=self.lagged_and_constants[self.p + 2],
+            neighbour=self.neighbour,
+            total=self.constants[0],
+            constant_residual=self.constants[1],
+            constant_neighbour=self.constants[2],
             squares=self.squares,
             lag1=self.lag1,
             last=self.previous,
