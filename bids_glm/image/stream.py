@@ -69,9 +69,9 @@ class _Blocks:
         n_voxels = rows.shape[1]
         self.block_volumes = block_volumes
         self.consume = consume
-        self.track_range = track_range
-        self.minimum = np.full(n_voxels, np.inf, dtype=np.float32)
-        self.maximum = np.full(n_voxels, -np.inf, dtype=np.float32)
+        self.track_range = track_range  # each voxel's minimum and maximum, if asked
+        self.minimum = np.full(n_voxels if track_range else 0, np.inf, dtype=np.float32)
+        self.maximum = np.full(n_voxels if track_range else 0, -np.inf, dtype=np.float32)
         self.handed: list[Future] = []
         self.consumer = ThreadPoolExecutor(1, thread_name_prefix="bids-glm-sums")
 
