@@ -69,16 +69,17 @@ class _Blocks:
         n_voxels = rows.shape[1]
         self.block_volumes = block_volumes
         self.consume = consume
-        self.track_range = track_range  # each voxel's minimum and maximum, if asked
-        self.minimum = np.full(n_voxels if track_range else 0, np.inf, dtype=np.float32)
-        self.maximum = np.full(n_voxels if track_range else 0, -np.inf, dtype=np.float32)
+        self.minimum = self.maximum = None  # each voxel's range, if asked
+        if track_range:
+            self.minimum = np.full(n_voxels, np.inf, dtype=np.float32)
+            self.maximum = np.full(n_voxels, -np.inf, dtype=np.float32)
         self.handed: list[Future] = []
         self.consumer = ThreadPoolExecutor(1, thread_name_prefix="bids-glm-sums")
 
     def _take(self, start: int, stop: int) -> None:
         ring = start % self.rows.shape[0]
         block = self.rows[ring : ring + stop - start]
-        if self.track_range:
+        if self.minimum is not None:
             np.minimum(self.minimum, block.min(axis=0), out=self.minimum)
             np.maximum(self.maximum, block.max(axis=0), out=self.maximum)
         self.consume(block)
