@@ -39,16 +39,32 @@ def test_forked_discovery_equals_discovery_in_place(tmp_path, bids_glm_records):
     settings = settings_for(bids, tmp_path)
     pending = start_discovery(settings)
     assert pending.child_pid is not None  # really forked
-    forked = pending.runs()
+    forked = pending.result()
     forked_log = [(r.levelno, r.getMessage()) for r in bids_glm_records]
     bids_glm_records.clear()
     in_place = discover_runs(settings)
-    assert forked == in_place and len(forked) == 4
+    assert forked == in_place and len(forked.runs) == 4 and not forked.failures
     assert forked_log == [(r.levelno, r.getMessage()) for r in bids_glm_records]
     messages = [message for _, message in forked_log]
     assert "do not follow BIDS naming" in messages[0]  # checked first, by the child
     assert any("no events.tsv applies" in message for message in messages)
     assert threading.active_count() == 1
+
+
+def test_a_failed_run_found_by_the_child_reaches_the_parent(tmp_path):
+    bids = make_tiny_dataset(tmp_path / "bids", subjects=("01", "02"))
+    func = bids / "derivatives" / "fmriprep" / "sub-02" / "func"
+    (bold,) = func.glob("*_desc-preproc_bold.nii.gz")
+    bold.write_bytes(bold.read_bytes()[:100])  # a truncated header
+    settings = settings_for(bids, tmp_path)
+    pending = start_discovery(settings)
+    assert pending.child_pid is not None
+    forked = pending.result()
+    assert forked == discover_runs(settings)
+    assert [run.subject for run in forked.runs] == ["01"]
+    (failure,) = forked.failures
+    assert failure.bold_path == bold and failure.entities["sub"] == "02"
+    assert str(bold) in failure.reason and "not a readable NIfTI image" in failure.reason
 
 
 def test_an_input_error_in_the_child_is_raised_by_the_parent(tmp_path):
@@ -58,7 +74,7 @@ def test_an_input_error_in_the_child_is_raised_by_the_parent(tmp_path):
         discover_runs(settings)
     pending = start_discovery(settings)
     with pytest.raises(InputError) as forked:
-        pending.runs()
+        pending.result()
     assert str(forked.value) == str(in_place.value)
 
 
@@ -67,7 +83,7 @@ def test_without_fork_discovery_runs_when_asked(tmp_path, monkeypatch):
     monkeypatch.setattr(discovery_process, "can_fork", lambda: False)
     pending = start_discovery(settings_for(bids, tmp_path))
     assert pending.child_pid is None
-    assert pending.runs() == discover_runs(settings_for(bids, tmp_path))
+    assert pending.result() == discover_runs(settings_for(bids, tmp_path))
 
 
 def test_a_dataset_error_found_by_the_child_is_raised_by_the_parent(tmp_path):
@@ -76,5 +92,5 @@ def test_a_dataset_error_found_by_the_child_is_raised_by_the_parent(tmp_path):
     pending = start_discovery(settings_for(bids, tmp_path))
     assert pending.child_pid is not None
     with pytest.raises(InputError, match=r"dataset_description\.json: missing"):
-        pending.runs()
+        pending.result()
     assert pending.child_pid is None  # reaped

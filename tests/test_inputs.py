@@ -38,7 +38,7 @@ def test_discovers_runs_and_matches_padded_run_labels(tmp_path):
     bids = make_tiny_dataset(
         tmp_path / "bids", runs=("1", "2"), derivative_run_label=lambda r: f"0{r}"
     )
-    runs = discover_runs(settings_for(bids, tmp_path))
+    runs = discover_runs(settings_for(bids, tmp_path)).runs
     assert [r.entities["run"] for r in runs] == ["01", "02"]
     for run, raw_label in zip(runs, ("1", "2"), strict=True):
         assert run.events_path.name == f"sub-01_task-tiny_run-{raw_label}_events.tsv"
@@ -53,14 +53,14 @@ def test_discovers_runs_and_matches_padded_run_labels(tmp_path):
 
 def test_root_level_events_are_inherited(tmp_path):
     bids = make_tiny_dataset(tmp_path / "bids", root_level_events=True)
-    (run,) = discover_runs(settings_for(bids, tmp_path))
+    (run,) = discover_runs(settings_for(bids, tmp_path)).runs
     assert run.events_path == bids / "task-tiny_events.tsv"
 
 
 def test_only_requested_participants_are_indexed_and_nothing_written_to_input(tmp_path):
     bids = make_tiny_dataset(tmp_path / "bids", subjects=("01", "02", "03"))
     before = sorted(p.relative_to(bids) for p in bids.rglob("*"))
-    runs = discover_runs(settings_for(bids, tmp_path, participant_labels=("02",)))
+    runs = discover_runs(settings_for(bids, tmp_path, participant_labels=("02",))).runs
     assert {r.subject for r in runs} == {"02"}
     assert sorted(p.relative_to(bids) for p in bids.rglob("*")) == before
     assert not list((tmp_path / "work").rglob("*.sqlite"))  # pybids' index stays in memory
@@ -70,7 +70,7 @@ def test_tr_disagreement_warns_and_derivative_sidecar_wins(tmp_path, caplog):
     bids = make_tiny_dataset(tmp_path / "bids")
     write_json(bids / "task-tiny_bold.json", {"RepetitionTime": 2.5, "TaskName": "tiny"})
     with caplog.at_level(logging.WARNING, logger="bids_glm"):
-        (run,) = discover_runs(settings_for(bids, tmp_path))
+        (run,) = discover_runs(settings_for(bids, tmp_path)).runs
     assert run.tr_s == 2.0
     assert "raw sidecar" in caplog.text and "disagrees" in caplog.text
 
@@ -79,10 +79,10 @@ def test_tr_falls_back_to_raw_sidecar_then_header(tmp_path):
     bids = make_tiny_dataset(tmp_path / "bids", tr_s=1.5)
     sidecar = next(bids.rglob("*desc-preproc_bold.json"))
     sidecar.write_text(json.dumps({"SkullStripped": False}))
-    (run,) = discover_runs(settings_for(bids, tmp_path))
+    (run,) = discover_runs(settings_for(bids, tmp_path)).runs
     assert run.tr_s == 1.5
     (bids / "task-tiny_bold.json").write_text(json.dumps({"TaskName": "tiny"}))
-    (run,) = discover_runs(settings_for(bids, tmp_path))
+    (run,) = discover_runs(settings_for(bids, tmp_path)).runs
     assert run.tr_s == pytest.approx(1.5)  # from the NIfTI header
 
 
@@ -100,10 +100,10 @@ def test_unknown_task_lists_the_tasks_present(tmp_path):
 
 def test_sessions_are_discovered(tmp_path):
     bids = make_tiny_dataset(tmp_path / "bids", sessions=("a", "b"))
-    runs = discover_runs(settings_for(bids, tmp_path))
+    runs = discover_runs(settings_for(bids, tmp_path)).runs
     assert sorted(r.session for r in runs) == ["a", "b"]
     assert all(r.events_path and f"ses-{r.session}" in r.events_path.name for r in runs)
-    runs = discover_runs(settings_for(bids, tmp_path, sessions=("b",)))
+    runs = discover_runs(settings_for(bids, tmp_path, sessions=("b",))).runs
     assert [r.session for r in runs] == ["b"]
 
 
@@ -114,7 +114,7 @@ def test_validator_refuses_a_folder_without_description(tmp_path):
         InputError, match=r"dataset_description.json: missing.*--skip-bids-validator"
     ):
         discover_runs(settings_for(bids, tmp_path))
-    runs = discover_runs(settings_for(bids, tmp_path, skip_bids_validator=True))
+    runs = discover_runs(settings_for(bids, tmp_path, skip_bids_validator=True)).runs
     assert len(runs) == 1
 
 

@@ -49,7 +49,7 @@ def test_discovery_starts_before_pandas_is_loaded(tiny_dataset, tmp_path):
             "participant", "--confounds", "motion6", "scrub:FD=0.5", "--condition-column", "a"])
         settings = settings_from_args(args, "bids-glm")
         loaded = "pandas" in sys.modules
-        runs = start_discovery(settings).runs()
+        runs = start_discovery(settings).result().runs
         print(loaded, "pandas" in sys.modules, len(runs))
         """
     )

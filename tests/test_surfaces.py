@@ -397,7 +397,7 @@ def test_ds000001_fmriprep_layout_is_discovered(tmp_path, space):
 
     bids = make_ds000001_layout(tmp_path / "bids")
     settings = settings_for(bids, tmp_path, space=space, skip_bids_validator=True)
-    runs = discover_runs(settings)
+    runs = discover_runs(settings).runs
     assert [(r.subject, r.entities["run"]) for r in runs] == [
         (s, r) for s in ("10", "11") for r in ("1", "2", "3")
     ]

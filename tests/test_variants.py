@@ -55,7 +55,7 @@ def resolutions_dataset(root: Path, labels=("1", "2"), keep_native=False, runs=(
 
 def test_desc_selects_the_aroma_variant_its_space_mask_and_confounds(tmp_path):
     bids = aroma_dataset(tmp_path / "bids")
-    runs = discover_runs(settings_for(bids, tmp_path, desc=AROMA))
+    runs = discover_runs(settings_for(bids, tmp_path, desc=AROMA)).runs
     assert [r.bold_path.name for r in runs] == [
         f"sub-01_task-tiny_run-{r}_space-{AROMA_SPACE}_desc-{AROMA}_bold.nii.gz" for r in (1, 2)
     ]
@@ -70,9 +70,9 @@ def test_desc_selects_the_aroma_variant_its_space_mask_and_confounds(tmp_path):
 
 def test_default_desc_is_preproc_in_the_default_space(tmp_path):
     bids = aroma_dataset(tmp_path / "bids")
-    runs = discover_runs(settings_for(bids, tmp_path))
+    runs = discover_runs(settings_for(bids, tmp_path)).runs
     assert all(r.bold_path.name.endswith(f"space-{SPACE}_desc-preproc_bold.nii.gz") for r in runs)
-    aroma_space = discover_runs(settings_for(bids, tmp_path, space=AROMA_SPACE))
+    aroma_space = discover_runs(settings_for(bids, tmp_path, space=AROMA_SPACE)).runs
     assert all(r.bold_path.name.endswith("_desc-preproc_bold.nii.gz") for r in aroma_space)
 
 
@@ -94,7 +94,7 @@ def test_desc_in_a_space_without_it_lists_the_spaces(tmp_path):
 def test_several_resolutions_default_to_the_lowest_index_and_say_so(tmp_path, caplog):
     bids = resolutions_dataset(tmp_path / "bids")
     with caplog.at_level(logging.INFO, logger="bids_glm"):
-        runs = discover_runs(settings_for(bids, tmp_path))
+        runs = discover_runs(settings_for(bids, tmp_path)).runs
     assert [r.bold_path.name for r in runs] == [
         f"sub-01_task-tiny_run-1_space-{SPACE}_res-1_desc-preproc_bold.nii.gz"
     ]
@@ -109,7 +109,7 @@ def test_several_resolutions_default_to_the_lowest_index_and_say_so(tmp_path, ca
 def test_requested_resolution_and_its_mask(tmp_path):
     bids = resolutions_dataset(tmp_path / "bids")
     for label in ("2", "02"):
-        (run,) = discover_runs(settings_for(bids, tmp_path, space=SPACE, resolution=label))
+        (run,) = discover_runs(settings_for(bids, tmp_path, space=SPACE, resolution=label)).runs
         assert run.bold_path.name.endswith(f"space-{SPACE}_res-2_desc-preproc_bold.nii.gz")
         assert run.mask_path.name.endswith(f"space-{SPACE}_res-2_desc-brain_mask.nii.gz")
         assert run.confounds_path is not None
@@ -132,18 +132,18 @@ def test_missing_resolution_exits_3_from_the_command_line(tmp_path, capsys):
 def test_unlabelled_native_resolution_comes_first(tmp_path, caplog):
     bids = resolutions_dataset(tmp_path / "bids", labels=("2",), keep_native=True)
     with caplog.at_level(logging.INFO, logger="bids_glm"):
-        (run,) = discover_runs(settings_for(bids, tmp_path))
+        (run,) = discover_runs(settings_for(bids, tmp_path)).runs
     assert run.bold_path.name.endswith(f"space-{SPACE}_desc-preproc_bold.nii.gz")
     assert run.mask_path.name.endswith(f"space-{SPACE}_desc-brain_mask.nii.gz")
     assert "using no res entity (res-native)" in caplog.text
-    (native,) = discover_runs(settings_for(bids, tmp_path, space=SPACE, resolution="native"))
+    (native,) = discover_runs(settings_for(bids, tmp_path, space=SPACE, resolution="native")).runs
     assert native.bold_path == run.bold_path
 
 
 def test_a_single_resolution_is_used_without_asking(tmp_path, caplog):
     bids = resolutions_dataset(tmp_path / "bids", labels=("2",))
     with caplog.at_level(logging.INFO, logger="bids_glm"):
-        (run,) = discover_runs(settings_for(bids, tmp_path))
+        (run,) = discover_runs(settings_for(bids, tmp_path)).runs
     assert "_res-2_desc-preproc_bold" in run.bold_path.name
     assert "several resolutions" not in caplog.text
     assert "res-2, desc-preproc" in caplog.text  # the summary line says what was used
@@ -155,7 +155,7 @@ def test_runs_without_the_chosen_resolution_are_left_out_with_a_warning(tmp_path
         if "_res-1_" in path.name:
             path.unlink()
     with caplog.at_level(logging.INFO, logger="bids_glm"):
-        runs = discover_runs(settings_for(bids, tmp_path))
+        runs = discover_runs(settings_for(bids, tmp_path)).runs
     assert [r.entities["run"] for r in runs] == ["1"]
     assert "sub-01 task-tiny run-2: no preprocessed BOLD with res-1 (found res-2)" in caplog.text
 
@@ -163,7 +163,7 @@ def test_runs_without_the_chosen_resolution_are_left_out_with_a_warning(tmp_path
 def test_resolution_and_desc_combine(tmp_path):
     bids = resolutions_dataset(tmp_path / "bids")
     copy_variant(bids, "res-2_desc-preproc_bold", f"res-2_desc-{AROMA}_bold")
-    (run,) = discover_runs(settings_for(bids, tmp_path, desc=AROMA))
+    (run,) = discover_runs(settings_for(bids, tmp_path, desc=AROMA)).runs
     assert run.bold_path.name.endswith(f"res-2_desc-{AROMA}_bold.nii.gz")
     assert run.mask_path.name.endswith("res-2_desc-brain_mask.nii.gz")
 

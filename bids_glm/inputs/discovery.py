@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass
 
 from bids_glm.inputs.layout import requested_participants, validated_runs
-from bids_glm.inputs.run_input import RunInput
+from bids_glm.inputs.run_input import DiscoveredRuns
 from bids_glm.runtime.logs import CAPTURED_LOGGERS
 from bids_glm.settings import Settings
 
@@ -30,7 +30,7 @@ LOGGER = logging.getLogger("bids_glm")
 
 @dataclass(frozen=True)
 class _ChildResult:
-    runs: list[RunInput]
+    found: DiscoveredRuns
     records: list[logging.LogRecord]
 
 
@@ -49,14 +49,14 @@ class _Recorder(logging.Handler):
 
 @dataclass
 class PendingDiscovery:
-    """Discovery started by `start_discovery`; `runs` waits for it (once)."""
+    """Discovery started by `start_discovery`; `result` waits for it (once)."""
 
     settings: Settings
     participants: list[str]
     child_pid: int | None = None
     result_fd: int | None = None
 
-    def runs(self) -> list[RunInput]:
+    def result(self) -> DiscoveredRuns:
         """What `discover_runs` returns, its log records replayed; raises what it raises."""
         result = self._child_result()
         if result is None:
@@ -65,7 +65,7 @@ class PendingDiscovery:
             logger = logging.getLogger(record.name)
             if logger.isEnabledFor(record.levelno):
                 logger.handle(record)
-        return result.runs
+        return result.found
 
     def _child_result(self) -> _ChildResult | None:
         if self.child_pid is None:
@@ -94,7 +94,7 @@ def start_discovery(settings: Settings) -> PendingDiscovery:
     Returns
     -------
     PendingDiscovery
-        Its `runs` method gives the result.
+        Its `result` method gives what discovery found.
     """
     participants = requested_participants(settings)
     if not can_fork():
@@ -114,8 +114,8 @@ def _discover_in_child(settings: Settings, participants: list[str], write_fd: in
         recorder = _Recorder()
         for name in CAPTURED_LOGGERS:  # the records are replayed in the parent
             logging.getLogger(name).handlers[:] = [recorder]
-        runs = validated_runs(settings, participants)
-        payload = pickle.dumps(_ChildResult(runs, recorder.records))
+        found = validated_runs(settings, participants)
+        payload = pickle.dumps(_ChildResult(found, recorder.records))
         with os.fdopen(write_fd, "wb") as stream:
             stream.write(payload)
         status = 0

@@ -19,8 +19,8 @@ from bids_glm.inputs.dataset_index import indexer_ignore, open_layout, select_pa
 from bids_glm.inputs.entities import split_name
 from bids_glm.inputs.filters import pybids_filters, restrict_participants
 from bids_glm.inputs.run_files import build_run_input
-from bids_glm.inputs.run_input import RunInput
-from bids_glm.inputs.sidecars import check_run_sidecars, unreadable_json
+from bids_glm.inputs.run_input import DiscoveredRuns, RunFailure
+from bids_glm.inputs.sidecars import unreadable_json, unusable_runs
 from bids_glm.inputs.surface_runs import hemisphere_pairs, surface_bolds
 from bids_glm.inputs.validation import validate_dataset
 from bids_glm.inputs.variants import is_cifti_space, is_surface_space, select_grid
@@ -47,7 +47,7 @@ def _choose_space(spaces: set[str | None], requested: str | None) -> str | None:
     raise InputError(f"preprocessed BOLD exists in several spaces ({listed}); choose with --space")
 
 
-def discover_runs(settings: Settings) -> list[RunInput]:
+def discover_runs(settings: Settings) -> DiscoveredRuns:
     """Find every preprocessed run of the requested participants, tasks and sessions.
 
     The three steps below, in one call: `requested_participants`, `validate_dataset`
@@ -56,12 +56,13 @@ def discover_runs(settings: Settings) -> list[RunInput]:
     Raises
     ------
     InputError
-        Unknown participants, no derivatives, no runs for the task, unreadable sidecars.
+        Unknown participants, no derivatives, no runs for the task (a run that cannot be
+        used is a `RunFailure` of the result instead).
     """
     return validated_runs(settings, requested_participants(settings))
 
 
-def validated_runs(settings: Settings, participants: Sequence[str]) -> list[RunInput]:
+def validated_runs(settings: Settings, participants: Sequence[str]) -> DiscoveredRuns:
     """`validate_dataset` (unless ``--skip-bids-validator``), then `find_runs`."""
     if not settings.skip_bids_validator:
         validate_dataset(settings.bids_dir, participants)
@@ -78,13 +79,17 @@ def requested_participants(settings: Settings) -> list[str]:
     return participants
 
 
-def find_runs(settings: Settings, participants: Sequence[str]) -> list[RunInput]:
+def find_runs(settings: Settings, participants: Sequence[str]) -> DiscoveredRuns:
     """The preprocessed runs of ``participants`` (pybids index of the raw data and derivatives).
+
+    A run whose own files cannot be used (an unreadable BOLD header or sidecar, no usable
+    RepetitionTime) becomes a `RunFailure`, so that one participant's broken file fails that
+    participant's analysis only.
 
     Raises
     ------
     InputError
-        No derivatives, no runs for the task, unreadable sidecars.
+        No derivatives, no runs for the task.
     """
     if not settings.derivatives:
         raise InputError(
@@ -102,25 +107,36 @@ def find_runs(settings: Settings, participants: Sequence[str]) -> list[RunInput]
     user_filters = {k: v for k, v in settings.bids_filters.items() if k != "subject"}
     filters = {**pybids_filters(user_filters), **filters}
     bolds, space = _chosen_bolds(layout, filters, settings, participants)
-    check_run_sidecars(bolds, unreadable, settings.bids_dir)
+    refused = unusable_runs(bolds, unreadable, settings.bids_dir)
     design_dir = settings.model.design_dir
     candidates = _candidates(layout)
     if is_surface_space(settings.space):  # each run's hemisphere pair; the left names the run
         sources = [(pair[0], pair) for pair in hemisphere_pairs(bolds)]
     else:  # a NIfTI or CIFTI series per run
         sources = [(Path(bold), ()) for bold in sorted(bolds)]
-    runs = [
-        build_run_input(bold, layout, settings.bids_dir, candidates, design_dir is None, pair)
-        for bold, pair in sources
-    ]
+    runs, failures = [], []
+    for bold, pair in sources:
+        reason = next((refused[f] for f in (bold, *pair) if f in refused), None)
+        if reason is None:
+            try:
+                runs.append(
+                    build_run_input(
+                        bold, layout, settings.bids_dir, candidates, design_dir is None, pair
+                    )
+                )
+                continue
+            except InputError as err:  # this run's own files: its unit fails, not the batch
+                reason = str(err)
+        failures.append(RunFailure(split_name(bold)[0], bold, reason))
     if design_dir is not None:  # the designs replace the events
         # deferred: reading designs needs pandas, which discovery otherwise does without
         from bids_glm.inputs.user_design import attach_user_designs
 
         runs = attach_user_designs(runs, design_dir)
     LOGGER.info(
-        "found %d run(s) for %d participant(s) in space %s%s%s",
-        len(runs),
+        "found %d run(s)%s for %d participant(s) in space %s%s%s",
+        len(sources),
+        f" ({len(failures)} not usable)" if failures else "",
         len(participants),
         space,
         "".join(f", {k}-{v}" for k, v in _grid(bolds).items()),
@@ -129,7 +145,7 @@ def find_runs(settings: Settings, participants: Sequence[str]) -> list[RunInput]
     for run in runs:
         mask = run.mask_path.name if run.mask_path else "none"
         LOGGER.debug("%s: BOLD %s, mask %s", run.label, run.bold_path.name, mask)
-    return runs
+    return DiscoveredRuns(runs, failures)
 
 
 def _chosen_bolds(layout, filters, settings: Settings, participants) -> tuple[list[str], str]:

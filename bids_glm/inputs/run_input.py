@@ -1,4 +1,5 @@
-"""What discovery finds for one preprocessed run: :class:`RunInput`."""
+"""What discovery finds: each preprocessed run's inputs (:class:`RunInput`), or why a run
+cannot be used (:class:`RunFailure`), and the analysis unit a run belongs to (`unit_key`)."""
 
 from __future__ import annotations
 
@@ -78,3 +79,39 @@ class RunInput:
         """Short human-readable name of the run, e.g. ``sub-01 ses-1 task-x run-2``."""
         keys = ("sub", "ses", "task", "acq", "dir", "run", "echo")
         return " ".join(f"{k}-{self.entities[k]}" for k in keys if k in self.entities)
+
+
+def unit_key(entities: Mapping[str, str]) -> tuple[str, str | None, str, str | None]:
+    """The analysis unit of a run with these entities: (subject, session, task, space).
+
+    The runs of one unit are combined by fixed effects; a run that cannot be used fails its
+    unit, not the others.
+    """
+    return entities["sub"], entities.get("ses"), entities["task"], entities.get("space")
+
+
+@dataclass(frozen=True)
+class RunFailure:
+    """A run that was found but cannot be analysed, and why.
+
+    Attributes
+    ----------
+    entities : dict of str to str
+        BIDS entities of the preprocessed BOLD.
+    bold_path : Path
+        The preprocessed BOLD (a surface run: its left hemisphere).
+    reason : str
+        What is wrong, naming the file and what was expected (an ``InputError``'s text).
+    """
+
+    entities: Mapping[str, str]
+    bold_path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
+class DiscoveredRuns:
+    """What discovery returns: the usable runs and the failed ones, in discovery order."""
+
+    runs: list[RunInput]
+    failures: list[RunFailure] = field(default_factory=list)

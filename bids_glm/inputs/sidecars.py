@@ -3,9 +3,10 @@
 pybids stops the whole index on the first JSON file it cannot decode (an empty ``.json``
 in the derivatives happens in real datasets). Before indexing, `unreadable_json` reads
 every JSON file the index would see; those that are not a JSON object are left out of the
-index (`ignore_patterns`). After discovery, `check_run_sidecars` refuses a run whose BOLD
-sidecar (raw or derivative, by the inheritance principle) is one of them, naming the file;
-the others only get a warning, since the analysis does not need them.
+index (`ignore_patterns`). After discovery, `unusable_runs` names the runs whose BOLD sidecar
+(raw or derivative, by the inheritance principle) is one of them: those runs fail (their
+analysis unit only); the other files only get a warning, since the analysis does not need
+them.
 """
 
 from __future__ import annotations
@@ -117,10 +118,10 @@ def ignore_patterns(files: Iterable[UnreadableJson]) -> list[re.Pattern]:
     return [re.compile(rf"^{re.escape(f.relative)}$") for f in files]
 
 
-def check_run_sidecars(
+def unusable_runs(
     bolds: Sequence[Path], unreadable: Sequence[UnreadableJson], bids_dir: Path
-) -> None:
-    """Refuse runs whose BOLD sidecar is unreadable; warn about the other unreadable files.
+) -> dict[Path, str]:
+    """Runs whose BOLD sidecar is unreadable, and why; warn about the other unreadable files.
 
     Parameters
     ----------
@@ -131,26 +132,31 @@ def check_run_sidecars(
     bids_dir : Path
         The raw dataset.
 
-    Raises
-    ------
-    InputError
-        Naming the first run's unreadable BOLD sidecar and why it is needed.
+    Returns
+    -------
+    dict of Path to str
+        Each run that cannot be analysed (its BOLD path) and the reason, naming the first
+        of its unreadable sidecars and why the run needs it.
     """
     bold_sidecars = [f for f in unreadable if split_name(f.path)[1] == "bold"]
+    refused, needed = {}, set()
     for bold in map(Path, bolds):
         for found in bold_sidecars:
             if _applies(found, bold, bids_dir):
-                raise InputError(
-                    f"{found.path}: {found.reason}. It is a sidecar of "
-                    f"{bold.name} (RepetitionTime, StartTime): the run cannot be "
-                    "analysed without it"
+                needed.add(found.path)
+                refused.setdefault(
+                    bold,
+                    f"{found.path}: {found.reason}. It is a sidecar of {bold.name} "
+                    "(RepetitionTime, StartTime): the run cannot be analysed without it",
                 )
     for found in unreadable:
-        LOGGER.warning(
-            "%s: %s; skipped while indexing (no BOLD sidecar of the analysed runs)",
-            found.path,
-            found.reason,
-        )
+        if found.path not in needed:
+            LOGGER.warning(
+                "%s: %s; skipped while indexing (no BOLD sidecar of the analysed runs)",
+                found.path,
+                found.reason,
+            )
+    return refused
 
 
 def _applies(found: UnreadableJson, bold: Path, bids_dir: Path) -> bool:

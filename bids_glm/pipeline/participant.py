@@ -271,11 +271,11 @@ def run_participant_level(settings: Settings, discovery: PendingDiscovery | None
         reporting.rerender_reports(settings)
         return
     if discovery is None:
-        runs = discover_runs(settings)
+        found = discover_runs(settings)
     else:
         compile_templates()  # for the methods text, while the discovery child works
-        runs = discovery.runs()
-    units, planning_failures = plan_units(runs, settings.model)
+        found = discovery.result()
+    units, planning_failures = plan_units(found.runs, settings.model, found.failures)
     check_single_trial_plan(units, settings)
     units, mesh_failures = with_meshes(units, settings)  # smoothing meshes, before any fit
     planning_failures += mesh_failures

@@ -10,9 +10,8 @@ as a failure without stopping the others.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import pandas as pd
 
@@ -35,9 +34,9 @@ from bids_glm.inputs.confounds import (
     select_confounds,
 )
 from bids_glm.inputs.events import EventSpec, clean_events, read_events
-from bids_glm.inputs.run_input import RunInput
+from bids_glm.inputs.run_input import RunFailure, RunInput
 from bids_glm.inputs.user_design import read_user_design
-from bids_glm.pipeline.units import AnalysisUnit
+from bids_glm.pipeline.units import AnalysisUnit, PlanningFailure, group_by_unit, unit_entities
 from bids_glm.runtime.logs import captured_warnings
 from bids_glm.settings import ModelSettings
 
@@ -372,26 +371,19 @@ def _check_something_to_model(
     )
 
 
-@dataclass(frozen=True)
-class PlanningFailure:
-    """A unit whose designs could not be built, and why."""
-
-    entities: dict[str, str]
-    reason: str
-
-
-def group_runs(runs: Sequence[RunInput]) -> dict[tuple, list[RunInput]]:
-    """Runs keyed by (subject, session, task, space), in discovery order."""
-    groups: dict[tuple, list[RunInput]] = defaultdict(list)
-    for run in runs:
-        groups[(run.subject, run.session, run.task, run.space)].append(run)
-    return dict(groups)
-
-
 def plan_units(
-    runs: Sequence[RunInput], model: ModelSettings
+    runs: Sequence[RunInput], model: ModelSettings, run_failures: Sequence[RunFailure] = ()
 ) -> tuple[list[AnalysisUnit], list[PlanningFailure]]:
     """Build every design matrix and contrast before anything is fitted.
+
+    Parameters
+    ----------
+    runs : sequence of RunInput
+        The usable runs discovery found.
+    model : ModelSettings
+    run_failures : sequence of RunFailure
+        Runs discovery found but cannot use: each fails its unit (fixed effects without one
+        of the unit's runs would silently be another analysis), not the other units.
 
     Returns
     -------
@@ -406,14 +398,17 @@ def plan_units(
         A numeric contrast would weigh different columns in different units.
     """
     units, failures = [], []
-    for (subject, session, task, space), members in group_runs(runs).items():
-        entities = {"sub": subject, "task": task}
-        if session is not None:
-            entities["ses"] = session
-        if space is not None:
-            entities["space"] = space
-        if "den" in members[0].entities:  # CIFTI: the density the runs share (den-91k)
-            entities["den"] = members[0].entities["den"]
+    failed_runs = group_by_unit(run_failures, lambda failure: failure.entities)
+    runs_by_unit = group_by_unit(runs, lambda run: run.entities)
+    for key, members in failed_runs.items():
+        reason = "; ".join(failure.reason for failure in members)
+        if key in runs_by_unit:
+            reason += f" (so its {len(runs_by_unit[key])} other run(s) are not analysed either)"
+        failures.append(PlanningFailure(unit_entities(members[0].entities), reason))
+    for key, members in runs_by_unit.items():
+        if key in failed_runs:
+            continue
+        entities = unit_entities(members[0].entities)
         with captured_warnings() as messages:
             try:
                 designs = tuple(build_run_design(run, model) for run in members)

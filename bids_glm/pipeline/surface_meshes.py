@@ -16,8 +16,7 @@ from bids_glm.image.cifti_header import CORTEX_STRUCTURES, is_cifti_series
 from bids_glm.image.mesh import MeshFiles
 from bids_glm.image.surface import gifti_header
 from bids_glm.inputs.meshes import check_mesh_vertices, find_meshes, mesh_query, require_meshes
-from bids_glm.pipeline.plan import PlanningFailure
-from bids_glm.pipeline.units import AnalysisUnit
+from bids_glm.pipeline.units import AnalysisUnit, PlanningFailure
 from bids_glm.settings import Settings
 
 LOGGER = logging.getLogger("bids_glm")

@@ -1,21 +1,28 @@
 """Analysis units (one participant, session, task and space) and their bookkeeping.
 
 A unit's runs are combined by fixed effects. Units are planned by
-:mod:`bids_glm.pipeline.plan`; here are the files a unit writes, the fingerprint that
-tells whether its outputs are complete with the same settings, and the software versions
-its numbers depend on.
+:mod:`bids_glm.pipeline.plan`; here are the runs' grouping into units, the failure of a unit
+that cannot be analysed, the files a unit writes, the fingerprint that tells whether its
+outputs are complete with the same settings, and the software versions its numbers depend
+on.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from bids_glm import __version__
 from bids_glm.derivatives import manifest, naming
 from bids_glm.design.run_design import ContrastPlan, RunDesign
 from bids_glm.image.mesh import MeshFiles
+from bids_glm.inputs.run_input import unit_key
 from bids_glm.settings import Settings
+
+Item = TypeVar("Item")
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,38 @@ class AnalysisUnit:
     def name(self) -> str:
         """The unit's entities as in file names, e.g. ``sub-01_task-faces_space-MNI``."""
         return naming.unit_name(self.entities)
+
+
+@dataclass(frozen=True)
+class PlanningFailure:
+    """A unit that cannot be analysed (a run's files, its designs or contrasts), and why."""
+
+    entities: dict[str, str]
+    reason: str
+
+
+def unit_entities(run_entities: Mapping[str, str]) -> dict[str, str]:
+    """A unit's entities from one of its runs': ``sub``, ``task`` and, when present,
+    ``ses``, ``space`` and (CIFTI) the density ``den`` its runs share."""
+    subject, session, task, space = unit_key(run_entities)
+    entities = {"sub": subject, "task": task}
+    if session is not None:
+        entities["ses"] = session
+    if space is not None:
+        entities["space"] = space
+    if "den" in run_entities:
+        entities["den"] = run_entities["den"]
+    return entities
+
+
+def group_by_unit(
+    items: Iterable[Item], entities_of: Callable[[Item], Mapping[str, str]]
+) -> dict[tuple, list[Item]]:
+    """Runs (or failed runs) keyed by their unit (`unit_key`), in the order given."""
+    groups: dict[tuple, list[Item]] = defaultdict(list)
+    for item in items:
+        groups[unit_key(entities_of(item))].append(item)
+    return dict(groups)
 
 
 def unit_outputs(unit: AnalysisUnit, settings: Settings) -> list[Path]:

@@ -50,23 +50,58 @@ def test_one_run_without_conditions_fails_its_participant(tmp_path, capsys):
 
 def test_bad_sidecar_of_another_participant_is_only_a_warning(tmp_path, capsys):
     bids = make_tiny_dataset(tmp_path / "bids", subjects=("01", "02"))
-    bad = (
-        bids
-        / "derivatives"
-        / "fmriprep"
-        / "sub-02"
-        / "func"
-        / f"sub-02_task-tiny_run-1_space-{SPACE}_desc-preproc_bold.json"
-    )
+    bad = _derivative(bids, "02", "run-1", "desc-preproc_bold.json")
     bad.write_text("")
     before = tree_digest(bids)
     assert _run(bids, tmp_path / "out", "--participant-label", "01") == 0
     assert tree_digest(bids) == before
     # sub-02 is not indexed at all: its sidecar is neither read nor reported
     assert str(bad) not in capsys.readouterr().err
-    assert _run(bids, tmp_path / "out2") == 3
+
+
+def test_a_needed_sidecar_that_is_unreadable_fails_its_participant_alone(tmp_path, capsys):
+    bids = make_tiny_dataset(tmp_path / "bids", subjects=("01", "02", "03"))
+    bad = _derivative(bids, "02", "run-1", "desc-preproc_bold.json")
+    bad.write_text("")
+    before = tree_digest(bids)
+    assert _run(bids, tmp_path / "out") == 1  # one of three units failed
+    assert tree_digest(bids) == before
     err = capsys.readouterr().err
     assert str(bad) in err and "empty file" in err and "RepetitionTime" in err
+    assert "1 of 3 analysis unit(s) failed: sub-02_task-tiny" in err
+    for label in ("01", "03"):
+        assert list((tmp_path / "out" / f"sub-{label}").rglob("*_statmap.nii.gz"))
+    assert not (tmp_path / "out" / "sub-02").exists()
+
+
+def test_an_unreadable_bold_fails_its_participant_alone(tmp_path, capsys):
+    bids = make_tiny_dataset(tmp_path / "bids", subjects=("01", "02"))
+    bold = _derivative(bids, "01", "run-1", "desc-preproc_bold.nii.gz")
+    bold.write_bytes(bold.read_bytes()[:100])  # a truncated download
+    assert _run(bids, tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert str(bold) in err and "not a readable NIfTI image" in err
+    assert list((tmp_path / "out" / "sub-02").rglob("*_statmap.nii.gz"))
+    assert not (tmp_path / "out" / "sub-01").exists()
+
+
+def test_a_run_without_repetition_time_fails_its_whole_unit(tmp_path, capsys):
+    """Fixed effects over the other run only would be another analysis: the unit fails."""
+    bids = make_tiny_dataset(tmp_path / "bids", runs=("1", "2"))
+    sidecar = _derivative(bids, "01", "run-2", "desc-preproc_bold.json")
+    sidecar.write_text(json.dumps({"RepetitionTime": "two seconds"}))
+    assert _run(bids, tmp_path / "out", "--dry-run") == 3
+    assert _run(bids, tmp_path / "out") == 3  # the only unit failed: unusable input
+    err = capsys.readouterr().err
+    assert "run-2" in err and "'two seconds'" in err and "expected a number of seconds" in err
+    assert "its 1 other run(s) are not analysed either" in err
+    assert not list((tmp_path / "out").rglob("*.nii.gz"))
+
+
+def _derivative(bids: Path, label: str, run: str, suffix: str) -> Path:
+    """A file of the tiny dataset's fMRIPrep derivatives."""
+    func = bids / "derivatives" / "fmriprep" / f"sub-{label}" / "func"
+    return func / f"sub-{label}_task-tiny_{run}_space-{SPACE}_{suffix}"
 
 
 def test_bad_json_beside_a_good_sidecar_keeps_the_metadata(tmp_path, capsys):
