@@ -21,6 +21,7 @@ from bids_glm.design.contrasts import (
     missing_columns,
     parse_expression,
     unique_labels,
+    weights_text,
     weights_vector,
 )
 
@@ -331,6 +332,24 @@ def test_rendered_linear_combinations_parse_back(case: tuple[str, dict[str, floa
     scale = max(abs(weight) for weight in built.values())
     for name, weight in expected.items():
         assert weights[name] == pytest.approx(weight, rel=1e-12, abs=1e-12 * scale)
+
+
+NAMED_WEIGHTS = st.dictionaries(
+    st.sampled_from(POOL),
+    st.floats(-1e6, 1e6, allow_nan=False).filter(lambda weight: weight != 0.0),
+    min_size=1,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(NAMED_WEIGHTS)
+def test_weights_text_parses_back_to_the_same_weights(weights: dict[str, float]) -> None:
+    assert parse_expression(weights_text(weights)) == weights
+
+
+def test_weights_text_reads_as_written_by_hand():
+    assert weights_text({"face": 1.0, "house": -1.0}) == "face - house"
+    assert weights_text({"a": -0.5, "face-neutral": 2.0}) == "-0.5*a + 2*`face-neutral`"
 
 
 GRAMMAR_TEXT = st.text(alphabet="ab_.019eE+-*/() `\t=#", max_size=40)

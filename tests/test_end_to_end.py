@@ -82,6 +82,21 @@ def test_run_succeeds_and_input_is_untouched(demo):
     assert tree_digest(demo["bids"]) == demo["digest_before"]
 
 
+def test_methods_text_names_the_analysed_series_and_its_grid(demo):
+    (bold,) = (demo["bids"] / "derivatives").rglob("sub-01_*run-1*_desc-preproc_bold.nii.gz")
+    sizes_mm = {float(size) for size in nib.load(bold).header.get_zooms()[:3]}
+    (size_mm,) = sizes_mm  # the demo's grid is isotropic
+    text = " ".join((demo["out"] / "logs" / "CITATION.md").read_text().split())
+    assert (
+        "using the preprocessed BOLD series (`desc-preproc`) in `MNI152NLin2009cAsym` space, "
+        f"on a grid of {size_mm:g} mm isotropic voxels." in text
+    )
+    manifest = demo["out"] / "logs" / "manifests"
+    summary = json.loads(next(manifest.glob("sub-01_*.json")).read_text())["Summary"]
+    assert summary["BoldVariant"] == ["desc-preproc"]
+    assert summary["VoxelSizeMM"] == [size_mm] * 3
+
+
 def test_planted_effects_are_found_and_null_voxels_are_quiet(demo):
     truth, out = demo["truth"], demo["out"]
     for subject in truth["subjects"]:

@@ -231,6 +231,27 @@ def test_each_setting_is_stated(case):
         assert phrase not in text
 
 
+@pytest.mark.parametrize("case", sorted(SETTING_CASES))
+def test_punctuation_follows_words_directly(case):
+    """No space before a full stop, comma, semicolon or closing parenthesis (a template's
+    stray newline becomes one), none after an opening parenthesis."""
+    model, _, _ = SETTING_CASES[case]
+    for fmt in ("md", "html", "tex"):
+        text = render_methods(make_facts(model))[fmt]
+        assert not re.findall(r"\w[ \n]+[.,;)]|\([ \n]", text), (fmt, text)
+
+
+def test_the_analysed_series_variant_and_voxel_size_are_stated():
+    text = markdown(bold_variant=("desc-preproc", "res-2"), voxel_sizes_mm=((2.0, 2.0, 2.0),))
+    assert (
+        "using the preprocessed BOLD series (`desc-preproc` and `res-2`) in "
+        "`MNI152NLin2009cAsym` space, on a grid of 2 mm isotropic voxels." in text
+    )
+    text = markdown(voxel_sizes_mm=((2.0, 2.0, 2.5), (3.0, 3.0, 3.0)))
+    assert "on a grid of 2 x 2 x 2.5 mm and 3 mm isotropic voxels." in text
+    assert "series in `MNI152NLin2009cAsym` space." in markdown()  # surfaces: no grid
+
+
 def test_different_settings_give_different_texts():
     texts = {repr(model): markdown(model) for model, _, _ in SETTING_CASES.values()}
     assert len(texts) > 20

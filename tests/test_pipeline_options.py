@@ -53,6 +53,8 @@ def test_dry_run_writes_designs_and_fits_nothing(demo_bids, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "sub-01 task-faces run-1: 120 volumes, TR 2.0 s, 0 dummy, 0 censored" in printed
     assert "contrast fvh (t): face - house" in printed
+    assert run(demo_bids, tmp_path / "out2", "--dry-run", "--contrast", "x=[0.5, -1]") == 0
+    assert "contrast x (t): [0.5, -1], i.e. 0.5*face - house" in capsys.readouterr().out
     sidecar = json.loads((func(out) / written[0]).read_text())
     assert sidecar["FrameTimes"][:2] == [0.0, 2.0]
     assert sidecar["Columns"][:3] == ["face", "house", "scrambled"]

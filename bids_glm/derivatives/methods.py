@@ -14,19 +14,24 @@ The text has no dates or timestamps: the same facts give the same bytes.
 from __future__ import annotations
 
 import functools
-import re
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
 
 import jinja2
-from markupsafe import Markup, escape
 
 from bids_glm import __version__
 from bids_glm.derivatives.bibliography import Reference, read_references
 from bids_glm.derivatives.files import write_bytes_atomic
+from bids_glm.derivatives.methods_markup import (
+    FORMATS,
+    Citations,
+    count_text,
+    number_text,
+    voxel_size_text,
+)
 from bids_glm.derivatives.naming import citation_path
 from bids_glm.image.mask_rule import INTERSECTION, MaskRule
 from bids_glm.inputs.variants import is_cifti_space, is_surface_space
@@ -36,6 +41,9 @@ DEPENDENCIES = ("pybids", "nibabel", "numpy", "scipy", "pandas")
 AR1_BIN_WIDTH = 0.01  # 1 / n_bins of bids_glm.glm.fit.fit_glm, whose default the pipeline uses
 _TEMPLATES = {"md": "methods.md.j2", "html": "methods.html.j2", "tex": "methods.tex.j2"}
 _SHARED_TEMPLATE = "methods_text.j2"  # the macros every format's template imports
+
+
+_VARIANT_KEYS = ("desc", "res", "den")  # entities naming the analysed series, in order
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,11 @@ class MethodsFacts:
         Runs fitted, over all participants.
     space : str or None
         Space of the preprocessed BOLD series (None: not stated by the derivatives).
+    bold_variant : tuple of str
+        Which of the space's preprocessed series were analysed: their ``desc``, ``res`` and
+        ``den`` entities (e.g. ``desc-preproc``, ``res-2``), over all runs.
+    voxel_sizes_mm : tuple of tuple of float
+        The distinct voxel sizes (x, y, z) of the analysed grids (empty: surfaces).
     tr_s : tuple of float
         The distinct repetition times of the runs, in seconds.
     model : ModelSettings
@@ -88,6 +101,8 @@ class MethodsFacts:
     model: ModelSettings
     command_line: str
     conditions: tuple[str, ...] = ()
+    bold_variant: tuple[str, ...] = ()
+    voxel_sizes_mm: tuple[tuple[float, ...], ...] = ()
     mask_rule: MaskRule = INTERSECTION
     user_mask: str | None = None
     single_trial: str | None = None
@@ -132,6 +147,8 @@ def methods_facts(
     tr_s: Iterable[float],
     command_line: str,
     conditions: Iterable[str] = (),
+    bold_variant: Iterable[str] = (),
+    voxel_sizes_mm: Iterable[Sequence[float]] = (),
 ) -> MethodsFacts:
     """Gather the facts of one invocation, with the installed dependency versions.
 
@@ -151,6 +168,11 @@ def methods_facts(
         The command as the user typed it.
     conditions : iterable of str, optional
         Condition names of the events files (duplicates dropped, the rest sorted).
+    bold_variant : iterable of str, optional
+        ``desc``/``res``/``den`` entities of the analysed series (duplicates dropped, the
+        rest in the order ``desc``, ``res``, ``den``).
+    voxel_sizes_mm : iterable of sequences of float, optional
+        Voxel sizes of the analysed grids (duplicates dropped).
 
     Returns
     -------
@@ -167,6 +189,10 @@ def methods_facts(
         model=settings.model,
         command_line=command_line,
         conditions=tuple(sorted(set(conditions))),
+        bold_variant=tuple(sorted(set(bold_variant), key=_variant_order)),
+        voxel_sizes_mm=tuple(
+            sorted({tuple(round(float(v), 4) for v in size) for size in voxel_sizes_mm})
+        ),
         mask_rule=settings.mask_combine,
         user_mask=settings.mask.name if settings.mask is not None else None,
         single_trial=settings.single_trial,
@@ -174,6 +200,12 @@ def methods_facts(
         single_trial_t="t" in settings.single_trial_maps,
         spm12=settings.spm12,
     )
+
+
+def _variant_order(entity: str) -> tuple[int, str]:
+    """``desc-*`` first, then the grid (``res-*``, ``den-*``), as `bold_variant` lists them."""
+    key = entity.split("-", 1)[0]
+    return (_VARIANT_KEYS.index(key) if key in _VARIANT_KEYS else len(_VARIANT_KEYS)), entity
 
 
 def _installed_version(distribution: str) -> str:
@@ -192,124 +224,10 @@ def _template_source(name: str) -> str:
     return root.joinpath(name).read_text(encoding="utf-8")
 
 
-# --- per-format escaping and markup ------------------------------------------------------
-
-_TEX_WORDS = ("backslash", "asciitilde", "asciicircum", "less", "greater", "bar", "asciigrave")
-_TEX_SPECIALS = {c: "\\" + c for c in "&%$#_{}"} | {
-    c: rf"\text{word}{{}}" for c, word in zip("\\~^<>|`", _TEX_WORDS, strict=True)
-}
-_TEX_SPECIAL = re.compile("|".join(re.escape(c) for c in _TEX_SPECIALS))
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|&#])")
-
-
-def latex_escape(value: object) -> Markup:
-    """Text made safe for LaTeX body text (specials such as ``_ & % #`` become commands)."""
-    if isinstance(value, Markup):
-        return value
-    return Markup(_TEX_SPECIAL.sub(lambda m: _TEX_SPECIALS[m.group(0)], str(value)))
-
-
-def markdown_escape(value: object) -> Markup:
-    """Text made literal in Markdown (inline punctuation backslash-escaped)."""
-    if isinstance(value, Markup):
-        return value
-    return Markup(_MD_SPECIAL.sub(r"\\\1", str(value)))
-
-
-def _markdown_code(value: object) -> Markup:
-    text = str(value)
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    fence = "`" * (longest + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return Markup(f"{fence}{pad}{text}{pad}{fence}")
-
-
-@dataclass(frozen=True)
-class _Format:
-    """How one output format escapes text and marks code, paragraphs, citations and links."""
-
-    escape: Callable[[object], Markup]
-    code: Callable[[object], Markup]
-    paragraph: Callable[[str], Markup]
-    cite: Callable[[Sequence[Reference]], Markup]
-    link: Callable[[str], Markup]
-
-    def and_join(self, items: Iterable[object]) -> Markup:
-        """``a``, ``a and b``, ``a, b and c``; items that are not markup are escaped."""
-        parts = [self.escape(item) for item in items]
-        head = Markup(", ").join(parts[:-1])
-        return Markup(" and ").join([head, parts[-1]] if len(parts) > 1 else parts)
-
-    def phrase(self, *parts: object) -> Markup:
-        """Text and markup joined, the text escaped (templates use it instead of ``~``)."""
-        return Markup("").join(self.escape(part) for part in parts)
-
-
-def _squash(text: object) -> str:
-    return " ".join(str(text).split())
-
-
-_FORMATS = {
-    "md": _Format(
-        escape=markdown_escape,
-        code=_markdown_code,
-        paragraph=lambda text: Markup(_squash(text)),
-        cite=lambda refs: (
-            Markup("(%s)") % Markup("; ").join(markdown_escape(r.short) for r in refs)
-        ),
-        link=lambda url: Markup("<%s>") % Markup(url),
-    ),
-    "html": _Format(
-        escape=escape,
-        code=lambda value: Markup("<code>%s</code>") % str(value),
-        paragraph=lambda text: Markup("<p>%s</p>") % Markup(_squash(text)),
-        cite=lambda refs: (
-            Markup("(%s)")
-            % Markup("; ").join(
-                Markup('<a href="#ref-%s">%s</a>') % (r.key, r.short) for r in refs
-            )
-        ),
-        link=lambda url: Markup('<a href="%s">%s</a>') % (url, url),
-    ),
-    "tex": _Format(
-        escape=latex_escape,
-        code=lambda value: Markup(r"\texttt{%s}") % latex_escape(value),
-        paragraph=lambda text: Markup(_squash(text)),
-        cite=lambda refs: Markup(r"\citep{" + ",".join(r.key for r in refs) + "}"),
-        link=lambda url: Markup(r"\url{%s}") % latex_escape(url),
-    ),
-}
-
-
-@dataclass
-class _Citations:
-    """The references a render cites, in order of first citation."""
-
-    library: Mapping[str, Reference]
-    style: _Format
-    cited: list[Reference] = field(default_factory=list)
-
-    def cite(self, *keys: str) -> Markup:
-        unknown = [key for key in keys if key not in self.library]
-        if not keys or unknown:
-            raise ValueError(f"cite: expected keys of references.bib; received {keys}")
-        refs = [self.library[key] for key in keys]
-        self.cited += [ref for ref in refs if ref not in self.cited]
-        return self.style.cite(refs)
-
-
-def _number(value: float) -> str:
-    return f"{value:g}"
-
-
-def _count(n: int, singular: str, plural: str | None = None) -> str:
-    return f"{n} {singular if n == 1 else plural or singular + 's'}"
-
-
 @functools.cache
 def _environment(fmt: str) -> jinja2.Environment:
     """The jinja2 environment of one format (templates compiled once per process)."""
-    style, autoescape = _FORMATS[fmt], fmt == "html"
+    style, autoescape = FORMATS[fmt], fmt == "html"
     env = jinja2.Environment(
         loader=jinja2.FunctionLoader(lambda name: (_template_source(name), None, lambda: True)),
         autoescape=autoescape,
@@ -324,9 +242,10 @@ def _environment(fmt: str) -> jinja2.Environment:
         paragraph=style.paragraph,
         and_join=style.and_join,
         link=style.link,
-        num=_number,
+        num=number_text,
+        voxel_size=voxel_size_text,
     )
-    env.globals.update(count=_count, code=style.code, phrase=style.phrase)
+    env.globals.update(count=count_text, code=style.code, phrase=style.phrase)
     return env
 
 
@@ -368,8 +287,8 @@ def _mask_fraction(rule: MaskRule) -> float | None:
 
 
 def _render(fmt: str, facts: MethodsFacts, library: Mapping[str, Reference]) -> tuple[str, list]:
-    style = _FORMATS[fmt]
-    citations = _Citations(library, style)
+    style = FORMATS[fmt]
+    citations = Citations(library, style)
     text = (
         _environment(fmt)
         .get_template(_TEMPLATES[fmt])

@@ -95,6 +95,11 @@ class UnitSummary:
     ----------
     participant, task : str
     session, space : str or None
+    bold_variant : tuple of str
+        The entities of the runs' BOLD file names that choose among fMRIPrep's outputs in
+        that space (``desc-preproc``, ``res-2``, ``den-91k``), as written there.
+    voxel_size_mm : tuple of float
+        The voxel edges (x, y, z) of the runs' grid; empty for surfaces and CIFTI.
     n_runs : int
         Runs fitted.
     repetition_times_s : tuple of float
@@ -123,6 +128,8 @@ class UnitSummary:
     task: str
     session: str | None = None
     space: str | None = None
+    bold_variant: tuple[str, ...] = ()
+    voxel_size_mm: tuple[float, ...] = ()
     n_runs: int = 0
     repetition_times_s: tuple[float, ...] = ()
     conditions: tuple[str, ...] = ()
@@ -154,6 +161,8 @@ class UnitSummary:
             "Session": self.session,
             "Task": self.task,
             "Space": self.space,
+            "BoldVariant": list(self.bold_variant),
+            "VoxelSizeMM": list(self.voxel_size_mm),
             "Runs": self.n_runs,
             "RepetitionTimes": list(self.repetition_times_s),
             "Conditions": list(self.conditions),
@@ -184,6 +193,8 @@ class UnitSummary:
             task=str(document.get("Task") or ""),
             session=document.get("Session"),
             space=document.get("Space"),
+            bold_variant=tuple(str(e) for e in document.get("BoldVariant") or ()),
+            voxel_size_mm=tuple(float(v) for v in document.get("VoxelSizeMM") or ()),
             n_runs=int(document.get("Runs") or 0),
             repetition_times_s=tuple(float(t) for t in document.get("RepetitionTimes") or ()),
             conditions=tuple(str(c) for c in document.get("Conditions") or ()),

@@ -31,6 +31,7 @@ _TOKEN = re.compile(
     r"|(?P<malformed>\.?[0-9][A-Za-z0-9_.]*)"
 )
 _LABEL_SEPARATOR = re.compile(r"[^A-Za-z0-9]+")
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")  # a column name written without backticks
 
 
 class ContrastError(ValueError):
@@ -233,6 +234,20 @@ def missing_columns(weights: Mapping[str, float], column_names: Sequence[str]) -
     """
     available = set(column_names)
     return [name for name in weights if name not in available]
+
+
+def weights_text(weights: Mapping[str, float]) -> str:
+    """Named weights as an expression `parse_expression` reads back: ``face - house``,
+    ``0.5*face + 0.5*house``, ``2*`face-neutral```; weights to 17 significant digits."""
+    parts = []
+    for column, weight in weights.items():
+        name = column if _PLAIN_NAME.fullmatch(column) else f"`{column}`"
+        term = name if abs(weight) == 1 else f"{abs(weight):.17g}*{name}"
+        if parts:
+            parts.append(f"{'-' if weight < 0 else '+'} {term}")
+        else:
+            parts.append(f"-{term}" if weight < 0 else term)
+    return " ".join(parts) or "0"
 
 
 def weights_vector(weights: Mapping[str, float], column_names: Sequence[str]) -> np.ndarray:

@@ -10,6 +10,7 @@ from pathlib import Path
 from bids_glm.errors import InputError
 from bids_glm.image.cifti_header import is_cifti_series
 from bids_glm.image.mask import load_image
+from bids_glm.image.smooth import voxel_sizes_mm
 from bids_glm.inputs.cifti_runs import cifti_run_facts
 from bids_glm.inputs.entities import applicable_files, applies_to, raw_entities, split_name
 from bids_glm.inputs.repetition_time import header_tr_s, resolve_tr_s
@@ -50,6 +51,7 @@ def build_run_input(
     """One run's inputs: a 4-D NIfTI or CIFTI ``bold``, or a surface ``surface_pair`` (L, R)."""
     masks, confounds, events, raw_sidecars = candidates
     grayordinates = None  # CIFTI: the header, parsed once here
+    voxel_size_mm = None  # NIfTI only
     if surface_pair:
         entities, n_volumes, header_step_s = surface_run_facts(surface_pair)
         header_name = "GIfTI TimeStep"  # FreeSurfer writes milliseconds: converted
@@ -63,6 +65,7 @@ def build_run_input(
         if len(image.shape) != 4:
             raise InputError(f"{bold}: expected a 4-D BOLD series, found shape {image.shape}")
         n_volumes, header_step_s = int(image.shape[3]), header_tr_s(image)
+        voxel_size_mm = tuple(float(size) for size in voxel_sizes_mm(image.affine))
         header_name = "NIfTI header"
     raw = raw_entities(entities)
     run_dir = bids_dir / f"sub-{raw['sub']}"
@@ -92,4 +95,5 @@ def build_run_input(
         n_volumes=n_volumes,
         surface_paths=tuple(surface_pair),
         grayordinates=grayordinates,
+        voxel_size_mm=voxel_size_mm,
     )

@@ -34,6 +34,8 @@ class RunInput:
     grayordinates : CiftiHeader or None
         CIFTI data: the series' header as discovery parsed it (its ``BrainModelAxis``,
         parsed once per run); None otherwise.
+    voxel_size_mm : tuple of float, or None
+        A 4-D NIfTI's voxel edges (x, y, z), from its affine; None for surfaces and CIFTI.
     """
 
     entities: Mapping[str, str]
@@ -47,6 +49,7 @@ class RunInput:
     design_path: Path | None = None
     surface_paths: tuple[Path, ...] = ()
     grayordinates: CiftiHeader | None = field(default=None, compare=False, repr=False)
+    voxel_size_mm: tuple[float, float, float] | None = None
 
     @property
     def image_paths(self) -> tuple[Path, ...]:

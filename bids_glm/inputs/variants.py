@@ -47,6 +47,12 @@ class SpaceOption:
     density: str | None = None
 
 
+def bold_variant(entities: Mapping[str, str]) -> tuple[str, ...]:
+    """The ``desc``, ``res`` and ``den`` entities of a BOLD series' name, as written there
+    (e.g. ``("desc-preproc", "res-2")``): which of the space's preprocessed series it is."""
+    return tuple(f"{key}-{entities[key]}" for key in ("desc", *GRID_ENTITIES) if key in entities)
+
+
 # Spaces whose preprocessed BOLD is a GIfTI pair (one file per hemisphere), not a NIfTI.
 SURFACE_SPACES = frozenset({"fsaverage", "fsaverage5", "fsaverage6", "fsnative"})
 

@@ -20,12 +20,14 @@ from bids_glm.derivatives.files import MapWriter, write_json, write_mask
 from bids_glm.derivatives.methods import compile_templates, methods_facts, write_methods
 from bids_glm.derivatives.stats_model import model_from_summaries, model_options
 from bids_glm.derivatives.summary import RunExcluded, RunUsed, UnitSummary, resolved_contrasts
+from bids_glm.design.contrasts import weights_text
 from bids_glm.design.run_design import ContrastPlan
 from bids_glm.errors import BidsGlmError, InputError
 from bids_glm.glm.fixed_effects import fixed_effects
 from bids_glm.image.geometry import VolumeGeometry
 from bids_glm.inputs.discovery import PendingDiscovery
 from bids_glm.inputs.layout import discover_runs
+from bids_glm.inputs.variants import bold_variant
 from bids_glm.pipeline import batch
 from bids_glm.pipeline import reports as reporting
 from bids_glm.pipeline.analysis_mask import build_geometry
@@ -181,6 +183,8 @@ def unit_summary(
         session=unit.entities.get("ses"),
         task=unit.entities["task"],
         space=unit.entities.get("space"),
+        bold_variant=bold_variant(unit.designs[0].run.entities),
+        voxel_size_mm=unit.designs[0].run.voxel_size_mm or (),
         n_runs=len(unit.designs),
         repetition_times_s=tuple(sorted({d.run.tr_s for d in unit.designs})),
         conditions=tuple(sorted({c for d in unit.designs for c in d.conditions})),
@@ -231,8 +235,11 @@ def dry_run(units: Sequence[AnalysisUnit], settings: Settings) -> None:
             meshes = " + ".join(str(p) for p in unit.meshes.paths)
             use = "smoothed along" if settings.model.smoothing_fwhm_mm > 0 else "drawn on"
             print(f"  {use} the meshes {meshes}")
+        numeric = {c.name for c in resolved_contrasts(unit.contrasts, settings.model)}
         for plan in unit.contrasts:
-            print(f"  contrast {plan.label} ({plan.stat_type}): {plan.expression}")
+            named = "; ".join(weights_text(row) for row in plan.rows)  # as the runs resolve it
+            resolved = f", i.e. {named}" if plan.name in numeric else ""
+            print(f"  contrast {plan.label} ({plan.stat_type}): {plan.expression}{resolved}")
     print(f"designs written to {settings.output_dir}; nothing was fitted (--dry-run)")
 
 
@@ -252,6 +259,8 @@ def write_methods_text(settings: Settings) -> None:
             tr_s=[tr for s in summaries for tr in s.repetition_times_s],
             command_line=settings.command_line,
             conditions=[c for s in summaries for c in s.conditions],
+            bold_variant=[e for s in summaries for e in s.bold_variant],
+            voxel_sizes_mm=[s.voxel_size_mm for s in summaries if s.voxel_size_mm],
         )
         write_methods(settings.output_dir, facts)
         write_json(

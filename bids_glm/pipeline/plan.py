@@ -20,6 +20,7 @@ from bids_glm.design.contrasts import (
     ContrastError,
     missing_columns,
     unique_labels,
+    weights_text,
 )
 from bids_glm.design.diagnostics import diagnose_design
 from bids_glm.design.matrix import frame_times, make_design_matrix
@@ -301,7 +302,7 @@ def plan_contrasts(designs: Sequence[RunDesign], model: ModelSettings) -> list[C
                 continue  # e.g. --contrast face=face: the condition's own contrast, once
             raise InputError(
                 f"contrast {spec.name}={spec.expression}: the name is already the condition "
-                f"{spec.name}'s own contrast ({_weights_text(own[spec.name].rows[0])}) with "
+                f"{spec.name}'s own contrast ({weights_text(own[spec.name].rows[0])}) with "
                 "other weights; choose another name"
             )
         plans.append(numeric or _checked_user_contrast(spec, stat_type, designs))
@@ -319,10 +320,6 @@ def _same_weights(left, right) -> bool:
     if nonzero[0].keys() != nonzero[1].keys():
         return False
     return all(abs(nonzero[0][c] - nonzero[1][c]) <= 1e-12 for c in nonzero[0])
-
-
-def _weights_text(weights) -> str:
-    return " + ".join(f"{w:g}*{c}" for c, w in dict(weights).items())
 
 
 def _node_contrast_plans(designs: Sequence[RunDesign]) -> list[ContrastPlan]:
