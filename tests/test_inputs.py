@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import pytest
 from conftest import SPACE, make_tiny_dataset, settings_for, write_json
@@ -125,3 +126,45 @@ def test_validator_warns_about_non_bids_names(tmp_path, caplog):
         discover_runs(settings_for(bids, tmp_path))
     assert "1 file(s) do not follow BIDS naming" in caplog.text
     assert "/sub-01/func/notes_about_run.txt" in caplog.text
+
+
+def _pybids_metadata_equals_ours(bids: Path, tmp_path: Path, **settings) -> int:
+    """For every derivative BOLD: pybids' ``get_metadata`` (metadata indexed) against the
+    sidecars discovery merges itself. Returns how many files were compared."""
+    from bids import BIDSLayout
+
+    from bids_glm.inputs import layout as discovery_layout
+    from bids_glm.inputs.dataset_index import open_layout
+    from bids_glm.inputs.sidecars import read_json_files
+
+    config = settings_for(bids, tmp_path, **settings)
+    roots = [config.bids_dir, *config.derivatives]
+    json_files = read_json_files(roots, [])
+    files = discovery_layout._candidates(open_layout(config, ["01", "02"]), config, json_files)
+    reference = BIDSLayout(bids, validate=False, derivatives=[str(d) for d in config.derivatives])
+    bolds = reference.get(scope="derivatives", suffix="bold", return_type="filename")
+    bolds = [Path(b) for b in bolds if not b.endswith(".json")]
+    for bold in bolds:
+        assert files.derivative_metadata(bold) == reference.get_metadata(str(bold)), bold
+    return len(bolds)
+
+
+def test_derivative_metadata_is_pybids_get_metadata(tmp_path):
+    """Sidecars next to the series, inherited from the derivatives' root, and overridden."""
+    bids = make_tiny_dataset(tmp_path / "bids", subjects=("01", "02"), runs=("1", "2"))
+    fmriprep = bids / "derivatives" / "fmriprep"
+    (fmriprep / "task-tiny_bold.json").write_text('{"SkullStripped": false, "StartTime": 0.3}')
+    (fmriprep / "sub-02" / f"sub-02_task-tiny_space-{SPACE}_desc-preproc_bold.json").write_text(
+        '{"StartTime": 0.7, "Level": "subject"}'
+    )
+    assert _pybids_metadata_equals_ours(bids, tmp_path) == 4
+
+
+@pytest.mark.parametrize("space", ["fsaverage5", "fsLR"])
+def test_surface_and_cifti_metadata_is_pybids_get_metadata(tmp_path, space):
+    from bids_glm.demo.surface_dataset import make_surface_demo
+
+    bids = tmp_path / "bids"
+    mesh_size = {"fsaverage5": 3, "fsLR": 600}[space]  # icosphere order, vertices
+    make_surface_demo(bids, space, n_subjects=2, n_runs=1, n_volumes=20, mesh_size=mesh_size)
+    assert _pybids_metadata_equals_ours(bids, tmp_path, space=space) >= 2

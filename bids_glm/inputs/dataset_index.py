@@ -46,7 +46,8 @@ def indexer_ignore(participants: Sequence[str]) -> list[re.Pattern]:
 def open_layout(settings: Settings, participants: Sequence[str], unreadable=()):
     """Index the raw dataset and the derivatives for ``participants`` only.
 
-    ``unreadable`` JSON files (`bids_glm.inputs.sidecars.unreadable_json`) are left out.
+    ``unreadable`` JSON files (`bids_glm.inputs.sidecars.read_json_files`) are left out.
+    No metadata is indexed: discovery merges the sidecars it read itself.
 
     Returns
     -------
@@ -59,7 +60,7 @@ def open_layout(settings: Settings, participants: Sequence[str], unreadable=()):
     from bids.exceptions import BIDSValidationError
 
     ignore = [*indexer_ignore(participants), *ignore_patterns(unreadable)]
-    indexer = BIDSLayoutIndexer(validate=False, ignore=ignore)
+    indexer = BIDSLayoutIndexer(validate=False, ignore=ignore, index_metadata=False)
     try:
         return BIDSLayout(
             settings.bids_dir,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -29,7 +31,12 @@ def split_name(path: Path | str) -> tuple[dict[str, str], str, str]:
     extension : str
         Everything from the first dot, e.g. ``".nii.gz"``.
     """
-    name = Path(path).name
+    entities, suffix, extension = _split_file_name(os.path.basename(os.fspath(path)))
+    return dict(entities), suffix, extension
+
+
+@functools.lru_cache(maxsize=65_536)  # discovery matches every candidate file to every run
+def _split_file_name(name: str) -> tuple[tuple[tuple[str, str], ...], str, str]:
     stem, dot, rest = name.partition(".")
     extension = dot + rest
     *head, last = stem.split("_")
@@ -41,7 +48,7 @@ def split_name(path: Path | str) -> tuple[dict[str, str], str, str]:
         match = ENTITY_PATTERN.match(part)
         if match:
             entities[match.group(1)] = match.group(2)
-    return entities, suffix, extension
+    return tuple(entities.items()), suffix, extension
 
 
 def same_value(key: str, left: str, right: str) -> bool:

@@ -18,9 +18,9 @@ from bids_glm.inputs.cifti_runs import cifti_bolds
 from bids_glm.inputs.dataset_index import indexer_ignore, open_layout, select_participants
 from bids_glm.inputs.entities import split_name
 from bids_glm.inputs.filters import pybids_filters, restrict_participants
-from bids_glm.inputs.run_files import build_run_input
+from bids_glm.inputs.run_files import CandidateFiles, build_run_input
 from bids_glm.inputs.run_input import DiscoveredRuns, RunFailure
-from bids_glm.inputs.sidecars import unreadable_json, unusable_runs
+from bids_glm.inputs.sidecars import JsonFiles, read_json_files, unusable_runs
 from bids_glm.inputs.surface_runs import hemisphere_pairs, surface_bolds
 from bids_glm.inputs.validation import validate_dataset
 from bids_glm.inputs.variants import is_cifti_space, is_surface_space, select_grid
@@ -97,8 +97,8 @@ def find_runs(settings: Settings, participants: Sequence[str]) -> DiscoveredRuns
             "point --derivatives at fMRIPrep outputs"
         )
     roots = [settings.bids_dir, *settings.derivatives]
-    unreadable = unreadable_json(roots, indexer_ignore(participants))
-    layout = open_layout(settings, participants, unreadable)
+    json_files = read_json_files(roots, indexer_ignore(participants))
+    layout = open_layout(settings, participants, json_files.unreadable)
     filters = {"subject": participants}
     if settings.tasks:
         filters["task"] = list(settings.tasks)
@@ -107,9 +107,9 @@ def find_runs(settings: Settings, participants: Sequence[str]) -> DiscoveredRuns
     user_filters = {k: v for k, v in settings.bids_filters.items() if k != "subject"}
     filters = {**pybids_filters(user_filters), **filters}
     bolds, space = _chosen_bolds(layout, filters, settings, participants)
-    refused = unusable_runs(bolds, unreadable, settings.bids_dir)
+    refused = unusable_runs(bolds, json_files.unreadable, settings.bids_dir)
     design_dir = settings.model.design_dir
-    candidates = _candidates(layout)
+    candidates = _candidates(layout, settings, json_files)
     if is_surface_space(settings.space):  # each run's hemisphere pair; the left names the run
         sources = [(pair[0], pair) for pair in hemisphere_pairs(bolds)]
     else:  # a NIfTI or CIFTI series per run
@@ -120,9 +120,7 @@ def find_runs(settings: Settings, participants: Sequence[str]) -> DiscoveredRuns
         if reason is None:
             try:
                 runs.append(
-                    build_run_input(
-                        bold, layout, settings.bids_dir, candidates, design_dir is None, pair
-                    )
+                    build_run_input(bold, settings.bids_dir, candidates, design_dir is None, pair)
                 )
                 continue
             except InputError as err:  # this run's own files: its unit fails, not the batch
@@ -163,8 +161,8 @@ def _chosen_bolds(layout, filters, settings: Settings, participants) -> tuple[li
     return select_grid(bolds, space, requested), space
 
 
-def _candidates(layout) -> tuple[list[str], list[str], list[Path], list[Path]]:
-    """Files a run's inputs are chosen from: brain masks, confounds, events, raw sidecars."""
+def _candidates(layout, settings: Settings, json_files: JsonFiles) -> CandidateFiles:
+    """Files a run's inputs are chosen from: brain masks, confounds, events, sidecars."""
     masks = layout.get(
         scope="derivatives",
         desc="brain",
@@ -181,7 +179,18 @@ def _candidates(layout) -> tuple[list[str], list[str], list[Path], list[Path]]:
     )
     events = layout.get(scope="raw", suffix="events", extension=".tsv", return_type="filename")
     sidecars = layout.get(scope="raw", suffix="bold", extension=".json", return_type="filename")
-    return masks, confounds, [Path(p) for p in events], [Path(p) for p in sidecars]
+    bold_sidecars = layout.get(
+        scope="derivatives", suffix="bold", extension=".json", return_type="filename"
+    )
+    return CandidateFiles(
+        masks=masks,
+        confounds=confounds,
+        events=[Path(p) for p in events],
+        raw_sidecars=[Path(p) for p in sidecars],
+        bold_sidecars=[Path(p) for p in bold_sidecars],
+        derivative_roots=list(settings.derivatives),
+        json_documents=json_files.documents,
+    )
 
 
 def _grid(bolds: Sequence[str]) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from bids_glm.errors import InputError
@@ -22,15 +23,52 @@ MASK_IGNORED = frozenset({"desc"})
 CONFOUNDS_IGNORED = frozenset({"desc", "space", "res", "den"})
 
 
-def merged_json(paths: Sequence[Path]) -> dict:
-    """The JSON documents of ``paths`` merged in order (later keys win)."""
-    merged: dict = {}
-    for path in paths:
-        try:
-            merged.update(json.loads(path.read_text()))
-        except (OSError, json.JSONDecodeError) as err:
-            raise InputError(f"{path}: not readable JSON ({err})") from None
-    return merged
+@dataclass(frozen=True)
+class CandidateFiles:
+    """The files runs' inputs are chosen from, found once for every run.
+
+    Attributes
+    ----------
+    masks, confounds : list of str
+        fMRIPrep brain masks and confounds tables.
+    events, raw_sidecars : list of Path
+        The raw dataset's events tables and BOLD sidecars.
+    bold_sidecars : list of Path
+        The derivatives' BOLD sidecars.
+    derivative_roots : list of Path
+        The derivatives datasets.
+    json_documents : dict of Path to dict
+        Every readable JSON file's object (`bids_glm.inputs.sidecars.read_json_files`).
+    """
+
+    masks: list[str]
+    confounds: list[str]
+    events: list[Path]
+    raw_sidecars: list[Path]
+    bold_sidecars: list[Path]
+    derivative_roots: list[Path]
+    json_documents: dict[Path, dict]
+
+    def derivative_metadata(self, bold: Path) -> dict:
+        """The metadata of a derivative BOLD file: its dataset's sidecars that apply to the
+        file's own entities (a surface's ``hemi`` too), as pybids' ``get_metadata`` merges
+        them."""
+        root = next((r for r in self.derivative_roots if r in bold.parents), bold.parent)
+        entities = split_name(bold)[0]
+        return self.metadata(applicable_files(self.bold_sidecars, entities, root, bold.parent))
+
+    def metadata(self, paths: Sequence[Path]) -> dict:
+        """The JSON objects of ``paths`` merged in order (later keys win)."""
+        merged: dict = {}
+        for path in paths:
+            document = self.json_documents.get(path)
+            if document is None:  # not seen before indexing (written since): read it now
+                try:
+                    document = json.loads(path.read_text())
+                except (OSError, json.JSONDecodeError) as err:
+                    raise InputError(f"{path}: not readable JSON ({err})") from None
+            merged.update(document)
+        return merged
 
 
 def matching_derivative(
@@ -46,10 +84,17 @@ def matching_derivative(
 
 
 def build_run_input(
-    bold, layout, bids_dir, candidates, events_needed: bool = True, surface_pair=()
+    bold: Path,
+    bids_dir: Path,
+    files: CandidateFiles,
+    events_needed: bool = True,
+    surface_pair: tuple[Path, ...] = (),
 ) -> RunInput:
-    """One run's inputs: a 4-D NIfTI or CIFTI ``bold``, or a surface ``surface_pair`` (L, R)."""
-    masks, confounds, events, raw_sidecars = candidates
+    """One run's inputs: a 4-D NIfTI or CIFTI ``bold``, or a surface ``surface_pair`` (L, R).
+
+    Its metadata (RepetitionTime, StartTime) merges the sidecars that apply to it by the
+    inheritance principle, in the derivatives then in the raw dataset.
+    """
     grayordinates = None  # CIFTI: the header, parsed once here
     voxel_size_mm = None  # NIfTI only
     if surface_pair:
@@ -72,11 +117,11 @@ def build_run_input(
     if "ses" in raw:
         run_dir = run_dir / f"ses-{raw['ses']}"
     run_dir = run_dir / "func"
-    events_files = applicable_files(events, raw, bids_dir, run_dir)
+    events_files = applicable_files(files.events, raw, bids_dir, run_dir)
     if not events_files and events_needed:
         LOGGER.warning("%s: no events.tsv applies to this run", bold.name)
-    derivative_meta = layout.get_metadata(str(bold))
-    raw_meta = merged_json(applicable_files(raw_sidecars, raw, bids_dir, run_dir))
+    derivative_meta = files.derivative_metadata(bold)
+    raw_meta = files.metadata(applicable_files(files.raw_sidecars, raw, bids_dir, run_dir))
     tr_s = resolve_tr_s(bold, derivative_meta, raw_meta, header_step_s, header_name)
     start_time = derivative_meta.get("StartTime")
     return RunInput(
@@ -86,10 +131,10 @@ def build_run_input(
         mask_path=(
             None
             if surface_pair or is_cifti_series(bold)
-            else matching_derivative(masks, entities, MASK_IGNORED)
+            else matching_derivative(files.masks, entities, MASK_IGNORED)
         ),
         events_path=events_files[-1] if events_files else None,
-        confounds_path=matching_derivative(confounds, entities, CONFOUNDS_IGNORED),
+        confounds_path=matching_derivative(files.confounds, entities, CONFOUNDS_IGNORED),
         tr_s=tr_s,
         start_time_s=None if start_time is None else float(start_time),
         n_volumes=n_volumes,

@@ -1,12 +1,13 @@
-"""JSON files pybids cannot read: found before indexing, left out of it, refused if needed.
+"""The datasets' JSON files, read once before indexing: metadata, and the unreadable ones.
 
 pybids stops the whole index on the first JSON file it cannot decode (an empty ``.json``
-in the derivatives happens in real datasets). Before indexing, `unreadable_json` reads
-every JSON file the index would see; those that are not a JSON object are left out of the
-index (`ignore_patterns`). After discovery, `unusable_runs` names the runs whose BOLD sidecar
-(raw or derivative, by the inheritance principle) is one of them: those runs fail (their
-analysis unit only); the other files only get a warning, since the analysis does not need
-them.
+in the derivatives happens in real datasets). Before indexing, `read_json_files` reads
+every JSON file the index would see, once: the objects are where the runs' sidecar metadata
+comes from (pybids indexes no metadata: for 160 runs that took it 1.7 of its 2.2 s), and
+those that are not a JSON object are left out of the index (`ignore_patterns`). After
+discovery, `unusable_runs` names the runs whose BOLD sidecar (raw or derivative, by the
+inheritance principle) is one of them: those runs fail (their analysis unit only); the
+other files only get a warning, since the analysis does not need them.
 """
 
 from __future__ import annotations
@@ -50,26 +51,42 @@ class UnreadableJson:
         return "/" + self.path.relative_to(self.root).as_posix()
 
 
-def json_problem(path: Path) -> str | None:
-    """Why ``path`` is not a readable JSON object, or None when it is one."""
+def read_json_object(path: Path) -> tuple[dict | None, str | None]:
+    """``path``'s JSON object and None, or None and why it is not a readable JSON object."""
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except OSError as err:
-        return f"cannot be read ({err.strerror or err})"
+        return None, f"cannot be read ({err.strerror or err})"
     except UnicodeDecodeError as err:
-        return f"not UTF-8 text ({err.reason} at byte {err.start}); expected a JSON object"
+        return None, f"not UTF-8 text ({err.reason} at byte {err.start}); expected a JSON object"
     if not text.strip():
-        return "empty file; expected a JSON object"
+        return None, "empty file; expected a JSON object"
     try:
         document = json.loads(text)
     except json.JSONDecodeError as err:
-        return (
+        return None, (
             f"invalid JSON ({err.msg} at line {err.lineno} column {err.colno}); "
             "expected a JSON object"
         )
     if not isinstance(document, dict):
-        return f"a JSON {type(document).__name__}; expected a JSON object"
-    return None
+        return None, f"a JSON {type(document).__name__}; expected a JSON object"
+    return document, None
+
+
+@dataclass(frozen=True)
+class JsonFiles:
+    """Every JSON file the index would see, read once: the objects and the unreadable files.
+
+    Attributes
+    ----------
+    documents : dict of Path to dict
+        The readable ones' objects (sidecar metadata is merged from them, not by pybids).
+    unreadable : list of UnreadableJson
+        The others, left out of the index.
+    """
+
+    documents: dict[Path, dict]
+    unreadable: list[UnreadableJson]
 
 
 def _json_files(root: Path, ignore: Sequence[re.Pattern]) -> Iterable[Path]:
@@ -85,8 +102,8 @@ def _json_files(root: Path, ignore: Sequence[re.Pattern]) -> Iterable[Path]:
                 yield Path(folder) / name
 
 
-def unreadable_json(roots: Sequence[Path], ignore: Sequence[re.Pattern]) -> list[UnreadableJson]:
-    """Every JSON file under ``roots`` that pybids would index but cannot decode.
+def read_json_files(roots: Sequence[Path], ignore: Sequence[re.Pattern]) -> JsonFiles:
+    """Read every JSON file under ``roots`` that pybids would index.
 
     Raises
     ------
@@ -94,19 +111,20 @@ def unreadable_json(roots: Sequence[Path], ignore: Sequence[re.Pattern]) -> list
         A ``dataset_description.json`` at a root is unreadable: the dataset cannot be
         indexed without it.
     """
-    found = []
+    documents, unreadable = {}, []
     for root in roots:
         for path in _json_files(root, ignore):
-            problem = json_problem(path)
-            if problem is None:
+            document, problem = read_json_object(path)
+            if document is not None:
+                documents[path] = document
                 continue
             if path == root / DESCRIPTION:
                 raise InputError(
                     f"{path}: {problem}. Every BIDS dataset (raw or derivatives) needs a "
                     "readable dataset_description.json (Name, BIDSVersion)"
                 )
-            found.append(UnreadableJson(path, root, problem))
-    return found
+            unreadable.append(UnreadableJson(path, root, problem))
+    return JsonFiles(documents, unreadable)
 
 
 def ignore_patterns(files: Iterable[UnreadableJson]) -> list[re.Pattern]:
@@ -128,7 +146,7 @@ def unusable_runs(
     bolds : sequence of Path
         The preprocessed BOLD series of the runs to analyse.
     unreadable : sequence of UnreadableJson
-        What `unreadable_json` found.
+        What `read_json_files` found unreadable.
     bids_dir : Path
         The raw dataset.
 

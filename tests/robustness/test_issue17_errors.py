@@ -10,7 +10,7 @@ import pytest
 from conftest import make_tiny_dataset, tree_digest
 
 from bids_glm.cli.main import main
-from bids_glm.inputs.sidecars import json_problem
+from bids_glm.inputs.sidecars import read_json_object
 
 SPACE = "MNI152NLin2009cAsym"
 
@@ -133,8 +133,9 @@ def test_bad_json_beside_a_good_sidecar_keeps_the_metadata(tmp_path, capsys):
 def test_json_problem(tmp_path, text, problem):
     path = tmp_path / "x.json"
     path.write_text(text, encoding="utf-8")
-    found = json_problem(path)
+    document, found = read_json_object(path)
     assert (found is None) if problem is None else (problem in found)
+    assert (document is None) == (problem is not None)
 
 
 def test_own_contrast_redefined_with_same_weights_is_the_same_outputs(tmp_path):
