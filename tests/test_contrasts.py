@@ -350,6 +350,7 @@ def test_weights_text_parses_back_to_the_same_weights(weights: dict[str, float])
 def test_weights_text_reads_as_written_by_hand():
     assert weights_text({"face": 1.0, "house": -1.0}) == "face - house"
     assert weights_text({"a": -0.5, "face-neutral": 2.0}) == "-0.5*a + 2*`face-neutral`"
+    assert weights_text({"a": 0.1, "b": 1 / 3}) == "0.1*a + 0.3333333333333333*b"
 
 
 GRAMMAR_TEXT = st.text(alphabet="ab_.019eE+-*/() `\t=#", max_size=40)

@@ -238,11 +238,14 @@ def missing_columns(weights: Mapping[str, float], column_names: Sequence[str]) -
 
 def weights_text(weights: Mapping[str, float]) -> str:
     """Named weights as an expression `parse_expression` reads back: ``face - house``,
-    ``0.5*face + 0.5*house``, ``2*`face-neutral```; weights to 17 significant digits."""
+    ``0.5*face + 0.5*house``, ``2*`face-neutral``` (each weight in the fewest digits that
+    give it back exactly)."""
     parts = []
     for column, weight in weights.items():
         name = column if _PLAIN_NAME.fullmatch(column) else f"`{column}`"
-        term = name if abs(weight) == 1 else f"{abs(weight):.17g}*{name}"
+        size = abs(weight)
+        short = f"{size:g}"
+        term = name if size == 1 else f"{short if float(short) == size else repr(size)}*{name}"
         if parts:
             parts.append(f"{'-' if weight < 0 else '+'} {term}")
         else:
