@@ -14,6 +14,7 @@ hour, only differences within pairs resolve ~0.03 s. Both trees' bytecode is com
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -33,6 +34,7 @@ def child(result_path: Path, argv: list[str]) -> None:
     from bids_glm.runtime.threads import limit_threads
 
     limit_threads(2)  # before numpy loads, as the command-line entry point does
+    _own_boilerplate()
     import bids_glm.cli.main as cli
 
     marks: dict[str, float] = {}
@@ -74,6 +76,25 @@ def child(result_path: Path, argv: list[str]) -> None:
         "tail_cpu": end_cpu - marks["fit_from_ols-cpu"],
     }
     result_path.write_text(json.dumps(phases))
+
+
+def _own_boilerplate() -> None:
+    """Make ``bids_glm.boilerplate`` the imported tree's own templates folder.
+
+    With an editable install it is this checkout's ``boilerplate/`` whatever ``PYTHONPATH``
+    says, and a compared revision's code may not render this checkout's templates.
+    """
+    import bids_glm
+
+    folder = Path(bids_glm.__file__).resolve().parents[1] / "boilerplate"
+    if not (folder / "__init__.py").exists():
+        return
+    spec = importlib.util.spec_from_file_location(
+        "bids_glm.boilerplate", folder / "__init__.py", submodule_search_locations=[str(folder)]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bids_glm.boilerplate"] = module
+    spec.loader.exec_module(module)
 
 
 def run_once(source: Path | None, bids_dir: Path, args: argparse.Namespace) -> dict:
