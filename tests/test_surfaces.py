@@ -201,9 +201,28 @@ def test_hemisphere_pairs_need_both_hemispheres(tmp_path):
     left = tmp_path / "sub-01_task-x_run-1_hemi-L_space-fsaverage5_bold.func.gii"
     right = tmp_path / "sub-01_task-x_run-1_hemi-R_space-fsaverage5_bold.func.gii"
     old = tmp_path / "sub-01_task-x_run-2_space-fsaverage5_hemi-L_bold.func.gii"
-    assert hemisphere_pairs([str(right), str(left)]) == [(left, right)]
-    with pytest.raises(InputError, match=r"run-2_space-fsaverage5_hemi-L_bold\.func\.gii.*hemi-R"):
-        hemisphere_pairs([str(left), str(right), str(old)])
+    assert hemisphere_pairs([str(right), str(left)]) == ([(left, right)], [])
+    pairs, ((lone, reason),) = hemisphere_pairs([str(left), str(right), str(old)])
+    assert pairs == [(left, right)] and lone == old
+    assert re.search(r"run-2_space-fsaverage5_hemi-L_bold\.func\.gii.*hemi-R", reason)
+    pairs, ((lone, reason),) = hemisphere_pairs([str(left), str(right), str(tmp_path / "x.gii")])
+    assert lone.name == "x.gii" and "expected a hemi-L or hemi-R entity" in reason
+
+
+def test_a_run_with_one_hemisphere_fails_its_participant_alone(tmp_path, capsys):
+    from bids_glm.demo.surface_dataset import make_surface_demo
+
+    bids = tmp_path / "bids"
+    make_surface_demo(bids, "fsaverage5", n_subjects=2, n_runs=1, n_volumes=40, mesh_size=3)
+    func = bids / "derivatives" / "fmriprep" / "sub-02" / "func"
+    (right,) = func.glob("*hemi-R*_bold.func.gii")
+    right.unlink()
+    args = [str(bids), str(tmp_path / "out"), "participant", "--space", "fsaverage5"]
+    assert main([*args, "--no-reports"]) == 1  # one of two units failed
+    err = capsys.readouterr().err
+    assert "its other hemisphere is missing" in err and right.name in err
+    assert list((tmp_path / "out" / "sub-01").rglob("*_statmap.func.gii"))
+    assert not (tmp_path / "out" / "sub-02").exists()
 
 
 def test_time_step_is_read_in_milliseconds(tmp_path):

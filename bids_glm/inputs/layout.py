@@ -110,11 +110,13 @@ def find_runs(settings: Settings, participants: Sequence[str]) -> DiscoveredRuns
     refused = unusable_runs(bolds, json_files.unreadable, settings.bids_dir)
     design_dir = settings.model.design_dir
     candidates = _candidates(layout, settings, json_files)
+    runs, failures = [], []
     if is_surface_space(settings.space):  # each run's hemisphere pair; the left names the run
-        sources = [(pair[0], pair) for pair in hemisphere_pairs(bolds)]
+        pairs, unpaired = hemisphere_pairs(bolds)
+        sources = [(pair[0], pair) for pair in pairs]
+        failures += [RunFailure(split_name(f)[0], f, reason) for f, reason in unpaired]
     else:  # a NIfTI or CIFTI series per run
         sources = [(Path(bold), ()) for bold in sorted(bolds)]
-    runs, failures = [], []
     for bold, pair in sources:
         reason = next((refused[f] for f in (bold, *pair) if f in refused), None)
         if reason is None:
@@ -133,7 +135,7 @@ def find_runs(settings: Settings, participants: Sequence[str]) -> DiscoveredRuns
         runs = attach_user_designs(runs, design_dir)
     LOGGER.info(
         "found %d run(s)%s for %d participant(s) in space %s%s%s",
-        len(sources),
+        len(runs) + len(failures),
         f" ({len(failures)} not usable)" if failures else "",
         len(participants),
         space,

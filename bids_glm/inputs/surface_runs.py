@@ -56,20 +56,28 @@ def surface_bolds(layout, filters: Mapping[str, object], settings: Settings) -> 
     return space_bolds(layout, filters, settings, GIFTI_EXTENSION, pattern)
 
 
-def hemisphere_pairs(files: Sequence[str]) -> list[tuple[Path, Path]]:
+def hemisphere_pairs(
+    files: Sequence[str],
+) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
     """The (left, right) GIfTI files of each run, in either fMRIPrep naming generation.
 
-    Raises
-    ------
-    InputError
-        A run with one hemisphere only (names the file present and the one expected).
+    Returns
+    -------
+    pairs : list of (Path, Path)
+        Each run's left and right hemisphere, sorted.
+    unpaired : list of (Path, str)
+        Files that make no run, and why: no ``hemi`` entity, or one hemisphere only (naming
+        the file expected). Each fails its run's unit only.
     """
     by_run: dict[tuple, dict[str, Path]] = {}
+    unpaired = []
     for file in sorted(files):
         entities = split_name(file)[0]
         hemi = entities.get("hemi")
         if hemi not in HEMISPHERES:
-            raise InputError(f"{file}: expected a hemi-L or hemi-R entity in a surface series")
+            reason = f"{file}: expected a hemi-L or hemi-R entity in a surface series"
+            unpaired.append((Path(file), reason))
+            continue
         key = tuple(sorted((k, v) for k, v in entities.items() if k != "hemi"))
         by_run.setdefault(key, {})[hemi] = Path(file)
     pairs = []
@@ -78,11 +86,11 @@ def hemisphere_pairs(files: Sequence[str]) -> list[tuple[Path, Path]]:
         if missing:
             present = next(iter(found.values()))
             expected = present.name.replace(f"hemi-{next(iter(found))}", f"hemi-{missing[0]}")
-            raise InputError(
-                f"{present}: its other hemisphere is missing (expected {expected} beside it)"
-            )
+            reason = f"{present}: its other hemisphere is missing (expected {expected} beside it)"
+            unpaired.append((present, reason))
+            continue
         pairs.append((found["L"], found["R"]))
-    return sorted(pairs)
+    return sorted(pairs), unpaired
 
 
 def surface_run_facts(pair: tuple[Path, Path]) -> tuple[dict[str, str], int, float | None]:
