@@ -168,3 +168,15 @@ def test_surface_and_cifti_metadata_is_pybids_get_metadata(tmp_path, space):
     mesh_size = {"fsaverage5": 3, "fsLR": 600}[space]  # icosphere order, vertices
     make_surface_demo(bids, space, n_subjects=2, n_runs=1, n_volumes=20, mesh_size=mesh_size)
     assert _pybids_metadata_equals_ours(bids, tmp_path, space=space) >= 2
+
+
+def test_a_sidecar_written_after_the_read_is_read_when_needed(tmp_path):
+    from bids_glm.inputs.run_files import CandidateFiles
+
+    late, broken = tmp_path / "late_bold.json", tmp_path / "broken_bold.json"
+    late.write_text('{"RepetitionTime": 2.5}')
+    broken.write_text("{")
+    files = CandidateFiles([], [], [], [], [], [], json_documents={})
+    assert files.metadata([late]) == {"RepetitionTime": 2.5}
+    with pytest.raises(InputError, match=r"broken_bold\.json: invalid JSON"):
+        files.metadata([late, broken])

@@ -34,16 +34,13 @@ from bids_glm.derivatives.methods_markup import (
 )
 from bids_glm.derivatives.naming import citation_path
 from bids_glm.image.mask_rule import INTERSECTION, MaskRule
-from bids_glm.inputs.variants import is_cifti_space, is_surface_space
+from bids_glm.inputs.variants import VARIANT_ENTITIES, is_cifti_space, is_surface_space
 from bids_glm.settings import ModelSettings, Settings, Spm12Settings
 
 DEPENDENCIES = ("pybids", "nibabel", "numpy", "scipy", "pandas")
 AR1_BIN_WIDTH = 0.01  # 1 / n_bins of bids_glm.glm.fit.fit_glm, whose default the pipeline uses
 _TEMPLATES = {"md": "methods.md.j2", "html": "methods.html.j2", "tex": "methods.tex.j2"}
 _SHARED_TEMPLATE = "methods_text.j2"  # the macros every format's template imports
-
-
-_VARIANT_KEYS = ("desc", "res", "den")  # entities naming the analysed series, in order
 
 
 @dataclass(frozen=True)
@@ -205,7 +202,8 @@ def methods_facts(
 def _variant_order(entity: str) -> tuple[int, str]:
     """``desc-*`` first, then the grid (``res-*``, ``den-*``), as `bold_variant` lists them."""
     key = entity.split("-", 1)[0]
-    return (_VARIANT_KEYS.index(key) if key in _VARIANT_KEYS else len(_VARIANT_KEYS)), entity
+    rank = VARIANT_ENTITIES.index(key) if key in VARIANT_ENTITIES else len(VARIANT_ENTITIES)
+    return rank, entity
 
 
 def _installed_version(distribution: str) -> str:

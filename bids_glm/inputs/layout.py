@@ -118,16 +118,15 @@ def find_runs(settings: Settings, participants: Sequence[str]) -> DiscoveredRuns
     else:  # a NIfTI or CIFTI series per run
         sources = [(Path(bold), ()) for bold in sorted(bolds)]
     for bold, pair in sources:
-        reason = next((refused[f] for f in (bold, *pair) if f in refused), None)
-        if reason is None:
-            try:
-                runs.append(
-                    build_run_input(bold, settings.bids_dir, candidates, design_dir is None, pair)
-                )
-                continue
-            except InputError as err:  # this run's own files: its unit fails, not the batch
-                reason = str(err)
-        failures.append(RunFailure(split_name(bold)[0], bold, reason))
+        try:
+            for path in (bold, *pair):
+                if path in refused:
+                    raise InputError(refused[path])
+            runs.append(
+                build_run_input(bold, settings.bids_dir, candidates, design_dir is None, pair)
+            )
+        except InputError as err:  # this run's own files: its unit fails, not the batch
+            failures.append(RunFailure(split_name(bold)[0], bold, str(err)))
     if design_dir is not None:  # the designs replace the events
         # deferred: reading designs needs pandas, which discovery otherwise does without
         from bids_glm.inputs.user_design import attach_user_designs

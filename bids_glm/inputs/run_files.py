@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from bids_glm.inputs.cifti_runs import cifti_run_facts
 from bids_glm.inputs.entities import applicable_files, applies_to, raw_entities, split_name
 from bids_glm.inputs.repetition_time import header_tr_s, resolve_tr_s
 from bids_glm.inputs.run_input import RunInput
+from bids_glm.inputs.sidecars import read_json_object
 from bids_glm.inputs.surface_runs import surface_run_facts
 
 LOGGER = logging.getLogger("bids_glm")
@@ -63,10 +63,9 @@ class CandidateFiles:
         for path in paths:
             document = self.json_documents.get(path)
             if document is None:  # not seen before indexing (written since): read it now
-                try:
-                    document = json.loads(path.read_text())
-                except (OSError, json.JSONDecodeError) as err:
-                    raise InputError(f"{path}: not readable JSON ({err})") from None
+                document, problem = read_json_object(path)
+                if document is None:
+                    raise InputError(f"{path}: {problem}")
             merged.update(document)
         return merged
 

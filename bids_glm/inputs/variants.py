@@ -47,10 +47,14 @@ class SpaceOption:
     density: str | None = None
 
 
+# Entities that tell a space's preprocessed series apart, in the order `bold_variant` lists
+VARIANT_ENTITIES = ("desc", *GRID_ENTITIES)
+
+
 def bold_variant(entities: Mapping[str, str]) -> tuple[str, ...]:
     """The ``desc``, ``res`` and ``den`` entities of a BOLD series' name, as written there
     (e.g. ``("desc-preproc", "res-2")``): which of the space's preprocessed series it is."""
-    return tuple(f"{key}-{entities[key]}" for key in ("desc", *GRID_ENTITIES) if key in entities)
+    return tuple(f"{key}-{entities[key]}" for key in VARIANT_ENTITIES if key in entities)
 
 
 # Spaces whose preprocessed BOLD is a GIfTI pair (one file per hemisphere), not a NIfTI.

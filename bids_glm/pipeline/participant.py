@@ -237,8 +237,9 @@ def dry_run(units: Sequence[AnalysisUnit], settings: Settings) -> None:
             print(f"  {use} the meshes {meshes}")
         numeric = {c.name for c in resolved_contrasts(unit.contrasts, settings.model)}
         for plan in unit.contrasts:
-            named = "; ".join(weights_text(row) for row in plan.rows)  # as the runs resolve it
-            resolved = f", i.e. {named}" if plan.name in numeric else ""
+            resolved = ""
+            if plan.name in numeric:  # the columns its positions fell on in these runs
+                resolved = ", i.e. " + "; ".join(weights_text(row) for row in plan.rows)
             print(f"  contrast {plan.label} ({plan.stat_type}): {plan.expression}{resolved}")
     print(f"designs written to {settings.output_dir}; nothing was fitted (--dry-run)")
 
