@@ -55,7 +55,7 @@ def child(result_path: Path, argv: list[str]) -> None:
     start_up_done = cli._start_up_done
 
     def hooked_start_up_done() -> None:  # the pipeline's modules are loaded by now
-        import bids_glm.pipeline.run as run
+        import bids_glm.pipeline.run_fit as run
 
         timed(run, "stream_masked_series")
         timed(run, "fit_from_ols")

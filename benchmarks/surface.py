@@ -7,7 +7,8 @@ grayordinates (29,696 left and 29,716 right cortex vertices of 32,492 each, 31,8
 subcortical voxels), then runs ``bids-glm participant --space fsLR`` in a child process
 ``--repeats`` times and prints the medians of: the participant level's wall time, the run's
 fit as bids-glm logs it ("fitted ... in X s": read, scale, GLM), and the child's peak
-resident memory (``ru_maxrss``). Targets (issue #14): fit under 3 s, peak under 500 MB on
+resident memory (``VmHWM``: ``ru_maxrss`` would count this process's memory at the fork,
+which holds the generated run). Targets (issue #14): fit under 3 s, peak under 500 MB on
 2 cores. With ``--smoothing-fwhm``, fsLR 32k-sized meshes (Fibonacci spheres of 32,492
 points) are written too and the data are smoothed (cortex along the meshes, the voxels
 within their structure) as part of the fit's read.
@@ -104,14 +105,15 @@ def measure(bids: Path, out: Path, noise_model: str, fwhm_mm: float) -> tuple[fl
 
 # The child: run the participant level, print its own peak RSS (kB) last.
 CHILD = """
-import resource, sys
+import sys
 from bids_glm.cli.main import main
 bids, out, noise, fwhm = sys.argv[1:5]
 smoothing = ["--smoothing-fwhm", fwhm, "--surface-mesh-dir", bids + "/code/meshes"]
 code = main([bids, out, "participant", "--space", "fsLR", "--skip-bids-validator",
              "--no-pdf", "--noise-model", noise, "--n-cpus", "2", "--overwrite",
              *(smoothing if float(fwhm) > 0 else [])])
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+with open("/proc/self/status") as status:
+    print(next(line for line in status if line.startswith("VmHWM:")).split()[1])
 sys.exit(code)
 """
 

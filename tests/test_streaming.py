@@ -249,7 +249,7 @@ def test_the_pipeline_streams_large_runs_and_agrees_with_holding_them(tmp_path, 
     Dummy scans and scrubbing drop volumes, so the lags run over the kept volumes only.
     """
     from bids_glm.demo.dataset import make_demo_dataset
-    from bids_glm.pipeline import run as run_module
+    from bids_glm.pipeline import run_fit as run_module
 
     bids = tmp_path / "bids"
     make_demo_dataset(bids, n_subjects=1, n_runs=1)

@@ -11,7 +11,7 @@ the AR(1) refit needs is among them, so the data are never read twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -135,14 +135,34 @@ def ols_pass(
     -------
     OlsPass
     """
-    p, n_voxels = operators.design.shape[1], data.shape[1]
+    return ols_pass_over_columns(
+        operators, lambda chunk: data[:, chunk], data.shape[1], chunk_voxels, lag_cross, n_threads
+    )
+
+
+def ols_pass_over_columns(
+    operators: DesignOperators,
+    read_columns: Callable[[slice], np.ndarray],
+    n_voxels: int,
+    chunk_voxels: int,
+    lag_cross: bool = False,
+    n_threads: int = 1,
+) -> OlsPass:
+    """`ols_pass` over data handed out a chunk of columns at a time.
+
+    ``read_columns(chunk)`` returns the (n, chunk) time series of voxels ``chunk`` (a
+    slice of ``range(n_voxels)``), e.g. read from a file as they are needed: the data are
+    then never held whole. It is called once per chunk, possibly from several threads at
+    once (``n_threads``), with disjoint chunks; its result is not modified.
+    """
+    p = operators.design.shape[1]
     beta = np.empty((p, n_voxels))
     moments = np.empty((5, n_voxels))
     cross = np.empty((p, n_voxels)) if lag_cross else None
     neighbours = neighbour_sum(operators.design).T.copy() if lag_cross else None
 
     def fit_chunk(chunk: slice) -> None:
-        residuals = data[:, chunk].astype(np.float64)
+        residuals = read_columns(chunk).astype(np.float64)
         chunk_beta = operators.pinv @ residuals
         residuals -= operators.design @ chunk_beta
         beta[:, chunk] = chunk_beta

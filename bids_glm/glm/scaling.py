@@ -67,15 +67,34 @@ def scale_signal(
         return Y
     if not np.issubdtype(Y.dtype, np.floating):
         Y = Y.astype(np.float32)
-    mean = Y.mean(axis=0) if mode == "percent" else Y.mean(axis=(0, 1))
-    _warn_floored(mean, mode, usable, locations)
+    if mode == "percent":
+        warn_floored(percent_scale_columns(Y), mode, usable, locations)
+        return Y
+    mean = Y.mean(axis=(0, 1))
+    warn_floored(mean, mode, usable, locations)
+    return _scale_around(Y, mean)
+
+
+def percent_scale_columns(Y: np.ndarray) -> np.ndarray:
+    """``Y <- 100 * (Y / max(mean_t(Y), 1) - 1)`` per column, in place, without warnings.
+
+    The arithmetic of `scale_signal` ("percent"), for a block of columns at a time (each
+    column's result does not depend on the others). Returns the columns' temporal means,
+    for `warn_floored` once every block was scaled.
+    """
+    mean = Y.mean(axis=0)
+    _scale_around(Y, mean)
+    return mean
+
+
+def _scale_around(Y: np.ndarray, mean: np.ndarray) -> np.ndarray:
     Y /= np.maximum(mean, 1).astype(Y.dtype)
     Y -= 1
     Y *= 100
     return Y
 
 
-def _warn_floored(
+def warn_floored(
     mean: np.ndarray, mode: str, usable: np.ndarray | None = None, locations: str = "voxel(s)"
 ) -> None:
     """Warn when means below 1 (of the ``usable`` columns) are floored at 1, as nilearn does."""
@@ -127,6 +146,6 @@ def signal_affine(voxel_mean: np.ndarray, mode: str = "percent") -> tuple[np.nda
     if mode == "none" or voxel_mean.size == 0:
         return np.ones(voxel_mean.shape), 0.0
     mean = voxel_mean if mode == "percent" else np.mean(voxel_mean, dtype=np.float64)
-    _warn_floored(mean, mode)
+    warn_floored(mean, mode)
     divisor = np.maximum(mean, 1).astype(voxel_mean.dtype).astype(np.float64)
     return np.broadcast_to(100.0 / divisor, voxel_mean.shape).copy(), -100.0

@@ -36,7 +36,8 @@ from nibabel.cifti2 import cifti2_axes
 from nibabel.cifti2.parse_cifti2 import Cifti2Extension
 
 from bids_glm.errors import InputError
-from bids_glm.image.cifti_header import CORTEX_STRUCTURES, read_nifti2_header
+from bids_glm.image.cifti_columns import CiftiColumns, cifti_columns
+from bids_glm.image.cifti_header import CORTEX_STRUCTURES
 from bids_glm.image.mesh import MeshFiles, read_mesh
 from bids_glm.image.usable import exclusion_record, usable_columns
 
@@ -156,6 +157,10 @@ class CiftiGeometry:
         """The run's (T, V) series of the analysed grayordinates (:func:`read_cifti_series`)."""
         return read_cifti_series(paths[0], self, smoothing_fwhm_mm, keep_volumes)
 
+    def columns(self, path: Path, keep_volumes: np.ndarray | None = None) -> CiftiColumns:
+        """A reader of the run's analysed grayordinates, a block at a time (not smoothed)."""
+        return cifti_columns(Path(path), len(self.brain_models), self.mask, keep_volumes)
+
 
 def grayordinate_parts(
     full: np.ndarray, brain_models: cifti2_axes.BrainModelAxis
@@ -262,10 +267,15 @@ def read_cifti_series(
         data = geometry.from_grayordinates(data)
     data = np.ascontiguousarray(data, dtype=np.float32)
     usable = usable_columns(data)
-    n_bad = int((~usable).sum())
+    log_unusable(path, usable)
+    return CiftiSeries(data=data, usable=usable)
+
+
+def log_unusable(path: Path, usable: np.ndarray) -> None:
+    """Log how many of a run's analysed grayordinates cannot be fitted (if any)."""
+    n_bad = int(np.count_nonzero(~usable))
     if n_bad:
         LOGGER.info("%s: %d grayordinates constant or non-finite", Path(path).name, n_bad)
-    return CiftiSeries(data=data, usable=usable)
 
 
 def _matrix(
@@ -273,43 +283,21 @@ def _matrix(
 ) -> np.ndarray:
     """The (T_kept, N) float32 matrix of a dense series, from its NIfTI-2 header alone.
 
-    On disk the matrix is stored volume index fastest (NIfTI order of dims 5 and 6), i.e.
-    each grayordinate's series in turn: it is read :data:`READ_GRAYORDINATES` columns at a
-    time and transposed into one C-order array, so no second copy of the run is held.
+    Read :data:`READ_GRAYORDINATES` columns at a time
+    (:meth:`bids_glm.image.cifti_columns.CiftiColumns.grayordinates`) into one C-order
+    array, so no second copy of the run is held.
 
     Raises
     ------
     InputError
-        The file's grayordinate count is not ``n_grayordinates``, ``keep_volumes`` does
-        not match its volumes, or the file is shorter than its header says.
+        As :func:`bids_glm.image.cifti_columns.cifti_columns`, or the file is shorter than
+        its header says.
     """
-    header = read_nifti2_header(path)
-    n_volumes, n_found = header.get_data_shape()[4:]
-    if n_found != n_grayordinates:
-        raise InputError(
-            f"{path}: {n_found} grayordinates, but the unit's BrainModelAxis has "
-            f"{n_grayordinates}; expected runs on the same grayordinates"
-        )
-    if keep_volumes is not None and keep_volumes.shape != (n_volumes,):
-        raise InputError(
-            f"{path}: {n_volumes} volumes, but the model describes {keep_volumes.shape[0]}"
-        )
-    rows = slice(None) if keep_volumes is None else keep_volumes
-    dtype = header.get_data_dtype()
-    n_kept = n_volumes if keep_volumes is None else int(np.count_nonzero(keep_volumes))
-    data = np.empty((n_kept, n_found), dtype=np.float32)
-    with open(path, "rb") as stream:
-        stream.seek(header.get_data_offset())
-        for start in range(0, n_found, READ_GRAYORDINATES):
-            stop = min(start + READ_GRAYORDINATES, n_found)
-            block = np.fromfile(stream, dtype=dtype, count=(stop - start) * n_volumes)
-            if block.size != (stop - start) * n_volumes:
-                raise InputError(f"{path}: shorter than its header says (truncated file?)")
-            data[:, start:stop] = block.reshape(stop - start, n_volumes).T[rows]
-    slope, inter = header.get_slope_inter()
-    if slope is not None and (slope, inter or 0.0) != (1.0, 0.0):
-        data *= np.float32(slope)
-        data += np.float32(inter or 0.0)
+    columns = cifti_columns(path, n_grayordinates, keep_volumes=keep_volumes)
+    data = np.empty((columns.n_kept, n_grayordinates), dtype=np.float32)
+    for start in range(0, n_grayordinates, READ_GRAYORDINATES):
+        stop = min(start + READ_GRAYORDINATES, n_grayordinates)
+        data[:, start:stop] = columns.grayordinates(start, stop)
     return data
 
 

@@ -1,4 +1,4 @@
-"""One run: read its kept volumes, scale, fit, write its design and run-level maps.
+"""One run: fit it (:mod:`bids_glm.pipeline.run_fit`), write its design and run-level maps.
 
 Runs in the participant's process, or in a worker process when runs go to a pool
 (:mod:`bids_glm.runtime.workers`): everything it needs comes in as arguments and
@@ -8,7 +8,6 @@ everything the fixed effects need goes back in a :class:`RunOutcome`.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
@@ -22,18 +21,12 @@ from bids_glm.derivatives.files import MapWriter
 from bids_glm.design.contrasts import missing_columns
 from bids_glm.design.run_design import ContrastPlan, RunDesign
 from bids_glm.glm.contrast import LazyContrasts, compute_contrast
-from bids_glm.glm.cross_products import CrossProductAccumulator
-from bids_glm.glm.fit import fit_from_ols, fit_glm
-from bids_glm.glm.fit_from_sums import scaled_ols
-from bids_glm.glm.ols import OlsPass
 from bids_glm.glm.results import ContrastMaps, RunFit
-from bids_glm.glm.scaling import scale_signal
 from bids_glm.image.geometry import VolumeGeometry
-from bids_glm.image.stream import StreamedSeries, stream_masked_series
+from bids_glm.pipeline.run_fit import fit_run_as_read
 from bids_glm.pipeline.single_trial import write_single_trials
 from bids_glm.pipeline.subject_clusters import write_subject_clusters
 from bids_glm.runtime.logs import captured_warnings
-from bids_glm.runtime.threads import thread_budget
 from bids_glm.settings import Settings
 
 LOGGER = logging.getLogger("bids_glm")
@@ -85,143 +78,6 @@ class RunOutcome:
     warnings: list[str] = field(default_factory=list)
 
 
-# A run's in-mask series up to this size is held and fitted as nilearn does, bit for bit:
-# holding it costs no more than the sums would, and its scaled values are rounded to float32
-# exactly as nilearn rounds them. Larger runs are summed as they stream (memory independent
-# of their length); those sums scale exactly (float64), which moves AR(1) estimates by
-# ~1e-6, so a voxel within that of a 0.01 bin edge may bin differently than in nilearn.
-HOLD_SERIES_MAX_BYTES = 64 * 2**20
-AR1_BINS = 100  # AR(1) bins per unit of the coefficient, as `bids_glm.glm.fit.fit_glm`
-
-
-def holds_series(design: RunDesign, geometry: VolumeGeometry, settings: Settings) -> bool:
-    """Whether a run's (T, V) series is held in memory, rather than summed as it streams.
-
-    The one place choosing how runs are read. The series is held where something needs it
-    beyond the sums:
-
-    * single-trial estimates: LSA/LSS refit the series once per trial;
-    * surfaces and CIFTI: smoothing along a mesh takes only the vertices that are finite
-      and not constant over the kept volumes, so its operator is known only once every
-      volume was read (streaming would decode each file twice); and a CIFTI dense series is
-      stored grayordinate by grayordinate (volume index fastest), so reading it volume by
-      volume would sweep the whole file for every block;
-    * small runs (`HOLD_SERIES_MAX_BYTES`), which are fitted exactly as nilearn rounds them.
-
-    Otherwise `fit_streamed_run` keeps memory independent of the run's length.
-    """
-    if settings.single_trial is not None or not isinstance(geometry, VolumeGeometry):
-        return True
-    n_values = int(np.count_nonzero(design.kept_volumes)) * geometry.n_values
-    return n_values * np.dtype(np.float32).itemsize <= HOLD_SERIES_MAX_BYTES
-
-
-def fit_run(
-    design: RunDesign, geometry: VolumeGeometry, settings: Settings, keep_data: bool = False
-) -> tuple[RunFit, np.ndarray, np.ndarray, np.ndarray | None]:
-    """Read, scale and fit one run's kept volumes, holding its series.
-
-    Returns the fit, the usable in-mask voxels, the run's (unsmoothed) mean volume and,
-    with ``keep_data``, the scaled data that were fitted (else None).
-    """
-    run = design.run
-    started = time.perf_counter()
-    series = geometry.read_series(  # a volume's or a surface's reader
-        run.image_paths, settings.model.smoothing_fwhm_mm, keep_volumes=design.kept_volumes
-    )
-    data = scale_signal(
-        series.data, settings.model.signal_scaling, series.usable, geometry.locations
-    )
-    with np.errstate(divide="ignore", invalid="ignore"):
-        fit = fit_glm(
-            design.fitted_matrix(),
-            data,
-            list(design.matrix.columns),
-            noise_model=settings.model.noise_model,
-        )
-    _log_fit(run.label, settings, data.shape[1], geometry.locations, data.shape[0], started)
-    return fit, series.usable, series.mean_volume, (data if keep_data else None)
-
-
-def fit_streamed_run(
-    design: RunDesign, geometry: VolumeGeometry, settings: Settings
-) -> tuple[RunFit, np.ndarray, np.ndarray]:
-    """Fit one run from sums over its kept volumes, accumulated as they are read.
-
-    Returns the fit, the usable in-mask voxels and the run's (unsmoothed) mean volume.
-    """
-    started = time.perf_counter()
-    matrix = design.fitted_matrix()
-    ols, series = _streamed_ols(matrix, design, geometry, settings)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        fit = fit_from_ols(
-            matrix,
-            ols,
-            list(design.matrix.columns),
-            settings.model.noise_model,
-            AR1_BINS,
-            thread_budget(),
-            consume=True,
-        )
-    _log_fit(
-        design.run.label,
-        settings,
-        geometry.n_values,
-        geometry.locations,
-        series.n_volumes,
-        started,
-    )
-    return fit, series.usable, series.mean_volume
-
-
-def _streamed_ols(
-    matrix: np.ndarray, design: RunDesign, geometry: VolumeGeometry, settings: Settings
-) -> tuple[OlsPass, StreamedSeries]:
-    """Stream the run into sums and turn them into the OLS pass of the scaled data.
-
-    The sums the OLS pass does not keep (eight (V,) arrays) are freed on return, before
-    the AR(1) refit allocates its own.
-    """
-    # inflation keeps one core busy in its own thread: the reading and summing threads share
-    # the rest (on 2 cores, one each: 2 + 2 threads took ~7 % more CPU for no speed)
-    n_threads = max(thread_budget() - 1, 1)
-    sums = CrossProductAccumulator(matrix, geometry.n_values, n_threads=n_threads)
-    series = stream_masked_series(
-        design.run.image_paths[0],
-        geometry.mask,
-        geometry.affine,
-        sums.add,
-        settings.model.smoothing_fwhm_mm,
-        keep_volumes=design.kept_volumes,
-        n_threads=n_threads,
-        varying=sums.varying,
-    )
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ols = scaled_ols(
-            matrix,
-            sums.result(),
-            list(design.matrix.columns),
-            settings.model.noise_model,
-            settings.model.signal_scaling,
-            AR1_BINS,
-        )
-    return ols, series
-
-
-def _log_fit(
-    label: str, settings: Settings, n_values: int, locations: str, n_volumes: int, started: float
-) -> None:
-    LOGGER.info(
-        "%s: fitted %s on %d %s x %d volumes in %.1f s",
-        label,
-        settings.model.noise_model,
-        n_values,
-        locations,
-        n_volumes,
-        time.perf_counter() - started,
-    )
-
-
 def process_run(
     design: RunDesign,
     contrasts: Sequence[ContrastPlan],
@@ -255,10 +111,7 @@ def _process_run(
     entities = naming.run_level_entities(design.run.entities)
     folder = naming.subject_func_dir(settings.output_dir, entities)
     single_trial = settings.single_trial is not None
-    if holds_series(design, geometry, settings):
-        fit, usable, mean_volume, data = fit_run(design, geometry, settings, single_trial)
-    else:
-        (fit, usable, mean_volume), data = fit_streamed_run(design, geometry, settings), None
+    fit, usable, mean_volume, data = fit_run_as_read(design, geometry, settings, single_trial)
     design_path = outputs.write_design(design, folder, entities, settings)
     source = outputs.source_uri(design.run.bold_path, settings)
     target = outputs.MapTarget(folder, entities, geometry, usable)

@@ -25,6 +25,9 @@ def configure_logging(verbosity: int) -> None:
     level = {-1: logging.WARNING, 0: logging.INFO, 1: logging.INFO}.get(verbosity, logging.DEBUG)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT, LOG_TIME_FORMAT))
+    # installed afresh on every call: logging installs its hook once per process, and a
+    # caller's `warnings.catch_warnings` block (a test, an embedding program) removes it
+    logging.captureWarnings(False)
     logging.captureWarnings(True)
     for name in CAPTURED_LOGGERS:
         logger = logging.getLogger(name)

@@ -1,0 +1,155 @@
+"""A CIFTI dense series read block by block of grayordinates, straight from its file.
+
+A ``.dtseries.nii`` stores its (T, N) matrix volume index fastest (NIfTI order of dims 5
+and 6): each grayordinate's whole series in turn, so consecutive grayordinates are one
+contiguous range of bytes. :class:`CiftiColumns` reads such a range and returns it as a
+(T_kept, n) float32 block, time along axis 0 as the GLM takes it. Blocks are independent
+(each read opens the file), so threads may read different blocks at once.
+
+The held reader (:func:`bids_glm.image.cifti.read_cifti_series`) assembles the whole run
+from these blocks; a fit that needs no more than one block at a time
+(:func:`bids_glm.pipeline.run_fit.fit_column_run`) reads them as it goes, so its memory
+does not grow with the run's length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bids_glm.errors import InputError
+from bids_glm.image.cifti_header import read_nifti2_header
+
+
+@dataclass(frozen=True)
+class CiftiColumns:
+    """Where a run's matrix lies in its file, and which volumes and grayordinates to take.
+
+    Attributes
+    ----------
+    path : Path
+        The ``.dtseries.nii``.
+    data_offset : int
+        Byte offset of the matrix.
+    dtype : numpy.dtype
+        Stored type (with the file's byte order).
+    n_volumes : int
+        Volumes in the file.
+    keep_volumes : ndarray of bool, shape (n_volumes,), or None
+        Volumes to keep (None: all).
+    analysed : ndarray of intp, shape (V,)
+        File indices of the analysed grayordinates, increasing: column ``j`` of a block
+        is grayordinate ``analysed[j]``.
+    slope, intercept : float
+        The header's scaling (1 and 0 when unscaled).
+    """
+
+    path: Path
+    data_offset: int
+    dtype: np.dtype
+    n_volumes: int
+    keep_volumes: np.ndarray | None
+    analysed: np.ndarray
+    slope: float = 1.0
+    intercept: float = 0.0
+
+    @property
+    def n_kept(self) -> int:
+        """Volumes per block (the kept ones)."""
+        if self.keep_volumes is None:
+            return self.n_volumes
+        return int(np.count_nonzero(self.keep_volumes))
+
+    @property
+    def n_columns(self) -> int:
+        """Analysed grayordinates (columns of the whole run)."""
+        return int(self.analysed.size)
+
+    def grayordinates(self, start: int, stop: int) -> np.ndarray:
+        """File grayordinates ``start:stop`` (every one), as a (T_kept, stop - start) block.
+
+        Raises
+        ------
+        InputError
+            The file ends before the block does.
+        """
+        n_values = (stop - start) * self.n_volumes
+        with open(self.path, "rb") as stream:
+            stream.seek(self.data_offset + start * self.n_volumes * self.dtype.itemsize)
+            values = np.fromfile(stream, dtype=self.dtype, count=n_values)
+        if values.size != n_values:
+            raise InputError(f"{self.path}: shorter than its header says (truncated file?)")
+        rows = slice(None) if self.keep_volumes is None else self.keep_volumes
+        block = np.empty((self.n_kept, stop - start), dtype=np.float32)
+        block[...] = values.reshape(stop - start, self.n_volumes).T[rows]
+        if (self.slope, self.intercept) != (1.0, 0.0):
+            block *= np.float32(self.slope)
+            block += np.float32(self.intercept)
+        return block
+
+    def read(self, columns: slice) -> np.ndarray:
+        """Analysed grayordinates ``columns`` (a slice of ``range(n_columns)``), (T_kept, n).
+
+        The file's range from the first to the last of them is read once; grayordinates
+        in it that are not analysed are dropped.
+        """
+        wanted = self.analysed[columns]
+        if wanted.size == 0:
+            return np.empty((self.n_kept, 0), dtype=np.float32)
+        first, last = int(wanted[0]), int(wanted[-1])
+        block = self.grayordinates(first, last + 1)
+        if wanted.size == last + 1 - first:
+            return block
+        return np.ascontiguousarray(block[:, wanted - first])
+
+
+def cifti_columns(
+    path: Path,
+    n_grayordinates: int,
+    analysed: np.ndarray | None = None,
+    keep_volumes: np.ndarray | None = None,
+) -> CiftiColumns:
+    """The block reader of a run's dense series, from its NIfTI-2 header alone.
+
+    Parameters
+    ----------
+    path : Path
+        The run's ``.dtseries.nii``.
+    n_grayordinates : int
+        Grayordinates of the unit's ``BrainModelAxis`` (the file must have as many).
+    analysed : ndarray of bool, shape (n_grayordinates,), optional
+        The grayordinates to read (default: all).
+    keep_volumes : ndarray of bool, shape (n_volumes,), optional
+        Volumes to keep.
+
+    Raises
+    ------
+    InputError
+        The file's grayordinate count is not ``n_grayordinates``, or ``keep_volumes`` does
+        not match its volumes.
+    """
+    header = read_nifti2_header(path)
+    n_volumes, n_found = header.get_data_shape()[4:]
+    if n_found != n_grayordinates:
+        raise InputError(
+            f"{path}: {n_found} grayordinates, but the unit's BrainModelAxis has "
+            f"{n_grayordinates}; expected runs on the same grayordinates"
+        )
+    if keep_volumes is not None and keep_volumes.shape != (n_volumes,):
+        raise InputError(
+            f"{path}: {n_volumes} volumes, but the model describes {keep_volumes.shape[0]}"
+        )
+    slope, intercept = header.get_slope_inter()
+    mask = np.ones(n_found, dtype=bool) if analysed is None else analysed
+    return CiftiColumns(
+        path=Path(path),
+        data_offset=int(header.get_data_offset()),
+        dtype=header.get_data_dtype(),
+        n_volumes=int(n_volumes),
+        keep_volumes=keep_volumes,
+        analysed=np.flatnonzero(mask),
+        slope=1.0 if slope is None else float(slope),
+        intercept=float(intercept or 0.0),
+    )

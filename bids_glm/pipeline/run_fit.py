@@ -1,0 +1,247 @@
+"""How one run is read and fitted: held whole, summed as its volumes stream, or by columns.
+
+`run_reading` is the one place that chooses; `fit_run_as_read` reads and fits the run
+that way. The three ways give the same fit (the held one is nilearn's arithmetic bit for
+bit; see `HOLD_SERIES_MAX_BYTES` for the one difference of the streamed one):
+
+* ``"held"``: the (T, V) series is read, scaled in place and fitted (`fit_run`);
+* ``"volumes"``: a 4-D NIfTI is summed volume by volume as it is inflated
+  (`fit_streamed_run`): memory independent of the run's length;
+* ``"grayordinates"``: a CIFTI dense series, which stores each grayordinate's series in
+  turn, is read, scaled and fitted a block of grayordinates at a time (`fit_column_run`):
+  memory independent of the run's length, and the held path's arithmetic exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from bids_glm.design.run_design import RunDesign
+from bids_glm.glm.cross_products import CrossProductAccumulator
+from bids_glm.glm.fit import fit_from_ols, fit_glm
+from bids_glm.glm.fit_from_sums import scaled_ols
+from bids_glm.glm.ols import OlsPass, design_operators, ols_pass_over_columns
+from bids_glm.glm.results import RunFit
+from bids_glm.glm.scaling import percent_scale_columns, scale_signal, warn_floored
+from bids_glm.image.cifti import CiftiGeometry, log_unusable
+from bids_glm.image.geometry import VolumeGeometry
+from bids_glm.image.stream import StreamedSeries, stream_masked_series
+from bids_glm.image.usable import usable_columns
+from bids_glm.runtime.threads import thread_budget
+from bids_glm.settings import Settings
+
+LOGGER = logging.getLogger("bids_glm")
+
+# A run's in-mask series up to this size is held and fitted as nilearn does, bit for bit:
+# holding it costs no more than the sums would, and its scaled values are rounded to float32
+# exactly as nilearn rounds them. Larger runs are summed as they stream (memory independent
+# of their length); those sums scale exactly (float64), which moves AR(1) estimates by
+# ~1e-6, so a voxel within that of a 0.01 bin edge may bin differently than in nilearn.
+HOLD_SERIES_MAX_BYTES = 64 * 2**20
+AR1_BINS = 100  # AR(1) bins per unit of the coefficient, as `bids_glm.glm.fit.fit_glm`
+COLUMN_BLOCK = 4096  # grayordinates read and fitted at a time (fit_glm's chunk of voxels)
+
+
+def run_reading(design: RunDesign, geometry: VolumeGeometry, settings: Settings) -> str:
+    """How a run is read: ``"held"``, ``"volumes"`` or ``"grayordinates"``.
+
+    The series is held where something needs it beyond one block of it:
+
+    * single-trial estimates: LSA/LSS refit the series once per trial;
+    * surfaces (GIfTI): nibabel decodes a ``.func.gii`` whole, and smoothing along a mesh
+      takes only the vertices that are finite and not constant over the kept volumes, so
+      its operator is known only once every volume was read;
+    * CIFTI with ``--smoothing-fwhm`` (the same reason) or with global scaling (the grand
+      mean, accumulated in float32 over the whole run as nilearn does, comes first);
+    * small volume runs (`HOLD_SERIES_MAX_BYTES`), which are fitted exactly as nilearn
+      rounds them.
+
+    Other CIFTI runs are read by blocks of grayordinates, other volume runs summed as they
+    stream.
+    """
+    if settings.single_trial is not None:
+        return "held"
+    if isinstance(geometry, CiftiGeometry):
+        smoothed = settings.model.smoothing_fwhm_mm > 0
+        if smoothed or settings.model.signal_scaling == "global":
+            return "held"
+        return "grayordinates"
+    if not isinstance(geometry, VolumeGeometry):
+        return "held"
+    n_values = int(np.count_nonzero(design.kept_volumes)) * geometry.n_values
+    small = n_values * np.dtype(np.float32).itemsize <= HOLD_SERIES_MAX_BYTES
+    return "held" if small else "volumes"
+
+
+def fit_run_as_read(
+    design: RunDesign, geometry: VolumeGeometry, settings: Settings, keep_data: bool = False
+) -> tuple[RunFit, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Read and fit one run as `run_reading` says.
+
+    Returns the fit, the usable values (in-mask voxels, vertices or grayordinates), the
+    run's (unsmoothed) mean volume (None off volumes) and, with ``keep_data`` (the run is
+    then held), the scaled data that were fitted (else None).
+    """
+    reading = run_reading(design, geometry, settings)
+    if reading == "held":
+        return fit_run(design, geometry, settings, keep_data)
+    if reading == "volumes":
+        return (*fit_streamed_run(design, geometry, settings), None)
+    return (*fit_column_run(design, geometry, settings), None)
+
+
+def fit_run(
+    design: RunDesign, geometry: VolumeGeometry, settings: Settings, keep_data: bool = False
+) -> tuple[RunFit, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Read, scale and fit one run's kept volumes, holding its series.
+
+    Returns the fit, the usable values, the run's (unsmoothed) mean volume and, with
+    ``keep_data``, the scaled data that were fitted (else None).
+    """
+    run = design.run
+    started = time.perf_counter()
+    series = geometry.read_series(  # a volume's or a surface's reader
+        run.image_paths, settings.model.smoothing_fwhm_mm, keep_volumes=design.kept_volumes
+    )
+    data = scale_signal(
+        series.data, settings.model.signal_scaling, series.usable, geometry.locations
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fit = fit_glm(
+            design.fitted_matrix(),
+            data,
+            list(design.matrix.columns),
+            noise_model=settings.model.noise_model,
+        )
+    _log_fit(run.label, settings, data.shape[1], geometry.locations, data.shape[0], started)
+    return fit, series.usable, series.mean_volume, (data if keep_data else None)
+
+
+def fit_streamed_run(
+    design: RunDesign, geometry: VolumeGeometry, settings: Settings
+) -> tuple[RunFit, np.ndarray, np.ndarray]:
+    """Fit one run from sums over its kept volumes, accumulated as they are read.
+
+    Returns the fit, the usable in-mask voxels and the run's (unsmoothed) mean volume.
+    """
+    started = time.perf_counter()
+    matrix = design.fitted_matrix()
+    ols, series = _streamed_ols(matrix, design, geometry, settings)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fit = fit_from_ols(
+            matrix,
+            ols,
+            list(design.matrix.columns),
+            settings.model.noise_model,
+            AR1_BINS,
+            thread_budget(),
+            consume=True,
+        )
+    _log_fit(
+        design.run.label,
+        settings,
+        geometry.n_values,
+        geometry.locations,
+        series.n_volumes,
+        started,
+    )
+    return fit, series.usable, series.mean_volume
+
+
+def _streamed_ols(
+    matrix: np.ndarray, design: RunDesign, geometry: VolumeGeometry, settings: Settings
+) -> tuple[OlsPass, StreamedSeries]:
+    """Stream the run into sums and turn them into the OLS pass of the scaled data.
+
+    The sums the OLS pass does not keep (eight (V,) arrays) are freed on return, before
+    the AR(1) refit allocates its own.
+    """
+    # inflation keeps one core busy in its own thread: the reading and summing threads share
+    # the rest (on 2 cores, one each: 2 + 2 threads took ~7 % more CPU for no speed)
+    n_threads = max(thread_budget() - 1, 1)
+    sums = CrossProductAccumulator(matrix, geometry.n_values, n_threads=n_threads)
+    series = stream_masked_series(
+        design.run.image_paths[0],
+        geometry.mask,
+        geometry.affine,
+        sums.add,
+        settings.model.smoothing_fwhm_mm,
+        keep_volumes=design.kept_volumes,
+        n_threads=n_threads,
+        varying=sums.varying,
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ols = scaled_ols(
+            matrix,
+            sums.result(),
+            list(design.matrix.columns),
+            settings.model.noise_model,
+            settings.model.signal_scaling,
+            AR1_BINS,
+        )
+    return ols, series
+
+
+def fit_column_run(
+    design: RunDesign, geometry: CiftiGeometry, settings: Settings
+) -> tuple[RunFit, np.ndarray, None]:
+    """Fit a CIFTI run a block of grayordinates at a time, never holding the run.
+
+    Each block is read from the file, its unusable grayordinates found and zeroed, scaled
+    ("percent" or "none") and fitted as the held path does the whole run
+    (`bids_glm.glm.ols.ols_pass_over_columns`, in `thread_budget` threads); the AR(1)
+    refit then works from the per-grayordinate summaries. Returns the fit, the usable
+    grayordinates and None (no mean volume).
+    """
+    started = time.perf_counter()
+    path = design.run.image_paths[0]
+    columns = geometry.columns(path, design.kept_volumes)
+    usable = np.zeros(columns.n_columns, dtype=bool)
+    means = np.ones(columns.n_columns, dtype=np.float32)
+    percent = settings.model.signal_scaling == "percent"
+
+    def scaled_block(block: slice) -> np.ndarray:
+        values = columns.read(block)
+        usable[block] = usable_columns(values)
+        if percent:
+            means[block] = percent_scale_columns(values)
+        return values
+
+    matrix = design.fitted_matrix()
+    n_threads = thread_budget()
+    noise_model = settings.model.noise_model
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ols = ols_pass_over_columns(
+            design_operators(matrix),
+            scaled_block,
+            columns.n_columns,
+            COLUMN_BLOCK,
+            lag_cross=noise_model == "ar1",
+            n_threads=n_threads,
+        )
+        names = list(design.matrix.columns)
+        fit = fit_from_ols(matrix, ols, names, noise_model, AR1_BINS, n_threads, consume=True)
+    log_unusable(path, usable)
+    if percent:
+        warn_floored(means, "percent", usable, geometry.locations)
+    _log_fit(
+        design.run.label, settings, columns.n_columns, geometry.locations, columns.n_kept, started
+    )
+    return fit, usable, None
+
+
+def _log_fit(
+    label: str, settings: Settings, n_values: int, locations: str, n_volumes: int, started: float
+) -> None:
+    LOGGER.info(
+        "%s: fitted %s on %d %s x %d volumes in %.1f s",
+        label,
+        settings.model.noise_model,
+        n_values,
+        locations,
+        n_volumes,
+        time.perf_counter() - started,
+    )
