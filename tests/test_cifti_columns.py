@@ -120,4 +120,3 @@ def test_smoothed_and_globally_scaled_cifti_runs_are_held():
     assert run_fit.run_reading(None, geometry, settings(0.0, "none")) == "grayordinates"
     assert run_fit.run_reading(None, geometry, settings(4.0, "percent")) == "held"
     assert run_fit.run_reading(None, geometry, settings(0.0, "global")) == "held"
-
