@@ -42,7 +42,10 @@ LOGGER = logging.getLogger("bids_glm")
 # ~1e-6, so a voxel within that of a 0.01 bin edge may bin differently than in nilearn.
 HOLD_SERIES_MAX_BYTES = 64 * 2**20
 AR1_BINS = 100  # AR(1) bins per unit of the coefficient, as `bids_glm.glm.fit.fit_glm`
-COLUMN_BLOCK = 4096  # grayordinates read and fitted at a time (fit_glm's chunk of voxels)
+# grayordinates read and fitted at a time: fit_glm's 4096 voxels, fewer for long runs so a
+# block's float64 series stays near 16 MiB (a thread holds ~3 such arrays while fitting it)
+COLUMN_BLOCK_BYTES = 16 * 2**20
+COLUMN_BLOCK_RANGE = (256, 4096)
 
 
 def run_reading(design: RunDesign, geometry: VolumeGeometry, settings: Settings) -> str:
@@ -218,7 +221,7 @@ def fit_column_run(
             design_operators(matrix),
             scaled_block,
             columns.n_columns,
-            COLUMN_BLOCK,
+            column_block(columns.n_kept),
             lag_cross=noise_model == "ar1",
             n_threads=n_threads,
         )
@@ -231,6 +234,12 @@ def fit_column_run(
         design.run.label, settings, columns.n_columns, geometry.locations, columns.n_kept, started
     )
     return fit, usable, None
+
+
+def column_block(n_volumes: int) -> int:
+    """Grayordinates per block for a run of ``n_volumes`` kept volumes (`COLUMN_BLOCK_BYTES`)."""
+    fitting = COLUMN_BLOCK_BYTES // (np.dtype(np.float64).itemsize * max(n_volumes, 1))
+    return int(np.clip(fitting, *COLUMN_BLOCK_RANGE))
 
 
 def _log_fit(
