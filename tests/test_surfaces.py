@@ -265,6 +265,40 @@ def test_constant_and_non_finite_vertices_are_unusable(tmp_path):
         read_surface_series(paths, geometry, smoothing_fwhm_mm=4.0)
 
 
+@pytest.mark.parametrize("one_array", [False, True])
+def test_a_run_is_read_into_its_analysed_vertices_and_kept_volumes(tmp_path, one_array):
+    """Each hemisphere is copied volume by volume into one array: against nibabel's decoding
+    (one array per volume, or one (V, T) array), with vertices left out of the analysis and
+    dropped volumes; a right hemisphere of another length is named."""
+    rng = np.random.default_rng(2)
+    series = {"L": rng.standard_normal((9, 8)) + 10, "R": rng.standard_normal((9, 6)) + 20}
+    paths = []
+    for hemi, values in series.items():
+        paths.append(tmp_path / f"sub-01_task-x_hemi-{hemi}_space-fsaverage5_bold.func.gii")
+        if one_array:
+            array = GiftiDataArray(values.T.astype(np.float32), intent="NIFTI_INTENT_NONE")
+            GiftiImage(darrays=[array]).to_filename(paths[-1])
+        else:
+            _write_gifti(paths[-1], values, hemi, None)
+    mask = np.ones(14, dtype=bool)
+    mask[[0, 5, 9]] = False
+    keep = np.ones(9, dtype=bool)
+    keep[[0, 4]] = False
+    geometry = SurfaceGeometry((8, 6), mask)
+    read = read_surface_series(paths, geometry, keep_volumes=keep)
+    decoded = [np.asarray(nib.load(p).agg_data(), dtype=np.float32) for p in paths]
+    decoded = [d if d.shape[0] == 9 else d.T for d in decoded]  # agg_data of one array: (V, T)
+    expected = np.concatenate(decoded, axis=1)[keep][:, mask]
+    assert read.data.flags.c_contiguous and read.usable.all()
+    np.testing.assert_array_equal(read.data, expected)
+    with pytest.raises(InputError, match="9 volumes, but the model describes 8"):
+        read_surface_series(paths, geometry, keep_volumes=keep[1:])
+    short = tmp_path / "sub-01_task-x_hemi-R_space-fsaverage5_bold.func.gii"
+    _write_gifti(short, series["R"][:7], "R", None)
+    with pytest.raises(InputError, match=f"{short}: 7 volumes, but .* has 9"):
+        read_surface_series(paths, geometry)
+
+
 def test_smoothing_without_a_mesh_is_refused_for_surfaces(tmp_path, surface_run, monkeypatch):
     monkeypatch.setenv("TEMPLATEFLOW_HOME", str(tmp_path / "templateflow"))  # no mesh there
     code = main(

@@ -27,7 +27,7 @@ from nibabel.gifti import GiftiDataArray, GiftiImage, GiftiMetaData
 
 from bids_glm.errors import InputError
 from bids_glm.image.mesh import MeshFiles, read_mesh
-from bids_glm.image.usable import exclusion_record
+from bids_glm.image.usable import exclusion_record, usable_columns
 
 LOGGER = logging.getLogger("bids_glm")
 HEMISPHERES = ("L", "R")
@@ -205,6 +205,21 @@ class SurfaceSeries:
 
 def load_gifti_series(path: Path) -> np.ndarray:
     """A GIfTI time series as a float32 (T, V) array (one array per volume, or one (V, T))."""
+    arrays = _gifti_arrays(path)
+    if isinstance(arrays, np.ndarray):
+        return np.ascontiguousarray(arrays, dtype=np.float32)
+    return np.stack(arrays).astype(np.float32, copy=False)
+
+
+def _gifti_arrays(path: Path) -> list[np.ndarray] | np.ndarray:
+    """A GIfTI time series' data as decoded: its volumes' 1-D arrays, or a (T, V) view.
+
+    Raises
+    ------
+    InputError
+        Not a readable GIfTI file, no data arrays, or arrays that are not one per volume
+        of equal length (nor one 2-D array).
+    """
     try:
         image = nib.load(str(path))
     except Exception as err:  # nibabel raises many kinds for a bad file
@@ -213,13 +228,13 @@ def load_gifti_series(path: Path) -> np.ndarray:
         raise InputError(f"{path}: expected a GIfTI time series (.func.gii) with data arrays")
     arrays = [np.asarray(d.data) for d in image.darrays]
     if len(arrays) == 1 and arrays[0].ndim == 2:
-        return np.ascontiguousarray(arrays[0].T, dtype=np.float32)
+        return arrays[0].T
     if any(a.ndim != 1 for a in arrays) or len({a.shape for a in arrays}) != 1:
         shapes = sorted({a.shape for a in arrays})
         raise InputError(
             f"{path}: expected one 1-D data array per volume of equal length, found {shapes}"
         )
-    return np.stack(arrays).astype(np.float32, copy=False)
+    return arrays
 
 
 @dataclass(frozen=True)
@@ -298,38 +313,60 @@ def read_surface_series(
             f"{paths[0]}: --smoothing-fwhm {smoothing_fwhm_mm} needs the hemispheres' meshes "
             "(see --surface-mesh-dir)"
         )
-    parts = []
-    for path, hemi, expected in zip(paths, HEMISPHERES, geometry.n_vertices, strict=True):
-        series = load_gifti_series(Path(path))
-        if series.shape[1] != expected:
+    smoothing = smoothing_fwhm_mm > 0
+    # smoothing takes every vertex of the kept volumes; the analysed ones are taken after it
+    taken = np.ones_like(geometry.mask) if smoothing else geometry.mask
+    data, rows, n_first, start = None, None, None, 0
+    hemisphere_taken = np.split(taken, [geometry.n_vertices[0]])
+    for path, hemi, expected, take in zip(
+        paths, HEMISPHERES, geometry.n_vertices, hemisphere_taken, strict=True
+    ):
+        arrays = _gifti_arrays(Path(path))
+        n_volumes, n_vertices = len(arrays), len(arrays[0])
+        if isinstance(arrays, np.ndarray):
+            n_volumes, n_vertices = arrays.shape
+        if n_vertices != expected:
             raise InputError(
-                f"{path}: {series.shape[1]} vertices in hemisphere {hemi}, expected "
+                f"{path}: {n_vertices} vertices in hemisphere {hemi}, expected "
                 f"{expected} (as in the unit's first run)"
             )
-        parts.append(series)
-    if parts[0].shape[0] != parts[1].shape[0]:
-        raise InputError(
-            f"{paths[1]}: {parts[1].shape[0]} volumes, but {paths[0]} has {parts[0].shape[0]}"
-        )
-    data = np.concatenate(parts, axis=1)
-    n_volumes = data.shape[0]
-    if keep_volumes is not None:
-        if keep_volumes.shape != (n_volumes,):
-            raise InputError(
-                f"{paths[0]}: {n_volumes} volumes, but the model describes {keep_volumes.shape[0]}"
-            )
-        data = data[keep_volumes]
-    if smoothing_fwhm_mm > 0:
-        data = _smoothed(data, geometry, smoothing_fwhm_mm)
-    data = np.ascontiguousarray(geometry.from_surface(data))
-    finite = np.isfinite(data).all(axis=0)
-    data[:, ~finite] = np.where(np.isfinite(data[:, ~finite]), data[:, ~finite], 0.0)
-    varying = np.ptp(data, axis=0) > 0
-    usable = finite & varying
+        if data is None:
+            rows = _kept_rows(paths[0], n_volumes, keep_volumes)
+            data = np.empty((rows.size, int(np.count_nonzero(taken))), dtype=np.float32)
+        elif n_volumes != n_first:
+            raise InputError(f"{path}: {n_volumes} volumes, but {paths[0]} has {n_first}")
+        n_first = n_volumes
+        stop = start + int(np.count_nonzero(take))
+        _fill(data[:, start:stop], arrays, rows, take)
+        start = stop
+        del arrays  # before the next hemisphere is decoded
+    if smoothing:
+        data = np.ascontiguousarray(_smoothed(data, geometry, smoothing_fwhm_mm)[:, geometry.mask])
+    usable = usable_columns(data)
     n_bad = int((~usable).sum())
     if n_bad:
         LOGGER.info("%s: %d vertices constant or non-finite", Path(paths[0]).name, n_bad)
     return SurfaceSeries(data=data, usable=usable)
+
+
+def _kept_rows(path, n_volumes: int, keep_volumes: np.ndarray | None) -> np.ndarray:
+    """Indices of the kept volumes of a run of ``n_volumes``."""
+    if keep_volumes is None:
+        return np.arange(n_volumes)
+    if keep_volumes.shape != (n_volumes,):
+        raise InputError(
+            f"{path}: {n_volumes} volumes, but the model describes {keep_volumes.shape[0]}"
+        )
+    return np.flatnonzero(keep_volumes)
+
+
+def _fill(
+    out: np.ndarray, arrays: list[np.ndarray] | np.ndarray, rows: np.ndarray, take: np.ndarray
+) -> None:
+    """``out`` (kept volumes x taken vertices) from one hemisphere's decoded data, volume by
+    volume (no copy of the hemisphere's series)."""
+    for index, row in enumerate(rows):
+        out[index] = arrays[row][take]
 
 
 def _smoothed(data: np.ndarray, geometry: SurfaceGeometry, fwhm_mm: float) -> np.ndarray:
