@@ -322,20 +322,17 @@ def read_surface_series(
         paths, HEMISPHERES, geometry.n_vertices, hemisphere_taken, strict=True
     ):
         arrays = _gifti_arrays(Path(path))
-        n_volumes, n_vertices = len(arrays), len(arrays[0])
-        if isinstance(arrays, np.ndarray):
-            n_volumes, n_vertices = arrays.shape
+        n_volumes, n_vertices = len(arrays), len(arrays[0])  # a list or a (T, V) view
         if n_vertices != expected:
             raise InputError(
                 f"{path}: {n_vertices} vertices in hemisphere {hemi}, expected "
                 f"{expected} (as in the unit's first run)"
             )
         if data is None:
-            rows = _kept_rows(paths[0], n_volumes, keep_volumes)
+            rows, n_first = _kept_rows(paths[0], n_volumes, keep_volumes), n_volumes
             data = np.empty((rows.size, int(np.count_nonzero(taken))), dtype=np.float32)
         elif n_volumes != n_first:
             raise InputError(f"{path}: {n_volumes} volumes, but {paths[0]} has {n_first}")
-        n_first = n_volumes
         stop = start + int(np.count_nonzero(take))
         _fill(data[:, start:stop], arrays, rows, take)
         start = stop
