@@ -6,19 +6,23 @@ voxel structures. :func:`smooth_grayordinates` smooths each cortex along its mes
 its grayordinate vertices that are finite and not constant (the mesh's other vertices
 take no part), and each voxel structure within its own finite, non-constant voxels
 (:func:`bids_glm.image.mesh_smooth.smooth_voxel_structure`), so nothing crosses from one
-structure, or hemisphere, to another, and unusable values never spread.
+structure, or hemisphere, to another, and unusable values never spread. Volumes are
+smoothed :data:`BLOCK_VOLUMES` at a time, in place: the extra memory is each structure's
+operator and a block's worth of its values, whatever the run's length.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 from nibabel.cifti2 import BrainModelAxis
 
 from bids_glm.image.cifti_header import CORTEX_STRUCTURES
 from bids_glm.image.mesh import Mesh
-from bids_glm.image.mesh_smooth import mesh_smoother, smooth_voxel_structure
+from bids_glm.image.mesh_smooth import mesh_smoother, voxel_kernel
+
+BLOCK_VOLUMES = 128  # volumes smoothed at a time: the working memory does not grow with T
 
 
 def smooth_grayordinates(
@@ -52,26 +56,51 @@ def smooth_grayordinates(
     if smoothed.dtype != np.float32 or not smoothed.flags.c_contiguous:
         raise ValueError("in_place: expected C-ordered float32 data")
     for name, where, model in axis.iter_structures():
-        part = smoothed[:, where]
+        part = smoothed[:, where]  # a view: each block is smoothed where it lies
         usable = np.isfinite(part).all(axis=0) & (np.ptp(part, axis=0) > 0)
         if name in CORTEX_STRUCTURES:
-            hemi = CORTEX_STRUCTURES[name]
-            mesh = meshes.get(hemi)
-            n_vertices = int(model.nvertices[name])
-            if mesh is None or mesh.n_vertices != n_vertices:
-                found = "none" if mesh is None else f"{mesh.n_vertices} vertices"
-                raise ValueError(
-                    f"{name}: expected a hemi-{hemi} mesh of {n_vertices} vertices; found {found}"
-                )
-            full = np.zeros((part.shape[0], n_vertices), dtype=np.float32)
-            full[:, model.vertex] = part
-            included = np.zeros(n_vertices, dtype=bool)
-            included[model.vertex[usable]] = True
-            mesh_smoother(mesh, fwhm_mm, included).apply_in_place(full)
-            smoothed[:, where] = full[:, model.vertex]
-        else:  # only the structure's usable voxels, among themselves
-            part[:, usable] = smooth_voxel_structure(
-                part[:, usable], model.voxel[usable], model.affine, fwhm_mm
-            )
-            smoothed[:, where] = part
+            smooth_block = _cortex_smoother(name, model, meshes, usable, fwhm_mm)
+        elif usable.any():  # only the structure's usable voxels, among themselves
+            smooth_block = _structure_smoother(model, usable, fwhm_mm)
+        else:
+            continue
+        for start in range(0, part.shape[0], BLOCK_VOLUMES):
+            smooth_block(part[start : start + BLOCK_VOLUMES])
     return smoothed
+
+
+def _cortex_smoother(
+    name: str, model: BrainModelAxis, meshes: Mapping[str, Mesh], usable, fwhm_mm: float
+) -> Callable[[np.ndarray], None]:
+    """Smooths a block of one cortex's volumes in place, on its whole mesh."""
+    hemi = CORTEX_STRUCTURES[name]
+    mesh = meshes.get(hemi)
+    n_vertices = int(model.nvertices[name])
+    if mesh is None or mesh.n_vertices != n_vertices:
+        found = "none" if mesh is None else f"{mesh.n_vertices} vertices"
+        raise ValueError(
+            f"{name}: expected a hemi-{hemi} mesh of {n_vertices} vertices; found {found}"
+        )
+    included = np.zeros(n_vertices, dtype=bool)
+    included[model.vertex[usable]] = True
+    smoother = mesh_smoother(mesh, fwhm_mm, included)
+
+    def smooth(block: np.ndarray) -> None:
+        full = np.zeros((block.shape[0], n_vertices), dtype=np.float32)
+        full[:, model.vertex] = block
+        smoother.apply_in_place(full)
+        block[...] = full[:, model.vertex]
+
+    return smooth
+
+
+def _structure_smoother(
+    model: BrainModelAxis, usable: np.ndarray, fwhm_mm: float
+) -> Callable[[np.ndarray], None]:
+    """Smooths a block of one voxel structure's volumes in place, among its usable voxels."""
+    kernel_t = voxel_kernel(model.voxel[usable], model.affine, fwhm_mm).T
+
+    def smooth(block: np.ndarray) -> None:
+        block[:, usable] = np.asarray(block[:, usable] @ kernel_t, dtype=np.float32)
+
+    return smooth

@@ -209,8 +209,12 @@ def smooth_voxel_structure(
     data = np.asarray(data, dtype=np.float32)
     if fwhm_mm <= 0 or data.shape[-1] == 0:
         return data.copy()
-    kernel = _voxel_kernel(np.asarray(voxels_ijk, float), np.asarray(affine), fwhm_mm)
-    return np.asarray(data @ kernel.T, dtype=np.float32)
+    return np.asarray(data @ voxel_kernel(voxels_ijk, affine, fwhm_mm).T, dtype=np.float32)
+
+
+def voxel_kernel(voxels_ijk: np.ndarray, affine: np.ndarray, fwhm_mm: float) -> sparse.csr_matrix:
+    """The (n, n) weights of `smooth_voxel_structure`: smoothed = data @ kernel.T."""
+    return _voxel_kernel(np.asarray(voxels_ijk, float), np.asarray(affine), fwhm_mm)
 
 
 def _voxel_kernel(voxels_ijk: np.ndarray, affine: np.ndarray, fwhm_mm: float) -> sparse.csr_matrix:
