@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -255,11 +255,7 @@ def read_cifti_series(
     keep_volumes : ndarray of bool, shape (n_volumes,), optional
         Volumes to keep.
     """
-    if smoothing_fwhm_mm > 0 and geometry.meshes is None:
-        raise InputError(
-            f"{path}: --smoothing-fwhm {smoothing_fwhm_mm} needs both cortices' meshes "
-            "(see --surface-mesh-dir)"
-        )
+    _check_meshes(geometry, smoothing_fwhm_mm, path)
     data = _matrix(Path(path), len(geometry.brain_models), keep_volumes)
     if smoothing_fwhm_mm > 0:
         data = _smoothed(data, geometry, smoothing_fwhm_mm, Path(path))
@@ -299,6 +295,40 @@ def _matrix(
         stop = min(start + READ_GRAYORDINATES, n_grayordinates)
         data[:, start:stop] = columns.grayordinates(start, stop)
     return data
+
+
+def cifti_smoother(
+    geometry: CiftiGeometry, fwhm_mm: float, path: Path, included: np.ndarray
+) -> Callable[[np.ndarray], None]:
+    """Smooths a run's (b, N) float32 blocks of volumes in place, structure by structure.
+
+    Each cortex along its mesh, each voxel structure within itself, among the ``included``
+    grayordinates (analysed, finite and not constant over the run), as
+    :func:`read_cifti_series` smooths a held run
+    (:func:`bids_glm.image.cifti_smooth.grayordinate_smoother`).
+
+    Raises
+    ------
+    InputError
+        The unit has no meshes, or a mesh does not match its cortex (names ``path``).
+    """
+    # deferred: mesh smoothing (scipy.sparse, scipy.spatial) loads only when it is asked for
+    from bids_glm.image.cifti_smooth import grayordinate_smoother
+
+    _check_meshes(geometry, fwhm_mm, path)
+    meshes = {"L": read_mesh(geometry.meshes.left), "R": read_mesh(geometry.meshes.right)}
+    try:
+        return grayordinate_smoother(geometry.brain_models, meshes, fwhm_mm, included)
+    except ValueError as err:  # planning checked the meshes' vertex counts: a changed file
+        raise InputError(f"{path}: {err}") from None
+
+
+def _check_meshes(geometry: CiftiGeometry, fwhm_mm: float, path: Path) -> None:
+    if fwhm_mm > 0 and geometry.meshes is None:
+        raise InputError(
+            f"{path}: --smoothing-fwhm {fwhm_mm} needs both cortices' meshes "
+            "(see --surface-mesh-dir)"
+        )
 
 
 def _smoothed(data: np.ndarray, geometry: CiftiGeometry, fwhm_mm: float, path: Path) -> np.ndarray:

@@ -14,6 +14,7 @@ does not grow with the run's length.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,8 @@ class CiftiColumns:
         Stored type (with the file's byte order).
     n_volumes : int
         Volumes in the file.
+    n_grayordinates : int
+        Grayordinates in the file.
     keep_volumes : ndarray of bool, shape (n_volumes,), or None
         Volumes to keep (None: all).
     analysed : ndarray of intp, shape (V,)
@@ -50,6 +53,7 @@ class CiftiColumns:
     data_offset: int
     dtype: np.dtype
     n_volumes: int
+    n_grayordinates: int
     keep_volumes: np.ndarray | None
     analysed: np.ndarray
     slope: float = 1.0
@@ -80,10 +84,57 @@ class CiftiColumns:
             stream.seek(self.data_offset + start * self.n_volumes * self.dtype.itemsize)
             values = np.fromfile(stream, dtype=self.dtype, count=n_values)
         if values.size != n_values:
-            raise InputError(f"{self.path}: shorter than its header says (truncated file?)")
+            raise _truncated(self.path)
         rows = slice(None) if self.keep_volumes is None else self.keep_volumes
         block = np.empty((self.n_kept, stop - start), dtype=np.float32)
         block[...] = values.reshape(stop - start, self.n_volumes).T[rows]
+        return self._scaled(block)
+
+    def volume_blocks(self, block_volumes: int) -> Iterator[np.ndarray]:
+        """The analysed grayordinates' kept volumes in time order, ``block_volumes`` at a time.
+
+        Each block is (b, V) float32, C-order. Across the file's layout: each block reads a
+        stretch of every grayordinate's series (a strided pass over the file, which the
+        page cache serves after the first), so only a block is held.
+
+        Parameters
+        ----------
+        block_volumes : int
+            Kept volumes per block (the last may have fewer).
+
+        Raises
+        ------
+        InputError
+            The file is shorter than its header says.
+        """
+        try:
+            matrix = np.memmap(
+                self.path,
+                dtype=self.dtype,
+                mode="r",
+                offset=self.data_offset,
+                shape=(self.n_grayordinates, self.n_volumes),
+            )
+        except ValueError:  # numpy: "mmap length is greater than file size"
+            raise InputError(
+                f"{self.path}: shorter than its header says (truncated file?)"
+            ) from None
+        kept = (
+            np.arange(self.n_volumes)
+            if self.keep_volumes is None
+            else np.flatnonzero(self.keep_volumes)
+        )
+        whole = self.analysed.size == self.n_grayordinates
+        for start in range(0, kept.size, block_volumes):
+            rows = kept[start : start + block_volumes]
+            span = slice(int(rows[0]), int(rows[-1]) + 1)
+            stretch = np.array(matrix[:, span] if whole else matrix[self.analysed, span])
+            block = np.ascontiguousarray(stretch[:, rows - span.start].T, dtype=np.float32)
+            yield self._scaled(block)
+        del matrix
+
+    def _scaled(self, block: np.ndarray) -> np.ndarray:
+        """``block`` (float32) with the header's scaling applied, in place."""
         if (self.slope, self.intercept) != (1.0, 0.0):
             block *= np.float32(self.slope)
             block += np.float32(self.intercept)
@@ -148,8 +199,13 @@ def cifti_columns(
         data_offset=int(header.get_data_offset()),
         dtype=header.get_data_dtype(),
         n_volumes=int(n_volumes),
+        n_grayordinates=int(n_found),
         keep_volumes=keep_volumes,
         analysed=np.flatnonzero(mask),
         slope=1.0 if slope is None else float(slope),
         intercept=float(intercept or 0.0),
     )
+
+
+def _truncated(path: Path) -> InputError:
+    return InputError(f"{path}: shorter than its header says (truncated file?)")

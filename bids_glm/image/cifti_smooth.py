@@ -55,18 +55,47 @@ def smooth_grayordinates(
     smoothed = data if in_place else np.array(data, dtype=np.float32, order="C")
     if smoothed.dtype != np.float32 or not smoothed.flags.c_contiguous:
         raise ValueError("in_place: expected C-ordered float32 data")
-    for name, where, model in axis.iter_structures():
-        part = smoothed[:, where]  # a view: each block is smoothed where it lies
-        usable = np.isfinite(part).all(axis=0) & (np.ptp(part, axis=0) > 0)
-        if name in CORTEX_STRUCTURES:
-            smooth_block = _cortex_smoother(name, model, meshes, usable, fwhm_mm)
-        elif usable.any():  # only the structure's usable voxels, among themselves
-            smooth_block = _structure_smoother(model, usable, fwhm_mm)
-        else:
-            continue
-        for start in range(0, part.shape[0], BLOCK_VOLUMES):
-            smooth_block(part[start : start + BLOCK_VOLUMES])
+    included = np.zeros(smoothed.shape[1], dtype=bool)
+    for _, where, _ in axis.iter_structures():  # a structure at a time: small temporaries
+        part = smoothed[:, where]
+        included[where] = np.isfinite(part).all(axis=0) & (np.ptp(part, axis=0) > 0)
+    smooth = grayordinate_smoother(axis, meshes, fwhm_mm, included)
+    for start in range(0, smoothed.shape[0], BLOCK_VOLUMES):
+        smooth(smoothed[start : start + BLOCK_VOLUMES])
     return smoothed
+
+
+def grayordinate_smoother(
+    axis: BrainModelAxis, meshes: Mapping[str, Mesh], fwhm_mm: float, included: np.ndarray
+) -> Callable[[np.ndarray], None]:
+    """Smooths a (b, N) float32 block of volumes in place, as `smooth_grayordinates` does.
+
+    Parameters
+    ----------
+    axis, meshes, fwhm_mm
+        As in `smooth_grayordinates`.
+    included : ndarray of bool, shape (N,)
+        The grayordinates that take part (finite and not constant over the run); the
+        others keep their values.
+
+    Raises
+    ------
+    ValueError
+        A cortex has no mesh, or a mesh's vertex count differs from the axis'.
+    """
+    smoothers = []
+    for name, where, model in axis.iter_structures():
+        part = included[where]
+        if name in CORTEX_STRUCTURES:
+            smoothers.append((where, _cortex_smoother(name, model, meshes, part, fwhm_mm)))
+        elif part.any():  # only the structure's usable voxels, among themselves
+            smoothers.append((where, _structure_smoother(model, part, fwhm_mm)))
+
+    def smooth(block: np.ndarray) -> None:
+        for where, smooth_part in smoothers:
+            smooth_part(block[:, where])  # a view: smoothed where it lies
+
+    return smooth
 
 
 def _cortex_smoother(

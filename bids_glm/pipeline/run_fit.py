@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -26,7 +27,8 @@ from bids_glm.glm.fit_from_sums import scaled_ols
 from bids_glm.glm.ols import OlsPass, design_operators, ols_pass_over_columns
 from bids_glm.glm.results import RunFit
 from bids_glm.glm.scaling import percent_scale_columns, scale_signal, warn_floored
-from bids_glm.image.cifti import CiftiGeometry, log_unusable
+from bids_glm.image.cifti import READ_GRAYORDINATES, CiftiGeometry, cifti_smoother, log_unusable
+from bids_glm.image.cifti_columns import CiftiColumns, cifti_columns
 from bids_glm.image.geometry import VolumeGeometry
 from bids_glm.image.stream import StreamedSeries, stream_masked_series
 from bids_glm.image.usable import usable_columns
@@ -46,6 +48,7 @@ AR1_BINS = 100  # AR(1) bins per unit of the coefficient, as `bids_glm.glm.fit.f
 # block's float64 series stays near 16 MiB (a thread holds ~3 such arrays while fitting it)
 COLUMN_BLOCK_BYTES = 16 * 2**20
 COLUMN_BLOCK_RANGE = (256, 4096)
+CIFTI_BLOCK_VOLUMES = 128  # volumes of a streamed CIFTI run read and smoothed at a time
 
 
 def run_reading(design: RunDesign, geometry: VolumeGeometry, settings: Settings) -> str:
@@ -67,16 +70,16 @@ def run_reading(design: RunDesign, geometry: VolumeGeometry, settings: Settings)
     """
     if settings.single_trial is not None:
         return "held"
+    if not isinstance(geometry, (VolumeGeometry, CiftiGeometry)):
+        return "held"
     if isinstance(geometry, CiftiGeometry):
         smoothed = settings.model.smoothing_fwhm_mm > 0
-        if smoothed or settings.model.signal_scaling == "global":
-            return "held"
-        return "grayordinates"
-    if not isinstance(geometry, VolumeGeometry):
-        return "held"
+        if not smoothed and settings.model.signal_scaling != "global":
+            return "grayordinates"
     n_values = int(np.count_nonzero(design.kept_volumes)) * geometry.n_values
-    small = n_values * np.dtype(np.float32).itemsize <= HOLD_SERIES_MAX_BYTES
-    return "held" if small else "volumes"
+    if n_values * np.dtype(np.float32).itemsize <= HOLD_SERIES_MAX_BYTES:
+        return "held"
+    return "volumes" if isinstance(geometry, VolumeGeometry) else "grayordinate volumes"
 
 
 def fit_run_as_read(
@@ -93,6 +96,8 @@ def fit_run_as_read(
         return fit_run(design, geometry, settings, keep_data)
     if reading == "volumes":
         return (*fit_streamed_run(design, geometry, settings), None)
+    if reading == "grayordinate volumes":
+        return (*fit_streamed_grayordinates(design, geometry, settings), None)
     return (*fit_column_run(design, geometry, settings), None)
 
 
@@ -234,6 +239,58 @@ def fit_column_run(
         design.run.label, settings, columns.n_columns, geometry.locations, columns.n_kept, started
     )
     return fit, usable, None
+
+
+def fit_streamed_grayordinates(
+    design: RunDesign, geometry: CiftiGeometry, settings: Settings
+) -> tuple[RunFit, np.ndarray, None]:
+    """Fit a CIFTI run from sums over its kept volumes, smoothed a block at a time.
+
+    A first pass over the file (by blocks of grayordinates) finds the analysed
+    grayordinates that are finite and not constant, among which the smoothing works;
+    a second reads the kept volumes :data:`CIFTI_BLOCK_VOLUMES` at a time, smooths them
+    (as the held read does) and adds them to the sums of `fit_streamed_run`. Returns the
+    fit, the usable grayordinates and None (no mean volume).
+    """
+    started = time.perf_counter()
+    path = design.run.image_paths[0]
+    every = cifti_columns(Path(path), len(geometry.brain_models), None, design.kept_volumes)
+    finite, varying = _finite_and_varying(every)
+    fwhm_mm = settings.model.smoothing_fwhm_mm
+    included = finite & varying & geometry.mask
+    smooth = cifti_smoother(geometry, fwhm_mm, path, included) if fwhm_mm > 0 else None
+    matrix = design.fitted_matrix()
+    sums = CrossProductAccumulator(matrix, geometry.n_values)
+    for block in every.volume_blocks(CIFTI_BLOCK_VOLUMES):
+        block[:, ~geometry.mask] = 0.0  # as the held read: left out, so constant
+        if smooth is not None:
+            smooth(block)
+        values = np.ascontiguousarray(block[:, geometry.mask])
+        values[~np.isfinite(values)] = 0.0  # unusable anyway; keeps the sums finite
+        sums.add(values)
+    usable = finite[geometry.mask] & sums.varying()
+    log_unusable(path, usable)
+    names, noise_model = list(design.matrix.columns), settings.model.noise_model
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scaling = settings.model.signal_scaling
+        ols = scaled_ols(matrix, sums.result(), names, noise_model, scaling, AR1_BINS)
+        fit = fit_from_ols(matrix, ols, names, noise_model, AR1_BINS, thread_budget(), True)
+    _log_fit(
+        design.run.label, settings, geometry.n_values, geometry.locations, every.n_kept, started
+    )
+    return fit, usable, None
+
+
+def _finite_and_varying(columns: CiftiColumns) -> tuple[np.ndarray, np.ndarray]:
+    """Which of the file's grayordinates are finite, and not constant, over the kept volumes."""
+    finite = np.empty(columns.n_grayordinates, dtype=bool)
+    varying = np.empty(columns.n_grayordinates, dtype=bool)
+    for start in range(0, columns.n_grayordinates, READ_GRAYORDINATES):
+        stop = min(start + READ_GRAYORDINATES, columns.n_grayordinates)
+        block = columns.grayordinates(start, stop)
+        finite[start:stop] = np.isfinite(block).all(axis=0)
+        varying[start:stop] = np.ptp(block, axis=0) > 0
+    return finite, varying
 
 
 def column_block(n_volumes: int) -> int:
