@@ -1,15 +1,19 @@
-"""How one run is read and fitted: held whole, summed as its volumes stream, or by columns.
+"""How one run is read and fitted: held whole, or never held, by volumes or by columns.
 
 `run_reading` is the one place that chooses; `fit_run_as_read` reads and fits the run
-that way. The three ways give the same fit (the held one is nilearn's arithmetic bit for
-bit; see `HOLD_SERIES_MAX_BYTES` for the one difference of the streamed one):
+that way. The ways give the same fit (the held one is nilearn's arithmetic bit for bit;
+see `HOLD_SERIES_MAX_BYTES` for the one difference of the ones summed over volumes):
 
 * ``"held"``: the (T, V) series is read, scaled in place and fitted (`fit_run`);
 * ``"volumes"``: a 4-D NIfTI is summed volume by volume as it is inflated
-  (`fit_streamed_run`): memory independent of the run's length;
+  (`fit_streamed_run`);
 * ``"grayordinates"``: a CIFTI dense series, which stores each grayordinate's series in
-  turn, is read, scaled and fitted a block of grayordinates at a time (`fit_column_run`):
-  memory independent of the run's length, and the held path's arithmetic exactly.
+  turn, is read, scaled and fitted a block of grayordinates at a time (`fit_column_run`),
+  with the held path's arithmetic exactly;
+* ``"grayordinate volumes"``: a CIFTI series to smooth (or to scale by its grand mean) is
+  read a block of volumes at a time, smoothed and summed (`fit_streamed_grayordinates`).
+
+The last three hold no more than a block of the run: memory independent of its length.
 """
 
 from __future__ import annotations
@@ -52,21 +56,19 @@ CIFTI_BLOCK_VOLUMES = 128  # volumes of a streamed CIFTI run read and smoothed a
 
 
 def run_reading(design: RunDesign, geometry: VolumeGeometry, settings: Settings) -> str:
-    """How a run is read: ``"held"``, ``"volumes"`` or ``"grayordinates"``.
+    """How a run is read: ``"held"``, ``"volumes"``, ``"grayordinates"`` or
+    ``"grayordinate volumes"``.
 
     The series is held where something needs it beyond one block of it:
 
     * single-trial estimates: LSA/LSS refit the series once per trial;
-    * surfaces (GIfTI): nibabel decodes a ``.func.gii`` whole, and smoothing along a mesh
-      takes only the vertices that are finite and not constant over the kept volumes, so
-      its operator is known only once every volume was read;
-    * CIFTI with ``--smoothing-fwhm`` (the same reason) or with global scaling (the grand
-      mean, accumulated in float32 over the whole run as nilearn does, comes first);
-    * small volume runs (`HOLD_SERIES_MAX_BYTES`), which are fitted exactly as nilearn
-      rounds them.
+    * surfaces (GIfTI): nibabel decodes a ``.func.gii`` whole;
+    * small volume runs and small CIFTI runs to smooth or globally scale
+      (`HOLD_SERIES_MAX_BYTES`), which are fitted exactly as nilearn rounds them.
 
-    Other CIFTI runs are read by blocks of grayordinates, other volume runs summed as they
-    stream.
+    Larger volume runs are summed as they stream; CIFTI runs are read by blocks of
+    grayordinates, or, to be smoothed (the operator needs the run's usable grayordinates,
+    found by a first pass) or globally scaled, by blocks of volumes into sums.
     """
     if settings.single_trial is not None:
         return "held"
