@@ -160,15 +160,22 @@ def _meshes(folder: Path) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("noise_model", ["ar1", "ols"])
-def test_a_smoothed_run_streamed_by_volumes_agrees_with_holding_it(
-    tmp_path, monkeypatch, noise_model
+@pytest.mark.parametrize(
+    "noise_model, options",
+    [
+        ("ar1", ("--smoothing-fwhm", "4")),
+        ("ols", ("--smoothing-fwhm", "4")),
+        ("ar1", ("--signal-scaling", "global")),
+    ],
+)
+def test_a_run_streamed_by_volumes_agrees_with_holding_it(
+    tmp_path, monkeypatch, noise_model, options
 ):
-    """Smoothed (4 mm) and streamed in blocks of 7 kept volumes (dummy scans dropped) from
-    sums, against the held read: the same maps up to the sums' exact scaling, except where
-    an AR(1) estimate sits on a 0.01 bin edge; never held."""
+    """Smoothed (4 mm) or globally scaled, streamed in blocks of 7 kept volumes (dummy
+    scans dropped) into sums, against the held read: the same maps up to the sums' exact
+    scaling, except where an AR(1) estimate sits on a 0.01 bin edge; never held."""
     bids = _messy_dataset(tmp_path)
-    extra = ("--noise-model", noise_model, "--dummy-scans", "2", "--smoothing-fwhm", "4")
+    extra = ("--noise-model", noise_model, "--dummy-scans", "2", *options)
     extra += ("--surface-mesh-dir", str(_meshes(tmp_path / "meshes")))
     assert _participant(bids, tmp_path / "held", *extra) == 0
 
