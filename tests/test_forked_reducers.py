@@ -37,8 +37,11 @@ def _children() -> set[int]:
     """This process's child processes, running or not yet reaped (Linux)."""
     found: set[int] = set()
     for tid in os.listdir("/proc/self/task"):
-        with open(f"/proc/self/task/{tid}/children") as stream:
-            found.update(int(pid) for pid in stream.read().split())
+        try:
+            with open(f"/proc/self/task/{tid}/children") as stream:
+                found.update(int(pid) for pid in stream.read().split())
+        except FileNotFoundError:  # a thread that ended since the listing has no children
+            continue
     return found
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from bids_glm.errors import InputError
 from bids_glm.image.cifti_header import read_nifti2_header
 
-READ_BYTES = 16 * 2**20  # stored bytes of whole series read at once by `volume_blocks`
+READ_BYTES = 16 * 2**20  # stored bytes of whole series read at once (a pass over the file)
 
 
 @dataclass(frozen=True)
@@ -104,8 +104,7 @@ class CiftiColumns:
             if self.keep_volumes is None
             else np.flatnonzero(self.keep_volumes)
         )
-        per_read = max(READ_BYTES // (self.n_volumes * self.dtype.itemsize), 1)
-        reads = range(0, self.n_grayordinates, per_read)
+        reads = range(0, self.n_grayordinates, self._per_read())
         bounds = np.searchsorted(self.analysed, [*reads, self.n_grayordinates])
         for start in range(0, kept.size, block_volumes):
             rows = kept[start : start + block_volumes]
@@ -117,6 +116,23 @@ class CiftiColumns:
                 values = self._series(first, int(taken[-1]) + 1)
                 block[:, column:end] = values[taken - first][:, rows].T
             yield self._scaled(block)
+
+    def finite_and_varying(self) -> tuple[np.ndarray, np.ndarray]:
+        """Which of the file's grayordinates are finite, and not constant, over the kept
+        volumes: two (n_grayordinates,) bool arrays, from one pass of :data:`READ_BYTES`
+        reads."""
+        finite = np.empty(self.n_grayordinates, dtype=bool)
+        varying = np.empty(self.n_grayordinates, dtype=bool)
+        for start in range(0, self.n_grayordinates, self._per_read()):
+            stop = min(start + self._per_read(), self.n_grayordinates)
+            block = self.grayordinates(start, stop)
+            finite[start:stop] = np.isfinite(block).all(axis=0)
+            varying[start:stop] = np.ptp(block, axis=0) > 0
+        return finite, varying
+
+    def _per_read(self) -> int:
+        """Grayordinates whose whole series make up about :data:`READ_BYTES`."""
+        return max(READ_BYTES // (self.n_volumes * self.dtype.itemsize), 1)
 
     def _series(self, start: int, stop: int) -> np.ndarray:
         """File grayordinates ``start:stop``, whole series: (stop - start, T), as stored."""

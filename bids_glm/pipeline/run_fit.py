@@ -31,8 +31,8 @@ from bids_glm.glm.fit_from_sums import scaled_ols
 from bids_glm.glm.ols import OlsPass, design_operators, ols_pass_over_columns
 from bids_glm.glm.results import RunFit
 from bids_glm.glm.scaling import percent_scale_columns, scale_signal, warn_floored
-from bids_glm.image.cifti import READ_GRAYORDINATES, CiftiGeometry, cifti_smoother, log_unusable
-from bids_glm.image.cifti_columns import CiftiColumns, cifti_columns
+from bids_glm.image.cifti import CiftiGeometry, cifti_smoother, log_unusable
+from bids_glm.image.cifti_columns import cifti_columns
 from bids_glm.image.geometry import VolumeGeometry
 from bids_glm.image.stream import StreamedSeries, stream_masked_series
 from bids_glm.image.usable import usable_columns
@@ -257,7 +257,7 @@ def fit_streamed_grayordinates(
     started = time.perf_counter()
     path = design.run.image_paths[0]
     every = cifti_columns(Path(path), len(geometry.brain_models), None, design.kept_volumes)
-    finite, varying = _finite_and_varying(every)
+    finite, varying = every.finite_and_varying()
     fwhm_mm = settings.model.smoothing_fwhm_mm
     included = finite & varying & geometry.mask
     smooth = cifti_smoother(geometry, fwhm_mm, path, included) if fwhm_mm > 0 else None
@@ -276,23 +276,12 @@ def fit_streamed_grayordinates(
     with np.errstate(divide="ignore", invalid="ignore"):
         scaling = settings.model.signal_scaling
         ols = scaled_ols(matrix, sums.result(), names, noise_model, scaling, AR1_BINS)
-        fit = fit_from_ols(matrix, ols, names, noise_model, AR1_BINS, thread_budget(), True)
+        n_threads = thread_budget()
+        fit = fit_from_ols(matrix, ols, names, noise_model, AR1_BINS, n_threads, consume=True)
     _log_fit(
         design.run.label, settings, geometry.n_values, geometry.locations, every.n_kept, started
     )
     return fit, usable, None
-
-
-def _finite_and_varying(columns: CiftiColumns) -> tuple[np.ndarray, np.ndarray]:
-    """Which of the file's grayordinates are finite, and not constant, over the kept volumes."""
-    finite = np.empty(columns.n_grayordinates, dtype=bool)
-    varying = np.empty(columns.n_grayordinates, dtype=bool)
-    for start in range(0, columns.n_grayordinates, READ_GRAYORDINATES):
-        stop = min(start + READ_GRAYORDINATES, columns.n_grayordinates)
-        block = columns.grayordinates(start, stop)
-        finite[start:stop] = np.isfinite(block).all(axis=0)
-        varying[start:stop] = np.ptp(block, axis=0) > 0
-    return finite, varying
 
 
 def column_block(n_volumes: int) -> int:
