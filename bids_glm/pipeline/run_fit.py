@@ -11,7 +11,9 @@ see `HOLD_SERIES_MAX_BYTES` for the one difference of the ones summed over volum
   turn, is read, scaled and fitted a block of grayordinates at a time (`fit_column_run`),
   with the held path's arithmetic exactly;
 * ``"grayordinate volumes"``: a CIFTI series to smooth (or to scale by its grand mean) is
-  read a block of volumes at a time, smoothed and summed (`fit_streamed_grayordinates`).
+  read a block of volumes at a time, smoothed and summed (`fit_streamed_grayordinates`);
+* ``"surface volumes"``: a GIfTI run's two files are decoded a volume at a time and summed
+  (`fit_streamed_surface`).
 
 The last three hold no more than a block of the run: memory independent of its length.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +37,9 @@ from bids_glm.glm.scaling import percent_scale_columns, scale_signal, warn_floor
 from bids_glm.image.cifti import CiftiGeometry, cifti_smoother, log_unusable
 from bids_glm.image.cifti_columns import cifti_columns
 from bids_glm.image.geometry import VolumeGeometry
+from bids_glm.image.gifti_volumes import streamable, surface_volume_blocks
 from bids_glm.image.stream import StreamedSeries, stream_masked_series
+from bids_glm.image.surface import SurfaceGeometry
 from bids_glm.image.usable import usable_columns
 from bids_glm.runtime.threads import thread_budget
 from bids_glm.settings import Settings
@@ -53,27 +58,31 @@ AR1_BINS = 100  # AR(1) bins per unit of the coefficient, as `bids_glm.glm.fit.f
 COLUMN_BLOCK_BYTES = 16 * 2**20
 COLUMN_BLOCK_RANGE = (256, 4096)
 CIFTI_BLOCK_VOLUMES = 128  # volumes of a streamed CIFTI run read and smoothed at a time
+SURFACE_BLOCK_VOLUMES = 16  # volumes of a streamed GIfTI run added to the sums at a time
 
 
 def run_reading(design: RunDesign, geometry: VolumeGeometry, settings: Settings) -> str:
-    """How a run is read: ``"held"``, ``"volumes"``, ``"grayordinates"`` or
-    ``"grayordinate volumes"``.
+    """How a run is read: ``"held"``, ``"volumes"``, ``"grayordinates"``,
+    ``"grayordinate volumes"`` or ``"surface volumes"``.
 
     The series is held where something needs it beyond one block of it:
 
     * single-trial estimates: LSA/LSS refit the series once per trial;
-    * surfaces (GIfTI): nibabel decodes a ``.func.gii`` whole;
-    * small volume runs and small CIFTI runs to smooth or globally scale
-      (`HOLD_SERIES_MAX_BYTES`), which are fitted exactly as nilearn rounds them.
+    * GIfTI runs to smooth: the mesh operator takes the vertices finite and not constant
+      over the whole run, and a first pass would decode the files twice; GIfTI files
+      not decodable a volume at a time (`bids_glm.image.gifti_volumes.streamable`);
+    * small runs (`HOLD_SERIES_MAX_BYTES`) other than CIFTI ones read by grayordinates:
+      they are fitted exactly as nilearn rounds them.
 
-    Larger volume runs are summed as they stream; CIFTI runs are read by blocks of
-    grayordinates, or, to be smoothed (the operator needs the run's usable grayordinates,
-    found by a first pass) or globally scaled, by blocks of volumes into sums.
+    Larger volume and GIfTI runs are summed as they stream; CIFTI runs are read by blocks
+    of grayordinates, or, to be smoothed (the operator needs the run's usable
+    grayordinates, found by a first pass) or globally scaled, by blocks of volumes into
+    sums.
     """
     if settings.single_trial is not None:
         return "held"
-    if not isinstance(geometry, (VolumeGeometry, CiftiGeometry)):
-        return "held"
+    if isinstance(geometry, SurfaceGeometry):
+        return _surface_reading(design, geometry, settings)
     if isinstance(geometry, CiftiGeometry):
         smoothed = settings.model.smoothing_fwhm_mm > 0
         if not smoothed and settings.model.signal_scaling != "global":
@@ -82,6 +91,17 @@ def run_reading(design: RunDesign, geometry: VolumeGeometry, settings: Settings)
     if n_values * np.dtype(np.float32).itemsize <= HOLD_SERIES_MAX_BYTES:
         return "held"
     return "volumes" if isinstance(geometry, VolumeGeometry) else "grayordinate volumes"
+
+
+def _surface_reading(design: RunDesign, geometry: SurfaceGeometry, settings: Settings) -> str:
+    """Held when smoothed (the mesh operator needs the whole run), small, or in files
+    `bids_glm.image.gifti_volumes` cannot decode a volume at a time."""
+    n_values = int(np.count_nonzero(design.kept_volumes)) * geometry.n_values
+    small = n_values * np.dtype(np.float32).itemsize <= HOLD_SERIES_MAX_BYTES
+    if small or settings.model.smoothing_fwhm_mm > 0:
+        return "held"
+    inline = all(streamable(Path(path)) for path in design.run.image_paths)
+    return "surface volumes" if inline else "held"
 
 
 def fit_run_as_read(
@@ -100,6 +120,8 @@ def fit_run_as_read(
         return (*fit_streamed_run(design, geometry, settings), None)
     if reading == "grayordinate volumes":
         return (*fit_streamed_grayordinates(design, geometry, settings), None)
+    if reading == "surface volumes":
+        return (*fit_streamed_surface(design, geometry, settings), None)
     return (*fit_column_run(design, geometry, settings), None)
 
 
@@ -257,31 +279,73 @@ def fit_streamed_grayordinates(
     started = time.perf_counter()
     path = design.run.image_paths[0]
     every = cifti_columns(Path(path), len(geometry.brain_models), None, design.kept_volumes)
-    finite, varying = every.finite_and_varying()
+    finite, varying = every.finite_and_varying()  # which grayordinates the smoothing takes
     fwhm_mm = settings.model.smoothing_fwhm_mm
     included = finite & varying & geometry.mask
     smooth = cifti_smoother(geometry, fwhm_mm, path, included) if fwhm_mm > 0 else None
-    matrix = design.fitted_matrix()
-    sums = CrossProductAccumulator(matrix, geometry.n_values)
-    for block in every.volume_blocks(CIFTI_BLOCK_VOLUMES):
-        block[:, ~geometry.mask] = 0.0  # as the held read: left out, so constant
-        if smooth is not None:
-            smooth(block)
-        values = np.ascontiguousarray(block[:, geometry.mask])
-        values[~np.isfinite(values)] = 0.0  # unusable anyway; keeps the sums finite
-        sums.add(values)
-    usable = finite[geometry.mask] & sums.varying()
+
+    def blocks() -> Iterator[np.ndarray]:
+        for block in every.volume_blocks(CIFTI_BLOCK_VOLUMES):
+            block[:, ~geometry.mask] = 0.0  # as the held read: left out, so constant
+            if smooth is not None:
+                smooth(block)
+            yield block[:, geometry.mask]
+
+    fit, usable = _fit_from_blocks(design, settings, blocks(), geometry.n_values)
     log_unusable(path, usable)
+    _log_fit(
+        design.run.label, settings, geometry.n_values, geometry.locations, every.n_kept, started
+    )
+    return fit, usable, None
+
+
+def fit_streamed_surface(
+    design: RunDesign, geometry: SurfaceGeometry, settings: Settings
+) -> tuple[RunFit, np.ndarray, None]:
+    """Fit a GIfTI run from sums over its kept volumes, decoded one at a time.
+
+    Both hemispheres' files are decoded in step (`bids_glm.image.gifti_volumes`), their
+    analysed vertices gathered :data:`SURFACE_BLOCK_VOLUMES` volumes at a time and added
+    to the sums of `fit_streamed_run`. Returns the fit, the usable vertices and None.
+    """
+    started = time.perf_counter()
+    paths = tuple(Path(p) for p in design.run.image_paths)
+    kept = np.asarray(design.kept_volumes, dtype=bool)
+    blocks = surface_volume_blocks(
+        paths, geometry.n_vertices, geometry.mask, kept, SURFACE_BLOCK_VOLUMES
+    )
+    fit, usable = _fit_from_blocks(design, settings, blocks, geometry.n_values)
+    n_bad = int(np.count_nonzero(~usable))
+    if n_bad:
+        LOGGER.info("%s: %d vertices constant or non-finite", paths[0].name, n_bad)
+    n_kept = int(np.count_nonzero(kept))
+    _log_fit(design.run.label, settings, geometry.n_values, geometry.locations, n_kept, started)
+    return fit, usable, None
+
+
+def _fit_from_blocks(
+    design: RunDesign, settings: Settings, blocks: Iterable[np.ndarray], n_values: int
+) -> tuple[RunFit, np.ndarray]:
+    """The fit from sums over (b, V) blocks of kept volumes, in time order, and the usable
+    columns (finite in every volume, not constant). Blocks may be modified (non-finite
+    values are set to 0, which keeps the sums finite; their columns are not usable)."""
+    matrix = design.fitted_matrix()
+    sums = CrossProductAccumulator(matrix, n_values)
+    finite = np.ones(n_values, dtype=bool)
+    for values in blocks:
+        bad = ~np.isfinite(values)
+        if bad.any():
+            finite &= ~bad.any(axis=0)
+            values[bad] = 0.0
+        sums.add(values)
+    usable = finite & sums.varying()
     names, noise_model = list(design.matrix.columns), settings.model.noise_model
     with np.errstate(divide="ignore", invalid="ignore"):
         scaling = settings.model.signal_scaling
         ols = scaled_ols(matrix, sums.result(), names, noise_model, scaling, AR1_BINS)
         n_threads = thread_budget()
         fit = fit_from_ols(matrix, ols, names, noise_model, AR1_BINS, n_threads, consume=True)
-    _log_fit(
-        design.run.label, settings, geometry.n_values, geometry.locations, every.n_kept, started
-    )
-    return fit, usable, None
+    return fit, usable
 
 
 def column_block(n_volumes: int) -> int:
