@@ -148,7 +148,7 @@ def fit_run(
             list(design.matrix.columns),
             noise_model=settings.model.noise_model,
         )
-    _log_fit(run.label, settings, data.shape[1], geometry.locations, data.shape[0], started)
+    _log_fit(design, settings, geometry, data.shape[0], started)
     return fit, series.usable, series.mean_volume, (data if keep_data else None)
 
 
@@ -172,14 +172,7 @@ def fit_streamed_run(
             thread_budget(),
             consume=True,
         )
-    _log_fit(
-        design.run.label,
-        settings,
-        geometry.n_values,
-        geometry.locations,
-        series.n_volumes,
-        started,
-    )
+    _log_fit(design, settings, geometry, series.n_volumes, started)
     return fit, series.usable, series.mean_volume
 
 
@@ -259,9 +252,7 @@ def fit_column_run(
     log_unusable(path, usable)
     if percent:
         warn_floored(means, "percent", usable, geometry.locations)
-    _log_fit(
-        design.run.label, settings, columns.n_columns, geometry.locations, columns.n_kept, started
-    )
+    _log_fit(design, settings, geometry, columns.n_kept, started)
     return fit, usable, None
 
 
@@ -293,9 +284,7 @@ def fit_streamed_grayordinates(
 
     fit, usable = _fit_from_blocks(design, settings, blocks(), geometry.n_values)
     log_unusable(path, usable)
-    _log_fit(
-        design.run.label, settings, geometry.n_values, geometry.locations, every.n_kept, started
-    )
+    _log_fit(design, settings, geometry, every.n_kept, started)
     return fit, usable, None
 
 
@@ -319,7 +308,7 @@ def fit_streamed_surface(
     if n_bad:
         LOGGER.info("%s: %d vertices constant or non-finite", paths[0].name, n_bad)
     n_kept = int(np.count_nonzero(kept))
-    _log_fit(design.run.label, settings, geometry.n_values, geometry.locations, n_kept, started)
+    _log_fit(design, settings, geometry, n_kept, started)
     return fit, usable, None
 
 
@@ -355,14 +344,14 @@ def column_block(n_volumes: int) -> int:
 
 
 def _log_fit(
-    label: str, settings: Settings, n_values: int, locations: str, n_volumes: int, started: float
+    design: RunDesign, settings: Settings, geometry, n_volumes: int, started: float
 ) -> None:
     LOGGER.info(
         "%s: fitted %s on %d %s x %d volumes in %.1f s",
-        label,
+        design.run.label,
         settings.model.noise_model,
-        n_values,
-        locations,
+        geometry.n_values,
+        geometry.locations,
         n_volumes,
         time.perf_counter() - started,
     )
