@@ -87,18 +87,21 @@ def run_reading(design: RunDesign, geometry: VolumeGeometry, settings: Settings)
         smoothed = settings.model.smoothing_fwhm_mm > 0
         if not smoothed and settings.model.signal_scaling != "global":
             return "grayordinates"
-    n_values = int(np.count_nonzero(design.kept_volumes)) * geometry.n_values
-    if n_values * np.dtype(np.float32).itemsize <= HOLD_SERIES_MAX_BYTES:
+    if _small(design, geometry):
         return "held"
     return "volumes" if isinstance(geometry, VolumeGeometry) else "grayordinate volumes"
+
+
+def _small(design: RunDesign, geometry: VolumeGeometry) -> bool:
+    """Whether the run's kept series, as float32, fits in `HOLD_SERIES_MAX_BYTES`."""
+    n_values = int(np.count_nonzero(design.kept_volumes)) * geometry.n_values
+    return n_values * np.dtype(np.float32).itemsize <= HOLD_SERIES_MAX_BYTES
 
 
 def _surface_reading(design: RunDesign, geometry: SurfaceGeometry, settings: Settings) -> str:
     """Held when smoothed (the mesh operator needs the whole run), small, or in files
     `bids_glm.image.gifti_volumes` cannot decode a volume at a time."""
-    n_values = int(np.count_nonzero(design.kept_volumes)) * geometry.n_values
-    small = n_values * np.dtype(np.float32).itemsize <= HOLD_SERIES_MAX_BYTES
-    if small or settings.model.smoothing_fwhm_mm > 0:
+    if _small(design, geometry) or settings.model.smoothing_fwhm_mm > 0:
         return "held"
     inline = all(streamable(Path(path)) for path in design.run.image_paths)
     return "surface volumes" if inline else "held"
