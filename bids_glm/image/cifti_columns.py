@@ -63,7 +63,7 @@ class CiftiColumns:
 
     @property
     def n_kept(self) -> int:
-        """Volumes per block (the kept ones)."""
+        """Kept volumes of the run (the rows of a block read by `grayordinates`)."""
         if self.keep_volumes is None:
             return self.n_volumes
         return int(np.count_nonzero(self.keep_volumes))
