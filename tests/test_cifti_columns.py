@@ -8,6 +8,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from nibabel.cifti2 import cifti2_axes
 from test_cifti import ENTITY, N_CORTEX, brain_models, make_cifti_dataset, write_dtseries
 
 from bids_glm.cli.main import main
@@ -60,6 +61,25 @@ def test_volume_blocks_are_nibabels_kept_volumes_in_time_order(tmp_path, every_t
     path.write_bytes(path.read_bytes()[:-1000])
     with pytest.raises(InputError, match="shorter than its header says"):
         next(columns.volume_blocks(4))
+
+
+def test_scaled_integer_series_are_read_as_nibabel_scales_them(tmp_path):
+    """A dtseries stored as int16 with scl_slope and scl_inter (NIfTI-2 header bytes
+    176-191): blocks of grayordinates and of volumes are nibabel's scaled values."""
+    series = np.arange(30 * len(brain_models()), dtype=np.int16).reshape(30, -1) % 1000
+    path = tmp_path / "run.dtseries.nii"
+    axes = (cifti2_axes.SeriesAxis(0.0, 2.0, 30, unit="SECOND"), brain_models())
+    image = nib.Cifti2Image(series, header=axes)
+    image.nifti_header.set_intent("ConnDenseSeries")
+    image.to_filename(path)
+    raw = bytearray(path.read_bytes())
+    raw[176:192] = np.array([0.5, 7.0], dtype="<f8").tobytes()
+    path.write_bytes(bytes(raw))
+    expected = np.asarray(nib.load(path).get_fdata(), dtype=np.float32)
+    assert expected[1, 1] == np.float32(0.5 * series[1, 1] + 7.0)
+    columns = CiftiGeometry.whole(brain_models()).columns(path)
+    np.testing.assert_array_equal(columns.read(slice(0, columns.n_columns)), expected)
+    np.testing.assert_array_equal(np.concatenate(list(columns.volume_blocks(8))), expected)
 
 
 def test_a_truncated_file_is_named_when_its_block_is_read(tmp_path):
