@@ -24,7 +24,6 @@ along its mesh and each voxel structure within itself
 from __future__ import annotations
 
 import io
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,9 +38,13 @@ from bids_glm.errors import InputError
 from bids_glm.image.cifti_columns import CiftiColumns, cifti_columns
 from bids_glm.image.cifti_header import CORTEX_STRUCTURES
 from bids_glm.image.mesh import MeshFiles, read_mesh
-from bids_glm.image.usable import exclusion_record, usable_columns
+from bids_glm.image.usable import (
+    exclusion_record,
+    finite_and_varying,
+    log_unusable,
+    usable_columns,
+)
 
-LOGGER = logging.getLogger("bids_glm")
 DENSE_SCALAR_EXTENSION = ".dscalar.nii"
 DENSE_SCALAR_INTENT = "ConnDenseScalar"
 READ_GRAYORDINATES = 8192  # columns read and transposed at a time (~10 MB at 300 volumes)
@@ -263,15 +266,8 @@ def read_cifti_series(
         data = geometry.from_grayordinates(data)
     data = np.ascontiguousarray(data, dtype=np.float32)
     usable = usable_columns(data)
-    log_unusable(path, usable)
+    log_unusable(path, usable, "grayordinates")
     return CiftiSeries(data=data, usable=usable)
-
-
-def log_unusable(path: Path, usable: np.ndarray) -> None:
-    """Log how many of a run's analysed grayordinates cannot be fitted (if any)."""
-    n_bad = int(np.count_nonzero(~usable))
-    if n_bad:
-        LOGGER.info("%s: %d grayordinates constant or non-finite", Path(path).name, n_bad)
 
 
 def _matrix(
@@ -337,14 +333,11 @@ def _smoothed(data: np.ndarray, geometry: CiftiGeometry, fwhm_mm: float, path: P
     Grayordinates not analysed are set constant first, so they take no part.
     """
     # deferred: mesh smoothing (scipy.sparse, scipy.spatial) loads only when it is asked for
-    from bids_glm.image.cifti_smooth import smooth_grayordinates
+    from bids_glm.image.cifti_smooth import smooth_in_blocks
 
     data[:, ~geometry.mask] = 0.0
-    meshes = {"L": read_mesh(geometry.meshes.left), "R": read_mesh(geometry.meshes.right)}
-    try:
-        return smooth_grayordinates(data, geometry.brain_models, meshes, fwhm_mm, in_place=True)
-    except ValueError as err:  # planning checked the meshes' vertex counts: a changed file
-        raise InputError(f"{path}: {err}") from None
+    finite, varying = finite_and_varying(data)
+    return smooth_in_blocks(data, cifti_smoother(geometry, fwhm_mm, path, finite & varying))
 
 
 def cifti_geometry(

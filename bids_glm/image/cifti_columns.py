@@ -22,6 +22,7 @@ import numpy as np
 
 from bids_glm.errors import InputError
 from bids_glm.image.cifti_header import read_nifti2_header
+from bids_glm.image.usable import finite_and_varying
 
 READ_BYTES = 16 * 2**20  # stored bytes of whole series read at once (a pass over the file)
 
@@ -114,7 +115,7 @@ class CiftiColumns:
                     continue
                 taken = self.analysed[column:end]
                 values = self._series(first, int(taken[-1]) + 1)
-                block[:, column:end] = values[taken - first][:, rows].T
+                block[:, column:end] = values[np.ix_(taken - first, rows)].T
             yield self._scaled(block)
 
     def finite_and_varying(self) -> tuple[np.ndarray, np.ndarray]:
@@ -125,9 +126,9 @@ class CiftiColumns:
         varying = np.empty(self.n_grayordinates, dtype=bool)
         for start in range(0, self.n_grayordinates, self._per_read()):
             stop = min(start + self._per_read(), self.n_grayordinates)
-            block = self.grayordinates(start, stop)
-            finite[start:stop] = np.isfinite(block).all(axis=0)
-            varying[start:stop] = np.ptp(block, axis=0) > 0
+            finite[start:stop], varying[start:stop] = finite_and_varying(
+                self.grayordinates(start, stop)
+            )
         return finite, varying
 
     def _per_read(self) -> int:

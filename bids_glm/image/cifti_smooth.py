@@ -21,6 +21,7 @@ from nibabel.cifti2 import BrainModelAxis
 from bids_glm.image.cifti_header import CORTEX_STRUCTURES
 from bids_glm.image.mesh import Mesh
 from bids_glm.image.mesh_smooth import mesh_smoother, voxel_kernel
+from bids_glm.image.usable import finite_and_varying
 
 BLOCK_VOLUMES = 128  # volumes smoothed at a time: the working memory does not grow with T
 
@@ -55,14 +56,17 @@ def smooth_grayordinates(
     smoothed = data if in_place else np.array(data, dtype=np.float32, order="C")
     if smoothed.dtype != np.float32 or not smoothed.flags.c_contiguous:
         raise ValueError("in_place: expected C-ordered float32 data")
-    included = np.zeros(smoothed.shape[1], dtype=bool)
-    for _, where, _ in axis.iter_structures():  # a structure at a time: small temporaries
-        part = smoothed[:, where]
-        included[where] = np.isfinite(part).all(axis=0) & (np.ptp(part, axis=0) > 0)
-    smooth = grayordinate_smoother(axis, meshes, fwhm_mm, included)
-    for start in range(0, smoothed.shape[0], BLOCK_VOLUMES):
-        smooth(smoothed[start : start + BLOCK_VOLUMES])
-    return smoothed
+    finite, varying = finite_and_varying(smoothed)
+    return smooth_in_blocks(
+        smoothed, grayordinate_smoother(axis, meshes, fwhm_mm, finite & varying)
+    )
+
+
+def smooth_in_blocks(data: np.ndarray, smooth: Callable[[np.ndarray], None]) -> np.ndarray:
+    """``data`` (T, N) smoothed in place by ``smooth``, :data:`BLOCK_VOLUMES` rows at a time."""
+    for start in range(0, data.shape[0], BLOCK_VOLUMES):
+        smooth(data[start : start + BLOCK_VOLUMES])
+    return data
 
 
 def grayordinate_smoother(

@@ -11,7 +11,6 @@ never the whole 4-D array; `bids_glm.image.stream` reads the same way without ho
 from __future__ import annotations
 
 import gzip
-import logging
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,6 +26,7 @@ from bids_glm.errors import InputError
 from bids_glm.image.mask import same_grid
 from bids_glm.image.series_layout import SeriesLayout, series_layout
 from bids_glm.image.smooth import sigma_voxels
+from bids_glm.image.usable import log_unusable
 from bids_glm.image.volume_reducer import VolumeReducer
 from bids_glm.runtime.progress import Progress
 from bids_glm.runtime.threads import thread_budget
@@ -35,8 +35,6 @@ try:  # ISA-L inflates gzip several times faster than zlib
     from isal import igzip, igzip_threaded
 except ImportError:  # pragma: no cover - isal is a declared dependency
     igzip = igzip_threaded = None
-
-LOGGER = logging.getLogger("bids_glm")
 
 
 @dataclass(frozen=True)
@@ -259,7 +257,5 @@ def read_masked_series(
     for_each_volume(path, layout, keep_volumes, reducer, n_threads, reducer.add_to_mean)
     finite = reducer.finite_voxels()
     varying = np.ptp(data, axis=0) > 0
-    n_bad = int((~(finite & varying)).sum())
-    if n_bad:
-        LOGGER.info("%s: %d in-mask voxel(s) constant or non-finite", path.name, n_bad)
+    log_unusable(path, finite & varying, "in-mask voxel(s)")
     return MaskedSeries(data=data, usable=finite & varying, mean_volume=reducer.mean_volume())

@@ -26,6 +26,7 @@ from bids_glm.image.forked_reducers import ForkedReducers, forking_available, sh
 from bids_glm.image.io import checked_layout, stored_view, stored_volumes, volume_buffers
 from bids_glm.image.series_layout import SeriesLayout
 from bids_glm.image.smooth import LINES_PER_GROUP, LINES_PER_GROUP_ALONE, sigma_voxels
+from bids_glm.image.usable import log_unusable
 from bids_glm.image.volume_reducer import VolumeReducer
 from bids_glm.runtime.progress import Progress
 from bids_glm.runtime.threads import thread_budget
@@ -242,9 +243,7 @@ def stream_masked_series(
         blocks.consumer.shutdown(wait=True, cancel_futures=True)
     finite = workers.finite_voxels()
     usable = finite & (blocks.maximum > blocks.minimum if varying is None else varying())
-    n_bad = int((~usable).sum())
-    if n_bad:
-        LOGGER.info("%s: %d in-mask voxel(s) constant or non-finite", path.name, n_bad)
+    log_unusable(path, usable, "in-mask voxel(s)")
     return StreamedSeries(
         n_volumes=int(keep_volumes.sum()), usable=usable, mean_volume=reducer.mean_volume()
     )

@@ -15,7 +15,6 @@ any fit), among the analysed and usable vertices only (:mod:`bids_glm.image.mesh
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +26,13 @@ from nibabel.gifti import GiftiDataArray, GiftiImage, GiftiMetaData
 
 from bids_glm.errors import InputError
 from bids_glm.image.mesh import MeshFiles, read_mesh
-from bids_glm.image.usable import exclusion_record, usable_columns
+from bids_glm.image.usable import (
+    exclusion_record,
+    finite_and_varying,
+    log_unusable,
+    usable_columns,
+)
 
-LOGGER = logging.getLogger("bids_glm")
 HEMISPHERES = ("L", "R")
 GIFTI_EXTENSION = ".func.gii"
 # AnatomicalStructurePrimary of each hemisphere (GIfTI / Connectome Workbench convention)
@@ -340,9 +343,7 @@ def read_surface_series(
     if smoothing:
         data = np.ascontiguousarray(_smoothed(data, geometry, smoothing_fwhm_mm)[:, geometry.mask])
     usable = usable_columns(data)
-    n_bad = int((~usable).sum())
-    if n_bad:
-        LOGGER.info("%s: %d vertices constant or non-finite", Path(paths[0]).name, n_bad)
+    log_unusable(paths[0], usable, "vertices")
     return SurfaceSeries(data=data, usable=usable)
 
 
@@ -375,7 +376,8 @@ def _smoothed(data: np.ndarray, geometry: SurfaceGeometry, fwhm_mm: float) -> np
     # deferred: mesh smoothing (scipy.sparse, scipy.spatial) loads only when it is asked for
     from bids_glm.image.mesh_smooth import mesh_smoother
 
-    included = geometry.mask & np.isfinite(data).all(axis=0) & (np.ptp(data, axis=0) > 0)
+    finite, varying = finite_and_varying(data)
+    included = geometry.mask & finite & varying
     start = 0
     for mesh_path, n_vertices in zip(geometry.meshes.paths, geometry.n_vertices, strict=True):
         stop = start + n_vertices

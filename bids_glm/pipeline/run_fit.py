@@ -34,13 +34,13 @@ from bids_glm.glm.fit_from_sums import scaled_ols
 from bids_glm.glm.ols import OlsPass, design_operators, ols_pass_over_columns
 from bids_glm.glm.results import RunFit
 from bids_glm.glm.scaling import percent_scale_columns, scale_signal, warn_floored
-from bids_glm.image.cifti import CiftiGeometry, cifti_smoother, log_unusable
+from bids_glm.image.cifti import CiftiGeometry, cifti_smoother
 from bids_glm.image.cifti_columns import cifti_columns
 from bids_glm.image.geometry import VolumeGeometry
 from bids_glm.image.gifti_volumes import streamable, surface_volume_blocks
 from bids_glm.image.stream import StreamedSeries, stream_masked_series
 from bids_glm.image.surface import SurfaceGeometry
-from bids_glm.image.usable import usable_columns
+from bids_glm.image.usable import log_unusable, usable_columns
 from bids_glm.runtime.threads import thread_budget
 from bids_glm.settings import Settings
 
@@ -252,7 +252,7 @@ def fit_column_run(
         )
         names = list(design.matrix.columns)
         fit = fit_from_ols(matrix, ols, names, noise_model, AR1_BINS, n_threads, consume=True)
-    log_unusable(path, usable)
+    log_unusable(path, usable, "grayordinates")
     if percent:
         warn_floored(means, "percent", usable, geometry.locations)
     _log_fit(design, settings, geometry, columns.n_kept, started)
@@ -286,7 +286,7 @@ def fit_streamed_grayordinates(
             yield block[:, geometry.mask]
 
     fit, usable = _fit_from_blocks(design, settings, blocks(), geometry.n_values)
-    log_unusable(path, usable)
+    log_unusable(path, usable, "grayordinates")
     _log_fit(design, settings, geometry, every.n_kept, started)
     return fit, usable, None
 
@@ -307,9 +307,7 @@ def fit_streamed_surface(
         paths, geometry.n_vertices, geometry.mask, kept, SURFACE_BLOCK_VOLUMES
     )
     fit, usable = _fit_from_blocks(design, settings, blocks, geometry.n_values)
-    n_bad = int(np.count_nonzero(~usable))
-    if n_bad:
-        LOGGER.info("%s: %d vertices constant or non-finite", paths[0].name, n_bad)
+    log_unusable(paths[0], usable, "vertices")
     n_kept = int(np.count_nonzero(kept))
     _log_fit(design, settings, geometry, n_kept, started)
     return fit, usable, None
