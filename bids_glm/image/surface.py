@@ -25,7 +25,8 @@ import numpy as np
 from nibabel.gifti import GiftiDataArray, GiftiImage, GiftiMetaData
 
 from bids_glm.errors import InputError
-from bids_glm.image.mesh import MeshFiles, read_mesh
+from bids_glm.image.mesh import MeshFiles
+from bids_glm.image.surface_smoothing import surface_smoother
 from bids_glm.image.usable import (
     exclusion_record,
     finite_and_varying,
@@ -373,19 +374,7 @@ def _smoothed(data: np.ndarray, geometry: SurfaceGeometry, fwhm_mm: float) -> np
     Only included vertices take part: analysed (``geometry.mask``), finite and not
     constant over the kept volumes; the others keep their values and stay unusable.
     """
-    # deferred: mesh smoothing (scipy.sparse, scipy.spatial) loads only when it is asked for
-    from bids_glm.image.mesh_smooth import mesh_smoother
-
     finite, varying = finite_and_varying(data)
     included = geometry.mask & finite & varying
-    start = 0
-    for mesh_path, n_vertices in zip(geometry.meshes.paths, geometry.n_vertices, strict=True):
-        stop = start + n_vertices
-        mesh = read_mesh(mesh_path)
-        if mesh.n_vertices != n_vertices:
-            raise InputError(
-                f"{mesh_path}: {mesh.n_vertices} vertices, but the data have {n_vertices}"
-            )
-        mesh_smoother(mesh, fwhm_mm, included[start:stop]).apply_in_place(data[:, start:stop])
-        start = stop
+    surface_smoother(geometry.meshes.paths, geometry.n_vertices, fwhm_mm, included)(data)
     return data

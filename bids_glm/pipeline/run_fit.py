@@ -12,8 +12,8 @@ see `HOLD_SERIES_MAX_BYTES` for the one difference of the ones summed over volum
   with the held path's arithmetic exactly;
 * ``"grayordinate volumes"``: a CIFTI series to smooth (or to scale by its grand mean) is
   read a block of volumes at a time, smoothed and summed (`fit_streamed_grayordinates`);
-* ``"surface volumes"``: a GIfTI run's two files are decoded a volume at a time and summed
-  (`fit_streamed_surface`).
+* ``"surface volumes"``: a GIfTI run's two files are decoded a volume at a time, smoothed
+  along the meshes if asked, and summed (`fit_streamed_surface`).
 
 The last three hold no more than a block of the run: memory independent of its length.
 """
@@ -40,6 +40,7 @@ from bids_glm.image.geometry import VolumeGeometry
 from bids_glm.image.gifti_volumes import streamable, surface_volume_blocks
 from bids_glm.image.stream import StreamedSeries, stream_masked_series
 from bids_glm.image.surface import SurfaceGeometry
+from bids_glm.image.surface_smoothing import SmoothedSurfaceStream
 from bids_glm.image.usable import log_unusable, usable_columns
 from bids_glm.runtime.threads import thread_budget
 from bids_glm.settings import Settings
@@ -68,9 +69,9 @@ def run_reading(design: RunDesign, geometry: VolumeGeometry, settings: Settings)
     The series is held where something needs it beyond one block of it:
 
     * single-trial estimates: LSA/LSS refit the series once per trial;
-    * GIfTI runs to smooth: the mesh operator takes the vertices finite and not constant
-      over the whole run, and a first pass would decode the files twice; GIfTI files
-      not decodable a volume at a time (`bids_glm.image.gifti_volumes.streamable`);
+    * GIfTI files not decodable a volume at a time
+      (`bids_glm.image.gifti_volumes.streamable`), and GIfTI runs to smooth without
+      meshes (the held read names the missing meshes);
     * small runs (`HOLD_SERIES_MAX_BYTES`) other than CIFTI ones read by grayordinates:
       they are fitted exactly as nilearn rounds them.
 
@@ -99,9 +100,10 @@ def _small(design: RunDesign, geometry: VolumeGeometry) -> bool:
 
 
 def _surface_reading(design: RunDesign, geometry: SurfaceGeometry, settings: Settings) -> str:
-    """Held when smoothed (the mesh operator needs the whole run), small, or in files
-    `bids_glm.image.gifti_volumes` cannot decode a volume at a time."""
-    if _small(design, geometry) or settings.model.smoothing_fwhm_mm > 0:
+    """Held when small, to smooth without meshes, or in files `bids_glm.image.gifti_volumes`
+    cannot decode a volume at a time."""
+    smoothed = settings.model.smoothing_fwhm_mm > 0
+    if _small(design, geometry) or (smoothed and geometry.meshes is None):
         return "held"
     inline = all(streamable(Path(path)) for path in design.run.image_paths)
     return "surface volumes" if inline else "held"
@@ -285,7 +287,7 @@ def fit_streamed_grayordinates(
                 smooth(block)
             yield block[:, geometry.mask]
 
-    fit, usable = _fit_from_blocks(design, settings, blocks(), geometry.n_values)
+    fit, usable = _fit_sums(design, settings, *_summed(design, blocks(), geometry.n_values))
     log_unusable(path, usable, "grayordinates")
     _log_fit(design, settings, geometry, every.n_kept, started)
     return fit, usable, None
@@ -297,30 +299,54 @@ def fit_streamed_surface(
     """Fit a GIfTI run from sums over its kept volumes, decoded one at a time.
 
     Both hemispheres' files are decoded in step (`bids_glm.image.gifti_volumes`), their
-    analysed vertices gathered :data:`SURFACE_BLOCK_VOLUMES` volumes at a time and added
-    to the sums of `fit_streamed_run`. Returns the fit, the usable vertices and None.
+    analysed vertices gathered a block of volumes at a time and added to the sums of
+    `fit_streamed_run`. With smoothing, each block is first smoothed along the meshes
+    (`bids_glm.image.surface_smoothing.SmoothedSurfaceStream`); when the vertices to
+    smooth among turn out other than the first block suggested, the sums are discarded
+    and the files decoded again. Returns the fit, the usable vertices and None.
     """
     started = time.perf_counter()
     paths = tuple(Path(p) for p in design.run.image_paths)
     kept = np.asarray(design.kept_volumes, dtype=bool)
-    blocks = surface_volume_blocks(
-        paths, geometry.n_vertices, geometry.mask, kept, SURFACE_BLOCK_VOLUMES
-    )
-    fit, usable = _fit_from_blocks(design, settings, blocks, geometry.n_values)
+    fwhm_mm = settings.model.smoothing_fwhm_mm
+    if fwhm_mm > 0:
+        stream = SmoothedSurfaceStream(
+            paths,
+            geometry.meshes.paths,
+            geometry.n_vertices,
+            geometry.mask,
+            fwhm_mm,
+            kept,
+            SURFACE_BLOCK_VOLUMES,
+        )
+        summed = _summed(design, stream.blocks(), geometry.n_values)
+        if not stream.settled:
+            LOGGER.info(
+                "%s: vertices constant or non-finite past the first %d volumes change the "
+                "smoothing; decoding the run again",
+                paths[0].name,
+                stream.block_volumes,
+            )
+            summed = _summed(design, stream.blocks(), geometry.n_values)
+    else:
+        blocks = surface_volume_blocks(
+            paths, geometry.n_vertices, geometry.mask, kept, SURFACE_BLOCK_VOLUMES
+        )
+        summed = _summed(design, blocks, geometry.n_values)
+    fit, usable = _fit_sums(design, settings, *summed)
     log_unusable(paths[0], usable, "vertices")
     n_kept = int(np.count_nonzero(kept))
     _log_fit(design, settings, geometry, n_kept, started)
     return fit, usable, None
 
 
-def _fit_from_blocks(
-    design: RunDesign, settings: Settings, blocks: Iterable[np.ndarray], n_values: int
-) -> tuple[RunFit, np.ndarray]:
-    """The fit from sums over (b, V) blocks of kept volumes, in time order, and the usable
-    columns (finite in every volume, not constant). Blocks may be modified (non-finite
-    values are set to 0, which keeps the sums finite; their columns are not usable)."""
-    matrix = design.fitted_matrix()
-    sums = CrossProductAccumulator(matrix, n_values)
+def _summed(
+    design: RunDesign, blocks: Iterable[np.ndarray], n_values: int
+) -> tuple[CrossProductAccumulator, np.ndarray]:
+    """The sums over (b, V) blocks of kept volumes, in time order, and the columns finite
+    in every volume. Blocks may be modified (non-finite values are set to 0, which keeps
+    the sums finite; their columns are not usable)."""
+    sums = CrossProductAccumulator(design.fitted_matrix(), n_values)
     finite = np.ones(n_values, dtype=bool)
     for values in blocks:
         bad = ~np.isfinite(values)
@@ -328,7 +354,15 @@ def _fit_from_blocks(
             finite &= ~bad.any(axis=0)
             values[bad] = 0.0
         sums.add(values)
+    return sums, finite
+
+
+def _fit_sums(
+    design: RunDesign, settings: Settings, sums: CrossProductAccumulator, finite: np.ndarray
+) -> tuple[RunFit, np.ndarray]:
+    """The fit from `_summed`'s sums, and the usable columns (finite, not constant)."""
     usable = finite & sums.varying()
+    matrix = design.fitted_matrix()
     names, noise_model = list(design.matrix.columns), settings.model.noise_model
     with np.errstate(divide="ignore", invalid="ignore"):
         scaling = settings.model.signal_scaling
