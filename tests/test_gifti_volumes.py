@@ -3,6 +3,7 @@ run's length), against nibabel's decoding and the held read."""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import nibabel as nib
@@ -58,6 +59,25 @@ def test_a_damaged_volume_is_named(tmp_path):
     path.write_text(text.replace('Dim0="11"', 'Dim0="12"', 1))
     with pytest.raises(InputError, match="data array 1: 11 values, but Dim0 says 12"):
         list(gifti_volumes(path))
+
+
+@pytest.mark.parametrize("damage", ["not deflated", "truncated", "bad padding"])
+def test_values_that_cannot_be_decoded_are_named(tmp_path, damage):
+    path = _write(tmp_path / "run.func.gii", np.ones((2, 64), np.float32), "GZipBase64Binary")
+    text = path.read_text()
+    start = text.rindex("<Data>") + len("<Data>")
+    stop = text.index("</Data>", start)
+    encoded = text[start:stop].strip()
+    damaged = {
+        "not deflated": base64.b64encode(b"plain bytes, not a zlib stream").decode(),
+        "truncated": base64.b64encode(base64.b64decode(encoded)[:-8]).decode(),
+        "bad padding": encoded[:-3],
+    }[damage]
+    path.write_text(text[:start] + damaged + text[stop:])
+    volumes = gifti_volumes(path)
+    assert next(volumes).size == 64  # the first array is intact
+    with pytest.raises(InputError, match="data array 2: its GZipBase64Binary values cannot be"):
+        next(volumes)
 
 
 def test_blocks_hold_both_hemispheres_analysed_vertices_and_kept_volumes(tmp_path):

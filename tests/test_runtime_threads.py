@@ -6,10 +6,12 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
-from bids_glm.runtime.threads import MALLOC_SETTINGS
+from bids_glm.errors import InputError
+from bids_glm.runtime.threads import MALLOC_SETTINGS, read_ahead
 
 PROBE = """
 import json, os
@@ -46,3 +48,48 @@ def test_a_users_malloc_setting_is_kept():
     seen = _probe(env)
     assert seen["MALLOC_ARENA_MAX"] == "4"
     assert seen["MALLOC_TRIM_THRESHOLD_"] == str(MALLOC_SETTINGS["MALLOC_TRIM_THRESHOLD_"][1])
+
+
+def test_read_ahead_hands_every_item_in_order_from_another_thread():
+    produced_in = set()
+
+    def items():
+        for index in range(50):
+            produced_in.add(threading.current_thread().name)
+            yield index
+
+    assert list(read_ahead(items(), 2, "probe")) == list(range(50))
+    assert produced_in == {"bids-glm-probe"}
+
+
+def test_read_ahead_raises_the_producers_error_where_its_item_was():
+    def items():
+        yield 1
+        yield 2
+        raise InputError("run.func.gii: data array 3: damaged")
+
+    got = []
+    with pytest.raises(InputError, match="data array 3: damaged"):
+        for item in read_ahead(items(), 1, "probe"):
+            got.append(item)
+    assert got == [1, 2]
+
+
+def test_read_ahead_stops_its_producer_when_the_caller_stops():
+    closed = threading.Event()
+    produced = []
+
+    def items():
+        try:
+            for index in range(1000):
+                produced.append(index)
+                yield index
+        finally:
+            closed.set()
+
+    ahead = read_ahead(items(), 2, "probe")
+    assert next(ahead) == 0
+    ahead.close()
+    assert closed.is_set()  # the producer closed its source before the caller went on
+    assert len(produced) <= 4  # one taken, at most two waiting, one being handed over
+    assert not any(t.name == "bids-glm-probe" for t in threading.enumerate())

@@ -33,6 +33,7 @@ from bids_glm.image.usable import (
     log_unusable,
     usable_columns,
 )
+from bids_glm.runtime.threads import thread_budget
 
 HEMISPHERES = ("L", "R")
 GIFTI_EXTENSION = ".func.gii"
@@ -376,5 +377,6 @@ def _smoothed(data: np.ndarray, geometry: SurfaceGeometry, fwhm_mm: float) -> np
     """
     finite, varying = finite_and_varying(data)
     included = geometry.mask & finite & varying
-    surface_smoother(geometry.meshes.paths, geometry.n_vertices, fwhm_mm, included)(data)
+    meshes = geometry.meshes.paths
+    surface_smoother(meshes, geometry.n_vertices, fwhm_mm, included, thread_budget())(data)
     return data

@@ -37,12 +37,12 @@ from bids_glm.glm.scaling import percent_scale_columns, scale_signal, warn_floor
 from bids_glm.image.cifti import CiftiGeometry, cifti_smoother
 from bids_glm.image.cifti_columns import cifti_columns
 from bids_glm.image.geometry import VolumeGeometry
-from bids_glm.image.gifti_volumes import streamable, surface_volume_blocks
+from bids_glm.image.gifti_volumes import DECODED_AHEAD, streamable, surface_volume_blocks
 from bids_glm.image.stream import StreamedSeries, stream_masked_series
 from bids_glm.image.surface import SurfaceGeometry
 from bids_glm.image.surface_smoothing import SmoothedSurfaceStream
 from bids_glm.image.usable import log_unusable, usable_columns
-from bids_glm.runtime.threads import thread_budget
+from bids_glm.runtime.threads import read_ahead, thread_budget
 from bids_glm.settings import Settings
 
 LOGGER = logging.getLogger("bids_glm")
@@ -329,9 +329,10 @@ def fit_streamed_surface(
             )
             summed = _summed(design, stream.blocks(), geometry.n_values)
     else:
-        blocks = surface_volume_blocks(
+        decoded = surface_volume_blocks(
             paths, geometry.n_vertices, geometry.mask, kept, SURFACE_BLOCK_VOLUMES
         )
+        blocks = read_ahead(decoded, DECODED_AHEAD, "gifti-decode")
         summed = _summed(design, blocks, geometry.n_values)
     fit, usable = _fit_sums(design, settings, *summed)
     log_unusable(paths[0], usable, "vertices")

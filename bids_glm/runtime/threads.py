@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import ctypes
 import os
+import queue
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+Item = TypeVar("Item")
 
 THREADS_VARIABLE = "BIDS_GLM_THREADS"
 # glibc malloc tunables: environment variable (read when a process starts) -> mallopt
@@ -121,3 +126,54 @@ def for_each_in_threads(
     n_workers = min(n_threads, len(items))
     with ThreadPoolExecutor(n_workers, thread_name_prefix=f"bids-glm-{name}") as pool:
         list(pool.map(function, items))
+
+
+def read_ahead(items: Iterable[Item], depth: int, name: str) -> Iterator[Item]:
+    """``items``, produced in a thread of their own up to ``depth`` items ahead.
+
+    For producers whose work releases the GIL in part (decompression), so it overlaps
+    with the caller's. Items must not be reused by the producer once handed over. An
+    exception raised while producing is raised here, where the item would have been;
+    when the caller stops early, the producer stops at its next item.
+    """
+    handed: queue.Queue = queue.Queue(maxsize=max(int(depth), 1))
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        outcome: tuple[object, BaseException | None] = (done, None)
+        try:
+            for item in items:
+                if not _hand_over(handed, (item, None), stop):
+                    return
+        except BaseException as err:  # re-raised in the caller's thread
+            outcome = (done, err)
+        finally:
+            getattr(items, "close", lambda: None)()
+        _hand_over(handed, outcome, stop)
+
+    producer = threading.Thread(target=produce, name=f"bids-glm-{name}", daemon=True)
+    producer.start()
+    try:
+        while True:
+            item, error = handed.get()
+            if item is done:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        while producer.is_alive():  # a producer blocked on a full queue sees the stop
+            producer.join(timeout=0.05)
+
+
+def _hand_over(handed: queue.Queue, entry: tuple, stop: threading.Event) -> bool:
+    """Put ``entry`` once there is room; False if the consumer stopped meanwhile."""
+    while not stop.is_set():
+        try:
+            handed.put(entry, timeout=0.05)
+            return True
+        except queue.Full:
+            continue
+    return False
