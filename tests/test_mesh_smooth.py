@@ -183,3 +183,21 @@ def test_grayordinates_are_smoothed_within_each_structure():
     assert spread[0, 10] < 50.0 and spread[0, :n_cortex].max() > 1.0  # spread on the left
     with pytest.raises(ValueError, match="hemi-R mesh"):
         smooth_grayordinates(data, axis, {"L": sphere}, 6.0)
+
+
+def test_structures_smoothed_in_threads_are_smoothed_as_in_one():
+    from bids_glm.image.cifti_smooth import grayordinate_smoother
+
+    sphere = icosphere(4, radius_mm=60.0)
+    cortex_mask = sphere.vertices_mm[:, 0] < 40.0
+    grid = np.stack(np.meshgrid(*[np.arange(12)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    axis = _grayordinates(sphere, cortex_mask, grid[np.linalg.norm(grid - 5.5, axis=1) <= 5])
+    data = (100 + np.random.default_rng(1).standard_normal((9, len(axis)))).astype(np.float32)
+    included = np.ones(len(axis), dtype=bool)
+    included[[3, 700]] = False
+    meshes = {"L": sphere, "R": sphere}
+    one, two = data.copy(), data.copy()
+    grayordinate_smoother(axis, meshes, 6.0, included, n_threads=1)(one)
+    grayordinate_smoother(axis, meshes, 6.0, included, n_threads=2)(two)
+    assert not np.array_equal(one, data)
+    np.testing.assert_array_equal(two, one)

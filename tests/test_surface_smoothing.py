@@ -90,3 +90,15 @@ def test_a_mesh_of_another_size_is_named(tmp_path, surface_files):
     _, meshes = surface_files
     with pytest.raises(InputError, match="642 vertices, but the data have 700"):
         surface_smoother(meshes.paths, (700, 642), FWHM_MM, np.ones(1342, dtype=bool))
+
+
+def test_hemispheres_smoothed_in_threads_are_smoothed_as_in_one(surface_files):
+    _, meshes = surface_files
+    data = (100 + np.random.default_rng(2).standard_normal((9, 1284))).astype(np.float32)
+    included = np.ones(1284, dtype=bool)
+    included[[4, 900]] = False
+    one, two = data.copy(), data.copy()
+    surface_smoother(meshes.paths, (642, 642), FWHM_MM, included, n_threads=1)(one)
+    surface_smoother(meshes.paths, (642, 642), FWHM_MM, included, n_threads=2)(two)
+    assert not np.array_equal(one, data)
+    np.testing.assert_array_equal(two, one)

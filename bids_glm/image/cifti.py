@@ -44,6 +44,7 @@ from bids_glm.image.usable import (
     log_unusable,
     usable_columns,
 )
+from bids_glm.runtime.threads import thread_budget
 
 DENSE_SCALAR_EXTENSION = ".dscalar.nii"
 DENSE_SCALAR_INTENT = "ConnDenseScalar"
@@ -314,7 +315,8 @@ def cifti_smoother(
     _check_meshes(geometry, fwhm_mm, path)
     meshes = {"L": read_mesh(geometry.meshes.left), "R": read_mesh(geometry.meshes.right)}
     try:
-        return grayordinate_smoother(geometry.brain_models, meshes, fwhm_mm, included)
+        axis = geometry.brain_models
+        return grayordinate_smoother(axis, meshes, fwhm_mm, included, thread_budget())
     except ValueError as err:  # planning checked the meshes' vertex counts: a changed file
         raise InputError(f"{path}: {err}") from None
 
