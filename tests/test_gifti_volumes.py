@@ -4,6 +4,7 @@ run's length), against nibabel's decoding and the held read."""
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
 
 import nibabel as nib
@@ -16,6 +17,7 @@ from bids_glm.errors import InputError
 from bids_glm.image import surface as surface_module
 from bids_glm.image.gifti_volumes import gifti_volumes, streamable, surface_volume_blocks
 from bids_glm.pipeline import run_fit
+from bids_glm.runtime import progress
 
 
 def _write(path: Path, series: np.ndarray, encoding: str, endian: str = "LittleEndian") -> Path:
@@ -141,12 +143,17 @@ def test_a_run_streamed_by_volumes_agrees_with_holding_it(
         raise AssertionError("the run was held")
 
     capfd.readouterr()
+    monkeypatch.setattr(progress, "PROGRESS_INTERVAL_S", 0.0)  # a line for every block
     monkeypatch.setattr(run_fit, "HOLD_SERIES_MAX_BYTES", 0)
     monkeypatch.setattr(run_fit, "SURFACE_BLOCK_VOLUMES", 7)
     monkeypatch.setattr(surface_module, "read_surface_series", refused)
     assert _participant(bids, tmp_path / "streamed", *extra) == 0
     log = capfd.readouterr().err
     assert ("run-1_hemi-L" in log and "decoding the run again" in log) == bool(smoothing), log
+    summed = re.findall(
+        r"run-2_hemi-L_space-fsaverage5_bold.func.gii: (\d+) of 58 volumes summed", log
+    )
+    assert [int(n) for n in summed] == list(range(7, 58, 7))  # kept volumes; not the last
     held = tmp_path / "held"
     held_maps = sorted(held.rglob("*_statmap.func.gii"))
     assert len(held_maps) > 30

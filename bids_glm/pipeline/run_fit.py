@@ -42,6 +42,7 @@ from bids_glm.image.stream import StreamedSeries, stream_masked_series
 from bids_glm.image.surface import SurfaceGeometry
 from bids_glm.image.surface_smoothing import SmoothedSurfaceStream
 from bids_glm.image.usable import log_unusable, usable_columns
+from bids_glm.runtime.progress import Progress
 from bids_glm.runtime.threads import read_ahead, thread_budget
 from bids_glm.settings import Settings
 
@@ -290,7 +291,8 @@ def fit_streamed_grayordinates(
                 smooth(block)
             yield block[:, geometry.mask]
 
-    fit, usable = _fit_sums(design, settings, *_summed(design, blocks(), geometry.n_values))
+    summed = _summed(design, blocks(), geometry.n_values, Path(path).name)
+    fit, usable = _fit_sums(design, settings, *summed)
     log_unusable(path, usable, "grayordinates")
     _log_fit(design, settings, geometry, every.n_kept, started)
     return fit, usable, None
@@ -322,7 +324,7 @@ def fit_streamed_surface(
             kept,
             SURFACE_BLOCK_VOLUMES,
         )
-        summed = _summed(design, stream.blocks(), geometry.n_values)
+        summed = _summed(design, stream.blocks(), geometry.n_values, paths[0].name)
         if not stream.settled:
             LOGGER.info(
                 "%s: vertices constant or non-finite past the first %d volumes change the "
@@ -330,13 +332,13 @@ def fit_streamed_surface(
                 paths[0].name,
                 stream.block_volumes,
             )
-            summed = _summed(design, stream.blocks(), geometry.n_values)
+            summed = _summed(design, stream.blocks(), geometry.n_values, paths[0].name)
     else:
         decoded = surface_volume_blocks(
             paths, geometry.n_vertices, geometry.mask, kept, SURFACE_BLOCK_VOLUMES
         )
         blocks = read_ahead(decoded, DECODED_AHEAD, "gifti-decode")
-        summed = _summed(design, blocks, geometry.n_values)
+        summed = _summed(design, blocks, geometry.n_values, paths[0].name)
     fit, usable = _fit_sums(design, settings, *summed)
     log_unusable(paths[0], usable, "vertices")
     n_kept = int(np.count_nonzero(kept))
@@ -345,19 +347,24 @@ def fit_streamed_surface(
 
 
 def _summed(
-    design: RunDesign, blocks: Iterable[np.ndarray], n_values: int
+    design: RunDesign, blocks: Iterable[np.ndarray], n_values: int, label: str
 ) -> tuple[CrossProductAccumulator, np.ndarray]:
     """The sums over (b, V) blocks of kept volumes, in time order, and the columns finite
     in every volume. Blocks may be modified (non-finite values are set to 0, which keeps
-    the sums finite; their columns are not usable)."""
-    sums = CrossProductAccumulator(design.fitted_matrix(), n_values)
+    the sums finite; their columns are not usable). Long runs log their progress
+    (``label``: the file)."""
+    matrix = design.fitted_matrix()
+    sums = CrossProductAccumulator(matrix, n_values)
     finite = np.ones(n_values, dtype=bool)
+    progress, n_summed = Progress(label, matrix.shape[0], "volumes summed"), 0
     for values in blocks:
         bad = ~np.isfinite(values)
         if bad.any():
             finite &= ~bad.any(axis=0)
             values[bad] = 0.0
         sums.add(values)
+        n_summed += values.shape[0]
+        progress.update(n_summed)
     return sums, finite
 
 
