@@ -332,6 +332,7 @@ def fit_streamed_surface(
                 paths[0].name,
                 stream.block_volumes,
             )
+            del summed  # freed before the second pass's sums are made
             summed = _summed(design, stream.blocks(), geometry.n_values, paths[0].name)
     else:
         decoded = surface_volume_blocks(
