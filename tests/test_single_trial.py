@@ -77,19 +77,55 @@ def test_lss_equals_brute_force(noise_model):
 
 def test_lss_ar1_bins_are_the_truncated_coefficients_of_each_model():
     from bids_glm.glm.lss_ar1 import binned_steps
-    from bids_glm.glm.lss_terms import lss_pass, lss_terms
+    from bids_glm.glm.lss_terms import lss_pass, lss_terms, trial_means
 
     design, data, layout = _problem()
     terms = lss_terms(design, np.asarray(layout.trial_columns), np.asarray(layout.trial_groups))
     summary = lss_pass(terms, data, 64, True, 1)
     rho = np.empty(summary.gamma.shape)
     chunks = [slice(0, 150), slice(150, 400)]
-    steps = binned_steps(terms, summary, 100, chunks, 2, rho)
+    steps = binned_steps(terms, summary, trial_means(terms, data), 100, chunks, 2, rho)
     brute = np.stack([fit.ar1 for fit in _brute_force(design, data, layout, "ar1")])
     np.testing.assert_allclose(rho, brute, rtol=0, atol=1e-12)
     on_edge = np.abs(brute * 100 - np.round(brute * 100)) < 1e-9
     np.testing.assert_array_equal(steps[~on_edge], np.trunc(brute * 100)[~on_edge])
     assert steps.dtype == np.int16
+
+
+def test_lss_trial_means_are_each_models_global_residual_mean():
+    """From the voxel-summed series: the mean over every voxel and scan of each trial model's
+    OLS residuals, as fitting that model to every voxel gives it."""
+    from bids_glm.glm.lss_terms import lss_terms, trial_means
+
+    design, data, layout = _problem()
+    terms = lss_terms(design, np.asarray(layout.trial_columns), np.asarray(layout.trial_groups))
+    expected = []
+    for trial in range(layout.n_trials):
+        model = lss_design(design, layout, trial)
+        residuals = data - model @ np.linalg.lstsq(model, data.astype(np.float64), rcond=None)[0]
+        expected.append(residuals.mean())
+    scale = np.abs(data).mean()
+    np.testing.assert_allclose(trial_means(terms, data), expected, rtol=0, atol=1e-12 * scale)
+
+
+@pytest.mark.parametrize("noise_model", ["ols", "ar1"])
+def test_lss_made_block_by_block_equals_one_block(monkeypatch, noise_model):
+    """Voxels' summaries are held a block at a time (memory): blocks of 64 voxels give the
+    estimates, coefficients and variances of one block of all 400, to rounding (a BLAS
+    product's columns may be summed differently as their number changes), and every
+    model's AR(1) bin the same."""
+    from bids_glm.glm import single_trial
+
+    design, data, layout = _problem(seed=3)
+    whole = lss_fit(design, data, layout, noise_model, keep_ar1=True, variance=True)
+    monkeypatch.setattr(single_trial, "REFIT_CHUNK_VOXELS", 64)
+    monkeypatch.setattr(single_trial, "BLOCK_BYTES", 1)  # one refit chunk a block
+    blocks = lss_fit(design, data, layout, noise_model, keep_ar1=True, variance=True)
+    for got, expected in ((blocks.beta, whole.beta), (blocks.variance, whole.variance)):
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14 * np.abs(expected).max())
+    if noise_model == "ar1":
+        np.testing.assert_allclose(blocks.ar1, whole.ar1, rtol=0, atol=1e-14)
+        np.testing.assert_array_equal(np.trunc(blocks.ar1 * 100), np.trunc(whole.ar1 * 100))
 
 
 def test_lsa_is_one_fit_of_the_trial_design():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import zlib
 
+import nibabel as nib
 import numpy as np
 import pytest
 
@@ -87,3 +88,15 @@ def test_mean_volume_is_exact_across_the_int32_to_int64_switch(monkeypatch):
         reducer.add_to_mean(volume)
     expected = np.mean(np.stack(volumes).astype(np.float64), axis=0).astype(np.float32)
     np.testing.assert_array_equal(reducer.mean_volume(), expected)
+
+
+def test_a_series_compressed_volume_by_volume_is_the_stacked_image():
+    volumes = [_map_volume((13, 11, 7), seed) for seed in range(5)]
+    expected = nifti_bytes.nifti_gz_bytes(np.stack(volumes, axis=-1), AFFINE)
+    got = nifti_bytes.nifti_series_gz_bytes(iter(volumes), (13, 11, 7), 5, AFFINE)
+    assert got == expected
+    image = nib.Nifti1Image.from_bytes(zlib.decompress(got, 31))
+    assert image.shape == (13, 11, 7, 5)
+    np.testing.assert_array_equal(image.get_fdata(dtype=np.float32)[..., 3], volumes[3])
+    with pytest.raises(ValueError, match="4 volumes given; the header says 5"):
+        nifti_bytes.nifti_series_gz_bytes(iter(volumes[:4]), (13, 11, 7), 5, AFFINE)

@@ -126,7 +126,8 @@ def _write_series(path: Path, target: MapTarget, values: np.ndarray, names: list
     path.parent.mkdir(parents=True, exist_ok=True)
     geometry = target.geometry
     written = []
-    masked = np.where(target.valid, values, 0.0)
+    masked = np.zeros(values.shape, dtype=np.float32)  # as written: float32, 0 if not valid
+    np.copyto(masked, values, casting="same_kind", where=target.valid)
     for extra, payload in geometry.encode_series_files(masked, names):
         written.append(naming.geometry_file_path(path, extra, geometry.extension))
         write_bytes_atomic(written[-1], payload)

@@ -30,7 +30,7 @@ import numpy as np
 import scipy.linalg
 
 from bids_glm.glm.ar import LAST, whiten_ar1
-from bids_glm.glm.lss_terms import LssPass, LssTerms, trial_ar1, trial_means
+from bids_glm.glm.lss_terms import LssPass, LssTerms, trial_ar1
 from bids_glm.glm.ols import voxel_chunks
 from bids_glm.runtime.threads import for_each_in_threads
 
@@ -121,10 +121,25 @@ def _bin_row(terms: LssTerms, rho: float) -> tuple[np.ndarray, ...]:
     return gain.T, lag, trial, last
 
 
-def bin_tables(terms: LssTerms, first_step: int, last_step: int, n_bins: int) -> BinTables:
-    """`BinTables` for the bins ``first_step .. last_step`` (``rho = step / n_bins``)."""
+def bin_tables(
+    terms: LssTerms,
+    first_step: int,
+    last_step: int,
+    n_bins: int,
+    computed: dict[float, tuple] | None = None,
+) -> BinTables:
+    """`BinTables` for the bins ``first_step .. last_step`` (``rho = step / n_bins``).
+
+    ``computed``: each bin's row, by ``rho``, kept from earlier calls (and added to), so
+    that blocks of voxels sharing bins compute each bin once.
+    """
     rho = np.arange(first_step, last_step + 1) / n_bins
-    rows = [_bin_row(terms, float(value)) for value in rho]
+    computed = {} if computed is None else computed
+    rows = []
+    for value in rho.tolist():
+        if value not in computed:
+            computed[value] = _bin_row(terms, value)
+        rows.append(computed[value])
     gain, lag, trial, last = (np.stack(column) for column in zip(*rows, strict=True))
     factor = rho[:, np.newaxis]
     trial *= factor
@@ -186,6 +201,7 @@ def binned_products(gain: np.ndarray, rows: np.ndarray, lag_cross: np.ndarray) -
 def binned_steps(
     terms: LssTerms,
     summary: LssPass,
+    means: np.ndarray,
     n_bins: int,
     chunks: list[slice],
     n_threads: int,
@@ -193,12 +209,12 @@ def binned_steps(
 ) -> np.ndarray:
     """Every trial model's AR(1) bin at every voxel, ``trunc(rho * n_bins)``, (K, V) int16.
 
+    ``means``: each model's global residual mean (`bids_glm.glm.lss_terms.trial_means`).
     Clipped to ``|rho| <= n / (n - 1)`` (the largest an estimate can take). The coefficients
     themselves are written to ``coefficients`` (K, V) if given.
     """
     n_scans = terms.conditions.shape[0]
     bound = int(np.trunc(n_bins * n_scans / (n_scans - 1.0)))
-    means = trial_means(terms, summary)
     steps = np.empty(summary.gamma.shape, dtype=np.int16 if bound < 2**15 else np.intp)
 
     def bin_chunk(chunk: slice) -> None:
@@ -217,28 +233,30 @@ def binned_steps(
 def ar1_estimates(
     terms: LssTerms,
     summary: LssPass,
+    means: np.ndarray,
     n_bins: int,
     chunk_voxels: int,
     n_threads: int,
+    out: tuple[np.ndarray, np.ndarray | None, np.ndarray | None],
     variance: Callable | None = None,
-    keep_ar1: bool = False,
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """Every trial's AR(1) LSS estimate and, if asked, its model's AR(1) coefficient
-    (``keep_ar1``) and the estimate's variance; shapes (K, V).
+    computed: dict[float, tuple] | None = None,
+) -> None:
+    """Every trial's AR(1) LSS estimate at the voxels of ``summary`` and, if asked, its
+    model's AR(1) coefficient and the estimate's variance, written to ``out``: three
+    (K, v) arrays (or views), the coefficients' and variances' None when not asked.
 
-    The models' coefficients are binned first (`binned_steps`), so that the bins' tables
-    cover only the bins in use; the voxels are processed in chunks of ``chunk_voxels``.
-    ``variance(rho_values)`` returns a function ``(rows, voxels) -> (K, v)`` variances
-    (`bids_glm.glm.lss_variance`).
+    The models' coefficients are binned first (`binned_steps`, from the global residual
+    ``means``), so that the bins' tables cover only the bins in use (``computed``: bins'
+    rows kept across calls, see `bin_tables`); the voxels are processed in chunks of
+    ``chunk_voxels``. ``variance(rho_values)`` returns a function ``(rows, voxels) -> (K, v)``
+    variances (`bids_glm.glm.lss_variance`); required when ``out`` asks for variances.
     """
+    estimates, coefficients, variances = out
     chunks = list(voxel_chunks(summary.gamma.shape[1], chunk_voxels))
-    coefficients = np.empty(summary.gamma.shape) if keep_ar1 else None
-    steps = binned_steps(terms, summary, n_bins, chunks, n_threads, coefficients)
+    steps = binned_steps(terms, summary, means, n_bins, chunks, n_threads, coefficients)
     low, high = (int(steps.min()), int(steps.max())) if steps.size else (0, 0)
-    tables = bin_tables(terms, low, high, n_bins)
-    chunk_variance = None if variance is None else variance(tables.rho)
-    estimates = np.empty(summary.gamma.shape)
-    variances = None if variance is None else np.empty(summary.gamma.shape)
+    tables = bin_tables(terms, low, high, n_bins, computed)
+    chunk_variance = None if variances is None else variance(tables.rho)
     n_trials = terms.n_trials
     trials = np.arange(n_trials)[:, np.newaxis]
 
@@ -264,4 +282,3 @@ def ar1_estimates(
         np.add(estimate, term, out=estimates[:, chunk])
 
     for_each_in_threads(refit, chunks, n_threads, "lss")
-    return estimates, coefficients, variances

@@ -258,10 +258,17 @@ def ols_estimates(terms: LssTerms, summary: LssPass, voxels: slice) -> np.ndarra
     return beta[terms.group_column] + terms.alpha[:, np.newaxis] * summary.gamma[:, voxels]
 
 
-def trial_means(terms: LssTerms, summary: LssPass) -> np.ndarray:
-    """Global mean of every trial model's OLS residuals (over all voxels and scans), (K,)."""
-    n_scans, n_voxels = terms.conditions.shape[0], summary.beta.shape[1]
-    totals = summary.moments[SUM].sum() - terms.total * summary.gamma.sum(axis=1)
+def trial_means(terms: LssTerms, data: np.ndarray) -> np.ndarray:
+    """Global mean of every trial model's OLS residuals (over all voxels and scans), (K,).
+
+    A residual's sum over voxels is the residual of the data's sum over voxels (both are
+    linear in the data), so one pass over the (n,) voxel-summed series gives the means
+    before any voxel's summaries exist, and voxels can then be processed block by block.
+    """
+    n_scans, n_voxels = data.shape
+    summed = data.sum(axis=1, dtype=np.float64)[:, np.newaxis]
+    whole = lss_pass(terms, summed, 1, ar1=False, n_threads=1, with_moments=True)
+    totals = whole.moments[SUM, 0] - terms.total * whole.gamma[:, 0]
     return totals / (n_scans * n_voxels)
 
 

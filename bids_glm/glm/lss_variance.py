@@ -60,34 +60,48 @@ class VarianceTables:
     last_last: np.ndarray
 
 
-def variance_tables(terms: LssTerms, rho: np.ndarray) -> VarianceTables:
-    """`VarianceTables` of the bins with coefficients ``rho``."""
-    last = terms.conditions[-1]
-    trials = np.arange(terms.n_trials)
+def variance_tables(
+    terms: LssTerms, rho: np.ndarray, computed: dict[float, tuple] | None = None
+) -> VarianceTables:
+    """`VarianceTables` of the bins with coefficients ``rho``.
+
+    ``computed``: each bin's rows, by ``rho``, kept from earlier calls (and added to).
+    """
+    computed = {} if computed is None else computed
     stacks, scalars, last_last = [], [], []
-    for value in rho:
-        solve = bin_solve(terms, float(value))
-        gain, trial = gains(terms, solve)
-        cov_psi = solve.covariance @ terms.neighbour_cross
-        cov_last = solve.covariance @ last
-        stacks.append(np.vstack([cov_psi.T, solve.update.T, cov_last, solve.triangle_inverse.T]))
-        scalars.append(
-            [
-                np.einsum("pk,pk->k", terms.neighbour_cross, cov_psi),
-                last @ cov_psi,
-                np.einsum("pk,pk->k", solve.update, terms.neighbour_cross),
-                last @ solve.update,
-                solve.inverse_schur,
-                gain[terms.group_column, trials] + terms.alpha * trial,
-            ]
-        )
-        last_last.append(last @ cov_last)
+    for value in np.asarray(rho, dtype=np.float64).tolist():
+        if value not in computed:
+            computed[value] = _variance_row(terms, value)
+        stack, scalar, last_term = computed[value]
+        stacks.append(stack)
+        scalars.append(scalar)
+        last_last.append(last_term)
     return VarianceTables(
         np.asarray(rho),
         np.stack(stacks),
         np.moveaxis(np.array(scalars), 1, 0),
         np.array(last_last),
     )
+
+
+def _variance_row(terms: LssTerms, rho: float) -> tuple:
+    """One bin's `VarianceTables` rows: its stack, scalars and ``c^T G_C^-1 c``."""
+    last = terms.conditions[-1]
+    trials = np.arange(terms.n_trials)
+    solve = bin_solve(terms, rho)
+    gain, trial = gains(terms, solve)
+    cov_psi = solve.covariance @ terms.neighbour_cross
+    cov_last = solve.covariance @ last
+    stack = np.vstack([cov_psi.T, solve.update.T, cov_last, solve.triangle_inverse.T])
+    scalars = [
+        np.einsum("pk,pk->k", terms.neighbour_cross, cov_psi),
+        last @ cov_psi,
+        np.einsum("pk,pk->k", solve.update, terms.neighbour_cross),
+        last @ solve.update,
+        solve.inverse_schur,
+        gain[terms.group_column, trials] + terms.alpha * trial,
+    ]
+    return stack, scalars, last @ cov_last
 
 
 def binned_terms(stack: np.ndarray, rows: np.ndarray, lag_cross: np.ndarray) -> np.ndarray:

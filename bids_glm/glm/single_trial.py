@@ -22,8 +22,16 @@ import numpy as np
 
 from bids_glm.glm.fit import fit_glm
 from bids_glm.glm.lss_ar1 import ar1_estimates
-from bids_glm.glm.lss_terms import lss_pass, lss_terms, ols_estimates
+from bids_glm.glm.lss_terms import (
+    LssPass,
+    LssTerms,
+    lss_pass,
+    lss_terms,
+    ols_estimates,
+    trial_means,
+)
 from bids_glm.glm.lss_variance import ar1_variance, ols_variance, variance_tables
+from bids_glm.glm.ols import voxel_chunks
 from bids_glm.runtime.threads import thread_budget
 
 LOGGER = logging.getLogger("bids_glm")
@@ -32,6 +40,10 @@ REFIT_CHUNK_VOXELS = 4096
 # voxels per chunk of the pass over the data: its (scans, chunk) float64 residuals, read by
 # several products and sums, stay in a 2-4 MB cache (1024 x 200 scans: 1.6 MB)
 PASS_CHUNK_VOXELS = 1024
+# the voxels' summaries held at once (`lss_pass`: 2 p + 5 + 2 K float64 a voxel for AR(1)):
+# estimates are made a block of voxels at a time, so memory is the data, the estimates and
+# one block; blocks are whole refit chunks, so each voxel is computed as in one block
+BLOCK_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -168,30 +180,58 @@ def lss_fit(
         return _refit_each_trial(design, data, layout, noise_model, n_bins)
     n_threads = thread_budget()
     is_ar1 = noise_model == "ar1"
-    dof = (design.shape[0] - terms.n_columns).astype(float)
-    summary = lss_pass(terms, data, chunk_voxels, is_ar1, n_threads, with_moments=variance)
-    if not is_ar1:
-        everything = slice(None)
-        return TrialEstimates(
-            beta=ols_estimates(terms, summary, everything),
-            variance=ols_variance(terms, summary, everything) if variance else None,
-            dof=dof,
+    shape = (layout.n_trials, data.shape[1])
+    beta = np.empty(shape)
+    variances = np.empty(shape) if variance else None
+    rho = np.empty(shape) if is_ar1 and keep_ar1 else None
+    means = trial_means(terms, data) if is_ar1 else None
+    refit_rows: dict[float, tuple] = {}  # each AR(1) bin's table rows, made once
+    variance_rows: dict[float, tuple] = {}
+    for block in voxel_chunks(data.shape[1], _block_voxels(terms, is_ar1)):
+        summary = lss_pass(
+            terms, data[:, block], chunk_voxels, is_ar1, n_threads, with_moments=variance
         )
+        if not is_ar1:
+            everything = slice(None)
+            beta[:, block] = ols_estimates(terms, summary, everything)
+            if variance:
+                variances[:, block] = ols_variance(terms, summary, everything)
+            continue
+        outputs = (beta, rho, variances)
+        out = tuple(None if values is None else values[:, block] for values in outputs)
+        variance_of = _binned_variance(terms, summary, variance_rows)
+        ar1_estimates(
+            terms,
+            summary,
+            means,
+            int(n_bins),
+            REFIT_CHUNK_VOXELS,
+            n_threads,
+            out,
+            variance_of,
+            refit_rows,
+        )
+    dof = (design.shape[0] - terms.n_columns).astype(float)
+    return TrialEstimates(beta=beta, ar1=rho, variance=variances, dof=dof)
 
-    def binned_variance(rho_values: np.ndarray):
-        tables = variance_tables(terms, rho_values)
+
+def _block_voxels(terms: LssTerms, ar1: bool) -> int:
+    """Voxels per block of `lss_fit`: `BLOCK_BYTES` of summaries, whole refit chunks."""
+    p, n_trials = terms.conditions.shape[1], terms.n_trials
+    per_voxel = (2 * p + 5 + 2 * n_trials if ar1 else p + 5 + n_trials) * 8
+    n_chunks = max(BLOCK_BYTES // (per_voxel * REFIT_CHUNK_VOXELS), 1)
+    return int(n_chunks * REFIT_CHUNK_VOXELS)
+
+
+def _binned_variance(terms: LssTerms, summary: LssPass, computed: dict[float, tuple]):
+    """``variance`` for `bids_glm.glm.lss_ar1.ar1_estimates` at ``summary``'s voxels (the
+    bins' variance rows kept in ``computed``)."""
+
+    def of_bins(rho_values: np.ndarray):
+        tables = variance_tables(terms, rho_values, computed)
         return lambda rows, voxels: ar1_variance(terms, summary, tables, rows, voxels)
 
-    beta, rho, variances = ar1_estimates(
-        terms,
-        summary,
-        int(n_bins),
-        REFIT_CHUNK_VOXELS,
-        n_threads,
-        binned_variance if variance else None,
-        keep_ar1,
-    )
-    return TrialEstimates(beta=beta, ar1=rho, variance=variances, dof=dof)
+    return of_bins
 
 
 def _refit_each_trial(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bids_glm.image.io import MaskedSeries, read_masked_series
-from bids_glm.image.nifti_bytes import nifti_gz_bytes
+from bids_glm.image.nifti_bytes import nifti_gz_bytes, nifti_series_gz_bytes
 
 
 @dataclass(frozen=True, eq=False)
@@ -106,8 +106,9 @@ class VolumeGeometry:
         scalar axis); NIfTI has none. (A surface geometry gives one multi-array GIfTI file
         per hemisphere, CIFTI one ``.dscalar.nii``.)
         """
-        volumes = np.stack([self.to_volume(v) for v in values], axis=-1)
-        return [({}, nifti_gz_bytes(volumes, self.affine))]
+        volumes = (self.to_volume(v, order="F") for v in values)  # compressed one by one
+        payload = nifti_series_gz_bytes(volumes, self.shape, len(values), self.affine)
+        return [({}, payload)]
 
     def location_name(self, index: int) -> str:
         """Where value ``index`` of an all-voxel vector (C order) lies (for figure titles)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import nibabel as nib
 import numpy as np
@@ -33,15 +33,22 @@ def nifti_bytes(volume: np.ndarray, affine: np.ndarray) -> bytes:
 
 def _header_and_values(volume: np.ndarray, affine: np.ndarray) -> tuple[bytes, np.ndarray]:
     """The header and extension flag of `nifti_bytes`, and the values in the stored dtype."""
-    header = nib.Nifti1Image(volume, affine).header
+    header = _header(volume.shape, volume.dtype, affine)
+    values = np.asarray(volume, dtype=header.get_data_dtype())
+    extension_flag = bytes(NIFTI1_DATA_OFFSET - len(header.binaryblock))
+    return header.binaryblock + extension_flag, values
+
+
+def _header(shape: tuple[int, ...], dtype: np.dtype, affine: np.ndarray) -> nib.Nifti1Header:
+    """The NIfTI-1 header of an unscaled image of ``shape`` and ``dtype`` (no data read)."""
+    empty = np.broadcast_to(np.zeros((), dtype=dtype), shape)  # the shape, no memory
+    header = nib.Nifti1Image(empty, affine).header
     header.set_xyzt_units("mm", "sec")
     header.set_qform(affine, code=1)
     header.set_sform(affine, code=1)
     header.set_data_offset(NIFTI1_DATA_OFFSET)
     header.set_slope_inter(1.0, 0.0)
-    values = np.asarray(volume, dtype=header.get_data_dtype())
-    extension_flag = bytes(NIFTI1_DATA_OFFSET - len(header.binaryblock))
-    return header.binaryblock + extension_flag, values
+    return header
 
 
 def nifti_gz_bytes(volume: np.ndarray, affine: np.ndarray) -> bytes:
@@ -61,6 +68,33 @@ def nifti_gz_bytes(volume: np.ndarray, affine: np.ndarray) -> bytes:
     head, values = _header_and_values(volume, affine)
     parts = [compressor.compress(head)]
     parts += [compressor.compress(slab) for slab in _fortran_slabs(values)]
+    parts.append(compressor.flush())
+    return b"".join(parts)
+
+
+def nifti_series_gz_bytes(
+    volumes: Iterable[np.ndarray], grid_shape: tuple[int, int, int], n_volumes: int, affine
+) -> bytes:
+    """The `nifti_gz_bytes` of ``np.stack(volumes, axis=-1)``, one float32 volume at a time.
+
+    A 4-D NIfTI stores its volumes one after the other (Fortran order), so each volume is
+    compressed as it comes: memory is one volume, never the (x, y, z, n) series.
+    """
+    compressor = _zlib.compressobj(
+        GZIP_LEVEL, _zlib.DEFLATED, GZIP_WBITS, GZIP_MEMLEVEL, _zlib.Z_RLE
+    )
+    header = _header((*grid_shape, n_volumes), np.dtype(np.float32), affine)
+    extension_flag = bytes(NIFTI1_DATA_OFFSET - len(header.binaryblock))
+    parts = [compressor.compress(header.binaryblock + extension_flag)]
+    n_written = 0
+    for volume in volumes:
+        values = np.asarray(volume, dtype=np.float32)
+        if values.shape != tuple(grid_shape):
+            raise ValueError(f"a volume of shape {values.shape}; expected {grid_shape}")
+        parts += [compressor.compress(slab) for slab in _fortran_slabs(values)]
+        n_written += 1
+    if n_written != n_volumes:
+        raise ValueError(f"{n_written} volumes given; the header says {n_volumes}")
     parts.append(compressor.flush())
     return b"".join(parts)
 
