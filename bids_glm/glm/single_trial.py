@@ -146,6 +146,11 @@ def lss_fit(
 ) -> TrialEstimates:
     """Least-squares-separate estimates of every trial, from one pass over the data.
 
+    The pass keeps per-voxel summaries that grow with the trials; voxels are therefore
+    taken a block at a time (`BLOCK_BYTES` of summaries), each block's estimates made
+    before the next is read, so the memory beyond the data is the estimates and one block.
+    For AR(1), each model's global residual mean comes first (`trial_means`).
+
     Parameters
     ----------
     lsa : ndarray, shape (n, q)
