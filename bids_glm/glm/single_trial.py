@@ -127,11 +127,11 @@ class TrialEstimates:
     variance: np.ndarray | None = None
     dof: np.ndarray | None = None
 
-    @property
-    def t(self) -> np.ndarray:
-        """``beta / sqrt(variance)`` (0 where the variance is 0)."""
-        scale = np.sqrt(self.variance)
-        return np.divide(self.beta, scale, out=np.zeros_like(self.beta), where=scale > 0)
+    def t_of(self, trials) -> np.ndarray:
+        """``beta / sqrt(variance)`` of the ``trials`` (an index or mask over trials; 0 where
+        the variance is 0), without a (K, V) temporary."""
+        beta, scale = self.beta[trials], np.sqrt(self.variance[trials])
+        return np.divide(beta, scale, out=np.zeros_like(beta), where=scale > 0)
 
 
 def lss_fit(

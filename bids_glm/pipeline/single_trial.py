@@ -99,7 +99,7 @@ def write_single_trials(
             label=labels[condition],
             trials=trials.trials[selected],
             beta=estimates.beta[selected],
-            t=estimates.t[selected] if with_t else None,
+            t=estimates.t_of(selected) if with_t else None,
             dof=estimates.dof[selected] if with_t else None,
         )
         written_by_condition[condition] = outputs.write_beta_series(target, series, record)
