@@ -69,10 +69,10 @@ def run_reading(design: RunDesign, geometry: VolumeGeometry, settings: Settings)
 
     The series is held where something needs it beyond one block of it:
 
-    * single-trial estimates: their pass over the data works on voxel chunks of the whole
-      series (`bids_glm.glm.lss_terms.lss_pass`), and what it keeps per voxel grows with
-      the trials, so with the run, as the series does (``2 p + 5 + 2 K`` float64 numbers
-      for AR(1) against T float32 values): summing over volumes would not bound it;
+    * single-trial estimates: their pass takes each voxel's whole series
+      (`bids_glm.glm.lss_terms.lss_pass`, a block of voxels at a time), and what they
+      make, an estimate per trial and voxel, grows with the run as the series does:
+      summing over volumes would not bound their memory;
     * GIfTI files not decodable a volume at a time
       (`bids_glm.image.gifti_volumes.streamable`), and GIfTI runs to smooth without
       meshes (the held read names the missing meshes);
