@@ -184,40 +184,69 @@ def lss_fit(
         )
         return _refit_each_trial(design, data, layout, noise_model, n_bins)
     n_threads = thread_budget()
-    is_ar1 = noise_model == "ar1"
-    shape = (layout.n_trials, data.shape[1])
+    if noise_model == "ols":
+        beta, variances = _ols_by_blocks(terms, data, chunk_voxels, n_threads, variance)
+        rho = None
+    else:
+        beta, rho, variances = _ar1_by_blocks(
+            terms, data, int(n_bins), chunk_voxels, n_threads, keep_ar1, variance
+        )
+    dof = (design.shape[0] - terms.n_columns).astype(float)
+    return TrialEstimates(beta=beta, ar1=rho, variance=variances, dof=dof)
+
+
+def _ols_by_blocks(
+    terms: LssTerms, data: np.ndarray, chunk_voxels: int, n_threads: int, variance: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """OLS LSS estimates (and their variances), a block of voxels at a time."""
+    shape = (terms.n_trials, data.shape[1])
     beta = np.empty(shape)
     variances = np.empty(shape) if variance else None
-    rho = np.empty(shape) if is_ar1 and keep_ar1 else None
-    means = trial_means(terms, data) if is_ar1 else None
-    refit_rows: dict[float, tuple] = {}  # each AR(1) bin's table rows, made once
+    everything = slice(None)
+    for block in voxel_chunks(data.shape[1], _block_voxels(terms, False)):
+        summary = lss_pass(terms, data[:, block], chunk_voxels, False, n_threads, variance)
+        beta[:, block] = ols_estimates(terms, summary, everything)
+        if variance:
+            variances[:, block] = ols_variance(terms, summary, everything)
+    return beta, variances
+
+
+def _ar1_by_blocks(
+    terms: LssTerms,
+    data: np.ndarray,
+    n_bins: int,
+    chunk_voxels: int,
+    n_threads: int,
+    keep_ar1: bool,
+    variance: bool,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """AR(1) LSS estimates, coefficients and variances (the last two if asked), a block of
+    voxels at a time; each AR(1) bin's tables are made once, whichever blocks use it."""
+    shape = (terms.n_trials, data.shape[1])
+    outputs = (
+        np.empty(shape),
+        np.empty(shape) if keep_ar1 else None,
+        np.empty(shape) if variance else None,
+    )
+    means = trial_means(terms, data)
+    refit_rows: dict[float, tuple] = {}
     variance_rows: dict[float, tuple] = {}
-    for block in voxel_chunks(data.shape[1], _block_voxels(terms, is_ar1)):
-        summary = lss_pass(
-            terms, data[:, block], chunk_voxels, is_ar1, n_threads, with_moments=variance
-        )
-        if not is_ar1:
-            everything = slice(None)
-            beta[:, block] = ols_estimates(terms, summary, everything)
-            if variance:
-                variances[:, block] = ols_variance(terms, summary, everything)
-            continue
-        outputs = (beta, rho, variances)
+    for block in voxel_chunks(data.shape[1], _block_voxels(terms, True)):
+        summary = lss_pass(terms, data[:, block], chunk_voxels, True, n_threads)
         out = tuple(None if values is None else values[:, block] for values in outputs)
         variance_of = _binned_variance(terms, summary, variance_rows)
         ar1_estimates(
             terms,
             summary,
             means,
-            int(n_bins),
+            n_bins,
             REFIT_CHUNK_VOXELS,
             n_threads,
             out,
             variance_of,
             refit_rows,
         )
-    dof = (design.shape[0] - terms.n_columns).astype(float)
-    return TrialEstimates(beta=beta, ar1=rho, variance=variances, dof=dof)
+    return outputs
 
 
 def _block_voxels(terms: LssTerms, ar1: bool) -> int:
