@@ -171,16 +171,7 @@ def fit_streamed_run(
     started = time.perf_counter()
     matrix = design.fitted_matrix()
     ols, series = _streamed_ols(matrix, design, geometry, settings)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        fit = fit_from_ols(
-            matrix,
-            ols,
-            list(design.matrix.columns),
-            settings.model.noise_model,
-            AR1_BINS,
-            thread_budget(),
-            consume=True,
-        )
+    fit = _fit_from_ols(matrix, ols, design, settings)
     _log_fit(design, settings, geometry, series.n_volumes, started)
     return fit, series.usable, series.mean_volume
 
@@ -207,16 +198,7 @@ def _streamed_ols(
         n_threads=n_threads,
         varying=sums.varying,
     )
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ols = scaled_ols(
-            matrix,
-            sums.result(),
-            list(design.matrix.columns),
-            settings.model.noise_model,
-            settings.model.signal_scaling,
-            AR1_BINS,
-        )
-    return ols, series
+    return _ols_of_sums(matrix, sums, design, settings), series
 
 
 def fit_column_run(
@@ -256,8 +238,7 @@ def fit_column_run(
             lag_cross=noise_model == "ar1",
             n_threads=n_threads,
         )
-        names = list(design.matrix.columns)
-        fit = fit_from_ols(matrix, ols, names, noise_model, AR1_BINS, n_threads, consume=True)
+    fit = _fit_from_ols(matrix, ols, design, settings)
     log_unusable(path, usable, "grayordinates")
     if percent:
         warn_floored(means, "percent", usable, geometry.locations)
@@ -279,10 +260,10 @@ def fit_streamed_grayordinates(
     started = time.perf_counter()
     path = design.run.image_paths[0]
     every = cifti_columns(Path(path), len(geometry.brain_models), None, design.kept_volumes)
-    finite, varying = every.finite_and_varying()  # which grayordinates the smoothing takes
-    fwhm_mm = settings.model.smoothing_fwhm_mm
-    included = finite & varying & geometry.mask
-    smooth = cifti_smoother(geometry, fwhm_mm, path, included) if fwhm_mm > 0 else None
+    fwhm_mm, smooth = settings.model.smoothing_fwhm_mm, None
+    if fwhm_mm > 0:  # the first pass: which grayordinates the smoothing takes
+        finite, varying = every.finite_and_varying()
+        smooth = cifti_smoother(geometry, fwhm_mm, path, finite & varying & geometry.mask)
 
     def blocks() -> Iterator[np.ndarray]:
         for block in every.volume_blocks(CIFTI_BLOCK_VOLUMES):
@@ -291,8 +272,9 @@ def fit_streamed_grayordinates(
                 smooth(block)
             yield block[:, geometry.mask]
 
-    summed = _summed(design, blocks(), geometry.n_values, Path(path).name)
-    fit, usable = _fit_sums(design, settings, *summed)
+    matrix = design.fitted_matrix()
+    ols, usable = _summed_ols(matrix, blocks(), geometry.n_values, design, settings)
+    fit = _fit_from_ols(matrix, ols, design, settings)
     log_unusable(path, usable, "grayordinates")
     _log_fit(design, settings, geometry, every.n_kept, started)
     return fit, usable, None
@@ -314,6 +296,7 @@ def fit_streamed_surface(
     paths = tuple(Path(p) for p in design.run.image_paths)
     kept = np.asarray(design.kept_volumes, dtype=bool)
     fwhm_mm = settings.model.smoothing_fwhm_mm
+    matrix = design.fitted_matrix()
     if fwhm_mm > 0:
         stream = SmoothedSurfaceStream(
             paths,
@@ -324,7 +307,7 @@ def fit_streamed_surface(
             kept,
             SURFACE_BLOCK_VOLUMES,
         )
-        summed = _summed(design, stream.blocks(), geometry.n_values, paths[0].name)
+        ols, usable = _summed_ols(matrix, stream.blocks(), geometry.n_values, design, settings)
         if not stream.settled:
             LOGGER.info(
                 "%s: vertices constant or non-finite past the first %d volumes change the "
@@ -332,31 +315,38 @@ def fit_streamed_surface(
                 paths[0].name,
                 stream.block_volumes,
             )
-            del summed  # freed before the second pass's sums are made
-            summed = _summed(design, stream.blocks(), geometry.n_values, paths[0].name)
+            del ols, usable  # freed before the second pass's sums are made
+            ols, usable = _summed_ols(matrix, stream.blocks(), geometry.n_values, design, settings)
     else:
         decoded = surface_volume_blocks(
             paths, geometry.n_vertices, geometry.mask, kept, SURFACE_BLOCK_VOLUMES
         )
         blocks = read_ahead(decoded, DECODED_AHEAD, "gifti-decode")
-        summed = _summed(design, blocks, geometry.n_values, paths[0].name)
-    fit, usable = _fit_sums(design, settings, *summed)
+        ols, usable = _summed_ols(matrix, blocks, geometry.n_values, design, settings)
+    fit = _fit_from_ols(matrix, ols, design, settings)
     log_unusable(paths[0], usable, "vertices")
     n_kept = int(np.count_nonzero(kept))
     _log_fit(design, settings, geometry, n_kept, started)
     return fit, usable, None
 
 
-def _summed(
-    design: RunDesign, blocks: Iterable[np.ndarray], n_values: int, label: str
-) -> tuple[CrossProductAccumulator, np.ndarray]:
-    """The sums over (b, V) blocks of kept volumes, in time order, and the columns finite
-    in every volume. Blocks may be modified (non-finite values are set to 0, which keeps
-    the sums finite; their columns are not usable). Long runs log their progress
-    (``label``: the file)."""
-    matrix = design.fitted_matrix()
+def _summed_ols(
+    matrix: np.ndarray,
+    blocks: Iterable[np.ndarray],
+    n_values: int,
+    design: RunDesign,
+    settings: Settings,
+) -> tuple[OlsPass, np.ndarray]:
+    """The OLS pass of the scaled data from sums over (b, V) blocks of kept volumes, in
+    time order, and the usable columns (finite in every volume, not constant).
+
+    Blocks may be modified (non-finite values are set to 0, which keeps the sums finite;
+    their columns are not usable). Long runs log their progress (the run's first file).
+    The sums are freed on return, before the AR(1) refit allocates its own.
+    """
     sums = CrossProductAccumulator(matrix, n_values)
     finite = np.ones(n_values, dtype=bool)
+    label = Path(design.run.image_paths[0]).name
     progress, n_summed = Progress(label, matrix.shape[0], "volumes summed"), 0
     for values in blocks:
         bad = ~np.isfinite(values)
@@ -366,22 +356,33 @@ def _summed(
         sums.add(values)
         n_summed += values.shape[0]
         progress.update(n_summed)
-    return sums, finite
+    return _ols_of_sums(matrix, sums, design, settings), finite & sums.varying()
 
 
-def _fit_sums(
-    design: RunDesign, settings: Settings, sums: CrossProductAccumulator, finite: np.ndarray
-) -> tuple[RunFit, np.ndarray]:
-    """The fit from `_summed`'s sums, and the usable columns (finite, not constant)."""
-    usable = finite & sums.varying()
-    matrix = design.fitted_matrix()
+def _ols_of_sums(
+    matrix: np.ndarray, sums: CrossProductAccumulator, design: RunDesign, settings: Settings
+) -> OlsPass:
+    """The OLS pass of the run's data, scaled as the model says, from its streamed sums."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return scaled_ols(
+            matrix,
+            sums.result(),
+            list(design.matrix.columns),
+            settings.model.noise_model,
+            settings.model.signal_scaling,
+            AR1_BINS,
+        )
+
+
+def _fit_from_ols(
+    matrix: np.ndarray, ols: OlsPass, design: RunDesign, settings: Settings
+) -> RunFit:
+    """The run's fit (OLS, or AR(1) refitted from the pass's summaries), consuming ``ols``."""
     names, noise_model = list(design.matrix.columns), settings.model.noise_model
     with np.errstate(divide="ignore", invalid="ignore"):
-        scaling = settings.model.signal_scaling
-        ols = scaled_ols(matrix, sums.result(), names, noise_model, scaling, AR1_BINS)
-        n_threads = thread_budget()
-        fit = fit_from_ols(matrix, ols, names, noise_model, AR1_BINS, n_threads, consume=True)
-    return fit, usable
+        return fit_from_ols(
+            matrix, ols, names, noise_model, AR1_BINS, thread_budget(), consume=True
+        )
 
 
 def column_block(n_volumes: int) -> int:
