@@ -23,7 +23,7 @@ from scipy.stats import norm
 from bids_glm.cli.main import main as bids_glm_main
 from bids_glm.demo.dataset import make_demo_dataset
 from bids_glm.report import collect
-from bids_glm.report.group_report import render_group_report
+from bids_glm.report.group_report import group_document, render_group_report
 from bids_glm.report.render import (
     ReportOptions,
     render_participant_reports,
@@ -313,6 +313,26 @@ def test_pdf_has_pages_and_converts_to_png(demo, tmp_path):
     assert (first.min(axis=-1) < 0.9).mean() > 0.01
 
 
+def test_pdf_sets_the_html_cluster_tables_as_text(demo):
+    """The PDF's cluster tables (aligned text, `text_table`) hold the HTML tables' rows."""
+    pdftotext = shutil.which("pdftotext")
+    if pdftotext is None:
+        pytest.skip("pdftotext (Debian package poppler-utils) is not installed")
+    text = subprocess.run(
+        [pdftotext, "-layout", str(demo["pdf_path"]), "-"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    lines = {" ".join(line.split()) for line in text.splitlines()}
+    assert "Cluster X (mm) Y (mm) Z (mm) Peak z Size (voxels) Size (mm\u00b3)" in lines
+    rows = [row for table in cluster_tables(demo["html"]).values() for row in table]
+    assert len(rows) >= 3
+    for row in rows:
+        assert " ".join(cell for cell in row if cell) in lines
+
+
 def test_group_report(demo):
     output = demo["output"]
     argv = [str(demo["bids"]), str(output), "group", "--work-dir", str(demo["root"] / "work")]
@@ -329,3 +349,6 @@ def test_group_report(demo):
     assert set(stated_thresholds(html)) == {
         "z > 3.09 (uncorrected p < 0.001), clusters >= 0 voxels"
     }
+    printed = group_document(output, ReportOptions()).html(for_print=True)  # the PDF's
+    assert not cluster_tables(printed) and printed.count('<pre class="clusters">') == len(tables)
+    assert " ".join(face[0][0]) in {" ".join(line.split()) for line in printed.splitlines()}

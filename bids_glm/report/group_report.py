@@ -19,7 +19,7 @@ from bids_glm.derivatives import naming
 from bids_glm.image.mesh import MeshFiles
 from bids_glm.report import collect
 from bids_glm.report.figures import contrast_vectors_svg, design_matrix_svg
-from bids_glm.report.render import environment, markdown_blocks, write_report
+from bids_glm.report.render import ReportDocument, markdown_blocks, write_report
 from bids_glm.report.surface_views import NO_COMMON_MESH, NO_MESH, surface_contrast_view
 from bids_glm.report.views import (
     NOT_RECORDED,
@@ -148,22 +148,19 @@ def group_view(output_dir: Path, design_path: Path, options: ReportOptions) -> d
     }
 
 
-def render_group(output_dir: Path, options: ReportOptions) -> str:
-    """The group report's HTML text."""
+def group_document(output_dir: Path, options: ReportOptions) -> ReportDocument:
+    """The group report: its views (figures drawn, tables read), ready to render."""
     output_dir = Path(output_dir)
     designs = naming.find_group_designs(output_dir)
     dataset = collect.read_json(output_dir / "dataset_description.json")
-    return (
-        environment()
-        .get_template("group.html.j2")
-        .render(
-            dataset_name=dataset.get("Name", NOT_RECORDED),
-            groups=[group_view(output_dir, path, options) for path in designs],
-            methods=markdown_blocks(collect.read_text(naming.citation_path(output_dir, "md"))),
-            version=__version__,
-            options=options,
-        )
-    )
+    context = {
+        "dataset_name": dataset.get("Name", NOT_RECORDED),
+        "groups": [group_view(output_dir, path, options) for path in designs],
+        "methods": markdown_blocks(collect.read_text(naming.citation_path(output_dir, "md"))),
+        "version": __version__,
+        "options": options,
+    }
+    return ReportDocument("group.html.j2", context)
 
 
 def render_group_report(output_dir: Path, options: ReportOptions) -> list[Path]:
@@ -181,5 +178,5 @@ def render_group_report(output_dir: Path, options: ReportOptions) -> list[Path]:
     list of Path
         The files written (a report with a note when the group level wrote nothing).
     """
-    html = render_group(output_dir, options)
-    return write_report(html, naming.report_path(output_dir), options.write_pdf)
+    document = group_document(output_dir, options)
+    return write_report(document, naming.report_path(output_dir), options.write_pdf)
