@@ -352,3 +352,21 @@ def test_group_report(demo):
     printed = group_document(output, ReportOptions()).html(for_print=True)  # the PDF's
     assert not cluster_tables(printed) and printed.count('<pre class="clusters">') == len(tables)
     assert " ".join(face[0][0]) in {" ".join(line.split()) for line in printed.splitlines()}
+
+
+def test_a_pdf_that_cannot_be_written_fails_its_report_only(demo, capsys):
+    """The PDFs are made in a child process; one that cannot be written (its path is a
+    folder) fails that participant's report, the others are written, the exit is 1."""
+    output = demo["output"]
+    blocked = output / "sub-02.pdf"
+    blocked.unlink()
+    blocked.mkdir()
+    try:
+        argv = [str(demo["bids"]), str(output), "participant", "--reports-only"]
+        assert bids_glm_main([*argv, "--work-dir", str(demo["root"] / "work")]) == 1
+    finally:
+        blocked.rmdir()
+    assert "sub-02 report: not written: OutputError" in capsys.readouterr().err
+    assert (output / "sub-01.pdf").read_bytes().startswith(b"%PDF")
+    assert (output / "sub-02.html").is_file()
+    assert not list(output.glob(".sub-0*.tmp"))

@@ -43,37 +43,57 @@ def participants_with_outputs(settings: Settings) -> list[str]:
 def render_participant_reports(
     settings: Settings, participant_labels: Iterable[str]
 ) -> list[batch.UnitResult]:
-    """Write ``sub-<label>.html`` (+ ``.pdf``) for each participant; failures as results."""
+    """Write ``sub-<label>.html`` (+ ``.pdf``) for each participant; failures as results.
+
+    The PDFs are made in a child process (`bids_glm.report.pdf_writer`) while the next
+    participant's report is drawn here.
+    """
+    from bids_glm.report.pdf_writer import PdfWriter
     from bids_glm.report.render import render_participant_reports as render
 
     options = report_options(settings)
-    results = []
-    for label in participant_labels:
-        name = f"sub-{label} report"
-        started = time.perf_counter()
-        try:
-            written = render(settings.output_dir, label, options)
-        except Exception as err:  # the maps are fine; only the report failed
-            level = logging.ERROR if settings.verbosity >= 1 else logging.DEBUG
-            LOGGER.log(level, "%s failed", name, exc_info=True)  # traceback with -v
-            LOGGER.error("%s: not written: %s: %s", name, type(err).__name__, err)
-            results.append(batch.UnitResult(name, batch.FAILED, f"{type(err).__name__}: {err}"))
-            continue
-        LOGGER.info(
-            "%s: %s in %.1f s",
-            name,
-            ", ".join(p.name for p in written),
-            time.perf_counter() - started,
-        )
-        results.append(batch.UnitResult(name, batch.DONE))
-    return results
+    results: dict[str, batch.UnitResult] = {}
+    with PdfWriter(in_child=options.write_pdf) as pdfs:
+        for label in participant_labels:
+            name = f"sub-{label} report"
+            started = time.perf_counter()
+            try:
+                written = render(settings.output_dir, label, options, pdfs)
+            except Exception as err:  # the maps are fine; only the report failed
+                results[label] = _failed(name, err, settings)
+                continue
+            LOGGER.info(
+                "%s: %s in %.1f s",
+                name,
+                ", ".join(p.name for p in written),
+                time.perf_counter() - started,
+            )
+            results[label] = batch.UnitResult(name, batch.DONE)
+    for label in results:
+        pdf_path = naming.report_path(settings.output_dir, label).with_suffix(".pdf")
+        if pdf_path in pdfs.failures:
+            results[label] = _failed(f"sub-{label} report", pdfs.failures[pdf_path], settings)
+    return list(results.values())
+
+
+def _failed(name: str, err: BaseException, settings: Settings) -> batch.UnitResult:
+    """Log a report's failure (the traceback with ``-v``) and return it as a result."""
+    level = logging.ERROR if settings.verbosity >= 1 else logging.DEBUG
+    LOGGER.log(level, "%s failed", name, exc_info=err)
+    LOGGER.error("%s: not written: %s: %s", name, type(err).__name__, err)
+    return batch.UnitResult(name, batch.FAILED, f"{type(err).__name__}: {err}")
 
 
 def render_group_report(settings: Settings) -> None:
     """Write ``OUTPUT_DIR/group.html`` (+ ``.pdf``) from the group level's outputs."""
     from bids_glm.report.group_report import render_group_report as render
+    from bids_glm.report.pdf_writer import PdfWriter
 
-    written = render(settings.output_dir, report_options(settings))
+    options = report_options(settings)
+    with PdfWriter(in_child=options.write_pdf) as pdfs:  # imports WeasyPrint meanwhile
+        written = render(settings.output_dir, options, pdfs)
+    if pdfs.failures:
+        raise next(iter(pdfs.failures.values()))
     LOGGER.info("group report: %s", ", ".join(p.name for p in written))
 
 

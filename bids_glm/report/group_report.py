@@ -19,6 +19,7 @@ from bids_glm.derivatives import naming
 from bids_glm.image.mesh import MeshFiles
 from bids_glm.report import collect
 from bids_glm.report.figures import contrast_vectors_svg, design_matrix_svg
+from bids_glm.report.pdf_writer import PdfWriter
 from bids_glm.report.render import ReportDocument, markdown_blocks, write_report
 from bids_glm.report.surface_views import NO_COMMON_MESH, NO_MESH, surface_contrast_view
 from bids_glm.report.views import (
@@ -163,7 +164,9 @@ def group_document(output_dir: Path, options: ReportOptions) -> ReportDocument:
     return ReportDocument("group.html.j2", context)
 
 
-def render_group_report(output_dir: Path, options: ReportOptions) -> list[Path]:
+def render_group_report(
+    output_dir: Path, options: ReportOptions, pdfs: PdfWriter | None = None
+) -> list[Path]:
     """Render ``OUTPUT_DIR/group.html`` (+ ``.pdf``) from ``OUTPUT_DIR/group/``.
 
     Parameters
@@ -172,6 +175,8 @@ def render_group_report(output_dir: Path, options: ReportOptions) -> list[Path]:
         The OUTPUT_DIR the group level wrote into (its maps are in ``group/``).
     options : ReportOptions
         Thresholds for the maps and cluster tables; whether to write the PDF.
+    pdfs : PdfWriter, optional
+        Where the PDF is made; here, before returning, if None.
 
     Returns
     -------
@@ -179,4 +184,4 @@ def render_group_report(output_dir: Path, options: ReportOptions) -> list[Path]:
         The files written (a report with a note when the group level wrote nothing).
     """
     document = group_document(output_dir, options)
-    return write_report(document, naming.report_path(output_dir), options.write_pdf)
+    return write_report(document, naming.report_path(output_dir), options.write_pdf, pdfs)

@@ -1,11 +1,12 @@
-"""HTML report -> PDF with WeasyPrint (imported only when a PDF is wanted)."""
+"""HTML report -> PDF with WeasyPrint (imported only when a PDF is wanted).
+
+This module imports nothing of bids-glm: a `bids_glm.report.pdf_writer` child process
+imports it (and WeasyPrint), not the numerical modules.
+"""
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-
-from bids_glm.derivatives import files as derivatives
 
 
 def html_to_pdf(html: str) -> bytes:
@@ -48,7 +49,9 @@ def _data_only_fetcher():
     return fetch
 
 
-def write_pdf(html: str, pdf_path: Path) -> Path:
-    """Write the PDF of ``html`` to ``pdf_path`` atomically and return the path."""
-    derivatives.write_bytes_atomic(Path(pdf_path), html_to_pdf(html))
-    return Path(pdf_path)
+def import_weasyprint() -> None:
+    """Import WeasyPrint ahead of its first use; `html_to_pdf` raises what this meets."""
+    try:
+        import weasyprint  # noqa: F401
+    except (ImportError, OSError):
+        pass

@@ -32,6 +32,7 @@ from bids_glm.report.figures import (
     event_timeline_svg,
     motion_trace_svg,
 )
+from bids_glm.report.pdf_writer import PdfWriter
 from bids_glm.report.single_trial_figures import single_trial_figures
 from bids_glm.report.spm12_view import spm12_view
 from bids_glm.report.surface_views import (
@@ -111,19 +112,26 @@ class ReportDocument:
         return template.render(**self.context, for_print=for_print)
 
 
-def write_report(document: ReportDocument, html_path: Path, write_pdf: bool) -> list[Path]:
-    """Write the HTML (and the PDF next to it) atomically; return the paths written."""
-    derivatives.write_bytes_atomic(html_path, document.html().encode("utf-8"))
-    written = [html_path]
-    if write_pdf:
-        from bids_glm.report.pdf import write_pdf as write_pdf_file
+def write_report(
+    document: ReportDocument, html_path: Path, write_pdf: bool, pdfs: PdfWriter | None = None
+) -> list[Path]:
+    """Write the HTML atomically and, with ``write_pdf``, the PDF beside it.
 
-        try:
-            pdf_path = html_path.with_suffix(".pdf")
-            written.append(write_pdf_file(document.html(for_print=True), pdf_path))
-        except (ImportError, OSError) as error:
-            LOGGER.warning("report: no PDF for %s (%s)", html_path.name, error)
-    return written
+    The PDF goes to ``pdfs`` (it may be written later, by the writer's child process);
+    without one, it is made here. Returns the paths written, or queued for the PDF.
+    """
+    derivatives.write_bytes_atomic(html_path, document.html().encode("utf-8"))
+    if not write_pdf:
+        return [html_path]
+    pdf_path = html_path.with_suffix(".pdf")
+    if pdfs is None:
+        with PdfWriter(in_child=False) as here:
+            queued = here.submit(document.html(for_print=True), pdf_path)
+        if here.failures:
+            raise here.failures[pdf_path]
+    else:
+        queued = pdfs.submit(document.html(for_print=True), pdf_path)
+    return [html_path, pdf_path] if queued else [html_path]
 
 
 def run_view(run: collect.RunRecord, fd_mm: float | None) -> dict:
@@ -322,7 +330,10 @@ def participant_document(
 
 
 def render_participant_reports(
-    output_dir: Path, participant_label: str, options: ReportOptions
+    output_dir: Path,
+    participant_label: str,
+    options: ReportOptions,
+    pdfs: PdfWriter | None = None,
 ) -> list[Path]:
     """Render ``sub-<label>.html`` (+ ``.pdf``) from every unit the participant completed.
 
@@ -333,11 +344,14 @@ def render_participant_reports(
     participant_label : str
         With or without ``sub-``.
     options : ReportOptions
+    pdfs : PdfWriter, optional
+        Where the PDF is made (with ``options.write_pdf``); here, before returning, if None.
 
     Returns
     -------
     list of Path
-        The files written; empty when the participant has no completed unit.
+        The files written (the PDF: or queued in ``pdfs``); empty when the participant has
+        no completed unit.
     """
     output_dir = Path(output_dir)
     manifests = collect.participant_manifests(output_dir, participant_label)
@@ -346,4 +360,5 @@ def render_participant_reports(
         return []
     record = collect.read_participant(output_dir, manifests)
     document = participant_document(record, options)
-    return write_report(document, naming.report_path(output_dir, record.label), options.write_pdf)
+    html_path = naming.report_path(output_dir, record.label)
+    return write_report(document, html_path, options.write_pdf, pdfs)

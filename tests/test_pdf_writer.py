@@ -1,0 +1,74 @@
+"""Report PDFs made in a child process (`PdfWriter`): written, in order, and never lost."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+
+import pytest
+
+from bids_glm.report import pdf_writer
+from bids_glm.report.pdf_writer import PdfWriter
+
+
+def page(text: str) -> str:
+    return f"<html><body><p>{text}</p></body></html>"
+
+
+def pdf_text(path) -> str:
+    pdftotext = shutil.which("pdftotext")
+    if pdftotext is None:
+        pytest.skip("pdftotext (Debian package poppler-utils) is not installed")
+    return subprocess.run(
+        [pdftotext, str(path), "-"], check=True, capture_output=True, text=True, timeout=60
+    ).stdout
+
+
+@pytest.mark.parametrize("in_child", [True, False])
+def test_every_submitted_pdf_is_written_with_its_own_text(tmp_path, in_child):
+    paths = [tmp_path / f"sub-{i:02d}.pdf" for i in range(4)]  # more than MAX_PENDING
+    with PdfWriter(in_child=in_child) as pdfs:
+        for i, path in enumerate(paths):
+            assert pdfs.submit(page(f"participant number {i}"), path)
+    assert not pdfs.failures
+    for i, path in enumerate(paths):
+        assert path.read_bytes().startswith(b"%PDF")
+        assert f"participant number {i}" in pdf_text(path)
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes left nothing
+
+
+def test_pdfs_are_made_here_when_the_child_dies(tmp_path, caplog):
+    with PdfWriter() as pdfs:
+        assert pdfs.submit(page("first"), tmp_path / "first.pdf")
+        for process in list(pdfs._pool._processes.values()):  # an out-of-memory kill
+            os.kill(process.pid, signal.SIGKILL)
+        with caplog.at_level(logging.WARNING, logger="bids_glm"):
+            assert pdfs.submit(page("second"), tmp_path / "second.pdf")
+    assert "their process stopped" in caplog.text
+    assert not pdfs.failures
+    assert "first" in pdf_text(tmp_path / "first.pdf")
+    assert "second" in pdf_text(tmp_path / "second.pdf")
+
+
+def test_missing_weasyprint_is_a_warning_and_no_pdf(tmp_path, monkeypatch, caplog):
+    def no_weasyprint(html: str) -> bytes:
+        raise ImportError("No module named 'weasyprint'")
+
+    monkeypatch.setattr(pdf_writer, "html_to_pdf", no_weasyprint)
+    with caplog.at_level(logging.WARNING, logger="bids_glm"), PdfWriter(in_child=False) as pdfs:
+        assert not pdfs.submit(page("x"), tmp_path / "sub-01.pdf")
+    assert "report: no PDF for sub-01.html (No module named 'weasyprint')" in caplog.text
+    assert not pdfs.failures and not (tmp_path / "sub-01.pdf").exists()
+
+
+def test_other_errors_are_kept_for_the_caller(tmp_path):
+    target = tmp_path / "not-a-folder"
+    target.write_text("a file where the report's folder should be")
+    with PdfWriter() as pdfs:
+        assert pdfs.submit(page("x"), target / "sub-01.pdf")  # queued in the child
+    (error,) = pdfs.failures.values()
+    assert list(pdfs.failures) == [target / "sub-01.pdf"]
+    assert "cannot write" in str(error)
