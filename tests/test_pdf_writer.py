@@ -27,10 +27,10 @@ def pdf_text(path) -> str:
     ).stdout
 
 
-@pytest.mark.parametrize("in_child", [True, False])
-def test_every_submitted_pdf_is_written_with_its_own_text(tmp_path, in_child):
-    paths = [tmp_path / f"sub-{i:02d}.pdf" for i in range(4)]  # more than MAX_PENDING
-    with PdfWriter(in_child=in_child) as pdfs:
+@pytest.mark.parametrize(("in_child", "n_children"), [(True, 1), (True, 2), (False, 1)])
+def test_every_submitted_pdf_is_written_with_its_own_text(tmp_path, in_child, n_children):
+    paths = [tmp_path / f"sub-{i:02d}.pdf" for i in range(5)]  # more than are held pending
+    with PdfWriter(in_child=in_child, n_children=n_children) as pdfs:
         for i, path in enumerate(paths):
             assert pdfs.submit(page(f"participant number {i}"), path)
     assert not pdfs.failures

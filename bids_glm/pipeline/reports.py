@@ -45,16 +45,18 @@ def render_participant_reports(
 ) -> list[batch.UnitResult]:
     """Write ``sub-<label>.html`` (+ ``.pdf``) for each participant; failures as results.
 
-    The PDFs are made in a child process (`bids_glm.report.pdf_writer`) while the next
-    participant's report is drawn here.
+    The PDFs are made in child processes (`bids_glm.report.pdf_writer`; up to one per core
+    but this one) while the next participant's report is drawn here.
     """
     from bids_glm.report.pdf_writer import PdfWriter
     from bids_glm.report.render import render_participant_reports as render
 
     options = report_options(settings)
     results: dict[str, batch.UnitResult] = {}
-    with PdfWriter(in_child=options.write_pdf) as pdfs:
-        for label in participant_labels:
+    labels = list(participant_labels)
+    n_children = min(settings.n_cpus - 1, len(labels))  # this process draws the next report
+    with PdfWriter(in_child=options.write_pdf and n_children > 0, n_children=n_children) as pdfs:
+        for label in labels:
             name = f"sub-{label} report"
             started = time.perf_counter()
             try:
@@ -90,7 +92,8 @@ def render_group_report(settings: Settings) -> None:
     from bids_glm.report.pdf_writer import PdfWriter
 
     options = report_options(settings)
-    with PdfWriter(in_child=options.write_pdf) as pdfs:  # imports WeasyPrint meanwhile
+    in_child = options.write_pdf and settings.n_cpus > 1  # it imports WeasyPrint meanwhile
+    with PdfWriter(in_child=in_child) as pdfs:
         written = render(settings.output_dir, options, pdfs)
     if pdfs.failures:
         raise next(iter(pdfs.failures.values()))

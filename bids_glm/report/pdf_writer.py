@@ -5,8 +5,10 @@ report, after the ~0.7 s this process spends reading maps and drawing the report
 A `PdfWriter` spawns one child process that imports WeasyPrint at once, on the other core,
 while this process draws the first report; each report's print HTML then goes to the child,
 which makes the PDF while this process goes on to the next participant's report, and this
-process writes the bytes (atomically). Without a child (``in_child=False``, none could be
-started, or it died), PDFs are made here, each as it is submitted.
+process writes the bytes (atomically). With more cores, more children make PDFs side by
+side (a PDF takes longer than drawing the next report), started as they are needed. Without
+a child (``in_child=False``, none could be started, or it died), PDFs are made here, each
+as it is submitted.
 
 A PDF that cannot be made because WeasyPrint or its system libraries are missing is a
 warning, as before: the HTML report stands. Any other error is kept in `failures`.
@@ -27,7 +29,7 @@ from bids_glm.derivatives import files as derivatives
 from bids_glm.report.pdf import html_to_pdf, import_weasyprint
 
 LOGGER = logging.getLogger("bids_glm")
-MAX_PENDING = 2  # reports whose print HTML waits for the child (bounds the memory held)
+PENDING_PER_CHILD = 2  # reports whose print HTML waits for a child (bounds the memory held)
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,9 @@ class PdfWriter:
     Parameters
     ----------
     in_child : bool
-        Make the PDFs in a spawned child process (default); otherwise here, at once.
+        Make the PDFs in spawned child processes (default); otherwise here, at once.
+    n_children : int
+        At most this many children (each started when the ones running are all busy).
 
     Attributes
     ----------
@@ -55,14 +59,15 @@ class PdfWriter:
         PDFs not written for an error other than a missing WeasyPrint, by path.
     """
 
-    def __init__(self, in_child: bool = True) -> None:
+    def __init__(self, in_child: bool = True, n_children: int = 1) -> None:
         self.failures: dict[Path, BaseException] = {}
         self._pending: deque[_Pending] = deque()
+        self._max_pending = PENDING_PER_CHILD * max(n_children, 1)
         self._pool: ProcessPoolExecutor | None = None
         if in_child:
             try:
                 self._pool = ProcessPoolExecutor(
-                    1,
+                    max(n_children, 1),
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=import_weasyprint,
                 )
@@ -77,7 +82,7 @@ class PdfWriter:
 
         Returns False when it was made here and could not be written (logged).
         """
-        while len(self._pending) >= MAX_PENDING:
+        while len(self._pending) >= self._max_pending:
             self._finish_oldest()
         pdf_path = Path(pdf_path)
         if self._pool is not None:
