@@ -31,8 +31,8 @@ def pdf_text(path) -> str:
 def test_every_submitted_pdf_is_written_with_its_own_text(tmp_path, in_child, n_children):
     paths = [tmp_path / f"sub-{i:02d}.pdf" for i in range(5)]  # more than are held pending
     with PdfWriter(in_child=in_child, n_children=n_children) as pdfs:
-        for i, path in enumerate(paths):
-            assert pdfs.submit(page(f"participant number {i}"), path)
+        for i, path in enumerate(paths):  # written on return when made here
+            assert pdfs.submit(page(f"participant number {i}"), path) is not in_child
     assert not pdfs.failures
     for i, path in enumerate(paths):
         assert path.read_bytes().startswith(b"%PDF")
@@ -42,11 +42,11 @@ def test_every_submitted_pdf_is_written_with_its_own_text(tmp_path, in_child, n_
 
 def test_pdfs_are_made_here_when_the_child_dies(tmp_path, caplog):
     with PdfWriter() as pdfs:
-        assert pdfs.submit(page("first"), tmp_path / "first.pdf")
+        assert not pdfs.submit(page("first"), tmp_path / "first.pdf")  # queued
         for process in list(pdfs._pool._processes.values()):  # an out-of-memory kill
             os.kill(process.pid, signal.SIGKILL)
         with caplog.at_level(logging.WARNING, logger="bids_glm"):
-            assert pdfs.submit(page("second"), tmp_path / "second.pdf")
+            pdfs.submit(page("second"), tmp_path / "second.pdf")
     assert "their process stopped" in caplog.text
     assert not pdfs.failures
     assert "first" in pdf_text(tmp_path / "first.pdf")
@@ -68,7 +68,7 @@ def test_other_errors_are_kept_for_the_caller(tmp_path):
     target = tmp_path / "not-a-folder"
     target.write_text("a file where the report's folder should be")
     with PdfWriter() as pdfs:
-        assert pdfs.submit(page("x"), target / "sub-01.pdf")  # queued in the child
+        assert not pdfs.submit(page("x"), target / "sub-01.pdf")  # queued for the child
     (error,) = pdfs.failures.values()
     assert list(pdfs.failures) == [target / "sub-01.pdf"]
     assert "cannot write" in str(error)

@@ -181,7 +181,8 @@ def render_group_report(
     Returns
     -------
     list of Path
-        The files written (a report with a note when the group level wrote nothing).
+        The files written by now (a report with a note when the group level wrote nothing;
+        a PDF queued in ``pdfs`` is not listed).
     """
     document = group_document(output_dir, options)
     return write_report(document, naming.report_path(output_dir), options.write_pdf, pdfs)

@@ -77,10 +77,14 @@ class PdfWriter:
                 self._stop_pool()
 
     def submit(self, html: str, pdf_path: Path) -> bool:
-        """Make the PDF of ``html`` and write it to ``pdf_path`` (here, or when the child
-        has made it: by `close` at the latest).
+        """Make the PDF of ``html`` and write it to ``pdf_path``: here, or when a child
+        has made it (by `close` at the latest; logged then).
 
-        Returns False when it was made here and could not be written (logged).
+        Returns
+        -------
+        bool
+            Whether the PDF is written on return (made here); False when it is queued for a
+            child, or could not be made here (logged).
         """
         while len(self._pending) >= self._max_pending:
             self._finish_oldest()
@@ -92,7 +96,7 @@ class PdfWriter:
                 self._child_lost(err)
             else:
                 self._pending.append(_Pending(pdf_path, html, future, time.perf_counter()))
-                return True
+                return False
         return self._write(pdf_path, html, None)
 
     def close(self) -> None:
@@ -115,12 +119,12 @@ class PdfWriter:
 
     def _finish_oldest(self) -> None:
         pending = self._pending.popleft()
-        self._write(pending.pdf_path, pending.html, pending.future)
-        LOGGER.debug(
-            "%s written %.1f s after its HTML",
-            pending.pdf_path.name,
-            time.perf_counter() - pending.submitted_s,
-        )
+        if self._write(pending.pdf_path, pending.html, pending.future):
+            LOGGER.info(
+                "%s written (%.1f s after its HTML)",
+                pending.pdf_path.name,
+                time.perf_counter() - pending.submitted_s,
+            )
 
     def _write(self, pdf_path: Path, html: str, future: Future | None) -> bool:
         """Write the PDF the child made (``future``), or make it here (None); whether it

@@ -117,8 +117,8 @@ def write_report(
 ) -> list[Path]:
     """Write the HTML atomically and, with ``write_pdf``, the PDF beside it.
 
-    The PDF goes to ``pdfs`` (it may be written later, by the writer's child process);
-    without one, it is made here. Returns the paths written, or queued for the PDF.
+    The PDF goes to ``pdfs`` (it may be written later, by a child process of the writer);
+    without one, it is made here. Returns the paths written by now.
     """
     derivatives.write_bytes_atomic(html_path, document.html().encode("utf-8"))
     if not write_pdf:
@@ -126,12 +126,12 @@ def write_report(
     pdf_path = html_path.with_suffix(".pdf")
     if pdfs is None:
         with PdfWriter(in_child=False) as here:
-            queued = here.submit(document.html(for_print=True), pdf_path)
+            written = here.submit(document.html(for_print=True), pdf_path)
         if here.failures:
             raise here.failures[pdf_path]
     else:
-        queued = pdfs.submit(document.html(for_print=True), pdf_path)
-    return [html_path, pdf_path] if queued else [html_path]
+        written = pdfs.submit(document.html(for_print=True), pdf_path)
+    return [html_path, pdf_path] if written else [html_path]
 
 
 def run_view(run: collect.RunRecord, fd_mm: float | None) -> dict:
@@ -350,8 +350,8 @@ def render_participant_reports(
     Returns
     -------
     list of Path
-        The files written (the PDF: or queued in ``pdfs``); empty when the participant has
-        no completed unit.
+        The files written by now (a PDF queued in ``pdfs`` is not); empty when the
+        participant has no completed unit.
     """
     output_dir = Path(output_dir)
     manifests = collect.participant_manifests(output_dir, participant_label)
