@@ -20,6 +20,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from string import ascii_lowercase
 
@@ -30,7 +31,7 @@ import pandas as pd
 from bids_glm.glm.clusters import CLUSTER_TABLE_DTYPES, cluster_table
 from bids_glm.glm.thresholding import Threshold, check_height_control, threshold_map
 from bids_glm.report import collect
-from bids_glm.report.brain_figures import glass_brain_svg, stat_slices_svg
+from bids_glm.report.brain_figures import display_window, glass_brain_svg, stat_slices_svg
 
 LOGGER = logging.getLogger("bids_glm")
 NOT_RECORDED = "not recorded"
@@ -89,6 +90,12 @@ class Volume:
     def voxel_size_mm(self) -> tuple[float, ...]:
         """Voxel edge lengths in mm."""
         return tuple(float(v) for v in np.linalg.norm(self.affine[:3, :3], axis=0))
+
+    @cached_property
+    def display_window(self) -> tuple[float, float]:
+        """The gray window of the image as an underlay (computed once: every contrast's
+        slices are drawn over the same underlay)."""
+        return display_window(self.data)
 
 
 def load_volume(path: Path | None) -> Volume | None:
@@ -311,6 +318,7 @@ def _map_figures(
             threshold.z_threshold,
             cut_mm=peak_mm,
             title=name,
+            window=None if background is None else background.display_window,
             alt=f"{name}: thresholded z, orthogonal slices through the peak",
             kind="wide",
         ),
