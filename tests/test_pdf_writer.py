@@ -53,6 +53,19 @@ def test_pdfs_are_made_here_when_the_child_dies(tmp_path, caplog):
     assert "second" in pdf_text(tmp_path / "second.pdf")
 
 
+def test_pdfs_are_made_here_when_no_more_children_can_start(tmp_path):
+    def process_limit(*args, **kwargs):
+        raise OSError(11, "Resource temporarily unavailable")
+
+    with PdfWriter(n_children=2) as pdfs:
+        assert not pdfs.submit(page("first"), tmp_path / "first.pdf")  # queued
+        pdfs._pool.submit = process_limit  # a second child cannot be spawned
+        assert pdfs.submit(page("second"), tmp_path / "second.pdf")  # made here
+    assert not pdfs.failures
+    assert "first" in pdf_text(tmp_path / "first.pdf")  # made by the child, or here
+    assert "second" in pdf_text(tmp_path / "second.pdf")
+
+
 def test_missing_weasyprint_is_a_warning_and_no_pdf(tmp_path, monkeypatch, caplog):
     def no_weasyprint(html: str) -> bytes:
         raise ImportError("No module named 'weasyprint'")

@@ -20,7 +20,7 @@ import logging
 import multiprocessing
 import time
 from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,7 +92,7 @@ class PdfWriter:
         if self._pool is not None:
             try:
                 future = self._pool.submit(html_to_pdf, html)
-            except (BrokenProcessPool, RuntimeError) as err:
+            except (BrokenProcessPool, RuntimeError, OSError) as err:  # e.g. a process limit
                 self._child_lost(err)
             else:
                 self._pending.append(_Pending(pdf_path, html, future, time.perf_counter()))
@@ -133,7 +133,8 @@ class PdfWriter:
             if future is not None:
                 try:
                     payload = future.result()
-                except BrokenProcessPool as err:  # the child died (e.g. out of memory)
+                # a child died, or the pool was stopped with this PDF queued: made here
+                except (BrokenProcessPool, CancelledError) as err:
                     self._child_lost(err)
                     payload = html_to_pdf(html)
             else:
