@@ -1,7 +1,7 @@
 """Report PDFs made in a child process while this one draws the reports' figures.
 
 WeasyPrint works in one thread: ~0.5 s to import, then ~1 s to lay out a participant
-report, after the ~0.7 s this process spends reading maps and drawing the report's figures.
+report, after the ~0.5 s this process spends reading maps and drawing the report's figures.
 A `PdfWriter` spawns one child process that imports WeasyPrint at once, on the other core,
 while this process draws the first report; each report's print HTML then goes to the child,
 which makes the PDF while this process goes on to the next participant's report, and this
