@@ -30,6 +30,9 @@ from bids_glm.report.pdf import html_to_pdf, import_weasyprint
 
 LOGGER = logging.getLogger("bids_glm")
 PENDING_PER_CHILD = 2  # reports whose print HTML waits for a child (bounds the memory held)
+# A PDF takes about twice as long as drawing the next report, so three children keep up
+# with this process; more would only add their memory (~80 MB each) and WeasyPrint imports.
+MAX_CHILDREN = 3
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,8 @@ class PdfWriter:
     in_child : bool
         Make the PDFs in spawned child processes (default); otherwise here, at once.
     n_children : int
-        At most this many children (each started when the ones running are all busy).
+        At most this many children (each started when the ones running are all busy; at
+        most `MAX_CHILDREN`).
 
     Attributes
     ----------
@@ -62,12 +66,13 @@ class PdfWriter:
     def __init__(self, in_child: bool = True, n_children: int = 1) -> None:
         self.failures: dict[Path, BaseException] = {}
         self._pending: deque[_Pending] = deque()
-        self._max_pending = PENDING_PER_CHILD * max(n_children, 1)
+        n_children = min(max(n_children, 1), MAX_CHILDREN)
+        self._max_pending = PENDING_PER_CHILD * n_children
         self._pool: ProcessPoolExecutor | None = None
         if in_child:
             try:
                 self._pool = ProcessPoolExecutor(
-                    max(n_children, 1),
+                    n_children,
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=import_weasyprint,
                 )
