@@ -45,8 +45,8 @@ def render_participant_reports(
 ) -> list[batch.UnitResult]:
     """Write ``sub-<label>.html`` (+ ``.pdf``) for each participant; failures as results.
 
-    The PDFs are made in child processes (`bids_glm.report.pdf_writer`; up to one per core
-    but this one) while the next participant's report is drawn here.
+    The PDFs are made in child processes (`bids_glm.report.pdf_writer`; up to one per
+    core) while the next participant's report is drawn here.
     """
     from bids_glm.report.pdf_writer import PdfWriter
     from bids_glm.report.render import render_participant_reports as render
@@ -54,8 +54,9 @@ def render_participant_reports(
     options = report_options(settings)
     results: dict[str, batch.UnitResult] = {}
     labels = list(participant_labels)
-    n_children = min(settings.n_cpus - 1, len(labels))  # this process draws the next report
-    with PdfWriter(in_child=options.write_pdf and n_children > 0, n_children=n_children) as pdfs:
+    # this process mostly waits for the PDFs (drawing a report takes half a PDF's time)
+    in_child = options.write_pdf and settings.n_cpus > 1
+    with PdfWriter(in_child, n_children=min(settings.n_cpus, len(labels))) as pdfs:
         for label in labels:
             name = f"sub-{label} report"
             started = time.perf_counter()
