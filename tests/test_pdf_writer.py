@@ -66,6 +66,13 @@ def test_pdfs_are_made_here_when_no_more_children_can_start(tmp_path):
     assert "second" in pdf_text(tmp_path / "second.pdf")
 
 
+def test_a_daemonic_process_makes_its_pdfs_itself(tmp_path, monkeypatch):
+    monkeypatch.setattr(pdf_writer.multiprocessing.current_process(), "daemon", True)
+    with PdfWriter() as pdfs:
+        assert pdfs.submit(page("made here"), tmp_path / "sub-01.pdf")  # written on return
+    assert "made here" in pdf_text(tmp_path / "sub-01.pdf")
+
+
 def test_missing_weasyprint_is_a_warning_and_no_pdf(tmp_path, monkeypatch, caplog):
     def no_weasyprint(html: str) -> bytes:
         raise ImportError("No module named 'weasyprint'")

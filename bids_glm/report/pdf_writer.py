@@ -69,6 +69,8 @@ class PdfWriter:
         n_children = min(max(n_children, 1), MAX_CHILDREN)
         self._max_pending = PENDING_PER_CHILD * n_children
         self._pool: ProcessPoolExecutor | None = None
+        if in_child and multiprocessing.current_process().daemon:
+            in_child = False  # a daemonic process (a multiprocessing.Pool worker) has none
         if in_child:
             try:
                 self._pool = ProcessPoolExecutor(
