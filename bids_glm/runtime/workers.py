@@ -41,7 +41,13 @@ def _thread_environment(n_threads: int):
 
 
 def worker_count(n_cpus: int, n_items: int) -> int:
-    """Worker processes :func:`map_runs` starts for ``n_items``; 1 or less: none (in-process)."""
+    """Worker processes :func:`map_runs` starts for ``n_items``; 1 or less: none (in-process).
+
+    None in a daemonic process (a ``multiprocessing.Pool`` worker running bids-glm), which
+    may not have children.
+    """
+    if multiprocessing.current_process().daemon:
+        return 0
     return min(n_cpus // THREADS_PER_WORKER, n_items)
 
 
