@@ -45,8 +45,8 @@ def render_participant_reports(
 ) -> list[batch.UnitResult]:
     """Write ``sub-<label>.html`` (+ ``.pdf``) for each participant; failures as results.
 
-    The PDFs are made in child processes (`bids_glm.report.pdf_writer`; up to one per
-    core) while the next participant's report is drawn here.
+    The PDFs are made in child processes (`bids_glm.report.pdf_writer`; one per core, at
+    most 3) while the next participant's report is drawn here.
     """
     from bids_glm.report.pdf_writer import PdfWriter
     from bids_glm.report.render import render_participant_reports as render
