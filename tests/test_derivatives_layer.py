@@ -70,6 +70,7 @@ def test_names_of_every_output_kind():
     )
     assert str(naming.report_path("/out", "01")) == "/out/sub-01.html"
     assert str(naming.report_path("/out")) == "/out/group.html"
+    assert str(naming.report_path("/out", "01", extension=".pdf")) == "/out/sub-01.pdf"
     assert naming.run_label(naming.design_path(folder, run)) == "run-2"
 
 

@@ -196,10 +196,13 @@ def effective_model_path(output_dir: Path) -> Path:
     return Path(output_dir) / f"model-{EFFECTIVE_MODEL_NAME}_smdl{JSON}"
 
 
-def report_path(output_dir: Path, participant_label: str | None = None) -> Path:
-    """``OUTPUT_DIR/sub-<label>.html``, or ``OUTPUT_DIR/group.html`` without a label."""
+def report_path(
+    output_dir: Path, participant_label: str | None = None, extension: str = ".html"
+) -> Path:
+    """``OUTPUT_DIR/sub-<label>.html``, or ``OUTPUT_DIR/group.html`` without a label; its
+    PDF copy with ``extension=".pdf"``."""
     name = GROUP_FOLDER if participant_label is None else f"sub-{short_label(participant_label)}"
-    return Path(output_dir) / f"{name}.html"
+    return Path(output_dir) / f"{name}{extension}"
 
 
 def stat_map_path(

@@ -73,7 +73,7 @@ def render_participant_reports(
             )
             results[label] = batch.UnitResult(name, batch.DONE)
     for label in results:
-        pdf_path = naming.report_path(settings.output_dir, label).with_suffix(".pdf")
+        pdf_path = naming.report_path(settings.output_dir, label, extension=".pdf")
         if pdf_path in pdfs.failures:
             results[label] = _failed(f"sub-{label} report", pdfs.failures[pdf_path], settings)
     return list(results.values())

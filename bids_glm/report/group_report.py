@@ -185,4 +185,4 @@ def render_group_report(
         a PDF queued in ``pdfs`` is not listed).
     """
     document = group_document(output_dir, options)
-    return write_report(document, naming.report_path(output_dir), options.write_pdf, pdfs)
+    return write_report(document, output_dir, None, options.write_pdf, pdfs)

@@ -116,17 +116,23 @@ class ReportDocument:
 
 
 def write_report(
-    document: ReportDocument, html_path: Path, write_pdf: bool, pdfs: PdfWriter | None = None
+    document: ReportDocument,
+    output_dir: Path,
+    participant_label: str | None,
+    write_pdf: bool,
+    pdfs: PdfWriter | None = None,
 ) -> list[Path]:
-    """Write the HTML atomically and, with ``write_pdf``, the PDF beside it.
+    """Write the HTML atomically and, with ``write_pdf``, the PDF beside it (their names:
+    `bids_glm.derivatives.naming.report_path`; no label: the group report).
 
     The PDF goes to ``pdfs`` (it may be written later, by a child process of the writer);
     without one, it is made here. Returns the paths written by now.
     """
+    html_path = naming.report_path(output_dir, participant_label)
     derivatives.write_bytes_atomic(html_path, document.html().encode("utf-8"))
     if not write_pdf:
         return [html_path]
-    pdf_path = html_path.with_suffix(".pdf")
+    pdf_path = naming.report_path(output_dir, participant_label, extension=".pdf")
     if pdfs is None:
         with PdfWriter(in_child=False) as here:
             written = here.submit(document.html(for_print=True), pdf_path)
@@ -363,5 +369,4 @@ def render_participant_reports(
         return []
     record = collect.read_participant(output_dir, manifests)
     document = participant_document(record, options)
-    html_path = naming.report_path(output_dir, record.label)
-    return write_report(document, html_path, options.write_pdf, pdfs)
+    return write_report(document, output_dir, record.label, options.write_pdf, pdfs)
