@@ -234,7 +234,7 @@ def _ar1_by_blocks(
     for block in voxel_chunks(data.shape[1], _block_voxels(terms, True)):
         summary = lss_pass(terms, data[:, block], chunk_voxels, True, n_threads)
         out = tuple(None if values is None else values[:, block] for values in outputs)
-        variance_of = _binned_variance(terms, summary, variance_rows)
+        variance_of = _binned_variance(terms, summary, variance_rows) if variance else None
         ar1_estimates(
             terms,
             summary,
