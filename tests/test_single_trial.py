@@ -478,3 +478,38 @@ def test_report_shows_the_trial_design_and_the_peak_voxel_estimates(demo, tmp_pa
     drawn = trial_estimates_svg(np.arange(series.size) * 10.0, series, "face")
     assert drawn.count("<circle") == series.size
     assert "Mumford" in (out / "logs" / "CITATION.md").read_text()
+
+
+def test_held_series_is_released_before_any_map_is_written(demo, tmp_path, monkeypatch):
+    """The run's series is held for the estimates only: neither the contrast maps nor the
+    beta series are written while it is alive (its memory would add to theirs)."""
+    import weakref
+
+    import bids_glm.pipeline.run as run
+
+    held, alive_at = [], {}
+
+    def fit_and_watch(*args, **kwargs):
+        result = fit_run_as_read(*args, **kwargs)
+        held.append(weakref.ref(result[3]))
+        return result
+
+    def watched(name, function):
+        def call(*args, **kwargs):
+            alive_at[name] = held[0]() is not None
+            return function(*args, **kwargs)
+
+        return call
+
+    fit_run_as_read = run.fit_run_as_read
+    monkeypatch.setattr(run, "fit_run_as_read", fit_and_watch)
+    monkeypatch.setattr(run, "_write_contrasts", watched("contrasts", run._write_contrasts))
+    monkeypatch.setattr(
+        run, "write_single_trials", watched("beta series", run.write_single_trials)
+    )
+    command = [str(demo / "bids"), str(tmp_path / "out"), "participant", "--no-reports"]
+    command += ["--work-dir", str(tmp_path / "work"), "--single-trial", "lss"]
+    assert main(command) == 0
+    assert len(held) == 1  # one run, held
+    assert alive_at == {"contrasts": False, "beta series": False}
+    assert len(list((tmp_path / "out").rglob("*_betaseries.nii.gz"))) == 3

@@ -24,7 +24,7 @@ from bids_glm.glm.contrast import LazyContrasts, compute_contrast
 from bids_glm.glm.results import ContrastMaps, RunFit
 from bids_glm.image.geometry import VolumeGeometry
 from bids_glm.pipeline.run_fit import fit_run_as_read
-from bids_glm.pipeline.single_trial import write_single_trials
+from bids_glm.pipeline.single_trial import estimate_single_trials, write_single_trials
 from bids_glm.pipeline.subject_clusters import write_subject_clusters
 from bids_glm.runtime.logs import captured_warnings
 from bids_glm.settings import Settings
@@ -112,6 +112,8 @@ def _process_run(
     folder = naming.subject_func_dir(settings.output_dir, entities)
     single_trial = settings.single_trial is not None
     fit, usable, mean_volume, data = fit_run_as_read(design, geometry, settings, single_trial)
+    trials = estimate_single_trials(design, data, settings) if single_trial else None
+    del data  # a held series is needed no further: released before any map is written
     design_path = outputs.write_design(design, folder, entities, settings)
     source = outputs.source_uri(design.run.bold_path, settings)
     target = outputs.MapTarget(folder, entities, geometry, usable)
@@ -136,8 +138,8 @@ def _process_run(
         subject_provenance = outputs.Provenance(settings.model, (source,), "subject")
         also = ((subject_target, subject_provenance),)
     maps = _write_contrasts(fit, present, writer, target, provenance, also, settings)
-    if single_trial:
-        write_single_trials(design, data, target, source, settings)
+    if trials is not None:
+        write_single_trials(trials, target, source, settings)
     return replace(outcome, maps=maps)
 
 

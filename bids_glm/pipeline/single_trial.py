@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from bids_glm.derivatives import beta_series as outputs
 from bids_glm.derivatives.maps import MapTarget
 from bids_glm.design.contrasts import unique_labels
 from bids_glm.design.run_design import RunDesign
-from bids_glm.design.single_trial import trial_design
+from bids_glm.design.single_trial import TrialDesign, trial_design
 from bids_glm.errors import InputError
 from bids_glm.glm.fit import fit_glm
 from bids_glm.glm.single_trial import TrialEstimates, lsa_layout, lss_fit
@@ -62,12 +63,40 @@ def check_single_trial_plan(units: Sequence[AnalysisUnit], settings: Settings) -
         )
 
 
-def write_single_trials(
-    design: RunDesign, data: np.ndarray, target: MapTarget, source: str, settings: Settings
-) -> list:
-    """Estimate every trial of the chosen conditions; write the beta series (and LSA design).
+@dataclass(frozen=True)
+class SingleTrials:
+    """A run's single-trial estimates, ready to be written (the data no longer needed).
 
-    Returns the paths written.
+    Attributes
+    ----------
+    design : RunDesign
+        The run's ordinary design.
+    trials : TrialDesign
+        The trial-wise (LSA) design and its trials.
+    conditions : list of str
+        The conditions whose trials were estimated.
+    estimates : TrialEstimates
+        One estimate (and variance, for t series) per trial and voxel.
+    seconds : float
+        Time the estimation took.
+    """
+
+    design: RunDesign
+    trials: TrialDesign
+    conditions: list[str]
+    estimates: TrialEstimates
+    seconds: float
+
+
+def estimate_single_trials(
+    design: RunDesign, data: np.ndarray, settings: Settings
+) -> SingleTrials:
+    """Estimate every trial of the chosen conditions from the run's held ``data``.
+
+    Raises
+    ------
+    InputError
+        When the trial-wise design cannot be built from the run's events.
     """
     started = time.perf_counter()
     model = settings.model
@@ -84,7 +113,16 @@ def write_single_trials(
     lsa = trials.matrix.to_numpy(dtype=float)[design.fitted_rows]
     layout = lsa_layout(columns, list(trials.trials["column"]), list(trials.trials["condition"]))
     estimates = _estimate(lsa, data, columns, layout, settings)
-    record = outputs.model_record(design, settings, [source])
+    seconds = time.perf_counter() - started
+    return SingleTrials(design, trials, conditions, estimates, seconds)
+
+
+def write_single_trials(
+    single: SingleTrials, target: MapTarget, source: str, settings: Settings
+) -> list:
+    """Write the beta series of each condition (and the LSA design); return the paths."""
+    trials, conditions, estimates = single.trials, single.conditions, single.estimates
+    record = outputs.model_record(single.design, settings, [source])
     # the trial-wise (LSA) design: LSA's model, and the columns LSS combines per trial
     written = [outputs.write_trial_design(trials.matrix, target.folder, target.entities, record)]
     record = {**record, "Design": written[0].name}
@@ -109,10 +147,10 @@ def write_single_trials(
     written.extend(path for condition in conditions for path in written_by_condition[condition])
     LOGGER.info(
         "%s: %s estimates of %d trial(s) in %.1f s",
-        design.run.label,
+        single.design.run.label,
         settings.single_trial.upper(),
-        layout.n_trials,
-        time.perf_counter() - started,
+        estimates.beta.shape[0],
+        single.seconds,
     )
     return written
 
