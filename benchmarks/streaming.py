@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -51,34 +52,76 @@ from compare_nilearn import (  # the sibling benchmark's measurement tools
 from thread_schedstat import print_thread_times, thread_times
 from tree_memory import peak_tree_pss_mib
 
-SHAPE = (97, 115, 97)
-VOXEL_MM = 2.0
 TR_S = 0.8
-SEMI_AXES_VOX = (42.0, 46.0, 42.0)  # ellipsoid of ~340k voxels
-BLOBS = {"face": ((30, 60, 50), 6), "house": ((66, 60, 50), 6)}  # centre, radius (voxels)
 CONDITIONS = ("face", "house", "scrambled")
-AFFINE = np.diag([VOXEL_MM] * 3 + [1.0])
-AFFINE[:3, 3] = np.array([0.0, -18.0, 18.0]) - VOXEL_MM * (np.asarray(SHAPE) - 1) / 2
 TARGETS = {"memory_ratio": 1.25, "inflate_ratio": 2.0, "speedup": 15.0, "memory_share": 0.10}
 
 
-def _brain() -> np.ndarray:
-    """Boolean ellipsoid on the grid (the brain mask)."""
-    axes = np.ogrid[tuple(slice(0, n) for n in SHAPE)]
-    centre = (np.asarray(SHAPE) - 1) / 2
-    radius = sum(((a - c) / s) ** 2 for a, c, s in zip(axes, centre, SEMI_AXES_VOX, strict=True))
-    return radius <= 1.0
+@dataclass(frozen=True)
+class Grid:
+    """An MNI-sized grid at ``voxel_mm``: an ellipsoid brain and two planted blobs, in mm.
+
+    At 2 mm it is the MNI152NLin2009Asym grid (97 x 115 x 97, ~340k brain voxels); finer
+    grids cover the same box (1.5 mm: 129 x 153 x 129, ~805k brain voxels).
+    """
+
+    voxel_mm: float
+    box_mm: tuple[float, float, float] = (194.0, 230.0, 194.0)
+    semi_axes_mm: tuple[float, float, float] = (84.0, 92.0, 84.0)
+    blobs_mm: tuple[tuple[str, tuple[float, float, float]], ...] = (
+        ("face", (60.0, 120.0, 100.0)),  # centre from the box's corner
+        ("house", (132.0, 120.0, 100.0)),
+    )
+    blob_radius_mm: float = 12.0
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(round(side / self.voxel_mm) for side in self.box_mm)
+
+    @property
+    def affine(self) -> np.ndarray:
+        affine = np.diag([self.voxel_mm] * 3 + [1.0])
+        affine[:3, 3] = (
+            np.array([0.0, -18.0, 18.0]) - self.voxel_mm * (np.asarray(self.shape) - 1) / 2
+        )
+        return affine
+
+    @property
+    def name(self) -> str:
+        """The data folder's prefix: ``bids-mni`` at 2 mm, ``bids-mni1.5mm`` at 1.5 mm."""
+        return "bids-mni" if self.voxel_mm == 2.0 else f"bids-mni{self.voxel_mm:g}mm"
+
+    def axes(self) -> list[np.ndarray]:
+        return np.ogrid[tuple(slice(0, n) for n in self.shape)]
+
+    def brain(self) -> np.ndarray:
+        """Boolean ellipsoid on the grid (the brain mask)."""
+        centre = (np.asarray(self.shape) - 1) / 2
+        semi_axes = np.asarray(self.semi_axes_mm) / self.voxel_mm
+        radius = sum(
+            ((a - c) / s) ** 2 for a, c, s in zip(self.axes(), centre, semi_axes, strict=True)
+        )
+        return radius <= 1.0
+
+    def blob(self, centre_mm: tuple[float, float, float]) -> np.ndarray:
+        """Boolean ball of `blob_radius_mm` around ``centre_mm``."""
+        centre = np.asarray(centre_mm) / self.voxel_mm
+        distance = sum((a - c) ** 2 for a, c in zip(self.axes(), centre, strict=True))
+        return distance <= (self.blob_radius_mm / self.voxel_mm) ** 2
 
 
-def _volumes(rng, n_volumes: int, brain: np.ndarray, events) -> object:
+MNI_2MM = Grid(2.0)
+FINE_GRIDS = {1.5: Grid(1.5)}
+
+
+def _volumes(rng, n_volumes: int, grid: Grid, events) -> object:
     """int16 volumes: baseline, AR(0.3) noise, slow drift and planted responses."""
-    flat_brain = brain.ravel(order="F")
+    flat_brain = grid.brain().ravel(order="F")
     n_total = flat_brain.size
     base = np.where(flat_brain, 800.0 + 200.0 * rng.random(n_total), 60.0).astype(np.float32)
     blob_gain = []
-    for condition, (centre, radius) in BLOBS.items():
-        axes = np.ogrid[tuple(slice(0, n) for n in SHAPE)]
-        inside = sum((a - c) ** 2 for a, c in zip(axes, centre, strict=True)) <= radius**2
+    for condition, centre_mm in grid.blobs_mm:
+        inside = grid.blob(centre_mm)
         selected = events[events["trial_type"] == condition]
         regressor = event_regressor(
             selected["onset"].to_numpy(), selected["duration"].to_numpy(), n_volumes, TR_S
@@ -95,9 +138,9 @@ def _volumes(rng, n_volumes: int, brain: np.ndarray, events) -> object:
         yield np.rint(volume).astype(np.int16).tobytes()
 
 
-def make_run(workdir: Path, n_volumes: int) -> Path:
+def make_run(workdir: Path, n_volumes: int, grid: Grid = MNI_2MM) -> Path:
     """Write (or reuse) a one-run BIDS dataset with fMRIPrep-like derivatives."""
-    bids_dir = workdir / f"bids-mni-{n_volumes}"
+    bids_dir = workdir / f"{grid.name}-{n_volumes}"
     done = bids_dir / ".complete"
     if done.exists():
         return bids_dir
@@ -109,7 +152,9 @@ def make_run(workdir: Path, n_volumes: int) -> Path:
     )
     raw_dir.mkdir(parents=True, exist_ok=True)
     deriv_dir.mkdir(parents=True, exist_ok=True)
-    write_raw_description(bids_dir, "streaming benchmark", "faces", "simulated", TR_S, SHAPE[2])
+    write_raw_description(
+        bids_dir, "streaming benchmark", "faces", "simulated", TR_S, grid.shape[2]
+    )
     write_derivatives_description(bids_dir)
     write_tsv(
         bids_dir / "participants.tsv",
@@ -118,17 +163,17 @@ def make_run(workdir: Path, n_volumes: int) -> Path:
     prefix = "sub-01_task-faces_run-1"
     events = simulate_events(rng, CONDITIONS, n_volumes * TR_S)
     write_tsv(raw_dir / f"{prefix}_events.tsv", events)
-    brain = _brain()
+    brain = grid.brain()
     space = f"{prefix}_space-MNI152NLin2009cAsym"
-    header = nifti_header((*SHAPE, n_volumes), np.int16, AFFINE, VOXEL_MM, TR_S)
+    header = nifti_header((*grid.shape, n_volumes), np.int16, grid.affine, grid.voxel_mm, TR_S)
     preproc = deriv_dir / f"{space}_desc-preproc_bold.nii.gz"
-    write_nifti_gz(preproc, header, _volumes(rng, n_volumes, brain, events))
+    write_nifti_gz(preproc, header, _volumes(rng, n_volumes, grid, events))
     write_json(
         deriv_dir / f"{space}_desc-preproc_bold.json",
         {"RepetitionTime": TR_S, "TaskName": "faces"},
     )
     mask_bytes = brain.ravel(order="F").astype(np.uint8).tobytes()
-    mask_header = nifti_header(SHAPE, np.uint8, AFFINE, VOXEL_MM)
+    mask_header = nifti_header(grid.shape, np.uint8, grid.affine, grid.voxel_mm)
     write_nifti_gz(deriv_dir / f"{space}_desc-brain_mask.nii.gz", mask_header, [mask_bytes])
     (raw_dir / f"{prefix}_bold.nii.gz").unlink(missing_ok=True)
     (raw_dir / f"{prefix}_bold.nii.gz").hardlink_to(preproc)
@@ -219,6 +264,9 @@ def benchmark(args: argparse.Namespace) -> None:
         shutil.rmtree(folder, ignore_errors=True)
         command = bids_glm_command(bids_dir, folder / "output", folder / "work", args)
         tree_pss[f"bids-glm {volumes}"] = peak_tree_pss_mib(command)
+    if args.fine_volumes:
+        label, measurement, pss = fine_grid_run(workdir, args)
+        results[label], tree_pss[label] = [measurement], pss
     print_table(results, _median(inflate), tree_pss, args.n_cpus)
     if args.threads:
         folder = workdir / "bids-glm-800-threads"
@@ -232,6 +280,22 @@ def benchmark(args: argparse.Namespace) -> None:
         blas = {name: "1" for name in BLAS_VARIABLES}
         command = [sys.executable, __file__, "--workdir", str(workdir), "--breakdown-only"]
         subprocess.run(command, env={**os.environ, **blas}, check=True)
+
+
+def fine_grid_run(workdir: Path, args: argparse.Namespace) -> tuple[str, Measurement, float]:
+    """One run of ``args.fine_volumes`` on the ``args.fine_mm`` grid: its wall, CPU, peak RSS,
+    and the peak PSS of its process tree in a second run (a long run's memory on a fine grid,
+    the case of multiband and 7T data)."""
+    grid = FINE_GRIDS[args.fine_mm]
+    bids_dir = make_run(workdir, args.fine_volumes, grid)
+    read_into_page_cache(preproc_path(bids_dir))
+    name = f"bids-glm-{args.fine_volumes}-{args.fine_mm:g}mm"
+    measurement = run_bids_glm(bids_dir, name, workdir, args)[0]
+    folder = workdir / f"{name}-pss"
+    shutil.rmtree(folder, ignore_errors=True)
+    command = bids_glm_command(bids_dir, folder / "output", folder / "work", args)
+    label = f"bids-glm {args.fine_volumes} {args.fine_mm:g} mm"
+    return label, measurement, peak_tree_pss_mib(command)
 
 
 def print_agreement(bids_glm_output: Path, nilearn_output: Path) -> None:
@@ -361,6 +425,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="also time one run of this many volumes (e.g. 2000)",
     )
+    parser.add_argument(
+        "--fine-volumes",
+        type=int,
+        default=0,
+        help="also time one run of this many volumes on a finer grid (--fine-mm)",
+    )
+    parser.add_argument("--fine-mm", type=float, choices=sorted(FINE_GRIDS), default=1.5)
     parser.add_argument("--no-nilearn", action="store_true")
     parser.add_argument(
         "--breakdown", action="store_true", help="also print CPU seconds per stage (800 volumes)"
