@@ -7,6 +7,7 @@ subject-level maps with SPM's images of the matching reference model.
 from __future__ import annotations
 
 import json
+import mmap
 from pathlib import Path
 
 import nibabel as nib
@@ -171,3 +172,33 @@ def test_preset_dry_run_writes_spm_design_from_the_events(tmp_path):
     difference = (design[reference.columns] - reference).abs().max()
     assert np.all(difference <= 1e-6 * reference.abs().max())
     assert not list(out.rglob("*_statmap.nii.gz"))
+
+
+def test_preset_maps_are_unchanged_when_the_data_are_held_in_a_file(
+    outputs, tmp_path, monkeypatch
+):
+    """Long runs' data are mapped from an unnamed file of the work folder: same maps to the
+    bit as held in memory, and nothing left in the work folder."""
+    import bids_glm.pipeline.spm_data as spm_data
+    from bids_glm.runtime import spill
+
+    held = []
+
+    def spy(*args, **kwargs):
+        held.append(spill.scratch_array(*args, **kwargs))
+        return held[-1]
+
+    monkeypatch.setattr(spill, "SPILL_MIN_BYTES", 1)
+    monkeypatch.setattr(spm_data, "scratch_array", spy)
+    out, work = tmp_path / "out", tmp_path / "work"
+    options = ["--preset", "spm12", "--mask", str(mask_path(1)), "--no-reports"]
+    options += ["--contrast", "faceMinusHouse=face - house", "--skip-bids-validator"]
+    options += ["--f-contrast", "effectsOfInterest=face; house", "--work-dir", str(work)]
+    assert main([str(ROOT / "bids"), str(out), "participant", *options]) == 0
+    assert len(held) == 1 and isinstance(held[0].base.base.obj, mmap.mmap)
+    in_memory = outputs("multisession_ar1")
+    for contrast in (*SPM_CONTRASTS, "effectsOfInterest"):
+        for stat in ("t", "effect") if contrast != "effectsOfInterest" else ("F",):
+            spilled = _map(out / "sub-pilot01" / "func", contrast, stat)
+            np.testing.assert_array_equal(spilled, _map(in_memory, contrast, stat))
+    assert not [path for path in work.rglob("*") if path.is_file()]

@@ -3,7 +3,9 @@
 SPM12 keeps a voxel if it lies in the explicit mask (when one is given), exceeds 0.8 of
 its scan's global in every scan of every session, and is not constant over time. The runs
 are read once, volume by volume; each volume's values are kept only at the voxels still
-eligible, so memory follows the brain rather than the whole grid. With ``--smoothing-fwhm``
+eligible, so memory follows the brain rather than the whole grid; the model needs them all
+at once (one dense serial-correlation model), so large ones are held in a
+file of the work folder the kernel pages (``runtime/spill.py``). With ``--smoothing-fwhm``
 each volume is first smoothed as ``spm_smooth`` does (``image/spm_smooth.py``), so the model
 sees what SPM's would after its smoothing step; with ``--dummy-scans N`` the first N volumes
 of each run are skipped.
@@ -22,6 +24,7 @@ from bids_glm.glm.spm_globals import MASK_THRESHOLD_FRACTION, spm_global
 from bids_glm.image.io import for_each_volume, iter_volumes
 from bids_glm.image.series_layout import SeriesLayout, series_layout
 from bids_glm.image.spm_smooth import as_stored, spm_smooth_volume
+from bids_glm.runtime.spill import scratch_array
 from bids_glm.runtime.threads import thread_budget
 
 __all__ = ["SpmData", "read_spm_data"]
@@ -168,6 +171,7 @@ def read_spm_data(
     mask_path: Path | None = None,
     kernels: tuple[np.ndarray, ...] | None = None,
     dummy_scans: int = 0,
+    scratch_dir: Path | None = None,
 ) -> SpmData:
     """Stream the runs once: globals, SPM's analysis mask and the in-mask raw values.
 
@@ -187,6 +191,9 @@ def read_spm_data(
         SPM's x, y, z smoothing kernels (``spm_kernels``); None: no smoothing.
     dummy_scans : int
         Volumes skipped at the start of each run.
+    scratch_dir : Path, optional
+        Where large data are held in a file (`bids_glm.runtime.spill.scratch_array`);
+        None: in memory.
 
     Returns
     -------
@@ -205,7 +212,7 @@ def read_spm_data(
     options = (MASK_THRESHOLD_FRACTION, kernels)
     candidates = np.ones(shape, bool) if explicit_mask is None else explicit_mask
     voxels_c, voxels_f = _first_scan_voxels(bold_paths[0], candidates, (*options, dummy_scans))
-    data = np.empty((sum(n_scans), voxels_c.size), dtype=np.float32)
+    data = scratch_array((sum(n_scans), voxels_c.size), np.float32, scratch_dir)
     globals_ = np.empty(sum(n_scans))
     above, means, first_row = np.ones(voxels_c.size, dtype=bool), [], 0
     for path, layout, n in zip(bold_paths, layouts, n_scans, strict=True):

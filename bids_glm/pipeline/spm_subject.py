@@ -161,7 +161,9 @@ def _fit(unit: AnalysisUnit, settings: Settings):
     kernels = spm_kernels(fwhm_mm, nib.load(bold_paths[0]).affine) if fwhm_mm else None
     explicit = _explicit_mask(settings, bold_paths[0])
     dummy_scans = settings.model.dummy_scans
-    data = read_spm_data(bold_paths, explicit, settings.mask, kernels, dummy_scans)
+    data = read_spm_data(
+        bold_paths, explicit, settings.mask, kernels, dummy_scans, settings.work_dir
+    )
     design = _design(unit, settings, data.n_scans, tr_s)
     drifts = tuple(dct_high_pass_basis(n, tr_s, spm12.high_pass_cutoff_s) for n in data.n_scans)
     layout = SpmLayout(design.matrix, design.session_rows, drifts, design.constant_columns)
