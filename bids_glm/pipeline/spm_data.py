@@ -4,11 +4,11 @@ SPM12 keeps a voxel if it lies in the explicit mask (when one is given), exceeds
 its scan's global in every scan of every session, and is not constant over time. The runs
 are read once, volume by volume; each volume's values are kept only at the voxels still
 eligible, so memory follows the brain rather than the whole grid; the model needs them all
-at once (one dense serial-correlation model), so large ones are held in a
-file of the work folder the kernel pages (``runtime/spill.py``). With ``--smoothing-fwhm``
-each volume is first smoothed as ``spm_smooth`` does (``image/spm_smooth.py``), so the model
-sees what SPM's would after its smoothing step; with ``--dummy-scans N`` the first N volumes
-of each run are skipped.
+at once (one dense serial-correlation model), stored by voxel chunks (``spm_series.py``), and
+large ones in a file of the work folder the kernel can page (``runtime/spill.py``). With
+``--smoothing-fwhm`` each volume is first smoothed as ``spm_smooth`` does
+(``image/spm_smooth.py``), so the model sees what SPM's would after its smoothing step; with
+``--dummy-scans N`` the first N volumes of each run are skipped.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from bids_glm.glm.spm_globals import MASK_THRESHOLD_FRACTION, spm_global
 from bids_glm.image.io import for_each_volume, iter_volumes
 from bids_glm.image.series_layout import SeriesLayout, series_layout
 from bids_glm.image.spm_smooth import as_stored, spm_smooth_volume
-from bids_glm.runtime.spill import scratch_array
+from bids_glm.pipeline.spm_series import ChunkedSeries
 from bids_glm.runtime.threads import thread_budget
 
 __all__ = ["SpmData", "read_spm_data"]
@@ -36,8 +36,9 @@ class SpmData:
 
     Attributes
     ----------
-    data : numpy.ndarray
-        ``(n_scans, n_voxels)`` float32 raw values (sessions stacked in time).
+    data : ChunkedSeries
+        ``(n_scans, n_voxels)`` float32 raw values (sessions stacked in time), read by
+        chunks of voxels (``data[:, start:stop]``).
     mask : numpy.ndarray
         ``(x, y, z)`` bool analysis mask.
     affine : numpy.ndarray
@@ -50,7 +51,7 @@ class SpmData:
         Each session's time-mean volume (the reports' underlay).
     """
 
-    data: np.ndarray
+    data: ChunkedSeries
     mask: np.ndarray
     affine: np.ndarray
     globals_: np.ndarray
@@ -70,24 +71,6 @@ def _check_grid(path: Path, shape: tuple[int, ...], affine: np.ndarray, referenc
         )
 
 
-def _drop_columns(data: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """Keep the ``keep`` columns of every row, in place; returns the (strided) view."""
-    n_kept = int(keep.sum())
-    if n_kept == keep.size:
-        return data
-    for row in data:
-        row[:n_kept] = row[keep]
-    return data[:, :n_kept]
-
-
-def _varying(data: np.ndarray) -> np.ndarray:
-    """Columns whose value changes over time (SPM: ``any(diff(Y))``)."""
-    varying = np.zeros(data.shape[1], dtype=bool)
-    for row in data[1:]:
-        varying |= row != data[0]
-    return varying
-
-
 def _scan_values(layout: SeriesLayout, volume: np.ndarray, kernels) -> np.ndarray:
     """A float32 volume as SPM reads it (smoothed first if ``kernels``), flat in F order."""
     if kernels is not None:
@@ -100,7 +83,7 @@ class _ScanReducer:
     """One run's scans, each to its global, in-mask values and threshold flags.
 
     May be called from several threads at once (``for_each_volume``): each call writes its
-    own row of ``data`` and entry of ``globals_``; the threshold flags and scratch buffers
+    own scan of ``data`` and entry of ``globals_``; the threshold flags and scratch buffers
     are per thread, combined at the end; the running sum behind the mean volume is added
     in time order by the reading thread.
     """
@@ -122,6 +105,7 @@ class _ScanReducer:
         if not hasattr(local, "volume"):
             local.volume = np.empty(self.layout.volume_shape, dtype=np.float32, order="F")
             local.scratch = np.empty(local.volume.size, dtype=np.float32)
+            local.values = np.empty(self.voxels_f.size, dtype=np.float32)
             local.above = np.ones(self.voxels_f.size, dtype=bool)
             with self._lock:
                 self._flags.append(local.above)
@@ -129,8 +113,8 @@ class _ScanReducer:
         flat = _scan_values(self.layout, volume, self.kernels)
         global_value = spm_global(flat, local.scratch)
         self.globals_[self.first_row + row] = global_value
-        values = self.data[self.first_row + row]
-        np.take(flat, self.voxels_f, out=values)
+        values = np.take(flat, self.voxels_f, out=local.values)
+        self.data.write_scan(self.first_row + row, values)
         local.above &= values > np.float64(self.fraction * global_value)
 
     def above(self) -> np.ndarray:
@@ -176,8 +160,8 @@ def read_spm_data(
     """Stream the runs once: globals, SPM's analysis mask and the in-mask raw values.
 
     The values are kept at the voxels above threshold in the first scan (within the
-    explicit mask), one row per scan; voxels that fall below threshold in a later scan, or
-    are constant, are dropped at the end, in place.
+    explicit mask); voxels that fall below threshold in a later scan, or are constant, are
+    dropped at the end.
 
     Parameters
     ----------
@@ -212,7 +196,7 @@ def read_spm_data(
     options = (MASK_THRESHOLD_FRACTION, kernels)
     candidates = np.ones(shape, bool) if explicit_mask is None else explicit_mask
     voxels_c, voxels_f = _first_scan_voxels(bold_paths[0], candidates, (*options, dummy_scans))
-    data = scratch_array((sum(n_scans), voxels_c.size), np.float32, scratch_dir)
+    data = ChunkedSeries(sum(n_scans), voxels_c.size, scratch_dir)
     globals_ = np.empty(sum(n_scans))
     above, means, first_row = np.ones(voxels_c.size, dtype=bool), [], 0
     for path, layout, n in zip(bold_paths, layouts, n_scans, strict=True):
@@ -222,11 +206,12 @@ def read_spm_data(
         above &= reducer.above()
         means.append(reducer.mean_volume())
         first_row += n
-    keep = above & _varying(data)
+    keep = above & data.varying()
+    data.keep_voxels(keep)
     mask = np.zeros(int(np.prod(shape)), dtype=bool)
     mask[voxels_c[keep]] = True
     return SpmData(
-        data=_drop_columns(data, keep),
+        data=data,
         mask=mask.reshape(shape),
         affine=first.affine,
         globals_=globals_,

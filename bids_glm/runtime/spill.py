@@ -72,7 +72,4 @@ def scratch_array(
             err.strerror or err,
         )
         return np.empty(shape, dtype)
-    # pages are read back one by one: read-ahead around each would bring back the rows'
-    # neighbouring columns, which a pass by voxel chunks reads only much later
-    pages.madvise(mmap.MADV_RANDOM)
     return np.frombuffer(pages, dtype=dtype).reshape(shape)
