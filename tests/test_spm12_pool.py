@@ -81,3 +81,27 @@ def test_pool_memory_does_not_grow_with_voxel_chunks():
     few, many = _traced_peak_bytes(2 * VOXEL_CHUNK), _traced_peak_bytes(12 * VOXEL_CHUNK)
     # the selected-voxel flags grow by one byte a voxel; ten more products would be 4.6 MB
     assert many - few < product_bytes
+
+
+def test_pool_and_fit_say_how_far_they_are(monkeypatch, caplog):
+    """Passes over a long run's voxels log their progress (every interval; here every
+    chunk)."""
+    import logging
+
+    from bids_glm.glm.spm_fit import fit_whitened, whitened_model
+
+    monkeypatch.setattr("bids_glm.runtime.progress.PROGRESS_INTERVAL_S", 0.0)
+    data, scale, design, rows, drifts, nuisance = _model(3 * VOXEL_CHUNK)
+    with caplog.at_level(logging.INFO, logger="bids_glm"):
+        pooled_covariance(data, scale, design, rows, drifts, nuisance)
+        identity = np.eye(N_SCANS)
+        model = whitened_model(design, identity, identity, rows, drifts)
+        fit_whitened(data, scale, model, rows, drifts)
+    total = 3 * VOXEL_CHUNK
+    for label, what in (
+        ("SPM12 ReML pool", "voxels tested"),
+        ("SPM12 whitened fit", "voxels fitted"),
+    ):
+        assert f"{label}: {VOXEL_CHUNK} of {total} {what} (33%)" in caplog.text
+        assert f"{label}: {2 * VOXEL_CHUNK} of {total} {what} (66%)" in caplog.text
+        assert f"{total} of {total}" not in caplog.text  # the end says itself

@@ -8,6 +8,7 @@ and the effective degrees of freedom ``erdf = trRV^2 / trRVRV`` over ``R xV`` wi
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,7 @@ import numpy as np
 from bids_glm.glm.spm_filter import apply_high_pass
 from bids_glm.glm.spm_pool import scaled_chunk, voxel_chunks
 from bids_glm.glm.spm_space import DesignSpace, design_space, residual_traces
+from bids_glm.runtime.progress import Progress
 from bids_glm.runtime.threads import for_each_in_threads, thread_budget
 
 __all__ = ["SpmFit", "SpmWhitenedModel", "fit_whitened", "whitened_model"]
@@ -160,8 +162,8 @@ def fit_whitened(
 
     Parameters
     ----------
-    data : numpy.ndarray
-        ``(n, n_voxels)`` raw in-mask data.
+    data : array_like
+        ``(n, n_voxels)`` raw in-mask data, read as ``data[:, start:stop]``.
     scale : numpy.ndarray
         ``(n,)`` per-scan scale factors ``gSF``.
     model : SpmWhitenedModel
@@ -177,11 +179,17 @@ def fit_whitened(
     betas = np.empty((n_columns, data.shape[1]))
     res_ms = np.empty(data.shape[1])
 
+    progress = Progress("SPM12 whitened fit", data.shape[1], "voxels fitted")
+    fitted, lock = [0], threading.Lock()
+
     def fit_chunk(block: slice) -> None:
         scaled = scaled_chunk(data, scale, block)
         kept = filter_and_whiten(model, scaled, session_rows, drift_bases)
         betas[:, block] = model.space.pseudo_inverse @ kept
         res_ms[block] = np.sum(model.space.residuals(kept) ** 2, axis=0) / model.trace_rv
+        with lock:
+            fitted[0] += block.stop - block.start
+            progress.update(fitted[0])
 
     for_each_in_threads(fit_chunk, voxel_chunks(data.shape[1]), thread_budget(), "spm-fit")
     return SpmFit(betas=betas, res_ms=res_ms, model=model)

@@ -69,8 +69,8 @@ def estimate_serial_covariance(
 
     Parameters
     ----------
-    data : numpy.ndarray
-        ``(n, n_voxels)`` raw in-mask data.
+    data : array_like
+        ``(n, n_voxels)`` raw in-mask data, read as ``data[:, start:stop]``.
     scale : numpy.ndarray
         ``(n,)`` scale factors ``gSF``.
     layout : SpmLayout
@@ -117,8 +117,8 @@ def fit_spm_model(
 
     Parameters
     ----------
-    data : numpy.ndarray
-        ``(n, n_voxels)`` raw in-mask data.
+    data : array_like
+        ``(n, n_voxels)`` raw in-mask data, read as ``data[:, start:stop]``.
     scale : numpy.ndarray
         ``(n,)`` scale factors ``gSF``.
     layout : SpmLayout

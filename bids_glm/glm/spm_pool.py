@@ -17,6 +17,7 @@ from scipy import special
 from bids_glm.errors import AnalysisError
 from bids_glm.glm.spm_filter import apply_high_pass
 from bids_glm.glm.spm_space import design_space
+from bids_glm.runtime.progress import Progress
 from bids_glm.runtime.threads import for_each_in_threads, thread_budget
 
 __all__ = ["SPM_UFP", "PooledCovariance", "pooled_covariance", "scaled_chunk", "voxel_chunks"]
@@ -87,8 +88,9 @@ def pooled_covariance(
 
     Parameters
     ----------
-    data : numpy.ndarray
-        ``(n, n_voxels)`` raw in-mask data (float32 is fine).
+    data : array_like
+        ``(n, n_voxels)`` raw in-mask data (float32 is fine), read as ``data[:, start:stop]``
+        (an array, or the pipeline's ``ChunkedSeries``).
     scale : numpy.ndarray
         ``(n,)`` per-scan scale factors ``gSF``.
     design : numpy.ndarray
@@ -137,11 +139,13 @@ def pooled_covariance(
     # 175 chunks on the MNI brain)
     covariance = np.zeros((n, n))
     n_threads = thread_budget()
+    progress = Progress("SPM12 ReML pool", data.shape[1], "voxels tested")
     for first in range(0, len(chunks), n_threads):
         wave = range(first, min(first + n_threads, len(chunks)))
         for_each_in_threads(pool_chunk, wave, n_threads, "spm-pool")
         for index in wave:
             covariance += partial.pop(index)
+        progress.update(chunks[wave[-1]].stop)
     if not selected.any():
         raise AnalysisError(
             "SPM12 serial correlations: no voxel passes the F test of effects of interest "
