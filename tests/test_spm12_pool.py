@@ -9,7 +9,6 @@ import pytest
 
 from bids_glm.glm.spm_filter import apply_high_pass, dct_high_pass_basis
 from bids_glm.glm.spm_pool import VOXEL_CHUNK, pooled_covariance
-from bids_glm.runtime import threads
 
 N_SCANS = 240
 TR_S = 2.0
@@ -73,8 +72,14 @@ def _traced_peak_bytes(n_voxels: int) -> int:
         tracemalloc.stop()
 
 
-@pytest.mark.skipif(threads.thread_budget() > 1, reason="one thread: an exact peak")
-def test_pool_memory_does_not_grow_with_voxel_chunks():
+@pytest.fixture
+def one_thread(monkeypatch):
+    """The passes in one thread, whatever budget earlier tests left: exact peaks, lines."""
+    for module in ("spm_pool", "spm_fit"):
+        monkeypatch.setattr(f"bids_glm.glm.{module}.thread_budget", lambda: 1)
+
+
+def test_pool_memory_does_not_grow_with_voxel_chunks(one_thread):
     """The pool keeps one (n, n) product per thread, not one per voxel chunk (2,000 scans
     on the MNI brain had held 175 of 32 MB each)."""
     product_bytes = N_SCANS * N_SCANS * 8
@@ -83,7 +88,7 @@ def test_pool_memory_does_not_grow_with_voxel_chunks():
     assert many - few < product_bytes
 
 
-def test_pool_and_fit_say_how_far_they_are(monkeypatch, caplog):
+def test_pool_and_fit_say_how_far_they_are(one_thread, monkeypatch, caplog):
     """Passes over a long run's voxels log their progress (every interval; here every
     chunk)."""
     import logging
