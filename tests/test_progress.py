@@ -58,6 +58,19 @@ def test_the_last_item_and_short_work_log_nothing(caplog):
     assert _lines(caplog) == []
 
 
+def test_advance_adds_items_finished_in_any_thread(caplog):
+    from concurrent.futures import ThreadPoolExecutor
+
+    clock = _Clock()
+    caplog.set_level(logging.INFO, logger="bids_glm")
+    work = Progress("fit", 4096 * 8, "voxels fitted", interval_s=10.0, clock=clock)
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(work.advance, [4096] * 7))
+    clock.now += 10.0
+    work.advance(100)  # the total so far, whichever thread finished what
+    assert _lines(caplog) == ["fit: 28772 of 32768 voxels fitted (87%), about 1 s to go"]
+
+
 @pytest.mark.parametrize("streamed", [True, False])
 def test_a_run_reports_volumes_read_in_order(tmp_path, monkeypatch, caplog, streamed):
     """Streamed (summed as read) or held (`read_masked_series`, in threads)."""

@@ -8,7 +8,6 @@ and the effective degrees of freedom ``erdf = trRV^2 / trRVRV`` over ``R xV`` wi
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -180,16 +179,13 @@ def fit_whitened(
     res_ms = np.empty(data.shape[1])
 
     progress = Progress("SPM12 whitened fit", data.shape[1], "voxels fitted")
-    fitted, lock = [0], threading.Lock()
 
     def fit_chunk(block: slice) -> None:
         scaled = scaled_chunk(data, scale, block)
         kept = filter_and_whiten(model, scaled, session_rows, drift_bases)
         betas[:, block] = model.space.pseudo_inverse @ kept
         res_ms[block] = np.sum(model.space.residuals(kept) ** 2, axis=0) / model.trace_rv
-        with lock:
-            fitted[0] += block.stop - block.start
-            progress.update(fitted[0])
+        progress.advance(block.stop - block.start)
 
     for_each_in_threads(fit_chunk, voxel_chunks(data.shape[1]), thread_budget(), "spm-fit")
     return SpmFit(betas=betas, res_ms=res_ms, model=model)

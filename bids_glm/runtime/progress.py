@@ -7,6 +7,7 @@ A 3,000-volume run streams for a minute or more with nothing else to say; a line
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -44,6 +45,13 @@ class Progress:
         self.interval_s = PROGRESS_INTERVAL_S if interval_s is None else float(interval_s)
         self.clock = clock
         self.started = self.last = clock()
+        self._done, self._lock = 0, threading.Lock()
+
+    def advance(self, n_items: int) -> None:
+        """Record ``n_items`` more finished (from any thread); `update` with the total."""
+        with self._lock:
+            self._done += int(n_items)
+            self.update(self._done)
 
     def update(self, done: int) -> None:
         """Record that ``done`` items are finished; log a line if an interval has passed
