@@ -29,7 +29,6 @@ def scratch_array(
     shape: tuple[int, ...],
     dtype: np.dtype | type,
     folder: Path | None,
-    min_bytes: int | None = None,
 ) -> np.ndarray:
     """An uninitialised array: in memory, or mapped from an unnamed file in ``folder``.
 
@@ -40,23 +39,21 @@ def scratch_array(
     dtype : dtype
         Its element type.
     folder : Path or None
-        Where the backing file is made (the work folder); None keeps every array in memory.
-    min_bytes : int, optional
-        Arrays smaller than this stay in memory; default `SPILL_MIN_BYTES`.
+        Where the backing file is made (the work folder); None keeps every array in memory,
+        as it does arrays smaller than `SPILL_MIN_BYTES`.
 
     Returns
     -------
     ndarray
-        A view of a shared map of a file that has no name (deleted as it is made, so nothing is
-        left behind even when the process is killed; its space is freed when the array
+        A view of a shared map of a file that has no name (deleted as it is made, so nothing
+        is left behind even when the process is killed; its space is freed when the array
         is), or a plain array. The file's space is reserved first (``posix_fallocate``):
         a disk too full for it gives a warning and an array in memory, never a SIGBUS
         when a page is written later.
     """
     dtype = np.dtype(dtype)
     n_bytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    min_bytes = SPILL_MIN_BYTES if min_bytes is None else min_bytes
-    if folder is None or n_bytes < min_bytes or not hasattr(os, "posix_fallocate"):
+    if folder is None or n_bytes < SPILL_MIN_BYTES or not hasattr(os, "posix_fallocate"):
         return np.empty(shape, dtype)
     try:
         Path(folder).mkdir(parents=True, exist_ok=True)
