@@ -179,7 +179,7 @@ def test_preset_maps_are_unchanged_when_the_data_are_held_in_a_file(
 ):
     """Long runs' data are mapped from an unnamed file of the work folder: same maps to the
     bit as held in memory, and nothing left in the work folder."""
-    import bids_glm.pipeline.spm_series as spm_series
+    import bids_glm.pipeline.chunked_series as chunked_series
     from bids_glm.runtime import spill
 
     held = []
@@ -189,7 +189,7 @@ def test_preset_maps_are_unchanged_when_the_data_are_held_in_a_file(
         return held[-1]
 
     monkeypatch.setattr(spill, "SPILL_MIN_BYTES", 1)
-    monkeypatch.setattr(spm_series, "scratch_array", spy)
+    monkeypatch.setattr(chunked_series, "scratch_array", spy)
     out, work = tmp_path / "out", tmp_path / "work"
     options = ["--preset", "spm12", "--mask", str(mask_path(1)), "--no-reports"]
     options += ["--contrast", "faceMinusHouse=face - house", "--skip-bids-validator"]

@@ -38,6 +38,8 @@ COLLINEAR_FRACTION = 1e-10
 BAND_TRIALS = 8
 # a trial regressor's values below this fraction of its peak count as zero in trial_bands
 NEGLIGIBLE_FRACTION = 1e-13
+# voxels summed at a time by trial_means
+MEAN_CHUNK_VOXELS = 8192
 
 
 @dataclass(frozen=True)
@@ -266,7 +268,9 @@ def trial_means(terms: LssTerms, data: np.ndarray) -> np.ndarray:
     before any voxel's summaries exist, and voxels can then be processed block by block.
     """
     n_scans, n_voxels = data.shape
-    summed = data.sum(axis=1, dtype=np.float64)[:, np.newaxis]
+    summed = np.zeros((n_scans, 1))
+    for chunk in voxel_chunks(n_voxels, MEAN_CHUNK_VOXELS):  # data read as data[:, chunk]
+        summed[:, 0] += data[:, chunk].sum(axis=1, dtype=np.float64)
     whole = lss_pass(terms, summed, 1, ar1=False, n_threads=1, with_moments=True)
     totals = whole.moments[SUM, 0] - terms.total * whole.gamma[:, 0]
     return totals / (n_scans * n_voxels)

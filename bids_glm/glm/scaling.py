@@ -72,7 +72,7 @@ def scale_signal(
         return Y
     mean = Y.mean(axis=(0, 1))
     warn_floored(mean, mode, usable, locations)
-    return _scale_around(Y, mean)
+    return scale_around_mean(Y, mean)
 
 
 def percent_scale_columns(Y: np.ndarray) -> np.ndarray:
@@ -83,11 +83,13 @@ def percent_scale_columns(Y: np.ndarray) -> np.ndarray:
     for `warn_floored` once every block was scaled.
     """
     mean = Y.mean(axis=0)
-    _scale_around(Y, mean)
+    scale_around_mean(Y, mean)
     return mean
 
 
-def _scale_around(Y: np.ndarray, mean: np.ndarray) -> np.ndarray:
+def scale_around_mean(Y: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """``Y <- 100 * (Y / max(mean, 1) - 1)`` in place (``mean`` per column, or one value);
+    returns ``Y``. The arithmetic of `scale_signal` once the mean is known."""
     Y /= np.maximum(mean, 1).astype(Y.dtype)
     Y -= 1
     Y *= 100

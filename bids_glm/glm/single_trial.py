@@ -15,8 +15,9 @@ fitted trial by trial instead (slow, but the same estimator).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -32,6 +33,7 @@ from bids_glm.glm.lss_terms import (
 )
 from bids_glm.glm.lss_variance import ar1_variance, ols_variance, variance_tables
 from bids_glm.glm.ols import voxel_chunks
+from bids_glm.runtime.spill import scratch_array
 from bids_glm.runtime.threads import thread_budget
 
 LOGGER = logging.getLogger("bids_glm")
@@ -44,6 +46,8 @@ PASS_CHUNK_VOXELS = 1024
 # estimates are made a block of voxels at a time, so memory is the data, the estimates and
 # one block; blocks are whole refit chunks, so each voxel is computed as in one block
 BLOCK_BYTES = 64 * 2**20
+# and a block's data as float32 at most (data read back from a file come as a copy)
+DATA_BLOCK_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -143,20 +147,23 @@ def lss_fit(
     chunk_voxels: int = PASS_CHUNK_VOXELS,
     keep_ar1: bool = False,
     variance: bool = False,
+    scratch_dir: Path | None = None,
 ) -> TrialEstimates:
     """Least-squares-separate estimates of every trial, from one pass over the data.
 
     The pass keeps per-voxel summaries that grow with the trials; voxels are therefore
-    taken a block at a time (`BLOCK_BYTES` of summaries), each block's estimates made
-    before the next is read, so the memory beyond the data is the estimates and one block.
-    For AR(1), each model's global residual mean comes first (`trial_means`).
+    taken a block at a time (`BLOCK_BYTES` of summaries, `DATA_BLOCK_BYTES` of data), each
+    block's estimates made before the next is read, so the memory beyond the data is the
+    estimates and one block. For AR(1), each model's global residual mean comes first
+    (`trial_means`).
 
     Parameters
     ----------
     lsa : ndarray, shape (n, q)
         The LSA design (fitted rows only).
-    data : ndarray, shape (n, V)
-        Scaled data, as given to `bids_glm.glm.fit.fit_glm`; not modified.
+    data : ndarray or array-like, shape (n, V)
+        Scaled data, as given to `bids_glm.glm.fit.fit_glm`; not modified. Read only as
+        ``data[:, start:stop]`` (so anything that returns arrays for that will do).
     layout : TrialLayout
     noise_model : {"ar1", "ols"}
     n_bins : int
@@ -167,6 +174,9 @@ def lss_fit(
         Return each trial model's AR(1) coefficients too.
     variance : bool
         Return each estimate's variance too (for t statistics).
+    scratch_dir : Path, optional
+        Where the (n_trials, V) estimates are held in a file when large
+        (`bids_glm.runtime.spill.scratch_array`).
 
     Returns
     -------
@@ -184,26 +194,36 @@ def lss_fit(
         )
         return _refit_each_trial(design, data, layout, noise_model, n_bins)
     n_threads = thread_budget()
+    shape = (terms.n_trials, data.shape[1])
+
+    def estimates() -> np.ndarray:
+        return scratch_array(shape, np.float64, scratch_dir)
+
     if noise_model == "ols":
-        beta, variances = _ols_by_blocks(terms, data, chunk_voxels, n_threads, variance)
+        beta, variances = _ols_by_blocks(terms, data, chunk_voxels, n_threads, estimates, variance)
         rho = None
     else:
         beta, rho, variances = _ar1_by_blocks(
-            terms, data, int(n_bins), chunk_voxels, n_threads, keep_ar1, variance
+            terms, data, int(n_bins), chunk_voxels, n_threads, estimates, keep_ar1, variance
         )
     dof = (design.shape[0] - terms.n_columns).astype(float)
     return TrialEstimates(beta=beta, ar1=rho, variance=variances, dof=dof)
 
 
 def _ols_by_blocks(
-    terms: LssTerms, data: np.ndarray, chunk_voxels: int, n_threads: int, variance: bool
+    terms: LssTerms,
+    data: np.ndarray,
+    chunk_voxels: int,
+    n_threads: int,
+    estimates: Callable[[], np.ndarray],
+    variance: bool,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """OLS LSS estimates (and their variances), a block of voxels at a time."""
-    shape = (terms.n_trials, data.shape[1])
-    beta = np.empty(shape)
-    variances = np.empty(shape) if variance else None
+    """OLS LSS estimates (and their variances), a block of voxels at a time, into the
+    (K, V) arrays ``estimates`` makes."""
+    beta = estimates()
+    variances = estimates() if variance else None
     everything = slice(None)
-    for block in voxel_chunks(data.shape[1], _block_voxels(terms, False)):
+    for block in voxel_chunks(data.shape[1], _block_voxels(terms, False, data.shape[0])):
         summary = lss_pass(terms, data[:, block], chunk_voxels, False, n_threads, variance)
         beta[:, block] = ols_estimates(terms, summary, everything)
         if variance:
@@ -217,21 +237,22 @@ def _ar1_by_blocks(
     n_bins: int,
     chunk_voxels: int,
     n_threads: int,
+    estimates: Callable[[], np.ndarray],
     keep_ar1: bool,
     variance: bool,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """AR(1) LSS estimates, coefficients and variances (the last two if asked), a block of
-    voxels at a time; each AR(1) bin's tables are made once, whichever blocks use it."""
-    shape = (terms.n_trials, data.shape[1])
+    voxels at a time, into the (K, V) arrays ``estimates`` makes; each AR(1) bin's tables
+    are made once, whichever blocks use it."""
     outputs = (
-        np.empty(shape),
-        np.empty(shape) if keep_ar1 else None,
-        np.empty(shape) if variance else None,
+        estimates(),
+        estimates() if keep_ar1 else None,
+        estimates() if variance else None,
     )
     means = trial_means(terms, data)
     refit_rows: dict[float, tuple] = {}
     variance_rows: dict[float, tuple] = {}
-    for block in voxel_chunks(data.shape[1], _block_voxels(terms, True)):
+    for block in voxel_chunks(data.shape[1], _block_voxels(terms, True, data.shape[0])):
         summary = lss_pass(terms, data[:, block], chunk_voxels, True, n_threads)
         out = tuple(None if values is None else values[:, block] for values in outputs)
         variance_of = _binned_variance(terms, summary, variance_rows) if variance else None
@@ -249,12 +270,14 @@ def _ar1_by_blocks(
     return outputs
 
 
-def _block_voxels(terms: LssTerms, ar1: bool) -> int:
-    """Voxels per block of `lss_fit`: `BLOCK_BYTES` of summaries, whole refit chunks."""
+def _block_voxels(terms: LssTerms, ar1: bool, n_scans: int) -> int:
+    """Voxels per block of `lss_fit`: `BLOCK_BYTES` of summaries and `DATA_BLOCK_BYTES` of
+    float32 data at most, whole refit chunks."""
     p, n_trials = terms.conditions.shape[1], terms.n_trials
     per_voxel = (2 * p + 5 + 2 * n_trials if ar1 else p + 5 + n_trials) * 8
-    n_chunks = max(BLOCK_BYTES // (per_voxel * REFIT_CHUNK_VOXELS), 1)
-    return int(n_chunks * REFIT_CHUNK_VOXELS)
+    by_summaries = BLOCK_BYTES // (per_voxel * REFIT_CHUNK_VOXELS)
+    by_data = DATA_BLOCK_BYTES // (4 * n_scans * REFIT_CHUNK_VOXELS)
+    return int(max(min(by_summaries, by_data), 1) * REFIT_CHUNK_VOXELS)
 
 
 def _binned_variance(terms: LssTerms, summary: LssPass, computed: dict[float, tuple]):

@@ -42,6 +42,7 @@ from bids_glm.image.stream import StreamedSeries, stream_masked_series
 from bids_glm.image.surface import SurfaceGeometry
 from bids_glm.image.surface_smoothing import SmoothedSurfaceStream
 from bids_glm.image.usable import log_unusable, usable_columns
+from bids_glm.pipeline.kept_series import KeptSeries
 from bids_glm.runtime.progress import Progress
 from bids_glm.runtime.threads import read_ahead, thread_budget
 from bids_glm.settings import Settings
@@ -69,10 +70,11 @@ def run_reading(design: RunDesign, geometry: VolumeGeometry, settings: Settings)
 
     The series is held where something needs it beyond one block of it:
 
-    * single-trial estimates: their pass takes each voxel's whole series
-      (`bids_glm.glm.lss_terms.lss_pass`, a block of voxels at a time), and what they
-      make, an estimate per trial and voxel, grows with the run as the series does:
-      summing over volumes would not bound their memory;
+    * single-trial estimates of surface and CIFTI runs: their pass takes each vertex's
+      whole series (`bids_glm.glm.lss_terms.lss_pass`, a block at a time). Volume runs
+      not small are summed as they stream all the same, and their series is kept by
+      voxel chunks beside the sums, in a work-folder file when large
+      (`bids_glm.pipeline.kept_series`);
     * GIfTI files not decodable a volume at a time
       (`bids_glm.image.gifti_volumes.streamable`), and GIfTI runs to smooth without
       meshes (the held read names the missing meshes);
@@ -84,7 +86,7 @@ def run_reading(design: RunDesign, geometry: VolumeGeometry, settings: Settings)
     grayordinates, found by a first pass) or globally scaled, by blocks of volumes into
     sums.
     """
-    if settings.single_trial is not None:
+    if settings.single_trial is not None and not isinstance(geometry, VolumeGeometry):
         return "held"
     if isinstance(geometry, SurfaceGeometry):
         return _surface_reading(design, geometry, settings)
@@ -119,14 +121,15 @@ def fit_run_as_read(
     """Read and fit one run as `run_reading` says.
 
     Returns the fit, the usable values (in-mask voxels, vertices or grayordinates), the
-    run's (unsmoothed) mean volume (None off volumes) and, with ``keep_data`` (the run is
-    then held), the scaled data that were fitted (else None).
+    run's (unsmoothed) mean volume (None off volumes) and, with ``keep_data``, the scaled
+    data that were fitted (else None): an array when the run was held, a `KeptSeries`
+    when it was streamed (both read as ``data[:, voxels]``).
     """
     reading = run_reading(design, geometry, settings)
     if reading == "held":
         return fit_run(design, geometry, settings, keep_data)
     if reading == "volumes":
-        return (*fit_streamed_run(design, geometry, settings), None)
+        return fit_streamed_run(design, geometry, settings, keep_data)
     if reading == "grayordinate volumes":
         return (*fit_streamed_grayordinates(design, geometry, settings), None)
     if reading == "surface volumes":
@@ -162,24 +165,37 @@ def fit_run(
 
 
 def fit_streamed_run(
-    design: RunDesign, geometry: VolumeGeometry, settings: Settings
-) -> tuple[RunFit, np.ndarray, np.ndarray]:
+    design: RunDesign, geometry: VolumeGeometry, settings: Settings, keep_data: bool = False
+) -> tuple[RunFit, np.ndarray, np.ndarray, KeptSeries | None]:
     """Fit one run from sums over its kept volumes, accumulated as they are read.
 
-    Returns the fit, the usable in-mask voxels and the run's (unsmoothed) mean volume.
+    Returns the fit, the usable in-mask voxels, the run's (unsmoothed) mean volume and,
+    with ``keep_data``, its series as `KeptSeries` (scaled as read; else None).
     """
     started = time.perf_counter()
     matrix = design.fitted_matrix()
-    ols, series = _streamed_ols(matrix, design, geometry, settings)
+    kept = None
+    if keep_data:
+        n_kept = int(np.count_nonzero(design.kept_volumes))
+        scaling, work_dir = settings.model.signal_scaling, settings.work_dir
+        kept = KeptSeries(n_kept, geometry.n_values, scaling, work_dir)
+    ols, series = _streamed_ols(matrix, design, geometry, settings, kept)
     fit = _fit_from_ols(matrix, ols, design, settings)
+    if kept is not None:
+        kept.finish(series.usable, geometry.locations)
     _log_fit(design, settings, geometry, series.n_volumes, started)
-    return fit, series.usable, series.mean_volume
+    return fit, series.usable, series.mean_volume, kept
 
 
 def _streamed_ols(
-    matrix: np.ndarray, design: RunDesign, geometry: VolumeGeometry, settings: Settings
+    matrix: np.ndarray,
+    design: RunDesign,
+    geometry: VolumeGeometry,
+    settings: Settings,
+    kept: KeptSeries | None = None,
 ) -> tuple[OlsPass, StreamedSeries]:
-    """Stream the run into sums and turn them into the OLS pass of the scaled data.
+    """Stream the run into sums (and ``kept``) and turn them into the OLS pass of the
+    scaled data.
 
     The sums the OLS pass does not keep (eight (V,) arrays) are freed on return, before
     the AR(1) refit allocates its own.
@@ -188,11 +204,18 @@ def _streamed_ols(
     # the rest (on 2 cores, one each: 2 + 2 threads took ~7 % more CPU for no speed)
     n_threads = max(thread_budget() - 1, 1)
     sums = CrossProductAccumulator(matrix, geometry.n_values, n_threads=n_threads)
+    consume = sums.add
+    if kept is not None:
+
+        def consume(block: np.ndarray) -> None:
+            sums.add(block)
+            kept.add(block)
+
     series = stream_masked_series(
         design.run.image_paths[0],
         geometry.mask,
         geometry.affine,
-        sums.add,
+        consume,
         settings.model.smoothing_fwhm_mm,
         keep_volumes=design.kept_volumes,
         n_threads=n_threads,

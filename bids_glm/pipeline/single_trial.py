@@ -23,6 +23,7 @@ from bids_glm.design.single_trial import TrialDesign, trial_design
 from bids_glm.errors import InputError
 from bids_glm.glm.fit import fit_glm
 from bids_glm.glm.single_trial import TrialEstimates, lsa_layout, lss_fit
+from bids_glm.pipeline.kept_series import KeptSeries
 from bids_glm.pipeline.plan import run_events
 from bids_glm.pipeline.units import AnalysisUnit
 from bids_glm.runtime.threads import for_each_in_threads, thread_budget
@@ -89,9 +90,10 @@ class SingleTrials:
 
 
 def estimate_single_trials(
-    design: RunDesign, data: np.ndarray, settings: Settings
+    design: RunDesign, data: np.ndarray | KeptSeries, settings: Settings
 ) -> SingleTrials:
-    """Estimate every trial of the chosen conditions from the run's held ``data``.
+    """Estimate every trial of the chosen conditions from the run's scaled ``data`` (held,
+    or kept as it streamed and read back a block of voxels at a time).
 
     Raises
     ------
@@ -156,14 +158,21 @@ def write_single_trials(
 
 
 def _estimate(
-    lsa: np.ndarray, data: np.ndarray, columns: list, layout, settings: Settings
+    lsa: np.ndarray, data: np.ndarray | KeptSeries, columns: list, layout, settings: Settings
 ) -> TrialEstimates:
     """LSA (one fit of the LSA design) or LSS estimates, with variances for t series."""
     noise_model = settings.model.noise_model
     with_t = "t" in settings.single_trial_maps
     with np.errstate(divide="ignore", invalid="ignore"):
         if settings.single_trial == "lss":
-            return lss_fit(lsa, data, layout, noise_model=noise_model, variance=with_t)
+            return lss_fit(
+                lsa,
+                data,
+                layout,
+                noise_model=noise_model,
+                variance=with_t,
+                scratch_dir=settings.work_dir,
+            )
         fit = fit_glm(lsa, data, columns, noise_model=noise_model)
     trial_columns = list(layout.trial_columns)
     variance = None

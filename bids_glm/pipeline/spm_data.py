@@ -4,7 +4,7 @@ SPM12 keeps a voxel if it lies in the explicit mask (when one is given), exceeds
 its scan's global in every scan of every session, and is not constant over time. The runs
 are read once, volume by volume; each volume's values are kept only at the voxels still
 eligible, so memory follows the brain rather than the whole grid; the model needs them all
-at once (one dense serial-correlation model), stored by voxel chunks (``spm_series.py``), and
+at once (one dense serial-correlation model), stored by voxel chunks (``chunked_series.py``), and
 large ones in a file of the work folder the kernel can page (``runtime/spill.py``). With
 ``--smoothing-fwhm`` each volume is first smoothed as ``spm_smooth`` does
 (``image/spm_smooth.py``), so the model sees what SPM's would after its smoothing step; with
@@ -24,7 +24,7 @@ from bids_glm.glm.spm_globals import MASK_THRESHOLD_FRACTION, spm_global
 from bids_glm.image.io import for_each_volume, iter_volumes
 from bids_glm.image.series_layout import SeriesLayout, series_layout
 from bids_glm.image.spm_smooth import as_stored, spm_smooth_volume
-from bids_glm.pipeline.spm_series import ChunkedSeries
+from bids_glm.pipeline.chunked_series import ChunkedSeries
 from bids_glm.runtime.threads import thread_budget
 
 __all__ = ["SpmData", "read_spm_data"]
@@ -114,7 +114,7 @@ class _ScanReducer:
         global_value = spm_global(flat, local.scratch)
         self.globals_[self.first_row + row] = global_value
         values = np.take(flat, self.voxels_f, out=local.values)
-        self.data.write_scan(self.first_row + row, values)
+        self.data.write_scans(self.first_row + row, values[np.newaxis])
         local.above &= values > np.float64(self.fraction * global_value)
 
     def above(self) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The SPM12 model's data stored by voxel chunks (``pipeline/spm_series.py``)."""
+"""A run's series stored by voxel chunks (``pipeline/chunked_series.py``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bids_glm.glm.spm_pool import VOXEL_CHUNK, voxel_chunks
-from bids_glm.pipeline.spm_series import ChunkedSeries
+from bids_glm.pipeline.chunked_series import ChunkedSeries
 from bids_glm.runtime import spill
 
 
@@ -22,8 +22,13 @@ def test_chunks_read_back_what_scans_wrote_after_voxels_are_dropped(
     if spilled:  # held in a file however small
         monkeypatch.setattr(spill, "SPILL_MIN_BYTES", 1)
     series = ChunkedSeries(n_scans, n_voxels, tmp_path)
-    for scan in rng.permutation(n_scans):  # threads write scans in any order
-        series.write_scan(scan, values[scan].copy())
+    # threads write scans in any order, one or several at a time
+    for first in rng.permutation(np.arange(0, n_scans, 2)):
+        if first == 2:
+            series.write_scans(first, values[first : first + 2].copy())
+        else:
+            for scan in (first, first + 1):
+                series.write_scans(scan, values[scan : scan + 1].copy())
     assert series.shape == (n_scans, n_voxels)
     varying = series.varying()
     np.testing.assert_array_equal(varying, np.ptp(values, axis=0) > 0)

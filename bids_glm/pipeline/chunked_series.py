@@ -1,12 +1,13 @@
-"""The SPM12 model's in-mask data, stored by voxel chunks.
+"""A run's in-mask series stored by voxel chunks.
 
-The model is estimated in passes over chunks of voxels (`bids_glm.glm.spm_pool.voxel_chunks`),
-each taking every scan of its voxels. The data are read a scan at a time, so a scan's values
-are scattered over the chunks as they come; stored chunk after chunk (each chunk's
-``(n_scans, VOXEL_CHUNK)`` values contiguous), a pass then reads its chunks in order. That
-matters when the data are held in a file (`bids_glm.runtime.spill.scratch_array`) and the
-kernel has dropped their pages: a chunk comes back as one sequential read, where a
-scan-by-scan layout would need one small read per scan and chunk.
+Models that need each voxel's whole series (SPM12's dense serial-correlation model, the
+single-trial estimates) read the data in passes over chunks of voxels, while the data arrive
+a scan (or a block of scans) at a time, so each scan's values are scattered over the chunks as
+they come; stored chunk after chunk (each chunk's ``(n_scans, VOXEL_CHUNK)`` values
+contiguous), a pass then reads its chunks in order. That matters when the data are held in a
+file (`bids_glm.runtime.spill.scratch_array`) and the kernel has dropped their pages: a chunk
+comes back as one sequential read, where a scan-by-scan layout would need one small read per
+scan and chunk.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ __all__ = ["ChunkedSeries"]
 class ChunkedSeries:
     """``(n_scans, n_voxels)`` float32 values, stored by chunks of `VOXEL_CHUNK` voxels.
 
-    Written a scan at a time (`write_scan`, from any thread, one scan per call); read as
+    Written by scans (`write_scans`, from any thread, different scans per call); read as
     ``series[:, voxels]`` for a slice of voxels (a new array). `keep_voxels` drops voxels
     without moving data.
 
@@ -48,12 +49,19 @@ class ChunkedSeries:
         """``(n_scans, kept voxels)``."""
         return self.n_scans, int(self._voxels.size)
 
-    def write_scan(self, scan: int, values: np.ndarray) -> None:
-        """Store one scan's values of every stored voxel (``(n_voxels,)``)."""
+    def write_scans(self, first: int, values: np.ndarray) -> None:
+        """Store scans ``first, first + 1, ...`` of every stored voxel (``values``, (b, n_voxels)).
+
+        Calls for different scans may come from different threads.
+        """
+        scans = slice(first, first + values.shape[0])
         whole = self._n_whole * VOXEL_CHUNK
-        self._chunks[: self._n_whole, scan] = values[:whole].reshape(self._n_whole, VOXEL_CHUNK)
+        by_chunk = (
+            values[:, :whole].reshape(len(values), self._n_whole, VOXEL_CHUNK).swapaxes(0, 1)
+        )
+        self._chunks[: self._n_whole, scans] = by_chunk
         if whole < self.n_stored:
-            self._chunks[-1, scan, : self.n_stored - whole] = values[whole:]
+            self._chunks[-1, scans, : self.n_stored - whole] = values[:, whole:]
 
     def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
         """``series[:, voxels]``: every scan of a slice of the kept voxels, float32."""
@@ -61,14 +69,19 @@ class ChunkedSeries:
         if scans != slice(None) or not isinstance(voxels, slice):
             raise TypeError("a ChunkedSeries is read as series[:, start:stop]")
         stored = self._voxels[voxels]
-        if stored.size == 0:
-            return np.empty((self.n_scans, 0), dtype=np.float32)
-        first, last = stored[0] // VOXEL_CHUNK, stored[-1] // VOXEL_CHUNK
-        offsets = stored - first * VOXEL_CHUNK
-        if first == last:
-            return self._chunks[first][:, offsets]
-        spanned = np.concatenate(list(self._chunks[first : last + 1]), axis=1)
-        return spanned[:, offsets]
+        values = np.empty((self.n_scans, stored.size), dtype=np.float32)
+        chunk_of = stored // VOXEL_CHUNK
+        starts = [0, *(np.flatnonzero(np.diff(chunk_of)) + 1)]
+        for start, stop in zip(starts, [*starts[1:], stored.size], strict=True):
+            if start == stop:  # no voxels at all
+                break
+            chunk = self._chunks[chunk_of[start]]
+            within = stored[start:stop] - chunk_of[start] * VOXEL_CHUNK
+            if within[-1] - within[0] == stop - start - 1:  # consecutive: one plain copy
+                values[:, start:stop] = chunk[:, within[0] : within[-1] + 1]
+            else:
+                values[:, start:stop] = chunk[:, within]
+        return values
 
     def varying(self) -> np.ndarray:
         """Kept voxels whose value changes over the scans (SPM: ``any(diff(Y))``)."""
