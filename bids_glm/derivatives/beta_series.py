@@ -87,9 +87,10 @@ class TrialSeries:
         The condition and its BIDS-safe label.
     trials : DataFrame
         The condition's rows of `bids_glm.design.single_trial.TrialDesign.trials`.
-    beta : ndarray, shape (n_trials, V)
-    t : ndarray, shape (n_trials, V), or None
-        With ``--single-trial-maps t``.
+    beta : ndarray, shape (n_trials, V), float32
+        As written (values outside the valid locations are set to 0 as they are).
+    t : ndarray, shape (n_trials, V), float32, or None
+        With ``--single-trial-maps t``; as ``beta``.
     dof : ndarray, shape (n_trials,), or None
         Degrees of freedom of each trial's t statistic.
     """
@@ -121,14 +122,16 @@ def _write_series(path: Path, target: MapTarget, values: np.ndarray, names: list
     """The series' files through the data's geometry; returns them.
 
     One 4D NIfTI for volumes, one multi-array ``.func.gii`` per hemisphere for surfaces,
-    one ``.dscalar.nii`` (one scalar per map, named ``names``) for CIFTI.
+    one ``.dscalar.nii`` (one scalar per map, named ``names``) for CIFTI. ``values``
+    (float32) are set to 0 at the locations that are not valid, in place.
     """
+    if values.dtype != np.float32:
+        raise TypeError(f"series are written as float32; received {values.dtype}")
     path.parent.mkdir(parents=True, exist_ok=True)
     geometry = target.geometry
     written = []
-    masked = np.zeros(values.shape, dtype=np.float32)  # as written: float32, 0 if not valid
-    np.copyto(masked, values, casting="same_kind", where=target.valid)
-    for extra, payload in geometry.encode_series_files(masked, names):
+    values[:, ~np.asarray(target.valid, dtype=bool)] = 0.0
+    for extra, payload in geometry.encode_series_files(values, names):
         written.append(naming.geometry_file_path(path, extra, geometry.extension))
         write_bytes_atomic(written[-1], payload)
     return written

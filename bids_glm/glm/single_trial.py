@@ -131,11 +131,27 @@ class TrialEstimates:
     variance: np.ndarray | None = None
     dof: np.ndarray | None = None
 
-    def t_of(self, trials) -> np.ndarray:
-        """``beta / sqrt(variance)`` of the ``trials`` (an index or mask over trials; 0 where
-        the variance is 0), without a (K, V) temporary."""
-        beta, scale = self.beta[trials], np.sqrt(self.variance[trials])
-        return np.divide(beta, scale, out=np.zeros_like(beta), where=scale > 0)
+    def beta_float32(self, trials: np.ndarray) -> np.ndarray:
+        """The estimates of ``trials`` (indices), shape (k, V), rounded to float32 a row at a
+        time (no (k, V) float64 copy of a possibly file-backed array)."""
+        return self._rows_float32(trials, lambda row: self.beta[row])
+
+    def t_float32(self, trials: np.ndarray) -> np.ndarray:
+        """``beta / sqrt(variance)`` of ``trials`` (indices; 0 where the variance is 0),
+        computed in float64 and rounded to float32 a row at a time."""
+
+        def t_of(row: int) -> np.ndarray:
+            beta, scale = self.beta[row], np.sqrt(self.variance[row])
+            return np.divide(beta, scale, out=np.zeros_like(beta), where=scale > 0)
+
+        return self._rows_float32(trials, t_of)
+
+    def _rows_float32(self, trials: np.ndarray, row_values) -> np.ndarray:
+        rows = np.asarray(trials, dtype=np.intp)
+        values = np.empty((rows.size, self.beta.shape[1]), dtype=np.float32)
+        for index, row in enumerate(rows):
+            values[index] = row_values(row)
+        return values
 
 
 def lss_fit(

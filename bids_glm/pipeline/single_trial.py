@@ -134,12 +134,13 @@ def write_single_trials(
 
     def write_condition(condition: str) -> None:
         selected = (trials.trials["condition"] == condition).to_numpy()
+        rows = np.flatnonzero(selected)
         series = outputs.TrialSeries(
             condition=condition,
             label=labels[condition],
             trials=trials.trials[selected],
-            beta=estimates.beta[selected],
-            t=estimates.t_of(selected) if with_t else None,
+            beta=estimates.beta_float32(rows),
+            t=estimates.t_float32(rows) if with_t else None,
             dof=estimates.dof[selected] if with_t else None,
         )
         written_by_condition[condition] = outputs.write_beta_series(target, series, record)
