@@ -128,10 +128,26 @@ def test_lss_made_block_by_block_equals_one_block(monkeypatch, noise_model):
         np.testing.assert_array_equal(np.trunc(blocks.ar1 * 100), np.trunc(whole.ar1 * 100))
 
 
-def test_lsa_is_one_fit_of_the_trial_design():
-    design, data, layout = _problem()
-    fit = fit_glm(design, data, [f"c{k}" for k in range(design.shape[1])], noise_model="ar1")
-    assert fit.beta[list(layout.trial_columns)].shape == (12, data.shape[1])
+@pytest.mark.parametrize("noise_model", ["ols", "ar1"])
+@pytest.mark.parametrize("summary_bytes", [2**40, 1])
+def test_lsa_is_one_fit_of_the_trial_design(monkeypatch, noise_model, summary_bytes):
+    """`lsa_fit`, in one block or three (a first pass for the AR(1) bins, a second to refit),
+    gives `fit_glm`'s estimates of the trials' columns and their variances."""
+    from bids_glm.glm import lsa
+
+    monkeypatch.setattr(lsa, "SUMMARY_BLOCK_BYTES", summary_bytes)  # 1: blocks of 4,096
+    design, data, layout = _problem(seed=5, n_voxels=9000)
+    names = [f"c{k}" for k in range(design.shape[1])]
+    fit = fit_glm(design, data, names, noise_model=noise_model)
+    trials = list(layout.trial_columns)
+    expected_variance = fit.bin_cov[:, trials, trials][fit.voxel_bin].T * fit.sigma2
+    estimates = lsa.lsa_fit(design, data, layout, noise_model, variance=True)
+    for got, expected in (
+        (estimates.beta, fit.beta[trials]),
+        (estimates.variance, expected_variance),
+    ):
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14 * np.abs(expected).max())
+    np.testing.assert_array_equal(estimates.dof, np.full(12, fit.dof))
 
 
 # --- end to end on the demo dataset ------------------------------------------------------

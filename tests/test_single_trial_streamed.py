@@ -15,6 +15,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+import bids_glm.glm.lsa as lsa
 import bids_glm.glm.single_trial as glm_single_trial
 import bids_glm.pipeline.chunked_series as chunked_series
 from bids_glm.cli.main import main
@@ -58,6 +59,7 @@ def streamed_and_spilled(monkeypatch):
 
     monkeypatch.setattr(chunked_series, "scratch_array", recorded)
     monkeypatch.setattr(glm_single_trial, "scratch_array", recorded)
+    monkeypatch.setattr(lsa, "scratch_array", recorded)
     return made
 
 
@@ -82,10 +84,11 @@ def test_streamed_beta_series_equal_the_held_runs(
         np.testing.assert_array_equal(written[name], expected[name], err_msg=name)
     for name in plain:  # the ordinary maps: the default (streamed) run's
         np.testing.assert_array_equal(written[name], plain[name], err_msg=name)
-    # the series (and LSS's estimates) were mapped from files, none left in the work folder
+    # the series, the estimates and their variances (and LSA's AR(1) summaries, its OLS
+    # estimates and lag products by blocks) were mapped from files, none left behind
     n_voxels = expected[series[0]].any(axis=-1).sum()
     assert all(_mapped(a) for a in streamed_and_spilled)
-    assert len(streamed_and_spilled) == (1 if estimator == "lsa" else 3)  # series, beta, var
+    assert len(streamed_and_spilled) == (4 if estimator == "lsa" else 3)
     assert all(a.size >= n_voxels for a in streamed_and_spilled)
     assert not [p for p in (tmp_path / "streamed-work").rglob("*") if p.is_file()]
 

@@ -79,9 +79,10 @@ def explained_fraction(
     )
 
 
-def _fitted_sums(design: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``sum_t (X beta)_t**2`` and ``sum_t (X beta)_t`` per voxel, from (p, p) products."""
-    gram = design.T @ design
+def _fitted_sums(
+    design: np.ndarray, gram: np.ndarray, beta: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``sum_t (X beta)_t**2`` and ``sum_t (X beta)_t`` per voxel, from ``gram = X^T X``."""
     return np.einsum("iv,iv->v", beta, gram @ beta), design.sum(axis=0) @ beta
 
 
@@ -98,7 +99,7 @@ def ols_voxel_fits(design: np.ndarray, ols: OlsPass) -> VoxelFits:
     VoxelFits
     """
     rss = ols.moments[SUM_SQUARES]
-    fit_squares, fit_sum = _fitted_sums(design, ols.beta)
+    fit_squares, fit_sum = _fitted_sums(design, design.T @ design, ols.beta)
     r_squared = explained_fraction(fit_squares, fit_sum, rss, ols.moments[SUM], design.shape[0])
     return VoxelFits(beta=ols.beta, rss=rss, r_squared=r_squared)
 
@@ -122,7 +123,7 @@ def _refit_bin(
     residual_total = moments[SUM] - design.sum(axis=0) @ delta
     residual_last = last - design[-1] @ delta
     whitened_residual_sum = residual_total - rho * (residual_total - residual_last)
-    fit_squares, fit_sum = _fitted_sums(operators.design, beta)
+    fit_squares, fit_sum = _fitted_sums(operators.design, operators.gram, beta)
     r_squared = explained_fraction(
         fit_squares, fit_sum, rss, whitened_residual_sum, design.shape[0]
     )

@@ -34,11 +34,15 @@ class DesignOperators:
     cov : ndarray, shape (p, p)
         Unscaled parameter covariance ``pinv @ pinv.T`` (the pseudo-inverse of
         ``design.T @ design`` with the cut-off of ``pinv``).
+    gram : ndarray, shape (p, p)
+        ``design.T @ design`` (made once: with a column per trial it costs as much as
+        refitting a block of voxels).
     """
 
     design: np.ndarray
     pinv: np.ndarray
     cov: np.ndarray
+    gram: np.ndarray
 
 
 def design_operators(design: np.ndarray) -> DesignOperators:
@@ -53,7 +57,7 @@ def design_operators(design: np.ndarray) -> DesignOperators:
     DesignOperators
     """
     pinv = scipy.linalg.pinv(design)
-    return DesignOperators(design=design, pinv=pinv, cov=pinv @ pinv.T)
+    return DesignOperators(design=design, pinv=pinv, cov=pinv @ pinv.T, gram=design.T @ design)
 
 
 def design_rank(design: np.ndarray) -> int:

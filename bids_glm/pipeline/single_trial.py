@@ -21,7 +21,7 @@ from bids_glm.design.contrasts import unique_labels
 from bids_glm.design.run_design import RunDesign
 from bids_glm.design.single_trial import TrialDesign, trial_design
 from bids_glm.errors import InputError
-from bids_glm.glm.fit import fit_glm
+from bids_glm.glm.lsa import lsa_fit
 from bids_glm.glm.single_trial import TrialEstimates, lsa_layout, lss_fit
 from bids_glm.pipeline.kept_series import KeptSeries
 from bids_glm.pipeline.plan import run_events
@@ -114,7 +114,7 @@ def estimate_single_trials(
     columns = list(trials.matrix.columns)
     lsa = trials.matrix.to_numpy(dtype=float)[design.fitted_rows]
     layout = lsa_layout(columns, list(trials.trials["column"]), list(trials.trials["condition"]))
-    estimates = _estimate(lsa, data, columns, layout, settings)
+    estimates = _estimate(lsa, data, layout, settings)
     seconds = time.perf_counter() - started
     return SingleTrials(design, trials, conditions, estimates, seconds)
 
@@ -159,29 +159,16 @@ def write_single_trials(
 
 
 def _estimate(
-    lsa: np.ndarray, data: np.ndarray | KeptSeries, columns: list, layout, settings: Settings
+    lsa: np.ndarray, data: np.ndarray | KeptSeries, layout, settings: Settings
 ) -> TrialEstimates:
     """LSA (one fit of the LSA design) or LSS estimates, with variances for t series."""
-    noise_model = settings.model.noise_model
-    with_t = "t" in settings.single_trial_maps
+    fit = lss_fit if settings.single_trial == "lss" else lsa_fit
     with np.errstate(divide="ignore", invalid="ignore"):
-        if settings.single_trial == "lss":
-            return lss_fit(
-                lsa,
-                data,
-                layout,
-                noise_model=noise_model,
-                variance=with_t,
-                scratch_dir=settings.work_dir,
-            )
-        fit = fit_glm(lsa, data, columns, noise_model=noise_model)
-    trial_columns = list(layout.trial_columns)
-    variance = None
-    if with_t:
-        diagonal = fit.bin_cov[:, trial_columns, trial_columns]  # (bins, trials)
-        variance = diagonal[fit.voxel_bin].T * fit.sigma2
-    return TrialEstimates(
-        beta=fit.beta[trial_columns],
-        variance=variance,
-        dof=np.full(layout.n_trials, fit.dof),
-    )
+        return fit(
+            lsa,
+            data,
+            layout,
+            noise_model=settings.model.noise_model,
+            variance="t" in settings.single_trial_maps,
+            scratch_dir=settings.work_dir,
+        )
