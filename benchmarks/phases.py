@@ -55,10 +55,11 @@ def child(result_path: Path, argv: list[str]) -> None:
     start_up_done = cli._start_up_done
 
     def hooked_start_up_done() -> None:  # the pipeline's modules are loaded by now
+        import bids_glm.pipeline.fit_steps as steps
         import bids_glm.pipeline.run_fit as run
 
         timed(run, "stream_masked_series")
-        timed(run, "fit_from_ols")
+        timed(steps, "fit_from_ols")
         start_up_done()
 
     cli._start_up_done = hooked_start_up_done

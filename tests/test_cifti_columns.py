@@ -15,7 +15,7 @@ from bids_glm.cli.main import main
 from bids_glm.errors import InputError
 from bids_glm.image import cifti as cifti_module
 from bids_glm.image.cifti import CiftiGeometry
-from bids_glm.pipeline import run_fit
+from bids_glm.pipeline import run_fit, surface_fit
 
 
 def _dtseries(tmp_path: Path, n_volumes: int = 30) -> tuple[Path, np.ndarray]:
@@ -203,7 +203,7 @@ def test_a_run_streamed_by_volumes_agrees_with_holding_it(
         raise AssertionError("the run was held")
 
     monkeypatch.setattr(run_fit, "HOLD_SERIES_MAX_BYTES", 0)
-    monkeypatch.setattr(run_fit, "CIFTI_BLOCK_VOLUMES", 7)
+    monkeypatch.setattr(surface_fit, "CIFTI_BLOCK_VOLUMES", 7)
     monkeypatch.setattr(cifti_module, "_matrix", refused)
     assert _participant(bids, tmp_path / "streamed", *extra) == 0
     held = tmp_path / "held"

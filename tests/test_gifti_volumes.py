@@ -16,7 +16,7 @@ from bids_glm.cli.main import main
 from bids_glm.errors import InputError
 from bids_glm.image import surface as surface_module
 from bids_glm.image.gifti_volumes import gifti_volumes, streamable, surface_volume_blocks
-from bids_glm.pipeline import run_fit
+from bids_glm.pipeline import run_fit, surface_fit
 from bids_glm.runtime import progress
 
 
@@ -145,7 +145,7 @@ def test_a_run_streamed_by_volumes_agrees_with_holding_it(
     capfd.readouterr()
     monkeypatch.setattr(progress, "PROGRESS_INTERVAL_S", 0.0)  # a line for every block
     monkeypatch.setattr(run_fit, "HOLD_SERIES_MAX_BYTES", 0)
-    monkeypatch.setattr(run_fit, "SURFACE_BLOCK_VOLUMES", 7)
+    monkeypatch.setattr(surface_fit, "SURFACE_BLOCK_VOLUMES", 7)
     monkeypatch.setattr(surface_module, "read_surface_series", refused)
     assert _participant(bids, tmp_path / "streamed", *extra) == 0
     log = capfd.readouterr().err

@@ -8,7 +8,7 @@ contiguous range of bytes. :class:`CiftiColumns` reads such a range and returns 
 
 The held reader (:func:`bids_glm.image.cifti.read_cifti_series`) assembles the whole run
 from these blocks; a fit that needs no more than one block at a time
-(:func:`bids_glm.pipeline.run_fit.fit_column_run`) reads them as it goes, so its memory
+(:func:`bids_glm.pipeline.surface_fit.fit_column_run`) reads them as it goes, so its memory
 does not grow with the run's length.
 """
 

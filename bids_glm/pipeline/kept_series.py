@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bids_glm.glm.scaling import SCALING_MODES, scale_around_mean, warn_floored
+from bids_glm.glm.scaling import SCALING_MODES, scale_around_mean
 from bids_glm.pipeline.chunked_series import ChunkedSeries
 
 __all__ = ["KeptSeries"]
@@ -72,9 +72,12 @@ class KeptSeries:
         elif self.signal_scaling == "global":
             self._grand_sum += float(block.sum(dtype=np.float64))
 
-    def finish(self, usable: np.ndarray | None = None, locations: str = "voxel(s)") -> None:
-        """Fix the scaling once every scan was added; warn about means floored at 1 (of the
-        ``usable`` voxels), as `bids_glm.glm.scaling.scale_signal` does."""
+    def finish(self) -> None:
+        """Fix the scaling once every scan was added.
+
+        Means below 1 are floored at 1 as `bids_glm.glm.scaling.scale_signal` floors them;
+        the warning about them is the fit's (`bids_glm.glm.scaling.signal_affine`).
+        """
         if self._n_added != self.shape[0]:
             raise ValueError(f"{self._n_added} of {self.shape[0]} scans were added")
         if self.signal_scaling == "percent":
@@ -82,8 +85,6 @@ class KeptSeries:
             self._sums = None
         elif self.signal_scaling == "global":
             self._means = np.float32(self._grand_sum / (self.shape[0] * self.shape[1]))
-        if self._means is not None:
-            warn_floored(self._means, self.signal_scaling, usable, locations)
         self._finished = True
 
     def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:

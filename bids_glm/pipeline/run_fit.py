@@ -20,34 +20,31 @@ The last three hold no more than a block of the run: memory independent of its l
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from bids_glm.design.run_design import RunDesign
 from bids_glm.glm.cross_products import CrossProductAccumulator
-from bids_glm.glm.fit import fit_from_ols, fit_glm
-from bids_glm.glm.fit_from_sums import scaled_ols
-from bids_glm.glm.ols import OlsPass, design_operators, ols_pass_over_columns
+from bids_glm.glm.fit import fit_glm
+from bids_glm.glm.ols import OlsPass
 from bids_glm.glm.results import RunFit
-from bids_glm.glm.scaling import percent_scale_columns, scale_signal, warn_floored
-from bids_glm.image.cifti import CiftiGeometry, cifti_smoother
-from bids_glm.image.cifti_columns import cifti_columns
+from bids_glm.glm.scaling import scale_signal
+from bids_glm.image.cifti import CiftiGeometry
 from bids_glm.image.geometry import VolumeGeometry
-from bids_glm.image.gifti_volumes import DECODED_AHEAD, streamable, surface_volume_blocks
+from bids_glm.image.gifti_volumes import streamable
 from bids_glm.image.stream import StreamedSeries, stream_masked_series
 from bids_glm.image.surface import SurfaceGeometry
-from bids_glm.image.surface_smoothing import SmoothedSurfaceStream
-from bids_glm.image.usable import log_unusable, usable_columns
+from bids_glm.pipeline.fit_steps import finish_fit, log_fit, ols_of_sums
 from bids_glm.pipeline.kept_series import KeptSeries
-from bids_glm.runtime.progress import Progress
-from bids_glm.runtime.threads import read_ahead, thread_budget
+from bids_glm.pipeline.surface_fit import (
+    fit_column_run,
+    fit_streamed_grayordinates,
+    fit_streamed_surface,
+)
+from bids_glm.runtime.threads import thread_budget
 from bids_glm.settings import Settings
-
-LOGGER = logging.getLogger("bids_glm")
 
 # A run's in-mask series up to this size is held and fitted as nilearn does, bit for bit:
 # holding it costs no more than the sums would, and its scaled values are rounded to float32
@@ -55,13 +52,6 @@ LOGGER = logging.getLogger("bids_glm")
 # of their length); those sums scale exactly (float64), which moves AR(1) estimates by
 # ~1e-6, so a voxel within that of a 0.01 bin edge may bin differently than in nilearn.
 HOLD_SERIES_MAX_BYTES = 64 * 2**20
-AR1_BINS = 100  # AR(1) bins per unit of the coefficient, as `bids_glm.glm.fit.fit_glm`
-# grayordinates read and fitted at a time: fit_glm's 4096 voxels, fewer for long runs so a
-# block's float64 series stays near 16 MiB (a thread holds ~3 such arrays while fitting it)
-COLUMN_BLOCK_BYTES = 16 * 2**20
-COLUMN_BLOCK_RANGE = (256, 4096)
-CIFTI_BLOCK_VOLUMES = 128  # volumes of a streamed CIFTI run read and smoothed at a time
-SURFACE_BLOCK_VOLUMES = 16  # volumes of a streamed GIfTI run added to the sums at a time
 
 
 def run_reading(design: RunDesign, geometry: VolumeGeometry, settings: Settings) -> str:
@@ -160,7 +150,7 @@ def fit_run(
             list(design.matrix.columns),
             noise_model=settings.model.noise_model,
         )
-    _log_fit(design, settings, geometry, data.shape[0], started)
+    log_fit(design, settings, geometry, data.shape[0], started)
     return fit, series.usable, series.mean_volume, (data if keep_data else None)
 
 
@@ -180,10 +170,10 @@ def fit_streamed_run(
         scaling, work_dir = settings.model.signal_scaling, settings.work_dir
         kept = KeptSeries(n_kept, geometry.n_values, scaling, work_dir)
     ols, series = _streamed_ols(matrix, design, geometry, settings, kept)
-    fit = _fit_from_ols(matrix, ols, design, settings)
+    fit = finish_fit(matrix, ols, design, settings)
     if kept is not None:
-        kept.finish(series.usable, geometry.locations)
-    _log_fit(design, settings, geometry, series.n_volumes, started)
+        kept.finish()
+    log_fit(design, settings, geometry, series.n_volumes, started)
     return fit, series.usable, series.mean_volume, kept
 
 
@@ -221,208 +211,4 @@ def _streamed_ols(
         n_threads=n_threads,
         varying=sums.varying,
     )
-    return _ols_of_sums(matrix, sums, design, settings), series
-
-
-def fit_column_run(
-    design: RunDesign, geometry: CiftiGeometry, settings: Settings
-) -> tuple[RunFit, np.ndarray, None]:
-    """Fit a CIFTI run a block of grayordinates at a time, never holding the run.
-
-    Each block is read from the file, its unusable grayordinates found and zeroed, scaled
-    ("percent" or "none") and fitted as the held path does the whole run
-    (`bids_glm.glm.ols.ols_pass_over_columns`, in `thread_budget` threads); the AR(1)
-    refit then works from the per-grayordinate summaries. Returns the fit, the usable
-    grayordinates and None (no mean volume).
-    """
-    started = time.perf_counter()
-    path = design.run.image_paths[0]
-    columns = geometry.columns(path, design.kept_volumes)
-    usable = np.zeros(columns.n_columns, dtype=bool)
-    means = np.ones(columns.n_columns, dtype=np.float32)
-    percent = settings.model.signal_scaling == "percent"
-
-    def scaled_block(block: slice) -> np.ndarray:
-        values = columns.read(block)
-        usable[block] = usable_columns(values)
-        if percent:
-            means[block] = percent_scale_columns(values)
-        return values
-
-    matrix = design.fitted_matrix()
-    n_threads = thread_budget()
-    noise_model = settings.model.noise_model
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ols = ols_pass_over_columns(
-            design_operators(matrix),
-            scaled_block,
-            columns.n_columns,
-            column_block(columns.n_kept),
-            lag_cross=noise_model == "ar1",
-            n_threads=n_threads,
-        )
-    fit = _fit_from_ols(matrix, ols, design, settings)
-    log_unusable(path, usable, "grayordinates")
-    if percent:
-        warn_floored(means, "percent", usable, geometry.locations)
-    _log_fit(design, settings, geometry, columns.n_kept, started)
-    return fit, usable, None
-
-
-def fit_streamed_grayordinates(
-    design: RunDesign, geometry: CiftiGeometry, settings: Settings
-) -> tuple[RunFit, np.ndarray, None]:
-    """Fit a CIFTI run from sums over its kept volumes, smoothed a block at a time.
-
-    A first pass over the file (by blocks of grayordinates) finds the analysed
-    grayordinates that are finite and not constant, among which the smoothing works;
-    a second reads the kept volumes :data:`CIFTI_BLOCK_VOLUMES` at a time, smooths them
-    (as the held read does) and adds them to the sums of `fit_streamed_run`. Returns the
-    fit, the usable grayordinates and None (no mean volume).
-    """
-    started = time.perf_counter()
-    path = design.run.image_paths[0]
-    every = cifti_columns(Path(path), len(geometry.brain_models), None, design.kept_volumes)
-    fwhm_mm, smooth = settings.model.smoothing_fwhm_mm, None
-    if fwhm_mm > 0:  # the first pass: which grayordinates the smoothing takes
-        finite, varying = every.finite_and_varying()
-        smooth = cifti_smoother(geometry, fwhm_mm, path, finite & varying & geometry.mask)
-
-    def blocks() -> Iterator[np.ndarray]:
-        for block in every.volume_blocks(CIFTI_BLOCK_VOLUMES):
-            block[:, ~geometry.mask] = 0.0  # as the held read: left out, so constant
-            if smooth is not None:
-                smooth(block)
-            yield block[:, geometry.mask]
-
-    matrix = design.fitted_matrix()
-    ols, usable = _summed_ols(matrix, blocks(), geometry.n_values, design, settings)
-    fit = _fit_from_ols(matrix, ols, design, settings)
-    log_unusable(path, usable, "grayordinates")
-    _log_fit(design, settings, geometry, every.n_kept, started)
-    return fit, usable, None
-
-
-def fit_streamed_surface(
-    design: RunDesign, geometry: SurfaceGeometry, settings: Settings
-) -> tuple[RunFit, np.ndarray, None]:
-    """Fit a GIfTI run from sums over its kept volumes, decoded one at a time.
-
-    Both hemispheres' files are decoded in step (`bids_glm.image.gifti_volumes`), their
-    analysed vertices gathered a block of volumes at a time and added to the sums of
-    `fit_streamed_run`. With smoothing, each block is first smoothed along the meshes
-    (`bids_glm.image.surface_smoothing.SmoothedSurfaceStream`); when the vertices to
-    smooth among turn out other than the first block suggested, the sums are discarded
-    and the files decoded again. Returns the fit, the usable vertices and None.
-    """
-    started = time.perf_counter()
-    paths = tuple(Path(p) for p in design.run.image_paths)
-    kept = np.asarray(design.kept_volumes, dtype=bool)
-    fwhm_mm = settings.model.smoothing_fwhm_mm
-    matrix = design.fitted_matrix()
-    if fwhm_mm > 0:
-        stream = SmoothedSurfaceStream(
-            paths,
-            geometry.meshes.paths,
-            geometry.n_vertices,
-            geometry.mask,
-            fwhm_mm,
-            kept,
-            SURFACE_BLOCK_VOLUMES,
-        )
-        ols, usable = _summed_ols(matrix, stream.blocks(), geometry.n_values, design, settings)
-        if not stream.settled:
-            LOGGER.info(
-                "%s: vertices constant or non-finite past the first %d volumes change the "
-                "smoothing; decoding the run again",
-                paths[0].name,
-                stream.block_volumes,
-            )
-            del ols, usable  # freed before the second pass's sums are made
-            ols, usable = _summed_ols(matrix, stream.blocks(), geometry.n_values, design, settings)
-    else:
-        decoded = surface_volume_blocks(
-            paths, geometry.n_vertices, geometry.mask, kept, SURFACE_BLOCK_VOLUMES
-        )
-        blocks = read_ahead(decoded, DECODED_AHEAD, "gifti-decode")
-        ols, usable = _summed_ols(matrix, blocks, geometry.n_values, design, settings)
-    fit = _fit_from_ols(matrix, ols, design, settings)
-    log_unusable(paths[0], usable, "vertices")
-    n_kept = int(np.count_nonzero(kept))
-    _log_fit(design, settings, geometry, n_kept, started)
-    return fit, usable, None
-
-
-def _summed_ols(
-    matrix: np.ndarray,
-    blocks: Iterable[np.ndarray],
-    n_values: int,
-    design: RunDesign,
-    settings: Settings,
-) -> tuple[OlsPass, np.ndarray]:
-    """The OLS pass of the scaled data from sums over (b, V) blocks of kept volumes, in
-    time order, and the usable columns (finite in every volume, not constant).
-
-    Blocks may be modified (non-finite values are set to 0, which keeps the sums finite;
-    their columns are not usable). Long runs log their progress (the run's first file).
-    The sums are freed on return, before the AR(1) refit allocates its own.
-    """
-    sums = CrossProductAccumulator(matrix, n_values)
-    finite = np.ones(n_values, dtype=bool)
-    label = Path(design.run.image_paths[0]).name
-    progress, n_summed = Progress(label, matrix.shape[0], "volumes summed"), 0
-    for values in blocks:
-        bad = ~np.isfinite(values)
-        if bad.any():
-            finite &= ~bad.any(axis=0)
-            values[bad] = 0.0
-        sums.add(values)
-        n_summed += values.shape[0]
-        progress.update(n_summed)
-    return _ols_of_sums(matrix, sums, design, settings), finite & sums.varying()
-
-
-def _ols_of_sums(
-    matrix: np.ndarray, sums: CrossProductAccumulator, design: RunDesign, settings: Settings
-) -> OlsPass:
-    """The OLS pass of the run's data, scaled as the model says, from its streamed sums."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return scaled_ols(
-            matrix,
-            sums.result(),
-            list(design.matrix.columns),
-            settings.model.noise_model,
-            settings.model.signal_scaling,
-            AR1_BINS,
-        )
-
-
-def _fit_from_ols(
-    matrix: np.ndarray, ols: OlsPass, design: RunDesign, settings: Settings
-) -> RunFit:
-    """The run's fit (OLS, or AR(1) refitted from the pass's summaries), consuming ``ols``."""
-    names, noise_model = list(design.matrix.columns), settings.model.noise_model
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return fit_from_ols(
-            matrix, ols, names, noise_model, AR1_BINS, thread_budget(), consume=True
-        )
-
-
-def column_block(n_volumes: int) -> int:
-    """Grayordinates per block for a run of ``n_volumes`` kept volumes (`COLUMN_BLOCK_BYTES`)."""
-    fitting = COLUMN_BLOCK_BYTES // (np.dtype(np.float64).itemsize * max(n_volumes, 1))
-    return int(np.clip(fitting, *COLUMN_BLOCK_RANGE))
-
-
-def _log_fit(
-    design: RunDesign, settings: Settings, geometry, n_volumes: int, started: float
-) -> None:
-    LOGGER.info(
-        "%s: fitted %s on %d %s x %d volumes in %.1f s",
-        design.run.label,
-        settings.model.noise_model,
-        geometry.n_values,
-        geometry.locations,
-        n_volumes,
-        time.perf_counter() - started,
-    )
+    return ols_of_sums(matrix, sums, design, settings), series
