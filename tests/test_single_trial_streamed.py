@@ -20,10 +20,14 @@ import bids_glm.glm.single_trial as glm_single_trial
 import bids_glm.pipeline.chunked_series as chunked_series
 from bids_glm.cli.main import main
 from bids_glm.demo.dataset import make_demo_dataset
+from bids_glm.demo.surface_dataset import make_surface_demo
 from bids_glm.glm.scaling import scale_signal
+from bids_glm.image.map_files import read_map_series
 from bids_glm.pipeline import run_fit
 from bids_glm.pipeline.kept_series import KeptSeries
 from bids_glm.runtime import spill
+
+MESHES = {"fsaverage5": 3, "fsLR": 1500}  # small meshes, as test_single_trial_surfaces
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +39,7 @@ def demo(tmp_path_factory):
 
 def _analyse(demo, out, *options):
     command = [str(demo / "bids"), str(out), "participant", "--work-dir", str(out) + "-work"]
-    command += ["--no-reports", "--confounds", "motion6", *options]
+    command += ["--no-reports", *options]
     assert main(command) == 0
     return out / "sub-01" / "func"
 
@@ -69,12 +73,13 @@ def streamed_and_spilled(monkeypatch):
 def test_streamed_beta_series_equal_the_held_runs(
     demo, tmp_path, streamed_and_spilled, estimator, noise_model
 ):
-    options = ["--noise-model", noise_model, "--single-trial", estimator]
+    options = ["--confounds", "motion6", "--noise-model", noise_model]
+    options += ["--single-trial", estimator]
     options += ["--single-trial-maps", "t"]
     with pytest.MonkeyPatch.context() as held:
         held.setattr(run_fit, "HOLD_SERIES_MAX_BYTES", 2**40)
         expected = _images(_analyse(demo, tmp_path / "held", *options))
-    plain = _images(_analyse(demo, tmp_path / "plain", "--noise-model", noise_model))
+    plain = _images(_analyse(demo, tmp_path / "plain", *options[:4]))
     streamed_and_spilled.clear()
     written = _images(_analyse(demo, tmp_path / "streamed", *options))
     assert written.keys() == expected.keys()
@@ -137,3 +142,32 @@ def test_kept_series_must_be_complete(tmp_path):
     kept.add(np.ones((16, 100), np.float32))
     with pytest.raises(ValueError, match="16 of 20 scans"):
         kept.finish()
+
+
+@pytest.mark.parametrize("space", ["fsaverage5", "fsLR"])
+def test_streamed_surface_beta_series_equal_the_held_runs(tmp_path, streamed_and_spilled, space):
+    """GIfTI runs (decoded a volume at a time and smoothed along the meshes) and CIFTI runs
+    (read a block of volumes at a time) keep their series as volume runs do."""
+    make_surface_demo(
+        tmp_path / "bids", space, n_subjects=1, n_runs=1, n_volumes=100, mesh_size=MESHES[space]
+    )
+    options = ["--space", space, "--skip-bids-validator", "--single-trial", "lss"]
+    options += ["--single-trial-maps", "t"]
+
+    def series(out):
+        func = _analyse(tmp_path, out, *options)
+        files = sorted(func.glob("*_betaseries.*i*"))  # a hemisphere's file, or CIFTI's
+        return {path.name: read_map_series([path]) for path in files}
+
+    with pytest.MonkeyPatch.context() as held:
+        held.setattr(run_fit, "HOLD_SERIES_MAX_BYTES", 2**40)
+        expected = series(tmp_path / "held")
+    streamed_and_spilled.clear()
+    written = series(tmp_path / "streamed")
+    assert written.keys() == expected.keys()
+    assert len(written) == (12 if space == "fsaverage5" else 6)  # beta and t, 3 conditions
+    for name, values in written.items():
+        np.testing.assert_array_equal(values, expected[name], err_msg=name)
+    # the series was kept by chunks of locations (n_chunks, n_scans, chunk), in a file
+    assert [a.shape[1] for a in streamed_and_spilled if a.ndim == 3] == [100]
+    assert all(_mapped(a) for a in streamed_and_spilled)

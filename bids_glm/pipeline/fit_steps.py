@@ -17,6 +17,7 @@ from bids_glm.glm.fit import fit_from_ols
 from bids_glm.glm.fit_from_sums import scaled_ols
 from bids_glm.glm.ols import OlsPass
 from bids_glm.glm.results import RunFit
+from bids_glm.pipeline.kept_series import KeptSeries
 from bids_glm.runtime.progress import Progress
 from bids_glm.runtime.threads import thread_budget
 from bids_glm.settings import Settings
@@ -32,13 +33,15 @@ def summed_ols(
     n_values: int,
     design: RunDesign,
     settings: Settings,
+    kept: KeptSeries | None = None,
 ) -> tuple[OlsPass, np.ndarray]:
     """The OLS pass of the scaled data from sums over (b, V) blocks of kept volumes, in
     time order, and the usable columns (finite in every volume, not constant).
 
     Blocks may be modified (non-finite values are set to 0, which keeps the sums finite;
-    their columns are not usable). Long runs log their progress (the run's first file).
-    The sums are freed on return, before the AR(1) refit allocates its own.
+    their columns are not usable); they are added to ``kept`` too, then finished. Long runs
+    log their progress (the run's first file). The sums are freed on return, before the
+    AR(1) refit allocates its own.
     """
     sums = CrossProductAccumulator(matrix, n_values)
     finite = np.ones(n_values, dtype=bool)
@@ -50,9 +53,19 @@ def summed_ols(
             finite &= ~bad.any(axis=0)
             values[bad] = 0.0
         sums.add(values)
+        if kept is not None:
+            kept.add(values)
         n_summed += values.shape[0]
         progress.update(n_summed)
+    if kept is not None:
+        kept.finish()
     return ols_of_sums(matrix, sums, design, settings), finite & sums.varying()
+
+
+def kept_series(design: RunDesign, n_values: int, settings: Settings) -> KeptSeries:
+    """An empty `KeptSeries` for a run's kept volumes (in the work folder when large)."""
+    n_kept = int(np.count_nonzero(design.kept_volumes))
+    return KeptSeries(n_kept, n_values, settings.model.signal_scaling, settings.work_dir)
 
 
 def ols_of_sums(

@@ -36,7 +36,7 @@ from bids_glm.image.geometry import VolumeGeometry
 from bids_glm.image.gifti_volumes import streamable
 from bids_glm.image.stream import StreamedSeries, stream_masked_series
 from bids_glm.image.surface import SurfaceGeometry
-from bids_glm.pipeline.fit_steps import finish_fit, log_fit, ols_of_sums
+from bids_glm.pipeline.fit_steps import finish_fit, kept_series, log_fit, ols_of_sums
 from bids_glm.pipeline.kept_series import KeptSeries
 from bids_glm.pipeline.surface_fit import (
     fit_column_run,
@@ -60,11 +60,6 @@ def run_reading(design: RunDesign, geometry: VolumeGeometry, settings: Settings)
 
     The series is held where something needs it beyond one block of it:
 
-    * single-trial estimates of surface and CIFTI runs: their pass takes each vertex's
-      whole series (`bids_glm.glm.lss_terms.lss_pass`, a block at a time). Volume runs
-      not small are summed as they stream all the same, and their series is kept by
-      voxel chunks beside the sums, in a work-folder file when large
-      (`bids_glm.pipeline.kept_series`);
     * GIfTI files not decodable a volume at a time
       (`bids_glm.image.gifti_volumes.streamable`), and GIfTI runs to smooth without
       meshes (the held read names the missing meshes);
@@ -73,16 +68,18 @@ def run_reading(design: RunDesign, geometry: VolumeGeometry, settings: Settings)
 
     Larger volume and GIfTI runs are summed as they stream; CIFTI runs are read by blocks
     of grayordinates, or, to be smoothed (the operator needs the run's usable
-    grayordinates, found by a first pass) or globally scaled, by blocks of volumes into
-    sums.
+    grayordinates, found by a first pass), globally scaled or given single-trial
+    estimates, by blocks of volumes into sums. Single-trial estimates take each
+    location's whole series (`bids_glm.glm.lss_terms.lss_pass`, a block of locations at a
+    time), so a run summed by volumes is also kept by chunks of locations beside the sums
+    (`bids_glm.pipeline.kept_series`, in a work-folder file when large).
     """
-    if settings.single_trial is not None and not isinstance(geometry, VolumeGeometry):
-        return "held"
     if isinstance(geometry, SurfaceGeometry):
         return _surface_reading(design, geometry, settings)
     if isinstance(geometry, CiftiGeometry):
         smoothed = settings.model.smoothing_fwhm_mm > 0
-        if not smoothed and settings.model.signal_scaling != "global":
+        by_columns = settings.model.signal_scaling != "global" and not settings.single_trial
+        if not smoothed and by_columns:
             return "grayordinates"
     if _small(design, geometry):
         return "held"
@@ -121,9 +118,9 @@ def fit_run_as_read(
     if reading == "volumes":
         return fit_streamed_run(design, geometry, settings, keep_data)
     if reading == "grayordinate volumes":
-        return (*fit_streamed_grayordinates(design, geometry, settings), None)
+        return fit_streamed_grayordinates(design, geometry, settings, keep_data)
     if reading == "surface volumes":
-        return (*fit_streamed_surface(design, geometry, settings), None)
+        return fit_streamed_surface(design, geometry, settings, keep_data)
     return (*fit_column_run(design, geometry, settings), None)
 
 
@@ -164,11 +161,7 @@ def fit_streamed_run(
     """
     started = time.perf_counter()
     matrix = design.fitted_matrix()
-    kept = None
-    if keep_data:
-        n_kept = int(np.count_nonzero(design.kept_volumes))
-        scaling, work_dir = settings.model.signal_scaling, settings.work_dir
-        kept = KeptSeries(n_kept, geometry.n_values, scaling, work_dir)
+    kept = kept_series(design, geometry.n_values, settings) if keep_data else None
     ols, series = _streamed_ols(matrix, design, geometry, settings, kept)
     fit = finish_fit(matrix, ols, design, settings)
     if kept is not None:

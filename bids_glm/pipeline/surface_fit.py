@@ -20,7 +20,8 @@ from bids_glm.image.gifti_volumes import DECODED_AHEAD, surface_volume_blocks
 from bids_glm.image.surface import SurfaceGeometry
 from bids_glm.image.surface_smoothing import SmoothedSurfaceStream
 from bids_glm.image.usable import log_unusable, usable_columns
-from bids_glm.pipeline.fit_steps import finish_fit, log_fit, summed_ols
+from bids_glm.pipeline.fit_steps import finish_fit, kept_series, log_fit, summed_ols
+from bids_glm.pipeline.kept_series import KeptSeries
 from bids_glm.runtime.threads import read_ahead, thread_budget
 from bids_glm.settings import Settings
 
@@ -80,15 +81,16 @@ def fit_column_run(
 
 
 def fit_streamed_grayordinates(
-    design: RunDesign, geometry: CiftiGeometry, settings: Settings
-) -> tuple[RunFit, np.ndarray, None]:
+    design: RunDesign, geometry: CiftiGeometry, settings: Settings, keep_data: bool = False
+) -> tuple[RunFit, np.ndarray, None, KeptSeries | None]:
     """Fit a CIFTI run from sums over its kept volumes, smoothed a block at a time.
 
     A first pass over the file (by blocks of grayordinates) finds the analysed
     grayordinates that are finite and not constant, among which the smoothing works;
     a second reads the kept volumes :data:`CIFTI_BLOCK_VOLUMES` at a time, smooths them
     (as the held read does) and adds them to the sums of `fit_streamed_run`. Returns the
-    fit, the usable grayordinates and None (no mean volume).
+    fit, the usable grayordinates, None (no mean volume) and, with ``keep_data``, the
+    run's series (`KeptSeries`; else None).
     """
     started = time.perf_counter()
     path = design.run.image_paths[0]
@@ -106,16 +108,17 @@ def fit_streamed_grayordinates(
             yield block[:, geometry.mask]
 
     matrix = design.fitted_matrix()
-    ols, usable = summed_ols(matrix, blocks(), geometry.n_values, design, settings)
+    kept = kept_series(design, geometry.n_values, settings) if keep_data else None
+    ols, usable = summed_ols(matrix, blocks(), geometry.n_values, design, settings, kept)
     fit = finish_fit(matrix, ols, design, settings)
     log_unusable(path, usable, "grayordinates")
     log_fit(design, settings, geometry, every.n_kept, started)
-    return fit, usable, None
+    return fit, usable, None, kept
 
 
 def fit_streamed_surface(
-    design: RunDesign, geometry: SurfaceGeometry, settings: Settings
-) -> tuple[RunFit, np.ndarray, None]:
+    design: RunDesign, geometry: SurfaceGeometry, settings: Settings, keep_data: bool = False
+) -> tuple[RunFit, np.ndarray, None, KeptSeries | None]:
     """Fit a GIfTI run from sums over its kept volumes, decoded one at a time.
 
     Both hemispheres' files are decoded in step (`bids_glm.image.gifti_volumes`), their
@@ -123,13 +126,18 @@ def fit_streamed_surface(
     `fit_streamed_run`. With smoothing, each block is first smoothed along the meshes
     (`bids_glm.image.surface_smoothing.SmoothedSurfaceStream`); when the vertices to
     smooth among turn out other than the first block suggested, the sums are discarded
-    and the files decoded again. Returns the fit, the usable vertices and None.
+    and the files decoded again. Returns the fit, the usable vertices, None and, with
+    ``keep_data``, the run's series (`KeptSeries`; else None).
     """
     started = time.perf_counter()
     paths = tuple(Path(p) for p in design.run.image_paths)
     kept = np.asarray(design.kept_volumes, dtype=bool)
     fwhm_mm = settings.model.smoothing_fwhm_mm
     matrix = design.fitted_matrix()
+
+    def series() -> KeptSeries | None:
+        return kept_series(design, geometry.n_values, settings) if keep_data else None
+
     if fwhm_mm > 0:
         stream = SmoothedSurfaceStream(
             paths,
@@ -140,7 +148,10 @@ def fit_streamed_surface(
             kept,
             SURFACE_BLOCK_VOLUMES,
         )
-        ols, usable = summed_ols(matrix, stream.blocks(), geometry.n_values, design, settings)
+        series_kept = series()
+        ols, usable = summed_ols(
+            matrix, stream.blocks(), geometry.n_values, design, settings, series_kept
+        )
         if not stream.settled:
             LOGGER.info(
                 "%s: vertices constant or non-finite past the first %d volumes change the "
@@ -148,19 +159,23 @@ def fit_streamed_surface(
                 paths[0].name,
                 stream.block_volumes,
             )
-            del ols, usable  # freed before the second pass's sums are made
-            ols, usable = summed_ols(matrix, stream.blocks(), geometry.n_values, design, settings)
+            del ols, usable, series_kept  # freed before the second pass's are made
+            series_kept = series()
+            ols, usable = summed_ols(
+                matrix, stream.blocks(), geometry.n_values, design, settings, series_kept
+            )
     else:
         decoded = surface_volume_blocks(
             paths, geometry.n_vertices, geometry.mask, kept, SURFACE_BLOCK_VOLUMES
         )
         blocks = read_ahead(decoded, DECODED_AHEAD, "gifti-decode")
-        ols, usable = summed_ols(matrix, blocks, geometry.n_values, design, settings)
+        series_kept = series()
+        ols, usable = summed_ols(matrix, blocks, geometry.n_values, design, settings, series_kept)
     fit = finish_fit(matrix, ols, design, settings)
     log_unusable(paths[0], usable, "vertices")
     n_kept = int(np.count_nonzero(kept))
     log_fit(design, settings, geometry, n_kept, started)
-    return fit, usable, None
+    return fit, usable, None, series_kept
 
 
 def column_block(n_volumes: int) -> int:
