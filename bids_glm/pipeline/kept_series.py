@@ -2,7 +2,8 @@
 
 Single-trial estimates take each voxel's whole series (`bids_glm.glm.lss_terms.lss_pass`,
 a block of voxels at a time), so a run that is summed as it streams
-(`bids_glm.pipeline.run_fit.fit_streamed_run`) keeps its smoothed in-mask blocks too: stored
+(`bids_glm.pipeline.run_fit.fit_streamed_run`, and the surface and CIFTI readers of
+`bids_glm.pipeline.surface_fit`) keeps its smoothed blocks too: stored
 by voxel chunks (`bids_glm.pipeline.chunked_series.ChunkedSeries`), in an unnamed file of the
 work folder from `bids_glm.runtime.spill.SPILL_MIN_BYTES` on, so a long run needs disk
 rather than memory. Read back a block of voxels at a time, they are scaled as the held path
@@ -29,9 +30,9 @@ class KeptSeries:
 
     Written with `add` (consecutive blocks of scans, in time order, from one thread: the
     stream's consumer); once every scan was added, `finish` fixes the scaling and
-    ``series[:, voxels]`` returns the scaled values of a slice of voxels (a new float32
-    array), which is all `bids_glm.glm.fit.fit_glm` and `bids_glm.glm.single_trial.lss_fit`
-    read of their data.
+    ``series[:, voxels]`` returns the scaled values of a slice of voxels (or vertices, or
+    grayordinates; a new float32 array), which is all `bids_glm.glm.lsa.lsa_fit` and
+    `bids_glm.glm.single_trial.lss_fit` read of their data.
 
     Parameters
     ----------
