@@ -16,7 +16,8 @@ Timed, per noise model (medians of ``--repeats``; wall and CPU seconds):
 
 * ``GLM``: ``fit_glm`` of the ordinary design (one column per condition);
 * ``LSS``: ``lss_fit`` (one pass over the data, every trial's model from it);
-* ``LSA``: ``fit_glm`` of the LSA design (one column per trial);
+* ``LSA``: ``lsa_fit`` of the LSA design (one column per trial; ``fit_glm``'s estimates, a
+  block of voxels at a time);
 * ``brute-force LSS``: ``fit_glm`` of every trial's LSS design, one after another;
 * ``GLM's OLS pass``: the part of ``fit_glm`` that ``lss_fit`` does again (``ols_pass``: the
   ordinary OLS fit, its residuals' moments and, for AR(1), ``N(X)^T E``), for the reading
@@ -185,6 +186,7 @@ def fits(args: argparse.Namespace) -> list[str]:
     import numpy as np
 
     from bids_glm.glm.fit import fit_glm
+    from bids_glm.glm.lsa import lsa_fit
     from bids_glm.glm.ols import design_operators, ols_pass
     from bids_glm.glm.single_trial import lsa_layout, lss_design, lss_fit
 
@@ -217,7 +219,7 @@ def fits(args: argparse.Namespace) -> list[str]:
                 args.repeats,
             ),
             "LSS": (lambda nm=noise_model: lss_fit(lsa, data, layout, nm).beta, args.repeats),
-            "LSA": (lambda nm=noise_model: fit_glm(lsa, data, columns, nm), args.repeats),
+            "LSA": (lambda nm=noise_model: lsa_fit(lsa, data, layout, nm).beta, args.repeats),
             "GLM's OLS pass": (
                 lambda nm=noise_model: ols_pass(
                     design_operators(ordinary.to_numpy()),
