@@ -46,3 +46,53 @@ def test_a_folder_without_room_gives_a_warning_and_memory(tmp_path, monkeypatch,
     assert not mapped(array) and array.shape == (1000, 1000)
     assert f"{tmp_path}: cannot hold a scratch file of 4 MB (No space left" in caplog.text
     assert list(tmp_path.iterdir()) == []
+
+
+def _cgroup_tree(tmp_path, proc_lines, limits):
+    """A fake ``/proc/self/cgroup`` and ``/sys/fs/cgroup`` with limit files (path -> text)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    proc = tmp_path / "cgroup"
+    proc.write_text("\n".join(proc_lines) + "\n")
+    root = tmp_path / "sys"
+    for relative, text in limits.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(text + "\n")
+    return proc, root
+
+
+def test_memory_limit_is_the_smallest_on_the_groups_path(tmp_path):
+    # v2: the job's group and its parent (a SLURM step inside its job); "max" is none
+    proc, root = _cgroup_tree(
+        tmp_path / "v2",
+        ["0::/slurm/job_7/step_0"],
+        {
+            "memory.max": "max",
+            "slurm/job_7/memory.max": str(3 * 2**30),
+            "slurm/job_7/step_0/memory.max": str(4 * 2**30),
+        },
+    )
+    assert spill.memory_limit_bytes(proc, root) == 3 * 2**30
+    # v1: the memory controller's own hierarchy; "no limit" is a number near 2**63
+    proc, root = _cgroup_tree(
+        tmp_path / "v1",
+        ["9:cpu,cpuacct:/docker/abc", "4:memory:/docker/abc", "1:name=systemd:/"],
+        {
+            "memory/memory.limit_in_bytes": "9223372036854771712",
+            "memory/docker/abc/memory.limit_in_bytes": str(2**30),
+        },
+    )
+    assert spill.memory_limit_bytes(proc, root) == 2**30
+    proc, root = _cgroup_tree(tmp_path / "none", ["0::/"], {"memory.max": "max"})
+    assert spill.memory_limit_bytes(proc, root) is None
+    assert spill.memory_limit_bytes(tmp_path / "absent", root) is None
+
+
+def test_a_memory_limit_lowers_the_size_from_which_arrays_are_mapped(tmp_path, monkeypatch):
+    """An eighth of the limit: a 2 MB array stays in memory without a limit, and is mapped
+    from a file under a 12 MB one (threshold 1.5 MB)."""
+    monkeypatch.setattr(spill, "memory_limit_bytes", lambda: None)
+    assert spill.spill_threshold() == spill.SPILL_MIN_BYTES
+    assert not mapped(spill.scratch_array((2**18,), np.float64, tmp_path))
+    monkeypatch.setattr(spill, "memory_limit_bytes", lambda: 12 * 2**20)
+    assert spill.spill_threshold() == 12 * 2**20 // 8
+    assert mapped(spill.scratch_array((2**18,), np.float64, tmp_path))

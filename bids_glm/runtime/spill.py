@@ -21,8 +21,13 @@ import numpy as np
 LOGGER = logging.getLogger("bids_glm")
 
 # Arrays from this size on are mapped from a file; smaller ones stay in memory, where they
-# cost nothing to write back (2,000 scans of the MNI brain as float32: 2.9 GB).
+# cost nothing to write back (2,000 scans of the MNI brain as float32: 2.9 GB). Under a
+# memory limit (a container's, a SLURM job's cgroup) the threshold is lower: an eighth of it.
 SPILL_MIN_BYTES = 512 * 2**20
+LIMIT_FRACTION = 8
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PROC_CGROUP = Path("/proc/self/cgroup")
+UNLIMITED_BYTES = 2**60  # cgroup v1 writes "no limit" as a number near 2**63
 
 
 def scratch_array(
@@ -40,7 +45,7 @@ def scratch_array(
         Its element type.
     folder : Path or None
         Where the backing file is made (the work folder); None keeps every array in memory,
-        as it does arrays smaller than `SPILL_MIN_BYTES`.
+        as it does arrays smaller than `spill_threshold`.
 
     Returns
     -------
@@ -53,7 +58,7 @@ def scratch_array(
     """
     dtype = np.dtype(dtype)
     n_bytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if folder is None or n_bytes < SPILL_MIN_BYTES or not hasattr(os, "posix_fallocate"):
+    if folder is None or n_bytes < spill_threshold() or not hasattr(os, "posix_fallocate"):
         return np.empty(shape, dtype)
     try:
         Path(folder).mkdir(parents=True, exist_ok=True)
@@ -70,3 +75,47 @@ def scratch_array(
         )
         return np.empty(shape, dtype)
     return np.frombuffer(pages, dtype=dtype).reshape(shape)
+
+
+def spill_threshold() -> int:
+    """Bytes from which `scratch_array` maps an array from a file: `SPILL_MIN_BYTES`, or an
+    eighth (`LIMIT_FRACTION`) of this process's cgroup memory limit if that is smaller."""
+    limit = memory_limit_bytes()
+    return SPILL_MIN_BYTES if limit is None else min(SPILL_MIN_BYTES, limit // LIMIT_FRACTION)
+
+
+def memory_limit_bytes(proc_cgroup: Path = PROC_CGROUP, root: Path = CGROUP_ROOT) -> int | None:
+    """The smallest memory limit on this process's cgroup and its ancestors, or None.
+
+    Reads cgroup v2's ``memory.max`` or v1's ``memory.limit_in_bytes`` along the group's
+    path (as ``proc_cgroup`` gives it) under ``root``: the limits a container engine or
+    SLURM (``ConstrainRAMSpace``) sets. None when there is none or it cannot be read.
+    """
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    limits = []
+    for line in lines:
+        _, controllers, group = line.split(":", 2)
+        if controllers == "":  # v2: one unified hierarchy
+            folder, name = root, "memory.max"
+        elif "memory" in controllers.split(","):
+            folder, name = root / "memory", "memory.limit_in_bytes"
+        else:
+            continue
+        parts = [part for part in group.split("/") if part]
+        for depth in range(len(parts) + 1):
+            limits.append(_read_limit(folder.joinpath(*parts[:depth]) / name))
+    known = [limit for limit in limits if limit is not None]
+    return min(known) if known else None
+
+
+def _read_limit(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    if not text.isdigit() or int(text) >= UNLIMITED_BYTES:  # v2 writes "max"
+        return None
+    return int(text)
