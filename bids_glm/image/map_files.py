@@ -83,6 +83,31 @@ def read_map_series(files: Sequence[Path]) -> np.ndarray:
     return np.moveaxis(data, -1, 0).reshape(data.shape[3], -1)
 
 
+def read_map_series_at(files: Sequence[Path], location: int, n_locations: int) -> np.ndarray:
+    """One location's values in a written series of maps, (n_maps,) float64.
+
+    ``location`` indexes the locations of `read_map_series`, of which the series must have
+    ``n_locations`` (a map's of the same geometry; else ValueError). A 4D NIfTI is not
+    loaded: its voxel is sliced from the file (nibabel reads a compressed file through,
+    keeping only that voxel's values), so a long run's beta series costs no memory to look
+    into. GIfTI and CIFTI series, small beside a volume's, are read whole.
+    """
+    first = Path(files[0])
+    if first.name.endswith((DENSE_SCALAR_EXTENSION, GIFTI_EXTENSION)):
+        series = read_map_series(files)
+        _check_locations(series.shape[1], n_locations)
+        return series[:, location]
+    image = load_image(first)
+    _check_locations(int(np.prod(image.shape[:3])), n_locations)
+    voxel = np.unravel_index(int(location), image.shape[:3])
+    return np.asarray(image.dataobj[voxel], dtype=np.float64).reshape(-1)
+
+
+def _check_locations(found: int, expected: int) -> None:
+    if found != expected:
+        raise ValueError(f"{found} locations in the series, {expected} in the map")
+
+
 def same_locations(a: Geometry, b: Geometry) -> bool:
     """Whether two geometries hold the same locations (grid, vertex counts, grayordinates)."""
     if type(a) is not type(b):

@@ -15,7 +15,7 @@ import pandas as pd
 
 from bids_glm.derivatives import naming
 from bids_glm.errors import InputError
-from bids_glm.image.map_files import read_map, read_map_series
+from bids_glm.image.map_files import read_map, read_map_series_at
 from bids_glm.report import svg
 from bids_glm.report.collect import RunRecord, sidecar_of
 from bids_glm.report.figures import design_matrix_svg
@@ -95,10 +95,7 @@ def _peak_series(z_files, series_files) -> tuple[str, np.ndarray]:
     """Where the z map is largest (voxel, vertex or grayordinate) and the series there."""
     z, whole = read_map(z_files)
     peak = int(np.argmax(np.where(np.isfinite(z), z, -np.inf)))
-    series = read_map_series(series_files)
-    if series.shape[1] != z.size:
-        raise ValueError(f"{series.shape[1]} locations in the series, {z.size} in the z map")
-    return whole.location_name(peak), series[:, peak]
+    return whole.location_name(peak), read_map_series_at(series_files, peak, z.size)
 
 
 def single_trial_figures(run: RunRecord) -> tuple[list[Figure], list[str]]:
