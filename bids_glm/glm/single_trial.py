@@ -146,7 +146,9 @@ class TrialEstimates:
 
         return self._rows_float32(trials, t_of)
 
-    def _rows_float32(self, trials: np.ndarray, row_values) -> np.ndarray:
+    def _rows_float32(
+        self, trials: np.ndarray, row_values: Callable[[int], np.ndarray]
+    ) -> np.ndarray:
         rows = np.asarray(trials, dtype=np.intp)
         values = np.empty((rows.size, self.beta.shape[1]), dtype=np.float32)
         for index, row in enumerate(rows):

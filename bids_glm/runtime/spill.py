@@ -1,11 +1,13 @@
 """Large scratch arrays backed by unnamed files in the work folder.
 
 A model that needs a whole series at once (SPM12's: one dense serial-correlation model over
-every session) holds it as long as the fit runs. Held in anonymous memory, a long run's
-series must fit in the job's memory limit (a SLURM allocation, a container's limit) or the
-kernel kills the job. Mapped from a file, the same array is page cache: pages the kernel may
-write out and drop when the limit is reached, and read back when they are touched again, so
-the job needs disk space for it rather than memory.
+every session; the single-trial estimates: each voxel's whole series) holds it as long as the
+fit runs, and single-trial estimates grow with the run as well. Held in anonymous memory,
+such arrays must fit in the job's memory limit (a SLURM allocation, a container's limit) or
+the kernel kills the job. Mapped from a file, the same array is page cache: pages the kernel
+may write out and drop when the limit is reached, and read back when they are touched
+again, so the job needs disk space for it rather than memory. The limit, where the process
+has one, also lowers the size from which arrays are mapped (`spill_threshold`).
 """
 
 from __future__ import annotations
@@ -97,7 +99,10 @@ def memory_limit_bytes(proc_cgroup: Path = PROC_CGROUP, root: Path = CGROUP_ROOT
         return None
     limits = []
     for line in lines:
-        _, controllers, group = line.split(":", 2)
+        fields = line.split(":", 2)
+        if len(fields) != 3:
+            continue
+        _, controllers, group = fields
         if controllers == "":  # v2: one unified hierarchy
             folder, name = root, "memory.max"
         elif "memory" in controllers.split(","):
