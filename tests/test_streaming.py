@@ -351,3 +351,44 @@ def test_smoothing_only_what_a_mask_needs_keeps_its_voxels_scipy(lines_per_group
             gaussian_filter1d(expected, s, axis=axis, output=expected)
         got = smoother.apply(volume, workspace)
         np.testing.assert_array_equal(got[ellipsoid[keep]], expected[keep][ellipsoid[keep]])
+
+
+def test_streamed_runs_warn_about_floored_means_as_held_runs_do(tmp_path, monkeypatch, capfd):
+    """Means below 1 are warned about among the voxels that are fitted: in-mask voxels that
+    are empty (outside the field of view: constant, so left out) are not counted, whether
+    the run is held or streamed."""
+    from bids_glm.demo.dataset import make_demo_dataset
+    from bids_glm.pipeline import run_fit as run_module
+
+    bids = tmp_path / "bids"
+    make_demo_dataset(bids, n_subjects=1, n_runs=1)
+    bold_path = next(bids.rglob("*_desc-preproc_bold.nii.gz"))
+    mask_path = next(bids.rglob("*_desc-brain_mask.nii.gz"))
+    bold = nib.load(bold_path)
+    data = np.asarray(bold.dataobj).astype(np.float32)
+    inside = np.argwhere(np.asarray(nib.load(mask_path).dataobj) > 0)
+    for i, j, k in inside[:40]:  # empty: outside the field of view
+        data[i, j, k] = 0.0
+    for i, j, k in inside[-2:]:  # centred data: a mean below 1, varying
+        data[i, j, k] = 0.5 + 0.1 * np.sin(np.arange(data.shape[-1]))
+    nib.Nifti1Image(data, bold.affine, bold.header).to_filename(bold_path)
+
+    def floored(out):
+        arguments = [str(bids), str(out), "participant", "--no-reports", "--smoothing-fwhm", "0"]
+        arguments += ["--work-dir", str(tmp_path / f"work-{out.name}")]
+        from bids_glm.cli.main import main
+
+        assert main(arguments) == 0
+        err = capfd.readouterr().err
+        return [line.split("UserWarning: ")[1] for line in err.splitlines() if "below 1" in line]
+
+    held = floored(tmp_path / "held")
+    monkeypatch.setattr(run_module, "HOLD_SERIES_MAX_BYTES", 0)
+    assert (
+        floored(tmp_path / "streamed")
+        == held
+        == [
+            "2 voxels have a temporal mean below 1 (centred, empty or negative data); "
+            "floored at 1 before scaling, as nilearn does"
+        ]
+    )

@@ -196,17 +196,20 @@ def scaled_ols(
     noise_model: str = "ar1",
     signal_scaling: str = "percent",
     n_bins: int = 100,
+    usable: np.ndarray | None = None,
+    locations: str = "voxel(s)",
 ) -> OlsPass:
     """The first half of `fit_from_sums`: the model checked, the OLS pass of the scaled data.
 
     `bids_glm.glm.fit.fit_from_ols` (with ``consume=True``) finishes the fit; in between,
     the caller can drop the sums the OLS pass does not keep (all but two (p, V) arrays).
-    Parameters as `fit_from_sums`.
+    Parameters as `fit_from_sums`; ``usable`` and ``locations`` as
+    `bids_glm.glm.scaling.scale_signal` (for the warning on means floored at 1).
     """
     X = np.asarray(design, dtype=np.float64)
     check_model(X, column_names, noise_model, n_bins)
     if sums.n_scans != X.shape[0]:
         raise ValueError(f"sums over {sums.n_scans} volumes for a design of {X.shape[0]} rows")
     voxel_mean = sums.running_sum32 / np.float32(sums.n_scans)
-    gain, offset = signal_affine(voxel_mean, signal_scaling)
+    gain, offset = signal_affine(voxel_mean, signal_scaling, usable, locations)
     return ols_from_sums(X, sums, gain, offset, lag_cross=noise_model == "ar1")

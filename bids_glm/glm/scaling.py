@@ -118,7 +118,12 @@ def warn_floored(
         )
 
 
-def signal_affine(voxel_mean: np.ndarray, mode: str = "percent") -> tuple[np.ndarray, float]:
+def signal_affine(
+    voxel_mean: np.ndarray,
+    mode: str = "percent",
+    usable: np.ndarray | None = None,
+    locations: str = "voxel(s)",
+) -> tuple[np.ndarray, float]:
     """The scaling of `scale_signal` as a per-voxel affine map ``y -> gain * y + offset``.
 
     Used when the data are not held but summed (`bids_glm.glm.cross_products`): the map is
@@ -130,6 +135,9 @@ def signal_affine(voxel_mean: np.ndarray, mode: str = "percent") -> tuple[np.nda
         Each voxel's temporal mean (for "percent", ideally the float32 mean numpy forms, so
         the divisor is nilearn's).
     mode : {"percent", "global", "none"}
+    usable, locations
+        As `scale_signal`: the columns fitted (only their floored means are warned about)
+        and what they are.
 
     Returns
     -------
@@ -148,6 +156,6 @@ def signal_affine(voxel_mean: np.ndarray, mode: str = "percent") -> tuple[np.nda
     if mode == "none" or voxel_mean.size == 0:
         return np.ones(voxel_mean.shape), 0.0
     mean = voxel_mean if mode == "percent" else np.mean(voxel_mean, dtype=np.float64)
-    warn_floored(mean, mode)
+    warn_floored(mean, mode, usable, locations)
     divisor = np.maximum(mean, 1).astype(voxel_mean.dtype).astype(np.float64)
     return np.broadcast_to(100.0 / divisor, voxel_mean.shape).copy(), -100.0

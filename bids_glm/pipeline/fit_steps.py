@@ -17,6 +17,8 @@ from bids_glm.glm.fit import fit_from_ols
 from bids_glm.glm.fit_from_sums import scaled_ols
 from bids_glm.glm.ols import OlsPass
 from bids_glm.glm.results import RunFit
+from bids_glm.image.cifti import CiftiGeometry
+from bids_glm.image.surface import SurfaceGeometry
 from bids_glm.pipeline.kept_series import KeptSeries
 from bids_glm.runtime.progress import Progress
 from bids_glm.runtime.threads import thread_budget
@@ -30,21 +32,22 @@ AR1_BINS = 100  # AR(1) bins per unit of the coefficient, as `bids_glm.glm.fit.f
 def summed_ols(
     matrix: np.ndarray,
     blocks: Iterable[np.ndarray],
-    n_values: int,
+    geometry: SurfaceGeometry | CiftiGeometry,
     design: RunDesign,
     settings: Settings,
     kept: KeptSeries | None = None,
 ) -> tuple[OlsPass, np.ndarray]:
     """The OLS pass of the scaled data from sums over (b, V) blocks of kept volumes, in
-    time order, and the usable columns (finite in every volume, not constant).
+    time order, and the usable columns (finite in every volume, not constant) of
+    ``geometry``'s ``n_values`` locations.
 
     Blocks may be modified (non-finite values are set to 0, which keeps the sums finite;
     their columns are not usable); they are added to ``kept`` too, then finished. Long runs
     log their progress (the run's first file). The sums are freed on return, before the
     AR(1) refit allocates its own.
     """
-    sums = CrossProductAccumulator(matrix, n_values)
-    finite = np.ones(n_values, dtype=bool)
+    sums = CrossProductAccumulator(matrix, geometry.n_values)
+    finite = np.ones(geometry.n_values, dtype=bool)
     label = Path(design.run.image_paths[0]).name
     progress, n_summed = Progress(label, matrix.shape[0], "volumes summed"), 0
     for values in blocks:
@@ -59,7 +62,8 @@ def summed_ols(
         progress.update(n_summed)
     if kept is not None:
         kept.finish()
-    return ols_of_sums(matrix, sums, design, settings), finite & sums.varying()
+    usable = finite & sums.varying()
+    return ols_of_sums(matrix, sums, design, settings, usable, geometry.locations), usable
 
 
 def kept_series(design: RunDesign, n_values: int, settings: Settings) -> KeptSeries:
@@ -69,9 +73,15 @@ def kept_series(design: RunDesign, n_values: int, settings: Settings) -> KeptSer
 
 
 def ols_of_sums(
-    matrix: np.ndarray, sums: CrossProductAccumulator, design: RunDesign, settings: Settings
+    matrix: np.ndarray,
+    sums: CrossProductAccumulator,
+    design: RunDesign,
+    settings: Settings,
+    usable: np.ndarray,
+    locations: str,
 ) -> OlsPass:
-    """The OLS pass of the run's data, scaled as the model says, from its streamed sums."""
+    """The OLS pass of the run's data, scaled as the model says, from its streamed sums
+    (means floored at 1 warned about among the ``usable`` ``locations``)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return scaled_ols(
             matrix,
@@ -80,6 +90,8 @@ def ols_of_sums(
             settings.model.noise_model,
             settings.model.signal_scaling,
             AR1_BINS,
+            usable,
+            locations,
         )
 
 

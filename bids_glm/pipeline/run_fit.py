@@ -204,4 +204,5 @@ def _streamed_ols(
         n_threads=n_threads,
         varying=sums.varying,
     )
-    return ols_of_sums(matrix, sums, design, settings), series
+    ols = ols_of_sums(matrix, sums, design, settings, series.usable, geometry.locations)
+    return ols, series

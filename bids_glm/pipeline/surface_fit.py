@@ -109,7 +109,7 @@ def fit_streamed_grayordinates(
 
     matrix = design.fitted_matrix()
     kept = kept_series(design, geometry.n_values, settings) if keep_data else None
-    ols, usable = summed_ols(matrix, blocks(), geometry.n_values, design, settings, kept)
+    ols, usable = summed_ols(matrix, blocks(), geometry, design, settings, kept)
     fit = finish_fit(matrix, ols, design, settings)
     log_unusable(path, usable, "grayordinates")
     log_fit(design, settings, geometry, every.n_kept, started)
@@ -149,9 +149,7 @@ def fit_streamed_surface(
             SURFACE_BLOCK_VOLUMES,
         )
         series_kept = series()
-        ols, usable = summed_ols(
-            matrix, stream.blocks(), geometry.n_values, design, settings, series_kept
-        )
+        ols, usable = summed_ols(matrix, stream.blocks(), geometry, design, settings, series_kept)
         if not stream.settled:
             LOGGER.info(
                 "%s: vertices constant or non-finite past the first %d volumes change the "
@@ -162,7 +160,7 @@ def fit_streamed_surface(
             del ols, usable, series_kept  # freed before the second pass's are made
             series_kept = series()
             ols, usable = summed_ols(
-                matrix, stream.blocks(), geometry.n_values, design, settings, series_kept
+                matrix, stream.blocks(), geometry, design, settings, series_kept
             )
     else:
         decoded = surface_volume_blocks(
@@ -170,7 +168,7 @@ def fit_streamed_surface(
         )
         blocks = read_ahead(decoded, DECODED_AHEAD, "gifti-decode")
         series_kept = series()
-        ols, usable = summed_ols(matrix, blocks, geometry.n_values, design, settings, series_kept)
+        ols, usable = summed_ols(matrix, blocks, geometry, design, settings, series_kept)
     fit = finish_fit(matrix, ols, design, settings)
     log_unusable(paths[0], usable, "vertices")
     n_kept = int(np.count_nonzero(kept))
