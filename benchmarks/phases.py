@@ -55,9 +55,12 @@ def child(result_path: Path, argv: list[str]) -> None:
     start_up_done = cli._start_up_done
 
     def hooked_start_up_done() -> None:  # the pipeline's modules are loaded by now
-        import bids_glm.pipeline.fit_steps as steps
         import bids_glm.pipeline.run_fit as run
 
+        try:
+            import bids_glm.pipeline.fit_steps as steps
+        except ImportError:  # a tree from before run_fit.py was split (--compare)
+            steps = run
         timed(run, "stream_masked_series")
         timed(steps, "fit_from_ols")
         start_up_done()
