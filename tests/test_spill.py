@@ -96,3 +96,32 @@ def test_a_memory_limit_lowers_the_size_from_which_arrays_are_mapped(tmp_path, m
     monkeypatch.setattr(spill, "memory_limit_bytes", lambda: 12 * 2**20)
     assert spill.spill_threshold() == 12 * 2**20 // 8
     assert mapped(spill.scratch_array((2**18,), np.float64, tmp_path))
+
+
+def test_a_work_folder_held_in_memory_is_found_and_warned_about_once(
+    tmp_path, monkeypatch, caplog
+):
+    """Scratch files in a tmpfs (a RAM-backed /tmp, a SLURM job's /tmp) take memory: the
+    innermost mount above the folder decides, and the run is told once per folder."""
+    mounts = tmp_path / "mounts"
+    mounts.write_text(
+        "/dev/vda / ext4 rw 0 0\n"
+        f"tmpfs {tmp_path}/ram tmpfs rw 0 0\n"
+        f"/dev/vdb {tmp_path}/ram/disk ext4 rw 0 0\n"
+        f"tmpfs {tmp_path}/with\\040space tmpfs rw 0 0\n"
+    )
+    assert spill.memory_filesystem(tmp_path / "ram" / "work", mounts) == "tmpfs"
+    assert spill.memory_filesystem(tmp_path / "ram", mounts) == "tmpfs"
+    assert spill.memory_filesystem(tmp_path / "ram" / "disk" / "work", mounts) is None
+    assert spill.memory_filesystem(tmp_path / "with space" / "w", mounts) == "tmpfs"
+    assert spill.memory_filesystem(tmp_path / "elsewhere", mounts) is None
+    assert spill.memory_filesystem(tmp_path, tmp_path / "no-mounts") is None
+
+    monkeypatch.setattr(spill, "SPILL_MIN_BYTES", 1)
+    monkeypatch.setattr(spill, "memory_filesystem", lambda folder: "tmpfs")
+    with caplog.at_level(logging.WARNING, logger="bids_glm"):
+        for _ in range(3):
+            assert mapped(spill.scratch_array((10,), np.float32, tmp_path / "w"))
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == [
+        f"{tmp_path / 'w'} is on tmpfs, a file system held in memory"
+    ]

@@ -30,6 +30,9 @@ LIMIT_FRACTION = 8
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PROC_CGROUP = Path("/proc/self/cgroup")
 UNLIMITED_BYTES = 2**60  # cgroup v1 writes "no limit" as a number near 2**63
+PROC_MOUNTS = Path("/proc/self/mounts")
+MEMORY_FILESYSTEMS = ("tmpfs", "ramfs")  # files there are memory (and count against a cgroup's)
+_WARNED_FOLDERS: set[Path] = set()  # work folders in memory already warned about
 
 
 def scratch_array(
@@ -76,7 +79,43 @@ def scratch_array(
             err.strerror or err,
         )
         return np.empty(shape, dtype)
+    _warn_if_in_memory(Path(folder))
     return np.frombuffer(pages, dtype=dtype).reshape(shape)
+
+
+def _warn_if_in_memory(folder: Path) -> None:
+    """Warn (once per folder) when scratch files go to a file system held in memory."""
+    filesystem = memory_filesystem(folder)
+    if filesystem is None or folder in _WARNED_FOLDERS:
+        return
+    _WARNED_FOLDERS.add(folder)
+    LOGGER.warning(
+        "%s is on %s, a file system held in memory: scratch files there take memory (and "
+        "count against a job's memory limit); give --work-dir a folder on a disk for long runs",
+        folder,
+        filesystem,
+    )
+
+
+def memory_filesystem(folder: Path, mounts: Path = PROC_MOUNTS) -> str | None:
+    """The type of the in-memory file system (`MEMORY_FILESYSTEMS`) holding ``folder``, or
+    None (a disk, or the mounts cannot be read): the innermost mount point above it in
+    ``mounts`` (``/proc/self/mounts``), the last one listed where a point is mounted over."""
+    try:
+        lines = mounts.read_text().splitlines()
+    except OSError:
+        return None
+    target = Path(folder).resolve()
+    innermost, filesystem = None, None
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = Path(fields[1].replace("\\040", " "))  # spaces are escaped in mounts
+        inside = point == target or point in target.parents
+        if inside and (innermost is None or len(point.parts) >= len(innermost.parts)):
+            innermost, filesystem = point, fields[2]
+    return filesystem if filesystem in MEMORY_FILESYSTEMS else None
 
 
 def spill_threshold() -> int:
