@@ -71,6 +71,11 @@ class RunSums:
     last: np.ndarray
     running_sum32: np.ndarray
 
+    @property
+    def voxel_mean(self) -> np.ndarray:
+        """Each voxel's temporal mean, float32, as numpy's ``Y.mean(axis=0)`` gives it."""
+        return self.running_sum32 / np.float32(self.n_scans)
+
 
 def constant_residual(design: np.ndarray) -> np.ndarray:
     """OLS residual ``1 - X pinv(X) 1`` of the constant series (float64, shape (n,))."""

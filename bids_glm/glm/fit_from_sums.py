@@ -210,6 +210,5 @@ def scaled_ols(
     check_model(X, column_names, noise_model, n_bins)
     if sums.n_scans != X.shape[0]:
         raise ValueError(f"sums over {sums.n_scans} volumes for a design of {X.shape[0]} rows")
-    voxel_mean = sums.running_sum32 / np.float32(sums.n_scans)
-    gain, offset = signal_affine(voxel_mean, signal_scaling, usable, locations)
+    gain, offset = signal_affine(sums.voxel_mean, signal_scaling, usable, locations)
     return ols_from_sums(X, sums, gain, offset, lag_cross=noise_model == "ar1")

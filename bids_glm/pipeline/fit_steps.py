@@ -61,7 +61,7 @@ def summed_ols(
         n_summed += values.shape[0]
         progress.update(n_summed)
     if kept is not None:
-        kept.finish()
+        kept.finish(sums.result().voxel_mean)
     usable = finite & sums.varying()
     return ols_of_sums(matrix, sums, design, settings, usable, geometry.locations), usable
 

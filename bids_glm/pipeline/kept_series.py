@@ -7,10 +7,11 @@ a block of voxels at a time), so a run that is summed as it streams
 by voxel chunks (`bids_glm.pipeline.chunked_series.ChunkedSeries`), in an unnamed file of the
 work folder from `bids_glm.runtime.spill.SPILL_MIN_BYTES` on, so a long run needs disk
 rather than memory. Read back a block of voxels at a time, they are scaled as the held path
-scales the whole series (`bids_glm.glm.scaling.scale_signal`): "percent" around each voxel's
-temporal mean, summed in float32 scan after scan here as numpy sums a (T, V) array's axis 0,
-so the values equal the held path's bit for bit; "global" around the grand mean, summed in
-float64 here (the held path's float32 pairwise sum may differ from it in the last bit).
+scales the whole series (`bids_glm.glm.scaling.scale_signal`), around the means the stream's
+sums formed (`bids_glm.glm.cross_products.RunSums.voxel_mean`: float32, summed scan after
+scan as numpy sums a (T, V) array's axis 0), so "percent" values equal the held path's bit
+for bit; "global" uses the mean of those means, as the streamed fit does (the held path's
+float32 pairwise grand mean may differ from it in the last bit).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class KeptSeries:
     """A run's ``(n_scans, n_voxels)`` float32 series, kept as it streams, read back scaled.
 
     Written with `add` (consecutive blocks of scans, in time order, from one thread: the
-    stream's consumer); once every scan was added, `finish` fixes the scaling and
+    stream's consumer); once every scan was added, `finish` takes the voxels' means and
     ``series[:, voxels]`` returns the scaled values of a slice of voxels (or vertices, or
     grayordinates; a new float32 array), which is all `bids_glm.glm.lsa.lsa_fit` and
     `bids_glm.glm.single_trial.lss_fit` read of their data.
@@ -58,8 +59,6 @@ class KeptSeries:
         self.signal_scaling = signal_scaling
         self._series = ChunkedSeries(n_scans, n_voxels, scratch_dir)
         self._n_added = 0
-        self._sums = np.zeros(n_voxels, np.float32) if signal_scaling == "percent" else None
-        self._grand_sum = 0.0
         self._means: np.ndarray | None = None  # what values are scaled around, once finished
         self._finished = False
 
@@ -67,14 +66,10 @@ class KeptSeries:
         """Keep the next ``(b, n_voxels)`` scans (copied: the block may be reused after)."""
         self._series.write_scans(self._n_added, block)
         self._n_added += block.shape[0]
-        if self._sums is not None:
-            for scan in block:  # one scan after the other, as numpy's mean over axis 0
-                self._sums += scan
-        elif self.signal_scaling == "global":
-            self._grand_sum += float(block.sum(dtype=np.float64))
 
-    def finish(self) -> None:
-        """Fix the scaling once every scan was added.
+    def finish(self, voxel_mean: np.ndarray) -> None:
+        """Fix the scaling once every scan was added, from each voxel's temporal mean
+        (float32, as numpy's ``mean(axis=0)``; the sums' `RunSums.voxel_mean`).
 
         Means below 1 are floored at 1 as `bids_glm.glm.scaling.scale_signal` floors them;
         the warning about them is the fit's (`bids_glm.glm.scaling.signal_affine`).
@@ -82,10 +77,9 @@ class KeptSeries:
         if self._n_added != self.shape[0]:
             raise ValueError(f"{self._n_added} of {self.shape[0]} scans were added")
         if self.signal_scaling == "percent":
-            self._means = self._sums / np.float32(self.shape[0])
-            self._sums = None
+            self._means = np.array(voxel_mean, dtype=np.float32)
         elif self.signal_scaling == "global":
-            self._means = np.float32(self._grand_sum / (self.shape[0] * self.shape[1]))
+            self._means = np.mean(voxel_mean, dtype=np.float64)
         self._finished = True
 
     def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:

@@ -164,8 +164,6 @@ def fit_streamed_run(
     kept = kept_series(design, geometry.n_values, settings) if keep_data else None
     ols, series = _streamed_ols(matrix, design, geometry, settings, kept)
     fit = finish_fit(matrix, ols, design, settings)
-    if kept is not None:
-        kept.finish()
     log_fit(design, settings, geometry, series.n_volumes, started)
     return fit, series.usable, series.mean_volume, kept
 
@@ -204,5 +202,7 @@ def _streamed_ols(
         n_threads=n_threads,
         varying=sums.varying,
     )
+    if kept is not None:
+        kept.finish(sums.result().voxel_mean)
     ols = ols_of_sums(matrix, sums, design, settings, series.usable, geometry.locations)
     return ols, series
