@@ -11,19 +11,23 @@ import threading
 import pytest
 
 from bids_glm.errors import InputError
-from bids_glm.runtime.threads import MALLOC_SETTINGS, read_ahead
+from bids_glm.runtime.threads import MALLOC_SETTINGS, NUMPY_SETTINGS, read_ahead
 
 PROBE = """
 import json, os
 from bids_glm.runtime.threads import limit_threads, thread_budget
 limit_threads(3)
+import numpy
 names = ["BIDS_GLM_THREADS", "OPENBLAS_NUM_THREADS", *{settings}]
-print(json.dumps({{"budget": thread_budget(), **{{n: os.environ.get(n) for n in names}}}}))
+core = getattr(numpy, "_core", None) or numpy.core  # numpy 2 / 1
+huge_pages = core.multiarray._get_madvise_hugepage()
+print(json.dumps({{"budget": thread_budget(), "huge_pages": huge_pages,
+                  **{{n: os.environ.get(n) for n in names}}}}))
 """
 
 
 def _probe(env: dict) -> dict:
-    code = PROBE.format(settings=list(MALLOC_SETTINGS))
+    code = PROBE.format(settings=[*MALLOC_SETTINGS, *NUMPY_SETTINGS])
     result = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
@@ -34,7 +38,9 @@ def _probe(env: dict) -> dict:
 def test_budget_and_malloc_settings_reach_worker_processes():
     env = {k: v for k, v in os.environ.items() if k not in MALLOC_SETTINGS}
     env.pop("OPENBLAS_NUM_THREADS", None)
+    env.pop("NUMPY_MADVISE_HUGEPAGE", None)
     seen = _probe(env)
+    assert seen["NUMPY_MADVISE_HUGEPAGE"] == "0" and seen["huge_pages"] is False
     assert seen["budget"] == 3 and seen["BIDS_GLM_THREADS"] == "3"
     assert seen["OPENBLAS_NUM_THREADS"] == "1"  # BLAS runs one thread per call of ours
     for variable, (_, value) in MALLOC_SETTINGS.items():
@@ -45,8 +51,10 @@ def test_budget_and_malloc_settings_reach_worker_processes():
 def test_a_users_malloc_setting_is_kept():
     env = {k: v for k, v in os.environ.items() if k not in MALLOC_SETTINGS}
     env["MALLOC_ARENA_MAX"] = "4"
+    env["NUMPY_MADVISE_HUGEPAGE"] = "1"
     seen = _probe(env)
     assert seen["MALLOC_ARENA_MAX"] == "4"
+    assert seen["NUMPY_MADVISE_HUGEPAGE"] == "1"
     assert seen["MALLOC_TRIM_THRESHOLD_"] == str(MALLOC_SETTINGS["MALLOC_TRIM_THRESHOLD_"][1])
 
 
