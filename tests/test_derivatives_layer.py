@@ -117,6 +117,19 @@ def test_geometry_round_trip_and_restriction():
     np.testing.assert_array_equal(smaller.from_volume(volume), values[keep])
 
 
+@pytest.mark.parametrize("fortran_mask", [False, True])
+def test_a_volume_in_either_memory_order_holds_each_value_at_its_voxel(fortran_mask):
+    mask = np.random.default_rng(3).random((6, 7, 5)) < 0.4
+    geometry = VolumeGeometry(np.asfortranarray(mask) if fortran_mask else mask, np.eye(4))
+    values = np.arange(1, geometry.n_values + 1, dtype=np.float32)
+    expected = np.zeros(mask.shape, dtype=np.float32)
+    expected[mask] = values  # C order of the grid
+    for order in ("C", "F"):
+        volume = geometry.to_volume(values, order=order)
+        assert volume.flags[f"{order}_CONTIGUOUS"]
+        np.testing.assert_array_equal(volume, expected)
+
+
 @pytest.mark.parametrize("n_threads", [0, 2])
 def test_map_writer_writes_the_same_bytes_with_or_without_threads(tmp_path, n_threads):
     geometry = _geometry()

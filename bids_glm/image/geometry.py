@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -55,8 +56,16 @@ class VolumeGeometry:
         """The 3-D volume holding ``values`` in the mask and zero elsewhere, in memory
         ``order`` ("F": NIfTI's, which `encode` compresses without a transposing copy)."""
         volume = np.zeros(self.shape, dtype=dtype, order=order)
-        volume[self.mask] = values
+        if order == "F":  # every map written: placed by index, ~4x faster than by the mask
+            volume.reshape(-1, order="F")[self._fortran_positions] = values
+        else:
+            volume[self.mask] = values
         return volume
+
+    @cached_property
+    def _fortran_positions(self) -> np.ndarray:
+        """Where the vectors' values lie in the grid's Fortran (NIfTI) order."""
+        return np.ravel_multi_index(np.nonzero(self.mask), self.shape, order="F")
 
     def from_volume(self, volume: np.ndarray) -> np.ndarray:
         """The in-mask values of a volume on this grid."""
