@@ -12,6 +12,7 @@ import pytest
 from bids_glm.errors import InputError
 from bids_glm.image.forked_reducers import ForkedReducers, forking_available, shared_array
 from bids_glm.image.stream import stream_masked_series
+from bids_glm.runtime.out_of_memory import ProcessKilled
 
 pytestmark = pytest.mark.skipif(not forking_available(), reason="forked reducers: Linux only")
 
@@ -85,7 +86,7 @@ def test_a_failing_child_sends_its_traceback():
 @pytest.mark.parametrize("when", ["waiting", "sending"])
 def test_a_child_that_dies_is_reported_with_how(when):
     buffers, out = _ring()
-    with pytest.raises(RuntimeError, match=r"ended unexpectedly \(killed by signal 9\)"):
+    with pytest.raises(ProcessKilled, match=r"ended unexpectedly \(killed by signal 9\)"):
         with ForkedReducers(_Reducer(out), buffers, buffers, 1) as workers:
             child = workers._children[0]
             os.kill(child.pid, signal.SIGKILL)

@@ -8,7 +8,7 @@ import mmap
 
 import numpy as np
 
-from bids_glm.runtime import spill
+from bids_glm.runtime import memory_limits, spill
 
 
 def mapped(array: np.ndarray) -> bool:
@@ -71,7 +71,7 @@ def test_memory_limit_is_the_smallest_on_the_groups_path(tmp_path):
             "slurm/job_7/step_0/memory.max": str(4 * 2**30),
         },
     )
-    assert spill.memory_limit_bytes(proc, root) == 3 * 2**30
+    assert memory_limits.memory_limit_bytes(proc, root) == 3 * 2**30
     # v1: the memory controller's own hierarchy; "no limit" is a number near 2**63
     proc, root = _cgroup_tree(
         tmp_path / "v1",
@@ -81,10 +81,10 @@ def test_memory_limit_is_the_smallest_on_the_groups_path(tmp_path):
             "memory/docker/abc/memory.limit_in_bytes": str(2**30),
         },
     )
-    assert spill.memory_limit_bytes(proc, root) == 2**30
+    assert memory_limits.memory_limit_bytes(proc, root) == 2**30
     proc, root = _cgroup_tree(tmp_path / "none", ["0::/"], {"memory.max": "max"})
-    assert spill.memory_limit_bytes(proc, root) is None
-    assert spill.memory_limit_bytes(tmp_path / "absent", root) is None
+    assert memory_limits.memory_limit_bytes(proc, root) is None
+    assert memory_limits.memory_limit_bytes(tmp_path / "absent", root) is None
 
 
 def test_a_memory_limit_lowers_the_size_from_which_arrays_are_mapped(tmp_path, monkeypatch):

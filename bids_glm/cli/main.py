@@ -19,6 +19,7 @@ from bids_glm.cli.parser import build_parser
 from bids_glm.cli.validate import settings_from_args
 from bids_glm.errors import EXIT_ANALYSIS_FAILURE, EXIT_INTERRUPTED, BidsGlmError
 from bids_glm.runtime.logs import configure_logging
+from bids_glm.runtime.out_of_memory import is_out_of_memory, out_of_memory_error
 from bids_glm.runtime.threads import available_cores, limit_threads
 from bids_glm.settings import Settings
 
@@ -112,9 +113,12 @@ def _main(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         print("bids-glm: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except Exception as err:  # a bug: say so briefly, traceback only with -v
+    except Exception as err:  # a bug, or no memory left: say so briefly, traceback with -v
         if verbosity >= 1:
             LOGGER.exception("unexpected failure")
+        if is_out_of_memory(err):
+            print(f"bids-glm: error: {out_of_memory_error(err)}", file=sys.stderr)
+            return EXIT_ANALYSIS_FAILURE
         print(
             f"bids-glm: internal error: {type(err).__name__}: {err} "
             "(rerun with -v for the traceback, and please report it)",

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bids_glm.image.volume_reducer import VolumeReducer
+from bids_glm.runtime.out_of_memory import ProcessKilled
 
 MESSAGE = struct.Struct("=ii")  # (ring row, buffer) both ways; (FAILED, n): n bytes of traceback
 STOP = -1  # parent -> child: finish (write the finite flags) and exit
@@ -123,7 +124,10 @@ class _Child:
         """Reap a child that is gone unasked; raise how it ended."""
         _, status = os.waitpid(self.pid, 0)
         self.pid = 0
-        raise RuntimeError(f"the volume-reducing process ended unexpectedly ({_how(status)})")
+        message = f"the volume-reducing process ended unexpectedly ({_how(status)})"
+        if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
+            raise ProcessKilled(message)
+        raise RuntimeError(message)
 
     def close(self, kill: bool) -> int:
         """Stop (or kill) the child, reap it, close the pipes; its exit status."""

@@ -44,6 +44,7 @@ from bids_glm.pipeline.units import (
     unit_outputs,
 )
 from bids_glm.runtime.logs import captured_warnings
+from bids_glm.runtime.out_of_memory import is_out_of_memory, out_of_memory_error
 from bids_glm.runtime.threads import thread_budget
 from bids_glm.runtime.workers import map_runs, worker_count
 from bids_glm.settings import Settings
@@ -359,6 +360,7 @@ def _run_unit(unit: AnalysisUnit, settings: Settings) -> batch.UnitResult:
         raise
     except Exception as err:  # one unit's failure must not stop the batch
         _remove_outputs(unit, settings)
+        err = out_of_memory_error(err) if is_out_of_memory(err) else err
         LOGGER.log(
             logging.ERROR if settings.verbosity >= 1 else logging.DEBUG,
             "%s failed",

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bids_glm.runtime.memory_limits import memory_limit_bytes
+
 LOGGER = logging.getLogger("bids_glm")
 
 # Arrays from this size on are mapped from a file; smaller ones stay in memory, where they
@@ -27,9 +29,6 @@ LOGGER = logging.getLogger("bids_glm")
 # memory limit (a container's, a SLURM job's cgroup) the threshold is lower: an eighth of it.
 SPILL_MIN_BYTES = 512 * 2**20
 LIMIT_FRACTION = 8
-CGROUP_ROOT = Path("/sys/fs/cgroup")
-PROC_CGROUP = Path("/proc/self/cgroup")
-UNLIMITED_BYTES = 2**60  # cgroup v1 writes "no limit" as a number near 2**63
 PROC_MOUNTS = Path("/proc/self/mounts")
 MEMORY_FILESYSTEMS = ("tmpfs", "ramfs")  # files there are memory (and count against a cgroup's)
 _WARNED_FOLDERS: set[Path] = set()  # work folders in memory already warned about
@@ -123,43 +122,3 @@ def spill_threshold() -> int:
     eighth (`LIMIT_FRACTION`) of this process's cgroup memory limit if that is smaller."""
     limit = memory_limit_bytes()
     return SPILL_MIN_BYTES if limit is None else min(SPILL_MIN_BYTES, limit // LIMIT_FRACTION)
-
-
-def memory_limit_bytes(proc_cgroup: Path = PROC_CGROUP, root: Path = CGROUP_ROOT) -> int | None:
-    """The smallest memory limit on this process's cgroup and its ancestors, or None.
-
-    Reads cgroup v2's ``memory.max`` or v1's ``memory.limit_in_bytes`` along the group's
-    path (as ``proc_cgroup`` gives it) under ``root``: the limits a container engine or
-    SLURM (``ConstrainRAMSpace``) sets. None when there is none or it cannot be read.
-    """
-    try:
-        lines = proc_cgroup.read_text().splitlines()
-    except OSError:
-        return None
-    limits = []
-    for line in lines:
-        fields = line.split(":", 2)
-        if len(fields) != 3:
-            continue
-        _, controllers, group = fields
-        if controllers == "":  # v2: one unified hierarchy
-            folder, name = root, "memory.max"
-        elif "memory" in controllers.split(","):
-            folder, name = root / "memory", "memory.limit_in_bytes"
-        else:
-            continue
-        parts = [part for part in group.split("/") if part]
-        for depth in range(len(parts) + 1):
-            limits.append(_read_limit(folder.joinpath(*parts[:depth]) / name))
-    known = [limit for limit in limits if limit is not None]
-    return min(known) if known else None
-
-
-def _read_limit(path: Path) -> int | None:
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return None
-    if not text.isdigit() or int(text) >= UNLIMITED_BYTES:  # v2 writes "max"
-        return None
-    return int(text)
