@@ -10,8 +10,7 @@ and the naming never ask which kind they have.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -33,6 +32,8 @@ class VolumeGeometry:
 
     mask: np.ndarray
     affine: np.ndarray
+    # flat position of each analysed voxel, per memory order ("C", "F"), made when first used
+    _positions: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False)
 
     extension = ".nii.gz"
     locations = "voxels"  # what the analysed values are, for messages
@@ -56,16 +57,17 @@ class VolumeGeometry:
         """The 3-D volume holding ``values`` in the mask and zero elsewhere, in memory
         ``order`` ("F": NIfTI's, which `encode` compresses without a transposing copy)."""
         volume = np.zeros(self.shape, dtype=dtype, order=order)
-        if order == "F":  # every map written: placed by index, ~4x faster than by the mask
-            volume.reshape(-1, order="F")[self._fortran_positions] = values
-        else:
-            volume[self.mask] = values
+        # placed by index (positions kept per order): ~4x faster than by the boolean mask
+        volume.reshape(-1, order=order)[self._flat_positions(order)] = values
         return volume
 
-    @cached_property
-    def _fortran_positions(self) -> np.ndarray:
-        """Where the vectors' values lie in the grid's Fortran (NIfTI) order."""
-        return np.ravel_multi_index(np.nonzero(self.mask), self.shape, order="F")
+    def _flat_positions(self, order: str) -> np.ndarray:
+        """Where the vectors' values lie in the grid flattened in memory ``order``."""
+        if order not in self._positions:
+            self._positions[order] = np.ravel_multi_index(
+                np.nonzero(self.mask), self.shape, order=order
+            )
+        return self._positions[order]
 
     def from_volume(self, volume: np.ndarray) -> np.ndarray:
         """The in-mask values of a volume on this grid."""

@@ -31,19 +31,24 @@ class ProcessKilled(RuntimeError):
 
 def is_out_of_memory(err: BaseException) -> bool:
     """Whether ``err`` is an allocation refused for lack of memory, or a killed helper."""
-    from concurrent.futures.process import BrokenProcessPool  # only once something failed
-
-    if isinstance(err, MemoryError | BrokenProcessPool | ProcessKilled):
+    if isinstance(err, MemoryError) or _helper_killed(err):
         return True
     if isinstance(err, OSError) and err.errno == errno.ENOMEM:
         return True
     return isinstance(err, ImportError) and LOADER_OUT_OF_MEMORY in str(err)
 
 
+def _helper_killed(err: BaseException) -> bool:
+    """A worker pool broken by a killed process, or a killed forked helper."""
+    from concurrent.futures.process import BrokenProcessPool  # only once something failed
+
+    return isinstance(err, BrokenProcessPool | ProcessKilled)
+
+
 def out_of_memory_error(err: BaseException) -> OutOfMemoryError:
     """An `OutOfMemoryError` for ``err`` (`is_out_of_memory`), caused by it, that names the
     limits in force and what to do."""
-    if not isinstance(err, MemoryError | OSError | ImportError):  # a helper was killed
+    if _helper_killed(err):
         what = (
             f"{err}: most often the kernel's doing, for lack of memory (the job's log or "
             "`dmesg` says so)"
