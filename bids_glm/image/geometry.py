@@ -11,11 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
 from bids_glm.image.io import MaskedSeries, read_masked_series
-from bids_glm.image.nifti_bytes import nifti_gz_bytes, nifti_series_gz_bytes
+from bids_glm.image.nifti_bytes import (
+    masked_map_gz_bytes,
+    nifti_gz_bytes,
+    nifti_series_gz_bytes,
+    plan_masked_map,
+)
+from bids_glm.image.sparse_gzip import SparseGzipPlan
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,8 +87,24 @@ class VolumeGeometry:
         return VolumeGeometry(mask, self.affine)
 
     def encode(self, values: np.ndarray) -> bytes:
-        """The ``.nii.gz`` bytes of a float32 map of ``values`` (zero outside the mask)."""
-        return nifti_gz_bytes(self.to_volume(values, order="F"), self.affine)
+        """The ``.nii.gz`` bytes of a float32 map of ``values`` (zero outside the mask).
+
+        The voxels outside the mask are coded as the zeros they are, the others stored
+        (`bids_glm.image.sparse_gzip`); a grid without such voxels is compressed.
+        """
+        if self._sparse_gzip_plan is None:
+            return nifti_gz_bytes(self.to_volume(values, order="F"), self.affine)
+        positions = self._flat_positions("F")
+        return masked_map_gz_bytes(
+            values, positions, self.shape, self.affine, self._sparse_gzip_plan
+        )
+
+    @cached_property
+    def _sparse_gzip_plan(self) -> SparseGzipPlan | None:
+        """The layout of a map's gzip stream (None for a mask without zeros), made once."""
+        if self.mask.all():
+            return None
+        return plan_masked_map(self.shape, np.flatnonzero(self.mask.ravel(order="F")))
 
     def encode_mask(self) -> bytes:
         """The ``.nii.gz`` bytes of the mask itself (uint8)."""
