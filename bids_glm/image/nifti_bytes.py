@@ -104,8 +104,7 @@ def masked_map_gz_bytes(
 ) -> bytes:
     """The `nifti_gz_bytes` of a float32 map on a grid of ``shape`` holding ``values`` at
     ``positions`` (flat, Fortran order) and zero elsewhere, encoded by ``plan``
-    (`plan_masked_map`): the same image, ~6x faster to write, in a file a few per cent
-    larger."""
+    (`plan_masked_map`): the same image, ~4x faster to write, in a file 11-18 % larger."""
     payload = np.zeros(plan.n_bytes, dtype=np.uint8)
     head = _header(shape, np.dtype(np.float32), affine).binaryblock
     payload[: len(head)] = np.frombuffer(head, dtype=np.uint8)

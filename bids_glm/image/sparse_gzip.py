@@ -9,8 +9,8 @@ one literal zero and repeated matches of distance one. Which bytes are zero, and
 block but the data it copies, depends only on the mask: `plan_sparse_gzip` builds those
 constant pieces once per mask, and `sparse_gzip_bytes` interleaves them with the payload's
 spans and appends the gzip trailer (CRC-32, length). Any gzip reader decodes the result;
-it is deterministic, ~6x faster to produce than zlib-ng's level 1 for a brain map and
-smaller than zlib's level 1 with its default strategy (nibabel's default).
+it is deterministic and, for a brain map on the 2 mm MNI grid, made in 2.6 instead of 10.9
+ms, in a file 11-18 % larger (the in-mask bytes as they are, plus ~5 % of block headers).
 """
 
 from __future__ import annotations
