@@ -28,75 +28,70 @@ from bids_glm.image.sparse_gzip import (
 AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])
 
 
-def _payload(spans: list[tuple[int, int]], n_bytes: int, seed: int = 0) -> np.ndarray:
-    """Random non-zero bytes in ``spans``, zeros elsewhere."""
-    payload = np.zeros(n_bytes, dtype=np.uint8)
+def _items_from_lengths(lengths: list[tuple[int, int]]) -> tuple[np.ndarray, int]:
+    """(zeros, data) lengths in items -> the positions of the data items, and how many."""
+    positions, position = [], 0
+    for zeros, data in lengths:
+        positions.extend(range(position + zeros, position + zeros + data))
+        position += zeros + data
+    return np.array(positions, dtype=np.int64), position
+
+
+def _encoded(prefix: bytes, positions, n_items: int, itemsize: int, seed: int = 0):
+    """A payload with random non-zero items at ``positions``, and its sparse gzip file."""
     rng = np.random.default_rng(seed)
-    for start, stop in spans:
-        payload[start:stop] = rng.integers(1, 256, stop - start)
-    return payload
+    items = np.zeros(n_items * itemsize, dtype=np.uint8).reshape(n_items, itemsize)
+    items[positions] = rng.integers(1, 256, (len(positions), itemsize))
+    payload = prefix + items.tobytes()
+    plan = plan_sparse_gzip(prefix, rng.permutation(positions), n_items, itemsize)
+    return payload, sparse_gzip_bytes(plan, payload)
 
 
 def _decoded_by_every_reader(data: bytes) -> list[bytes]:
     return [gzip.decompress(data), igzip.decompress(data), gzip_ng.decompress(data)]
 
 
-def _spans_from_lengths(lengths: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], int]:
-    """(zeros, data) lengths -> spans and the payload length."""
-    spans, position = [], 0
-    for zeros, data in lengths:
-        spans.append((position + zeros, position + zeros + data))
-        position += zeros + data
-    return spans, position
-
-
 @settings(max_examples=60, deadline=None)
 @given(
-    st.lists(st.tuples(st.integers(0, 3 * MAX_MATCH + 5), st.integers(0, 700)), max_size=12),
-    st.integers(0, 2 * MAX_MATCH + 3),
+    st.lists(st.tuples(st.integers(0, 150), st.integers(0, 120)), max_size=10),
+    st.integers(0, 140),
+    st.sampled_from([1, 2, 4, 8]),
+    st.integers(0, 3),
 )
-def test_any_layout_decodes_to_the_payload(lengths, trailing_zeros):
-    spans, n_bytes = _spans_from_lengths(lengths)
-    payload = _payload(spans, n_bytes + trailing_zeros)
-    data = sparse_gzip_bytes(
-        plan_sparse_gzip(np.array(spans).reshape(-1, 2), payload.size), payload
-    )
-    assert all(out == payload.tobytes() for out in _decoded_by_every_reader(data))
+def test_any_layout_decodes_to_the_payload(lengths, trailing, itemsize, prefix_items):
+    positions, n_items = _items_from_lengths(lengths)
+    prefix = bytes(range(1, 1 + prefix_items * itemsize))
+    payload, data = _encoded(prefix, positions, n_items + trailing, itemsize)
+    assert all(out == payload for out in _decoded_by_every_reader(data))
 
 
 def test_every_zero_run_length_around_the_longest_match():
     # a literal, full 258-byte matches, then a shorter match or up to two literals
-    lengths = [(zeros, 3) for zeros in range(1, 3 * MAX_MATCH + 8)]
-    spans, n_bytes = _spans_from_lengths(lengths)
-    payload = _payload(spans, n_bytes)
-    plan = plan_sparse_gzip(np.array(spans), n_bytes)
-    assert all(
-        out == payload.tobytes()
-        for out in _decoded_by_every_reader(sparse_gzip_bytes(plan, payload))
-    )
+    positions, n_items = _items_from_lengths([(n, 3) for n in range(1, 3 * MAX_MATCH + 8)])
+    payload, data = _encoded(b"", positions, n_items, 1)
+    assert all(out == payload for out in _decoded_by_every_reader(data))
 
 
-def test_long_data_and_long_zeros():
-    spans = [(5, 5 + 3 * MAX_STORED_BYTES + 17), (4_000_000, 4_000_001)]
-    payload = _payload(spans, 4_500_000)
-    plan = plan_sparse_gzip(np.array(spans), payload.size)
-    assert max(stop - start for start, stop in plan.spans) <= MAX_STORED_BYTES
-    data = sparse_gzip_bytes(plan, payload)
-    assert all(out == payload.tobytes() for out in _decoded_by_every_reader(data))
-    assert len(data) < 3 * MAX_STORED_BYTES + 17 + 4_500_000 // 100  # the zeros coded
+@pytest.mark.parametrize("itemsize", [2, 4, 8])
+def test_long_data_and_long_zeros(itemsize):
+    n_long = (3 * MAX_STORED_BYTES) // itemsize + 5  # split into several stored blocks
+    lengths = [(3, n_long), (1_000_000 // itemsize, 1), (1, 1)]
+    positions, n_items = _items_from_lengths(lengths)
+    payload, data = _encoded(bytes(8), positions, n_items + 40_000, itemsize)
+    assert all(out == payload for out in _decoded_by_every_reader(data))
+    zero_bytes = len(payload) - (n_long + 2) * itemsize
+    assert len(data) < (n_long + 2) * itemsize + 0.01 * zero_bytes + 200  # 13 bits a match
 
 
 def test_all_zero_and_all_data_payloads():
-    zeros = np.zeros(100_000, dtype=np.uint8)
-    coded = sparse_gzip_bytes(plan_sparse_gzip(np.empty((0, 2)), zeros.size), zeros)
-    assert gzip.decompress(coded) == zeros.tobytes() and len(coded) < 1_000
-    full = _payload([(0, 70_000)], 70_000)
-    stored = sparse_gzip_bytes(plan_sparse_gzip(np.array([[0, 70_000]]), full.size), full)
-    assert igzip.decompress(stored) == full.tobytes()
+    payload, data = _encoded(b"", np.empty(0, dtype=int), 100_000, 4)
+    assert gzip.decompress(data) == payload and len(data) < 0.01 * len(payload)
+    payload, data = _encoded(b"head", np.arange(20_000), 20_000, 4)
+    assert igzip.decompress(data) == payload
 
 
 def test_a_payload_of_the_wrong_length_is_refused():
-    plan = plan_sparse_gzip(np.array([[0, 10]]), 100)
+    plan = plan_sparse_gzip(b"", np.arange(3), 25, 4)
     with pytest.raises(ValueError, match="99 bytes; the plan is for 100"):
         sparse_gzip_bytes(plan, np.zeros(99, dtype=np.uint8))
 

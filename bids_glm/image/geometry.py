@@ -95,16 +95,14 @@ class VolumeGeometry:
         if self._sparse_gzip_plan is None:
             return nifti_gz_bytes(self.to_volume(values, order="F"), self.affine)
         positions = self._flat_positions("F")
-        return masked_map_gz_bytes(
-            values, positions, self.shape, self.affine, self._sparse_gzip_plan
-        )
+        return masked_map_gz_bytes(values, positions, self._sparse_gzip_plan)
 
     @cached_property
     def _sparse_gzip_plan(self) -> SparseGzipPlan | None:
         """The layout of a map's gzip stream (None for a mask without zeros), made once."""
         if self.mask.all():
             return None
-        return plan_masked_map(self.shape, np.flatnonzero(self.mask.ravel(order="F")))
+        return plan_masked_map(self.shape, self.affine, self._flat_positions("F"))
 
     def encode_mask(self) -> bytes:
         """The ``.nii.gz`` bytes of the mask itself (uint8)."""

@@ -74,40 +74,22 @@ def nifti_gz_bytes(volume: np.ndarray, affine: np.ndarray) -> bytes:
     return b"".join(parts)
 
 
-def plan_masked_map(shape: tuple[int, int, int], positions: np.ndarray) -> SparseGzipPlan:
-    """The `sparse_gzip` plan of float32 maps that are zero but at ``positions``.
-
-    Parameters
-    ----------
-    shape : tuple of int
-        The grid.
-    positions : ndarray of int
-        Sorted flat indices, in Fortran order, of the voxels that may be non-zero.
-    """
-    itemsize = np.dtype(np.float32).itemsize
-    breaks = np.flatnonzero(np.diff(positions) != 1) + 1
-    starts = np.concatenate(([0], breaks))
-    stops = np.concatenate((breaks, [positions.size]))
-    runs = np.column_stack((positions[starts], positions[stops - 1] + 1)) if positions.size else []
-    spans = np.vstack(
-        [[0, NIFTI1_DATA_OFFSET], NIFTI1_DATA_OFFSET + itemsize * np.reshape(runs, (-1, 2))]
-    )
-    return plan_sparse_gzip(spans, NIFTI1_DATA_OFFSET + itemsize * int(np.prod(shape)))
-
-
-def masked_map_gz_bytes(
-    values: np.ndarray,
-    positions: np.ndarray,
-    shape: tuple[int, int, int],
-    affine: np.ndarray,
-    plan: SparseGzipPlan,
-) -> bytes:
-    """The `nifti_gz_bytes` of a float32 map on a grid of ``shape`` holding ``values`` at
-    ``positions`` (flat, Fortran order) and zero elsewhere, encoded by ``plan``
-    (`plan_masked_map`): the same image, ~4x faster to write, in a file 11-18 % larger."""
-    payload = np.zeros(plan.n_bytes, dtype=np.uint8)
+def plan_masked_map(
+    shape: tuple[int, int, int], affine: np.ndarray, positions: np.ndarray
+) -> SparseGzipPlan:
+    """The `sparse_gzip` plan of float32 maps on a grid that are zero but at ``positions``
+    (flat indices in Fortran order, any order)."""
     head = _header(shape, np.dtype(np.float32), affine).binaryblock
-    payload[: len(head)] = np.frombuffer(head, dtype=np.uint8)
+    prefix = head + bytes(NIFTI1_DATA_OFFSET - len(head))
+    return plan_sparse_gzip(prefix, positions, int(np.prod(shape)), np.dtype(np.float32).itemsize)
+
+
+def masked_map_gz_bytes(values: np.ndarray, positions: np.ndarray, plan: SparseGzipPlan) -> bytes:
+    """The `nifti_gz_bytes` of the float32 map holding ``values`` at ``positions`` (flat,
+    Fortran order; those of `plan_masked_map`) and zero elsewhere: the same image, ~6x
+    faster to write, in a file 11-18 % larger."""
+    payload = np.zeros(plan.n_bytes, dtype=np.uint8)
+    payload[:NIFTI1_DATA_OFFSET] = np.frombuffer(plan.prefix, dtype=np.uint8)
     payload[NIFTI1_DATA_OFFSET:].view(np.float32)[positions] = values
     return sparse_gzip_bytes(plan, payload)
 

@@ -29,6 +29,11 @@ except ImportError:  # pragma: no cover - zlib-ng is a declared dependency
 # magic, deflate, no flags, no time stamp, no extra flags, operating system unknown
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 MAX_STORED_BYTES = 65_535  # a stored block's LEN is 16 bits
+STORED_LENGTH_BYTES = 4  # LEN and NLEN
+MAX_ITEM_BYTES = 8
+# stored bytes per block: whole items of any size up to 8, and room for the (up to 7) zeros
+# a block may take to align them
+MAX_CHUNK_BYTES = (MAX_STORED_BYTES - MAX_ITEM_BYTES + 1) // MAX_ITEM_BYTES * MAX_ITEM_BYTES
 # Zeros shorter than this are copied with the data around them: coding them costs a block
 # (~4 bytes) and a stored header (~5 bytes).
 MIN_CODED_ZEROS = 16
@@ -41,79 +46,114 @@ LENGTH_EXTRA_BITS = (0,) * 8 + (1,) * 4 + (2,) * 4 + (3,) * 4 + (4,) * 4 + (5,) 
 
 @dataclass(frozen=True)
 class SparseGzipPlan:
-    """The constant parts of the gzip stream of payloads with data only in ``spans``.
+    """The gzip file of payloads made of a constant prefix and items mostly zero.
 
     Attributes
     ----------
-    n_bytes : int
-        Payload length.
-    spans : tuple of (int, int)
-        Byte ranges of the payload copied into stored blocks (at most `MAX_STORED_BYTES`
-        each), in order; every byte outside them must be zero.
-    pieces : tuple of bytes
-        ``len(spans) + 1`` pieces of the deflate stream: the blocks before each span (its
-        zeros and its stored block's header), then the trailing zeros and the final block.
+    prefix : bytes
+        The payload's first bytes, the same in every payload (a NIfTI header).
+    item_dtype : numpy.dtype
+        Unsigned integers of the items' size (the bytes are copied, never interpreted).
+    n_items : int
+        Items after the prefix.
+    positions : ndarray of int
+        The items that may be non-zero, in order; every other item must be zero.
+    slots : ndarray of int
+        Where each of those items lies in the file, counted in items from its start
+        (every stored item is aligned to its size in the file).
+    template : ndarray of uint8
+        The whole file, but for those items and the CRC-32 (zeros).
     """
 
-    n_bytes: int
-    spans: tuple[tuple[int, int], ...]
-    pieces: tuple[bytes, ...]
+    prefix: bytes
+    item_dtype: np.dtype
+    n_items: int
+    positions: np.ndarray
+    slots: np.ndarray
+    template: np.ndarray
+
+    @property
+    def n_bytes(self) -> int:
+        """Payload length."""
+        return len(self.prefix) + self.n_items * self.item_dtype.itemsize
 
 
-def plan_sparse_gzip(data_spans: np.ndarray, n_bytes: int) -> SparseGzipPlan:
-    """Lay out the deflate stream of payloads of ``n_bytes`` that are zero outside spans.
+def plan_sparse_gzip(
+    prefix: bytes, positions: np.ndarray, n_items: int, itemsize: int
+) -> SparseGzipPlan:
+    """Lay out the gzip file of payloads ``prefix`` + ``n_items`` items of ``itemsize``
+    bytes that are zero but at ``positions``.
 
     Parameters
     ----------
-    data_spans : ndarray of int, shape (k, 2)
-        Sorted, disjoint ``[start, stop)`` byte ranges that may hold non-zero bytes.
-    n_bytes : int
-        Payload length.
+    prefix : bytes
+        Constant first bytes, a multiple of ``itemsize`` long.
+    positions : ndarray of int
+        Indices of the items that may be non-zero, unique, in any order.
+    n_items, itemsize : int
+        Number and size of the items.
 
     Returns
     -------
     SparseGzipPlan
     """
-    spans = _merged(np.asarray(data_spans, dtype=np.int64).reshape(-1, 2), n_bytes)
-    copied, pieces = [], []
+    if itemsize not in (1, 2, 4, 8) or len(prefix) % itemsize:
+        raise ValueError(f"a prefix of {len(prefix)} bytes and items of {itemsize} bytes")
+    flags = np.zeros(n_items + 2, dtype=np.int8)  # items that may be non-zero, one each side
+    flags[np.asarray(positions, dtype=np.int64) + 1] = 1
+    positions = np.flatnonzero(flags) - 1  # in order: read and written sequentially
+    n_bytes = len(prefix) + n_items * itemsize
+    runs = len(prefix) + itemsize * np.flatnonzero(np.diff(flags)).reshape(-1, 2)
+    spans = _merged(np.vstack([[[0, len(prefix)]], runs]), n_bytes)
+    file = bytearray(GZIP_HEADER)
+    chunks = []  # (first payload byte, first file byte, bytes) of each stored block
     position = 0
+    placeholder = memoryview(bytes(MAX_STORED_BYTES))
     for start, stop in spans:
-        for first in range(start, stop, MAX_STORED_BYTES):
-            last = min(first + MAX_STORED_BYTES, stop)
-            pieces.append(
-                _zeros_then_stored_header(first - position) + _stored_length(last - first)
-            )
-            copied.append((first, last))
+        for first in range(start, stop, MAX_CHUNK_BYTES):
+            last = min(first + MAX_CHUNK_BYTES, stop)
+            shift = (len(file) - first) % itemsize
+            blocks, taken = _aligned_blocks(first - position, shift, itemsize)
+            n_stored = last - first + taken
+            file += blocks
+            file += _stored_length(n_stored)
+            chunks.append((first - taken, len(file), n_stored))
+            file += placeholder[:n_stored]
             position = last
-    bits = _Bits()
-    _fixed_zeros(bits, n_bytes - position)
-    bits.put(1, 1)  # final block: stored, empty
-    bits.put(0, 2)
-    pieces.append(bits.aligned() + _stored_length(0))
-    return SparseGzipPlan(int(n_bytes), tuple(copied), tuple(pieces))
+    file += _zeros_then_stored_header(n_bytes - position, final=True) + _stored_length(0)
+    file += bytes(4) + struct.pack("<I", n_bytes & 0xFFFFFFFF)  # CRC-32 (per payload), ISIZE
+    template = np.frombuffer(file, dtype=np.uint8).copy()
+    table = np.array(chunks, dtype=np.int64).reshape(-1, 3)
+    for payload_start, file_start, length in table[table[:, 0] < len(prefix)].tolist():
+        part = prefix[payload_start : payload_start + length]
+        template[file_start : file_start + len(part)] = np.frombuffer(part, dtype=np.uint8)
+    item_bytes = len(prefix) + itemsize * positions
+    chunk = np.searchsorted(table[:, 0], item_bytes, side="right") - 1
+    slots = (table[chunk, 1] + item_bytes - table[chunk, 0]) // itemsize
+    return SparseGzipPlan(
+        bytes(prefix), np.dtype(f"u{itemsize}"), int(n_items), positions, slots, template
+    )
 
 
 def sparse_gzip_bytes(plan: SparseGzipPlan, payload) -> bytes:
-    """The gzip file of ``payload`` (any contiguous buffer of ``plan.n_bytes`` bytes).
-
-    Bytes outside ``plan.spans`` are not read: they must be zero (the CRC is of them all).
-    """
-    view = memoryview(payload).cast("B")
-    if view.nbytes != plan.n_bytes:
-        raise ValueError(f"a payload of {view.nbytes} bytes; the plan is for {plan.n_bytes}")
-    parts = [GZIP_HEADER]
-    for piece, (start, stop) in zip(plan.pieces, plan.spans, strict=False):
-        parts += (piece, view[start:stop])
-    parts += (plan.pieces[-1], struct.pack("<II", crc32(view), plan.n_bytes & 0xFFFFFFFF))
-    return b"".join(parts)
+    """The gzip file of ``payload`` (a contiguous buffer of ``plan.n_bytes`` bytes that
+    starts with ``plan.prefix`` and whose items are zero but at ``plan.positions``)."""
+    data = np.frombuffer(payload, dtype=np.uint8)
+    if data.size != plan.n_bytes:
+        raise ValueError(f"a payload of {data.size} bytes; the plan is for {plan.n_bytes}")
+    items = data[len(plan.prefix) :].view(plan.item_dtype)
+    file = plan.template.copy()
+    whole = file.size // plan.item_dtype.itemsize * plan.item_dtype.itemsize
+    file[:whole].view(plan.item_dtype)[plan.slots] = items[plan.positions]
+    file[-8:-4] = np.frombuffer(struct.pack("<I", crc32(data)), dtype=np.uint8)
+    return file.tobytes()
 
 
 def _merged(spans: np.ndarray, n_bytes: int) -> list[tuple[int, int]]:
-    """``spans`` within the payload, empty ones dropped, joined across short zero gaps."""
+    """``spans`` (sorted, disjoint) without empty ones, joined across short zero gaps."""
     spans = np.clip(spans, 0, n_bytes)
-    spans = spans[spans[:, 1] > spans[:, 0]]
     merged: list[tuple[int, int]] = []
-    for start, stop in spans.tolist():
+    for start, stop in spans[spans[:, 1] > spans[:, 0]].tolist():
         if merged and start - merged[-1][1] < MIN_CODED_ZEROS:
             merged[-1] = (merged[-1][0], stop)
         else:
@@ -122,13 +162,38 @@ def _merged(spans: np.ndarray, n_bytes: int) -> list[tuple[int, int]]:
 
 
 @lru_cache(maxsize=4096)
-def _zeros_then_stored_header(n_zeros: int) -> bytes:
-    """A fixed-Huffman block of ``n_zeros`` zeros (none if 0), then a non-final stored
-    block's header, padded to the byte (the same for every gap of that length)."""
+def _aligned_blocks(n_zeros: int, shift: int, itemsize: int) -> tuple[bytes, int]:
+    """The blocks before a stored block that follows ``n_zeros`` zero bytes, up to its
+    LEN and NLEN, such that the stored bytes move from payload to file by a multiple of
+    ``itemsize`` (``shift``: by how much, modulo ``itemsize``, were the blocks empty).
+
+    The stored block starts up to ``itemsize - 1`` of those zeros early or, should that
+    not do, after up to ``itemsize`` empty stored blocks; returns the blocks and how many
+    zeros the stored block took.
+    """
+    for n_empty in range(itemsize + 1):
+        for taken in range(min(n_zeros, itemsize - 1) + 1):
+            blocks = _zeros_then_stored_header(n_zeros - taken, n_empty=n_empty)
+            if (shift + len(blocks) + STORED_LENGTH_BYTES + taken) % itemsize == 0:
+                return blocks, taken
+    raise AssertionError("no alignment")  # pragma: no cover - empty blocks give any shift
+
+
+@lru_cache(maxsize=4096)
+def _zeros_then_stored_header(n_zeros: int, n_empty: int = 0, final: bool = False) -> bytes:
+    """A fixed-Huffman block of ``n_zeros`` zeros (none if 0), ``n_empty`` empty stored
+    blocks, then a stored block's header, padded to the byte (the same for every gap of
+    that length)."""
     bits = _Bits()
     _fixed_zeros(bits, n_zeros)
-    bits.put(0, 3)  # not final; type 00: stored
-    return bits.aligned()
+    for _ in range(n_empty):
+        bits.put(0, 3)  # not final; type 00: stored
+        bits.pad()
+        bits.done += _stored_length(0)
+    bits.put(int(final), 1)
+    bits.put(0, 2)  # type 00: stored
+    bits.pad()
+    return bytes(bits.done)
 
 
 def _stored_length(n_bytes: int) -> bytes:
@@ -220,6 +285,8 @@ class _Bits:
         for _ in range(times):
             self.put(value, n_bits)
 
-    def aligned(self) -> bytes:
-        """All bits so far, the last byte padded with zeros."""
-        return bytes(self.done) + (bytes([self.value]) if self.count else b"")
+    def pad(self) -> None:
+        """Complete the last byte with zero bits."""
+        if self.count:
+            self.done.append(self.value)
+            self.value, self.count = 0, 0
