@@ -10,9 +10,10 @@ from conftest import make_tiny_dataset
 from test_inputs import settings_for
 
 from bids_glm.errors import InputError
-from bids_glm.inputs import discovery as discovery_process
-from bids_glm.inputs.discovery import can_fork, start_discovery
+from bids_glm.inputs.discovery import start_discovery
 from bids_glm.inputs.layout import discover_runs
+from bids_glm.runtime import forked_call
+from bids_glm.runtime.forked_call import can_fork
 
 pytestmark = pytest.mark.skipif(not can_fork(), reason="forking is used on Linux only")
 
@@ -38,7 +39,7 @@ def test_forked_discovery_equals_discovery_in_place(tmp_path, bids_glm_records):
     (bids / "sub-01" / "func" / "sub-01_task-tiny_notes.txt").write_text("not BIDS\n")
     settings = settings_for(bids, tmp_path)
     pending = start_discovery(settings)
-    assert pending.child_pid is not None  # really forked
+    assert pending.child is not None  # really forked
     forked = pending.result()
     forked_log = [(r.levelno, r.getMessage()) for r in bids_glm_records]
     bids_glm_records.clear()
@@ -58,7 +59,7 @@ def test_a_failed_run_found_by_the_child_reaches_the_parent(tmp_path):
     bold.write_bytes(bold.read_bytes()[:100])  # a truncated header
     settings = settings_for(bids, tmp_path)
     pending = start_discovery(settings)
-    assert pending.child_pid is not None
+    assert pending.child is not None
     forked = pending.result()
     assert forked == discover_runs(settings)
     assert [run.subject for run in forked.runs] == ["01"]
@@ -80,9 +81,9 @@ def test_an_input_error_in_the_child_is_raised_by_the_parent(tmp_path):
 
 def test_without_fork_discovery_runs_when_asked(tmp_path, monkeypatch):
     bids = make_tiny_dataset(tmp_path / "bids")
-    monkeypatch.setattr(discovery_process, "can_fork", lambda: False)
+    monkeypatch.setattr(forked_call, "can_fork", lambda: False)
     pending = start_discovery(settings_for(bids, tmp_path))
-    assert pending.child_pid is None
+    assert pending.child is None
     assert pending.result() == discover_runs(settings_for(bids, tmp_path))
 
 
@@ -90,7 +91,7 @@ def test_a_dataset_error_found_by_the_child_is_raised_by_the_parent(tmp_path):
     bids = make_tiny_dataset(tmp_path / "bids")
     (bids / "dataset_description.json").unlink()
     pending = start_discovery(settings_for(bids, tmp_path))
-    assert pending.child_pid is not None
+    assert pending.child is not None
     with pytest.raises(InputError, match=r"dataset_description\.json: missing"):
         pending.result()
-    assert pending.child_pid is None  # reaped
+    assert pending.child is None  # reaped

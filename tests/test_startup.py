@@ -5,11 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from unittest import mock
 
+import jinja2
 from conftest import make_tiny_dataset
 from test_methods import make_facts
 
-from bids_glm.derivatives import methods
+from bids_glm.derivatives import methods, template_code
+from bids_glm.runtime.forked_call import can_fork
 
 # what a default volume run has no use for: mesh maths and the SPM12 preset's modules
 UNUSED_MODULES = ("scipy.sparse", "scipy.spatial", "bids_glm.pipeline.spm_subject")
@@ -59,14 +62,29 @@ def test_discovery_starts_before_pandas_is_loaded(tiny_dataset, tmp_path):
     assert result.stdout.split() == ["False", "False", "1"], result.stderr
 
 
-def test_templates_compiled_in_their_thread_render_the_same_text():
+def test_templates_compiled_in_a_child_render_the_same_text():
     facts = make_facts()
     methods._environment.cache_clear()
+    template_code._STORE.code.clear()
     expected = methods.render_methods(facts)  # compiled here, at the first rendering
+    compiled_here = dict(template_code._STORE.code)
     methods._environment.cache_clear()
-    thread = methods.compile_templates()
-    racing = methods.render_methods(facts)  # while the thread compiles the same templates
-    thread.join(timeout=60)
-    assert not thread.is_alive() and thread.daemon
-    assert racing == expected
-    assert methods.render_methods(facts) == expected  # from what the thread compiled
+    template_code._STORE.code.clear()
+    methods.compile_templates()
+    if can_fork():  # the code comes from the child: it is not compiled here
+        assert template_code._STORE.child is not None
+        with mock.patch.object(jinja2.Environment, "_parse", side_effect=AssertionError):
+            assert methods.render_methods(facts) == expected
+        assert template_code._STORE.code.keys() == compiled_here.keys()
+    else:  # pragma: no cover - a thread compiles them
+        assert methods.render_methods(facts) == expected
+
+
+def test_code_compiled_from_another_source_is_not_used():
+    methods._environment.cache_clear()
+    template_code._STORE.code.clear()
+    methods.render_methods(make_facts())
+    (environment, key), code = next(iter(template_code._STORE.code.items()))
+    stale = jinja2.bccache.Bucket(methods._environment(environment), key, "another source")
+    stale.bytecode_from_string(code)
+    assert stale.code is None  # refused: jinja2 compiles the template again
