@@ -85,7 +85,7 @@ class _Timer(importlib.abc.MetaPathFinder):
                     setattr(module, attribute, timed(getattr(module, attribute), event))
             if hasattr(module, "PendingDiscovery"):
                 pending = module.PendingDiscovery
-                pending._child_result = timed(pending._child_result, "wait child")
+                pending.result = timed(pending.result, "wait child")
             record(f"import {name}-")
 
         spec.loader.exec_module = exec_module
