@@ -62,10 +62,18 @@ def test_discovery_starts_before_pandas_is_loaded(tiny_dataset, tmp_path):
     assert result.stdout.split() == ["False", "False", "1"], result.stderr
 
 
-def test_templates_compiled_in_a_child_render_the_same_text():
-    facts = make_facts()
+def _fresh_template_state() -> None:
+    """No compiled code, no environment, no child compiling (left by earlier runs)."""
+    if template_code._STORE.child is not None:
+        template_code._STORE.child.result()
+        template_code._STORE.child = None
     methods._environment.cache_clear()
     template_code._STORE.code.clear()
+
+
+def test_templates_compiled_in_a_child_render_the_same_text():
+    facts = make_facts()
+    _fresh_template_state()
     expected = methods.render_methods(facts)  # compiled here, at the first rendering
     compiled_here = dict(template_code._STORE.code)
     methods._environment.cache_clear()
@@ -81,8 +89,7 @@ def test_templates_compiled_in_a_child_render_the_same_text():
 
 
 def test_code_compiled_from_another_source_is_not_used():
-    methods._environment.cache_clear()
-    template_code._STORE.code.clear()
+    _fresh_template_state()
     methods.render_methods(make_facts())
     (environment, key), code = next(iter(template_code._STORE.code.items()))
     stale = jinja2.bccache.Bucket(methods._environment(environment), key, "another source")

@@ -1,16 +1,17 @@
-"""gzip files of payloads that are zero outside known byte spans, written without a compressor.
+"""gzip files of payloads that are zero but at known items, laid out once, filled per payload.
 
 A statistical map is zero outside its mask and noisy float32 inside: deflate's matching and
-Huffman coding shrink the in-mask bytes by ~5 % at ~9 ns a byte (zlib-ng, level 1,
-run-length matching), most of the time of writing a map. With the mask known in advance, a
-valid deflate stream (RFC 1951) can be laid out instead: each span of data as *stored*
-blocks (copied as they are), each run of zeros between spans as a *fixed-Huffman* block of
-one literal zero and repeated matches of distance one. Which bytes are zero, and so every
-block but the data it copies, depends only on the mask: `plan_sparse_gzip` builds those
-constant pieces once per mask, and `sparse_gzip_bytes` interleaves them with the payload's
-spans and appends the gzip trailer (CRC-32, length). Any gzip reader decodes the result;
-it is deterministic and, for a brain map on the 2 mm MNI grid, made in 2.6 instead of 10.9
-ms, in a file 11-18 % larger (the in-mask bytes as they are, plus ~5 % of block headers).
+Huffman coding shrink the in-mask bytes by only 5-15 %, at ~9 ns a byte (zlib-ng, level 1,
+run-length matching), which was most of the time of writing a map. With the mask known in
+advance, a valid deflate stream (RFC 1951) can be laid out instead: the data as *stored*
+blocks (copied as they are), each run of zeros between them as a *fixed-Huffman* block of
+one literal zero and repeated matches of distance one. Everything but the data then depends
+only on the mask: `plan_sparse_gzip` lays the file out once (each stored block placed so
+that its items are aligned in the file), and `sparse_gzip_bytes` copies that template, puts
+the items in their slots with one numpy scatter and writes the CRC-32. Any gzip reader
+decodes the result; it is deterministic and, for a brain map on the 2 mm MNI grid, made in
+1.7 instead of 9.6 ms (zlib-ng), in a file 11-18 % larger (the in-mask bytes as they are,
+plus ~6 % of block headers): still a third of the image's size.
 """
 
 from __future__ import annotations
