@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 
 import pytest
 from conftest import make_tiny_dataset
@@ -95,3 +97,14 @@ def test_a_dataset_error_found_by_the_child_is_raised_by_the_parent(tmp_path):
     with pytest.raises(InputError, match=r"dataset_description\.json: missing"):
         pending.result()
     assert pending.child is None  # reaped
+
+
+def test_a_child_with_a_large_result_exits_before_it_is_read():
+    call = forked_call.start_forked_call(bytes, 600_000)
+    assert call is not None
+    deadline = time.monotonic() + 60
+    while os.waitpid(call.pid, os.WNOHANG) == (0, 0):  # reaps it once it has exited
+        assert time.monotonic() < deadline, "the child waits for its result to be read"
+        time.sleep(0.01)
+    assert call.result() == (True, bytes(600_000))
+    assert call.result() == (False, None)  # taken once

@@ -9,6 +9,7 @@ raises exactly what doing it in place would.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import sys
@@ -16,6 +17,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+PIPE_BYTES = 1 << 20  # Linux's default limit for an unprivileged pipe (pipe-max-size)
 
 
 def can_fork() -> bool:
@@ -52,7 +55,11 @@ def start_forked_call(function: Callable[..., Any], *args: Any) -> ForkedCall | 
     """Call ``function(*args)`` in a forked child; None where forking is not safe."""
     if not can_fork():
         return None
+    import fcntl  # POSIX only, as forking here is
+
     read_fd, write_fd = os.pipe()
+    with contextlib.suppress(OSError, AttributeError):  # a child with up to 1 MiB to send
+        fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)  # exits without waiting
     pid = os.fork()
     if pid == 0:  # the child: never returns
         os.close(read_fd)
