@@ -10,7 +10,8 @@ deliberate differences:
   ones (nilearn continues from the number of rows, which leaves gaps).
 
 Clusters are face-connected (6-neighbourhood), like nilearn; their peaks are found by
-:mod:`bids_glm.glm.cluster_peaks`. The height threshold that forms them comes from
+:mod:`bids_glm.glm.cluster_peaks`, from the voxels beyond the threshold alone
+(:mod:`bids_glm.glm.voxel_sets`). The height threshold that forms them comes from
 :mod:`bids_glm.glm.thresholding`. Non-finite z values are treated as 0.
 """
 
@@ -21,14 +22,13 @@ from string import ascii_lowercase
 import numpy as np
 import pandas as pd
 
-from bids_glm.glm.cluster_peaks import apply_affine, signed_clusters
+from bids_glm.glm.cluster_peaks import Cluster, apply_affine, signed_clusters
 from bids_glm.glm.thresholding import (
     as_volume,
     check_cluster_extent,
     check_non_negative_threshold,
-    threshold_volume,
 )
-from bids_glm.image.mask import bounding_box
+from bids_glm.glm.voxel_sets import VoxelSet
 
 CLUSTER_TABLE_COLUMNS = (
     "Cluster ID",
@@ -90,22 +90,107 @@ def cluster_table(
         to an integer. Empty (with the columns) when no voxel passes.
     """
     z_volume = as_volume(z_volume, "z_volume")
+    check_non_negative_threshold(z_threshold)
+    with np.errstate(invalid="ignore"):
+        beyond = (np.abs(z_volume) if two_sided else z_volume) >= z_threshold
+    voxels = VoxelSet(z_volume.shape, np.flatnonzero(beyond))
+    values = z_volume[tuple(voxels.ijk.T)]
+    return _voxel_table(
+        voxels,
+        values,
+        affine,
+        z_threshold,
+        cluster_extent,
+        min_distance_mm,
+        max_subpeaks,
+        two_sided,
+    )
+
+
+def cluster_table_of_voxels(
+    z_values: np.ndarray,
+    flat_indices: np.ndarray,
+    shape: tuple[int, int, int],
+    affine: np.ndarray,
+    z_threshold: float,
+    cluster_extent: int = 0,
+    min_distance_mm: float = 8.0,
+    max_subpeaks: int = 3,
+    two_sided: bool = False,
+) -> pd.DataFrame:
+    """`cluster_table` of a z map given at some voxels of a grid, 0 at the others.
+
+    Parameters
+    ----------
+    z_values : numpy.ndarray, shape (n,)
+        z at the voxels ``flat_indices``.
+    flat_indices : numpy.ndarray of int, shape (n,)
+        Their flat indices in the grid's C order, increasing (e.g. a mask's voxels).
+    shape : tuple of int
+        The grid's shape (3 axes).
+    affine, z_threshold, cluster_extent, min_distance_mm, max_subpeaks, two_sided
+        As for `cluster_table`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The table `cluster_table` gives for the volume holding these values.
+    """
+    z_values = np.asarray(z_values)
+    if z_values.shape != np.shape(flat_indices) or z_values.ndim != 1 or len(shape) != 3:
+        raise ValueError(
+            f"z_values and flat_indices must be 1-D of the same length on a 3-D grid; got "
+            f"shapes {z_values.shape} and {np.shape(flat_indices)}, grid {tuple(shape)}"
+        )
+    check_non_negative_threshold(z_threshold)
+    with np.errstate(invalid="ignore"):
+        beyond = (np.abs(z_values) if two_sided else z_values) >= z_threshold
+    flat = np.asarray(flat_indices, dtype=np.intp)[beyond]
+    if np.any(np.diff(flat) <= 0):
+        raise ValueError("flat_indices must be increasing (voxels in the grid's C order)")
+    voxels = VoxelSet(tuple(int(n) for n in shape), flat)
+    return _voxel_table(
+        voxels,
+        z_values[beyond],
+        affine,
+        z_threshold,
+        cluster_extent,
+        min_distance_mm,
+        max_subpeaks,
+        two_sided,
+    )
+
+
+def _voxel_table(
+    voxels: VoxelSet,
+    values: np.ndarray,
+    affine: np.ndarray,
+    z_threshold: float,
+    cluster_extent: int,
+    min_distance_mm: float,
+    max_subpeaks: int,
+    two_sided: bool,
+) -> pd.DataFrame:
+    """The table of the clusters among ``voxels`` (those with ``|values|`` at or beyond
+    the threshold; every other voxel of the grid counts as 0)."""
     affine = np.asarray(affine, dtype=np.float64)
     _check_table_arguments(affine, z_threshold, cluster_extent, min_distance_mm, max_subpeaks)
-    region = _suprathreshold_region(z_volume, z_threshold, two_sided)
-    origin = np.array([axis.start for axis in region])
-    thresholded = threshold_volume(z_volume[region], z_threshold, cluster_extent, two_sided)
+    usable = np.isfinite(values) & (values != 0)
+    voxels, values = voxels.subset(usable), values[usable]
     voxel_volume_mm3 = float(np.prod(np.linalg.norm(affine[:3, :3], axis=0)))
     found = []
     for sign in (1, -1) if two_sided else (1,):
-        signed = thresholded * sign
-        clusters = signed_clusters(signed, z_threshold, affine, min_distance_mm, origin)
+        signed = values * sign
+        tail = signed > 0
+        clusters = signed_clusters(
+            voxels.subset(tail), signed[tail], z_threshold, cluster_extent, affine, min_distance_mm
+        )
         found += [(sign, cluster) for cluster in clusters]
     return _table(found, affine, voxel_volume_mm3, int(max_subpeaks))
 
 
 def _table(
-    found: list[tuple[int, tuple[int, np.ndarray, np.ndarray]]],
+    found: list[tuple[int, Cluster]],
     affine: np.ndarray,
     voxel_volume_mm3: float,
     max_subpeaks: int,
@@ -159,16 +244,3 @@ def _check_table_arguments(
         raise ValueError(
             f"max_subpeaks must be at most 26 (subpeaks are lettered); got {max_subpeaks}"
         )
-
-
-def _suprathreshold_region(
-    z_volume: np.ndarray, z_threshold: float, two_sided: bool
-) -> tuple[slice, ...]:
-    """Bounding box of the voxels beyond the threshold, grown by one voxel (zeros around
-    every cluster, so the neighbourhood filters see what they see in the whole volume);
-    the whole volume when no voxel passes."""
-    with np.errstate(invalid="ignore"):
-        beyond = (np.abs(z_volume) if two_sided else z_volume) > z_threshold
-    if not beyond.any():
-        return tuple(slice(0, n) for n in z_volume.shape)
-    return bounding_box(beyond, (1, 1, 1))

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage, special
 
-from bids_glm.glm.cluster_peaks import FACES
-
 HEIGHT_CONTROLS = ("fpr", "fdr", "bonferroni", "none")
 _FDR_MARGIN = 1.0e-12  # the threshold sits just below the last discovery, as in nilearn
+FACES = ndimage.generate_binary_structure(3, 1)  # face connectivity (6 neighbours), as nilearn
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,10 @@ class VolumeGeometry:
         volume.reshape(-1, order=order)[self._flat_positions(order)] = values
         return volume
 
+    def flat_indices(self) -> np.ndarray:
+        """Flat index of each analysed voxel in the grid flattened in C order (increasing)."""
+        return self._flat_positions("C")
+
     def _flat_positions(self, order: str) -> np.ndarray:
         """Where the vectors' values lie in the grid flattened in memory ``order``."""
         if order not in self._positions:

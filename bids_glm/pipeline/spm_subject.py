@@ -24,7 +24,7 @@ from bids_glm.design.run_design import ContrastPlan, RunDesign
 from bids_glm.design.spm_basis import spm_basis_set
 from bids_glm.design.spm_session_design import SpmDesign, spm_design, spm_session
 from bids_glm.errors import InputError
-from bids_glm.glm.clusters import cluster_table
+from bids_glm.glm.clusters import cluster_table_of_voxels
 from bids_glm.glm.results import ContrastMaps
 from bids_glm.glm.spm_contrasts import f_contrast, replicate_over_sessions, t_contrast
 from bids_glm.glm.spm_filter import dct_high_pass_basis
@@ -193,8 +193,15 @@ def _write_clusters(target, plan, maps: ContrastMaps, settings: Settings) -> Non
     z_threshold = height_threshold(
         maps.z, settings.height_control, settings.alpha, threshold_none=settings.alpha
     )
-    z_volume = target.geometry.to_volume(maps.z, np.float64)
-    table = cluster_table(z_volume, target.geometry.affine, z_threshold, settings.cluster_extent)
+    geometry = target.geometry
+    table = cluster_table_of_voxels(
+        maps.z,
+        geometry.flat_indices(),
+        geometry.shape,
+        geometry.affine,
+        z_threshold,
+        settings.cluster_extent,
+    )
     outputs.write_cluster_table(target, plan, table, z_threshold, settings)
 
 

@@ -1,6 +1,7 @@
 """A participant-level contrast's cluster table: its height threshold, clusters, files.
 
-Volumes get clusters of face-connected voxels (:func:`bids_glm.glm.clusters.cluster_table`);
+Volumes get clusters of face-connected voxels, found from the analysed voxels' values
+(:func:`bids_glm.glm.clusters.cluster_table_of_voxels`: no volume is formed);
 surfaces and CIFTI cortex get clusters along the unit's meshes, when it has them
 (:func:`bids_glm.pipeline.surface_tables.surface_cluster_table`).
 """
@@ -11,7 +12,7 @@ import numpy as np
 
 from bids_glm.derivatives import maps as outputs
 from bids_glm.design.run_design import ContrastPlan
-from bids_glm.glm.clusters import cluster_table
+from bids_glm.glm.clusters import cluster_table_of_voxels
 from bids_glm.glm.thresholding import height_threshold
 from bids_glm.image.geometry import VolumeGeometry
 from bids_glm.pipeline.surface_tables import surface_cluster_table
@@ -48,6 +49,13 @@ def write_subject_clusters(
         if table is not None:
             outputs.write_cluster_table(target, plan, table, z_threshold, settings, on_mesh=True)
         return
-    z_volume = target.geometry.to_volume(z_valid, np.float64)
-    table = cluster_table(z_volume, target.geometry.affine, z_threshold, settings.cluster_extent)
+    geometry = target.geometry
+    table = cluster_table_of_voxels(
+        z_valid,
+        geometry.flat_indices(),
+        geometry.shape,
+        geometry.affine,
+        z_threshold,
+        settings.cluster_extent,
+    )
     outputs.write_cluster_table(target, plan, table, z_threshold, settings)
