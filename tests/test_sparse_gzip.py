@@ -129,14 +129,14 @@ def test_a_map_is_the_compressed_image_byte_for_byte():
     assert len(written) < 1.15 * len(compressed)
 
 
-def test_a_grid_without_zeros_is_compressed():
-    geometry = VolumeGeometry.whole_grid((20, 20, 20), AFFINE)
-    values = np.ones(geometry.n_values, dtype=np.float32)
+def test_a_grid_without_zeros_is_compressed_in_the_right_order():
+    geometry = VolumeGeometry.whole_grid((20, 22, 24), AFFINE)
+    values = np.repeat(np.arange(geometry.n_values // 8, dtype=np.float32), 8)
     written = geometry.encode(values)
-    assert len(written) < 32_000 // 2  # compressed, not 32,000 stored bytes
-    np.testing.assert_array_equal(
-        nib.Nifti1Image.from_bytes(zlib.decompress(written, 31)).get_fdata(), 1.0
-    )
+    assert len(written) < 4 * geometry.n_values // 2  # compressed, not stored
+    image = nib.Nifti1Image.from_bytes(zlib.decompress(written, 31))
+    np.testing.assert_array_equal(image.get_fdata(), values.reshape(20, 22, 24))
+    np.testing.assert_array_equal(geometry.from_volume(np.asarray(image.dataobj)), values)
 
 
 def test_an_empty_mask_gives_an_all_zero_map():
