@@ -1,7 +1,5 @@
 """Allow ``python -m bids_glm``."""
 
-import sys
+from bids_glm.cli.main import command
 
-from bids_glm.cli.main import main
-
-sys.exit(main())
+command()

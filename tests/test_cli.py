@@ -27,6 +27,20 @@ def test_version_via_python_m():
     assert result.stdout.strip() == f"bids-glm {__version__}"
 
 
+def test_python_m_exits_with_every_line_written(monkeypatch):
+    """The command ends the process without Python's teardown: its block-buffered output
+    (stdout into a pipe) must still reach the reader whole, short or long."""
+    monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)
+    monkeypatch.setenv("COLUMNS", "100")
+    for option, expected in (
+        ("--version", f"bids-glm {__version__}\n"),
+        ("--help", build_parser().format_help()),
+    ):
+        result = run_cli(option)
+        assert result.returncode == 0
+        assert result.stdout == expected
+
+
 def test_unknown_option_is_usage_error(tiny_dataset, tmp_path, capsys):
     code = main([str(tiny_dataset), str(tmp_path / "out"), "participant", "--frobnicate"])
     assert code == 2

@@ -2,18 +2,23 @@
 validate the arguments into ``Settings`` (:mod:`bids_glm.cli.validate`) and run the level.
 
 Exit codes: 0 success; 1 analysis failure; 2 usage error; 3 input not usable.
+The console command and ``python -m bids_glm`` run `command` (main, then a quick exit);
+`main` returns its code, for callers in Python.
 """
 
 from __future__ import annotations
 
+import atexit
 import gc
 import logging
+import os
 import shlex
 import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import NoReturn
 
 from bids_glm.cli.parser import build_parser
 from bids_glm.cli.validate import settings_from_args
@@ -87,6 +92,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if collecting:
             gc.enable()
+
+
+def command() -> NoReturn:
+    """Run `main` on the command line's arguments and end the process with its code.
+
+    When `main` returns, every output is written and closed, every worker thread and
+    process joined. Python's own exit would then free the objects of some 1,100 imported
+    modules one by one (~0.05 s, measured on a participant run); instead the exit-time
+    handlers run (logging's flush, multiprocessing's joins) and the process ends at once.
+    """
+    code = main()
+    atexit._run_exitfuncs()  # what a normal exit runs before tearing the interpreter down
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed, or a reader that went away
+            pass
+    os._exit(code)
 
 
 def _main(argv: Sequence[str] | None) -> int:
