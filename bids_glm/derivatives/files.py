@@ -126,15 +126,23 @@ def map_files(path: Path, geometry: VolumeGeometry) -> list[Path]:
 
 
 def _write_map_file(
-    path: Path, values: np.ndarray, geometry: VolumeGeometry, copies: tuple[Path, ...] = ()
+    path: Path,
+    values: np.ndarray,
+    geometry: VolumeGeometry,
+    sidecars: Mapping[Path, Mapping],
 ) -> None:
-    """Encode (compress) the map once; write it to ``path``, link (or write) ``copies``."""
+    """Encode (compress) the map once; write it to ``path``, link (or write) it to the other
+    paths of ``sidecars`` (path -> sidecar, ``path`` first), then each path's sidecar."""
+    copies = [destination for destination in sidecars if destination != path]
     for extra, payload in geometry.encode_files(values, map_label(path)):
         written = geometry_file_path(path, extra, geometry.extension)
         write_bytes_atomic(written, payload)
         for destination in copies:
             copy = geometry_file_path(destination, extra, geometry.extension)
             write_copy_atomic(copy, written, payload)
+    for destination, sidecar in sidecars.items():
+        for file in map_files(destination, geometry):
+            write_json(sidecar_path(file), sidecar)
 
 
 class MapWriter:
@@ -167,15 +175,13 @@ class MapWriter:
         """Write ``values`` (one per analysed location) as a float32 map, plus its JSON.
 
         ``copies`` maps further paths of the same map (same ``map_label``) to their own
-        sidecars: the image is compressed once and its bytes written to each.
+        sidecars: the image is compressed once and its bytes written to each. With threads,
+        the sidecars are written by the thread too, after the image.
         """
         values = np.array(values, dtype=np.float32)  # a copy, owned by the (queued) write
-        copies = dict(copies or {})
+        sidecars = {path: sidecar, **(copies or {})}
         # compression releases the GIL: let it overlap the next computations
-        self.submit(_write_map_file, path, values, geometry, tuple(copies))
-        for destination, destination_sidecar in {path: sidecar, **copies}.items():
-            for file in map_files(destination, geometry):
-                write_json(sidecar_path(file), destination_sidecar)
+        self.submit(_write_map_file, path, values, geometry, sidecars)
 
     def submit(self, function: Callable[..., None], *args) -> None:
         """Call ``function(*args)`` in a writer thread (now, without threads).

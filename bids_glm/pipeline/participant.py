@@ -97,7 +97,9 @@ def analyse_unit(unit: AnalysisUnit, settings: Settings) -> tuple[list[RunOutcom
         write_mask(naming.mask_path(folder, entities), geometry.restricted(usable))
         mean_image = None
         if isinstance(geometry, VolumeGeometry):  # surfaces: no underlay image (yet)
-            mean_image = outputs.write_mean_image(
+            mean_image = naming.mean_image_path(folder, entities)
+        if mean_image is not None and subject is None:  # a single run wrote its own
+            outputs.write_mean_image(
                 writer,
                 folder,
                 entities,

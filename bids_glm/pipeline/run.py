@@ -91,7 +91,7 @@ def process_run(
     Maps go to ``writer`` (the unit's, so they are compressed while the next run is read);
     without one (in a worker process), to a writer of the run's own. With ``subject`` (the
     participant has this run only), the subject-level maps and cluster tables are written
-    too, and the outcome holds no maps for fixed effects.
+    too (and its mean image, first), and the outcome holds no maps for fixed effects.
     """
     own_writer = MapWriter(n_threads=1) if writer is None else nullcontext(writer)
     with captured_warnings() as messages, own_writer as run_writer:
@@ -116,6 +116,10 @@ def _process_run(
     del data  # a held series is needed no further: released before any map is written
     design_path = outputs.write_design(design, folder, entities, settings)
     source = outputs.source_uri(design.run.bold_path, settings)
+    if subject is not None and mean_volume is not None:  # first: compressed as maps are made
+        outputs.write_mean_image(
+            writer, subject.folder, subject.entities, [mean_volume], [source], geometry.affine
+        )
     target = outputs.MapTarget(folder, entities, geometry, usable)
     if settings.model_maps:
         outputs.write_model_maps(writer, target, fit, source)
