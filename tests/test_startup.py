@@ -14,8 +14,14 @@ from test_methods import make_facts
 from bids_glm.derivatives import methods, template_code
 from bids_glm.runtime.forked_call import can_fork
 
-# what a default volume run has no use for: mesh maths and the SPM12 preset's modules
-UNUSED_MODULES = ("scipy.sparse", "scipy.spatial", "bids_glm.pipeline.spm_subject")
+# what a default volume run has no use for: mesh maths, the SPM12 preset's modules and, its
+# runs having masks, image morphology (cluster tables are made from the voxels themselves)
+UNUSED_MODULES = (
+    "scipy.sparse",
+    "scipy.spatial",
+    "scipy.ndimage",
+    "bids_glm.pipeline.spm_subject",
+)
 
 
 def test_volume_run_never_loads_mesh_or_spm12_machinery(tmp_path):

@@ -15,11 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage, special
+from scipy import special
 
 HEIGHT_CONTROLS = ("fpr", "fdr", "bonferroni", "none")
 _FDR_MARGIN = 1.0e-12  # the threshold sits just below the last discovery, as in nilearn
-FACES = ndimage.generate_binary_structure(3, 1)  # face connectivity (6 neighbours), as nilearn
+# face connectivity (6 neighbours), as nilearn: scipy.ndimage.generate_binary_structure(3, 1)
+FACES = np.zeros((3, 3, 3), dtype=bool)
+FACES[1, 1, :] = FACES[1, :, 1] = FACES[:, 1, 1] = True
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,8 @@ def threshold_volume(
         below = z_volume < z_threshold
     thresholded = np.where(below, 0, z_volume).astype(z_volume.dtype, copy=False)
     if cluster_extent > 0:
+        from scipy import ndimage  # here: a participant's tables need no labelled volume
+
         for tail in (thresholded > 0, thresholded < 0):
             labels, _ = ndimage.label(tail, FACES)
             too_small = np.bincount(labels.ravel()) < cluster_extent

@@ -10,6 +10,9 @@ The algorithm is nilearn's ``compute_epi_mask`` (after T. Nichols):
 3. ``opening`` binary erosions, the largest connected component (face connectivity),
    then ``2 * opening`` dilations and ``opening`` erosions, which closes small holes and
    notches at the brain's edge.
+
+``scipy.ndimage`` is imported by the functions that use it: runs that come with a mask (most)
+start without it (~0.05 s).
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import binary_dilation, binary_erosion, gaussian_filter1d, label
 
 from bids_glm.errors import InputError
 from bids_glm.image.io import iter_volumes
@@ -69,6 +71,8 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     ndarray of bool
         The component with the most voxels (the lowest label among equals).
     """
+    from scipy.ndimage import label
+
     labels, n_components = label(mask)
     if n_components <= 1:
         return mask.astype(bool)
@@ -123,6 +127,8 @@ def compute_epi_mask(
         Bad arguments, or an empty mask (data that are not EPI intensities, e.g. already
         demeaned or detrended).
     """
+    from scipy.ndimage import binary_dilation, binary_erosion, gaussian_filter1d
+
     mean_image = np.asarray(mean_image)
     if mean_image.ndim != 3:
         raise ValueError(f"compute_epi_mask: expected a 3-D mean image, got {mean_image.shape}")

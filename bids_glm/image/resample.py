@@ -15,7 +15,6 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy import linalg
-from scipy.ndimage import affine_transform
 
 
 def _check_affine(affine: np.ndarray, name: str) -> np.ndarray:
@@ -70,6 +69,8 @@ def resample_mask_nearest(
     offset = target_to_source[:3, 3]
     if np.array_equal(np.diag(np.diag(matrix)), matrix):
         matrix = np.diag(matrix)
+    from scipy.ndimage import affine_transform  # here: masks on the data's grid never need it
+
     resampled = affine_transform(
         (mask != 0).astype(np.uint8),
         matrix,
