@@ -93,18 +93,10 @@ def cluster_table(
     check_non_negative_threshold(z_threshold)
     with np.errstate(invalid="ignore"):
         beyond = (np.abs(z_volume) if two_sided else z_volume) >= z_threshold
-    voxels = VoxelSet(z_volume.shape, np.flatnonzero(beyond))
-    values = z_volume[tuple(voxels.ijk.T)]
-    return _voxel_table(
-        voxels,
-        values,
-        affine,
-        z_threshold,
-        cluster_extent,
-        min_distance_mm,
-        max_subpeaks,
-        two_sided,
-    )
+    flat = np.flatnonzero(beyond)  # C order, whatever the volume's memory order
+    values = z_volume[np.unravel_index(flat, z_volume.shape)]
+    options = (cluster_extent, min_distance_mm, max_subpeaks, two_sided)
+    return cluster_table_of_voxels(values, flat, z_volume.shape, affine, z_threshold, *options)
 
 
 def cluster_table_of_voxels(
@@ -148,36 +140,11 @@ def cluster_table_of_voxels(
     flat = np.asarray(flat_indices, dtype=np.intp)[beyond]
     if np.any(np.diff(flat) <= 0):
         raise ValueError("flat_indices must be increasing (voxels in the grid's C order)")
-    voxels = VoxelSet(tuple(int(n) for n in shape), flat)
-    return _voxel_table(
-        voxels,
-        z_values[beyond],
-        affine,
-        z_threshold,
-        cluster_extent,
-        min_distance_mm,
-        max_subpeaks,
-        two_sided,
-    )
-
-
-def _voxel_table(
-    voxels: VoxelSet,
-    values: np.ndarray,
-    affine: np.ndarray,
-    z_threshold: float,
-    cluster_extent: int,
-    min_distance_mm: float,
-    max_subpeaks: int,
-    two_sided: bool,
-) -> pd.DataFrame:
-    """The table of the clusters among ``voxels`` (those with ``|values|`` at or beyond
-    the threshold; every other voxel of the grid counts as 0)."""
     affine = np.asarray(affine, dtype=np.float64)
     _check_table_arguments(affine, z_threshold, cluster_extent, min_distance_mm, max_subpeaks)
-    usable = np.isfinite(values) & (values != 0)
-    voxels, values = voxels.subset(usable), values[usable]
-    voxel_volume_mm3 = float(np.prod(np.linalg.norm(affine[:3, :3], axis=0)))
+    values = z_values[beyond]
+    usable = np.isfinite(values) & (values != 0)  # non-finite z counts as 0
+    voxels, values = VoxelSet(tuple(int(n) for n in shape), flat[usable]), values[usable]
     found = []
     for sign in (1, -1) if two_sided else (1,):
         signed = values * sign
@@ -186,6 +153,7 @@ def _voxel_table(
             voxels.subset(tail), signed[tail], z_threshold, cluster_extent, affine, min_distance_mm
         )
         found += [(sign, cluster) for cluster in clusters]
+    voxel_volume_mm3 = float(np.prod(np.linalg.norm(affine[:3, :3], axis=0)))
     return _table(found, affine, voxel_volume_mm3, int(max_subpeaks))
 
 
