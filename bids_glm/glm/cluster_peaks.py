@@ -23,6 +23,7 @@ def signed_clusters(
     cluster_extent: int,
     affine: np.ndarray,
     min_distance_mm: float,
+    max_peaks: int,
 ) -> list[Cluster]:
     """Clusters of the voxels with ``values > z_threshold``, by decreasing peak.
 
@@ -43,6 +44,8 @@ def signed_clusters(
         The grid's 4x4 voxel-to-mm affine (for peak distances).
     min_distance_mm : float
         A peak closer than this to a higher peak of its cluster is dropped.
+    max_peaks : int
+        At most this many peaks per cluster (its highest and the subpeaks after it).
 
     Returns
     -------
@@ -73,7 +76,8 @@ def signed_clusters(
         own = by_cluster[starts[cluster_id] : starts[cluster_id + 1]]
         if own.size > 1:  # most clusters of a noisy map have one peak: nothing to order
             own = own[np.argsort(-peak_values[own], kind="stable")]
-            own = own[_distant_peaks(apply_affine(affine, peaks_ijk[own]), min_distance_mm)]
+            xyz_mm = apply_affine(affine, peaks_ijk[own])
+            own = own[_distant_peaks(xyz_mm, min_distance_mm, max_peaks)]
         clusters.append((int(sizes[cluster_id]), peaks_ijk[own], peak_values[own]))
     return clusters
 
@@ -163,14 +167,17 @@ def _snap_into_plateaus(ijk: np.ndarray, maxima: VoxelSet, plateaus: np.ndarray)
     return at
 
 
-def _distant_peaks(peaks_xyz_mm: np.ndarray, min_distance_mm: float) -> np.ndarray:
-    """Greedy selection (peaks sorted by value): keep a peak farther than the
-    minimum distance from every peak already kept."""
-    distances = np.linalg.norm(peaks_xyz_mm[:, None, :] - peaks_xyz_mm[None, :, :], axis=-1)
-    keep = np.zeros(len(peaks_xyz_mm), dtype=bool)
-    for i in range(len(peaks_xyz_mm)):
-        keep[i] = not np.any(distances[i, keep] <= min_distance_mm)
-    return keep
+def _distant_peaks(peaks_xyz_mm: np.ndarray, min_distance_mm: float, max_peaks: int) -> np.ndarray:
+    """Greedy selection (peaks sorted by value): the positions of the first ``max_peaks``
+    peaks each farther than the minimum distance from every peak kept before it. (A low
+    threshold makes clusters of thousands of peaks: no distance matrix is formed.)"""
+    kept: list[int] = []
+    for i, xyz in enumerate(peaks_xyz_mm):
+        if not np.any(np.linalg.norm(peaks_xyz_mm[kept] - xyz, axis=1) <= min_distance_mm):
+            kept.append(i)
+            if len(kept) == max_peaks:
+                break
+    return np.array(kept, dtype=np.intp)
 
 
 def apply_affine(affine: np.ndarray, ijk: np.ndarray) -> np.ndarray:

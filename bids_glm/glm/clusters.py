@@ -150,7 +150,13 @@ def cluster_table_of_voxels(
         signed = values * sign
         tail = signed > 0
         clusters = signed_clusters(
-            voxels.subset(tail), signed[tail], z_threshold, cluster_extent, affine, min_distance_mm
+            voxels.subset(tail),
+            signed[tail],
+            z_threshold,
+            cluster_extent,
+            affine,
+            min_distance_mm,
+            int(max_subpeaks) + 1,
         )
         found += [(sign, cluster) for cluster in clusters]
     voxel_volume_mm3 = float(np.prod(np.linalg.norm(affine[:3, :3], axis=0)))

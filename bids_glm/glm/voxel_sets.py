@@ -3,7 +3,7 @@
 A z map thresholded at p < 0.001 keeps a few thousand of a million voxels; its clusters and
 peaks are found from those voxels alone (their flat indices, sorted), without a pass over the
 grid per step: labelling a dense volume (``scipy.ndimage.label``) and gathering neighbours from
-it cost ~18 ms a map on the 2 mm MNI grid, the same on the sparse set ~2 ms.
+it made a cluster table cost ~18 ms a map on the 2 mm MNI grid; from the sparse set, 3.4 ms.
 """
 
 from __future__ import annotations
