@@ -41,6 +41,26 @@ def test_python_m_exits_with_every_line_written(monkeypatch):
         assert result.stdout == expected
 
 
+def test_command_exit_survives_a_failing_thread_exit_handler():
+    """Python's exit ignores an error raised while it joins threads (3.11's process pools
+    can raise one: a wake-up pipe closed by a pool shut down without waiting); so must the
+    command's quick exit, keeping the run's exit code and output."""
+    script = (
+        "import sys, threading\n"
+        "def closed_pipe():\n"
+        "    raise OSError(9, 'Bad file descriptor')\n"
+        "threading._register_atexit(closed_pipe)\n"
+        "from bids_glm.cli.main import command\n"
+        "sys.argv = ['bids-glm', '--version']\n"
+        "command()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert (result.returncode, result.stdout) == (0, f"bids-glm {__version__}\n"), result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_unknown_option_is_usage_error(tiny_dataset, tmp_path, capsys):
     code = main([str(tiny_dataset), str(tmp_path / "out"), "participant", "--frobnicate"])
     assert code == 2

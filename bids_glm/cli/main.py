@@ -109,7 +109,11 @@ def command() -> NoReturn:
     run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
     if join_threads is None or run_exit_handlers is None:
         sys.exit(code)
-    join_threads()
+    try:
+        join_threads()
+    except Exception:  # as Python's exit does, go on (e.g. Python 3.11's process-pool race
+        # at exit: a finished pool's wake-up pipe already closed); not the run's failure
+        LOGGER.debug("exception ignored while joining threads at exit", exc_info=True)
     run_exit_handlers()
     for stream in (sys.stdout, sys.stderr):
         try:
