@@ -90,7 +90,6 @@ def cluster_table(
         to an integer. Empty (with the columns) when no voxel passes.
     """
     z_volume = as_volume(z_volume, "z_volume")
-    check_non_negative_threshold(z_threshold)
     with np.errstate(invalid="ignore"):
         beyond = (np.abs(z_volume) if two_sided else z_volume) >= z_threshold
     flat = np.flatnonzero(beyond)  # C order, whatever the volume's memory order
@@ -134,14 +133,13 @@ def cluster_table_of_voxels(
             f"z_values and flat_indices must be 1-D of the same length on a 3-D grid; got "
             f"shapes {z_values.shape} and {np.shape(flat_indices)}, grid {tuple(shape)}"
         )
-    check_non_negative_threshold(z_threshold)
+    affine = np.asarray(affine, dtype=np.float64)
+    _check_table_arguments(affine, z_threshold, cluster_extent, min_distance_mm, max_subpeaks)
     with np.errstate(invalid="ignore"):
         beyond = (np.abs(z_values) if two_sided else z_values) >= z_threshold
     flat = np.asarray(flat_indices, dtype=np.intp)[beyond]
     if np.any(np.diff(flat) <= 0):
         raise ValueError("flat_indices must be increasing (voxels in the grid's C order)")
-    affine = np.asarray(affine, dtype=np.float64)
-    _check_table_arguments(affine, z_threshold, cluster_extent, min_distance_mm, max_subpeaks)
     values = z_values[beyond]
     usable = np.isfinite(values) & (values != 0)  # non-finite z counts as 0
     voxels, values = VoxelSet(tuple(int(n) for n in shape), flat[usable]), values[usable]

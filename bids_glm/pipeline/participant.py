@@ -98,15 +98,15 @@ def analyse_unit(unit: AnalysisUnit, settings: Settings) -> tuple[list[RunOutcom
         mean_image = None
         if isinstance(geometry, VolumeGeometry):  # surfaces: no underlay image (yet)
             mean_image = naming.mean_image_path(folder, entities)
-        if mean_image is not None and subject is None:  # a single run wrote its own
-            outputs.write_mean_image(
-                writer,
-                folder,
-                entities,
-                [o.mean_volume for o in outcomes],
-                [o.source for o in outcomes],
-                geometry.affine,
-            )
+            if subject is None:  # a single run wrote its own
+                outputs.write_mean_image(
+                    writer,
+                    folder,
+                    entities,
+                    [o.mean_volume for o in outcomes],
+                    [o.source for o in outcomes],
+                    geometry.affine,
+                )
         if subject is None:  # a single run wrote its subject-level maps itself
             target = outputs.MapTarget(folder, entities, geometry, usable)
             for plan in unit.contrasts:

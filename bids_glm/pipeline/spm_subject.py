@@ -24,7 +24,6 @@ from bids_glm.design.run_design import ContrastPlan, RunDesign
 from bids_glm.design.spm_basis import spm_basis_set
 from bids_glm.design.spm_session_design import SpmDesign, spm_design, spm_session
 from bids_glm.errors import InputError
-from bids_glm.glm.clusters import cluster_table_of_voxels
 from bids_glm.glm.results import ContrastMaps
 from bids_glm.glm.spm_contrasts import f_contrast, replicate_over_sessions, t_contrast
 from bids_glm.glm.spm_filter import dct_high_pass_basis
@@ -37,6 +36,7 @@ from bids_glm.image.spm_smooth import spm_kernels
 from bids_glm.inputs.events import EventSpec, clean_events, read_events
 from bids_glm.pipeline.run import RunOutcome
 from bids_glm.pipeline.spm_data import read_spm_data
+from bids_glm.pipeline.subject_clusters import volume_cluster_table
 from bids_glm.pipeline.units import AnalysisUnit
 from bids_glm.runtime.threads import thread_budget
 from bids_glm.settings import Settings
@@ -193,15 +193,7 @@ def _write_clusters(target, plan, maps: ContrastMaps, settings: Settings) -> Non
     z_threshold = height_threshold(
         maps.z, settings.height_control, settings.alpha, threshold_none=settings.alpha
     )
-    geometry = target.geometry
-    table = cluster_table_of_voxels(
-        maps.z,
-        geometry.flat_indices(),
-        geometry.shape,
-        geometry.affine,
-        z_threshold,
-        settings.cluster_extent,
-    )
+    table = volume_cluster_table(target.geometry, maps.z, z_threshold, settings.cluster_extent)
     outputs.write_cluster_table(target, plan, table, z_threshold, settings)
 
 

@@ -9,6 +9,7 @@ surfaces and CIFTI cortex get clusters along the unit's meshes, when it has them
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from bids_glm.derivatives import maps as outputs
 from bids_glm.design.run_design import ContrastPlan
@@ -49,13 +50,19 @@ def write_subject_clusters(
         if table is not None:
             outputs.write_cluster_table(target, plan, table, z_threshold, settings, on_mesh=True)
         return
-    geometry = target.geometry
-    table = cluster_table_of_voxels(
-        z_valid,
+    table = volume_cluster_table(target.geometry, z_valid, z_threshold, settings.cluster_extent)
+    outputs.write_cluster_table(target, plan, table, z_threshold, settings)
+
+
+def volume_cluster_table(
+    geometry: VolumeGeometry, z_values: np.ndarray, z_threshold: float, cluster_extent: int
+) -> pd.DataFrame:
+    """The cluster table of a volume geometry's z values (no volume is formed)."""
+    return cluster_table_of_voxels(
+        z_values,
         geometry.flat_indices(),
         geometry.shape,
         geometry.affine,
         z_threshold,
-        settings.cluster_extent,
+        cluster_extent,
     )
-    outputs.write_cluster_table(target, plan, table, z_threshold, settings)
