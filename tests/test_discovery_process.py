@@ -16,8 +16,15 @@ from bids_glm.inputs.discovery import start_discovery
 from bids_glm.inputs.layout import discover_runs
 from bids_glm.runtime import forked_call
 from bids_glm.runtime.forked_call import can_fork
+from bids_glm.runtime.threads import THREADS_VARIABLE
 
 pytestmark = pytest.mark.skipif(not can_fork(), reason="forking is used on Linux only")
+
+
+@pytest.fixture(autouse=True)
+def two_cores(monkeypatch):
+    """A thread budget with a core to spare, where discovery is forked (`--n-cpus 2`)."""
+    monkeypatch.setenv(THREADS_VARIABLE, "2")
 
 
 @pytest.fixture
@@ -87,6 +94,17 @@ def test_without_fork_discovery_runs_when_asked(tmp_path, monkeypatch):
     pending = start_discovery(settings_for(bids, tmp_path))
     assert pending.child is None
     assert pending.result() == discover_runs(settings_for(bids, tmp_path))
+
+
+def test_with_no_core_to_spare_discovery_runs_in_place(tmp_path, monkeypatch):
+    """``--n-cpus 1`` keeps a run to one core: no child, the same runs."""
+    bids = make_tiny_dataset(tmp_path / "bids", runs=("1", "2"))
+    monkeypatch.setenv(THREADS_VARIABLE, "1")
+    pending = start_discovery(settings_for(bids, tmp_path))
+    assert pending.child is None
+    assert forked_call.start_forked_call(bytes, 8) is None
+    found = pending.result()
+    assert found == discover_runs(settings_for(bids, tmp_path)) and len(found.runs) == 2
 
 
 def test_a_dataset_error_found_by_the_child_is_raised_by_the_parent(tmp_path):

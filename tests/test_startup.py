@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
+import threading
 from unittest import mock
 
 import jinja2
@@ -13,6 +15,7 @@ from test_methods import make_facts
 
 from bids_glm.derivatives import methods, template_code
 from bids_glm.runtime.forked_call import can_fork
+from bids_glm.runtime.threads import THREADS_VARIABLE
 
 # what a default volume run has no use for: mesh maths, the SPM12 preset's modules and, its
 # runs having masks, image morphology (cluster tables are made from the voxels themselves)
@@ -58,14 +61,17 @@ def test_discovery_starts_before_pandas_is_loaded(tiny_dataset, tmp_path):
             "participant", "--confounds", "motion6", "scrub:FD=0.5", "--condition-column", "a"])
         settings = settings_from_args(args, "bids-glm")
         loaded = "pandas" in sys.modules
-        runs = start_discovery(settings).result().runs
-        print(loaded, "pandas" in sys.modules, len(runs))
+        pending = start_discovery(settings)
+        forked = pending.child is not None
+        runs = pending.result().runs
+        print(loaded, "pandas" in sys.modules, len(runs), forked)
         """
     )
+    env = {**os.environ, THREADS_VARIABLE: "2"}  # a core to spare: discovery is forked
     result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env
     )
-    assert result.stdout.split() == ["False", "False", "1"], result.stderr
+    assert result.stdout.split() == ["False", "False", "1", "True"], result.stderr
 
 
 def _fresh_template_state() -> None:
@@ -77,7 +83,8 @@ def _fresh_template_state() -> None:
     template_code._STORE.code.clear()
 
 
-def test_templates_compiled_in_a_child_render_the_same_text():
+def test_templates_compiled_in_a_child_render_the_same_text(monkeypatch):
+    monkeypatch.setenv(THREADS_VARIABLE, "2")  # a core to spare (--n-cpus 2)
     facts = make_facts()
     _fresh_template_state()
     expected = methods.render_methods(facts)  # compiled here, at the first rendering
@@ -92,6 +99,21 @@ def test_templates_compiled_in_a_child_render_the_same_text():
         assert template_code._STORE.code.keys() == compiled_here.keys()
     else:  # pragma: no cover - a thread compiles them
         assert methods.render_methods(facts) == expected
+
+
+def test_with_no_core_to_spare_templates_compile_when_first_used(monkeypatch):
+    """``--n-cpus 1``: no child, no thread; the first rendering compiles, same text."""
+    monkeypatch.setenv(THREADS_VARIABLE, "2")
+    facts = make_facts()
+    _fresh_template_state()
+    expected = methods.render_methods(facts)
+    _fresh_template_state()
+    monkeypatch.setenv(THREADS_VARIABLE, "1")
+    threads = threading.active_count()
+    methods.compile_templates()
+    assert template_code._STORE.child is None and threading.active_count() == threads
+    assert not template_code._STORE.code  # nothing compiled ahead
+    assert methods.render_methods(facts) == expected
 
 
 def test_code_compiled_from_another_source_is_not_used():

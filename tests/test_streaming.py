@@ -179,13 +179,14 @@ def test_add_product_accumulates_in_place_into_strided_views():
 
 @pytest.mark.parametrize("in_processes", [True, False])
 @pytest.mark.parametrize("smoothing_mm", [0.0, 5.0])
-@pytest.mark.parametrize("n_threads", [1, 3])
+@pytest.mark.parametrize("n_threads", [0, 1, 3])
 @pytest.mark.parametrize("block_volumes", [1, 6, 100])
 def test_streamed_blocks_equal_the_held_series(
     tmp_path, n_threads, block_volumes, smoothing_mm, in_processes
 ):
     """Blocks in time order, rows bit-identical to `read_masked_series`, same usable/mean,
-    whether volumes are reduced in forked processes or in threads."""
+    whether volumes are reduced in forked processes, in threads or (no worker) in the
+    calling thread."""
     rng = np.random.default_rng(4)
     data = rng.normal(500, 40, (14, 12, 9, 31)).astype(np.float32)
     data[5, 5, 4] = 7.0  # constant voxel

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import jinja2
 
 from bids_glm.runtime.forked_call import ForkedCall, start_forked_call
+from bids_glm.runtime.threads import spare_cores
 
 
 @dataclass
@@ -62,8 +63,9 @@ class HandedBackCode(jinja2.BytecodeCache):
 def start_compiling(compile_all: Callable[[], None]) -> None:
     """Run ``compile_all`` (which loads templates of environments using `HandedBackCode`)
     in a forked child, whose compiled code is taken when first needed; in a thread where
-    forking is not safe. Nothing is done if a child is compiling already."""
-    if _STORE.child is not None:
+    forking is not safe. Nothing is done if a child is compiling already, or where no core
+    is spare (``--n-cpus 1``: templates are compiled when first used)."""
+    if _STORE.child is not None or spare_cores() < 1:
         return
     _STORE.child = start_forked_call(_compiled_code, compile_all)
     if _STORE.child is None:

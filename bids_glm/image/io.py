@@ -29,7 +29,7 @@ from bids_glm.image.smooth import sigma_voxels
 from bids_glm.image.usable import log_unusable
 from bids_glm.image.volume_reducer import VolumeReducer
 from bids_glm.runtime.progress import Progress
-from bids_glm.runtime.threads import thread_budget
+from bids_glm.runtime.threads import spare_cores, thread_budget
 
 try:  # ISA-L inflates gzip several times faster than zlib
     from isal import igzip, igzip_threaded
@@ -110,7 +110,7 @@ def stored_volumes(
     path: Path,
     layout: SeriesLayout,
     buffers: Sequence[np.ndarray] | None = None,
-    inflate_ahead: bool = True,
+    inflate_ahead: bool | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield each volume's stored values (Fortran order), read into a ring of buffers.
 
@@ -118,8 +118,11 @@ def stored_volumes(
     volume's bytes, e.g. from `volume_buffers`; one new buffer if None) and yielded as a view
     of it, overwritten when volume ``t + len(buffers)`` is read: a consumer must be done
     with it by then. ``inflate_ahead``: gzip is inflated in a thread of its own while the
-    caller works, else when a volume is asked for (straight into its buffer).
+    caller works, else when a volume is asked for (straight into its buffer); by default,
+    ahead where the thread budget has a core to spare.
     """
+    if inflate_ahead is None:
+        inflate_ahead = spare_cores() > 0
     buffers = volume_buffers(layout, 1) if buffers is None else buffers
     views = [stored_view(buffer, layout) for buffer in buffers]
     with _open_stream(path, inflate_ahead) as stream:
@@ -143,14 +146,14 @@ def for_each_volume(
     ``row`` counts kept volumes (0, 1, ...); ``stored`` holds the volume's stored values and
     is valid only during the call. Decompression stays in order in the calling thread (and
     ISA-L's own thread) while the calls run concurrently; at most ``2 * n_threads + 1``
-    volumes are held at once. ``in_order(stored)``, if given, is called for each kept volume
-    in the calling thread, in time order, before ``process``. An exception raised by
-    ``process`` is re-raised here.
+    volumes are held at once; with one thread, everything runs in the calling thread.
+    ``in_order(stored)``, if given, is called for each kept volume in the calling thread, in
+    time order, before ``process``. An exception raised by ``process`` is re-raised here.
     """
     rows = np.cumsum(keep_volumes) - 1
     progress = Progress(path.name, int(np.count_nonzero(keep_volumes)), "volumes read")
-    if n_threads <= 1:
-        for index, stored in enumerate(stored_volumes(path, layout)):
+    if n_threads <= 1:  # one core: inflated here too, not ahead in a thread
+        for index, stored in enumerate(stored_volumes(path, layout, inflate_ahead=False)):
             if keep_volumes[index]:
                 if in_order is not None:
                     in_order(stored)

@@ -7,6 +7,7 @@ consumer (typically `bids_glm.glm.cross_products.CrossProductAccumulator.add`) i
 its own. So three kinds of work overlap: inflation (in the calling thread), the per-volume
 reduction (``n_threads`` forked processes on Linux, `bids_glm.image.forked_reducers`; else
 threads, and ISA-L then inflates ahead in a thread of its own) and the consumer (one thread).
+With no core to spare (``n_threads=0``, ``--n-cpus 1``) all three run in the calling thread.
 Peak memory is two blocks plus what the consumer keeps, whatever the run's length. Long runs
 log their progress (`bids_glm.runtime.progress`).
 """
@@ -61,10 +62,16 @@ class StreamedSeries:
 
 class _Blocks:
     """The ring of two blocks (``rows``, (2 block_volumes, n_voxels) float32), and the
-    in-order hand-over of completed ones."""
+    in-order hand-over of completed ones: to a consumer thread, or (``inline``) consumed
+    at once in the calling thread."""
 
     def __init__(
-        self, rows: np.ndarray, block_volumes: int, consume: Callable, track_range: bool
+        self,
+        rows: np.ndarray,
+        block_volumes: int,
+        consume: Callable,
+        track_range: bool,
+        inline: bool = False,
     ) -> None:
         self.rows = rows
         n_voxels = rows.shape[1]
@@ -75,7 +82,9 @@ class _Blocks:
             self.minimum = np.full(n_voxels, np.inf, dtype=np.float32)
             self.maximum = np.full(n_voxels, -np.inf, dtype=np.float32)
         self.handed: list[Future] = []
-        self.consumer = ThreadPoolExecutor(1, thread_name_prefix="bids-glm-sums")
+        self.consumer = (
+            None if inline else ThreadPoolExecutor(1, thread_name_prefix="bids-glm-sums")
+        )
 
     def _take(self, start: int, stop: int) -> None:
         ring = start % self.rows.shape[0]
@@ -86,12 +95,51 @@ class _Blocks:
         self.consume(block)
 
     def hand_over(self, start: int, stop: int) -> None:
-        """Give rows ``start:stop`` (one block, all reduced) to the consumer thread."""
-        self.handed.append(self.consumer.submit(self._take, start, stop))
+        """Give rows ``start:stop`` (one block, all reduced) to the consumer thread (inline:
+        consume them now)."""
+        if self.consumer is None:
+            done: Future = Future()
+            self._take(start, stop)
+            done.set_result(None)
+            self.handed.append(done)
+        else:
+            self.handed.append(self.consumer.submit(self._take, start, stop))
 
     def wait_for(self, block_index: int) -> None:
         """Block until block ``block_index`` was consumed (its ring rows are free)."""
         self.handed[block_index].result()
+
+    def close(self) -> None:
+        """Stop the consumer thread (blocks not yet consumed are dropped)."""
+        if self.consumer is not None:
+            self.consumer.shutdown(wait=True, cancel_futures=True)
+
+
+class _InlineReducers:
+    """Volume reductions in the calling thread, at once (no core to spare); the interface of
+    `bids_glm.image.forked_reducers.ForkedReducers`."""
+
+    def __init__(
+        self, reducer: VolumeReducer, buffers: list[np.ndarray], stored: list[np.ndarray]
+    ) -> None:
+        self.buffers, self._stored, self._reducer = buffers, stored, reducer
+
+    def submit(self, row: int, buffer: int) -> Callable[[], None]:
+        self._reducer(row, self._stored[buffer])
+        return _nothing
+
+    def finite_voxels(self) -> np.ndarray:
+        return self._reducer.finite_voxels()
+
+    def __enter__(self) -> _InlineReducers:
+        return self
+
+    def __exit__(self, *error) -> None:
+        pass
+
+
+def _nothing() -> None:
+    """What waiting for a volume reduced in place does."""
 
 
 class _ThreadReducers:
@@ -124,16 +172,22 @@ def _reducers(
     rows: np.ndarray,
     n_workers: int,
     in_processes: bool,
-) -> tuple[VolumeReducer, ForkedReducers | _ThreadReducers]:
+) -> tuple[VolumeReducer, ForkedReducers | _ThreadReducers | _InlineReducers]:
     """The reducer and who runs it: forked processes (``rows`` in shared memory), or threads
-    (also where a fork fails, e.g. under a process limit or strict memory overcommit).
+    (also where a fork fails, e.g. under a process limit or strict memory overcommit), or,
+    without workers, the calling thread.
 
     ``2 n_workers + 2`` volume buffers: each worker's volume and the next, and the one being
-    inflated.
+    inflated; one without workers.
     """
-    lines = LINES_PER_GROUP_ALONE if in_processes else LINES_PER_GROUP
+    alone = in_processes or n_workers == 0  # no thread shares the reducer's GIL
+    lines = LINES_PER_GROUP_ALONE if alone else LINES_PER_GROUP
     reducer = VolumeReducer(mask, sigma_vox, rows, layout, lines_per_group=lines)
     n_buffers = 2 * n_workers + 2
+    if n_workers == 0:
+        buffers = volume_buffers(layout, 1)
+        stored = [stored_view(buffer, layout) for buffer in buffers]
+        return reducer, _InlineReducers(reducer, buffers, stored)
     if in_processes:
         buffers = [shared_array((layout.volume_bytes,), np.uint8) for _ in range(n_buffers)]
     else:
@@ -152,7 +206,7 @@ def _stream_blocks(
     layout: SeriesLayout,
     keep_volumes: np.ndarray,
     reducer: VolumeReducer,
-    workers: ForkedReducers | _ThreadReducers,
+    workers: ForkedReducers | _ThreadReducers | _InlineReducers,
     blocks: _Blocks,
 ) -> None:
     """Inflate in order, reduce volumes in the workers, hand over each completed block."""
@@ -171,7 +225,7 @@ def _stream_blocks(
 
     # with forked reducers, this thread has little else to do than inflate: it does so into
     # the shared buffers directly (no inflating thread, no copy: -0.3 s of CPU at 800 volumes)
-    inflate_ahead = not isinstance(workers, ForkedReducers)
+    inflate_ahead = isinstance(workers, _ThreadReducers)
     volumes = stored_volumes(path, layout, workers.buffers, inflate_ahead)
     for index, stored in enumerate(volumes):
         if keep_volumes[index]:
@@ -207,8 +261,13 @@ def stream_masked_series(
 
     Parameters
     ----------
-    path, mask, mask_affine, smoothing_fwhm_mm, keep_volumes, n_threads
+    path, mask, mask_affine, smoothing_fwhm_mm, keep_volumes
         As `bids_glm.image.io.read_masked_series`.
+    n_threads : int, optional
+        Workers reducing volumes while the calling thread inflates the next ones (default:
+        the process's `thread_budget`); 0: inflation, reduction and ``consume`` all in the
+        calling thread (one core: no process forked, no thread started). The result does
+        not depend on it.
     consume : callable
         Called with each block, an array (b, n_voxels) float32 of consecutive kept volumes
         (``b <= block_volumes``), in time order, from one thread; the block is valid only
@@ -216,7 +275,8 @@ def stream_masked_series(
     block_volumes : int
         Rows per block.
     in_processes : bool, optional
-        Reduce volumes in forked processes (default: where `forking_available`).
+        Reduce volumes in forked processes, if there are workers (default: where
+        `forking_available`).
     varying : callable, optional
         Called once every block was consumed: the voxels whose values were not all equal
         (bool, (n_voxels,)), as the consumer knows them (e.g.
@@ -228,19 +288,20 @@ def stream_masked_series(
     StreamedSeries
     """
     layout, keep_volumes = checked_layout(path, mask, mask_affine, keep_volumes)
+    n_workers = thread_budget() if n_threads is None else max(int(n_threads), 0)
     in_processes = forking_available() if in_processes is None else in_processes
-    n_workers = thread_budget() if n_threads is None else max(int(n_threads), 1)
+    in_processes = in_processes and n_workers > 0
     block_volumes = max(int(block_volumes), 1)
     shape = (2 * block_volumes, int(mask.sum()))
     rows = shared_array(shape, np.float32) if in_processes else np.empty(shape, np.float32)
-    blocks = _Blocks(rows, block_volumes, consume, track_range=varying is None)
+    blocks = _Blocks(rows, block_volumes, consume, varying is None, inline=n_workers == 0)
     sigma_vox = sigma_voxels(smoothing_fwhm_mm, layout.affine)
     try:
         reducer, workers = _reducers(mask, layout, sigma_vox, rows, n_workers, in_processes)
         with workers:
             _stream_blocks(path, layout, keep_volumes, reducer, workers, blocks)
     finally:
-        blocks.consumer.shutdown(wait=True, cancel_futures=True)
+        blocks.close()
     finite = workers.finite_voxels()
     usable = finite & (blocks.maximum > blocks.minimum if varying is None else varying())
     log_unusable(path, usable, "in-mask voxel(s)")

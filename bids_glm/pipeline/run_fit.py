@@ -43,7 +43,7 @@ from bids_glm.pipeline.surface_fit import (
     fit_streamed_grayordinates,
     fit_streamed_surface,
 )
-from bids_glm.runtime.threads import thread_budget
+from bids_glm.runtime.threads import spare_cores
 from bids_glm.settings import Settings
 
 # A run's in-mask series up to this size is held and fitted as nilearn does, bit for bit:
@@ -182,9 +182,10 @@ def _streamed_ols(
     the AR(1) refit allocates its own.
     """
     # inflation keeps one core busy in its own thread: the reading and summing threads share
-    # the rest (on 2 cores, one each: 2 + 2 threads took ~7 % more CPU for no speed)
-    n_threads = max(thread_budget() - 1, 1)
-    sums = CrossProductAccumulator(matrix, geometry.n_values, n_threads=n_threads)
+    # the rest (on 2 cores, one each: 2 + 2 threads took ~7 % more CPU for no speed); with
+    # none to spare (--n-cpus 1), the calling thread does it all
+    n_threads = spare_cores()
+    sums = CrossProductAccumulator(matrix, geometry.n_values, n_threads=max(n_threads, 1))
     consume = sums.add
     if kept is not None:
 

@@ -2,7 +2,8 @@
 
 Start-up work that holds the GIL (pybids' indexing, compiling jinja2 templates) runs on an
 idle core this way while the parent goes on. The child is forked only where that is safe
-(Linux, no other thread), and any failure in it (an exception, a signal, a value that cannot
+(Linux, no other thread) and the thread budget has a core to spare (not with ``--n-cpus 1``,
+which keeps a run to one core), and any failure in it (an exception, a signal, a value that cannot
 be pickled) comes back as "no result": the caller then does the work itself, so it logs and
 raises exactly what doing it in place would.
 """
@@ -17,6 +18,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from bids_glm.runtime.threads import spare_cores
 
 PIPE_BYTES = 1 << 20  # Linux's default limit for an unprivileged pipe (pipe-max-size)
 
@@ -52,8 +55,9 @@ class ForkedCall:
 
 
 def start_forked_call(function: Callable[..., Any], *args: Any) -> ForkedCall | None:
-    """Call ``function(*args)`` in a forked child; None where forking is not safe."""
-    if not can_fork():
+    """Call ``function(*args)`` in a forked child; None where forking is not safe or no
+    core is spare (`bids_glm.runtime.threads.spare_cores`): the caller then does the work."""
+    if spare_cores() < 1 or not can_fork():
         return None
     import fcntl  # POSIX only, as forking here is
 

@@ -120,6 +120,16 @@ def thread_budget() -> int:
     return max(int(text), 1) if text.strip().isdigit() else 1
 
 
+def spare_cores() -> int:
+    """Cores of the budget beyond the calling thread's: ``thread_budget() - 1``.
+
+    What helpers running beside the calling thread may use: forked children (discovery,
+    volume reduction, template compilation) and background threads (map writers). With
+    none (``--n-cpus 1``), everything runs in the calling thread, so a run keeps to one core.
+    """
+    return thread_budget() - 1
+
+
 def for_each_in_threads(
     function: Callable[[object], None], items: Sequence, n_threads: int, name: str
 ) -> None:
