@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("taskset (util-linux) is needed to confine a run to one core")
     bids_dir = make_run(args.workdir, 200)
     read_into_page_cache(preproc_path(bids_dir))
+    os.chdir(args.workdir)  # `python -m` puts the working folder first on a child's path
     trees = {"this": None} if args.compare is None else {"compared": args.compare, "this": None}
     for source in trees.values():
         compile_bytecode(None if source is None else source / "bids_glm")

@@ -22,6 +22,7 @@ import pandas as pd
 from bids_glm.derivatives.naming import geometry_file_path, map_label, sidecar_path
 from bids_glm.errors import OutputError
 from bids_glm.image.geometry import VolumeGeometry
+from bids_glm.runtime.threads import spare_cores, thread_budget
 
 FILE_MODE = 0o666
 MAX_PENDING_MAPS = 24  # maps queued for the writer threads (1.4 MB each at 340k voxels)
@@ -154,6 +155,12 @@ class MapWriter:
     use it as a context manager: every map is on disk, or its error raised, when the block
     ends.
     """
+
+    @classmethod
+    def for_budget(cls) -> MapWriter:
+        """A writer with a thread per core of the budget, or none where no core is spare
+        (``--n-cpus 1``: maps are written as they are made, in the calling thread)."""
+        return cls(thread_budget() if spare_cores() > 0 else 0)
 
     def __init__(self, n_threads: int = 0, max_pending: int = MAX_PENDING_MAPS) -> None:
         self._pool = (

@@ -45,7 +45,6 @@ from bids_glm.pipeline.units import (
 )
 from bids_glm.runtime.logs import captured_warnings
 from bids_glm.runtime.out_of_memory import is_out_of_memory, out_of_memory_error
-from bids_glm.runtime.threads import spare_cores
 from bids_glm.runtime.workers import map_runs, worker_count
 from bids_glm.settings import Settings
 
@@ -78,9 +77,8 @@ def analyse_unit(unit: AnalysisUnit, settings: Settings) -> tuple[list[RunOutcom
     geometry = build_geometry(unit.designs, settings, unit.meshes)
     entities = naming.subject_level_entities(unit.entities)
     folder = naming.subject_func_dir(settings.output_dir, entities)
-    # one writer for the unit: a run's maps are compressed (in threads on the spare cores;
-    # as they are made with none) while the next run is read
-    with MapWriter(spare_cores()) as writer:
+    # one writer for the unit: a run's maps are compressed while the next run is read
+    with MapWriter.for_budget() as writer:
         # fixed effects of one run are that run: its maps are written there as they are made
         subject = SubjectLevel(folder, entities) if len(unit.designs) == 1 else None
         outcomes = _fit_runs(unit, geometry, settings, writer, subject)

@@ -38,7 +38,6 @@ from bids_glm.pipeline.run import RunOutcome
 from bids_glm.pipeline.spm_data import read_spm_data
 from bids_glm.pipeline.subject_clusters import volume_cluster_table
 from bids_glm.pipeline.units import AnalysisUnit
-from bids_glm.runtime.threads import spare_cores
 from bids_glm.settings import Settings
 
 __all__ = ["analyse_spm_unit", "spm_dry_run"]
@@ -225,7 +224,7 @@ def analyse_spm_unit(unit: AnalysisUnit, settings: Settings) -> tuple[list[RunOu
     sources = tuple(outputs.source_uri(d.run.bold_path, settings) for d in unit.designs)
     geometry = VolumeGeometry(data.mask, data.affine)
     suffixes = basis_suffixes(settings.model.hrf_model)
-    with MapWriter(spare_cores()) as writer:
+    with MapWriter.for_budget() as writer:
         design_path = write_spm_design(
             folder, entities, design.matrix, record, settings.spm12, tr_s, sources
         )
