@@ -49,6 +49,19 @@ def write_bold(path: Path, data: np.ndarray, tr_s: float, affine=None) -> None:
     image.to_filename(path)
 
 
+def cgroup_tree(root: Path, proc_lines: list[str], files: dict[str, str]) -> tuple[Path, Path]:
+    """A fake ``/proc/self/cgroup`` (``proc_lines``) and ``/sys/fs/cgroup`` holding ``files``
+    (path under it -> text), under ``root``; returns both paths."""
+    root.mkdir(parents=True, exist_ok=True)
+    proc = root / "cgroup"
+    proc.write_text("\n".join(proc_lines) + "\n")
+    mounted = root / "sys"
+    for relative, text in files.items():
+        (mounted / relative).parent.mkdir(parents=True, exist_ok=True)
+        (mounted / relative).write_text(text + "\n")
+    return proc, mounted
+
+
 def make_tiny_dataset(
     root: Path,
     subjects=("01",),

@@ -9,8 +9,10 @@ import sys
 import threading
 
 import pytest
+from conftest import cgroup_tree
 
 from bids_glm.errors import InputError
+from bids_glm.runtime import cgroups
 from bids_glm.runtime.threads import MALLOC_SETTINGS, NUMPY_SETTINGS, read_ahead
 
 PROBE = """
@@ -101,3 +103,45 @@ def test_read_ahead_stops_its_producer_when_the_caller_stops():
     assert closed.is_set()  # the producer closed its source before the caller went on
     assert len(produced) <= 4  # one taken, at most two waiting, one being handed over
     assert not any(t.name == "bids-glm-probe" for t in threading.enumerate())
+
+
+def test_a_cpu_quota_counts_in_whole_cores_the_smallest_on_the_path(tmp_path):
+    # v2 (docker run --cpus 1.5 inside a group allowing 4): cpu.max is "quota period"
+    proc, root = cgroup_tree(
+        tmp_path / "v2",
+        ["0::/kubepods/pod1/ctr"],
+        {
+            "cpu.max": "max 100000",
+            "kubepods/pod1/cpu.max": "400000 100000",
+            "kubepods/pod1/ctr/cpu.max": "150000 100000",
+        },
+    )
+    assert cgroups.cpu_quota_cores(proc, root) == 2  # 1.5 cores' worth: 2 threads
+    # v1: quota and period in two files of the cpu hierarchy; -1 is no quota
+    proc, root = cgroup_tree(
+        tmp_path / "v1",
+        ["5:cpu,cpuacct:/docker/abc", "4:memory:/docker/abc"],
+        {
+            "cpu/cpu.cfs_quota_us": "-1",
+            "cpu/cpu.cfs_period_us": "100000",
+            "cpu/docker/abc/cpu.cfs_quota_us": "50000",
+            "cpu/docker/abc/cpu.cfs_period_us": "100000",
+        },
+    )
+    assert cgroups.cpu_quota_cores(proc, root) == 1
+    proc, root = cgroup_tree(tmp_path / "none", ["0::/"], {"cpu.max": "max 100000"})
+    assert cgroups.cpu_quota_cores(proc, root) is None
+    assert cgroups.cpu_quota_cores(tmp_path / "absent", root) is None
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="CPU affinity is Linux's")
+def test_available_cores_are_the_affinity_within_the_quota(monkeypatch):
+    from bids_glm.runtime import threads
+
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5})
+    monkeypatch.setattr(threads, "cpu_quota_cores", lambda: None)
+    assert threads.available_cores() == 6
+    monkeypatch.setattr(threads, "cpu_quota_cores", lambda: 2)
+    assert threads.available_cores() == 2
+    monkeypatch.setattr(threads, "cpu_quota_cores", lambda: 16)
+    assert threads.available_cores() == 6

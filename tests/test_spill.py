@@ -7,6 +7,7 @@ import logging
 import mmap
 
 import numpy as np
+from conftest import cgroup_tree
 
 from bids_glm.runtime import memory_limits, spill
 
@@ -48,21 +49,9 @@ def test_a_folder_without_room_gives_a_warning_and_memory(tmp_path, monkeypatch,
     assert list(tmp_path.iterdir()) == []
 
 
-def _cgroup_tree(tmp_path, proc_lines, limits):
-    """A fake ``/proc/self/cgroup`` and ``/sys/fs/cgroup`` with limit files (path -> text)."""
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    proc = tmp_path / "cgroup"
-    proc.write_text("\n".join(proc_lines) + "\n")
-    root = tmp_path / "sys"
-    for relative, text in limits.items():
-        (root / relative).parent.mkdir(parents=True, exist_ok=True)
-        (root / relative).write_text(text + "\n")
-    return proc, root
-
-
 def test_memory_limit_is_the_smallest_on_the_groups_path(tmp_path):
     # v2: the job's group and its parent (a SLURM step inside its job); "max" is none
-    proc, root = _cgroup_tree(
+    proc, root = cgroup_tree(
         tmp_path / "v2",
         ["0::/slurm/job_7/step_0"],
         {
@@ -73,7 +62,7 @@ def test_memory_limit_is_the_smallest_on_the_groups_path(tmp_path):
     )
     assert memory_limits.memory_limit_bytes(proc, root) == 3 * 2**30
     # v1: the memory controller's own hierarchy; "no limit" is a number near 2**63
-    proc, root = _cgroup_tree(
+    proc, root = cgroup_tree(
         tmp_path / "v1",
         ["9:cpu,cpuacct:/docker/abc", "4:memory:/docker/abc", "1:name=systemd:/"],
         {
@@ -82,7 +71,7 @@ def test_memory_limit_is_the_smallest_on_the_groups_path(tmp_path):
         },
     )
     assert memory_limits.memory_limit_bytes(proc, root) == 2**30
-    proc, root = _cgroup_tree(tmp_path / "none", ["0::/"], {"memory.max": "max"})
+    proc, root = cgroup_tree(tmp_path / "none", ["0::/"], {"memory.max": "max"})
     assert memory_limits.memory_limit_bytes(proc, root) is None
     assert memory_limits.memory_limit_bytes(tmp_path / "absent", root) is None
 

@@ -289,7 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="N",
-        help="cores to use (default: every core this process may run on, e.g. a SLURM allocation)",
+        help=(
+            "cores to use (default: every core this process may run on, e.g. a SLURM "
+            "allocation, within its cgroup's CPU quota, e.g. docker run --cpus); "
+            "1: one thread, no child process"
+        ),
     )
     run.add_argument("--work-dir", "-w", type=Path, default=None)
     run.add_argument("--skip-bids-validator", action="store_true")

@@ -8,8 +8,8 @@ from __future__ import annotations
 import resource
 from pathlib import Path
 
-CGROUP_ROOT = Path("/sys/fs/cgroup")
-PROC_CGROUP = Path("/proc/self/cgroup")
+from bids_glm.runtime.cgroups import CGROUP_ROOT, PROC_CGROUP, group_files
+
 UNLIMITED_BYTES = 2**60  # cgroup v1 writes "no limit" as a number near 2**63
 
 
@@ -20,26 +20,8 @@ def memory_limit_bytes(proc_cgroup: Path = PROC_CGROUP, root: Path = CGROUP_ROOT
     path (as ``proc_cgroup`` gives it) under ``root``: the limits a container engine or
     SLURM (``ConstrainRAMSpace``) sets. None when there is none or it cannot be read.
     """
-    try:
-        lines = proc_cgroup.read_text().splitlines()
-    except OSError:
-        return None
-    limits = []
-    for line in lines:
-        fields = line.split(":", 2)
-        if len(fields) != 3:
-            continue
-        _, controllers, group = fields
-        if controllers == "":  # v2: one unified hierarchy
-            folder, name = root, "memory.max"
-        elif "memory" in controllers.split(","):
-            folder, name = root / "memory", "memory.limit_in_bytes"
-        else:
-            continue
-        parts = [part for part in group.split("/") if part]
-        for depth in range(len(parts) + 1):
-            limits.append(_read_limit(folder.joinpath(*parts[:depth]) / name))
-    known = [limit for limit in limits if limit is not None]
+    files = group_files("memory.max", "memory", "memory.limit_in_bytes", proc_cgroup, root)
+    known = [limit for limit in map(_read_limit, files) if limit is not None]
     return min(known) if known else None
 
 

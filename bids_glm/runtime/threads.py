@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from bids_glm.runtime.cgroups import cpu_quota_cores
+
 Item = TypeVar("Item")
 
 THREADS_VARIABLE = "BIDS_GLM_THREADS"
@@ -43,17 +45,21 @@ BLAS_VARIABLES = (
 
 
 def available_cores() -> int:
-    """Cores this process may run on (its CPU affinity: cgroups, SLURM, taskset).
+    """Cores this process may use: those it may run on (its CPU affinity: cpusets, SLURM,
+    ``taskset``), at most the CPU time its cgroup allows (``docker run --cpus``, Kubernetes
+    limits: `bids_glm.runtime.cgroups.cpu_quota_cores`, rounded up).
 
     Returns
     -------
     int
-        The size of the affinity set; off Linux, ``os.cpu_count()`` (1 when unknown).
+        The smaller of the two; off Linux, ``os.cpu_count()`` (1 when unknown).
     """
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+    quota = cpu_quota_cores()
+    return cores if quota is None else max(min(cores, quota), 1)
 
 
 def limit_threads(n_threads: int) -> None:
