@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from bids_glm.errors import InputError
-from bids_glm.image.forked_reducers import ForkedReducers, forking_available, shared_array
+from bids_glm.image.forked_reducers import ForkedReducers, forking_available
 from bids_glm.image.stream import stream_masked_series
 from bids_glm.runtime.out_of_memory import ProcessKilled
+from bids_glm.runtime.shared_memory import shared_array
 
 pytestmark = pytest.mark.skipif(not forking_available(), reason="forked reducers: Linux only")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from bids_glm.glm.fit import fit_glm
 from bids_glm.glm.fit_from_sums import fit_from_sums
 from bids_glm.glm.inplace_gemm import add_product
 from bids_glm.glm.scaling import scale_signal
+from bids_glm.image.forked_reducers import forking_available
 from bids_glm.image.io import read_masked_series
 from bids_glm.image.stream import stream_masked_series
 
@@ -232,6 +235,69 @@ def test_streamed_blocks_equal_the_held_series(
         varying=sums.varying,
     )
     np.testing.assert_array_equal(told.usable, held.usable)
+
+
+def _bold_with_mask(tmp_path, n_volumes=31):
+    rng = np.random.default_rng(11)
+    data = rng.normal(500, 40, (14, 12, 9, n_volumes)).astype(np.float32)
+    path = tmp_path / "bold.nii.gz"
+    nib.Nifti1Image(data, AFFINE).to_filename(path)
+    mask = np.zeros(data.shape[:3], bool)
+    mask[3:11, 2:10, 2:8] = True
+    keep = np.ones(n_volumes, bool)
+    keep[[0, 1, 12, 20]] = False
+    return path, mask, keep
+
+
+@pytest.mark.skipif(not forking_available(), reason="forked reducers: Linux only")
+@pytest.mark.parametrize("block_volumes", [1, 6, 100])
+def test_sums_added_by_the_child_and_this_process_are_the_sums_of_the_blocks(
+    tmp_path, block_volumes
+):
+    """One reducing child: it and the reading thread claim each block's voxel chunks as they
+    come; the sums equal those of `add` on the same blocks in one process, to the bit."""
+    path, mask, keep = _bold_with_mask(tmp_path)
+    held = read_masked_series(path, mask, AFFINE, 5.0, keep_volumes=keep)
+    design = np.random.default_rng(3).normal(size=(27, 4))
+    design[:, 0] = 1.0
+    expected = CrossProductAccumulator(design, held.data.shape[1], 1, chunk_voxels=40)
+    for start in range(0, 27, block_volumes):
+        expected.add(held.data[start : start + block_volumes])
+    shared = CrossProductAccumulator(design, held.data.shape[1], 1, chunk_voxels=40)
+    streamed = stream_masked_series(
+        path,
+        mask,
+        AFFINE,
+        shared,
+        5.0,
+        keep_volumes=keep,
+        n_threads=1,
+        block_volumes=block_volumes,
+        in_processes=True,
+        varying=shared.varying,
+    )
+    assert shared._claims is not None  # shared with the child
+    np.testing.assert_array_equal(streamed.usable, held.usable)
+    for name, value in vars(expected.result()).items():
+        np.testing.assert_array_equal(getattr(shared.result(), name), value, err_msg=name)
+
+
+@pytest.mark.skipif(not forking_available(), reason="forked reducers: Linux only")
+def test_a_failure_of_the_childs_share_of_the_sums_is_raised_here(tmp_path):
+    path, mask, keep = _bold_with_mask(tmp_path)
+    parent = os.getpid()
+
+    class FailingInChild(CrossProductAccumulator):
+        def add_share(self, index, block, alive):
+            if os.getpid() != parent:
+                raise ArithmeticError("the child's share failed")
+            super().add_share(index, block, alive)
+
+    sums = FailingInChild(np.ones((27, 1)), int(mask.sum()), 1, chunk_voxels=40)
+    with pytest.raises(RuntimeError, match="the child's share failed"):
+        stream_masked_series(
+            path, mask, AFFINE, sums, 5.0, keep_volumes=keep, n_threads=1, in_processes=True
+        )
 
 
 def _participant(bids, out, extra=()):

@@ -19,11 +19,15 @@ order and are the kept (uncensored) ones only: lags run over the retained rows, 
 fit of the censored series does. Each block is cut into voxel chunks (shared by threads), each
 turned into float64 once in a per-thread scratch array that stays in cache, from which the
 projections, the squares, the lag-one products and the float32 running sum are all taken, so
-peak memory is the ``(2p + 3, V)`` sums plus a chunk-sized scratch array per thread.
+peak memory is the ``(2p + 3, V)`` sums plus a chunk-sized scratch array per thread. Shared
+(`CrossProductAccumulator.share`), the sums lie in shared memory and two processes add each
+block together, claiming its chunks one at a time (`bids_glm.runtime.shared_claims`); each
+voxel's arithmetic is the same, so the sums are the same to the bit.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +35,8 @@ import scipy.linalg
 
 from bids_glm.glm.inplace_gemm import add_product
 from bids_glm.glm.ols import neighbour_sum, voxel_chunks
+from bids_glm.runtime.shared_claims import ChunkClaims
+from bids_glm.runtime.shared_memory import shared_array
 from bids_glm.runtime.threads import for_each_in_threads, thread_budget
 
 
@@ -137,14 +143,20 @@ class CrossProductAccumulator:
         self.squares = np.zeros(n_voxels)
         self.lag1 = np.zeros(n_voxels)
         self.running_sum32 = np.zeros(n_voxels, dtype=np.float32)
-        self.shift: np.ndarray | None = None
+        self.shift = np.zeros(n_voxels)  # y_0, set by the first block
         self.previous = np.zeros(n_voxels)  # d_{t-1}; d_0 = 0: no lag term before the first
         self.n_added = 0
         self.n_threads = thread_budget() if n_threads is None else max(int(n_threads), 1)
-        chunks = list(voxel_chunks(n_voxels, int(chunk_voxels)))
+        self.chunks = list(voxel_chunks(n_voxels, int(chunk_voxels)))
         self.chunk_voxels = max(min(int(chunk_voxels), n_voxels), 1)
-        self.shares = _thread_shares(chunks, self.n_threads)
+        self.shares = _thread_shares(self.chunks, self.n_threads)
         self.scratch: list[np.ndarray] = []
+        self._claims: ChunkClaims | None = None  # see `share`
+        self._block_volumes = 0
+
+    def __call__(self, block: np.ndarray) -> None:
+        """`add`: the accumulator is a consumer of streamed blocks."""
+        self.add(block)
 
     def add(self, block: np.ndarray) -> None:
         """Add the next ``block`` (b, V) of kept volumes (any float dtype), in time order."""
@@ -153,8 +165,8 @@ class CrossProductAccumulator:
         stop = self.n_added + block.shape[0]
         if stop > self.n_scans:
             raise ValueError(f"{stop} volumes added to sums over {self.n_scans} kept volumes")
-        if self.shift is None:
-            self.shift = block[0].astype(np.float64)
+        if self.n_added == 0:
+            self.shift[:] = block[0]
         if not self.scratch or self.scratch[0].shape[0] <= block.shape[0]:
             rows = (block.shape[0] + 1, self.chunk_voxels)
             self.scratch = [np.empty(rows) for _ in self.shares]
@@ -166,6 +178,45 @@ class CrossProductAccumulator:
             "sums",
         )
         self.n_added = stop
+
+    def share(self, block_volumes: int) -> None:
+        """Hold the sums in shared memory, for this process and one forked after this call to
+        add the blocks of ``block_volumes`` volumes together (`add_share`); before any block.
+        """
+        if self.n_added or self._claims is not None:
+            raise ValueError("sums are shared before any block is added, once")
+        for name in ("projected", "neighbour", "constants", "squares", "lag1", "shift"):
+            setattr(self, name, shared_array(getattr(self, name).shape, np.float64))
+        self.previous = shared_array(self.previous.shape, np.float64)
+        self.running_sum32 = shared_array(self.running_sum32.shape, np.float32)
+        self._block_volumes = int(block_volumes)
+        n_blocks = -(-self.n_scans // self._block_volumes)
+        self._claims = ChunkClaims(n_blocks, len(self.chunks))
+
+    def add_share(self, index: int, block: np.ndarray, alive: Callable[[], None]) -> None:
+        """Add this process's share of block ``index`` (rows ``index * block_volumes`` on).
+
+        Both processes call this for every block: each claims voxel chunks one at a time
+        until none is left, so the work splits by how busy each is. A block's chunks are
+        claimed once the previous block's are all added (each voxel's volumes in time
+        order). ``alive`` raises if the other process is gone (see `ChunkClaims`).
+        """
+        claims = self._claims
+        claims.wait(index - 1, alive)
+        start = index * self._block_volumes
+        operator = self.operator[:, start : start + block.shape[0]]
+        if not self.scratch or self.scratch[0].shape[0] <= block.shape[0]:
+            self.scratch = [np.empty((block.shape[0] + 1, self.chunk_voxels))]
+        while (chunk_index := claims.claim(index, alive)) is not None:
+            chunk = self.chunks[chunk_index]
+            if index == 0:
+                self.shift[chunk] = block[0, chunk]
+            self._add_chunks(operator, block, [chunk], self.scratch[0])
+            claims.finish(index, alive)
+
+    def wait_added(self, index: int, alive: Callable[[], None]) -> None:
+        """Return once block ``index`` is added in whole (`add_share`)."""
+        self._claims.wait(index, alive)
 
     def _add_chunks(
         self, operator: np.ndarray, block: np.ndarray, chunks: list[slice], scratch: np.ndarray
@@ -202,8 +253,11 @@ class CrossProductAccumulator:
 
     def result(self) -> RunSums:
         """The sums, once every kept volume was added (``ValueError`` otherwise)."""
-        if self.n_added != self.n_scans or self.shift is None:
-            raise ValueError(f"{self.n_added} of {self.n_scans} kept volumes were added")
+        added = self.n_added
+        if self._claims is not None and not added:
+            added = min(self._claims.blocks_finished() * self._block_volumes, self.n_scans)
+        if added != self.n_scans:
+            raise ValueError(f"{added} of {self.n_scans} kept volumes were added")
         return RunSums(
             n_scans=self.n_scans,
             shift=self.shift,

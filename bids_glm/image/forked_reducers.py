@@ -1,11 +1,11 @@
 """Per-volume reductions in forked processes, each with a GIL of its own.
 
-A streamed run keeps four threads busy on two cores: inflation, the per-volume reduction
-(smoothing and in-mask gather), the running sums and the reading loop. In one process the
-reduction's ~100 numpy calls a volume each hand the GIL to and from the reading thread, and
-its float64 scratch must be large to keep those calls few. In a child process the reduction
-has a GIL of its own and smooths in cache-sized groups of lines: on the 800-volume
-benchmark run the stream took 5.9-6.3 s instead of 7.3-7.6 s (3 of 3 interleaved pairs).
+A streamed run keeps two cores busy with inflation, the per-volume reduction (smoothing and
+in-mask gather) and the running sums (which the child and the reading thread share). In one
+process the reduction's ~100 numpy calls a volume each hand the GIL to and from the reading
+thread, and its float64 scratch must be large to keep those calls few. In a child process
+the reduction has a GIL of its own and smooths in cache-sized groups of lines: on the
+800-volume benchmark run the stream took 5.9-6.3 s instead of 7.3-7.6 s (3 of 3 pairs).
 
 Protocol: the parent inflates each volume into a ring of buffers in shared memory and sends
 a child ``(ring row, buffer)``; the child reduces that buffer into the ring row (the block
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import mmap
 import os
 import signal
 import struct
@@ -41,6 +40,7 @@ import numpy as np
 
 from bids_glm.image.volume_reducer import VolumeReducer
 from bids_glm.runtime.out_of_memory import ProcessKilled
+from bids_glm.runtime.shared_memory import shared_array
 
 MESSAGE = struct.Struct("=ii")  # (ring row, buffer) both ways; (FAILED, n): n bytes of traceback
 STOP = -1  # parent -> child: finish (write the finite flags) and exit
@@ -50,13 +50,6 @@ FAILED = -2  # child -> parent: a traceback follows
 def forking_available() -> bool:
     """Whether reductions can go to forked processes (Linux: fork is cheap and reliable)."""
     return sys.platform.startswith("linux") and hasattr(os, "fork")
-
-
-def shared_array(shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
-    """A zeroed array in anonymous shared memory: processes forked later share its values."""
-    n_values = int(np.prod(shape))
-    memory = mmap.mmap(-1, max(n_values * np.dtype(dtype).itemsize, 1), flags=mmap.MAP_SHARED)
-    return np.frombuffer(memory, dtype=dtype, count=n_values).reshape(shape)
 
 
 def _read_message(fd: int, n_bytes: int) -> bytes:
@@ -77,8 +70,13 @@ def _serve(
     finite: np.ndarray,
     commands: int,
     answers: int,
+    after_volume: Callable[[int], None] | None = None,
 ) -> int:
-    """A child's loop: reduce the volumes it is sent until told to stop; its exit status."""
+    """A child's loop: reduce the volumes it is sent until told to stop; its exit status.
+
+    ``after_volume(n)`` is called once the ``n``-th volume is answered (work of its own).
+    """
+    n_done = 0
     try:
         while True:
             message = _read_message(commands, MESSAGE.size)
@@ -90,6 +88,9 @@ def _serve(
                 return 0
             reducer(row, stored[buffer])
             os.write(answers, message)
+            n_done += 1
+            if after_volume is not None:
+                after_volume(n_done)
     except BaseException:  # everything goes back to the parent
         text = traceback.format_exc().encode()
         os.write(answers, MESSAGE.pack(FAILED, len(text)) + text)
@@ -119,6 +120,18 @@ class _Child:
         if row == FAILED:
             text = _read_message(self.answers, n_bytes).decode(errors="replace")
             raise RuntimeError(f"reducing a volume failed in a child process:\n{text}")
+
+    def raise_if_gone(self) -> None:
+        """Raise what ended the child, if it has ended (its traceback, if it sent one)."""
+        if not self.pid or os.waitpid(self.pid, os.WNOHANG) == (0, 0):
+            return
+        self.pid = 0  # reaped: the pipe holds what it wrote before it ended
+        while len(message := _read_message(self.answers, MESSAGE.size)) == MESSAGE.size:
+            row, n_bytes = MESSAGE.unpack(message)
+            if row == FAILED:
+                text = _read_message(self.answers, n_bytes).decode(errors="replace")
+                raise RuntimeError(f"reducing a volume failed in a child process:\n{text}")
+        raise RuntimeError("the volume-reducing process ended unexpectedly")
 
     def _ended(self) -> None:
         """Reap a child that is gone unasked; raise how it ended."""
@@ -163,6 +176,9 @@ class ForkedReducers:
         The same buffers as stored volumes (`bids_glm.image.io.stored_view`).
     n_processes : int
         Children; volumes go to them in turn.
+    after_volume : callable, optional
+        Called in a child with the number of volumes it has reduced, after answering each
+        (e.g. its share of the sums of a block it completes; one child then).
     """
 
     def __init__(
@@ -171,8 +187,10 @@ class ForkedReducers:
         buffers: Sequence[np.ndarray],
         stored: Sequence[np.ndarray],
         n_processes: int,
+        after_volume: Callable[[int], None] | None = None,
     ) -> None:
         self.buffers = buffers
+        self._after_volume = after_volume
         self._finite = shared_array((max(n_processes, 1), reducer.out.shape[1]), bool)
         self._children: list[_Child] = []
         self._turn = 0
@@ -208,7 +226,9 @@ class ForkedReducers:
                     os.close(child.answers)
                 os.close(commands_out)
                 os.close(answers_in)
-                status = _serve(reducer, stored, finite, commands_in, answers_out)
+                status = _serve(
+                    reducer, stored, finite, commands_in, answers_out, self._after_volume
+                )
             finally:
                 os._exit(status)
         os.close(commands_in)
@@ -222,6 +242,11 @@ class ForkedReducers:
         self._turn = (self._turn + 1) % len(self._children)
         child.send(row, buffer)
         return child.wait_for_answer
+
+    def raise_if_gone(self) -> None:
+        """Raise if a child has ended (while the parent waits for work it shares)."""
+        for child in self._children:
+            child.raise_if_gone()
 
     def finite_voxels(self) -> np.ndarray:
         """Voxels finite in every volume reduced (valid after the context has exited)."""

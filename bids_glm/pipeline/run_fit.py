@@ -186,7 +186,7 @@ def _streamed_ols(
     # none to spare (--n-cpus 1), the calling thread does it all
     n_threads = spare_cores()
     sums = CrossProductAccumulator(matrix, geometry.n_values, n_threads=max(n_threads, 1))
-    consume = sums.add
+    consume = sums  # a forked reducing child adds the blocks it completes with this thread
     if kept is not None:
 
         def consume(block: np.ndarray) -> None:
