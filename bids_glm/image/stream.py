@@ -309,7 +309,9 @@ def stream_masked_series(
     consume : callable
         Called with each block, an array (b, n_voxels) float32 of consecutive kept volumes
         (``b <= block_volumes``), in time order, from one thread; the block is valid only
-        during the call. Its rows equal those `read_masked_series` returns.
+        during the call. Its rows equal those `read_masked_series` returns. A consumer with
+        ``share``, ``add_share`` and ``wait_added`` (`CrossProductAccumulator`) is instead
+        shared with the reducing child, when there is exactly one.
     block_volumes : int
         Rows per block.
     in_processes : bool, optional
