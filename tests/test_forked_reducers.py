@@ -96,6 +96,19 @@ def test_a_child_that_dies_is_reported_with_how(when):
             workers.submit(0, 0)()
 
 
+def test_a_child_that_dies_while_work_is_shared_is_reported_with_how():
+    """`raise_if_gone`, polled while the parent waits for the child's share of the sums:
+    a live child passes, a killed one is told as killed (e.g. by the kernel's OOM killer)."""
+    buffers, out = _ring()
+    with pytest.raises(ProcessKilled, match=r"ended unexpectedly \(killed by signal 9\)"):
+        with ForkedReducers(_Reducer(out), buffers, buffers, 1) as workers:
+            workers.raise_if_gone()
+            child = workers._children[0]
+            os.kill(child.pid, signal.SIGKILL)
+            os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
+            workers.raise_if_gone()
+
+
 def test_an_error_while_streaming_stops_the_children(tmp_path):
     """A truncated series: the input error, not the children's, and no process left."""
     path = tmp_path / "bold.nii.gz"

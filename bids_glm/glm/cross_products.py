@@ -103,6 +103,19 @@ def sum_operator(design: np.ndarray) -> np.ndarray:
     )
 
 
+# the arrays a block adds to (in shared memory once `CrossProductAccumulator.share`d)
+SUM_ARRAYS = (
+    "projected",
+    "neighbour",
+    "constants",
+    "squares",
+    "lag1",
+    "shift",
+    "previous",
+    "running_sum32",
+)
+
+
 class CrossProductAccumulator:
     """Accumulate `RunSums` from blocks of consecutive kept volumes.
 
@@ -167,9 +180,7 @@ class CrossProductAccumulator:
             raise ValueError(f"{stop} volumes added to sums over {self.n_scans} kept volumes")
         if self.n_added == 0:
             self.shift[:] = block[0]
-        if not self.scratch or self.scratch[0].shape[0] <= block.shape[0]:
-            rows = (block.shape[0] + 1, self.chunk_voxels)
-            self.scratch = [np.empty(rows) for _ in self.shares]
+        self._fit_scratch(block.shape[0], len(self.shares))
         operator = self.operator[:, self.n_added : stop]
         for_each_in_threads(
             lambda share: self._add_chunks(operator, block, *share),
@@ -185,10 +196,9 @@ class CrossProductAccumulator:
         """
         if self.n_added or self._claims is not None:
             raise ValueError("sums are shared before any block is added, once")
-        for name in ("projected", "neighbour", "constants", "squares", "lag1", "shift"):
-            setattr(self, name, shared_array(getattr(self, name).shape, np.float64))
-        self.previous = shared_array(self.previous.shape, np.float64)
-        self.running_sum32 = shared_array(self.running_sum32.shape, np.float32)
+        for name in SUM_ARRAYS:
+            zeros = getattr(self, name)
+            setattr(self, name, shared_array(zeros.shape, zeros.dtype))
         self._block_volumes = int(block_volumes)
         n_blocks = -(-self.n_scans // self._block_volumes)
         self._claims = ChunkClaims(n_blocks, len(self.chunks))
@@ -205,14 +215,20 @@ class CrossProductAccumulator:
         claims.wait(index - 1, alive)
         start = index * self._block_volumes
         operator = self.operator[:, start : start + block.shape[0]]
-        if not self.scratch or self.scratch[0].shape[0] <= block.shape[0]:
-            self.scratch = [np.empty((block.shape[0] + 1, self.chunk_voxels))]
+        self._fit_scratch(block.shape[0], 1)
         while (chunk_index := claims.claim(index, alive)) is not None:
             chunk = self.chunks[chunk_index]
             if index == 0:
                 self.shift[chunk] = block[0, chunk]
             self._add_chunks(operator, block, [chunk], self.scratch[0])
             claims.finish(index, alive)
+
+    def _fit_scratch(self, n_rows: int, n_arrays: int) -> None:
+        """At least ``n_arrays`` scratch arrays for blocks of ``n_rows`` volumes (and the
+        volume before them), one per thread adding chunks."""
+        if len(self.scratch) < n_arrays or self.scratch[0].shape[0] <= n_rows:
+            shape = (n_rows + 1, self.chunk_voxels)
+            self.scratch = [np.empty(shape) for _ in range(n_arrays)]
 
     def wait_added(self, index: int, alive: Callable[[], None]) -> None:
         """Return once block ``index`` is added in whole (`add_share`)."""

@@ -118,24 +118,32 @@ class _Child:
             self._ended()
         row, n_bytes = MESSAGE.unpack(message)
         if row == FAILED:
-            text = _read_message(self.answers, n_bytes).decode(errors="replace")
-            raise RuntimeError(f"reducing a volume failed in a child process:\n{text}")
+            self._raise_traceback(n_bytes)
 
     def raise_if_gone(self) -> None:
-        """Raise what ended the child, if it has ended (its traceback, if it sent one)."""
-        if not self.pid or os.waitpid(self.pid, os.WNOHANG) == (0, 0):
+        """Raise what ended the child, if it has ended: the traceback it sent, else how."""
+        if not self.pid:
             return
-        self.pid = 0  # reaped: the pipe holds what it wrote before it ended
+        pid, status = os.waitpid(self.pid, os.WNOHANG)
+        if pid == 0:
+            return
+        # the pipe holds what it wrote before it ended: answers, perhaps a traceback
         while len(message := _read_message(self.answers, MESSAGE.size)) == MESSAGE.size:
             row, n_bytes = MESSAGE.unpack(message)
             if row == FAILED:
-                text = _read_message(self.answers, n_bytes).decode(errors="replace")
-                raise RuntimeError(f"reducing a volume failed in a child process:\n{text}")
-        raise RuntimeError("the volume-reducing process ended unexpectedly")
+                self.pid = 0
+                self._raise_traceback(n_bytes)
+        self._ended(status)
 
-    def _ended(self) -> None:
-        """Reap a child that is gone unasked; raise how it ended."""
-        _, status = os.waitpid(self.pid, 0)
+    def _raise_traceback(self, n_bytes: int) -> None:
+        text = _read_message(self.answers, n_bytes).decode(errors="replace")
+        raise RuntimeError(f"reducing a volume failed in a child process:\n{text}")
+
+    def _ended(self, status: int | None = None) -> None:
+        """Reap a child that is gone unasked (``status``: reaped already); raise how it
+        ended."""
+        if status is None:
+            _, status = os.waitpid(self.pid, 0)
         self.pid = 0
         message = f"the volume-reducing process ended unexpectedly ({_how(status)})"
         if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
