@@ -373,8 +373,9 @@ def print_table(
 def breakdown(bids_dir: Path, n_volumes: int) -> None:
     """CPU seconds of each stage of reading and fitting one run, in this process.
 
-    One reducing thread, so that CPU time (which other jobs on the machine disturb far less
-    than wall time) attributes cleanly; ISA-L inflates in its own thread throughout.
+    Everything in this thread (``n_threads=0``, as ``--n-cpus 1`` runs), so that CPU time
+    (which other jobs on the machine disturb far less than wall time) attributes cleanly: with
+    a forked smoothing child, this process's CPU time would leave the child's work out.
     """
     from bids_glm.glm.cross_products import CrossProductAccumulator
     from bids_glm.glm.fit_from_sums import fit_from_sums
@@ -398,7 +399,7 @@ def breakdown(bids_dir: Path, n_volumes: int) -> None:
 
     cpu("inflate (ISA-L)", lambda: inflate_seconds(bold))
     read = lambda consume: stream_masked_series(  # noqa: E731
-        bold, mask, mask_image.affine, consume, 5.0, n_threads=1
+        bold, mask, mask_image.affine, consume, 5.0, n_threads=0
     )
     cpu("inflate + convert, smooth, reduce", lambda: read(lambda block: None))
     sums = CrossProductAccumulator(design, int(mask.sum()), n_threads=1)
@@ -408,7 +409,7 @@ def breakdown(bids_dir: Path, n_volumes: int) -> None:
         "fit from the sums (AR(1))",
         lambda: fit_from_sums(design, sums.result(), names, n_threads=1),
     )
-    print(f"\nCPU seconds, {n_volumes} volumes, p = {design.shape[1]}, one reducing thread:")
+    print(f"\nCPU seconds, {n_volumes} volumes, p = {design.shape[1]}, all in one thread:")
     for label, seconds in stages.items():
         print(f"  {label:<36}{seconds:7.2f}  ({1000 * seconds / n_volumes:.1f} ms/volume)")
 

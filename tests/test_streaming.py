@@ -360,9 +360,13 @@ def test_a_truncated_series_is_an_input_error_while_streaming(tmp_path):
         stream_masked_series(path, mask, AFFINE, lambda block: None, n_threads=2)
 
 
-@pytest.mark.parametrize("lines_per_group", [512, 2048])
-def test_smoothing_in_groups_of_lines_is_scipy_on_a_large_volume(lines_per_group):
-    """More lines per pass than one group: each pass must not overwrite lines to come."""
+@pytest.mark.parametrize(
+    ("lines_per_group", "sigma"),
+    [(512, (1.1, 0.9, 1.3)), (2048, (1.1, 0.9, 1.3)), (2048, (4.2, 3.0, 5.0))],
+)
+def test_smoothing_in_groups_of_lines_is_scipy_on_a_large_volume(lines_per_group, sigma):
+    """More lines per pass than one group: each pass must not overwrite lines to come.
+    Wide kernels (radius 12-20) span several blocks of output rows."""
     from scipy.ndimage import gaussian_filter1d
 
     from bids_glm.image.smooth import plan_box_smoother
@@ -371,7 +375,7 @@ def test_smoothing_in_groups_of_lines_is_scipy_on_a_large_volume(lines_per_group
     shape = (47, 91, 63)
     assert shape[1] * shape[2] > 2 * lines_per_group
     volume = np.asfortranarray(rng.normal(800, 60, shape).astype(np.float32))
-    sigma = np.array([1.1, 0.9, 1.3])
+    sigma = np.array(sigma)
     keep = (slice(5, 40), slice(3, 88), slice(0, 63))
     smoother = plan_box_smoother(shape, keep, sigma, lines_per_group=lines_per_group)
     expected = volume.copy()

@@ -36,14 +36,18 @@ import numpy as np
 
 FWHM_PER_SIGMA = float(np.sqrt(8.0 * np.log(2.0)))
 TRUNCATE_SIGMAS = 4.0  # scipy's default support of the sampled kernel
-MIN_BLOCK_ROWS = 16  # output rows per dense block: larger blocks waste work on zeros
-# Lines smoothed together (bounds the float64 scratch per thread). 512 lines keep the scratch
-# in L2 and smooth a volume ~20 % faster alone: the choice of a process that smooths on its own
-# (`bids_glm.image.forked_reducers`). Threads that share the GIL with reading and summing
-# threads do better with 2048: 4x fewer numpy calls, each a release and retake of that GIL
-# (800-volume run: 0.3-0.7 s less in 5 of 5 interleaved pairs).
+# Output rows per dense block, whatever the kernel's width: a block of 8 rows reads 8 + 2 r
+# inputs (r: the kernel's radius), so larger blocks multiply more zeros, and OpenBLAS's small
+# kernels are fastest at 8 columns (4 doubles a register): 8 rows smoothed a 2 mm volume
+# ~15 % faster than 16 at FWHM 3, 5, 8 and 12 mm (r = 3, 4, 7, 10); 4, 6, 12 and 24 were
+# slower than 8 (session 20).
+BLOCK_ROWS = 8
+# Lines smoothed together (bounds the float64 scratch per thread). With blocks of 8 rows, 2048
+# lines were faster than 512 and 1024 in the forked smoothing child too (200 volumes: stream
+# -0.11 s against 512, 8 interleaved pairs), and threads that share the GIL with reading and
+# summing threads gain from 4x fewer numpy calls than 512 take (each a release and retake of
+# that GIL: 800-volume run 0.3-0.7 s less in 5 of 5 pairs, session 9).
 LINES_PER_GROUP = 2048
-LINES_PER_GROUP_ALONE = 512
 
 
 def voxel_sizes_mm(affine: np.ndarray) -> np.ndarray:
@@ -204,11 +208,9 @@ def axis_blocks(
     """Blocks of the banded smoothing operator of one axis, rows ``keep`` only
     (`AxisPass.blocks`)."""
     operator = axis_operator(n_voxels, sigma_vox)[keep]
-    radius = gaussian_weights(sigma_vox).size // 2
-    block_rows = max(MIN_BLOCK_ROWS, 4 * radius)
     blocks = []
-    for start in range(0, operator.shape[0], block_rows):
-        part = operator[start : start + block_rows]
+    for start in range(0, operator.shape[0], BLOCK_ROWS):
+        part = operator[start : start + BLOCK_ROWS]
         used = np.flatnonzero(part.any(axis=0))
         in_start, in_stop = int(used[0]), int(used[-1]) + 1
         matrix = np.ascontiguousarray(part[:, in_start:in_stop].T)  # (in, out): rows @ matrix

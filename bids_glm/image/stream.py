@@ -32,7 +32,7 @@ import numpy as np
 from bids_glm.image.forked_reducers import ForkedReducers, forking_available
 from bids_glm.image.io import checked_layout, stored_view, stored_volumes, volume_buffers
 from bids_glm.image.series_layout import SeriesLayout
-from bids_glm.image.smooth import LINES_PER_GROUP, LINES_PER_GROUP_ALONE, sigma_voxels
+from bids_glm.image.smooth import sigma_voxels
 from bids_glm.image.usable import log_unusable
 from bids_glm.image.volume_reducer import VolumeReducer
 from bids_glm.runtime.progress import Progress
@@ -196,9 +196,7 @@ def _reducers(
     ``2 n_workers + 2`` volume buffers: each worker's volume and the next, and the one being
     inflated; one without workers.
     """
-    alone = in_processes or n_workers == 0  # no thread shares the reducer's GIL
-    lines = LINES_PER_GROUP_ALONE if alone else LINES_PER_GROUP
-    reducer = VolumeReducer(mask, sigma_vox, rows, layout, lines_per_group=lines)
+    reducer = VolumeReducer(mask, sigma_vox, rows, layout)
     n_buffers = 2 * n_workers + 2
     if n_workers == 0:
         buffers = volume_buffers(layout, 1)

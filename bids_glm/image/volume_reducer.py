@@ -18,7 +18,6 @@ import numpy as np
 from bids_glm.image.mask import bounding_box
 from bids_glm.image.series_layout import SeriesLayout
 from bids_glm.image.smooth import (
-    LINES_PER_GROUP,
     BoxSmoother,
     SmoothingWorkspace,
     kernel_radius_voxels,
@@ -53,8 +52,6 @@ class VolumeReducer:
     layout : SeriesLayout
         How the series stores its values (the scaling to data values, whether they can be
         non-finite).
-    lines_per_group : int
-        Lines the smoothing takes at once (`bids_glm.image.smooth.LINES_PER_GROUP`).
     """
 
     def __init__(
@@ -63,7 +60,6 @@ class VolumeReducer:
         sigma_vox: np.ndarray,
         out: np.ndarray,
         layout: SeriesLayout,
-        lines_per_group: int = LINES_PER_GROUP,
     ) -> None:
         smoothing = bool(np.any(np.asarray(sigma_vox) > 0))
         radius = kernel_radius_voxels(sigma_vox) if smoothing else np.zeros(3, dtype=int)
@@ -77,9 +73,7 @@ class VolumeReducer:
                 for k, b in zip(kept_region, self.box, strict=True)
             )
             box_shape = tuple(b.stop - b.start for b in self.box)
-            self.smoother = plan_box_smoother(
-                box_shape, keep, sigma_vox, region_mask, lines_per_group
-            )
+            self.smoother = plan_box_smoother(box_shape, keep, sigma_vox, region_mask)
         # in-mask voxels in the C order of mask[...], addressed in the region's memory order:
         # C for the smoother's output (a gather along contiguous z runs), else the stored
         # volume's Fortran order
