@@ -38,9 +38,10 @@ FWHM_PER_SIGMA = float(np.sqrt(8.0 * np.log(2.0)))
 TRUNCATE_SIGMAS = 4.0  # scipy's default support of the sampled kernel
 # Output rows per dense block, whatever the kernel's width: a block of 8 rows reads 8 + 2 r
 # inputs (r: the kernel's radius), so larger blocks multiply more zeros, and OpenBLAS's small
-# kernels are fastest at 8 columns (4 doubles a register): 8 rows smoothed a 2 mm volume
-# ~15 % faster than 16 at FWHM 3, 5, 8 and 12 mm (r = 3, 4, 7, 10); 4, 6, 12 and 24 were
-# slower than 8 (session 20).
+# kernels are fastest at 8 columns. On a 2 mm MNI volume (`benchmarks/smoothing_blocks.py`)
+# 8 rows beat 4, 6, 12, 16 and 24 at FWHM 3, 5, 8 and 12 mm (r = 3, 4, 7, 10): at 5 mm 2.86 ms
+# a volume against 3.40 with the 16 rows used before; at 8 mm 3.59 against 4.49 at 16 rows and
+# 7.14 at 24 (the rule before, max(16, 4 r), gave 28).
 BLOCK_ROWS = 8
 # Lines smoothed together (bounds the float64 scratch per thread). With blocks of 8 rows, 2048
 # lines were faster than 512 and 1024 in the forked smoothing child too (200 volumes: stream
