@@ -2,10 +2,9 @@
 
 A streamed run keeps two cores busy with inflation, the per-volume reduction (smoothing and
 in-mask gather) and the running sums (which the child and the reading thread share). In one
-process the reduction's ~100 numpy calls a volume each hand the GIL to and from the reading
-thread, and its float64 scratch must be large to keep those calls few. In a child process
-the reduction has a GIL of its own and smooths in cache-sized groups of lines: on the
-800-volume benchmark run the stream took 5.9-6.3 s instead of 7.3-7.6 s (3 of 3 pairs).
+process the reduction's numpy calls each hand the GIL to and from the reading thread. In a
+child process the reduction has a GIL of its own: on the 800-volume benchmark run the stream
+took 5.9-6.3 s instead of 7.3-7.6 s (3 of 3 pairs, session 7).
 
 Protocol: the parent inflates each volume into a ring of buffers in shared memory and sends
 a child ``(ring row, buffer)``; the child reduces that buffer into the ring row (the block
