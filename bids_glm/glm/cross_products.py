@@ -178,12 +178,11 @@ class CrossProductAccumulator:
         stop = self.n_added + block.shape[0]
         if stop > self.n_scans:
             raise ValueError(f"{stop} volumes added to sums over {self.n_scans} kept volumes")
-        if self.n_added == 0:
-            self.shift[:] = block[0]
         self._fit_scratch(block.shape[0], len(self.shares))
         operator = self.operator[:, self.n_added : stop]
+        first = self.n_added == 0
         for_each_in_threads(
-            lambda share: self._add_chunks(operator, block, *share),
+            lambda share: self._add_chunks(operator, block, *share, first),
             list(zip(self.shares, self.scratch, strict=True)),
             self.n_threads,
             "sums",
@@ -218,9 +217,7 @@ class CrossProductAccumulator:
         self._fit_scratch(block.shape[0], 1)
         while (chunk_index := claims.claim(index, alive)) is not None:
             chunk = self.chunks[chunk_index]
-            if index == 0:
-                self.shift[chunk] = block[0, chunk]
-            self._add_chunks(operator, block, [chunk], self.scratch[0])
+            self._add_chunks(operator, block, [chunk], self.scratch[0], index == 0)
             claims.finish(index, alive)
 
     def _fit_scratch(self, n_rows: int, n_arrays: int) -> None:
@@ -235,14 +232,22 @@ class CrossProductAccumulator:
         self._claims.wait(index, alive)
 
     def _add_chunks(
-        self, operator: np.ndarray, block: np.ndarray, chunks: list[slice], scratch: np.ndarray
+        self,
+        operator: np.ndarray,
+        block: np.ndarray,
+        chunks: list[slice],
+        scratch: np.ndarray,
+        first: bool,
     ) -> None:
-        """The block's contribution to the voxel ``chunks`` (disjoint between threads).
+        """The block's contribution to the voxel ``chunks`` (disjoint between threads);
+        ``first``: the run's first block, whose first volume is the shift ``y_0``.
 
         ``scratch`` rows: ``d`` of the volume before the block, then the block's ``d``.
         """
         p = self.p
         for chunk in chunks:
+            if first:
+                self.shift[chunk] = block[0, chunk]
             lagged = scratch[: block.shape[0] + 1, : chunk.stop - chunk.start]
             d = lagged[1:]
             lagged[0] = self.previous[chunk]

@@ -197,9 +197,9 @@ def _reducers(
     inflated; one without workers.
     """
     reducer = VolumeReducer(mask, sigma_vox, rows, layout)
-    n_buffers = 2 * n_workers + 2
+    n_buffers = 2 * n_workers + 2 if n_workers else 1
     if n_workers == 0:
-        buffers = volume_buffers(layout, 1)
+        buffers = volume_buffers(layout, n_buffers)
         stored = [stored_view(buffer, layout) for buffer in buffers]
         return reducer, _InlineReducers(reducer, buffers, stored)
     if in_processes:

@@ -3,9 +3,9 @@
 Start-up work that holds the GIL (pybids' indexing, compiling jinja2 templates) runs on an
 idle core this way while the parent goes on. The child is forked only where that is safe
 (Linux, no other thread) and the thread budget has a core to spare (not with ``--n-cpus 1``,
-which keeps a run to one core), and any failure in it (an exception, a signal, a value that cannot
-be pickled) comes back as "no result": the caller then does the work itself, so it logs and
-raises exactly what doing it in place would.
+which keeps a run to one core), and any failure in it (an exception, a signal, a value that
+cannot be pickled) comes back as "no result": the caller then does the work itself, so it
+logs and raises exactly what doing it in place would.
 """
 
 from __future__ import annotations
